@@ -1,0 +1,371 @@
+"""The artifact: data model, archive reading and atomic writing (docs/artifact.md).
+
+The archive layer (members, dtypes, shapes, hashes, JSON parsing) lives here;
+semantic graph checks and the exactness envelope live in ``intsim.validate``
+and run on every load. Nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "intsim-artifact"
+VERSION = 1
+GRAPH_MEMBER = "graph.json"
+ARRAY_PREFIX = "arrays/"
+ALLOWED_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
+REALIZATIONS = ("split", "grid")
+
+
+class ArtifactError(ValueError):
+    """A refused artifact; the message says what is wrong and where."""
+
+
+# --------------------------------------------------------------------------
+# data model
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """Execution-wide numeric settings (arithmetic.md §2, §4, §5.3, §8)."""
+
+    rounding: str = "half_up"
+    realization: str = "split"
+    overflow: str = "saturate"
+    acc_bits: int = 32
+    stream_bits: int = 24
+    mult_bits: int = 31
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One uniform region: value(q) = (origin + step·q)·unit, q in [qmin, qmax] (§3.1)."""
+
+    origin: int
+    step: int
+    qmin: int
+    qmax: int
+
+    @property
+    def count(self) -> int:
+        return self.qmax - self.qmin + 1
+
+
+@dataclass(frozen=True)
+class EncoderStage:
+    """Per-segment index computation q = R((X − center)·mult, shift) (§3.4)."""
+
+    center: int
+    mult: int
+    shift: int
+
+
+@dataclass(frozen=True)
+class Codebook:
+    """A piecewise-uniform codebook with its encoder (§3)."""
+
+    unit_m: int
+    unit_e: int
+    segments: tuple[Segment, ...]
+    thresholds: tuple[int, ...]
+    encoder: tuple[EncoderStage, ...]
+    grid_bits: int | None = None
+    allocation: str = "uniform"
+    bits: int = 8
+
+    @property
+    def bases(self) -> tuple[int, ...]:
+        """Flat code of each segment's qmin (§3.2)."""
+        out, b = [], 0
+        for s in self.segments:
+            out.append(b)
+            b += s.count
+        return tuple(out)
+
+    @property
+    def num_codes(self) -> int:
+        return sum(s.count for s in self.segments)
+
+    @property
+    def code_bits(self) -> int:
+        """Honest storage width: ceil(log2 N) (§1.3)."""
+        return max(1, math.ceil(math.log2(self.num_codes)))
+
+    def code_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per flat code: (segment, index q, grid value G), each int64[N]."""
+        seg, idx, grid = [], [], []
+        for s_i, s in enumerate(self.segments):
+            q = np.arange(s.qmin, s.qmax + 1, dtype=np.int64)
+            seg.append(np.full(q.shape, s_i, dtype=np.int64))
+            idx.append(q)
+            grid.append(s.origin + s.step * q)
+        return np.concatenate(seg), np.concatenate(idx), np.concatenate(grid)
+
+    def to_json(self) -> dict:
+        return {
+            "unit_m": self.unit_m,
+            "unit_e": self.unit_e,
+            "grid_bits": self.grid_bits,
+            "segments": [s.__dict__ for s in self.segments],
+            "thresholds": list(self.thresholds),
+            "encoder": [e.__dict__ for e in self.encoder],
+            "allocation": self.allocation,
+            "bits": self.bits,
+        }
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    kind: str  # "image" | "stream" | "codes"
+    channels: int
+    frac: int | None = None  # streams only (§1.2)
+    codebook: Codebook | None = None  # codes only (§3)
+
+    def to_json(self) -> dict:
+        d: dict[str, Any] = {"kind": self.kind, "channels": self.channels}
+        if self.kind == "stream":
+            d["frac"] = self.frac
+        if self.kind == "codes":
+            d["codebook"] = self.codebook.to_json()
+        return d
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict = field(default_factory=dict)
+    arrays: dict = field(default_factory=dict)  # role -> array name
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "op": self.op,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "attrs": self.attrs,
+            "arrays": self.arrays,
+        }
+
+
+@dataclass
+class Artifact:
+    """A loaded, validated artifact. ``sha256`` is the hash of the file bytes (None in memory)."""
+
+    model: dict
+    numerics: Numerics
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    tensors: dict[str, TensorSpec]
+    ops: list[OpSpec]
+    arrays: dict[str, np.ndarray]
+    metadata: dict = field(default_factory=dict)
+    sha256: str | None = None
+
+    def array(self, op: OpSpec, role: str) -> np.ndarray:
+        return self.arrays[op.arrays[role]]
+
+    def graph_json(self) -> dict:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": self.model,
+            "numerics": self.numerics.to_json(),
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "tensors": {n: t.to_json() for n, t in self.tensors.items()},
+            "ops": [o.to_json() for o in self.ops],
+            "arrays": {
+                n: {"dtype": str(a.dtype), "shape": list(a.shape), "sha256": array_sha256(a)}
+                for n, a in self.arrays.items()
+            },
+            "metadata": self.metadata,
+        }
+
+
+# --------------------------------------------------------------------------
+# hashing and atomic writes
+
+
+def array_sha256(a: np.ndarray) -> str:
+    """sha256 of the raw C-order little-endian bytes (artifact.md)."""
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def read_npy(data: bytes, what: str) -> np.ndarray:
+    """Parse .npy bytes without ever unpickling; ``what`` names the source in errors."""
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e).lower() or "object" in str(e).lower():
+            raise ArtifactError(f"{what}: holds a pickled/object array, refused (pickle is never loaded)") from None
+        raise ArtifactError(f"{what}: not a valid .npy array ({e})") from None
+    except Exception as e:  # truncated header, bad magic, ...
+        raise ArtifactError(f"{what}: not a valid .npy array ({type(e).__name__}: {e})") from None
+
+
+# --------------------------------------------------------------------------
+# writing
+
+
+def save_artifact(artifact: Artifact, path: str | os.PathLike) -> str:
+    """Validate, then write ``artifact`` atomically; return the file's sha256."""
+    from intsim.validate import validate_artifact
+
+    validate_artifact(artifact)
+    graph = artifact.graph_json()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(GRAPH_MEMBER, json.dumps(graph, indent=1, sort_keys=False))
+        for name, a in artifact.arrays.items():
+            z.writestr(f"{ARRAY_PREFIX}{name}.npy", npy_bytes(a))
+    data = buf.getvalue()
+    atomic_write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------
+# reading
+
+
+def _member_name_ok(name: str) -> bool:
+    return not (name.startswith("/") or "\\" in name or ".." in name.split("/") or name == "")
+
+
+def load_artifact(path: str | os.PathLike) -> Artifact:
+    """Read and fully validate an artifact; raise :class:`ArtifactError` on any defect."""
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such artifact file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ArtifactError(f"{path}: cannot read ({e.strerror})") from None
+    art = parse_artifact_bytes(data, str(path))
+    art.sha256 = hashlib.sha256(data).hexdigest()
+    return art
+
+
+def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
+    try:
+        z = zipfile.ZipFile(io.BytesIO(data))
+        names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ArtifactError(f"{where}: not a readable artifact archive (truncated or corrupt: {e})") from None
+    bad = [n for n in names if not _member_name_ok(n)]
+    if bad:
+        raise ArtifactError(f"{where}: unsafe member name {bad[0]!r} (absolute, '..' or backslash)")
+    if len(set(names)) != len(names):
+        raise ArtifactError(f"{where}: duplicate member names")
+
+    def read(name: str) -> bytes:
+        try:
+            return z.read(name)
+        except (zipfile.BadZipFile, OSError, EOFError, KeyError, ValueError) as e:
+            raise ArtifactError(f"{where}: member {name!r} is corrupt or truncated ({e})") from None
+        except Exception as e:  # zlib.error and friends
+            raise ArtifactError(f"{where}: member {name!r} is corrupt or truncated ({type(e).__name__}: {e})") from None
+
+    if GRAPH_MEMBER not in names:
+        raise ArtifactError(f"{where}: missing {GRAPH_MEMBER}")
+    try:
+        graph = json.loads(read(GRAPH_MEMBER).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{where}: {GRAPH_MEMBER} is not valid JSON ({e})") from None
+    if not isinstance(graph, dict):
+        raise ArtifactError(f"{where}: {GRAPH_MEMBER} must hold a JSON object")
+    if graph.get("format") != FORMAT:
+        raise ArtifactError(f"{where}: format is {graph.get('format')!r}, expected {FORMAT!r}")
+    if graph.get("version") != VERSION:
+        raise ArtifactError(
+            f"{where}: unsupported schema version {graph.get('version')!r} (this intsim reads version {VERSION})"
+        )
+    declared = graph.get("arrays")
+    if not isinstance(declared, dict):
+        raise ArtifactError(f"{where}: 'arrays' must be an object")
+    members = {n[len(ARRAY_PREFIX):-4]: n for n in names if n.startswith(ARRAY_PREFIX) and n.endswith(".npy")}
+    stray = [n for n in names if n != GRAPH_MEMBER and not (n.startswith(ARRAY_PREFIX) and n.endswith(".npy"))]
+    if stray:
+        raise ArtifactError(f"{where}: unexpected member {stray[0]!r}")
+    missing = sorted(set(declared) - set(members))
+    extra = sorted(set(members) - set(declared))
+    if missing:
+        raise ArtifactError(f"{where}: array {missing[0]!r} is declared in graph.json but missing from the archive")
+    if extra:
+        raise ArtifactError(f"{where}: array {extra[0]!r} is in the archive but not declared in graph.json")
+
+    arrays: dict[str, np.ndarray] = {}
+    for name, decl in declared.items():
+        what = f"{where}: array {name!r}"
+        if not isinstance(decl, dict) or set(decl) != {"dtype", "shape", "sha256"}:
+            raise ArtifactError(f"{what}: declaration must have exactly dtype, shape, sha256")
+        a = read_npy(read(members[name]), what)
+        if str(a.dtype) not in ALLOWED_DTYPES:
+            raise ArtifactError(f"{what}: dtype {a.dtype} not allowed (allowed: {', '.join(ALLOWED_DTYPES)})")
+        if str(a.dtype) != decl["dtype"]:
+            raise ArtifactError(f"{what}: dtype is {a.dtype}, graph.json declares {decl['dtype']}")
+        if list(a.shape) != decl["shape"]:
+            raise ArtifactError(f"{what}: shape is {list(a.shape)}, graph.json declares {decl['shape']}")
+        digest = array_sha256(a)
+        if digest != decl["sha256"]:
+            raise ArtifactError(f"{what}: sha256 mismatch (data changed or corrupt: {digest[:12]}… != {str(decl['sha256'])[:12]}…)")
+        arrays[name] = a
+    art = artifact_from_json(graph, arrays, where)
+    return art
+
+
+def artifact_from_json(graph: dict, arrays: dict[str, np.ndarray], where: str = "artifact") -> Artifact:
+    """Build an :class:`Artifact` from parsed graph.json and arrays, then validate it."""
+    from intsim.validate import parse_graph, validate_artifact
+
+    art = parse_graph(graph, arrays, where)
+    validate_artifact(art, where)
+    return art

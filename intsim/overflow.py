@@ -1,0 +1,75 @@
+"""Overflow policies at a configured width: docs/arithmetic.md §4.
+
+``error`` stops execution naming the op, ``saturate`` clamps, ``wrap`` keeps
+the low bits (two's complement). Every out-of-range value is one event.
+"""
+from __future__ import annotations
+
+import enum
+
+import numba
+import numpy as np
+
+
+class OverflowPolicy(enum.IntEnum):
+    ERROR = 0
+    SATURATE = 1
+    WRAP = 2
+
+    @property
+    def spec_name(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, name: "str | OverflowPolicy") -> "OverflowPolicy":
+        if isinstance(name, OverflowPolicy):
+            return name
+        try:
+            return cls[str(name).upper()]
+        except KeyError:
+            raise ValueError(
+                f"unknown overflow policy {name!r}; expected one of "
+                + ", ".join(p.spec_name for p in cls)
+            ) from None
+
+
+class EngineOverflowError(OverflowError):
+    """An overflow under the ``error`` policy; the message names the op."""
+
+
+def signed_range(bits: int) -> tuple[int, int]:
+    """Inclusive range of a ``bits``-wide two's complement integer."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+@numba.njit(cache=True, inline="always")
+def wrap_scalar(v, bits):
+    """Two's complement wrap of int64 ``v`` to ``bits`` (1..63) bits."""
+    half = np.int64(1) << (bits - 1)
+    mask = (np.int64(1) << bits) - 1
+    return ((v + half) & mask) - half
+
+
+def apply_overflow(values, bits: int, policy: "OverflowPolicy | str", where: str) -> tuple[np.ndarray, int]:
+    """Apply ``policy`` at ``bits`` to an int64 array; return (values, events).
+
+    Raises :class:`EngineOverflowError` naming ``where`` under ``error``.
+    """
+    policy = OverflowPolicy.parse(policy)
+    v = np.asarray(values, dtype=np.int64)
+    lo, hi = signed_range(bits)
+    out_of_range = (v < lo) | (v > hi)
+    events = int(np.count_nonzero(out_of_range))
+    if events == 0:
+        return v, 0
+    if policy is OverflowPolicy.ERROR:
+        idx = np.unravel_index(int(np.argmax(out_of_range)), v.shape) if v.ndim else ()
+        raise EngineOverflowError(
+            f"{where}: value {int(v[idx])} at index {tuple(int(i) for i in idx)} "
+            f"overflows {bits}-bit range [{lo}, {hi}] (overflow policy 'error')"
+        )
+    if policy is OverflowPolicy.SATURATE:
+        return np.clip(v, lo, hi), events
+    half = np.int64(1) << (bits - 1)
+    mask = (np.int64(1) << bits) - 1
+    return ((v + half) & mask) - half, events

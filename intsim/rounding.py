@@ -1,0 +1,86 @@
+"""Rescale with one rounding: ``R(I, n)`` of docs/arithmetic.md §2.
+
+``I`` is an int64 value (or array), ``n`` a right shift in [0, 62]. The four
+modes are the named numeric variants of §2; each is implemented once for numpy
+arrays and once as a numba scalar for the kernels (both exercised against an
+exact ``fractions.Fraction`` reference in tests/intsim/test_rounding.py).
+"""
+from __future__ import annotations
+
+import enum
+
+import numba
+import numpy as np
+
+MAX_SHIFT = 62
+
+
+class RoundingMode(enum.IntEnum):
+    """Rounding of ``I·2^-n`` to an integer (arithmetic.md §2)."""
+
+    HALF_UP = 0  # ties toward +inf (TFLite / gemmlowp single rounding)
+    HALF_AWAY = 1  # ties away from zero
+    HALF_EVEN = 2  # ties to even (ONNX)
+    FLOOR = 3  # toward -inf (HLS default)
+
+    @property
+    def spec_name(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, name: "str | RoundingMode") -> "RoundingMode":
+        if isinstance(name, RoundingMode):
+            return name
+        try:
+            return cls[str(name).upper()]
+        except KeyError:
+            raise ValueError(
+                f"unknown rounding mode {name!r}; expected one of "
+                + ", ".join(m.spec_name for m in cls)
+            ) from None
+
+
+@numba.njit(cache=True, inline="always")
+def round_shift_scalar(i, n, mode):
+    """``R(i, n)`` for int64 ``i``, ``0 <= n <= 62`` (numba scalar; §2)."""
+    if n == 0:
+        return i
+    half = np.int64(1) << (n - 1)
+    if mode == 0:  # half_up
+        return (i + half) >> n
+    if mode == 1:  # half_away
+        if i < 0:
+            return -((-i + half) >> n)
+        return (i + half) >> n
+    if mode == 2:  # half_even
+        q = i >> n
+        r = i - (q << n)
+        if r > half or (r == half and (q & 1) == 1):
+            q += 1
+        return q
+    return i >> n  # floor
+
+
+def round_shift(values, n, mode: "RoundingMode | str") -> np.ndarray:
+    """Vectorised ``R(values, n)`` (§2). ``values`` int64; ``n`` scalar or array in [0, 62]."""
+    mode = RoundingMode.parse(mode)
+    i = np.asarray(values, dtype=np.int64)
+    n = np.asarray(n, dtype=np.int64)
+    if np.any(n < 0) or np.any(n > MAX_SHIFT):
+        raise ValueError(f"shift must be in [0, {MAX_SHIFT}]")
+    # For n == 0 every mode is the identity; use shift 1 with a zero half to keep it branch-free.
+    nz = n > 0
+    half = np.where(nz, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), 0)
+    if mode is RoundingMode.FLOOR:
+        out = i >> n
+    elif mode is RoundingMode.HALF_UP:
+        out = (i + half) >> n
+    elif mode is RoundingMode.HALF_AWAY:
+        mag = (np.abs(i) + half) >> n
+        out = np.where(i < 0, -mag, mag)
+    else:  # HALF_EVEN
+        q = i >> n
+        r = i - (q << n)
+        up = nz & ((r > half) | ((r == half) & ((q & 1) == 1)))
+        out = q + up
+    return np.where(nz, out, i).astype(np.int64)
