@@ -256,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("intsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `intsim inspect A | head`: the reader left, not an error
+        sys.stderr.close()
+        return EXIT_OK
     except Exception as e:
         if debug:
             traceback.print_exc()

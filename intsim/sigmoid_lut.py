@@ -26,43 +26,42 @@ _START_DIGITS = 60  # > 50 digits, as the spec requires ("verified against 50-di
 _MAX_DIGITS = 2000  # refuse rather than loop forever (never reached in practice)
 MAX_OUT_FRAC = 30  # lut[j] ≤ 2^out_frac must fit int32
 MAX_LUT_ENTRIES = 1 << 20
+_TAIL = 64  # |x| beyond which every entry is 0 or 2^out_frac (see below)
 
 
 def _sigmoid_scaled_round_half_up(m: int, lut_exp: int, out_frac: int) -> int:
-    """``round_half_up(σ(m·2^-lut_exp)·2^out_frac)`` decided exactly."""
+    """``round_half_up(σ(m·2^-lut_exp)·2^out_frac)`` decided exactly (``0 ≤ out_frac ≤ 30``)."""
     if m == 0:
-        # σ(0) = 1/2 exactly: the only possible tie.
-        v = Fraction(1, 2) * (Fraction(2) ** out_frac)
-        return (v.numerator * 2 + v.denominator) // (2 * v.denominator)  # floor(v + 1/2)
+        # σ(0) = 1/2 exactly: the only possible tie. floor(v + 1/2) on exact rationals.
+        v = Fraction(1 << out_frac, 2)
+        return (2 * v.numerator + v.denominator) // (2 * v.denominator)
+    x = Fraction(m) / (Fraction(2) ** lut_exp)
+    # Far tails: |x| > 64 gives 2^out_frac·e^-|x| < 2^30·e^-64 < 10^-18, so the entry is
+    # 2^out_frac (x > 0) or 0 (x < 0) without evaluating exp (which could overflow).
+    if x > _TAIL:
+        return 1 << out_frac
+    if x < -_TAIL:
+        return 0
+    # |x| ≤ 64 and x = m·2^-k is a finite decimal: convert exactly.
     digits = _START_DIGITS
     while digits <= _MAX_DIGITS:
+        # Enough precision to hold x exactly (a power-of-two denominator 2^k has k decimals).
+        exact = decimal.Context(prec=len(str(abs(x.numerator))) + 2 * x.denominator.bit_length() + 8,
+                                traps=[decimal.Inexact, decimal.Overflow, decimal.Underflow])
+        x_dec = exact.divide(decimal.Decimal(x.numerator), decimal.Decimal(x.denominator))
         ctx = decimal.Context(prec=digits, rounding=decimal.ROUND_HALF_EVEN,
-                              Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN)
-        # x = m·2^-lut_exp, exactly representable as a Decimal (power of 2 → finite decimal),
-        # computed with an exact context big enough to hold it.
-        two = decimal.Decimal(2)
-        exact = decimal.Context(prec=10 * digits + 4 * abs(lut_exp) + 64,
-                                Emax=decimal.MAX_EMAX, Emin=decimal.MIN_EMIN,
-                                traps=[decimal.Inexact])
-        if lut_exp >= 0:
-            x = exact.divide(decimal.Decimal(m), exact.power(two, lut_exp))
-        else:
-            x = exact.multiply(decimal.Decimal(m), exact.power(two, -lut_exp))
-        # σ(x) = 1 / (1 + e^-x); exp is correctly rounded by decimal, each further
-        # step adds at most half an ulp: relative error < 4·10^(1−digits) overall.
-        e = ctx.exp(ctx.minus(x))
-        sig = ctx.divide(decimal.Decimal(1), ctx.add(decimal.Decimal(1), e))
-        scale = 1 << out_frac
-        v = ctx.multiply(sig, decimal.Decimal(scale))  # exact-ish: one more rounding
-        # v ∈ (0, 2^out_frac); absolute error bound (generous): 10·v·10^-digits + tiny.
-        err = ctx.multiply(ctx.add(v, decimal.Decimal(1)), ctx.scaleb(decimal.Decimal(10), -digits + 1))
+                              traps=[decimal.Overflow, decimal.InvalidOperation, decimal.DivisionByZero])
+        # σ(x)·2^f = 2^f / (1 + e^-x). decimal's exp is correctly rounded; the add, divide
+        # and the +1/2 below each add at most half an ulp: the total absolute error is
+        # below 4·(v + 1)·10^(1−digits), which ``err`` bounds with room to spare.
+        e = ctx.exp(-x_dec)
+        v = ctx.divide(decimal.Decimal(1 << out_frac), ctx.add(decimal.Decimal(1), e))
         t = ctx.add(v, decimal.Decimal("0.5"))
+        err = ctx.multiply(ctx.add(v, decimal.Decimal(1)), decimal.Decimal(1).scaleb(2 - digits))
         fl = int(t.to_integral_value(rounding=decimal.ROUND_FLOOR))
-        # Decide only if the whole interval [t − err, t + err] has the same floor.
-        lo = ctx.subtract(t, err)
-        hi = ctx.add(t, err)
-        if (int(lo.to_integral_value(rounding=decimal.ROUND_FLOOR)) == fl
-                and int(hi.to_integral_value(rounding=decimal.ROUND_FLOOR)) == fl):
+        lo = int(ctx.subtract(t, err).to_integral_value(rounding=decimal.ROUND_FLOOR))
+        hi = int(ctx.add(t, err).to_integral_value(rounding=decimal.ROUND_FLOOR))
+        if lo == fl == hi:  # the whole uncertainty interval rounds the same way
             return fl
         digits *= 2
     raise ArithmeticError(  # pragma: no cover - needs a value within 10^-2000 of a tie
@@ -85,8 +84,8 @@ def build_sigmoid_lut(imin: int, imax: int, lut_exp: int, out_frac: int) -> np.n
         raise ValueError(f"sigmoid LUT: {imax - imin + 1} entries exceed the limit {MAX_LUT_ENTRIES}")
     if not 0 <= out_frac <= MAX_OUT_FRAC:
         raise ValueError(f"sigmoid LUT: out_frac {out_frac} outside [0, {MAX_OUT_FRAC}]")
-    if abs(lut_exp) > 4 * MAX_SHIFT:
-        raise ValueError(f"sigmoid LUT: lut_exp {lut_exp} out of range")
+    if abs(lut_exp) > 256:
+        raise ValueError(f"sigmoid LUT: lut_exp {lut_exp} outside [-256, 256]")
     out = np.empty(imax - imin + 1, dtype=np.int32)
     for j, m in enumerate(range(imin, imax + 1)):
         out[j] = _sigmoid_scaled_round_half_up(m, lut_exp, out_frac)
@@ -111,10 +110,10 @@ def lut_index(X, f_in: int, lut_exp: int, imin: int, imax: int,
     if right > MAX_SHIFT:
         raise ValueError(f"sigmoid index: shift f_in − lut_exp = {right} exceeds {MAX_SHIFT}")
     if left:
-        if left > 62:
+        if left >= 63:
             big = x != 0
         else:
-            lim = np.int64(1) << np.int64(62 - left)  # |X| < 2^(62−left) keeps X·2^left and R's +h in int64
+            lim = np.int64(1) << np.int64(63 - left)  # −2^(63−left) ≤ X < 2^(63−left) keeps X·2^left in int64
             big = (x >= lim) | (x < -lim)
         if np.any(big):
             bad = int(x[np.unravel_index(int(np.argmax(big)), x.shape)] if x.ndim else x)

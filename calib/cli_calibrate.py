@@ -1,0 +1,230 @@
+"""``calibrate`` command: float checkpoint → calibrated, snapped artifact.
+
+:func:`run_calibrate` is the library entry point the project CLI calls;
+``python -m calib.cli_calibrate --help`` runs it stand-alone. Bad input raises
+``ValueError`` with a one-line message.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from calib.calibrate import calibrate_minmax, load_calibration_images, psnr
+from calib.data_root import data_root
+from calib.export import export_artifact
+from calib.graph import capture
+from calib.models.edsr import EDSR
+
+#: Models calibrate builds itself (not in the zoo registry, calib/models/zoo.py): full EDSR
+#: (32 blocks, 256 features, res_scale 0.1 — the constant factor is folded into the conv at export).
+#: name → (constructor, kwargs, scales).
+LOCAL_MODELS = {
+    "edsr": (EDSR, {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1}, (2, 3, 4)),
+    "edsr_baseline": (EDSR, {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0}, (2, 3, 4)),
+}
+METHODS = ("minmax",)
+#: Known baselines/methods of design.md §7 that later stages add.
+PLANNED_METHODS = ("percentile", "mse", "omse", "ptq4sr", "2dquant", "oaq", "dual_region", "finetune")
+#: Calibration patches on which the fake-quant model is compared with the float model for the summary.
+SUMMARY_EVAL_PATCHES = 8
+
+
+def parse_bits(bits: str) -> tuple[int, int]:
+    """``'W4A4'`` → (4, 4); W and A in 2..16."""
+    m = re.fullmatch(r"[Ww](\d+)[Aa](\d+)", str(bits).strip())
+    if not m:
+        raise ValueError(f"bits must look like 'W4A4' (weights W, activations A), got {bits!r}")
+    bw, ba = int(m.group(1)), int(m.group(2))
+    for what, b in (("weight", bw), ("activation", ba)):
+        if not 2 <= b <= 16:
+            raise ValueError(f"{what} bits must be in 2..16, got {b} in {bits!r}")
+    return bw, ba
+
+
+def _state_dict_from(obj, path: str) -> dict:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "params", "params_ema", "model"):
+            if key in obj and isinstance(obj[key], dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a state dict of tensors")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def _zoo_entry(model: str):
+    try:
+        from calib.models.zoo import get_model
+    except ImportError:  # the registry is optional here
+        return None
+    try:
+        return get_model(model)
+    except KeyError:
+        return None
+
+
+def known_models() -> list[str]:
+    try:
+        from calib.models.zoo import MODELS as ZOO
+    except ImportError:
+        ZOO = {}
+    return sorted(set(ZOO) | set(LOCAL_MODELS))
+
+
+def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple[torch.nn.Module, float, int]:
+    """The float model (eval mode), its input range (rgb_range) and image channels.
+
+    Random init under ``torch.manual_seed(seed)`` when ``weights`` is None.
+    Models of the zoo registry (calib/models/zoo.py) are built/loaded through
+    it (strict state-dict loading, its checkpoint formats); ``edsr`` (full
+    EDSR) is built here. Whether the graph can be exported is decided later by
+    the capture (unsupported ops are refused by name).
+    """
+    entry = _zoo_entry(model)
+    if entry is not None:
+        if entry.color != "rgb":
+            raise ValueError(f"model {model!r} takes a Y-channel input; calibrate supports RGB models only for now")
+        if scale not in entry.scales:
+            raise ValueError(f"model {model!r} supports scales {', '.join(map(str, entry.scales))}, got {scale}")
+        if weights is None:
+            torch.manual_seed(seed)
+            net = entry.build(scale)
+        else:
+            if not Path(weights).is_file():
+                raise ValueError(f"weights file {weights} does not exist")
+            try:
+                net = entry.load(weights, scale)
+            except (ValueError, RuntimeError, FileNotFoundError) as e:
+                raise ValueError(" ".join(str(e).split())) from None
+        return net.eval(), float(entry.rgb_range), int(entry.in_channels)
+    if model not in LOCAL_MODELS:
+        raise ValueError(f"unknown model {model!r} (known: {', '.join(known_models())})")
+    ctor, kwargs, scales = LOCAL_MODELS[model]
+    if scale not in scales:
+        raise ValueError(f"model {model!r} supports scales {', '.join(map(str, scales))}, got {scale}")
+    torch.manual_seed(seed)
+    net = ctor(scale, **kwargs)
+    if weights is not None:
+        p = Path(weights)
+        if not p.is_file():
+            raise ValueError(f"weights file {weights} does not exist")
+        try:
+            obj = torch.load(p, map_location="cpu", weights_only=True)  # never unpickles code
+        except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
+            raise ValueError(f"{weights}: cannot be read as a torch checkpoint ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        sd = _state_dict_from(obj, weights)
+        missing, unexpected = net.state_dict().keys() - sd.keys(), sd.keys() - net.state_dict().keys()
+        if missing or unexpected:
+            raise ValueError(f"{weights} does not match {model} x{scale}: missing {sorted(missing)[:4]}, "
+                             f"unexpected {sorted(unexpected)[:4]}")
+        try:
+            net.load_state_dict(sd, strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{weights} does not match {model} x{scale}: {str(e).splitlines()[-1].strip()}") from None
+    return net.eval(), float(net.rgb_range), int(net.n_colors)
+
+
+def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method: str, calib_data: str | None,
+                  out: str, realization: str = "split", rounding: str = "half_up", overflow: str = "saturate",
+                  acc_bits: int = 32, stream_bits: int = 24, n_images: int = 100, patch: int = 96, seed: int = 0,
+                  *, mult_bits: int = 31, grid_bits: int | None = None, policy=None, batch_size: int = 2) -> dict:
+    """Calibrate ``model`` and write its artifact to ``out`` (atomically); return a JSON-able summary.
+
+    ``calib_data``: a folder of HR (downsampled by ``scale``) or LR images;
+    default ``<data root>/data/SunHays80`` (the offline stand-in for DIV2K).
+    Defaults follow the paper's recipe (100 images, 96×96 LR patches, batch 2).
+    """
+    from intsim.artifact import save_artifact
+
+    t0 = time.time()
+    bw, ba = parse_bits(bits)
+    method = str(method).lower()
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is not implemented yet (available: {', '.join(METHODS)})")
+    if realization not in ("split", "grid"):
+        raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")
+    if n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    if patch < 1:
+        raise ValueError(f"patch must be >= 1, got {patch}")
+    folder = Path(calib_data) if calib_data else data_root() / "data" / "SunHays80"
+    if not folder.is_dir():
+        raise ValueError(f"calibration data folder {folder} does not exist (set INTSIM_DATA_ROOT or pass calib_data)")
+    net, rgb_range, in_channels = build_model(model, int(scale), weights, int(seed))
+    graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)  # refuses unsupported ops by name
+    images = load_calibration_images(folder, int(n_images), int(patch), int(scale), int(seed), rgb_range=rgb_range)
+    calib = calibrate_minmax(net, images, bw, ba, policy, batch_size=batch_size, graph=graph)
+    meta = {"name": model, "scale": int(scale), "method": method,
+            "weights": os.path.basename(weights) if weights else f"random-init(seed={seed})",
+            "calib_data": folder.name + (" (offline stand-in for DIV2K)" if folder.name == "SunHays80" else ""),
+            "n_images": int(n_images), "patch": int(patch), "seed": int(seed)}
+    art = export_artifact(net, calib, realization=realization, rounding=rounding, overflow=overflow,
+                          acc_bits=acc_bits, stream_bits=stream_bits, mult_bits=mult_bits, grid_bits=grid_bits,
+                          model_meta=meta)
+    digest = save_artifact(art, out)
+
+    # The float32 fake-quant model (unsnapped) against the float model on a few calibration patches.
+    from calib.quant.fakequant import build_fakequant_model
+
+    fq = build_fakequant_model(net, calib)
+    with torch.no_grad():
+        ps = []
+        for img in images[:SUMMARY_EVAL_PATCHES]:
+            x = img.unsqueeze(0)
+            k = 255.0 / rgb_range
+            ps.append(psnr((net(x) * k).clamp(0, 255).round(), (fq(x) * k).clamp(0, 255).round()))
+    finite = [p for p in ps if math.isfinite(p)]
+    return {
+        "out": str(out), "sha256": digest, "model": model, "scale": int(scale), "bits": f"W{bw}A{ba}",
+        "method": method, "realization": realization, "rounding": art.numerics.rounding,
+        "overflow": art.numerics.overflow, "acc_bits": acc_bits, "stream_bits": stream_bits,
+        "mult_bits": mult_bits, "weights": weights, "calib_data": str(folder), "n_images": int(n_images),
+        "patch": int(patch), "seed": int(seed), "ops": len(art.ops),
+        "code_bits": dict(art.model["code_bits"]),
+        "fakequant_vs_fp_psnr_db": (sum(finite) / len(finite)) if finite else None,
+        "seconds": round(time.time() - t0, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m calib.cli_calibrate", description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="edsr_baseline", help=f"one of {', '.join(known_models())}")
+    ap.add_argument("--weights", default=None, help="float checkpoint (.pt/.pth state dict); random init if absent")
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--bits", default="W4A4")
+    ap.add_argument("--method", default="minmax")
+    ap.add_argument("--calib-data", default=None)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--realization", default="split", choices=("split", "grid"))
+    ap.add_argument("--rounding", default="half_up", choices=("half_up", "half_away", "half_even", "floor"))
+    ap.add_argument("--overflow", default="saturate", choices=("error", "saturate", "wrap"))
+    ap.add_argument("--acc-bits", type=int, default=32)
+    ap.add_argument("--stream-bits", type=int, default=24)
+    ap.add_argument("--mult-bits", type=int, default=31)
+    ap.add_argument("--grid-bits", type=int, default=None)
+    ap.add_argument("--n-images", type=int, default=100)
+    ap.add_argument("--patch", type=int, default=96)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    try:
+        summary = run_calibrate(a.model, a.weights, a.scale, a.bits, a.method, a.calib_data, a.out, a.realization,
+                                a.rounding, a.overflow, a.acc_bits, a.stream_bits, a.n_images, a.patch, a.seed,
+                                mult_bits=a.mult_bits, grid_bits=a.grid_bits)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

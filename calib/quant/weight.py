@@ -1,0 +1,127 @@
+"""Symmetric weight quantizers (design.md §7), real-valued.
+
+A b-bit weight quantizer is symmetric and narrow-range: integer weights
+``w_int ∈ [−(2^(b−1)−1), 2^(b−1)−1]``, real weight ``w_int · s`` with one scale
+per tensor (the paper) or per output channel (option). The clip ``c`` gives the
+scale ``s = c / (2^(b−1)−1)``; MinMax uses ``c = max|w|``. The MSE shrink
+search of the full method initialises the same clip later.
+
+Export (calib/export.py) snaps ``s`` to the dyadic ``m_w[co]·2^-k_w`` of
+arithmetic.md §5.2 and stores ``w_int`` as int8 (b ≤ 8) or int16 (b ≤ 16).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+
+def _check_bits(bits: int) -> None:
+    if not (2 <= int(bits) <= 16):
+        raise ValueError(f"weight bits must be in 2..16, got {bits}")
+
+
+def _round_half_away(t: torch.Tensor) -> torch.Tensor:
+    # Half away from zero keeps the integer weights symmetric under negation.
+    return torch.sign(t) * torch.floor(t.abs() + 0.5)
+
+
+def _round_half_away_ste(t: torch.Tensor) -> torch.Tensor:
+    return (_round_half_away(t) - t).detach() + t
+
+
+@dataclass(frozen=True)
+class WeightQuantSpec:
+    """Frozen weight quantizer: ``bits`` and ``scale`` (len 1 = per tensor, len C_out = per channel).
+
+    Scales are in the weight's real units per integer step. ``channel_dim`` is
+    the output-channel axis of the torch weight (0 for Conv2d).
+    """
+
+    bits: int
+    scale: tuple[float, ...]
+    per_channel: bool = False
+    channel_dim: int = 0
+
+    def __post_init__(self):
+        _check_bits(self.bits)
+        if any(not (s > 0 and np.isfinite(s)) for s in self.scale):
+            raise ValueError("weight scales must be positive and finite")
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (int(self.bits) - 1) - 1
+
+    def scale_tensor(self, w: torch.Tensor) -> torch.Tensor:
+        s = torch.tensor(self.scale, dtype=w.dtype, device=w.device)
+        if not self.per_channel:
+            return s.reshape(())
+        shape = [1] * w.dim()
+        shape[self.channel_dim] = -1
+        return s.reshape(shape)
+
+    def quantize(self, w: torch.Tensor) -> torch.Tensor:
+        """Integer weights (int64 tensor, same shape as ``w``)."""
+        q = _round_half_away(w.detach().double() / self.scale_tensor(w.detach().double()))
+        return torch.clamp(q, -self.qmax, self.qmax).to(torch.int64)
+
+    def fake_quant(self, w: torch.Tensor) -> torch.Tensor:
+        return (self.quantize(w).to(w.dtype) * self.scale_tensor(w)).to(w.dtype)
+
+    def to_json(self) -> dict:
+        return {"bits": int(self.bits), "per_channel": self.per_channel,
+                "scale": list(self.scale) if self.per_channel else float(self.scale[0])}
+
+
+def minmax_weight_spec(weight: torch.Tensor, bits: int, per_channel: bool = False, channel_dim: int = 0) -> WeightQuantSpec:
+    """MinMax clip: ``s = max|w| / (2^(b−1)−1)`` per tensor or per output channel.
+
+    An all-zero channel borrows the largest channel scale (any scale represents
+    it exactly; a tiny one would only waste mantissa bits at export); an
+    all-zero tensor gets scale 1.
+    """
+    _check_bits(bits)
+    w = weight.detach().double()
+    qmax = 2 ** (int(bits) - 1) - 1
+    if per_channel:
+        amax = w.abs().transpose(0, channel_dim).reshape(w.shape[channel_dim], -1).amax(dim=1)
+        top = float(amax.max())
+        scales = [(float(a) if a > 0 else (top if top > 0 else qmax)) / qmax for a in amax]
+    else:
+        top = float(w.abs().max())
+        scales = [(top if top > 0 else qmax) / qmax]
+    return WeightQuantSpec(int(bits), tuple(scales), per_channel, channel_dim)
+
+
+class WeightQuantizer(nn.Module):
+    """Trainable symmetric weight fake quantizer with a learned clip (per tensor or per channel)."""
+
+    def __init__(self, spec: WeightQuantSpec):
+        super().__init__()
+        self.bits = int(spec.bits)
+        self.per_channel = spec.per_channel
+        self.channel_dim = spec.channel_dim
+        self.clip = nn.Parameter(torch.tensor(spec.scale, dtype=torch.float64) * spec.qmax)
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+    def spec(self) -> WeightQuantSpec:
+        return WeightQuantSpec(self.bits, tuple(float(c) / self.qmax for c in self.clip.detach()),
+                               self.per_channel, self.channel_dim)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        # float64 inside, so rounding ties resolve exactly as WeightQuantSpec.quantize (which export uses).
+        dtype = w.dtype
+        w = w.double()
+        s = self.clip.double() / self.qmax
+        if self.per_channel:
+            shape = [1] * w.dim()
+            shape[self.channel_dim] = -1
+            s = s.reshape(shape)
+        else:
+            s = s.reshape(())
+        return (torch.clamp(_round_half_away_ste(w / s), -self.qmax, self.qmax) * s).to(dtype)

@@ -1,0 +1,1 @@
+"""Golden op implementations, one module per family (real forms, docs/arithmetic.md)."""

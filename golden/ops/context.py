@@ -1,0 +1,84 @@
+"""Per-op execution context shared by the golden op modules.
+
+Holds the artifact, the op, its event counters and the two stores every op
+needs: the requantization of (1.5) and the stream overflow policy (§4).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from golden.numerics import GoldenError, check_exact, overflow, rnd
+
+
+class OpContext:
+    def __init__(self, art, op, force_ordered: bool = False):
+        self.art = art
+        self.force_ordered = force_ordered  # tests: emulate accumulators even when no overflow is possible
+        self.op = op
+        self.numerics = art.numerics
+        self.events = {"acc_overflow": 0, "stream_overflow": 0, "saturations": 0}
+
+    # -- graph lookups -------------------------------------------------
+    def spec(self, tensor: str):
+        try:
+            return self.art.tensors[tensor]
+        except KeyError:
+            raise GoldenError(f"op {self.op.name}: tensor {tensor!r} is not declared") from None
+
+    def frac(self, tensor: str) -> int:
+        spec = self.spec(tensor)
+        if spec.kind != "stream" or spec.frac is None:
+            raise GoldenError(f"op {self.op.name}: tensor {tensor!r} is not a stream with a frac")
+        return int(spec.frac)
+
+    def attr(self, key: str):
+        try:
+            return self.op.attrs[key]
+        except KeyError:
+            raise GoldenError(f"op {self.op.name} ({self.op.op}): missing attribute {key!r}") from None
+
+    def array(self, role: str) -> np.ndarray:
+        try:
+            return np.asarray(self.art.arrays[self.op.arrays[role]])
+        except KeyError:
+            raise GoldenError(f"op {self.op.name} ({self.op.op}): missing array role {role!r}") from None
+
+    def farray(self, role: str) -> torch.Tensor:
+        """An integer array as an exact float64 tensor."""
+        a = self.array(role).astype(np.int64)
+        if a.size and int(np.abs(a).max()) >= 2**53:
+            raise GoldenError(f"op {self.op.name}: array {role!r} has entries beyond 2^53")
+        return torch.from_numpy(a.astype(np.float64))
+
+    def where(self, tensor: str | None = None) -> str:
+        w = f"op {self.op.name} ({self.op.op})"
+        return f"{w} tensor {tensor}" if tensor else w
+
+    # -- stores --------------------------------------------------------
+    def ovf_stream(self, X: torch.Tensor, tensor: str) -> torch.Tensor:
+        X, ev = overflow(X, self.numerics.stream_bits, self.numerics.overflow, self.where(tensor))
+        self.events["stream_overflow"] += ev
+        return X
+
+    def ovf_acc(self, A: torch.Tensor, what: str) -> torch.Tensor:
+        A, ev = overflow(A, self.numerics.acc_bits, self.numerics.overflow, f"{self.where()} accumulator {what}")
+        self.events["acc_overflow"] += ev
+        return A
+
+    def store(self, t: torch.Tensor, tensor: str, n: int | None = None) -> torch.Tensor:
+        """(1.5): ``X = OVF_stream(RND(t))`` where ``t = v·2^f_o`` is exact.
+
+        ``n`` (when known) is the integer form's shift; it guards the envelope.
+        """
+        if n is not None:
+            check_exact(t, n, self.where(tensor))
+        return self.ovf_stream(rnd(t, self.numerics.rounding), tensor)
+
+    def saturate_count(self, t: torch.Tensor, lo, hi) -> torch.Tensor:
+        q = torch.clamp(t, lo, hi) if not torch.is_tensor(lo) else torch.minimum(torch.maximum(t, lo), hi)
+        self.events["saturations"] += int((q != t).sum())
+        return q
+
+
+__all__ = ["OpContext"]

@@ -1,0 +1,269 @@
+"""Image conversions and stream ops (docs/arithmetic.md §6), real forms in float64.
+
+Tensors are HWC float64 holding integers: a stream holds ``X`` (real value
+``X·2^-f``), an image holds ``P``. Each op forms its exact real value ``v`` and,
+where the spec stores by (1.5), rounds ``v·2^f_o`` once and applies the stream
+overflow policy.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from golden.numerics import EXACT, F64, GoldenError, check_exact, pow2, rnd
+from golden.ops.context import OpContext
+
+
+def _shift(ctx: OpContext, n: int, what: str) -> int:
+    if not 0 <= n <= 62:
+        raise GoldenError(f"{ctx.where()}: shift {what} = {n} is outside [0, 62]")
+    return n
+
+
+def _same_frac(ctx: OpContext) -> int:
+    f_i = ctx.frac(ctx.op.inputs[0])
+    for o in ctx.op.outputs:
+        if ctx.frac(o) != f_i:
+            raise GoldenError(f"{ctx.where()}: output {o!r} frac {ctx.frac(o)} must equal the input frac {f_i}")
+    return f_i
+
+
+def _per_channel(ctx: OpContext, role: str, C: int) -> torch.Tensor:
+    a = ctx.farray(role)
+    if tuple(a.shape) != (C,):
+        raise GoldenError(f"{ctx.where()}: array {role!r} has shape {list(a.shape)}, expected [{C}]")
+    return a
+
+
+# -- §6.1 / §6.2 -------------------------------------------------------------
+
+def image_in(ctx: OpContext, ins):
+    (P,) = ins
+    out = ctx.op.outputs[0]
+    f_o = ctx.frac(out)
+    e = int(ctx.attr("exp"))
+    n = _shift(ctx, e - f_o, "e − f_o")
+    C = P.shape[2]
+    m = _per_channel(ctx, "mult", C)
+    o = _per_channel(ctx, "offset", C)
+    v = P * (m * pow2(-e)) + o * pow2(-e)  # real v = P·a_c + b_c
+    return [ctx.store(v * pow2(f_o), out, n)]
+
+
+def image_out(ctx: OpContext, ins):
+    (X,) = ins
+    f_i = ctx.frac(ctx.op.inputs[0])
+    e = int(ctx.attr("exp"))
+    n = _shift(ctx, f_i + e, "f_i + e")
+    C = X.shape[2]
+    m = _per_channel(ctx, "mult", C)
+    o = _per_channel(ctx, "offset", C)
+    v = (X * pow2(-f_i)) * (m * pow2(-e)) + o * pow2(-e)  # real v = x·a_c + b_c
+    check_exact(v, n, ctx.where(ctx.op.outputs[0]))
+    return [ctx.saturate_count(rnd(v, ctx.numerics.rounding), 0.0, 255.0)]
+
+
+# -- §6.3 – §6.7 -------------------------------------------------------------
+
+def add(ctx: OpContext, ins):
+    a, b = ins
+    if a.shape != b.shape:
+        raise GoldenError(f"{ctx.where()}: operand shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
+    fa, fb = ctx.frac(ctx.op.inputs[0]), ctx.frac(ctx.op.inputs[1])
+    out = ctx.op.outputs[0]
+    f_o = ctx.frac(out)
+    n = _shift(ctx, max(fa, fb, f_o) - f_o, "F − f_o")
+    v = a * pow2(-fa) + b * pow2(-fb)
+    return [ctx.store(v * pow2(f_o), out, n)]
+
+
+def concat(ctx: OpContext, ins):
+    out = ctx.op.outputs[0]
+    f_o = ctx.frac(out)
+    parts = []
+    for name, X in zip(ctx.op.inputs, ins):
+        f_i = ctx.frac(name)
+        if X.shape[:2] != ins[0].shape[:2]:
+            raise GoldenError(f"{ctx.where()}: input {name!r} spatial size {tuple(X.shape[:2])} differs")
+        n = _shift(ctx, max(f_i, f_o) - f_o, f"F_i − f_o for {name}")
+        parts.append(ctx.store(X * pow2(-f_i) * pow2(f_o), out, n))
+    return [torch.cat(parts, dim=2)]
+
+
+def split(ctx: OpContext, ins):
+    (X,) = ins
+    _same_frac(ctx)
+    sizes = [int(s) for s in ctx.attr("sizes")]
+    if sum(sizes) != X.shape[2] or len(sizes) != len(ctx.op.outputs):
+        raise GoldenError(f"{ctx.where()}: sizes {sizes} do not split {X.shape[2]} channels into "
+                          f"{len(ctx.op.outputs)} outputs")
+    return list(torch.split(X, sizes, dim=2))
+
+
+def relu(ctx: OpContext, ins):
+    (X,) = ins
+    _same_frac(ctx)
+    return [torch.clamp(X, min=0.0)]
+
+
+def _slope(ctx: OpContext, X: torch.Tensor, M: torch.Tensor | float, k: int):
+    _same_frac(ctx)
+    _shift(ctx, k, "k")
+    out = ctx.op.outputs[0]
+    neg = X < 0
+    t = torch.where(neg, X * M * pow2(-k), torch.zeros_like(X))  # (x·α)·2^f
+    check_exact(t, k, ctx.where(out))
+    y = torch.where(neg, rnd(t, ctx.numerics.rounding), X)
+    return [ctx.ovf_stream(y, out)]
+
+
+def leaky_relu(ctx: OpContext, ins):
+    (X,) = ins
+    return _slope(ctx, X, float(int(ctx.attr("mult"))), int(ctx.attr("shift")))
+
+
+def prelu(ctx: OpContext, ins):
+    (X,) = ins
+    return _slope(ctx, X, _per_channel(ctx, "mult", X.shape[2]), int(ctx.attr("shift")))
+
+
+# -- §6.8 – §6.10 ------------------------------------------------------------
+
+def pixel_shuffle(ctx: OpContext, ins):
+    (X,) = ins
+    _same_frac(ctx)
+    r = int(ctx.attr("factor"))
+    if r < 1 or X.shape[2] % (r * r):
+        raise GoldenError(f"{ctx.where()}: {X.shape[2]} channels not divisible by factor² = {r * r}")
+    y = F.pixel_shuffle(X.permute(2, 0, 1).unsqueeze(0), r)
+    return [y[0].permute(1, 2, 0).contiguous()]
+
+
+def upsample_nearest(ctx: OpContext, ins):
+    (X,) = ins
+    _same_frac(ctx)
+    r = int(ctx.attr("factor"))
+    if r < 1:
+        raise GoldenError(f"{ctx.where()}: factor must be ≥ 1")
+    return [X.repeat_interleave(r, dim=0).repeat_interleave(r, dim=1)]
+
+
+def bilinear_taps(size: int, r: int) -> tuple[list[int], list[int], list[int], list[int]]:
+    """§6.10 per output index: (i0, i1, weight of i0, weight of i1); weights sum to 2r."""
+    i0s, i1s, w0s, w1s = [], [], [], []
+    for y in range(size * r):
+        t = 2 * y + 1 - r
+        if t < 0:
+            i0, a = 0, 0
+        else:
+            i0 = t // (2 * r)
+            a = t - 2 * r * i0
+        i1 = min(i0 + 1, size - 1)
+        i0s.append(i0)
+        i1s.append(i1)
+        w0s.append(2 * r - a)
+        w1s.append(a)
+    return i0s, i1s, w0s, w1s
+
+
+def upsample_bilinear(ctx: OpContext, ins):
+    """Real form ``v = (Σ wy·wx·x)·M·2^-k`` with the op's dyadic reciprocal ``M·2^-k`` of (2r)²."""
+    (X,) = ins
+    f = _same_frac(ctx)
+    r = int(ctx.attr("factor"))
+    M = int(ctx.attr("mult"))
+    k = _shift(ctx, int(ctx.attr("shift")), "k")
+    if r < 1:
+        raise GoldenError(f"{ctx.where()}: factor must be ≥ 1")
+    H, W, _ = X.shape
+    i0, i1, w0, w1 = (torch.tensor(v) for v in bilinear_taps(H, r))
+    rows = X[i0] * w0.to(F64).view(-1, 1, 1) + X[i1] * w1.to(F64).view(-1, 1, 1)
+    j0, j1, v0, v1 = (torch.tensor(v) for v in bilinear_taps(W, r))
+    S = rows[:, j0] * v0.to(F64).view(1, -1, 1) + rows[:, j1] * v1.to(F64).view(1, -1, 1)  # Σ wy·wx·X
+    out = ctx.op.outputs[0]
+    v = S * pow2(-f) * float(M) * pow2(-k)
+    return [ctx.store(v * pow2(f), out, k)]
+
+
+# -- §6.11 / §6.12 -----------------------------------------------------------
+
+def _recip(N: int, k: int) -> int:
+    """M_N = ⌊(2^(k+1) + N) / (2N)⌋ (§6.11), an integer function of the spec."""
+    return (2 ** (k + 1) + N) // (2 * N)
+
+
+def _mean(ctx: OpContext, X: torch.Tensor, k: int, out: str) -> torch.Tensor:
+    H, W, C = X.shape
+    N = H * W
+    if N == 0:
+        raise GoldenError(f"{ctx.where()}: empty input")
+    if float(X.abs().max()) * (pow2(k) + N) >= EXACT:
+        raise GoldenError(f"{ctx.where()}: image too large for the pooling reciprocal "
+                          f"(max|X|·(2^k + N) reaches 2^53, arithmetic.md §6.11)")
+    s = X.sum(dim=(0, 1)).view(1, 1, C)  # exact: |Σ| < 2^53
+    t = s * float(_recip(N, k)) * pow2(-k)  # (Σ x·M_N·2^-k)·2^f
+    return ctx.store(t, out, k)
+
+
+def mean_pool(ctx: OpContext, ins):
+    (X,) = ins
+    _same_frac(ctx)
+    k = _shift(ctx, int(ctx.attr("shift")), "k")
+    return [_mean(ctx, X, k, ctx.op.outputs[0])]
+
+
+def _isqrt(V: torch.Tensor) -> torch.Tensor:
+    """⌊√V⌋ for integer-valued 0 ≤ V < 2^53 (float sqrt, then exact integer correction)."""
+    r = torch.floor(torch.sqrt(V))
+    r = r - (r * r > V).to(F64)
+    r = r + ((r + 1) * (r + 1) <= V).to(F64)
+    return r
+
+
+def std_pool(ctx: OpContext, ins):
+    (X,) = ins
+    _same_frac(ctx)
+    k = _shift(ctx, int(ctx.attr("shift")), "k")
+    p = _shift(ctx, int(ctx.attr("pre_shift")), "p")
+    out = ctx.op.outputs[0]
+    H, W, C = X.shape
+    N = H * W
+    mu = _mean(ctx, X, k, out)  # μ = mean_pool(X), its overflow counted here
+    d = rnd((X - mu) * pow2(-p), ctx.numerics.rounding)
+    if float((d * d).max()) * (pow2(k) + N) >= EXACT:
+        raise GoldenError(f"{ctx.where()}: image too large for the variance "
+                          f"(max d²·(2^k + N) reaches 2^53, arithmetic.md §6.12)")
+    ss = (d * d).sum(dim=(0, 1)).view(1, 1, C)
+    V = rnd(ss * float(_recip(N, k)) * pow2(-k), ctx.numerics.rounding)
+    return [ctx.ovf_stream(_isqrt(V) * pow2(p), out)]
+
+
+# -- §6.13 / §6.14 -----------------------------------------------------------
+
+def sigmoid(ctx: OpContext, ins):
+    (X,) = ins
+    f_i = ctx.frac(ctx.op.inputs[0])
+    out = ctx.op.outputs[0]
+    k_lut = int(ctx.attr("lut_exp"))
+    imin, imax = int(ctx.attr("imin")), int(ctx.attr("imax"))
+    lut = ctx.farray("lut")
+    if imax < imin or tuple(lut.shape) != (imax - imin + 1,):
+        raise GoldenError(f"{ctx.where()}: lut has shape {list(lut.shape)}, expected [{imax - imin + 1}]")
+    t = X * pow2(-f_i) * pow2(k_lut)  # x·2^k_lut
+    check_exact(t, max(0, f_i - k_lut), ctx.where(out))
+    i = ctx.saturate_count(rnd(t, ctx.numerics.rounding), float(imin), float(imax))
+    y = lut[(i - imin).to(torch.int64)]
+    return [ctx.ovf_stream(y, out)]
+
+
+def mul(ctx: OpContext, ins):
+    X, G = ins
+    if G.shape[0] != 1 or G.shape[1] != 1 or G.shape[2] != X.shape[2]:
+        raise GoldenError(f"{ctx.where()}: gain shape {tuple(G.shape)} is not 1×1×{X.shape[2]}")
+    fx, fg = ctx.frac(ctx.op.inputs[0]), ctx.frac(ctx.op.inputs[1])
+    out = ctx.op.outputs[0]
+    f_o = ctx.frac(out)
+    n = _shift(ctx, fx + fg - f_o, "f_x + f_g − f_o")
+    v = (X * pow2(-fx)) * (G * pow2(-fg))
+    return [ctx.store(v * pow2(f_o), out, n)]
+

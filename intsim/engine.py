@@ -1,0 +1,308 @@
+"""Run an artifact on one image with integer arithmetic only (docs/arithmetic.md).
+
+:func:`run` walks the ops in their stored (topological) order and dispatches
+each by its type through :data:`OPS`, a registry of adapters that read the op's
+attributes, arrays and tensor fracs and call the stateless op functions of
+:mod:`intsim.ops`. Event counters (§7) are collected per op and totalled.
+
+The artifact is assumed validated (``intsim.validate`` on load); the engine
+still checks what it needs to run safely (the input image, codes in range,
+shifts in [0, 62], shapes) and raises ``ValueError`` with a clear message.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from intsim import bounds
+from intsim.artifact import Artifact, OpSpec
+from intsim.encoder import encode
+from intsim.ops import conv as conv_ops
+from intsim.ops import elementwise, image, pooling, resample, sigmoid
+
+
+@dataclass
+class RunResult:
+    """What one run produced.
+
+    ``tensors``: graph tensor name → array (streams and codes int64 H×W×C,
+    images uint8 H×W×C); every tensor with ``keep_tensors=True``, else only the
+    graph outputs. ``counters``: JSON-serialisable event counts (arithmetic.md §7)
+    as ``{"ops": {name: {...}}, "totals": {...}}``.
+    """
+
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+    counters: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------
+# adapters: (artifact, op, input arrays) -> (output arrays, events)
+
+Adapter = Callable[[Artifact, OpSpec, list], tuple[list, dict]]
+
+
+def _frac(art: Artifact, tensor: str) -> int:
+    t = art.tensors[tensor]
+    if t.kind != "stream":
+        raise ValueError(f"tensor {tensor!r} is {t.kind}, a stream was expected")
+    return int(t.frac)
+
+
+def _same_frac(art: Artifact, op: OpSpec) -> None:
+    # Ops without arithmetic keep the input frac (§6.5–6.9); a differing output frac is a malformed graph.
+    f_in = _frac(art, op.inputs[0])
+    for o in op.outputs:
+        if _frac(art, o) != f_in:
+            raise ValueError(f"op {op.name!r} ({op.op}): output {o!r} frac {_frac(art, o)} != input frac {f_in}")
+
+
+def _codebook_of(art: Artifact, tensor: str):
+    t = art.tensors[tensor]
+    if t.kind != "codes" or t.codebook is None:
+        raise ValueError(f"tensor {tensor!r} is {t.kind}, codes with a codebook were expected")
+    return t.codebook
+
+
+def _image_in(art, op, xs):
+    x, ev = image.image_in(xs[0], art.array(op, "mult"), art.array(op, "offset"), exp=op.attrs["exp"],
+                           f_out=_frac(art, op.outputs[0]), numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+def _image_out(art, op, xs):
+    x, ev = image.image_out(xs[0], art.array(op, "mult"), art.array(op, "offset"), exp=op.attrs["exp"],
+                            f_in=_frac(art, op.inputs[0]), numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+def _encode(art, op, xs):
+    codebook = _codebook_of(art, op.outputs[0])
+    codes, sats, hist = encode(xs[0], codebook, art.numerics.rounding)
+    return [codes], {"acc_overflow": 0, "stream_overflow": 0, "saturations": sats,
+                     "code_histogram": [int(v) for v in hist]}
+
+
+def _conv2d(art, op, xs):
+    a = op.attrs
+    if [int(k) for k in a["kernel"]] != list(art.array(op, "weight").shape[1:3]):
+        raise ValueError(f"op {op.name!r}: attrs kernel {a['kernel']} != weight shape {art.array(op, 'weight').shape}")
+    x, ev = conv_ops.conv2d(xs[0], _codebook_of(art, op.inputs[0]), art.array(op, "weight"), art.array(op, "w_mant"),
+                            art.array(op, "bias"), w_exp=a["w_exp"], f_out=_frac(art, op.outputs[0]),
+                            stride=a.get("stride", (1, 1)), padding=a.get("padding", (0, 0)),
+                            dilation=a.get("dilation", (1, 1)), groups=a.get("groups", 1),
+                            numerics=art.numerics, name=op.name, ordered=bounds.conv_can_overflow(art, op))
+    return [x], ev
+
+
+def _conv_transpose2d(art, op, xs):
+    a = op.attrs
+    if [int(k) for k in a["kernel"]] != list(art.array(op, "weight").shape[1:3]):
+        raise ValueError(f"op {op.name!r}: attrs kernel {a['kernel']} != weight shape {art.array(op, 'weight').shape}")
+    x, ev = conv_ops.conv_transpose2d(xs[0], _codebook_of(art, op.inputs[0]), art.array(op, "weight"),
+                                      art.array(op, "w_mant"), art.array(op, "bias"), w_exp=a["w_exp"],
+                                      f_out=_frac(art, op.outputs[0]), stride=a.get("stride", (1, 1)),
+                                      padding=a.get("padding", (0, 0)),
+                                      output_padding=a.get("output_padding", (0, 0)),
+                                      numerics=art.numerics, name=op.name,
+                                      ordered=bounds.conv_can_overflow(art, op))
+    return [x], ev
+
+
+def _add(art, op, xs):
+    x, ev = elementwise.add(xs[0], xs[1], f_a=_frac(art, op.inputs[0]), f_b=_frac(art, op.inputs[1]),
+                            f_out=_frac(art, op.outputs[0]), numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+def _concat(art, op, xs):
+    x, ev = elementwise.concat(xs, [_frac(art, t) for t in op.inputs], f_out=_frac(art, op.outputs[0]),
+                               numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+def _split(art, op, xs):
+    _same_frac(art, op)
+    sizes = op.attrs["sizes"]
+    if len(sizes) != len(op.outputs):
+        raise ValueError(f"op {op.name!r}: {len(sizes)} sizes for {len(op.outputs)} outputs")
+    return elementwise.split(xs[0], sizes, name=op.name)
+
+
+def _relu(art, op, xs):
+    _same_frac(art, op)
+    x, ev = elementwise.relu(xs[0], name=op.name)
+    return [x], ev
+
+
+def _leaky_relu(art, op, xs):
+    _same_frac(art, op)
+    x, ev = elementwise.leaky_relu(xs[0], mult=op.attrs["mult"], shift=op.attrs["shift"],
+                                   numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+def _prelu(art, op, xs):
+    _same_frac(art, op)
+    x, ev = elementwise.prelu(xs[0], art.array(op, "mult"), shift=op.attrs["shift"],
+                              numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+def _mul(art, op, xs):
+    x, ev = elementwise.mul(xs[0], xs[1], f_x=_frac(art, op.inputs[0]), f_g=_frac(art, op.inputs[1]),
+                            f_out=_frac(art, op.outputs[0]), numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+def _pixel_shuffle(art, op, xs):
+    _same_frac(art, op)
+    x, ev = resample.pixel_shuffle(xs[0], op.attrs["factor"], name=op.name)
+    return [x], ev
+
+
+def _upsample_nearest(art, op, xs):
+    _same_frac(art, op)
+    x, ev = resample.upsample_nearest(xs[0], op.attrs["factor"], name=op.name)
+    return [x], ev
+
+
+def _upsample_bilinear(art, op, xs):
+    _same_frac(art, op)
+    a = op.attrs
+    x, ev = resample.upsample_bilinear(xs[0], factor=a["factor"], mult=a["mult"], shift=a["shift"],
+                                       numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+def _mean_pool(art, op, xs):
+    _same_frac(art, op)
+    x, ev = pooling.mean_pool(xs[0], shift=op.attrs["shift"], numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+def _std_pool(art, op, xs):
+    _same_frac(art, op)
+    x, ev = pooling.std_pool(xs[0], shift=op.attrs["shift"], pre_shift=op.attrs["pre_shift"],
+                             numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+def _sigmoid(art, op, xs):
+    a = op.attrs
+    x, ev = sigmoid.sigmoid(xs[0], art.array(op, "lut"), lut_exp=a["lut_exp"], imin=a["imin"], imax=a["imax"],
+                            f_in=_frac(art, op.inputs[0]), numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
+OPS: dict[str, Adapter] = {
+    "image_in": _image_in,
+    "image_out": _image_out,
+    "encode": _encode,
+    "conv2d": _conv2d,
+    "conv_transpose2d": _conv_transpose2d,
+    "add": _add,
+    "concat": _concat,
+    "split": _split,
+    "relu": _relu,
+    "leaky_relu": _leaky_relu,
+    "prelu": _prelu,
+    "pixel_shuffle": _pixel_shuffle,
+    "upsample_nearest": _upsample_nearest,
+    "upsample_bilinear": _upsample_bilinear,
+    "mean_pool": _mean_pool,
+    "std_pool": _std_pool,
+    "sigmoid": _sigmoid,
+    "mul": _mul,
+}
+"""Op type → adapter. Every op type of docs/artifact.md has an entry."""
+
+
+_TOTAL_KEYS = ("acc_overflow", "stream_overflow", "saturations")
+
+
+def _check_image(art: Artifact, image_px: np.ndarray) -> str:
+    if len(art.inputs) != 1:
+        raise ValueError(f"artifact has {len(art.inputs)} inputs; the engine runs single-image graphs")
+    name = art.inputs[0]
+    spec = art.tensors[name]
+    if spec.kind != "image":
+        raise ValueError(f"graph input {name!r} is a {spec.kind} tensor, expected an image")
+    a = np.asarray(image_px)
+    if a.dtype != np.uint8:
+        raise ValueError(f"input image must be uint8, got {a.dtype}")
+    if a.ndim == 2 and spec.channels == 1:
+        a = a[:, :, None]
+    if a.ndim != 3:
+        raise ValueError(f"input image must be H×W×C, got shape {a.shape}")
+    if a.shape[2] != spec.channels:
+        raise ValueError(f"input image has {a.shape[2]} channels, the artifact's input {name!r} needs {spec.channels}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"input image is empty: shape {a.shape}")
+    return name
+
+
+def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResult:
+    """Execute ``art`` on one uint8 H×W×C image (C = the input tensor's channels).
+
+    Returns a :class:`RunResult`. Raises ``ValueError`` for an unusable image or
+    a malformed op, :class:`~intsim.overflow.EngineOverflowError` under the
+    ``error`` overflow policy.
+    """
+    in_name = _check_image(art, image)
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[:, :, None]
+    env: dict[str, np.ndarray] = {in_name: np.ascontiguousarray(img)}
+
+    # Remaining consumers per tensor, so intermediates can be dropped when not kept.
+    uses: dict[str, int] = {}
+    for op in art.ops:
+        for t in op.inputs:
+            uses[t] = uses.get(t, 0) + 1
+    outputs = set(art.outputs)
+
+    op_counters: dict[str, dict] = {}
+    totals = {"macs": 0, **{k: 0 for k in _TOTAL_KEYS}}
+    for op in art.ops:
+        adapter = OPS.get(op.op)
+        if adapter is None:
+            raise ValueError(f"op {op.name!r}: unknown op type {op.op!r}")
+        missing = [t for t in op.inputs if t not in env]
+        if missing:
+            raise ValueError(f"op {op.name!r}: input tensor {missing[0]!r} not computed yet (ops out of order?)")
+        results, events = adapter(art, op, [env[t] for t in op.inputs])
+        if len(results) != len(op.outputs):
+            raise ValueError(f"op {op.name!r}: produced {len(results)} outputs, graph declares {len(op.outputs)}")
+        for t, v in zip(op.outputs, results):
+            spec = art.tensors[t]
+            if v.shape[2] != spec.channels:
+                raise ValueError(f"op {op.name!r}: output {t!r} has {v.shape[2]} channels, graph declares {spec.channels}")
+            env[t] = v
+        entry = {"op": op.op}
+        if "macs" in events:
+            entry["macs"] = events["macs"]
+            totals["macs"] += sum(events["macs"].values())
+        for k in _TOTAL_KEYS:
+            entry[k] = int(events.get(k, 0))
+            totals[k] += entry[k]
+        if "code_histogram" in events:
+            entry["code_histogram"] = events["code_histogram"]
+        if "ordered" in events:
+            entry["ordered"] = events["ordered"]
+        entry["out_shape"] = [int(d) for d in results[0].shape]
+        if len(results) > 1:
+            entry["out_shapes"] = [[int(d) for d in r.shape] for r in results]
+        op_counters[op.name] = entry
+        if not keep_tensors:
+            for t in op.inputs:
+                uses[t] -= 1
+                if uses[t] == 0 and t not in outputs:
+                    del env[t]
+
+    missing = [t for t in art.outputs if t not in env]
+    if missing:
+        raise ValueError(f"graph output {missing[0]!r} was never computed")
+    tensors = env if keep_tensors else {t: env[t] for t in art.outputs}
+    return RunResult(tensors=dict(tensors), counters={"ops": op_counters, "totals": totals})

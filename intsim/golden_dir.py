@@ -1,0 +1,471 @@
+"""Golden directory format, version 1 (docs/artifact.md, "Golden directory format").
+
+::
+
+    GOLDEN_DIR/manifest.json
+    GOLDEN_DIR/inputs/<k>.npy             uint8 H×W×C, the k-th input image
+    GOLDEN_DIR/tensors/<k>/<tensor>.npy   every tensor of the graph for input k
+
+Writing is atomic: everything goes into a temporary folder next to the target,
+every file and folder is fsynced, the manifest is written last, and the folder
+is renamed into place (a previous golden folder is swapped out by
+rename-old, rename-new, delete-old). Reading validates the manifest and every
+file it lists (presence, dtype, shape, sha256 of the raw bytes) and refuses
+anything else with a :class:`GoldenError` naming the file. numpy only; nothing
+is ever unpickled.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from intsim.artifact import array_sha256
+
+FORMAT = "intsim-golden"
+VERSION = 1
+MANIFEST = "manifest.json"
+EVENT_KEYS = ("acc_overflow", "stream_overflow", "saturations")
+STORAGE_DTYPES = ("uint8", "int8", "int16", "int32", "int64")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class GoldenError(ValueError):
+    """A refused golden directory (or a golden set that does not fit); the message names the file."""
+
+
+# --------------------------------------------------------------------------
+# naming and dtypes
+
+
+def tensor_file_name(tensor: str) -> str:
+    """File stem of a tensor: characters outside ``[A-Za-z0-9._-]`` become ``_``."""
+    return _SAFE.sub("_", tensor)
+
+
+def storage_dtype(spec, numerics) -> str:
+    """Storage dtype of a tensor (docs/artifact.md): streams int32 when stream_bits ≤ 32
+    (else int64), codes int16 (int32 if N > 32767), images uint8."""
+    if spec.kind == "image":
+        return "uint8"
+    if spec.kind == "stream":
+        return "int32" if int(numerics.stream_bits) <= 32 else "int64"
+    if spec.kind == "codes":
+        return "int16" if spec.codebook.num_codes <= 32767 else "int32"
+    raise GoldenError(f"unknown tensor kind {spec.kind!r}")
+
+
+def storage_dtypes(art) -> dict[str, str]:
+    """Storage dtype of every tensor of an :class:`~intsim.artifact.Artifact`."""
+    return {name: storage_dtype(spec, art.numerics) for name, spec in art.tensors.items()}
+
+
+GRAPH_INPUT_OP = ""  # manifest "op" of a graph input tensor (no producing op)
+
+
+def tensor_ops_of(art) -> dict[str, str]:
+    """Producing op of every tensor (``""`` for graph inputs), in graph order."""
+    out: dict[str, str] = {name: GRAPH_INPUT_OP for name in art.inputs}
+    for op in art.ops:
+        for t in op.outputs:
+            out[t] = op.name
+    return out
+
+
+def _to_storage(a: np.ndarray, dtype: str | None, what: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise GoldenError(f"{what}: golden tensors must hold integers, got dtype {a.dtype}")
+    if dtype is None:
+        dtype = str(a.dtype)
+    if dtype not in STORAGE_DTYPES:
+        raise GoldenError(f"{what}: storage dtype {dtype} not allowed ({', '.join(STORAGE_DTYPES)})")
+    info = np.iinfo(dtype)
+    if a.size and (int(a.min()) < info.min or int(a.max()) > info.max):
+        raise GoldenError(f"{what}: values [{int(a.min())}, {int(a.max())}] do not fit storage dtype {dtype}")
+    return np.ascontiguousarray(a.astype(dtype))
+
+
+# --------------------------------------------------------------------------
+# writing
+
+
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(a), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def is_golden_dir(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a folder holding a golden manifest (format ``intsim-golden``)."""
+    m = Path(path) / MANIFEST
+    try:
+        return m.is_file() and json.loads(m.read_text("utf-8")).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write_golden_dir(
+    out_dir: str | os.PathLike,
+    artifact_sha256: str,
+    inputs: list[tuple[str, np.ndarray]],
+    tensors: list[Mapping[str, np.ndarray]],
+    events: list[Mapping[str, Mapping[str, int]]],
+    producer: str,
+    tensor_ops: Mapping[str, str | None],
+    *,
+    dtypes: Mapping[str, str] | None = None,
+) -> Path:
+    """Write a golden directory atomically; return its path.
+
+    ``inputs[k] = (source name, uint8 H×W×C image)``; ``tensors[k]`` maps tensor
+    name → integer array for input k (written in the mapping's order, which
+    should be graph order); ``events[k]`` maps op name → counters (only
+    ``acc_overflow``, ``stream_overflow``, ``saturations`` are stored);
+    ``tensor_ops`` maps each tensor to its producing op (``""`` or ``None``
+    for graph inputs, written as ``""``); ``dtypes`` maps tensor name → storage dtype (see
+    :func:`storage_dtypes`; default: each array's own dtype).
+
+    An existing ``out_dir`` is replaced only if it is an empty folder or a
+    previous golden directory; anything else is refused.
+    """
+    out_dir = Path(out_dir)
+    if not isinstance(artifact_sha256, str) or not _HEX64.match(artifact_sha256):
+        raise GoldenError(f"artifact_sha256 must be 64 lowercase hex digits, got {artifact_sha256!r}")
+    if not (len(inputs) == len(tensors) == len(events)):
+        raise GoldenError(f"need one tensors and one events entry per input: {len(inputs)} inputs, "
+                          f"{len(tensors)} tensor sets, {len(events)} event sets")
+    if out_dir.exists() or out_dir.is_symlink():
+        if out_dir.is_symlink() or not out_dir.is_dir():
+            raise GoldenError(f"{out_dir}: exists and is not a folder; refusing to overwrite")
+        if any(out_dir.iterdir()) and not is_golden_dir(out_dir):
+            raise GoldenError(f"{out_dir}: exists, is not empty and is not a golden directory; refusing to overwrite")
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
+    try:
+        manifest = _write_contents(tmp, artifact_sha256, inputs, tensors, events, producer, tensor_ops, dtypes)
+        _write_file(tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
+        _fsync_dir(tmp)
+        if out_dir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
+            os.rmdir(old)
+            os.rename(out_dir, old)
+            try:
+                os.rename(tmp, out_dir)
+            except BaseException:
+                os.rename(old, out_dir)  # put the previous golden back
+                raise
+            _fsync_dir(parent)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _write_contents(tmp: Path, artifact_sha256, inputs, tensors, events, producer, tensor_ops, dtypes) -> dict:
+    (tmp / "inputs").mkdir()
+    (tmp / "tensors").mkdir()
+    m_inputs, m_tensors, m_events = [], [], []
+    for k, (source, image) in enumerate(inputs):
+        img = np.asarray(image)
+        if img.dtype != np.uint8 or img.ndim != 3:
+            raise GoldenError(f"input {k} ({source}): must be a uint8 H×W×C array, got {img.dtype} {list(img.shape)}")
+        rel = f"inputs/{k}.npy"
+        _write_file(tmp / rel, _npy_bytes(img))
+        m_inputs.append({"index": k, "source": str(source), "file": rel, "shape": list(img.shape),
+                         "dtype": "uint8", "sha256": array_sha256(img)})
+    _fsync_dir(tmp / "inputs")
+    for k, tset in enumerate(tensors):
+        folder = tmp / "tensors" / str(k)
+        folder.mkdir()
+        used: dict[str, str] = {}
+        for name, arr in tset.items():
+            if name not in tensor_ops:
+                raise GoldenError(f"input {k}: tensor {name!r} has no entry in tensor_ops")
+            a = _to_storage(arr, None if dtypes is None else dtypes.get(name), f"input {k} tensor {name!r}")
+            stem = tensor_file_name(name)
+            base, i = stem, 1
+            while stem.lower() in used:  # distinct tensors whose names sanitize alike (or differ in case)
+                stem = f"{base}-{i}"
+                i += 1
+            used[stem.lower()] = name
+            rel = f"tensors/{k}/{stem}.npy"
+            _write_file(tmp / rel, _npy_bytes(a))
+            op_name = tensor_ops[name] if tensor_ops[name] is not None else GRAPH_INPUT_OP
+            m_tensors.append({"input": k, "tensor": name, "op": op_name, "file": rel,
+                              "dtype": str(a.dtype), "shape": list(a.shape), "sha256": array_sha256(a)})
+        _fsync_dir(folder)
+    _fsync_dir(tmp / "tensors")
+    for k, ev in enumerate(events):
+        for op_name, counters in ev.items():
+            entry = {"input": k, "op": op_name}
+            for key in EVENT_KEYS:
+                v = counters.get(key, 0)
+                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                    raise GoldenError(f"input {k} op {op_name!r}: counter {key} must be a non-negative integer")
+                entry[key] = int(v)
+            m_events.append(entry)
+    return {"format": FORMAT, "version": VERSION, "artifact_sha256": artifact_sha256,
+            "producer": str(producer), "inputs": m_inputs, "tensors": m_tensors, "events": m_events}
+
+
+# --------------------------------------------------------------------------
+# reading
+
+
+@dataclass(frozen=True)
+class GoldenInput:
+    index: int
+    source: str
+    file: str
+    shape: tuple[int, ...]
+    dtype: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class GoldenTensor:
+    input: int
+    tensor: str
+    op: str  # "" for a graph input
+    file: str
+    shape: tuple[int, ...]
+    dtype: str
+    sha256: str
+
+
+class GoldenSet:
+    """A validated golden directory. Arrays are loaded lazily and re-checked on load."""
+
+    def __init__(self, path: Path, manifest: dict, inputs: list[GoldenInput], entries: list[GoldenTensor],
+                 events: dict[int, dict[str, dict[str, int]]]):
+        self.path = path
+        self.manifest = manifest
+        self.artifact_sha256: str = manifest["artifact_sha256"]
+        self.producer: str = manifest["producer"]
+        self.inputs = inputs
+        self.entries = entries
+        self.events = events
+        self._by_key = {(e.input, e.tensor): e for e in entries}
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __repr__(self) -> str:
+        return (f"GoldenSet({str(self.path)!r}, inputs={len(self.inputs)}, tensors={len(self.entries)}, "
+                f"producer={self.producer!r})")
+
+    def input_image(self, k: int) -> np.ndarray:
+        e = self.inputs[k]
+        return _load_checked(self.path, e.file, e.dtype, e.shape, e.sha256)
+
+    def tensor_names(self, k: int) -> list[str]:
+        return [e.tensor for e in self.entries if e.input == k]
+
+    def entry(self, k: int, tensor: str) -> GoldenTensor:
+        try:
+            return self._by_key[(k, tensor)]
+        except KeyError:
+            raise GoldenError(f"{self.path}: no golden tensor {tensor!r} for input {k}") from None
+
+    def tensor(self, k: int, tensor: str) -> np.ndarray:
+        e = self.entry(k, tensor)
+        return _load_checked(self.path, e.file, e.dtype, e.shape, e.sha256)
+
+    def events_for(self, k: int) -> dict[str, dict[str, int]]:
+        return self.events.get(k, {})
+
+
+def _load_checked(root: Path, rel: str, dtype: str, shape: tuple[int, ...], sha: str) -> np.ndarray:
+    where = root / rel
+    if not where.is_file():
+        raise GoldenError(f"{where}: listed in {MANIFEST} but missing")
+    try:
+        data = where.read_bytes()
+    except OSError as e:
+        raise GoldenError(f"{where}: cannot read ({e.strerror})") from None
+    try:
+        a = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as e:  # bad magic, truncated, pickled object arrays (refused)
+        raise GoldenError(f"{where}: not a valid .npy array ({type(e).__name__}: {e})") from None
+    if not isinstance(a, np.ndarray):
+        raise GoldenError(f"{where}: not a single .npy array")
+    if str(a.dtype) != dtype:
+        raise GoldenError(f"{where}: dtype is {a.dtype}, {MANIFEST} says {dtype}")
+    if tuple(a.shape) != tuple(shape):
+        raise GoldenError(f"{where}: shape is {list(a.shape)}, {MANIFEST} says {list(shape)}")
+    digest = array_sha256(a)
+    if digest != sha:
+        raise GoldenError(f"{where}: sha256 mismatch (data changed or corrupt: {digest[:12]}… != {sha[:12]}…)")
+    return a
+
+
+def _req(d: dict, key: str, types, what: str):
+    if not isinstance(d, dict) or key not in d:
+        raise GoldenError(f"{what}: missing key {key!r}")
+    v = d[key]
+    if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise GoldenError(f"{what}: {key!r} has the wrong type")
+    if not isinstance(v, types):
+        raise GoldenError(f"{what}: {key!r} has the wrong type ({type(v).__name__})")
+    return v
+
+
+def _safe_rel(rel: str, prefix: str, what: str) -> str:
+    parts = rel.split("/")
+    if rel.startswith("/") or "\\" in rel or ".." in parts or "" in parts or parts[0] != prefix:
+        raise GoldenError(f"{what}: unsafe or misplaced file path {rel!r}")
+    return rel
+
+
+def _shape(v, what: str) -> tuple[int, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v):
+        raise GoldenError(f"{what}: 'shape' must be a list of non-negative integers")
+    return tuple(v)
+
+
+def _sha(v, what: str) -> str:
+    if not isinstance(v, str) or not _HEX64.match(v):
+        raise GoldenError(f"{what}: 'sha256' must be 64 lowercase hex digits")
+    return v
+
+
+def read_golden_dir(path: str | os.PathLike, *, check_hashes: bool = True) -> GoldenSet:
+    """Read and validate a golden directory; raise :class:`GoldenError` on any defect.
+
+    Validates the manifest (JSON, format, version, schema), that every listed
+    file exists, and — with ``check_hashes`` (default) — that every file's dtype,
+    shape and sha256 match the manifest. Arrays are not kept in memory; they are
+    loaded (and checked again) on access.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise GoldenError(f"{root}: no such golden directory")
+    mpath = root / MANIFEST
+    if not mpath.is_file():
+        raise GoldenError(f"{mpath}: missing (not a golden directory)")
+    try:
+        manifest = json.loads(mpath.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GoldenError(f"{mpath}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise GoldenError(f"{mpath}: must hold a JSON object")
+    if manifest.get("format") != FORMAT:
+        raise GoldenError(f"{mpath}: format is {manifest.get('format')!r}, expected {FORMAT!r}")
+    if manifest.get("version") != VERSION:
+        raise GoldenError(f"{mpath}: unsupported golden version {manifest.get('version')!r} "
+                          f"(this intsim reads version {VERSION})")
+    what = str(mpath)
+    _sha(_req(manifest, "artifact_sha256", str, what), f"{what}: artifact_sha256")
+    _req(manifest, "producer", str, what)
+
+    inputs: list[GoldenInput] = []
+    for i, d in enumerate(_req(manifest, "inputs", list, what)):
+        w = f"{what}: inputs[{i}]"
+        idx = _req(d, "index", int, w)
+        if idx != i:
+            raise GoldenError(f"{w}: index {idx} out of sequence (expected {i})")
+        rel = _safe_rel(_req(d, "file", str, w), "inputs", w)
+        dt = _req(d, "dtype", str, w)
+        if dt != "uint8":
+            raise GoldenError(f"{w}: input images must be uint8, manifest says {dt}")
+        inputs.append(GoldenInput(idx, _req(d, "source", str, w), rel, _shape(_req(d, "shape", list, w), w), dt,
+                                  _sha(_req(d, "sha256", str, w), w)))
+
+    entries: list[GoldenTensor] = []
+    seen: set[tuple[int, str]] = set()
+    files: set[str] = {e.file for e in inputs}
+    for i, d in enumerate(_req(manifest, "tensors", list, what)):
+        w = f"{what}: tensors[{i}]"
+        k = _req(d, "input", int, w)
+        if not 0 <= k < len(inputs):
+            raise GoldenError(f"{w}: input {k} is not a listed input (0..{len(inputs) - 1})")
+        name = _req(d, "tensor", str, w)
+        if (k, name) in seen:
+            raise GoldenError(f"{w}: tensor {name!r} listed twice for input {k}")
+        seen.add((k, name))
+        op = d.get("op")
+        if op is None:
+            op = GRAPH_INPUT_OP
+        if not isinstance(op, str):
+            raise GoldenError(f"{w}: 'op' must be a string")
+        rel = _safe_rel(_req(d, "file", str, w), "tensors", w)
+        if rel in files:
+            raise GoldenError(f"{w}: file {rel!r} is listed twice")
+        files.add(rel)
+        dt = _req(d, "dtype", str, w)
+        if dt not in STORAGE_DTYPES:
+            raise GoldenError(f"{w}: dtype {dt} not allowed ({', '.join(STORAGE_DTYPES)})")
+        entries.append(GoldenTensor(k, name, op, rel, _shape(_req(d, "shape", list, w), w), dt,
+                                    _sha(_req(d, "sha256", str, w), w)))
+
+    events: dict[int, dict[str, dict[str, int]]] = {}
+    for i, d in enumerate(_req(manifest, "events", list, what)):
+        w = f"{what}: events[{i}]"
+        k = _req(d, "input", int, w)
+        if not 0 <= k < len(inputs):
+            raise GoldenError(f"{w}: input {k} is not a listed input (0..{len(inputs) - 1})")
+        op = _req(d, "op", str, w)
+        if op in events.setdefault(k, {}):
+            raise GoldenError(f"{w}: events of op {op!r} listed twice for input {k}")
+        counters = {}
+        for key in EVENT_KEYS:
+            v = _req(d, key, int, w)
+            if v < 0:
+                raise GoldenError(f"{w}: {key} must be non-negative")
+            counters[key] = v
+        events[k][op] = counters
+
+    for e in inputs:
+        if not (root / e.file).is_file():
+            raise GoldenError(f"{root / e.file}: input {e.index} ({e.source}) is listed in {MANIFEST} but missing")
+    for e in entries:
+        if not (root / e.file).is_file():
+            raise GoldenError(f"{root / e.file}: tensor {e.tensor!r} of input {e.input} is listed in "
+                              f"{MANIFEST} but missing")
+    if check_hashes:
+        for e in inputs:
+            _load_checked(root, e.file, e.dtype, e.shape, e.sha256)
+        for e in entries:
+            _load_checked(root, e.file, e.dtype, e.shape, e.sha256)
+    return GoldenSet(root, manifest, inputs, entries, events)
+
+
+def iter_inputs(golden: GoldenSet) -> Iterable[tuple[int, str, np.ndarray]]:
+    """(index, source, image) for every recorded input."""
+    for e in golden.inputs:
+        yield e.index, e.source, golden.input_image(e.index)

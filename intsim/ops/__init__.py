@@ -1,0 +1,48 @@
+"""Stateless integer ops (docs/arithmetic.md §5–§6).
+
+Each op takes numpy int64 arrays (images: uint8) in HWC layout plus explicit
+parameters and returns ``(outputs, events)``: ``outputs`` an array (or a list
+for multi-output ops) and ``events`` a dict of JSON-serialisable counters
+(``acc_overflow``, ``stream_overflow``, ``saturations`` and op-specific ones).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from intsim.artifact import Numerics
+from intsim.overflow import apply_overflow
+from intsim.rounding import MAX_SHIFT, round_shift
+
+
+def no_events() -> dict:
+    """The three event counters every op reports (arithmetic.md §7), all zero."""
+    return {"acc_overflow": 0, "stream_overflow": 0, "saturations": 0}
+
+
+def check_shift(n: int, what: str) -> int:
+    """A rescale shift must lie in [0, 62] (arithmetic.md §2)."""
+    n = int(n)
+    if not 0 <= n <= MAX_SHIFT:
+        raise ValueError(f"{what}: shift {n} outside [0, {MAX_SHIFT}]")
+    return n
+
+
+def requantize(I: np.ndarray, n: int, numerics: Numerics, where: str) -> tuple[np.ndarray, int]:
+    """``X = OVF_stream(R(I, n))`` (arithmetic.md §1.5); returns (X int64, stream events).
+
+    ``I`` int64; ``n`` in [0, 62]; the rounding mode, ``stream_bits`` and the
+    overflow policy come from ``numerics``. ``where`` names the op and tensor in an
+    :class:`~intsim.overflow.EngineOverflowError`.
+    """
+    x = round_shift(I, check_shift(n, where), numerics.rounding)
+    return apply_overflow(x, numerics.stream_bits, numerics.overflow, where)
+
+
+def as_stream(x: np.ndarray, what: str) -> np.ndarray:
+    """An H×W×C int64 view of a stream operand."""
+    a = np.asarray(x)
+    if a.ndim != 3:
+        raise ValueError(f"{what}: expected an H×W×C stream, got shape {a.shape}")
+    if not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{what}: stream must hold integers, got {a.dtype}")
+    return a.astype(np.int64, copy=False)

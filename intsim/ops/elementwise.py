@@ -1,0 +1,119 @@
+"""Element-wise and channel ops on streams (arithmetic.md §6.3–§6.7, §6.14).
+
+All take int64 H×W×C streams with their fracs and return ``(outputs, events)``;
+every stored result goes through ``OVF_stream(R(I, n))`` (§1.5) except where
+the spec says there is no arithmetic (split, relu).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from intsim.artifact import Numerics
+from intsim.ops import as_stream, check_shift, no_events, requantize
+
+
+def _shift_left(x: np.ndarray, s: int) -> np.ndarray:
+    # Alignment shifts are exact; the load-time envelope (§9) keeps them inside int64.
+    return x << np.int64(s) if s else x
+
+
+def add(xa: np.ndarray, xb: np.ndarray, *, f_a: int, f_b: int, f_out: int,
+        numerics: Numerics = Numerics(), name: str = "add") -> tuple[np.ndarray, dict]:
+    """``x_a + x_b`` (arithmetic.md §6.3).
+
+    ``F = max(f_a, f_b, f_out)``, ``I = X_a·2^(F−f_a) + X_b·2^(F−f_b)``,
+    ``n = F − f_out``. Shapes must match. Returns (int64[H, W, C], events).
+    """
+    a = as_stream(xa, f"{name} input 0")
+    b = as_stream(xb, f"{name} input 1")
+    if a.shape != b.shape:
+        raise ValueError(f"{name}: operand shapes differ: {a.shape} vs {b.shape}")
+    F = max(int(f_a), int(f_b), int(f_out))
+    I = _shift_left(a, F - int(f_a)) + _shift_left(b, F - int(f_b))
+    x, ev = requantize(I, F - int(f_out), numerics, name)
+    events = no_events()
+    events["stream_overflow"] = ev
+    return x, events
+
+
+def concat(xs: list[np.ndarray], fracs: list[int], *, f_out: int, numerics: Numerics = Numerics(),
+           name: str = "concat") -> tuple[np.ndarray, dict]:
+    """Channel concatenation, each input re-expressed at ``f_out`` (arithmetic.md §6.4).
+
+    ``X_i' = OVF(R(X_i·2^(F_i − f_i), F_i − f_out))``, ``F_i = max(f_i, f_out)``.
+    Returns (int64[H, W, ΣC_i], events).
+    """
+    if len(xs) != len(fracs) or not xs:
+        raise ValueError(f"{name}: need one frac per input and at least one input")
+    parts, events = [], no_events()
+    hw = as_stream(xs[0], f"{name} input 0").shape[:2]
+    for i, (x, f) in enumerate(zip(xs, fracs)):
+        a = as_stream(x, f"{name} input {i}")
+        if a.shape[:2] != hw:
+            raise ValueError(f"{name}: input {i} is {a.shape[:2]}, input 0 is {hw} (H×W must match)")
+        F = max(int(f), int(f_out))
+        y, ev = requantize(_shift_left(a, F - int(f)), F - int(f_out), numerics, f"{name} input {i}")
+        events["stream_overflow"] += ev
+        parts.append(y)
+    return np.concatenate(parts, axis=2), events
+
+
+def split(x: np.ndarray, sizes: list[int], *, name: str = "split") -> tuple[list[np.ndarray], dict]:
+    """Channel slices of the given sizes; fracs unchanged, no arithmetic (arithmetic.md §6.5)."""
+    a = as_stream(x, name)
+    sizes = [int(s) for s in sizes]
+    if any(s < 1 for s in sizes) or sum(sizes) != a.shape[2]:
+        raise ValueError(f"{name}: sizes {sizes} must be positive and sum to the {a.shape[2]} input channels")
+    cuts = np.cumsum(sizes)[:-1]
+    return [np.ascontiguousarray(p) for p in np.split(a, cuts, axis=2)], no_events()
+
+
+def relu(x: np.ndarray, *, name: str = "relu") -> tuple[np.ndarray, dict]:
+    """``max(X, 0)``, frac unchanged (arithmetic.md §6.6)."""
+    return np.maximum(as_stream(x, name), 0), no_events()
+
+
+def _slope(X: np.ndarray, M: np.ndarray, k: int, numerics: Numerics, name: str) -> tuple[np.ndarray, dict]:
+    # Negative inputs only are rescaled: X >= 0 -> X, else OVF(R(X·M, k)) (§6.7).
+    k = check_shift(k, f"{name} shift")
+    neg = X < 0
+    y, ev = requantize(X[neg] * np.broadcast_to(M, X.shape)[neg], k, numerics, name)
+    out = X.copy()
+    out[neg] = y
+    events = no_events()
+    events["stream_overflow"] = ev
+    return out, events
+
+
+def leaky_relu(x: np.ndarray, *, mult: int, shift: int, numerics: Numerics = Numerics(),
+               name: str = "leaky_relu") -> tuple[np.ndarray, dict]:
+    """Leaky ReLU with slope ``α = mult·2^-shift`` (arithmetic.md §6.7); frac unchanged."""
+    X = as_stream(x, name)
+    return _slope(X, np.int64(int(mult)), shift, numerics, name)
+
+
+def prelu(x: np.ndarray, mult: np.ndarray, *, shift: int, numerics: Numerics = Numerics(),
+          name: str = "prelu") -> tuple[np.ndarray, dict]:
+    """PReLU with per-channel slopes ``α_c = mult[c]·2^-shift`` (arithmetic.md §6.7); frac unchanged."""
+    X = as_stream(x, name)
+    M = np.asarray(mult, dtype=np.int64).reshape(-1)
+    if M.shape != (X.shape[2],):
+        raise ValueError(f"{name}: need {X.shape[2]} slopes, got {M.shape[0]}")
+    return _slope(X, M, shift, numerics, name)
+
+
+def mul(x: np.ndarray, g: np.ndarray, *, f_x: int, f_g: int, f_out: int, numerics: Numerics = Numerics(),
+        name: str = "mul") -> tuple[np.ndarray, dict]:
+    """Channel-wise product ``x[h,w,c]·g[c]`` with g 1×1×C (arithmetic.md §6.14).
+
+    ``I = X·G``, ``n = f_x + f_g − f_out`` (≥ 0). Returns (int64[H, W, C], events).
+    """
+    X = as_stream(x, f"{name} input 0")
+    G = as_stream(g, f"{name} input 1")
+    if G.shape != (1, 1, X.shape[2]):
+        raise ValueError(f"{name}: gate must be 1×1×{X.shape[2]}, got {G.shape}")
+    n = check_shift(int(f_x) + int(f_g) - int(f_out), f"{name} (n = f_x + f_g − f_out, §6.14)")
+    y, ev = requantize(X * G, n, numerics, name)
+    events = no_events()
+    events["stream_overflow"] = ev
+    return y, events

@@ -1,0 +1,82 @@
+"""Global pooling per channel: ``mean_pool`` and ``std_pool`` (arithmetic.md §6.11–§6.12).
+
+Both use the fixed-point reciprocal ``M_N = round_half_up(2^k/N)`` of
+:func:`intsim.fixedpoint.reciprocal_multiplier`. Their intermediates grow with
+the image size, so the spec's run-time envelope checks are enforced here and a
+too-large image is refused with a ``ValueError`` (not a silent wrong answer).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from intsim.artifact import Numerics
+from intsim.fixedpoint import isqrt, reciprocal_multiplier
+from intsim.ops import as_stream, check_shift, no_events, requantize
+from intsim.rounding import round_shift
+
+_EXACT = 1 << 53  # float64 exactness limit shared with the golden real form (§9)
+
+
+def _mean(X: np.ndarray, k: int, numerics: Numerics, name: str) -> tuple[np.ndarray, int]:
+    H, W, C = X.shape
+    N = H * W
+    M = reciprocal_multiplier(N, k)
+    peak = int(np.abs(X).max()) if X.size else 0
+    if peak * ((1 << k) + N) >= _EXACT:
+        raise ValueError(
+            f"{name}: image too large for the pooling envelope: max|X|·(2^k + N) = {peak}·(2^{k} + {N}) "
+            f"≥ 2^53 (arithmetic.md §6.11); use a smaller image or an artifact with a smaller pool shift"
+        )
+    # Σ X·M_N: the check above bounds |Σ X|·M_N below 2^53, so int64 is exact.
+    total = X.sum(axis=(0, 1), dtype=np.int64) * np.int64(M)
+    return requantize(total.reshape(1, 1, C), k, numerics, name)
+
+
+def mean_pool(x: np.ndarray, *, shift: int, numerics: Numerics = Numerics(),
+              name: str = "mean_pool") -> tuple[np.ndarray, dict]:
+    """Global mean per channel → 1×1×C (arithmetic.md §6.11); frac unchanged.
+
+    ``X_o[c] = OVF(R(Σ_{h,w} X·M_N, k))`` with ``N = H·W`` and ``k = shift``.
+    Raises ``ValueError`` if ``max|X|·(2^k + N) ≥ 2^53``.
+    """
+    X = as_stream(x, name)
+    k = check_shift(shift, f"{name} shift")
+    if X.shape[0] * X.shape[1] == 0:
+        raise ValueError(f"{name}: empty input {X.shape}")
+    y, ev = _mean(X, k, numerics, name)
+    events = no_events()
+    events["stream_overflow"] = ev
+    return y, events
+
+
+def std_pool(x: np.ndarray, *, shift: int, pre_shift: int, numerics: Numerics = Numerics(),
+             name: str = "std_pool") -> tuple[np.ndarray, dict]:
+    """Global population standard deviation per channel → 1×1×C (arithmetic.md §6.12).
+
+    ``μ = mean_pool(X)`` (§6.11, its stream policy included); ``d = R(X − μ, p)``
+    with ``p = pre_shift``; ``V = R(Σ d²·M_N, k)``; ``X_o = OVF(ISQRT(V)·2^p)``.
+    Raises ``ValueError`` if the mean's check fails or ``max d²·(2^k + N) ≥ 2^53``.
+    Stream events of μ and of the output are both counted.
+    """
+    X = as_stream(x, name)
+    k = check_shift(shift, f"{name} shift")
+    p = check_shift(pre_shift, f"{name} pre_shift")
+    H, W, C = X.shape
+    N = H * W
+    if N == 0:
+        raise ValueError(f"{name}: empty input {X.shape}")
+    mu, ev_mu = _mean(X, k, numerics, f"{name} (mean)")
+    d = round_shift(X - mu, p, numerics.rounding)
+    peak = int(np.abs(d).max())
+    if peak * peak * ((1 << k) + N) >= _EXACT:
+        raise ValueError(
+            f"{name}: image too large for the pooling envelope: max d²·(2^k + N) = {peak}²·(2^{k} + {N}) "
+            f"≥ 2^53 (arithmetic.md §6.12); use a smaller image or an artifact with a larger pre_shift"
+        )
+    M = reciprocal_multiplier(N, k)
+    V = round_shift((d * d).sum(axis=(0, 1), dtype=np.int64) * np.int64(M), k, numerics.rounding)
+    s = isqrt(V) << np.int64(p)
+    y, ev = requantize(s.reshape(1, 1, C), 0, numerics, name)
+    events = no_events()
+    events["stream_overflow"] = ev_mu + ev
+    return y, events

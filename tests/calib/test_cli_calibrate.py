@@ -1,0 +1,75 @@
+"""run_calibrate: end to end on real images, and its one-line errors for bad input."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from calib.cli_calibrate import main, parse_bits, run_calibrate
+from calib.data_root import data_root
+from intsim.artifact import load_artifact
+
+LR_X4 = data_root() / "data" / "Set5" / "LR_bicubic" / "X4"
+
+
+def test_parse_bits():
+    assert parse_bits("W4A4") == (4, 4) and parse_bits("w8a6") == (8, 6)
+    for bad in ("W4", "4/4", "W1A4", "W4A17", ""):
+        with pytest.raises(ValueError, match="bits"):
+            parse_bits(bad)
+
+
+@pytest.mark.skipif(not LR_X4.is_dir(), reason=f"Set5 LR X4 images not found at {LR_X4} (set INTSIM_DATA_ROOT)")
+def test_run_calibrate_edsr_baseline_random_init(tmp_path):
+    out = tmp_path / "sub" / "edsr_w4a4.intsim"
+    s = run_calibrate("edsr_baseline", None, 4, "W4A4", "minmax", str(LR_X4), str(out), "split",
+                      n_images=2, patch=16, seed=3)
+    art = load_artifact(out)
+    assert art.sha256 == s["sha256"]
+    assert art.model["name"] == "edsr_baseline" and art.model["scale"] == 4 and art.model["bits"] == "W4A4"
+    assert art.model["weights"] == "random-init(seed=3)"
+    assert s["code_bits"]["body.0.body.0"] == 5 and s["code_bits"]["head.0"] == 9
+    assert sum(op.op == "conv2d" for op in art.ops) == 1 + 33 + 2 + 1
+    assert s["fakequant_vs_fp_psnr_db"] > 20
+
+
+@pytest.mark.skipif(not LR_X4.is_dir(), reason=f"Set5 LR X4 images not found at {LR_X4} (set INTSIM_DATA_ROOT)")
+def test_run_calibrate_with_a_checkpoint(tmp_path):
+    from calib.models.edsr import EDSR
+
+    torch.manual_seed(5)
+    ck = tmp_path / "edsr_baseline_x2.pt"
+    # Official checkpoints are plain state dicts; also accept a 'module.' prefix (DataParallel saves).
+    torch.save({f"module.{k}": v for k, v in EDSR(2).state_dict().items()}, ck)
+    s = run_calibrate("edsr_baseline", str(ck), 2, "W8A8", "minmax", str(LR_X4), str(tmp_path / "a.intsim"),
+                      "grid", n_images=1, patch=16)
+    assert s["weights"] == str(ck) and load_artifact(tmp_path / "a.intsim").model["weights"] == ck.name
+    torch.save(EDSR(4).state_dict(), ck)
+    with pytest.raises(ValueError, match="does not (fit|match).*x2|×2"):
+        run_calibrate("edsr_baseline", str(ck), 2, "W8A8", "minmax", str(LR_X4), str(tmp_path / "b.intsim"),
+                      n_images=1, patch=16)
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"method": "percentile"}, "method 'percentile' is not implemented yet"),
+    ({"method": "oaq"}, "method 'oaq' is not implemented yet"),
+    ({"bits": "W4"}, "bits must look like"),
+    ({"model": "rcan"}, "unknown model 'rcan'"),
+    ({"scale": 5}, "supports scales"),
+    ({"weights": "/nonexistent/w.pt"}, "does not exist"),
+    ({"calib_data": "/nonexistent/folder"}, "does not exist"),
+    ({"realization": "lut"}, "realization"),
+    ({"n_images": 0}, "n_images"),
+])
+def test_bad_input_one_line_value_errors(tmp_path, kwargs, msg):
+    args = {"model": "edsr_baseline", "weights": None, "scale": 4, "bits": "W4A4", "method": "minmax",
+            "calib_data": str(LR_X4), "out": str(tmp_path / "x.intsim")}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=msg) as ei:
+        run_calibrate(**args)
+    assert "\n" not in str(ei.value)
+    assert not (tmp_path / "x.intsim").exists()
+
+
+def test_main_reports_errors(capsys, tmp_path):
+    assert main(["--out", str(tmp_path / "x.intsim"), "--method", "mse"]) == 2
+    assert "not implemented yet" in capsys.readouterr().err
