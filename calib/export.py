@@ -173,7 +173,9 @@ def _grid_unit(real, grid_bits: int, where: str) -> tuple[int, int, tuple[Segmen
             _check_increasing(segs, where)
             return unit_m, unit_e, segs
         unit_m += 1
-    raise ExportError(f"{where}: no grid unit fits grid_bits={grid_bits}")
+    raise ExportError(f"{where}: no grid unit fits grid_bits={grid_bits}: the codebook needs finer steps than a "
+                      f"{grid_bits}-bit grid holds; raise grid_bits (≤ 16), use fewer activation bits or the split "
+                      f"realization")
 
 
 def _boundaries(real: tuple[RealSegment, ...]):
@@ -348,8 +350,11 @@ def _plan_scales(where: str, realization: str, real, gb, s_max: int, s_real: np.
         mant_bits = min(MAX_MANT_BITS, prod_budget - g_bits)
         accs = _acc_bounds("split", segs, s_max, numerics.acc_bits)
     if mant_bits < 1:
-        raise ExportError(f"{where}: no multiplier bits left for the weight scale (mult_bits={mult_bits}, "
-                          f"acc bound {a_bits} bits); raise mult_bits or lower activation bits")
+        raise ExportError(
+            f"{where}: no bits left for the weight-scale mantissa: the rescale multipliers may have "
+            f"{prod_budget} bits (min of mult_bits = {mult_bits} and the §9 envelope 52 − {a_bits}-bit accumulator "
+            f"bound), and the codebook's integers already need them; raise mult_bits / acc_bits headroom or use "
+            f"fewer activation bits")
 
     # Weight mantissas, shift, bias; shrink the mantissa until the exact envelope holds.
     f_out_target = f_out

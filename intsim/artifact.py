@@ -263,10 +263,16 @@ def save_artifact(artifact: Artifact, path: str | os.PathLike) -> str:
     validate_artifact(artifact)
     graph = artifact.graph_json()
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr(GRAPH_MEMBER, json.dumps(graph, indent=1, sort_keys=False))
+    def member(name: str) -> zipfile.ZipInfo:
+        # A fixed timestamp makes the same artifact produce the same file bytes (and sha256).
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        return info
+
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(member(GRAPH_MEMBER), json.dumps(graph, indent=1, sort_keys=False))
         for name, a in artifact.arrays.items():
-            z.writestr(f"{ARRAY_PREFIX}{name}.npy", npy_bytes(a))
+            z.writestr(member(f"{ARRAY_PREFIX}{name}.npy"), npy_bytes(a))
     data = buf.getvalue()
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()

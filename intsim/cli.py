@@ -161,6 +161,8 @@ def cmd_calibrate(args) -> int:
         n_images=args.n_images,
         patch=args.patch,
         seed=args.seed,
+        mult_bits=args.mult_bits,
+        grid_bits=args.grid_bits,
     )
     if args.json:
         _print_json(summary)
@@ -205,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--overflow", choices=["error", "saturate", "wrap"], default="saturate")
     c.add_argument("--acc-bits", type=_positive_int(8, 48), default=32)
     c.add_argument("--stream-bits", type=_positive_int(8, 40), default=24)
+    c.add_argument("--mult-bits", type=_positive_int(8, 31), default=31)
+    c.add_argument("--grid-bits", type=_positive_int(6, 16), default=None, help="LUT width for the grid realization (default: activation bits + 6)")
     c.add_argument("--n-images", type=_positive_int(1, 100000), default=8)
     c.add_argument("--patch", type=_positive_int(8, 4096), default=48)
     c.add_argument("--seed", type=int, default=0)
