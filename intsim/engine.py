@@ -84,6 +84,11 @@ def _encode(art, op, xs):
                      "code_histogram": [int(v) for v in hist]}
 
 
+def _conv_worst(art: Artifact, op: OpSpec) -> dict:
+    """``{accumulator name: W_j}`` of the load-time analysis (§5.4): the bounds the GEMM path is gated on."""
+    return {b.name: b.worst_max for b in bounds.conv_accumulators(art, op)}
+
+
 def _conv2d(art, op, xs):
     a = op.attrs
     if [int(k) for k in a["kernel"]] != list(art.array(op, "weight").shape[1:3]):
@@ -92,7 +97,8 @@ def _conv2d(art, op, xs):
                             art.array(op, "bias"), w_exp=a["w_exp"], f_out=_frac(art, op.outputs[0]),
                             stride=a.get("stride", (1, 1)), padding=a.get("padding", (0, 0)),
                             dilation=a.get("dilation", (1, 1)), groups=a.get("groups", 1),
-                            numerics=art.numerics, name=op.name, ordered=bounds.conv_can_overflow(art, op))
+                            numerics=art.numerics, name=op.name, ordered=bounds.conv_can_overflow(art, op),
+                            worst=_conv_worst(art, op))
     return [x], ev
 
 
@@ -106,7 +112,7 @@ def _conv_transpose2d(art, op, xs):
                                       padding=a.get("padding", (0, 0)),
                                       output_padding=a.get("output_padding", (0, 0)),
                                       numerics=art.numerics, name=op.name,
-                                      ordered=bounds.conv_can_overflow(art, op))
+                                      ordered=bounds.conv_can_overflow(art, op), worst=_conv_worst(art, op))
     return [x], ev
 
 

@@ -10,14 +10,41 @@ in order, ``P_s`` then ``Q_s`` when ``origin_s ≠ 0``; grid, a single ``A``.
 The engine takes the ordered/unordered decision from
 :func:`intsim.bounds.conv_can_overflow` (the load-time analysis);
 :func:`conv_can_overflow` here is the same test on bare arrays, for direct calls.
+
+Execution paths (design.md §8), chosen per call by :func:`select_conv_path`:
+
+* ``reference`` — :func:`intsim.kernels.conv.conv_kernel`, the straightforward
+  int64 kernel; the only path for an op that can overflow (ordered, §5.4).
+* ``gemm32`` / ``gemm64`` — an op that cannot overflow may sum in any order, so
+  its accumulators are formed by a float32 / float64 BLAS GEMM over im2col
+  patch matrices (:mod:`intsim.kernels.gemm`). Exact by proof: every partial
+  sum of accumulator ``j`` is bounded by its worst case ``W_j`` of §5.4, and the
+  path is taken only when every GEMM-formed ``W_j < 2^24`` (float32) or
+  ``< 2^53`` (float64), where float sums of integers are exact in any order.
+  split: the most populated segment (normally the dense one) by GEMM of its
+  index plane (and indicator plane when its origin ≠ 0); rare segments (the
+  outlier tails, ≤ :data:`SPARSE_FRACTION` of the input elements) by an exact
+  int64 sparse pass over just their positions; grid: one GEMM of the grid
+  values G. The rescale (5.3) is a separate pass with the same rounding and
+  overflow policy as the reference kernel.
+
+``auto`` (default) takes gemm32 if exact, else gemm64 if exact, else the
+reference. The environment variable ``INTSIM_CONV_PATH`` (``auto``,
+``reference``, ``gemm32``, ``gemm64``) or the ``path`` argument overrides it;
+forcing a GEMM path that is not proven exact (or an ordered op onto a GEMM
+path) raises ``ValueError``. Outputs, events and MAC counts are identical on
+every path.
 """
 from __future__ import annotations
+
+import os
 
 import numpy as np
 
 from intsim.artifact import Codebook, Numerics
 from intsim.bounds import codebook_max_abs_grid
 from intsim.kernels import conv as K
+from intsim.kernels import gemm as KG
 from intsim.overflow import EngineOverflowError, OverflowPolicy
 from intsim.rounding import MAX_SHIFT, RoundingMode
 
@@ -71,6 +98,102 @@ def conv_can_overflow(weight: np.ndarray, codebook: Codebook, realization: str, 
     return any(l1 * a > limit for _, _, a in accumulator_layout(codebook, realization))
 
 
+def accumulator_names(codebook: Codebook, realization: str) -> list[str]:
+    """Names of the accumulators in layout order, as :mod:`intsim.bounds` names them ('P0', 'Q2', 'A')."""
+    return [kind if seg is None else f"{kind}{seg}" for kind, seg, _ in accumulator_layout(codebook, realization)]
+
+
+def accumulator_worst(weight: np.ndarray, codebook: Codebook, realization: str) -> dict[str, int]:
+    """``{name: W_j}`` with ``W_j = max_co Σ_{taps,ci} |w[co,…]|·a_j`` (§5.4), exact Python ints.
+
+    The same numbers as ``AccumulatorBound.worst_max`` of
+    :func:`intsim.bounds.conv_accumulators` for the op holding these arrays.
+    """
+    w = np.asarray(weight).astype(np.int64)
+    l1 = int(np.abs(w.reshape(w.shape[0], -1)).sum(axis=1).max()) if w.size else 0
+    layout = accumulator_layout(codebook, realization)
+    return {n: l1 * a for n, (_, _, a) in zip(accumulator_names(codebook, realization), layout)}
+
+
+# --------------------------------------------------------------------------
+# path selection (design.md §8)
+
+PATH_ENV = "INTSIM_CONV_PATH"
+PATHS = ("auto", "reference", "gemm32", "gemm64")
+F32_EXACT = 1 << 24  # float32 sums of integers are exact while every partial sum stays below 2^24
+F64_EXACT = 1 << 53  # float64: below 2^53
+SPARSE_FRACTION = 0.05  # split: a non-dominant segment this rare goes through the sparse pass
+GEMM_CHUNK_BYTES = 8 << 20  # im2col band size (bounds the extra memory of the GEMM path)
+
+
+def requested_path(path: str | None = None) -> str:
+    """The requested path: ``path`` if given, else ``$INTSIM_CONV_PATH``, else ``auto``."""
+    p = path if path is not None else os.environ.get(PATH_ENV, "auto")
+    p = str(p).strip().lower() or "auto"
+    if p not in PATHS:
+        raise ValueError(f"conv path {p!r} unknown (expected one of {', '.join(PATHS)}; from "
+                         f"{'the path argument' if path is not None else '$' + PATH_ENV})")
+    return p
+
+
+def gemm_split_plan(codebook: Codebook, realization: str, seg_counts, can_sparse: bool = True):
+    """Which accumulators the GEMM forms and which segments go through the sparse pass.
+
+    Returns ``(gemm_accs, sparse_segments)``: ``gemm_accs`` the accumulator names
+    formed by GEMM (grid: ``['A']``; split: ``P_s`` and ``Q_s`` of every GEMM
+    segment), ``sparse_segments`` the split segments handled by the sparse int64
+    pass. split: the most populated segment is a GEMM segment; any other one is
+    sparse when it holds at most :data:`SPARSE_FRACTION` of the input elements.
+    """
+    if realization == "grid":
+        return ["A"], []
+    counts = [int(c) for c in seg_counts]
+    total = sum(counts)
+    top = int(np.argmax(counts)) if counts else 0
+    gemm_segs, sparse = [], []
+    for s in range(len(codebook.segments)):
+        if s != top and can_sparse and counts[s] <= SPARSE_FRACTION * total:
+            sparse.append(s)
+        else:
+            gemm_segs.append(s)
+    names = []
+    for s in gemm_segs:
+        names.append(f"P{s}")
+        if codebook.segments[s].origin != 0:
+            names.append(f"Q{s}")
+    return names, sparse
+
+
+def select_conv_path(worst: dict[str, int], gemm_accs: list[str], ordered: bool, requested: str = "auto") -> str:
+    """``'reference'``, ``'gemm32'`` or ``'gemm64'`` for one conv call (design.md §8).
+
+    ``worst``: ``W_j`` per accumulator name (§5.4, e.g. from
+    :func:`intsim.bounds.conv_accumulators`); ``gemm_accs``: the accumulators the
+    GEMM would form. A GEMM path is taken only for an unordered op and only if
+    every GEMM accumulator's ``W_j`` is below the float's exact-integer limit
+    (2^24 for float32, 2^53 for float64). Forcing a path that is not proven
+    exact raises ``ValueError``.
+    """
+    requested = requested_path(requested)
+    if requested == "reference":
+        return "reference"
+    bound = max((int(worst[n]) for n in gemm_accs), default=0)
+    if requested == "auto":
+        if ordered:
+            return "reference"
+        if bound < F32_EXACT:
+            return "gemm32"
+        return "gemm64" if bound < F64_EXACT else "reference"
+    if ordered:
+        raise ValueError(f"conv path {requested!r} refused: the op can overflow its accumulators, so it must "
+                         f"accumulate in order with the overflow policy (arithmetic.md §5.4); only 'reference' does")
+    limit = F32_EXACT if requested == "gemm32" else F64_EXACT
+    if bound >= limit:
+        raise ValueError(f"conv path {requested!r} refused: worst-case partial sum {bound} of the GEMM "
+                         f"accumulators is not below 2^{limit.bit_length() - 1}, float sums would not be exact")
+    return requested
+
+
 def _plan(codebook: Codebook, realization: str, w_mant: np.ndarray):
     """Per-code tables, per-segment accumulator indices and multipliers M_j[co] (§5.3).
 
@@ -106,7 +229,7 @@ def _plan(codebook: Codebook, realization: str, w_mant: np.ndarray):
 
 
 def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp, f_out, numerics: Numerics,
-         name: str, ordered: bool | None):
+         name: str, ordered: bool | None, path: str | None = None, worst: dict | None = None):
     co_n = weight_ohwi.shape[0]
     if np.shape(w_mant) != (co_n,) or np.shape(bias) != (co_n,):
         raise ValueError(f"{name}: w_mant and bias must have shape ({co_n},), got {np.shape(w_mant)}, {np.shape(bias)}")
@@ -120,18 +243,39 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
     w = np.asarray(weight_ohwi)
     if w.size and (int(w.min()) < -(1 << 31) or int(w.max()) >= 1 << 31):
         raise ValueError(f"{name}: weights must fit 32 bits (artifacts store int8/int16)")
-    wt = np.ascontiguousarray(np.transpose(w.astype(np.int32), (1, 2, 3, 0)))
+    requested = requested_path(path)
+    S = len(codebook.segments)
+    # MAC counts (§7) and the per-segment population of the input in one pass.
+    uy = K.tap_usage(iy_of, codes.shape[0])
+    ux = K.tap_usage(ix_of, codes.shape[1])
+    macs_w, seg_counts = KG.segment_counts(codes, seg_of, S, uy, ux)
+    macs_seg = macs_w * np.int64(co_n // int(groups))
+    chosen = "reference"
+    if requested != "reference" and (not ordered or requested != "auto"):
+        inv_x = KG.inverse_taps(ix_of, codes.shape[1])
+        gemm_accs, sparse_segs = gemm_split_plan(codebook, realization, seg_counts, can_sparse=inv_x is not None)
+        if worst is None:
+            worst = accumulator_worst(w, codebook, realization)
+        chosen = select_conv_path(worst, gemm_accs, bool(ordered), requested)
+    policy = OverflowPolicy.parse(numerics.overflow)
+    rmode = int(RoundingMode.parse(numerics.rounding))
     ho, wo = iy_of.shape[0], ix_of.shape[0]
-    out = np.empty((ho, wo, co_n), dtype=np.int64)
     acc_ev = np.zeros(ho, dtype=np.int64)
     st_ev = np.zeros(ho, dtype=np.int64)
     status = np.zeros(ho, dtype=np.int64)
     status_ox = np.zeros(ho, dtype=np.int64)
-    policy = OverflowPolicy.parse(numerics.overflow)
-    K.conv_kernel(codes, wt, seg_of, val_of, pidx, qidx, mult.shape[0], iy_of, ix_of, int(groups),
-                  mult, np.asarray(bias, dtype=np.int64), nshift, int(RoundingMode.parse(numerics.rounding)),
-                  bool(ordered), int(numerics.acc_bits), int(policy), int(numerics.stream_bits),
-                  out, acc_ev, st_ev, status, status_ox)
+    if chosen == "reference":
+        wt = np.ascontiguousarray(np.transpose(w.astype(np.int32), (1, 2, 3, 0)))
+        out = np.empty((ho, wo, co_n), dtype=np.int64)
+        K.conv_kernel(codes, wt, seg_of, val_of, pidx, qidx, mult.shape[0], iy_of, ix_of, int(groups),
+                      mult, np.asarray(bias, dtype=np.int64), nshift, rmode,
+                      bool(ordered), int(numerics.acc_bits), int(policy), int(numerics.stream_bits),
+                      out, acc_ev, st_ev, status, status_ox)
+    else:
+        out = _run_gemm(codes, codebook, w, mult, np.asarray(bias, dtype=np.int64), int(groups), iy_of, ix_of,
+                        nshift, rmode, int(policy), int(numerics.stream_bits), realization,
+                        np.float32 if chosen == "gemm32" else np.float64, gemm_accs, sparse_segs,
+                        seg_of, val_of, pidx, qidx, inv_x, seg_counts, st_ev, status, status_ox)
     bad = np.flatnonzero(status)
     if bad.size:
         oy = int(bad[0])
@@ -141,8 +285,6 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
             f"{name}: {what} overflows {bits} bits at output row {oy}, column {int(status_ox[oy])} "
             f"(overflow policy 'error', arithmetic.md §4)"
         )
-    S = len(codebook.segments)
-    macs_seg = K.conv_macs(codes, seg_of, S, iy_of, ix_of, co_n // int(groups))
     if realization == "grid":
         macs = {"all": int(macs_seg.sum())}
     else:
@@ -157,17 +299,95 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
     return out, events
 
 
+def _acc_index(name: str, codebook: Codebook, realization: str) -> int:
+    return accumulator_names(codebook, realization).index(name)
+
+
+def _run_gemm(codes, codebook, w, mult, bias, groups, iy_of, ix_of, nshift, rmode, policy, stream_bits,
+              realization, dtype, gemm_accs, sparse_segs, seg_of, val_of, pidx, qidx, inv_x, seg_counts,
+              st_ev, status, status_ox):
+    """The GEMM path (see the module docstring); returns the int64 output stream."""
+    H, W, _ = codes.shape
+    co_n, kh, kw, cig = w.shape
+    cog = co_n // groups
+    ho, wo = iy_of.shape[0], ix_of.shape[0]
+    out = np.zeros((ho, wo, co_n), dtype=np.int64)
+    # --- sparse pass: tail segments straight into I (exact int64, any order: §5.4 unordered)
+    sparse = [s for s in sparse_segs if seg_counts[s] > 0]
+    if sparse:
+        wt = np.ascontiguousarray(np.transpose(w.astype(np.int64), (1, 2, 3, 0)))
+        coef = np.zeros((seg_of.shape[0], co_n), dtype=np.int64)
+        is_sparse = np.zeros(len(codebook.segments), dtype=bool)
+        for s in sparse:
+            is_sparse[s] = True
+            rows = seg_of == s
+            if pidx[s] >= 0:
+                coef[rows] += val_of[rows][:, None] * mult[pidx[s]][None, :]
+            if qidx[s] >= 0:
+                coef[rows] += mult[qidx[s]][None, :]
+        iy, ix, ci = np.nonzero(is_sparse[seg_of[codes]])
+        rowptr = np.zeros(H + 1, dtype=np.int64)
+        np.cumsum(np.bincount(iy, minlength=H), out=rowptr[1:])
+        KG.sparse_taps(codes, rowptr, ix.astype(np.int64), ci.astype(np.int64), coef, wt, iy_of, inv_x,
+                       groups, out)
+    # --- GEMM accumulators: value planes and weight matrices
+    seg_i = seg_of
+    planes, mults = [], []
+    for nm in gemm_accs:
+        if nm == "A":
+            table = val_of  # grid values G
+        elif nm[0] == "P":
+            table = np.where(seg_i == int(nm[1:]), val_of, 0)  # q in this segment, 0 elsewhere
+        else:
+            table = (seg_i == int(nm[1:])).astype(np.int64)  # the segment's indicator
+        plane = np.empty(codes.shape, dtype=dtype)
+        KG.value_plane(codes, table.astype(dtype), plane)
+        planes.append(plane)
+        mults.append(np.ascontiguousarray(mult[_acc_index(nm, codebook, realization)]))
+    kdim = kh * kw * cig
+    wmats = [np.ascontiguousarray(np.transpose(w[g * cog:(g + 1) * cog], (1, 2, 3, 0)).reshape(kdim, cog)
+                                  .astype(dtype)) for g in range(groups)]
+    itemsize = np.dtype(dtype).itemsize
+    rows = max(1, min(ho, GEMM_CHUNK_BYTES // max(1, wo * kdim * itemsize)))
+    cols = np.empty((rows * wo, kdim), dtype=dtype)
+    acc = np.empty((rows * wo, co_n), dtype=dtype)
+    for oy0 in range(0, ho, rows):
+        oy1 = min(ho, oy0 + rows)
+        m = (oy1 - oy0) * wo
+        for k in range(len(planes) - 1, -1, -1):  # the first accumulator last: fused with the rescale
+            for g in range(groups):
+                KG.im2col(planes[k], iy_of, ix_of, oy0, oy1, g * cig, cig, cols[:m])
+                if groups == 1:
+                    np.matmul(cols[:m], wmats[0], out=acc[:m])
+                else:
+                    acc[:m, g * cog:(g + 1) * cog] = cols[:m] @ wmats[g]
+            if k:
+                KG.add_scaled_rows(out, oy0, acc[:m], mults[k])
+            else:
+                KG.finish_rows(out, oy0, acc[:m], mults[0], bias, nshift, rmode, policy, stream_bits,
+                               st_ev, status, status_ox)
+    if not planes:  # every segment sparse (cannot happen: the top segment is a GEMM one); rescale anyway
+        zero = np.zeros((ho * wo, co_n), dtype=dtype)
+        KG.finish_rows(out, 0, zero, np.zeros(co_n, dtype=np.int64), bias, nshift, rmode, policy, stream_bits,
+                       st_ev, status, status_ox)
+    return out
+
+
 def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np.ndarray, bias: np.ndarray, *,
            w_exp: int, f_out: int, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1,
            numerics: Numerics = Numerics(), name: str = "conv2d",
-           ordered: bool | None = None) -> tuple[np.ndarray, dict]:
+           ordered: bool | None = None, path: str | None = None,
+           worst: dict | None = None) -> tuple[np.ndarray, dict]:
     """2-D convolution of codes (arithmetic.md §5.1–§5.4).
 
     codes int64[H, W, Ci] (flat codes of ``codebook``); weight int[Co, kh, kw, Ci/g]
     (OHWI); w_mant int64[Co] (m_w); bias int64[Co] (units 2^-(w_exp+unit_e));
     ``w_exp`` = k_w; ``f_out`` the output stream frac. ``ordered``: None decides
     by the worst case of §5.4; True/False forces a path (tests; forcing False on
-    an op that can overflow gives int64 sums without the policy).
+    an op that can overflow gives int64 sums without the policy). ``path``:
+    ``auto``/``reference``/``gemm32``/``gemm64`` (None: ``$INTSIM_CONV_PATH``,
+    default auto; see the module docstring). ``worst``: ``{accumulator name: W_j}``
+    from :func:`intsim.bounds.conv_accumulators` (None: computed here, same numbers).
     Returns (int64[Ho, Wo, Co] stream, events with macs, acc_overflow,
     stream_overflow, saturations, ordered).
     """
@@ -186,13 +406,15 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
         raise ValueError(f"{name}: stride/dilation must be >= 1 and padding >= 0")
     iy_of = K.conv2d_tap_table(c.shape[0], kh, sh, ph, dh)
     ix_of = K.conv2d_tap_table(c.shape[1], kw, sw, pw, dw)
-    return _run(c, codebook, w, w_mant, bias, groups, iy_of, ix_of, w_exp, f_out, numerics, name, ordered)
+    return _run(c, codebook, w, w_mant, bias, groups, iy_of, ix_of, w_exp, f_out, numerics, name, ordered,
+                path, worst)
 
 
 def conv_transpose2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np.ndarray,
                      bias: np.ndarray, *, w_exp: int, f_out: int, stride=(1, 1), padding=(0, 0),
                      output_padding=(0, 0), numerics: Numerics = Numerics(), name: str = "conv_transpose2d",
-                     ordered: bool | None = None) -> tuple[np.ndarray, dict]:
+                     ordered: bool | None = None, path: str | None = None,
+                     worst: dict | None = None) -> tuple[np.ndarray, dict]:
     """Transposed convolution, gather form (arithmetic.md §5.5; groups 1, dilation 1).
 
     weight int[Co, kh, kw, Ci] (torch's [Ci, Co, kh, kw] transposed, not
@@ -212,4 +434,4 @@ def conv_transpose2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, 
         raise ValueError(f"{name}: output_padding {(oph, opw)} must be smaller than stride {(sh, sw)}")
     iy_of = K.conv_transpose2d_tap_table(c.shape[0], kh, sh, ph, oph)
     ix_of = K.conv_transpose2d_tap_table(c.shape[1], kw, sw, pw, opw)
-    return _run(c, codebook, w, w_mant, bias, 1, iy_of, ix_of, w_exp, f_out, numerics, name, ordered)
+    return _run(c, codebook, w, w_mant, bias, 1, iy_of, ix_of, w_exp, f_out, numerics, name, ordered, path, worst)

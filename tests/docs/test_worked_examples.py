@@ -332,3 +332,81 @@ def test_s6_13_sigmoid_example():
     sig1 = 1 / (1 + 1 / e)
     assert shown(sig1, "0.7310585786")
     assert rhu(sig1 * 2**15) == 23955  # 23955.44…, far from a tie: Taylor truncation cannot flip it
+
+
+# ---------------------------------------------------------------------------
+# examples added with the op-by-op completion of the spec
+
+
+def test_s5_4_ordered_accumulation_example():
+    """Saturate gives 97 with one event; wrap gives the exact 120 with two."""
+    from intsim.overflow import apply_overflow
+
+    def accumulate(policy):
+        acc, events = 0, 0
+        for term in (100, 50, -60, 30):
+            v, ev = apply_overflow(np.array([acc + term], dtype=np.int64), 8, policy, "ex")
+            acc, events = int(v[0]), events + ev
+        return acc, events
+
+    assert accumulate("saturate") == (97, 1)
+    assert accumulate("wrap") == (120, 2)
+
+
+def test_s5_5_transposed_conv_taps():
+    from intsim.kernels.conv import conv_transpose2d_output_size, conv_transpose2d_tap_table
+
+    assert conv_transpose2d_output_size(2, 3, 2, 1, 1) == 4
+    table = conv_transpose2d_tap_table(2, 3, 2, 1, 1)  # [output, tap] -> input or -1
+    assert table.tolist() == [[-1, 0, -1], [1, -1, 0], [-1, 1, -1], [-1, -1, 1]]
+
+
+def test_s6_2_image_out_example():
+    from intsim.ops.image import image_out
+
+    x = np.array([[[5606998]]], dtype=np.int64)
+    p, ev = image_out(x, np.array([65536]), np.array([7500202]), exp=16, f_in=16)
+    assert p.tolist() == [[[200]]] and ev["saturations"] == 0
+    assert rhu(Fraction((5606998 + 7500202) * 65536, 2**32)) == 200
+
+
+def test_s6_4_concat_example():
+    from intsim.ops.elementwise import concat
+
+    y, _ = concat([np.array([[[7]]]), np.array([[[5]]])], [3, 1], f_out=2)
+    assert y.tolist() == [[[4, 10]]]
+
+
+def test_s6_5_split_and_6_6_relu_examples():
+    from intsim.ops.elementwise import relu, split
+
+    x = np.arange(64, dtype=np.int64).reshape(1, 1, 64)
+    (a, b), _ = split(x, [16, 48])
+    assert a[0, 0].tolist() == list(range(16)) and b[0, 0].tolist() == list(range(16, 64))
+    y, _ = relu(np.array([[[-3, 0, 5]]], dtype=np.int64))
+    assert y.tolist() == [[[0, 0, 5]]]
+
+
+def test_s6_8_pixel_shuffle_and_6_9_nearest_examples():
+    from intsim.ops.resample import pixel_shuffle, upsample_nearest
+
+    y, _ = pixel_shuffle(np.array([[[10, 11, 12, 13]]], dtype=np.int64), 2)
+    assert y[:, :, 0].tolist() == [[10, 11], [12, 13]]
+    z, _ = upsample_nearest(np.array([[[1], [2]]], dtype=np.int64), 2)
+    assert z[0, :, 0].tolist() == [1, 1, 2, 2]
+
+
+def test_s6_10_bilinear_column_example():
+    from intsim.ops.resample import upsample_bilinear
+
+    col = np.array([[[0]], [[8]]], dtype=np.int64)  # H = 2, W = 1
+    y, _ = upsample_bilinear(col, factor=2, mult=1, shift=4)
+    assert y[:, 0, 0].tolist() == [0, 2, 6, 8]
+
+
+def test_s6_14_mul_example():
+    from intsim.ops.elementwise import mul
+
+    y, _ = mul(np.array([[[1000]]], dtype=np.int64), np.array([[[23955]]], dtype=np.int64), f_x=16, f_g=15, f_out=16)
+    assert y.tolist() == [[[731]]]
+    assert shown(Fraction(23955000, 2**15), "731.05")
