@@ -1,23 +1,40 @@
-# Two commands from a fresh clone: `make test` (set up + whole test suite).
-# torch is pinned to the local CPU build first so no CUDA wheels are pulled.
+# Two commands from a fresh clone: `make demo` (set up + the embedded demo) and
+# `make test` (set up + whole test suite; what CI runs via .ci/run).
+# torch is pinned to the CPU build and installed first so no CUDA wheels are pulled;
+# the other dependencies are pinned by constraints.txt.
 PYTHON ?= python3.11
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+DEMO_OUT ?= intsim-demo
 
-.PHONY: setup test clean
+.PHONY: setup test demo demo-quick demo-real readme-table clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e ".[all]"
+	$(PY) -m pip install -e ".[all]" -c constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
+
+demo: $(STAMP)
+	$(VENV)/bin/intsim demo --out $(DEMO_OUT)
+
+demo-quick: $(STAMP)
+	$(VENV)/bin/intsim demo --quick --out $(DEMO_OUT)-quick
+
+# IMDN x4 on Set5: needs the data root ($$INTSIM_DATA_ROOT or ../shared)
+demo-real: $(STAMP)
+	$(VENV)/bin/intsim demo --real --out $(DEMO_OUT)-real
+
+# Rewrite README.md's results table from the committed results/*.json (copies of summary.json)
+readme-table: $(STAMP)
+	$(PY) -m reports.readme_table
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from calib.calibrate import calibrate_minmax, load_calibration_images, psnr
+from calib.calibrate import load_calibration_images, psnr
 from calib.data_root import data_root
 from calib.export import export_artifact
 from calib.graph import capture
@@ -30,9 +30,9 @@ LOCAL_MODELS = {
     "edsr": (EDSR, {"n_resblocks": 32, "n_feats": 256, "res_scale": 0.1}, (2, 3, 4)),
     "edsr_baseline": (EDSR, {"n_resblocks": 16, "n_feats": 64, "res_scale": 1.0}, (2, 3, 4)),
 }
-METHODS = ("minmax",)
-#: Known baselines/methods of design.md §7 that later stages add.
-PLANNED_METHODS = ("percentile", "mse", "omse", "ptq4sr", "2dquant", "oaq", "dual_region", "finetune")
+from calib.methods import METHODS, check_method  # noqa: E402  (minmax, percentile, omse, ptq4sr, 2dquant, ...)
+
+PLANNED_METHODS: tuple[str, ...] = ()
 #: Calibration patches on which the fake-quant model is compared with the float model for the summary.
 SUMMARY_EVAL_PATCHES = 8
 
@@ -136,20 +136,27 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
 def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method: str, calib_data: str | None,
                   out: str, realization: str = "split", rounding: str = "half_up", overflow: str = "saturate",
                   acc_bits: int = 32, stream_bits: int = 24, n_images: int = 100, patch: int = 96, seed: int = 0,
-                  *, mult_bits: int = 31, grid_bits: int | None = None, policy=None, batch_size: int = 2) -> dict:
+                  *, mult_bits: int = 31, grid_bits: int | None = None, policy=None, batch_size: int = 2,
+                  allocation: str | None = None, bp_init: str = "percentile", finetune=None,
+                  state_dir: str | None = None, progress: bool = False) -> dict:
     """Calibrate ``model`` and write its artifact to ``out`` (atomically); return a JSON-able summary.
 
     ``calib_data``: a folder of HR (downsampled by ``scale``) or LR images;
     default ``<data root>/data/SunHays80`` (the offline stand-in for DIV2K).
     Defaults follow the paper's recipe (100 images, 96×96 LR patches, batch 2).
+    ``method``: one of :data:`calib.methods.METHODS` (``minmax`` = uniform
+    MinMax; ``dual_region``/``oaq`` use two-region codes with ``allocation``
+    'released' (default), 'paper' or 'budgeted'). ``finetune``: a
+    :class:`calib.finetune.FinetuneConfig` or a dict of its fields (default:
+    the paper recipe, 10 epochs, seed = ``seed``). ``state_dir``: finetuning
+    state, saved every epoch; a rerun with the same arguments resumes from the
+    last finished epoch and writes the identical artifact.
     """
     from intsim.artifact import save_artifact
 
     t0 = time.time()
     bw, ba = parse_bits(bits)
-    method = str(method).lower()
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} is not implemented yet (available: {', '.join(METHODS)})")
+    method = check_method(method)
     if realization not in ("split", "grid"):
         raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")
     if n_images < 1:
@@ -162,8 +169,19 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
     net, rgb_range, in_channels = build_model(model, int(scale), weights, int(seed))
     graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)  # refuses unsupported ops by name
     images = load_calibration_images(folder, int(n_images), int(patch), int(scale), int(seed), rgb_range=rgb_range)
-    calib = calibrate_minmax(net, images, bw, ba, policy, batch_size=batch_size, graph=graph)
-    meta = {"name": model, "scale": int(scale), "method": method,
+    from calib.finetune import FinetuneConfig
+    from calib.methods import calibrate_method
+
+    if finetune is None:
+        ft_cfg = FinetuneConfig(seed=int(seed), batch_size=int(batch_size))
+    elif isinstance(finetune, dict):
+        ft_cfg = FinetuneConfig(**{"seed": int(seed), "batch_size": int(batch_size), **finetune})
+    else:
+        ft_cfg = finetune
+    calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=bp_init,
+                             batch_size=batch_size, graph=graph, finetune_config=ft_cfg, state_dir=state_dir,
+                             progress=progress)
+    meta = {"name": model, "scale": int(scale), "method": method, "allocation": calib.settings["allocation"],
             "weights": os.path.basename(weights) if weights else f"random-init(seed={seed})",
             "calib_data": folder.name + (" (offline stand-in for DIV2K)" if folder.name == "SunHays80" else ""),
             "n_images": int(n_images), "patch": int(patch), "seed": int(seed)}
@@ -185,7 +203,7 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
     finite = [p for p in ps if math.isfinite(p)]
     return {
         "out": str(out), "sha256": digest, "model": model, "scale": int(scale), "bits": f"W{bw}A{ba}",
-        "method": method, "realization": realization, "rounding": art.numerics.rounding,
+        "method": method, "allocation": calib.settings["allocation"], "realization": realization, "rounding": art.numerics.rounding,
         "overflow": art.numerics.overflow, "acc_bits": acc_bits, "stream_bits": stream_bits,
         "mult_bits": mult_bits, "weights": weights, "calib_data": str(folder), "n_images": int(n_images),
         "patch": int(patch), "seed": int(seed), "ops": len(art.ops),
@@ -201,7 +219,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None, help="float checkpoint (.pt/.pth state dict); random init if absent")
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--bits", default="W4A4")
-    ap.add_argument("--method", default="minmax")
+    ap.add_argument("--method", default="minmax", help=f"one of {', '.join(METHODS)}")
+    ap.add_argument("--allocation", default=None, choices=("released", "paper", "budgeted"),
+                    help="two-region code allocation of dual_region/oaq (default released)")
+    ap.add_argument("--bp-init", default="percentile", choices=("percentile", "search"))
+    ap.add_argument("--epochs", type=int, default=10, help="finetuning epochs (finetuning methods)")
+    ap.add_argument("--state-dir", default=None, help="resumable finetuning state folder")
+    ap.add_argument("--progress", action="store_true", help="tqdm progress bar")
     ap.add_argument("--calib-data", default=None)
     ap.add_argument("--out", required=True)
     ap.add_argument("--realization", default="split", choices=("split", "grid"))
@@ -218,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = run_calibrate(a.model, a.weights, a.scale, a.bits, a.method, a.calib_data, a.out, a.realization,
                                 a.rounding, a.overflow, a.acc_bits, a.stream_bits, a.n_images, a.patch, a.seed,
-                                mult_bits=a.mult_bits, grid_bits=a.grid_bits)
+                                mult_bits=a.mult_bits, grid_bits=a.grid_bits, allocation=a.allocation,
+                                bp_init=a.bp_init, finetune={"epochs": a.epochs}, state_dir=a.state_dir,
+                                progress=a.progress)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

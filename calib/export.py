@@ -36,6 +36,16 @@ recorded in ``metadata``. The numbers (docs/arithmetic.md):
 * **image_in / image_out** (§6.1–6.2): per-channel affines (mean shifts
   folded) with a 24-bit (or ``mult_bits − 1``) mantissa; shifts ≥ 0 (the
   image_in output frac is lowered if ``a·2^f`` would not fit ``mult_bits``).
+* **stream ops**: relu, split, pixel_shuffle, upsampling, leaky_relu/prelu,
+  mean_pool/std_pool keep the input frac (as §6 requires); add, concat and mul
+  get their own calibrated frac; sigmoid's output frac is ``stream_bits − 2``
+  (values in (0, 1)). Slopes (§6.7): ``M·2^-k`` with ≤ 24-bit ``M``
+  (:func:`slope_multipliers`). Pool shifts: :func:`pool_shifts`. Sigmoid LUT
+  (:func:`export_sigmoid`): range ±R from the calibrated input max|x|
+  (R a power of two in [1, 16]), 2^13 entries.
+* **conv_transpose2d** (§5.5): as conv2d, weight stored [Co, kh, kw, Ci].
+* ``metadata.source`` records the float model (zoo name, scale, checkpoint,
+  sha256s) so that :mod:`calib.evaluate` can rebuild the float fake-quant model.
 
 Export refuses what it cannot represent with :class:`ExportError` naming the
 layer (e.g. a stream too narrow to separate two segments).
@@ -399,12 +409,19 @@ def export_conv(node: LNode, mod: nn.Conv2d, layer, f_in: int, f_out: int, numer
     w = mod.weight.detach().double()
     bias = mod.bias.detach().double() if mod.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
     wspec = layer.weight
-    w_int = wspec.quantize(w)  # int64 [Co, Ci/g, kh, kw]
-    s_real = np.array(wspec.scale if wspec.per_channel else wspec.scale * w.shape[0], dtype=np.float64) * abs(c)
+    w_int = wspec.quantize(w)  # int64 [Co, Ci/g, kh, kw]; transposed conv: [Ci, Co, kh, kw]
+    transposed = node.op == "conv_transpose2d"
+    if transposed:
+        if wspec.per_channel and getattr(wspec, "channel_dim", 0) != 1:
+            raise ExportError(f"{where}: per-channel weight scales of a transposed conv must be along its "
+                              f"output-channel dim 1 of the torch weight [Ci, Co, kh, kw]")
+        w_int = w_int.permute(1, 0, 2, 3)  # → [Co, Ci, kh, kw]
+    co = w_int.shape[0]
+    s_real = np.array(wspec.scale if wspec.per_channel else wspec.scale * co, dtype=np.float64) * abs(c)
     if c < 0:
         w_int = -w_int
     b_real = bias.numpy() * c
-    s_max = int(w_int.abs().reshape(w.shape[0], -1).sum(dim=1).max())
+    s_max = int(w_int.abs().reshape(co, -1).sum(dim=1).max())
     act: TwoRegionSpec = layer.act
     real = act.segments()
 
@@ -430,12 +447,13 @@ def export_conv(node: LNode, mod: nn.Conv2d, layer, f_in: int, f_out: int, numer
 
     unit = unit_m * 2.0 ** -unit_e
     w_dtype = np.int8 if wspec.bits <= 8 else np.int16
-    weight = w_int.permute(0, 2, 3, 1).contiguous().numpy().astype(w_dtype)  # OHWI (§5.1)
+    weight = w_int.permute(0, 2, 3, 1).contiguous().numpy().astype(w_dtype)  # OHWI (§5.1, §5.5)
     s_snap = m_w * 2.0 ** -k_w
     meta = {
         "role": layer.role, "module": layer.module, "bits_w": layer.bits_w, "bits_a": layer.bits_a,
         "code_bits": codebook.code_bits, "num_codes": codebook.num_codes,
-        "act": act.to_json(), "weight": wspec.to_json(), "post_scale": c, "observer": layer.observer,
+        "act": act.to_json(), "weight": {**wspec.to_json(), "channel_dim": int(getattr(wspec, "channel_dim", 0))},
+        "post_scale": c, "observer": layer.observer, "op": node.op,
         "snap": {
             "unit": unit, "unit_m": int(unit_m), "unit_e": int(unit_e), "grid_bits": gb,
             "step_rel_err": [_rel_err(sg.step * unit, r.step) for sg, r in zip(segs, real)],
@@ -513,18 +531,133 @@ def export_image_out(node: LNode, f_i: int, numerics: Numerics) -> dict:
 
 
 # --------------------------------------------------------------------------
+# stream ops (§6.7, §6.10–6.13)
+
+
+def slope_multipliers(alphas, numerics: Numerics, where: str) -> tuple[list[int], int, list[float]]:
+    """Fixed-point slopes ``α ≈ M·2^-k`` (§6.7) with one shift ``k`` for all channels.
+
+    ``M`` gets at most ``min(24, mult_bits, 52 − stream_bits)`` magnitude bits so that
+    ``X·M`` stays inside the exactness envelope; returns (M list, k, relative errors).
+    """
+    al = [float(a) for a in alphas]
+    amax = max(abs(a) for a in al)
+    if amax == 0:
+        return [0] * len(al), 0, [0.0] * len(al)
+    bits = min(MAX_MANT_BITS, numerics.mult_bits, 52 - numerics.stream_bits)
+    k = bits - 1 - math.floor(math.log2(amax))
+    if k < 0:
+        raise ExportError(f"{where}: slope {amax} too large for a {bits}-bit fixed-point multiplier")
+    k = min(k, MAX_SHIFT)
+    M = [_rha(a * 2.0 ** k) for a in al]
+    if max(abs(m) for m in M) >= 1 << bits:
+        k -= 1
+        M = [_rha(a * 2.0 ** k) for a in al]
+    errs = [_rel_err(m * 2.0 ** -k, a) for m, a in zip(M, al)]
+    return M, int(k), errs
+
+
+def pool_shifts(numerics: Numerics) -> dict:
+    """Shifts of mean_pool (``k``) and std_pool (``k``, pre-shift ``p``) within the §9 envelope.
+
+    mean_pool: ``2^(stream_bits−1)·(2^k + 1) < 2^52``. std_pool: ``p = stream_bits − 14``
+    (deviations keep ~13 bits), then the largest ``k`` with ``d_max²·(2^k + 1) < 2^52``,
+    ``d_max = (2^stream_bits >> p) + 1``. The reciprocal ``2^k/N`` of an N-pixel image has
+    relative error ≤ N/2^(k+1).
+    """
+    vin = 1 << (numerics.stream_bits - 1)
+    k_mean = 0
+    while k_mean < MAX_SHIFT and vin * ((1 << (k_mean + 1)) + 1) < ENVELOPE_LIMIT:
+        k_mean += 1
+    p = max(0, numerics.stream_bits - 14)
+    d = ((2 * vin) >> p) + 1
+    k_std = 0
+    while k_std < MAX_SHIFT and d * d * ((1 << (k_std + 1)) + 1) < ENVELOPE_LIMIT and \
+            vin * ((1 << (k_std + 1)) + 1) < ENVELOPE_LIMIT:
+        k_std += 1
+    return {"mean_shift": k_mean, "std_shift": k_std, "std_pre_shift": p}
+
+
+#: Sigmoid LUT: at most 2^SIGMOID_LUT_BITS entries; input range ±R, R a power of two in [1, 16].
+SIGMOID_LUT_BITS = 13
+
+
+def export_sigmoid(absmax_in: float, f_i: int, numerics: Numerics) -> dict:
+    """LUT over ``[−R, R)``, ``R = 2^ceil(log2(clamp(max|x|, 1, 16)))`` from the calibrated input
+    range; input step ``2^-k_lut`` with ``2^SIGMOID_LUT_BITS`` entries (finer than the input grid is
+    useless: ``k_lut ≤ f_i``); output frac ``min(30, stream_bits − 2)``."""
+    from intsim.sigmoid_lut import build_sigmoid_lut
+
+    r_log2 = int(math.ceil(math.log2(min(max(float(absmax_in), 1.0), 16.0))))
+    k_lut = min(SIGMOID_LUT_BITS - 1 - r_log2, f_i)
+    imin, imax = -(1 << (r_log2 + k_lut)) if r_log2 + k_lut >= 0 else -1, (1 << (r_log2 + k_lut)) - 1 \
+        if r_log2 + k_lut >= 0 else 0
+    f_o = min(30, numerics.stream_bits - 2)
+    lut = build_sigmoid_lut(int(imin), int(imax), int(k_lut), int(f_o))
+    return {"lut_exp": int(k_lut), "imin": int(imin), "imax": int(imax), "lut": lut.astype(np.int32), "f_o": int(f_o),
+            "meta": {"input_absmax": float(absmax_in), "range": [-(2.0 ** r_log2), 2.0 ** r_log2],
+                     "step": 2.0 ** -k_lut, "entries": int(imax - imin + 1), "out_frac": int(f_o)}}
+
+
+def bilinear_multiplier(factor: int, numerics: Numerics) -> tuple[int, int]:
+    """(M, k) of 1/(2r)² (§6.10): exact when 2r is a power of two."""
+    q = (2 * factor) ** 2
+    if q & (q - 1) == 0:
+        return 1, q.bit_length() - 1
+    bits = min(20, numerics.mult_bits)
+    k = bits - 1 + (q - 1).bit_length()
+    return _rhu(Fraction(1 << k, q)), k
+
+
+# --------------------------------------------------------------------------
 # the artifact
+
+
+def state_dict_fingerprint(model: nn.Module) -> str:
+    """sha256 over the float model's state dict (sorted keys; name, dtype, shape, float32 bytes)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        if not torch.is_tensor(v):
+            continue
+        t = v.detach().cpu()
+        t = t.float() if t.is_floating_point() else t
+        h.update(f"{k}|{t.dtype}|{list(t.shape)}|".encode())
+        h.update(np.ascontiguousarray(t.numpy()).tobytes())
+    return h.hexdigest()
+
+
+def model_source(name: str, scale: int, checkpoint: str | None = None) -> dict:
+    """``source`` metadata for :func:`export_artifact`: zoo name, scale, checkpoint path and its sha256."""
+    import os
+
+    out: dict = {"model": name, "scale": int(scale)}
+    if checkpoint is not None:
+        from calib.models.zoo import sha256_file
+
+        out["checkpoint"] = os.path.abspath(str(checkpoint))
+        out["checkpoint_sha256"] = sha256_file(checkpoint)
+    return out
 
 
 def export_artifact(model: nn.Module, calib_result, *, realization: str = "split", rounding: str = "half_up",
                     overflow: str = "saturate", acc_bits: int = 32, stream_bits: int = 24, mult_bits: int = 31,
-                    grid_bits: int | None = None, model_meta: dict | None = None) -> Artifact:
+                    grid_bits: int | None = None, model_meta: dict | None = None,
+                    source: dict | None = None) -> Artifact:
     """Snap ``calib_result`` (a :class:`calib.calibrate.CalibrationResult` of ``model``) to an artifact.
 
     ``grid_bits`` (grid realization only): per-codebook G width; default
     ``bits_a + 6`` of each layer, clamped to 6..16. Numerics are validated
     against arithmetic.md §8. Raises :class:`ExportError` naming the layer if a
-    quantity cannot be represented. The returned artifact has not been written;
+    quantity cannot be represented.
+
+    ``source`` (JSON-able) says where the float model comes from so that the
+    float32 fake-quant model can be rebuilt from the artifact alone
+    (:mod:`calib.evaluate`): keys ``model`` (zoo name), ``scale``, ``checkpoint``
+    (path) and ``checkpoint_sha256`` (see :func:`model_source`). Export always
+    adds ``state_dict_sha256`` (:func:`state_dict_fingerprint` of ``model``) and
+    defaults ``model``/``scale`` from ``model_meta``. The returned artifact has not been written;
     use :func:`intsim.artifact.save_artifact`.
     """
     if realization not in ("split", "grid"):
@@ -552,7 +685,9 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
     layers_meta: dict = {}
     code_bits: dict[str, int] = {}
     image_meta: dict = {}
-    taken = {n.name for n in g.nodes} | {n.output for n in g.nodes} | {INPUT_TENSOR}
+    stream_meta: dict = {}
+    pools = pool_shifts(numerics)
+    taken = {n.name for n in g.nodes} | {t for n in g.nodes for t in n.outputs} | {INPUT_TENSOR}
 
     def fresh(name: str) -> str:
         base, k = name, 0
@@ -584,7 +719,7 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
             ops.append(OpSpec(node.name, "image_out", node.inputs, (node.output,), {"exp": r["exp"]},
                               {"mult": f"{node.name}.mult", "offset": f"{node.name}.offset"}))
             image_meta[node.name] = r["meta"]
-        elif node.op == "conv2d":
+        elif node.op in ("conv2d", "conv_transpose2d"):
             layer = calib_result.layers[node.name]
             mod = g.gm.get_submodule(node.module)
             x = node.inputs[0]
@@ -596,20 +731,66 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
             for role in ("weight", "w_mant", "bias"):
                 arrays[f"{node.name}.{role}"] = r[role]
             at = node.attrs
-            ops.append(OpSpec(node.name, "conv2d", (codes,), (node.output,),
-                              {"kernel": list(at["kernel"]), "stride": list(at["stride"]),
-                               "padding": list(at["padding"]), "dilation": list(at["dilation"]),
-                               "groups": int(at["groups"]), "w_exp": r["w_exp"]},
+            if node.op == "conv2d":
+                cattrs = {"kernel": list(at["kernel"]), "stride": list(at["stride"]),
+                          "padding": list(at["padding"]), "dilation": list(at["dilation"]),
+                          "groups": int(at["groups"]), "w_exp": r["w_exp"]}
+            else:
+                cattrs = {"kernel": list(at["kernel"]), "stride": list(at["stride"]),
+                          "padding": list(at["padding"]), "output_padding": list(at["output_padding"]),
+                          "w_exp": r["w_exp"]}
+            ops.append(OpSpec(node.name, node.op, (codes,), (node.output,), cattrs,
                               {role: f"{node.name}.{role}" for role in ("weight", "w_mant", "bias")}))
             layers_meta[node.name] = r["meta"]
             code_bits[node.name] = r["codebook"].code_bits
-        elif node.op in ("relu", "pixel_shuffle"):
-            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # f_o = f_i (§6.6, §6.8)
-            attrs = {"factor": int(node.attrs["factor"])} if node.op == "pixel_shuffle" else {}
+        elif node.op in ("relu", "pixel_shuffle", "upsample_nearest"):
+            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # f_o = f_i (§6.6, §6.8, §6.9)
+            attrs = {"factor": int(node.attrs["factor"])} if "factor" in node.attrs else {}
             ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,), attrs, {}))
-        elif node.op == "add":
-            add_stream(node.output, node.channels, own_frac(node.output))
-            ops.append(OpSpec(node.name, "add", node.inputs, (node.output,), {}, {}))
+        elif node.op == "upsample_bilinear":
+            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.10
+            M, k = bilinear_multiplier(int(node.attrs["factor"]), numerics)
+            ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,),
+                              {"factor": int(node.attrs["factor"]), "mult": int(M), "shift": int(k)}, {}))
+        elif node.op == "split":
+            f = fracs[node.inputs[0]]  # §6.5
+            for t, c in zip(node.outputs, node.attrs["sizes"]):
+                add_stream(t, int(c), f)
+            ops.append(OpSpec(node.name, "split", node.inputs, node.outputs,
+                              {"sizes": [int(c) for c in node.attrs["sizes"]]}, {}))
+        elif node.op in ("add", "concat", "mul"):
+            add_stream(node.output, node.channels, own_frac(node.output))  # §6.3, §6.4, §6.14
+            ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,), {}, {}))
+        elif node.op == "leaky_relu":
+            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.7
+            M, k, errs = slope_multipliers([node.attrs["slope"]], numerics, f"layer '{node.name}'")
+            ops.append(OpSpec(node.name, "leaky_relu", node.inputs, (node.output,), {"mult": M[0], "shift": k}, {}))
+            stream_meta[node.name] = {"slope": float(node.attrs["slope"]), "mult": M[0], "shift": k,
+                                      "slope_rel_err": errs[0]}
+        elif node.op == "prelu":
+            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.7
+            M, k, errs = slope_multipliers(node.attrs["slope"], numerics, f"layer '{node.name}'")
+            arrays[f"{node.name}.mult"] = np.array(M, dtype=np.int64)
+            ops.append(OpSpec(node.name, "prelu", node.inputs, (node.output,), {"shift": k},
+                              {"mult": f"{node.name}.mult"}))
+            stream_meta[node.name] = {"slope": list(map(float, node.attrs["slope"])), "shift": k,
+                                      "slope_rel_err_max": float(max(errs))}
+        elif node.op == "mean_pool":
+            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # f_o = f_i (§6.11)
+            ops.append(OpSpec(node.name, "mean_pool", node.inputs, (node.output,), {"shift": pools["mean_shift"]}, {}))
+        elif node.op == "std_pool":
+            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # f_o = f_i (§6.12)
+            ops.append(OpSpec(node.name, "std_pool", node.inputs, (node.output,),
+                              {"shift": pools["std_shift"], "pre_shift": pools["std_pre_shift"]}, {}))
+        elif node.op == "sigmoid":
+            x = node.inputs[0]
+            r = export_sigmoid(calib_result.stream_absmax.get(x, 1.0), fracs[x], numerics)
+            add_stream(node.output, node.channels, r["f_o"])
+            arrays[f"{node.name}.lut"] = r["lut"]
+            ops.append(OpSpec(node.name, "sigmoid", node.inputs, (node.output,),
+                              {"lut_exp": r["lut_exp"], "imin": r["imin"], "imax": r["imax"]},
+                              {"lut": f"{node.name}.lut"}))
+            stream_meta[node.name] = r["meta"]
         else:  # capture() only produces the ops above
             raise ExportError(f"op '{node.name}' ({node.op}) has no exporter")
 
@@ -619,12 +800,23 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
         meta_model.setdefault("scale", int(model.scale))
     meta_model["bits"] = calib_result.bits
     meta_model["code_bits"] = code_bits
+    src = {"model": meta_model.get("name"), "scale": meta_model.get("scale")}
+    if "weights" in meta_model:
+        src["checkpoint"] = meta_model["weights"]
+    src.update(source or {})
+    src["state_dict_sha256"] = state_dict_fingerprint(model)
     metadata = {
         "producer": "calib.export",
+        "source": src,
+        "capture": {"rgb_range": g.rgb_range, "in_channels": g.in_channels,
+                    "concrete_args": {k: v for k, v in getattr(g, "concrete_args", {}).items()
+                                      if v is None or isinstance(v, (bool, int, float, str))}},
         "rgb_range": g.rgb_range,
         "calibration": calib_result.to_json(),
         "layers": layers_meta,
         "images": image_meta,
+        "stream_ops": stream_meta,
+        "pooling": pools,
         "streams": {t: {"absmax": float(calib_result.stream_absmax[t]), "frac": int(f)} for t, f in fracs.items()
                     if t in calib_result.stream_absmax},
     }

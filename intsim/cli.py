@@ -81,9 +81,8 @@ def cmd_run(args) -> int:
     from intsim.engine import run
     from intsim.images import png_bytes
 
-    if args.accel is not None:
-        raise UsageError("--accel: the accelerator cost model is not available in this version")
     art = load_artifact(args.artifact)
+    acc = _load_accel(args.accel) if args.accel is not None else None
     images = _load_inputs(args.inputs, _input_channels(art))
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
@@ -108,6 +107,10 @@ def cmd_run(args) -> int:
         }
         atomic_write_bytes(args.counters, json.dumps(record, indent=1).encode())
     print(f"wrote {len(results)} image(s) to {out_dir}", file=sys.stderr)
+    if acc is not None:
+        from intsim.cost import estimate_cost
+
+        print(_cost_line(estimate_cost(art, [res.counters for _, _, res in results], acc)), file=sys.stderr)
     return EXIT_OK
 
 
@@ -143,11 +146,16 @@ def cmd_verify(args) -> int:
 def cmd_calibrate(args) -> int:
     try:
         from calib.cli_calibrate import run_calibrate
+        from reports.demo import DEMO_WEIGHTS, TINY_SR_NAME, register_tiny_sr
     except ImportError as e:
         raise UsageError(f"calibrate needs torch (pip install torch==2.13.0): {e}") from None
-    summary = run_calibrate(
+    register_tiny_sr()
+    weights = args.weights
+    if weights is None and args.model == TINY_SR_NAME:
+        weights = str(DEMO_WEIGHTS)
+    kwargs = dict(
         model=args.model,
-        weights=args.weights,
+        weights=weights,
         scale=args.scale,
         bits=args.bits,
         method=args.method,
@@ -164,6 +172,18 @@ def cmd_calibrate(args) -> int:
         mult_bits=args.mult_bits,
         grid_bits=args.grid_bits,
     )
+    optional = {"allocation": args.allocation, "bp_init": args.bp_init, "state_dir": args.state_dir,
+                "progress": True}
+    import inspect
+
+    params = inspect.signature(run_calibrate).parameters
+    for k, v in optional.items():
+        if k in params:
+            if v is not None:
+                kwargs[k] = v
+        elif v is not None and k != "progress":
+            raise UsageError(f"--{k.replace('_', '-')} is not supported by this version of calibrate")
+    summary = run_calibrate(**kwargs)
     if args.json:
         _print_json(summary)
     else:
@@ -171,8 +191,229 @@ def cmd_calibrate(args) -> int:
     return EXIT_OK
 
 
+def _load_accel(name_or_path: str):
+    from intsim.cost import load_accelerator
+
+    return load_accelerator(name_or_path)
+
+
+def _cost_line(cost: dict) -> str:
+    t = cost["totals"]
+    return (f"{cost['scheme']} ({cost['realization']}) on {cost['accelerator']['name']}: {cost['images']} image(s), "
+            f"{t['energy_pj']['total'] * 1e-6:.2f} µJ and {t['latency_s'] * 1e3:.3f} ms per image, "
+            f"{t['per_output_mpix']['energy_mj']:.2f} mJ per output MP, utilisation {t['utilisation']:.2f}")
+
+
+def cmd_cost(args) -> int:
+    from tqdm import tqdm
+
+    from intsim.artifact import atomic_write_bytes, load_artifact
+    from intsim.cost import compare_schemes, estimate_cost
+    from intsim.cost.model import load_counters
+
+    if args.list:
+        from intsim.cost import packaged_accelerators
+
+        rows = []
+        for name, path in packaged_accelerators().items():
+            rows.append({"name": name, "path": str(path), "description": _load_accel(path).description})
+        if args.json:
+            _print_json(rows)
+        else:
+            for r in rows:
+                print(f"{r['name']:12s} {r['description']}")
+        return EXIT_OK
+    if not args.artifact:
+        raise UsageError("cost: give ARTIFACT (and --images INPUT... or --counters FILE), or --list")
+    if bool(args.images) == bool(args.counters):
+        raise UsageError("cost: give exactly one of --images INPUT... or --counters FILE")
+    art = load_artifact(args.artifact)
+    acc = _load_accel(args.accel)
+    if args.counters:
+        counters = load_counters(args.counters, art.sha256)
+    else:
+        from intsim.engine import run
+
+        images = _load_inputs(args.images, _input_channels(art))
+        counters = [run(art, im.pixels, keep_tensors=False).counters
+                    for im in tqdm(images, desc="intsim run", unit="img", disable=None, file=sys.stderr)]
+    cost = estimate_cost(art, counters, acc, args.scheme)
+    comp = compare_schemes(art, counters, acc) if args.compare else None
+    if args.output:
+        atomic_write_bytes(args.output, json.dumps(cost, indent=1).encode())
+    if args.json:
+        from intsim.cost.model import summary_row
+
+        obj = {"summary": summary_row(cost), "warnings": cost["warnings"]}
+        if comp is not None:
+            obj["compare"] = comp
+        _print_json(obj)
+    else:
+        print(_cost_line(cost))
+        if comp is not None:
+            print(f"  {'scheme':9s} {'realization':11s} {'energy µJ':>10s} {'latency ms':>10s} {'weights KiB':>11s} "
+                  f"{'DRAM MiB':>9s}  conv input bits")
+            for r in comp:
+                print(f"  {r['scheme']:9s} {r['realization']:11s} {r['energy_uj']:10.2f} {r['latency_ms']:10.3f} "
+                      f"{r['weight_storage_kib']:11.1f} {r['dram_mib']:9.2f}  {r['conv_input_bits']}")
+        for w in cost["warnings"]:
+            print(f"intsim: warning: {w}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from intsim.artifact import load_artifact
+
+    if args.engine != "float":
+        load_artifact(args.artifact)  # refuse a bad artifact with the usual one-line message
+    elif not Path(args.artifact).exists():
+        raise FileNotFoundError(f"{args.artifact}: no such file")
+    try:
+        from calib.evaluate import run_eval
+    except ImportError as e:
+        if getattr(e, "name", "") in ("calib.evaluate", "calib") or "calib.evaluate" in str(e):
+            raise UsageError("eval: calib.evaluate is not available in this installation") from None
+        raise UsageError(f"eval needs torch (pip install torch==2.13.0): {e}") from None
+    extra = {"crop": args.crop} if args.crop is not None else {}
+    res = run_eval(args.artifact, args.dataset, args.engine, data_root=args.data_root, progress=True,
+                   limit=args.limit, **extra)
+    if args.json:
+        _print_json(res)
+    else:
+        for line in _flatten_lines(res):
+            print(line)
+    return EXIT_OK
+
+
+def _flatten_lines(obj, prefix: str = "") -> list[str]:
+    """``key.sub: value`` lines of a nested result (lists of scalars on one line)."""
+    lines: list[str] = []
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if isinstance(v, (dict, list)) and not (isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v)):
+                lines.extend(_flatten_lines(v, key))
+            else:
+                lines.append(f"{key}: {_fmt_value(v)}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            lines.extend(_flatten_lines(v, f"{prefix}[{i}]"))
+    else:
+        lines.append(f"{prefix}: {_fmt_value(obj)}")
+    return lines
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    if isinstance(v, list):
+        return ", ".join(_fmt_value(x) for x in v)
+    return str(v)
+
+
+def cmd_report(args) -> int:
+    from reports.html_report import build_report
+
+    path = build_report(args.run_dir, args.output)
+    if args.json:
+        _print_json({"report": str(path)})
+    else:
+        print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_models(args) -> int:
+    rows: list[dict] = []
+    try:
+        from calib.models.zoo import list_models
+    except ImportError as e:
+        raise UsageError(f"models needs the calib package and its dependencies: {e}") from None
+    from calib.data_root import data_root
+
+    root = Path(args.data_root).expanduser().resolve() if args.data_root else data_root()
+    if args.data_root and not root.is_dir():
+        raise UsageError(f"--data-root {root}: no such folder")
+    from reports.demo import DEMO_WEIGHTS, TINY_SR, TINY_SR_NAME, TINY_SR_SCALE
+
+    rows.append({"model": TINY_SR_NAME, "scale": TINY_SR_SCALE,
+                 "description": f"embedded demo model (EDSR-style, {TINY_SR['n_resblocks']} blocks, "
+                                f"{TINY_SR['n_feats']} features, trained by demo/train_tiny_sr.py)",
+                 "color": "rgb", "format": "torch state dict", "checkpoint": "demo/" + DEMO_WEIGHTS.name,
+                 "path": str(DEMO_WEIGHTS), "found": DEMO_WEIGHTS.is_file(), "sha256": None, "verified": None})
+    rows.extend(list_models(root, verify=args.verify))
+    try:
+        from calib.cli_calibrate import LOCAL_MODELS
+
+        zoo = {r["model"] for r in rows}
+        for name, (_ctor, kw, scales) in LOCAL_MODELS.items():
+            if name in zoo:
+                continue
+            for sc in scales:
+                rows.append({"model": name, "scale": sc, "description": f"EDSR {kw} (random init or --weights)",
+                             "color": "rgb", "format": "torch state dict", "checkpoint": None, "path": None,
+                             "found": False, "sha256": None, "verified": None})
+    except ImportError:  # calibrate (torch) not installed: the zoo listing is still useful
+        pass
+    if args.json:
+        _print_json({"data_root": str(root), "models": rows})
+        return EXIT_OK
+    print(f"data root: {root}{'' if root.is_dir() else ' (absent)'}")
+    print(f"{'model':14s} {'scale':>5s}  {'colour':6s} {'checkpoint':9s}  path / description")
+    for r in rows:
+        found = "found" if r["found"] else ("-" if r["checkpoint"] is None else "missing")
+        where = r["path"] if r["found"] else (r["checkpoint"] or r["description"])
+        print(f"{r['model']:14s} {r['scale']:>5d}  {r['color']:6s} {found:9s}  {where}")
+    return EXIT_OK
+
+
+def cmd_export_vectors(args) -> int:
+    from intsim.vectors import export_vectors
+
+    index = export_vectors(args.golden_dir, args.output, args.format, tensors=args.tensor or None,
+                           inputs=args.input or None, progress=True)
+    if args.json:
+        _print_json({k: v for k, v in index.items() if k != "files"} | {"files": len(index["files"]),
+                                                                         "out": args.output})
+    else:
+        print(f"wrote {len(index['files'])} {args.format} file(s) to {args.output} (index: "
+              f"{Path(args.output) / 'index.json'})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    try:
+        from reports.demo import result_table, run_demo
+    except ImportError as e:
+        raise UsageError(f"demo needs torch and scikit-image (make setup): {e}") from None
+    out = args.out or ("intsim-demo-real" if args.real else "intsim-demo")
+    summary = run_demo(out, quick=args.quick, real=args.real, data_root=args.data_root, bits=args.bits,
+                       method=args.method, accel=args.accel)
+    if args.json:
+        _print_json({k: v for k, v in summary.items() if k != "per_image"})
+    else:
+        print(result_table(summary))
+        print(f"report: {Path(out) / 'report.html'}   summary: {Path(out) / 'summary.json'}")
+    return EXIT_OK if summary["bit_exact"] else EXIT_MISMATCH
+
+
 # --------------------------------------------------------------------------
 # parser
+
+
+MAIN_EPILOG = """\
+examples:
+  intsim demo --quick                                  # the whole pipeline on the embedded model
+  intsim calibrate --model tiny_sr --scale 2 --bits W4A4 --calib-data DIR -o m.intsim
+  intsim golden m.intsim LR_DIR -o golden/              # torch float64 fake-quant
+  intsim verify m.intsim golden/                        # exit 1 on the first mismatch
+  intsim run m.intsim LR_DIR -o sr/ --counters c.json
+  intsim cost m.intsim --counters c.json --accel edge_npu --compare
+  intsim export-vectors golden/ --format readmemh -o vectors/
+  intsim models --json
+
+exit codes: 0 ok, 1 verification mismatch, 2 bad input or usage, 3 internal error.
+--debug shows tracebacks.
+"""
 
 
 def _positive_int(lo: int, hi: int):
@@ -189,9 +430,20 @@ def _positive_int(lo: int, hi: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="intsim", description="Bit-exact integer simulation of two-region quantized SR networks.")
+    p = _Parser(prog="intsim", description="Bit-exact integer simulation of two-region quantized SR networks.",
+                epilog=MAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    # every subcommand also accepts --debug (after the command name)
+    _orig_add = sub.add_parser
+
+    def _add(name, **kw):
+        kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        sp = _orig_add(name, **kw)
+        sp.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        return sp
+
+    sub.add_parser = _add
 
     c = sub.add_parser("calibrate", help="calibrate a float model and export an artifact",
                        description="Calibrate two-region quantizers and export an integer artifact.",
@@ -200,7 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", default=None, help="checkpoint file (random init when omitted, where allowed)")
     c.add_argument("--scale", type=_positive_int(2, 8), required=True)
     c.add_argument("--bits", required=True, help="e.g. W4A4, W8A8")
-    c.add_argument("--method", default="minmax")
+    c.add_argument("--method", default="minmax", help="minmax, percentile, omse, ptq4sr, 2dquant, dual_region, "
+                   "plain_ft, sa_ft, oaq (two-region codes: dual_region, oaq)")
+    c.add_argument("--allocation", choices=["released", "paper", "budgeted"], default=None,
+                   help="code allocation of the two-region methods (default released)")
+    c.add_argument("--bp-init", choices=["percentile", "search"], default=None, help="breakpoint initialisation")
+    c.add_argument("--state-dir", default=None, metavar="DIR", help="finetuning state (resumable runs)")
     c.add_argument("--calib-data", default=None, help="folder of calibration images (default: <data root>/data/SunHays80)")
     c.add_argument("--realization", choices=["split", "grid"], default="split")
     c.add_argument("--rounding", choices=["half_up", "half_away", "half_even", "floor"], default="half_up")
@@ -228,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("artifact")
     r.add_argument("inputs", nargs="+", metavar="INPUT")
     r.add_argument("-o", "--output", required=True, metavar="OUT_DIR")
-    r.add_argument("--accel", default=None, metavar="CONFIG")
+    r.add_argument("--accel", default=None, metavar="FILE|NAME", help="also print the cost on this accelerator "
+                   "(TOML file or packaged name, e.g. edge_npu)")
     r.add_argument("--counters", default=None, metavar="FILE", help="write per-layer event counters as JSON")
     r.set_defaults(func=cmd_run)
 
@@ -244,6 +502,76 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("artifact")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_inspect)
+
+    e = sub.add_parser("eval", help="Y-PSNR/SSIM of an artifact on benchmark sets (intsim, golden or float)",
+                       epilog="examples:\n  intsim eval imdn_x4.intsim --dataset Set5 Set14 --engine intsim\n"
+                              "  intsim eval imdn_x4.intsim --dataset Set5 --engine float --json")
+    e.add_argument("artifact")
+    e.add_argument("--dataset", nargs="+", default=["Set5"], metavar="NAME", help="Set5, Set14, B100, Urban100")
+    e.add_argument("--engine", choices=["intsim", "golden", "float"], default="intsim")
+    e.add_argument("--data-root", default=None, metavar="DIR")
+    e.add_argument("--limit", type=_positive_int(1, 100000), default=None, help="first N images per set")
+    e.add_argument("--crop", type=_positive_int(8, 4096), default=None, metavar="P",
+                   help="evaluate only the top-left P×P LR crop of each image (quick checks)")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_eval)
+
+    co = sub.add_parser("cost", help="energy/latency of an artifact on an accelerator",
+                        epilog="examples:\n  intsim cost model.intsim --images Set5/LR_bicubic/X4 --accel edge_npu\n"
+                               "  intsim cost model.intsim --counters counters.json --compare --json\n"
+                               "  intsim cost --list")
+    co.add_argument("artifact", nargs="?")
+    co.add_argument("--accel", default="edge_npu", metavar="FILE|NAME", help="accelerator TOML or packaged name "
+                    "(default edge_npu; --list shows them)")
+    co.add_argument("--images", nargs="+", default=None, metavar="INPUT", help="run the engine on these images")
+    co.add_argument("--counters", default=None, metavar="FILE", help="counters written by `intsim run --counters`")
+    co.add_argument("--scheme", default="artifact", help="artifact | fp32 | W<b>A<b> (default artifact)")
+    co.add_argument("--compare", action="store_true", help="also compare with fp32, W8A8 and W4A4")
+    co.add_argument("-o", "--output", default=None, metavar="FILE", help="write the full cost result as JSON")
+    co.add_argument("--list", action="store_true", help="list the packaged accelerators")
+    co.add_argument("--json", action="store_true")
+    co.set_defaults(func=cmd_cost)
+
+    rp = sub.add_parser("report", help="build report.html from a run directory (summary.json)",
+                        epilog="example: intsim report intsim-demo  (writes intsim-demo/report.html)")
+    rp.add_argument("run_dir", metavar="RUN_DIR", help="folder with summary.json (or the summary.json file)")
+    rp.add_argument("-o", "--output", default=None, metavar="FILE", help="default RUN_DIR/report.html")
+    rp.add_argument("--json", action="store_true")
+    rp.set_defaults(func=cmd_report)
+
+    m = sub.add_parser("models", help="list zoo models and the checkpoints found under the data root",
+                       epilog="example: intsim models --data-root ../shared --json")
+    m.add_argument("--data-root", default=None, metavar="DIR")
+    m.add_argument("--verify", action="store_true", help="check found checkpoints against published sha256")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models)
+
+    x = sub.add_parser("export-vectors", help="golden tensors as $readmemh hex files or C headers",
+                       epilog="examples:\n  intsim export-vectors golden/ --format readmemh -o vectors_hex\n"
+                              "  intsim export-vectors golden/ --format c -o vectors_c --input 0 --tensor t3")
+    x.add_argument("golden_dir")
+    x.add_argument("--format", choices=["readmemh", "c"], default="readmemh")
+    x.add_argument("-o", "--output", required=True, metavar="DIR")
+    x.add_argument("--tensor", action="append", default=None, metavar="NAME", help="only this tensor (repeatable)")
+    x.add_argument("--input", action="append", type=_positive_int(0, 1 << 30), default=None, metavar="K",
+                   help="only input K (repeatable)")
+    x.add_argument("--json", action="store_true")
+    x.set_defaults(func=cmd_export_vectors)
+
+    d = sub.add_parser("demo", help="the whole pipeline on the embedded tiny SR model (or IMDN with --real)",
+                       epilog="examples:\n  intsim demo --quick            # ~1 minute, writes intsim-demo/\n"
+                              "  intsim demo --out demo_run      # full demo\n"
+                              "  intsim demo --real --data-root ../shared   # IMDN x4 on Set5")
+    d.add_argument("--out", default=None, metavar="DIR", help="run directory (default intsim-demo)")
+    d.add_argument("--quick", action="store_true", help="fewer and smaller images (under 90 s)")
+    d.add_argument("--real", action="store_true", help="IMDN x4 on Set5 from the data root")
+    d.add_argument("--data-root", default=None, metavar="DIR")
+    d.add_argument("--bits", default="W4A4")
+    d.add_argument("--method", default="dual_region", help="calibration method (default dual_region: "
+                   "two-region codes, no finetuning; oaq adds the finetuning)")
+    d.add_argument("--accel", default="edge_npu", metavar="FILE|NAME")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_demo)
     return p
 
 

@@ -19,8 +19,14 @@ import numpy as np
 from intsim import bounds
 from intsim.artifact import Artifact, OpSpec
 from intsim.encoder import encode
+from intsim.kernels import elementwise as elementwise_kernels
+from intsim.kernels import encode as encode_kernels
+from intsim.kernels import parallel as KP
+from intsim.kernels import resample as resample_kernels
 from intsim.ops import conv as conv_ops
-from intsim.ops import elementwise, image, pooling, resample, sigmoid
+from intsim.ops import elementwise, image, no_events, pooling, resample, sigmoid
+from intsim.overflow import OverflowPolicy
+from intsim.rounding import RoundingMode
 
 
 @dataclass
@@ -77,9 +83,26 @@ def _image_out(art, op, xs):
     return [x], ev
 
 
+def _encode_fast(x: np.ndarray, codebook, rounding) -> tuple[np.ndarray, int, np.ndarray] | None:
+    """:func:`intsim.encoder.encode` by the fused banded kernel (same results), or None when
+    the input or codebook is outside what the kernel handles (then the numpy encoder runs)."""
+    S = len(codebook.segments)
+    th = [int(t) for t in codebook.thresholds]
+    if (x.ndim != 3 or x.dtype != np.int64 or len(th) != S - 1 or len(codebook.encoder) != S
+            or any(b <= a for a, b in zip(th, th[1:]))):
+        return None
+    enc = codebook.encoder
+    segs = codebook.segments
+    return encode_kernels.encode_bands(
+        np.ascontiguousarray(x), th, [e.center for e in enc], [e.mult for e in enc], [e.shift for e in enc],
+        [sg.qmin for sg in segs], [sg.qmax for sg in segs], list(codebook.bases), codebook.num_codes,
+        int(RoundingMode.parse(rounding)))
+
+
 def _encode(art, op, xs):
     codebook = _codebook_of(art, op.outputs[0])
-    codes, sats, hist = encode(xs[0], codebook, art.numerics.rounding)
+    fast = _encode_fast(np.asarray(xs[0]), codebook, art.numerics.rounding)
+    codes, sats, hist = fast if fast is not None else encode(xs[0], codebook, art.numerics.rounding)
     return [codes], {"acc_overflow": 0, "stream_overflow": 0, "saturations": sats,
                      "code_histogram": [int(v) for v in hist]}
 
@@ -142,8 +165,28 @@ def _relu(art, op, xs):
     return [x], ev
 
 
+def _slope_fast(art, x, mult, shift):
+    """leaky_relu / prelu (§6.7) by the banded kernel (same results) for large int64 tensors under the
+    saturate / wrap policies; None otherwise (the numpy op runs, and names the value under 'error')."""
+    policy = OverflowPolicy.parse(art.numerics.overflow)
+    a = np.asarray(x)
+    if (policy is OverflowPolicy.ERROR or a.ndim != 3 or a.dtype != np.int64 or a.size < 1 << 15
+            or not 0 <= int(shift) <= 62 or np.shape(mult) != (a.shape[2],)):
+        return None
+    out, ev = elementwise_kernels.slope_bands(a, mult, int(shift), int(RoundingMode.parse(art.numerics.rounding)),
+                                              int(policy), art.numerics.stream_bits)
+    events = no_events()
+    events["stream_overflow"] = ev
+    return [out], events
+
+
 def _leaky_relu(art, op, xs):
     _same_frac(art, op)
+    a = np.asarray(xs[0])
+    fast = _slope_fast(art, a, np.full(a.shape[-1] if a.ndim == 3 else 0, int(op.attrs["mult"]), np.int64),
+                       op.attrs["shift"])
+    if fast is not None:
+        return fast
     x, ev = elementwise.leaky_relu(xs[0], mult=op.attrs["mult"], shift=op.attrs["shift"],
                                    numerics=art.numerics, name=op.name)
     return [x], ev
@@ -151,6 +194,10 @@ def _leaky_relu(art, op, xs):
 
 def _prelu(art, op, xs):
     _same_frac(art, op)
+    fast = _slope_fast(art, xs[0], np.asarray(art.array(op, "mult"), dtype=np.int64).reshape(-1),
+                       op.attrs["shift"])
+    if fast is not None:
+        return fast
     x, ev = elementwise.prelu(xs[0], art.array(op, "mult"), shift=op.attrs["shift"],
                               numerics=art.numerics, name=op.name)
     return [x], ev
@@ -164,6 +211,10 @@ def _mul(art, op, xs):
 
 def _pixel_shuffle(art, op, xs):
     _same_frac(art, op)
+    a, r = np.asarray(xs[0]), int(op.attrs["factor"])
+    if a.ndim == 3 and a.dtype == np.int64 and r >= 1 and a.shape[2] % (r * r) == 0 and a.size >= 1 << 16:
+        # same mapping as resample.pixel_shuffle (§6.8), a banded copy kernel for large tensors
+        return [resample_kernels.pixel_shuffle_bands(a, r)], no_events()
     x, ev = resample.pixel_shuffle(xs[0], op.attrs["factor"], name=op.name)
     return [x], ev
 
@@ -257,6 +308,7 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResul
     ``error`` overflow policy.
     """
     in_name = _check_image(art, image)
+    KP.tune_allocator()  # speed only: large tensors reuse process memory (see intsim.kernels.parallel)
     img = np.asarray(image)
     if img.ndim == 2:
         img = img[:, :, None]

@@ -39,7 +39,7 @@ def _calibrate(tmp: Path, *, scale: int, bits: str, realization: str, rounding: 
     from calib.cli_calibrate import run_calibrate
 
     out = tmp / f"edsr_x{scale}_{bits}_{realization}_{rounding}_{overflow}_{acc_bits}.intsim"
-    run_calibrate(model="edsr_baseline", weights=None, scale=scale, bits=bits, method="minmax",
+    run_calibrate(model="edsr_baseline", weights=None, scale=scale, bits=bits, method="dual_region",
                   calib_data=str(SET5 / f"X{scale}"), out=str(out), realization=realization,
                   rounding=rounding, overflow=overflow, acc_bits=acc_bits, stream_bits=24,
                   n_images=4, patch=32, seed=0)
@@ -85,6 +85,9 @@ def test_intsim_equals_golden_on_real_images(tmp_path, scale, bits, realization,
     # every graph tensor of every input was compared, not just the output
     assert report.compared_tensors == 2 * len(art.tensors)
     assert art.numerics.realization == realization and art.numerics.rounding == rounding
+    # the body really uses two-region codes: 2 segments after ReLU, 3 on the signed residual stream
+    segments = {len(t.codebook.segments) for t in art.tensors.values() if t.kind == "codes"}
+    assert {2, 3} <= segments, segments
 
 
 @pytest.mark.slow

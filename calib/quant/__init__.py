@@ -18,5 +18,5 @@ from calib.quant.two_region import (  # noqa: F401
     TwoRegionSpec,
     fake_quant_segments,
 )
-from calib.quant.weight import WeightQuantizer, WeightQuantSpec, minmax_weight_spec  # noqa: F401
+from calib.quant.weight import WeightQuantizer, WeightQuantSpec, minmax_weight_spec, mse_weight_spec  # noqa: F401
 from calib.quant.fakequant import QuantConv2d, build_fakequant_model  # noqa: F401,E402

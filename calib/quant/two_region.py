@@ -22,7 +22,22 @@ Allocations implemented (§3.3):
   ``[min(l, 0), max(u, 0)]`` (an asymmetric uniform quantizer whose zero point
   is expressed by the index range).
 
-``paper`` and ``budgeted`` (§3.3) are not implemented yet and are refused.
+* ``paper`` — the paper's text: 2^(b−1)−1 dense points + 2·(2^(b−2)−1) tail
+  points (b = 4: 7 + 3 + 3 = 13 codes, code_bits = b). Signed: dense q ∈
+  [−(2^(b−2)−1), 2^(b−2)−1], step ``bp/(2^(b−2)−1)``; each tail 2^(b−2)−1
+  indices. One-sided: dense ``[0, bp]`` with 2^(b−1) points, the single tail
+  2^(b−1)−2 points (2^b − 2 codes). Needs b ≥ 3.
+* ``budgeted`` — exactly 2^b codes split between the regions; the split is the
+  spec's ``counts = (neg_tail, dense, pos_tail)`` (chosen by calibration,
+  :func:`calib.methods.search_budgeted`, to minimise the calibration MSE).
+  Signed tensors need an odd dense count (symmetric dense region, 0 exact).
+  Default split when ``counts`` is None: dense 2^(b−1)−1 (signed) / 2^(b−1)
+  (one-sided), the rest to the tails (positive tail gets the odd one).
+
+Every allocation is described by its three index counts (negative tail,
+dense, positive tail) — :meth:`TwoRegionSpec.region_counts`; steps follow from
+l, u, bp: dense ``bp/((D−1)/2)`` (signed) or ``bp/(D−1)`` (one-sided), tails
+``extent/T``.
 
 Region selection (identical in the exported encoder, §3.4): the dense region is
 closed, ``−bp ≤ x ≤ bp``; ``x > bp`` goes to the positive tail, ``x < −bp`` to
@@ -44,8 +59,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-ALLOCATIONS = ("released", "uniform")
-_NOT_YET = ("paper", "budgeted")
+ALLOCATIONS = ("released", "paper", "budgeted", "uniform")
+_NOT_YET: tuple[str, ...] = ()
 
 #: the breakpoint is kept at least max(|l|, |u|) / 2^BP_FLOOR_LOG2, so a tensor
 #: that is almost always zero (99th percentile 0) still gets a usable dense step.
@@ -117,11 +132,26 @@ class TwoRegionSpec:
     bp: float
     bits: int
     allocation: str = "released"
+    #: ``budgeted`` only: (negative tail, dense, positive tail) index counts summing to 2^bits.
+    counts: tuple[int, int, int] | None = None
 
     def __post_init__(self):
         _check_allocation(self.allocation)
         if not (2 <= int(self.bits) <= 16):
             raise ValueError(f"activation bits must be in 2..16, got {self.bits}")
+        if self.allocation == "paper" and int(self.bits) < 3:
+            raise ValueError("the 'paper' allocation needs at least 3 activation bits")
+        if self.counts is not None:
+            if self.allocation != "budgeted":
+                raise ValueError(f"counts are only meaningful for the 'budgeted' allocation, not {self.allocation!r}")
+            c = tuple(int(v) for v in self.counts)
+            object.__setattr__(self, "counts", c)
+            if len(c) != 3 or min(c) < 0 or sum(c) != 2 ** int(self.bits):
+                raise ValueError(f"budgeted counts {c} must be 3 non-negative ints summing to 2^{self.bits}")
+            if self.l < 0 and c[1] % 2 == 0:
+                raise ValueError(f"budgeted counts {c}: a signed tensor needs an odd dense count")
+            if c[1] < (3 if self.l < 0 else 2):
+                raise ValueError(f"budgeted counts {c}: dense region too small")
         for k in ("l", "u", "bp"):
             v = getattr(self, k)
             if not math.isfinite(v):
@@ -145,6 +175,10 @@ class TwoRegionSpec:
         side = max(-self.l, self.u) if self.signed else self.u
         return min(max(self.bp, amax / 2.0 ** BP_FLOOR_LOG2), side)
 
+    def region_counts(self) -> tuple[int, int, int]:
+        """Index counts (negative tail, dense, positive tail) before degenerate tails are dropped."""
+        return region_counts(int(self.bits), self.allocation, self.signed, self.counts)
+
     def segments(self) -> tuple[RealSegment, ...]:
         """The 1–3 real segments in ascending order of value (§3.1, §3.3)."""
         b = int(self.bits)
@@ -155,19 +189,20 @@ class TwoRegionSpec:
             step = (hi - lo) / (2 ** b - 1)
             qmin = int(math.floor(lo / step + 0.5))
             return (RealSegment(0.0, step, qmin, qmin + 2 ** b - 1, "uniform"),)
-        half = 2 ** (b - 1)
+        tn, d, tp = self.region_counts()
         bp = self.effective_bp()
         segs: list[RealSegment] = []
         if self.signed:
-            dstep = bp / (half - 1)
-            if -self.l - bp > dstep:
-                segs.append(RealSegment(-bp, (-self.l - bp) / half, -half, -1, "neg_tail"))
-            segs.append(RealSegment(0.0, dstep, -(half - 1), half - 1, "dense"))
+            dh = (d - 1) // 2
+            dstep = bp / dh
+            if tn > 0 and -self.l - bp > dstep:
+                segs.append(RealSegment(-bp, (-self.l - bp) / tn, -tn, -1, "neg_tail"))
+            segs.append(RealSegment(0.0, dstep, -dh, dh, "dense"))
         else:
-            dstep = bp / (2 ** b - 1)
-            segs.append(RealSegment(0.0, dstep, 0, 2 ** b - 1, "dense"))
-        if self.u - bp > dstep:
-            segs.append(RealSegment(bp, (self.u - bp) / half, 1, half, "pos_tail"))
+            dstep = bp / (d - 1)
+            segs.append(RealSegment(0.0, dstep, 0, d - 1, "dense"))
+        if tp > 0 and self.u - bp > dstep:
+            segs.append(RealSegment(bp, (self.u - bp) / tp, 1, tp, "pos_tail"))
         return tuple(segs)
 
     def boundaries(self) -> tuple[Boundary, ...]:
@@ -190,9 +225,31 @@ class TwoRegionSpec:
         return {
             "l": float(self.l), "u": float(self.u), "bp": float(self.bp), "bp_effective": float(self.effective_bp()),
             "bits": int(self.bits), "allocation": self.allocation, "signed": self.signed,
+            "region_counts": list(self.region_counts()) if self.allocation != "uniform" else None,
             "num_codes": self.num_codes, "code_bits": self.code_bits,
             "segments": [s.to_json() for s in self.segments()],
         }
+
+
+def region_counts(bits: int, allocation: str, signed: bool,
+                  counts: tuple[int, int, int] | None = None) -> tuple[int, int, int]:
+    """(negative tail, dense, positive tail) index counts of a two-region allocation (§3.3)."""
+    b = int(bits)
+    half = 2 ** (b - 1)
+    if allocation == "released":
+        return (half, 2 * half - 1, half) if signed else (0, 2 ** b, half)
+    if allocation == "paper":
+        t = 2 ** (b - 2) - 1
+        return (t, 2 * t + 1, t) if signed else (0, half, half - 2)
+    if allocation == "budgeted":
+        if counts is not None:
+            tn, d, tp = counts
+            return (tn, d, tp) if signed else (0, d, tp + tn)
+        if signed:
+            rest = 2 ** b - (half - 1)
+            return (rest // 2, half - 1, rest - rest // 2)
+        return (0, half, half)
+    raise ValueError(f"allocation {allocation!r} has no region counts")
 
 
 def segment_boundaries(segs) -> tuple[Boundary, ...]:
@@ -240,6 +297,8 @@ class TwoRegionQuantizer(nn.Module):
         self.bits = int(spec.bits)
         self.allocation = spec.allocation
         self.signed = spec.signed
+        self.counts = spec.counts
+        self.tn, self.d, self.tp = spec.region_counts() if spec.allocation != "uniform" else (0, 0, 0)
         roles = {s.role for s in spec.segments()}
         self.has_neg = "neg_tail" in roles
         self.has_pos = "pos_tail" in roles
@@ -256,13 +315,21 @@ class TwoRegionQuantizer(nn.Module):
     def spec(self) -> TwoRegionSpec:
         """Current parameter values as a frozen spec (for export)."""
         return TwoRegionSpec(float(self.l.detach()), float(self.u.detach()), float(self.bp.detach()),
-                             self.bits, self.allocation)
+                             self.bits, self.allocation, self.counts)
 
     def extra_repr(self) -> str:
         return (f"bits={self.bits}, allocation={self.allocation}, signed={self.signed}, "
                 f"tails=({self.has_neg}, {self.has_pos})")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fused forward/backward (:class:`_TwoRegionFn`); equals :meth:`forward_reference` values and gradients."""
+        if self.allocation == "uniform":
+            return _UniformFn.apply(x, self.l, self.u, self.bits)
+        return _TwoRegionFn.apply(x, self.l, self.u, self.bp, self.signed, self.has_neg, self.has_pos,
+                                  self.tn, self.d, self.tp)
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain autograd formulation (straight-through rounding); slower, kept as the reference."""
         b = self.bits
         l, u, bp = self.l.to(x.dtype), self.u.to(x.dtype), self.bp.to(x.dtype)
         if self.allocation == "uniform":
@@ -270,22 +337,143 @@ class TwoRegionQuantizer(nn.Module):
             step = (hi - lo) / (2 ** b - 1)
             qmin = int(math.floor(float((lo / step).detach()) + 0.5))
             return torch.clamp(round_ste(x / step), qmin, qmin + 2 ** b - 1) * step
-        half = 2 ** (b - 1)
+        tn, d, tp = self.tn, self.d, self.tp
         if self.signed:
-            dstep = bp / (half - 1)
-            out = torch.clamp(round_ste(x / dstep), -(half - 1), half - 1) * dstep
+            dh = (d - 1) // 2
+            dstep = bp / dh
+            out = torch.clamp(round_ste(x / dstep), -dh, dh) * dstep
         else:
-            dstep = bp / (2 ** b - 1)
-            out = torch.clamp(round_ste(x / dstep), 0, 2 ** b - 1) * dstep
+            dstep = bp / (d - 1)
+            out = torch.clamp(round_ste(x / dstep), 0, d - 1) * dstep
         if self.has_pos:
-            pstep = (u - bp) / half
-            pos = bp + torch.clamp(round_ste((x - bp) / pstep), 1, half) * pstep
+            pstep = (u - bp) / tp
+            pos = bp + torch.clamp(round_ste((x - bp) / pstep), 1, tp) * pstep
             out = torch.where(x > bp, pos, out)
         if self.has_neg:
-            nstep = (-l - bp) / half
-            neg = -bp + torch.clamp(round_ste((x + bp) / nstep), -half, -1) * nstep
+            nstep = (-l - bp) / tn
+            neg = -bp + torch.clamp(round_ste((x + bp) / nstep), -tn, -1) * nstep
             out = torch.where(x < -bp, neg, out)
         return out
+
+
+def _rq(t: torch.Tensor, lo: int, hi: int):
+    """(clamped half-up index, unclamped mask) of ``t``."""
+    r = torch.floor(t + 0.5)
+    q = torch.clamp(r, lo, hi)
+    return q, q == r
+
+
+class _TwoRegionFn(torch.autograd.Function):
+    """Two-region fake quant with the straight-through (LSQ-style) gradients of the reference formulation.
+
+    For a segment value ``o + q·Δ`` with ``r = (x − o)/Δ``: ∂/∂x = 1 if q is not
+    clamped, else 0; ∂/∂Δ = q − r (unclamped) or q (clamped); ∂/∂o = 1 − ∂x.
+    Δ and o follow from l, u, bp as in :meth:`TwoRegionSpec.segments`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, l, u, bp, signed, has_neg, has_pos, tn, d, tp):
+        dt = x.dtype
+        l_, u_, bp_ = l.detach().to(dt), u.detach().to(dt), bp.detach().to(dt)
+        dden = (d - 1) // 2 if signed else d - 1
+        dstep = bp_ / dden
+        q, _ = _rq(x / dstep, -dden if signed else 0, dden)
+        out = q * dstep
+        if has_pos:
+            pstep = (u_ - bp_) / tp
+            qp, _ = _rq((x - bp_) / pstep, 1, tp)
+            out = torch.where(x > bp_, bp_ + qp * pstep, out)
+        if has_neg:
+            nstep = (-l_ - bp_) / tn
+            qn, _ = _rq((x + bp_) / nstep, -tn, -1)
+            out = torch.where(x < -bp_, -bp_ + qn * nstep, out)
+        ctx.save_for_backward(x, l, u, bp)
+        ctx.cfg = (signed, has_neg, has_pos, tn, d, tp)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x, l, u, bp = ctx.saved_tensors
+        signed, has_neg, has_pos, tn, d, tp = ctx.cfg
+        dt = x.dtype
+        l_, u_, bp_ = l.detach().to(dt), u.detach().to(dt), bp.detach().to(dt)
+        dden = (d - 1) // 2 if signed else d - 1
+        dstep = bp_ / dden
+        sel_d = torch.ones_like(x, dtype=torch.bool)
+        gx = torch.zeros_like(x)
+        gl = gu = gbp = None
+        acc_l = x.new_zeros(())
+        acc_u = x.new_zeros(())
+        acc_bp = x.new_zeros(())
+        if has_pos:
+            sel = x > bp_
+            sel_d &= ~sel
+            pstep = (u_ - bp_) / tp
+            r = (x - bp_) / pstep
+            q, unc = _rq(r, 1, tp)
+            val = torch.where(unc, q - r, q)
+            gs = torch.where(sel, g, torch.zeros((), dtype=dt))
+            acc_u = acc_u + (gs * val).sum() / tp
+            acc_bp = acc_bp + (gs * (~unc).to(dt)).sum() - (gs * val).sum() / tp
+            gx = torch.where(sel & unc, g, gx)
+        if has_neg:
+            sel = x < -bp_
+            sel_d &= ~sel
+            nstep = (-l_ - bp_) / tn
+            r = (x + bp_) / nstep
+            q, unc = _rq(r, -tn, -1)
+            val = torch.where(unc, q - r, q)
+            gs = torch.where(sel, g, torch.zeros((), dtype=dt))
+            s_val = (gs * val).sum()
+            acc_l = acc_l - s_val / tn
+            acc_bp = acc_bp - s_val / tn - (gs * (~unc).to(dt)).sum()
+            gx = torch.where(sel & unc, g, gx)
+        r = x / dstep
+        q, unc = _rq(r, -dden if signed else 0, dden)
+        val = torch.where(unc, q - r, q)
+        gs = torch.where(sel_d, g, torch.zeros((), dtype=dt))
+        acc_bp = acc_bp + (gs * val).sum() / dden
+        gx = torch.where(sel_d & unc, g, gx)
+        if ctx.needs_input_grad[1]:
+            gl = acc_l.to(l.dtype).reshape(l.shape)
+        if ctx.needs_input_grad[2]:
+            gu = acc_u.to(u.dtype).reshape(u.shape)
+        if ctx.needs_input_grad[3]:
+            gbp = acc_bp.to(bp.dtype).reshape(bp.shape)
+        return (gx if ctx.needs_input_grad[0] else None), gl, gu, gbp, None, None, None, None, None, None
+
+
+class _UniformFn(torch.autograd.Function):
+    """Uniform fake quant on [min(l,0), max(u,0)] with 2^b codes; STE gradients as the reference."""
+
+    @staticmethod
+    def forward(ctx, x, l, u, bits):
+        dt = x.dtype
+        l_, u_ = l.detach().to(dt), u.detach().to(dt)
+        lo, hi = torch.clamp(l_, max=0.0), torch.clamp(u_, min=0.0)
+        step = (hi - lo) / (2 ** bits - 1)
+        qmin = int(math.floor(float(lo / step) + 0.5))
+        q, _ = _rq(x / step, qmin, qmin + 2 ** bits - 1)
+        ctx.save_for_backward(x, l, u)
+        ctx.cfg = (bits, qmin)
+        return q * step
+
+    @staticmethod
+    def backward(ctx, g):
+        x, l, u = ctx.saved_tensors
+        bits, qmin = ctx.cfg
+        dt = x.dtype
+        l_, u_ = l.detach().to(dt), u.detach().to(dt)
+        lo, hi = torch.clamp(l_, max=0.0), torch.clamp(u_, min=0.0)
+        n1 = 2 ** bits - 1
+        step = (hi - lo) / n1
+        r = x / step
+        q, unc = _rq(r, qmin, qmin + n1)
+        gstep = (g * torch.where(unc, q - r, q)).sum()
+        gx = torch.where(unc, g, torch.zeros((), dtype=dt)) if ctx.needs_input_grad[0] else None
+        gl = (gstep * (-1.0 / n1) * (l_ <= 0).to(dt)).to(l.dtype).reshape(l.shape) if ctx.needs_input_grad[1] else None
+        gu = (gstep * (1.0 / n1) * (u_ >= 0).to(dt)).to(u.dtype).reshape(u.shape) if ctx.needs_input_grad[2] else None
+        return gx, gl, gu, None
 
 
 class MinMaxObserver:

@@ -125,3 +125,37 @@ class WeightQuantizer(nn.Module):
         else:
             s = s.reshape(())
         return (torch.clamp(_round_half_away_ste(w / s), -self.qmax, self.qmax) * s).to(dtype)
+
+
+#: shrink factors of the MSE clip search (design.md §7): c = α·max|w|, α ∈ {0.30, 0.31, …, 1.00}.
+DEFAULT_SHRINKS = tuple(round(0.30 + 0.01 * i, 2) for i in range(71))
+
+
+@torch.no_grad()
+def mse_weight_spec(weight: torch.Tensor, bits: int, per_channel: bool = False, channel_dim: int = 0,
+                    shrinks=DEFAULT_SHRINKS) -> WeightQuantSpec:
+    """Symmetric clip ``c = α·max|w|`` with α minimising the quantization MSE (per tensor or per channel).
+
+    The search is exhaustive over ``shrinks`` (ties → the larger α). A channel's
+    MSE is its own for per-channel scales; the whole tensor's otherwise.
+    """
+    base = minmax_weight_spec(weight, bits, per_channel, channel_dim)
+    w = weight.detach().double()
+    qmax = base.qmax
+    if per_channel:
+        wc = w.transpose(0, channel_dim).reshape(w.shape[channel_dim], -1)
+        amax = torch.tensor(base.scale, dtype=torch.float64) * qmax
+    else:
+        wc = w.reshape(1, -1)
+        amax = torch.tensor(base.scale, dtype=torch.float64) * qmax
+    best = torch.full((wc.shape[0],), float("inf"), dtype=torch.float64)
+    best_c = amax.clone()
+    for a in sorted(shrinks, reverse=True):
+        c = amax * float(a)
+        s = (c / qmax).unsqueeze(1)
+        q = torch.clamp(_round_half_away(wc / s), -qmax, qmax) * s
+        err = ((q - wc) ** 2).mean(dim=1)
+        better = err < best
+        best = torch.where(better, err, best)
+        best_c = torch.where(better, c, best_c)
+    return WeightQuantSpec(int(bits), tuple(float(c) / qmax for c in best_c), per_channel, channel_dim)

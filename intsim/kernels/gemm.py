@@ -20,19 +20,29 @@ Pieces (all NHWC, output channel innermost):
 * :func:`im2col` — the ``[rows·Wo, kh·kw·cig]`` patch matrix of a band of
   output rows, built from the same tap tables as the reference kernel
   (padding taps read as 0);
-* :func:`sparse_taps` — the rare tail-segment codes (split realization)
-  scattered straight into the int64 ``I`` of (5.3), gathered per output row
-  so that rows can run in parallel without races;
-* :func:`finish_rows` — the rescale (5.3) as its own pass:
-  ``I = partial + M_j·acc_j + B``, ``X = OVF_stream(R(I, n))`` with the
-  same scalar rounding (:func:`intsim.rounding.round_shift_scalar`) and
-  overflow policy as the reference kernel, including its status reporting.
+* :func:`sparse_taps` — the rare tail-segment codes (split realization),
+  ``Σ w·G(code)`` accumulated exactly in int64, gathered per output row so
+  that rows can run in parallel without races;
+* :func:`finish_rows` — the rescale (5.3) as its own pass. Every multiplier
+  of (5.3) is ``M_j = base·f_j`` with ``base = m_w·unit_m`` and ``f_j`` =
+  ``d_s`` (``P_s``), ``e_s`` (``Q_s``) or 1 (``A``), so
+  ``I = Σ_j M_j·acc_j + B = base·Σ_j f_j·acc_j + B``: the kernels carry
+  ``T = Σ_j f_j·acc_j`` (grid units) and multiply by ``base`` once.
+  Then ``X = OVF_stream(R(I, n))`` with the same scalar rounding
+  (:func:`intsim.rounding.round_shift_scalar`) and overflow policy as the
+  reference kernel, including its status reporting. (int64 arithmetic is a
+  ring: the regrouped sum is the same integer as the reference's.)
+* :func:`kn2row_rows` — for narrow outputs and transposed convs: one GEMM of
+  the input plane with all taps' weights, then per-output tap sums.
+
+Every kernel is serial and releases the GIL; it works on a band of rows given
+by its arguments, and :mod:`intsim.ops.conv` runs bands on the thread pool of
+:mod:`intsim.kernels.parallel` (see there why not ``prange``).
 """
 from __future__ import annotations
 
 import numba
 import numpy as np
-from numba import prange
 
 from intsim.overflow import wrap_scalar
 from intsim.rounding import round_shift_scalar
@@ -44,17 +54,18 @@ _POLICY_ERROR = 0
 _POLICY_SATURATE = 1
 
 
-@numba.njit(cache=True, parallel=True)
-def value_plane(codes, table, out):
-    """``out[y, x, c] = table[codes[y, x, c]]`` (codes int64[H, W, C]; table float[N])."""
-    H, W, C = codes.shape
-    for y in prange(H):
+@numba.njit(cache=True, nogil=True)
+def value_plane(codes, table, out, y0, y1):
+    """``out[y, x, c] = table[codes[y, x, c]]`` for rows ``[y0, y1)`` (codes int64[H, W, C]; table float[N])."""
+    W = codes.shape[1]
+    C = codes.shape[2]
+    for y in range(y0, y1):
         for x in range(W):
             for c in range(C):
                 out[y, x, c] = table[codes[y, x, c]]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def im2col(plane, iy_of, ix_of, oy0, oy1, c0, cig, cols):
     """Patch matrix of output rows ``[oy0, oy1)`` for the channels ``[c0, c0 + cig)``.
 
@@ -64,7 +75,7 @@ def im2col(plane, iy_of, ix_of, oy0, oy1, c0, cig, cols):
     kh = iy_of.shape[1]
     kw = ix_of.shape[1]
     wo = ix_of.shape[0]
-    for r in prange(oy1 - oy0):
+    for r in range(oy1 - oy0):
         oy = oy0 + r
         for ox in range(wo):
             row = r * wo + ox
@@ -103,26 +114,50 @@ def inverse_taps(ix_of: np.ndarray, size: int) -> np.ndarray | None:
     return inv
 
 
-@numba.njit(cache=True, parallel=True)
-def sparse_taps(codes, rowptr, pos_x, pos_c, coef, wt, iy_of, inv_x, groups, out):
-    """Add the contribution of the listed input elements to ``I`` (5.3), exactly in int64.
+@numba.njit(cache=True, inline="always")
+def _u(i):
+    # Unsigned indices spare numba's negative-index wraparound code so LLVM vectorizes the channel loops.
+    return np.uint64(i)
+
+
+@numba.njit(cache=True, nogil=True)
+def sparse_fill(codes, is_sparse_code, rowptr, y0, y1, pos_x, pos_c):
+    """List the elements of rows ``[y0, y1)`` whose code is sparse: entries ``rowptr[y] ..`` of
+    ``pos_x`` / ``pos_c`` get their column and channel, in row-major order."""
+    W = codes.shape[1]
+    C = codes.shape[2]
+    for y in range(y0, y1):
+        e = rowptr[y]
+        for x in range(W):
+            for c in range(C):
+                if is_sparse_code[codes[y, x, c]]:
+                    pos_x[e] = x
+                    pos_c[e] = c
+                    e += 1
+
+
+@numba.njit(cache=True, nogil=True)
+def sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0, oy1, out):
+    """Add ``Σ w·G(code)`` of the listed input elements to output rows ``[oy0, oy1)`` of ``out``.
 
     The listed elements are those whose code is in a sparse (tail) segment, row by
     row: input row ``iy`` holds entries ``rowptr[iy] .. rowptr[iy+1]`` with column
-    ``pos_x`` and channel ``pos_c``. ``coef[c, co]`` is the integer each weight of
-    code ``c`` is multiplied by: ``M_{P,s}[co]·q + M_{Q,s}[co]`` (the products of
-    the code's segment accumulators with their multipliers, so ``I`` receives
-    ``Σ_j M_j·acc_j`` of those segments; exact integer arithmetic in any order).
-    ``wt`` int[kh, kw, cig, Co]; ``out`` int64[Ho, Wo, Co] is added to.
-    Parallel over output rows; each row gathers the input rows its taps read.
+    ``pos_x`` and channel ``pos_c``; ``gval[c]`` is the grid value ``G = e_s + d_s·q``
+    of code ``c``. ``out`` int64[Ho, Wo, Co] (C-contiguous) holds ``T``, the
+    conv's partial value in grid units (see :func:`finish_rows`); ``wt``
+    int[kh, kw, cig, Co] (C-contiguous). Exact int64 sums in any order (the op is
+    unordered, §5.4). Each output row gathers from the input rows its taps read, so
+    bands of rows are independent.
     """
     kh = wt.shape[0]
     kw = wt.shape[1]
     cig = wt.shape[2]
     co_n = wt.shape[3]
     cog = co_n // groups
-    ho = iy_of.shape[0]
-    for oy in prange(ho):
+    wo = out.shape[1]
+    wflat = wt.reshape(kh * kw * cig * co_n)
+    oflat = out.reshape(out.shape[0] * wo * co_n)
+    for oy in range(oy0, oy1):
         for ky in range(kh):
             iy = iy_of[oy, ky]
             if iy < 0:
@@ -130,7 +165,7 @@ def sparse_taps(codes, rowptr, pos_x, pos_c, coef, wt, iy_of, inv_x, groups, out
             for e in range(rowptr[iy], rowptr[iy + 1]):
                 ix = pos_x[e]
                 ci = pos_c[e]
-                c = codes[iy, ix, ci]
+                gv = gval[codes[iy, ix, ci]]
                 g = ci // cig
                 cl = ci - g * cig
                 co0 = g * cog
@@ -138,94 +173,188 @@ def sparse_taps(codes, rowptr, pos_x, pos_c, coef, wt, iy_of, inv_x, groups, out
                     ox = inv_x[ix, kx]
                     if ox < 0:
                         continue
+                    ob = (oy * wo + ox) * co_n + co0
+                    wb = ((ky * kw + kx) * cig + cl) * co_n + co0
                     for k in range(cog):
-                        co = co0 + k
-                        out[oy, ox, co] += np.int64(wt[ky, kx, cl, co]) * coef[c, co]
+                        oflat[_u(ob + k)] += np.int64(wflat[_u(wb + k)]) * gv
 
 
-@numba.njit(cache=True, parallel=True)
-def add_scaled_rows(out, oy0, acc, mult):
-    """``out[oy0 + r, ox, co] += mult[co]·acc[r·Wo + ox, co]`` (acc holds exact integers)."""
+@numba.njit(cache=True, nogil=True)
+def add_scaled_rows(out, oy0, acc, factor):
+    """``out[oy0 + r, ox, co] += factor·acc[r·Wo + ox, co]`` (acc holds exact integers)."""
     wo = out.shape[1]
     co_n = out.shape[2]
     nrows = acc.shape[0] // wo
-    for r in prange(nrows):
+    for r in range(nrows):
         oy = oy0 + r
         for ox in range(wo):
             row = r * wo + ox
             for co in range(co_n):
-                out[oy, ox, co] += mult[co] * np.int64(acc[row, co])
+                out[oy, ox, co] += factor * np.int64(acc[row, co])
 
 
-@numba.njit(cache=True, parallel=True)
-def finish_rows(out, oy0, acc, mult, bias, nshift, rmode, policy, stream_bits,
+@numba.njit(cache=True, inline="always")
+def _rescale_store(tmp, oflat, ob, co_n, nshift, rmode, policy, st_lo, st_hi, stream_bits):
+    """``oflat[ob + co] = OVF_stream(R(tmp[co], nshift))`` for ``co < co_n``; returns the events.
+
+    The same arithmetic as the reference kernel's per-element code (§2, §4), in
+    separate loops per step so that the common modes (half_up, floor; saturate)
+    vectorize; the other modes use :func:`intsim.rounding.round_shift_scalar`.
+    """
+    if nshift > 0:
+        half = np.int64(1) << (nshift - 1)
+        if rmode == 0:  # half_up
+            for co in range(co_n):
+                tmp[_u(co)] = (tmp[_u(co)] + half) >> nshift
+        elif rmode == 3:  # floor
+            for co in range(co_n):
+                tmp[_u(co)] = tmp[_u(co)] >> nshift
+        else:
+            for co in range(co_n):
+                tmp[_u(co)] = round_shift_scalar(tmp[_u(co)], nshift, rmode)
+    ev = 0
+    if policy == _POLICY_SATURATE:
+        for co in range(co_n):
+            x = tmp[_u(co)]
+            ev += (x > st_hi) | (x < st_lo)
+            oflat[_u(ob + co)] = min(max(x, st_lo), st_hi)
+    elif policy == _POLICY_ERROR:
+        for co in range(co_n):
+            x = tmp[_u(co)]
+            ev += (x > st_hi) | (x < st_lo)
+            oflat[_u(ob + co)] = x
+    else:
+        for co in range(co_n):
+            x = tmp[_u(co)]
+            if x > st_hi or x < st_lo:
+                ev += 1
+                x = wrap_scalar(x, stream_bits)
+            oflat[_u(ob + co)] = x
+    return ev
+
+
+@numba.njit(cache=True, nogil=True)
+def finish_rows(out, oy0, acc, factor, base, bias, nshift, rmode, policy, stream_bits,
                 stream_events, status, status_ox):
     """The rescale (5.3) of output rows ``[oy0, oy0 + acc.shape[0]/Wo)``, in place.
 
-    ``I = out + mult[co]·acc + bias[co]`` (``out`` holds the int64 contributions
-    already formed: sparse taps and further accumulators), then
-    ``X = OVF_stream(R(I, nshift))``. Events, status and the first error column
-    per row exactly as the reference kernel reports them.
+    ``out`` (C-contiguous) holds ``T``, the part of the conv already formed, in
+    grid units (sparse taps ``Σ w·G`` and further GEMM accumulators times their
+    factor); the GEMM accumulator ``acc`` enters with its factor (``d_s`` for
+    ``P_s``, ``e_s`` for ``Q_s``, 1 for ``A``). Then
+    ``I = base[co]·(T + factor·acc) + bias[co]`` with ``base = m_w·unit_m``, which is
+    ``Σ_j M_j·acc_j + B`` of (5.3) since every ``M_j = base·factor_j`` (int64 ring
+    arithmetic: the same integer as the reference kernel's sum, term order aside),
+    and ``X = OVF_stream(R(I, nshift))``. Events, status and the first error column
+    per row as the reference kernel reports them (under ``error`` the op raises,
+    so only the status and the first error's position matter).
     """
     wo = out.shape[1]
     co_n = out.shape[2]
     nrows = acc.shape[0] // wo
     st_hi = (np.int64(1) << (stream_bits - 1)) - 1
     st_lo = -st_hi - 1
-    for r in prange(nrows):
+    tmp = np.empty(co_n, dtype=np.int64)
+    oflat = out.reshape(out.size)
+    for r in range(nrows):
         oy = oy0 + r
         ev = 0
         st = 0
         st_ox = -1
         for ox in range(wo):
-            if st != 0:
-                break  # error policy: the wrapper raises; stop working on this row
             row = r * wo + ox
+            ob = (oy * wo + ox) * co_n
             for co in range(co_n):
-                total = out[oy, ox, co] + bias[co] + mult[co] * np.int64(acc[row, co])
-                x = round_shift_scalar(total, nshift, rmode)
-                if x > st_hi or x < st_lo:
-                    ev += 1
-                    if policy == _POLICY_ERROR:
-                        if st == 0:
-                            st = STATUS_STREAM_OVERFLOW
-                            st_ox = ox
-                    elif policy == _POLICY_SATURATE:
-                        x = st_hi if x > st_hi else st_lo
-                    else:
-                        x = wrap_scalar(x, stream_bits)
-                out[oy, ox, co] = x
+                tmp[_u(co)] = base[_u(co)] * (oflat[_u(ob + co)] + factor * np.int64(acc[row, co])) + bias[_u(co)]
+            n_ev = _rescale_store(tmp, oflat, ob, co_n, nshift, rmode, policy, st_lo, st_hi, stream_bits)
+            ev += n_ev
+            if n_ev and policy == _POLICY_ERROR:
+                st = STATUS_STREAM_OVERFLOW
+                st_ox = ox
+                break  # the wrapper raises; stop working on this row
         stream_events[oy] = ev
         status[oy] = st
         status_ox[oy] = st_ox
 
 
-@numba.njit(cache=True, parallel=True)
-def segment_counts(codes, seg_of, n_segments, uy, ux):
-    """Per segment: (products feeding one output channel, elements of the input).
+@numba.njit(cache=True, nogil=True)
+def segment_counts(codes, seg_of, n_segments, uy, ux, y0, y1, row_counts):
+    """Per segment, over input rows ``[y0, y1)``: the tap-weighted count (returned) and the
+    plain count of every row (``row_counts[y, s]``, written).
 
-    ``weighted[s] = Σ_{y,x} uy[y]·ux[x]·#{ci : seg(code[y,x,ci]) = s}`` (the MAC count
-    of arithmetic.md §7 before the factor ``C_out/g``) and ``plain[s]`` the number
-    of input elements in segment ``s``. Integer sums, so equal to the matrix form
-    of :func:`intsim.kernels.conv.conv_macs`.
+    ``weighted[s] = Σ_{y,x} uy[y]·ux[x]·#{ci : seg(code[y,x,ci]) = s}`` is the MAC count
+    of arithmetic.md §7 before the factor ``C_out/g``. Integer sums, so the band sums
+    equal the matrix form of :func:`intsim.kernels.conv.conv_macs`.
     """
-    H, W, C = codes.shape
-    part_w = np.zeros((H, n_segments), dtype=np.int64)
-    part_p = np.zeros((H, n_segments), dtype=np.int64)
-    for y in prange(H):
-        cnt = np.zeros(n_segments, dtype=np.int64)
+    W = codes.shape[1]
+    C = codes.shape[2]
+    weighted = np.zeros(n_segments, dtype=np.int64)
+    cnt = np.zeros(n_segments, dtype=np.int64)
+    for y in range(y0, y1):
+        for s in range(n_segments):
+            row_counts[y, s] = 0
         for x in range(W):
             cnt[:] = 0
             for c in range(C):
                 cnt[seg_of[codes[y, x, c]]] += 1
             wgt = uy[y] * ux[x]
             for s in range(n_segments):
-                part_w[y, s] += wgt * cnt[s]
-                part_p[y, s] += cnt[s]
-    weighted = np.zeros(n_segments, dtype=np.int64)
-    plain = np.zeros(n_segments, dtype=np.int64)
-    for y in range(H):
-        for s in range(n_segments):
-            weighted[s] += part_w[y, s]
-            plain[s] += part_p[y, s]
-    return weighted, plain
+                weighted[s] += wgt * cnt[s]
+                row_counts[y, s] += cnt[s]
+    return weighted
+
+
+@numba.njit(cache=True, nogil=True)
+def kn2row_rows(out, oy0, oy1, Y, iy_lo, in_w, iy_of, ix_of, factor, base, bias, nshift, rmode, policy,
+                stream_bits, finish, stream_events, status, status_ox):
+    """Tap sums of the kn2row form for output rows ``[oy0, oy1)``, then (``finish``) the rescale (5.3).
+
+    ``Y[(iy − iy_lo)·in_w + ix, (ky·kw + kx)·Co + co]`` is the GEMM of the input value
+    plane (rows from ``iy_lo``, width ``in_w``) with every tap's weights at once; its
+    entries are exact integers (partial sums of one accumulator). Output ``(oy, ox)``
+    takes ``acc = Σ_{taps not padding} Y[…]`` in int64. ``finish`` False:
+    ``out += factor·acc``; True: as :func:`finish_rows`.
+    """
+    wo = out.shape[1]
+    co_n = out.shape[2]
+    kh = iy_of.shape[1]
+    kw = ix_of.shape[1]
+    st_hi = (np.int64(1) << (stream_bits - 1)) - 1
+    st_lo = -st_hi - 1
+    acc = np.zeros(co_n, dtype=np.int64)
+    oflat = out.reshape(out.size)
+    for oy in range(oy0, oy1):
+        ev = 0
+        st = 0
+        st_ox = -1
+        for ox in range(wo):
+            acc[:] = 0
+            for ky in range(kh):
+                iy = iy_of[oy, ky]
+                if iy < 0:
+                    continue
+                for kx in range(kw):
+                    ix = ix_of[ox, kx]
+                    if ix < 0:
+                        continue
+                    row = (iy - iy_lo) * in_w + ix
+                    tb = (ky * kw + kx) * co_n
+                    for co in range(co_n):
+                        acc[_u(co)] += np.int64(Y[row, tb + co])
+            ob = (oy * wo + ox) * co_n
+            if not finish:
+                for co in range(co_n):
+                    oflat[_u(ob + co)] += factor * acc[_u(co)]
+                continue
+            for co in range(co_n):
+                acc[_u(co)] = base[_u(co)] * (oflat[_u(ob + co)] + factor * acc[_u(co)]) + bias[_u(co)]
+            n_ev = _rescale_store(acc, oflat, ob, co_n, nshift, rmode, policy, st_lo, st_hi, stream_bits)
+            ev += n_ev
+            if n_ev and policy == _POLICY_ERROR:
+                st = STATUS_STREAM_OVERFLOW
+                st_ox = ox
+                break  # the wrapper raises; stop working on this row
+        if finish:
+            stream_events[oy] = ev
+            status[oy] = st
+            status_ox[oy] = st_ox

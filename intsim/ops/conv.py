@@ -45,6 +45,7 @@ from intsim.artifact import Codebook, Numerics
 from intsim.bounds import codebook_max_abs_grid
 from intsim.kernels import conv as K
 from intsim.kernels import gemm as KG
+from intsim.kernels import parallel as KP
 from intsim.overflow import EngineOverflowError, OverflowPolicy
 from intsim.rounding import MAX_SHIFT, RoundingMode
 
@@ -123,7 +124,8 @@ PATHS = ("auto", "reference", "gemm32", "gemm64")
 F32_EXACT = 1 << 24  # float32 sums of integers are exact while every partial sum stays below 2^24
 F64_EXACT = 1 << 53  # float64: below 2^53
 SPARSE_FRACTION = 0.05  # split: a non-dominant segment this rare goes through the sparse pass
-GEMM_CHUNK_BYTES = 8 << 20  # im2col band size (bounds the extra memory of the GEMM path)
+GEMM_CHUNK_BYTES = 2 << 20  # band size of the patch matrix (bounds the extra memory of the GEMM path)
+KN2ROW_MAX_CO = 16  # stride-1 convs with at most this many output channels use the kn2row form
 
 
 def requested_path(path: str | None = None) -> str:
@@ -229,7 +231,8 @@ def _plan(codebook: Codebook, realization: str, w_mant: np.ndarray):
 
 
 def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp, f_out, numerics: Numerics,
-         name: str, ordered: bool | None, path: str | None = None, worst: dict | None = None):
+         name: str, ordered: bool | None, path: str | None = None, worst: dict | None = None,
+         kn2row: bool = False):
     co_n = weight_ohwi.shape[0]
     if np.shape(w_mant) != (co_n,) or np.shape(bias) != (co_n,):
         raise ValueError(f"{name}: w_mant and bias must have shape ({co_n},), got {np.shape(w_mant)}, {np.shape(bias)}")
@@ -248,7 +251,8 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
     # MAC counts (§7) and the per-segment population of the input in one pass.
     uy = K.tap_usage(iy_of, codes.shape[0])
     ux = K.tap_usage(ix_of, codes.shape[1])
-    macs_w, seg_counts = KG.segment_counts(codes, seg_of, S, uy, ux)
+    macs_w, row_counts = segment_counts(codes, seg_of, S, uy, ux)
+    seg_counts = row_counts.sum(axis=0)
     macs_seg = macs_w * np.int64(co_n // int(groups))
     chosen = "reference"
     if requested != "reference" and (not ordered or requested != "auto"):
@@ -272,10 +276,10 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
                       bool(ordered), int(numerics.acc_bits), int(policy), int(numerics.stream_bits),
                       out, acc_ev, st_ev, status, status_ox)
     else:
-        out = _run_gemm(codes, codebook, w, mult, np.asarray(bias, dtype=np.int64), int(groups), iy_of, ix_of,
-                        nshift, rmode, int(policy), int(numerics.stream_bits), realization,
+        out = _run_gemm(codes, codebook, w, w_mant, np.asarray(bias, dtype=np.int64), int(groups), iy_of, ix_of,
+                        nshift, rmode, int(policy), int(numerics.stream_bits),
                         np.float32 if chosen == "gemm32" else np.float64, gemm_accs, sparse_segs,
-                        seg_of, val_of, pidx, qidx, inv_x, seg_counts, st_ev, status, status_ox)
+                        seg_of, val_of, inv_x, row_counts, st_ev, status, status_ox, kn2row)
     bad = np.flatnonzero(status)
     if bad.size:
         oy = int(bad[0])
@@ -299,77 +303,121 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
     return out, events
 
 
-def _acc_index(name: str, codebook: Codebook, realization: str) -> int:
-    return accumulator_names(codebook, realization).index(name)
+def segment_counts(codes, seg_of, n_segments, uy, ux):
+    """(tap-weighted count per segment, plain count per input row and segment int64[H, S]),
+    banded over the thread pool (see :func:`intsim.kernels.gemm.segment_counts`)."""
+    row_counts = np.zeros((codes.shape[0], n_segments), dtype=np.int64)
+    parts = KP.run_bands(lambda lo, hi: KG.segment_counts(codes, seg_of, n_segments, uy, ux, lo, hi, row_counts),
+                         KP.bands(codes.shape[0], min_rows=8))
+    weighted = np.zeros(n_segments, dtype=np.int64)
+    for wgt in parts:
+        weighted += wgt
+    return weighted, row_counts
 
 
-def _run_gemm(codes, codebook, w, mult, bias, groups, iy_of, ix_of, nshift, rmode, policy, stream_bits,
-              realization, dtype, gemm_accs, sparse_segs, seg_of, val_of, pidx, qidx, inv_x, seg_counts,
-              st_ev, status, status_ox):
-    """The GEMM path (see the module docstring); returns the int64 output stream."""
+def _run_gemm(codes, codebook, w, w_mant, bias, groups, iy_of, ix_of, nshift, rmode, policy, stream_bits,
+              dtype, gemm_accs, sparse_segs, seg_of, val_of, inv_x, row_counts, st_ev, status, status_ox,
+              kn2row=False):
+    """The GEMM path (see the module docstring); returns the int64 output stream.
+
+    Every multiplier of (5.3) is ``M_j = base·f_j`` (``base = m_w·unit_m``; ``f_j`` = ``d_s``
+    for ``P_s``, ``e_s`` for ``Q_s``, 1 for ``A``), so the kernels form
+    ``T = Σ_j f_j·acc_j`` in grid units and rescale ``I = base·T + B`` once.
+    """
     H, W, _ = codes.shape
     co_n, kh, kw, cig = w.shape
     cog = co_n // groups
     ho, wo = iy_of.shape[0], ix_of.shape[0]
-    out = np.zeros((ho, wo, co_n), dtype=np.int64)
-    # --- sparse pass: tail segments straight into I (exact int64, any order: §5.4 unordered)
-    sparse = [s for s in sparse_segs if seg_counts[s] > 0]
+    base = np.asarray(w_mant, dtype=np.int64) * np.int64(codebook.unit_m)
+    out = np.zeros((ho, wo, co_n), dtype=np.int64)  # T, then X in place
+    # --- sparse pass set-up: tail-segment elements add Σ w·G (exact int64, any order: §5.4 unordered)
+    sparse = [s for s in sparse_segs if row_counts[:, s].sum() > 0]
     if sparse:
-        wt = np.ascontiguousarray(np.transpose(w.astype(np.int64), (1, 2, 3, 0)))
-        coef = np.zeros((seg_of.shape[0], co_n), dtype=np.int64)
+        wt = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0)))
+        gval = np.ascontiguousarray(codebook.code_table()[2], dtype=np.int64)
         is_sparse = np.zeros(len(codebook.segments), dtype=bool)
-        for s in sparse:
-            is_sparse[s] = True
-            rows = seg_of == s
-            if pidx[s] >= 0:
-                coef[rows] += val_of[rows][:, None] * mult[pidx[s]][None, :]
-            if qidx[s] >= 0:
-                coef[rows] += mult[qidx[s]][None, :]
-        iy, ix, ci = np.nonzero(is_sparse[seg_of[codes]])
+        is_sparse[sparse] = True
         rowptr = np.zeros(H + 1, dtype=np.int64)
-        np.cumsum(np.bincount(iy, minlength=H), out=rowptr[1:])
-        KG.sparse_taps(codes, rowptr, ix.astype(np.int64), ci.astype(np.int64), coef, wt, iy_of, inv_x,
-                       groups, out)
-    # --- GEMM accumulators: value planes and weight matrices
-    seg_i = seg_of
-    planes, mults = [], []
+        np.cumsum(row_counts[:, sparse].sum(axis=1), out=rowptr[1:])
+        pos_x = np.empty(int(rowptr[-1]), dtype=np.int64)
+        pos_c = np.empty(int(rowptr[-1]), dtype=np.int64)
+        is_sparse_code = is_sparse[seg_of]
+        KP.run_bands(lambda lo, hi: KG.sparse_fill(codes, is_sparse_code, rowptr, lo, hi, pos_x, pos_c),
+                     KP.bands(H, min_rows=8))
+    # --- GEMM accumulators: value planes (banded over input rows) and their factors f_j
+    planes, factors = [], []
     for nm in gemm_accs:
         if nm == "A":
-            table = val_of  # grid values G
+            table, f = val_of, 1  # grid values G
         elif nm[0] == "P":
-            table = np.where(seg_i == int(nm[1:]), val_of, 0)  # q in this segment, 0 elsewhere
+            s = int(nm[1:])
+            table, f = np.where(seg_of == s, val_of, 0), codebook.segments[s].step  # q in segment s, else 0
         else:
-            table = (seg_i == int(nm[1:])).astype(np.int64)  # the segment's indicator
+            s = int(nm[1:])
+            table, f = (seg_of == s).astype(np.int64), codebook.segments[s].origin  # the segment's indicator
         plane = np.empty(codes.shape, dtype=dtype)
-        KG.value_plane(codes, table.astype(dtype), plane)
+        tab = table.astype(dtype)
+        KP.run_bands(lambda lo, hi, plane=plane, tab=tab: KG.value_plane(codes, tab, plane, lo, hi),
+                     KP.bands(H, min_rows=8))
         planes.append(plane)
-        mults.append(np.ascontiguousarray(mult[_acc_index(nm, codebook, realization)]))
-    kdim = kh * kw * cig
-    wmats = [np.ascontiguousarray(np.transpose(w[g * cog:(g + 1) * cog], (1, 2, 3, 0)).reshape(kdim, cog)
-                                  .astype(dtype)) for g in range(groups)]
+        factors.append(int(f))
     itemsize = np.dtype(dtype).itemsize
-    rows = max(1, min(ho, GEMM_CHUNK_BYTES // max(1, wo * kdim * itemsize)))
-    cols = np.empty((rows * wo, kdim), dtype=dtype)
-    acc = np.empty((rows * wo, co_n), dtype=dtype)
-    for oy0 in range(0, ho, rows):
-        oy1 = min(ho, oy0 + rows)
-        m = (oy1 - oy0) * wo
-        for k in range(len(planes) - 1, -1, -1):  # the first accumulator last: fused with the rescale
-            for g in range(groups):
-                KG.im2col(planes[k], iy_of, ix_of, oy0, oy1, g * cig, cig, cols[:m])
-                if groups == 1:
-                    np.matmul(cols[:m], wmats[0], out=acc[:m])
+    nthreads = KP.num_threads()
+    if kn2row and groups == 1:
+        # kn2row: one GEMM of the input plane with all taps' weights, Y[iy·W+ix, tap·Co+co], then tap sums.
+        ntap = kh * kw
+        wall = np.ascontiguousarray(np.transpose(w, (3, 1, 2, 0)).reshape(cig, ntap * co_n).astype(dtype))
+        in_per_out = max(1, -(-H // ho))
+        rows = max(1, min(ho, GEMM_CHUNK_BYTES // max(1, in_per_out * W * ntap * co_n * itemsize)))
+        if nthreads > 1:
+            rows = max(1, min(rows, -(-ho // (3 * nthreads))))
+
+        def band(oy0, oy1):
+            if sparse:
+                KG.sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0, oy1, out)
+            need = iy_of[oy0:oy1]
+            need = need[need >= 0]
+            iy_lo, iy_hi = (int(need.min()), int(need.max()) + 1) if need.size else (0, 0)
+            Y = np.empty(((iy_hi - iy_lo) * W, ntap * co_n), dtype=dtype)
+            for k in range(len(planes) - 1, -1, -1):  # the first accumulator last: fused with the rescale
+                if Y.shape[0]:
+                    np.matmul(planes[k][iy_lo:iy_hi].reshape(-1, cig), wall, out=Y)
+                KG.kn2row_rows(out, oy0, oy1, Y, iy_lo, W, iy_of, ix_of, factors[k], base, bias, nshift, rmode,
+                               policy, stream_bits, k == 0, st_ev, status, status_ox)
+    else:
+        kdim = kh * kw * cig
+        wmats = [np.ascontiguousarray(np.transpose(w[g * cog:(g + 1) * cog], (1, 2, 3, 0)).reshape(kdim, cog)
+                                      .astype(dtype)) for g in range(groups)]
+        rows = max(1, min(ho, GEMM_CHUNK_BYTES // max(1, wo * kdim * itemsize)))
+        if nthreads > 1:  # enough bands for every thread (dynamic scheduling)
+            rows = max(1, min(rows, -(-ho // (3 * nthreads))))
+
+        def band(oy0, oy1):
+            if sparse:
+                KG.sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0, oy1, out)
+            m = (oy1 - oy0) * wo
+            cols = np.empty((m, kdim), dtype=dtype)
+            acc = np.empty((m, co_n), dtype=dtype)
+            for k in range(len(planes) - 1, -1, -1):  # the first accumulator last: fused with the rescale
+                for g in range(groups):
+                    KG.im2col(planes[k], iy_of, ix_of, oy0, oy1, g * cig, cig, cols)
+                    if groups == 1:
+                        np.matmul(cols, wmats[0], out=acc)
+                    else:
+                        acc[:, g * cog:(g + 1) * cog] = cols @ wmats[g]
+                if k:
+                    KG.add_scaled_rows(out, oy0, acc, factors[k])
                 else:
-                    acc[:m, g * cog:(g + 1) * cog] = cols[:m] @ wmats[g]
-            if k:
-                KG.add_scaled_rows(out, oy0, acc[:m], mults[k])
-            else:
-                KG.finish_rows(out, oy0, acc[:m], mults[0], bias, nshift, rmode, policy, stream_bits,
-                               st_ev, status, status_ox)
-    if not planes:  # every segment sparse (cannot happen: the top segment is a GEMM one); rescale anyway
-        zero = np.zeros((ho * wo, co_n), dtype=dtype)
-        KG.finish_rows(out, 0, zero, np.zeros(co_n, dtype=np.int64), bias, nshift, rmode, policy, stream_bits,
-                       st_ev, status, status_ox)
+                    KG.finish_rows(out, oy0, acc, factors[0], base, bias, nshift, rmode, policy, stream_bits,
+                                   st_ev, status, status_ox)
+
+    band_list = [(lo, min(ho, lo + rows)) for lo in range(0, ho, rows)]
+    with KP.blas_single_thread() as single:
+        if single:
+            KP.run_bands(band, band_list)
+        else:  # BLAS threads itself: run the bands one after the other
+            for lo, hi in band_list:
+                band(lo, hi)
     return out
 
 
@@ -406,8 +454,11 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
         raise ValueError(f"{name}: stride/dilation must be >= 1 and padding >= 0")
     iy_of = K.conv2d_tap_table(c.shape[0], kh, sh, ph, dh)
     ix_of = K.conv2d_tap_table(c.shape[1], kw, sw, pw, dw)
+    # kn2row (one GEMM over all taps, then tap sums) for narrow stride-1 outputs, where the
+    # im2col GEMM would have too few columns to run well.
+    kn2row = groups == 1 and (sh, sw) == (1, 1) and co_n <= KN2ROW_MAX_CO
     return _run(c, codebook, w, w_mant, bias, groups, iy_of, ix_of, w_exp, f_out, numerics, name, ordered,
-                path, worst)
+                path, worst, kn2row)
 
 
 def conv_transpose2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np.ndarray,
@@ -434,4 +485,49 @@ def conv_transpose2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, 
         raise ValueError(f"{name}: output_padding {(oph, opw)} must be smaller than stride {(sh, sw)}")
     iy_of = K.conv_transpose2d_tap_table(c.shape[0], kh, sh, ph, oph)
     ix_of = K.conv_transpose2d_tap_table(c.shape[1], kw, sw, pw, opw)
-    return _run(c, codebook, w, w_mant, bias, 1, iy_of, ix_of, w_exp, f_out, numerics, name, ordered, path, worst)
+    # kn2row: the gather form's patch matrix is mostly padding taps; kn2row multiplies each input once.
+    return _run(c, codebook, w, w_mant, bias, 1, iy_of, ix_of, w_exp, f_out, numerics, name, ordered, path, worst,
+                True)
+
+
+def conv_rows(codes_win: np.ndarray, win_y0: int, in_h: int, out_y0: int, out_y1: int, codebook: Codebook,
+              weight: np.ndarray, w_mant: np.ndarray, bias: np.ndarray, *, w_exp: int, f_out: int,
+              transposed: bool = False, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1,
+              output_padding=(0, 0), numerics: Numerics = Numerics(), name: str = "conv2d",
+              ordered: bool | None = None, path: str | None = None,
+              worst: dict | None = None) -> tuple[np.ndarray, dict]:
+    """Output rows ``[out_y0, out_y1)`` of :func:`conv2d` (or :func:`conv_transpose2d`) of an input
+    of height ``in_h``, given only the input rows ``[win_y0, win_y0 + codes_win.shape[0])`` (full width).
+
+    The window must hold every row those outputs read. The result and the events
+    (MACs of those output rows, their overflow events) are exactly the untiled
+    op's restricted to these rows: the same tap tables, sliced. Used by
+    :mod:`intsim.tiling`.
+    """
+    c = _check_codes(codes_win, codebook, name)
+    w = np.asarray(weight)
+    if w.ndim != 4:
+        raise ValueError(f"{name}: weight must be [Co, kh, kw, Ci/g], got shape {w.shape}")
+    co_n, kh, kw, _ = w.shape
+    sh, sw = _pair(stride, "stride")
+    ph, pw = _pair(padding, "padding")
+    if transposed:
+        oph, opw = _pair(output_padding, "output_padding")
+        iy_full = K.conv_transpose2d_tap_table(int(in_h), kh, sh, ph, oph)
+        ix_of = K.conv_transpose2d_tap_table(c.shape[1], kw, sw, pw, opw)
+        groups, kn2row = 1, True
+    else:
+        dh, dw = _pair(dilation, "dilation")
+        iy_full = K.conv2d_tap_table(int(in_h), kh, sh, ph, dh)
+        ix_of = K.conv2d_tap_table(c.shape[1], kw, sw, pw, dw)
+        kn2row = int(groups) == 1 and (sh, sw) == (1, 1) and co_n <= KN2ROW_MAX_CO
+    if not 0 <= out_y0 <= out_y1 <= iy_full.shape[0]:
+        raise ValueError(f"{name}: output rows [{out_y0}, {out_y1}) outside [0, {iy_full.shape[0]})")
+    iy = iy_full[out_y0:out_y1]
+    valid = iy >= 0
+    if valid.any() and (int(iy[valid].min()) < win_y0 or int(iy[valid].max()) >= win_y0 + c.shape[0]):
+        raise ValueError(f"{name}: input window rows [{win_y0}, {win_y0 + c.shape[0]}) do not cover the rows "
+                         f"output rows [{out_y0}, {out_y1}) read")
+    iy_of = np.where(valid, iy - int(win_y0), -1).astype(np.int64)
+    return _run(c, codebook, w, w_mant, bias, int(groups), iy_of, ix_of, w_exp, f_out, numerics, name, ordered,
+                path, worst, kn2row)

@@ -21,7 +21,7 @@ def test_parse_bits():
 @pytest.mark.skipif(not LR_X4.is_dir(), reason=f"Set5 LR X4 images not found at {LR_X4} (set INTSIM_DATA_ROOT)")
 def test_run_calibrate_edsr_baseline_random_init(tmp_path):
     out = tmp_path / "sub" / "edsr_w4a4.intsim"
-    s = run_calibrate("edsr_baseline", None, 4, "W4A4", "minmax", str(LR_X4), str(out), "split",
+    s = run_calibrate("edsr_baseline", None, 4, "W4A4", "dual_region", str(LR_X4), str(out), "split",
                       n_images=2, patch=16, seed=3)
     art = load_artifact(out)
     assert art.sha256 == s["sha256"]
@@ -50,8 +50,10 @@ def test_run_calibrate_with_a_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,msg", [
-    ({"method": "percentile"}, "method 'percentile' is not implemented yet"),
-    ({"method": "oaq"}, "method 'oaq' is not implemented yet"),
+    ({"method": "mse"}, "unknown calibration method 'mse'; valid methods: minmax, percentile, omse, ptq4sr, "
+                        "2dquant, dual_region, plain_ft, sa_ft, oaq"),
+    ({"method": "minmax", "allocation": "budgeted"}, "applies only to dual-region methods"),
+    ({"method": "oaq", "allocation": "bogus"}, "not a two-region allocation"),
     ({"bits": "W4"}, "bits must look like"),
     ({"model": "rcan"}, "unknown model 'rcan'"),
     ({"scale": 5}, "supports scales"),
@@ -72,4 +74,38 @@ def test_bad_input_one_line_value_errors(tmp_path, kwargs, msg):
 
 def test_main_reports_errors(capsys, tmp_path):
     assert main(["--out", str(tmp_path / "x.intsim"), "--method", "mse"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
+    assert "unknown calibration method 'mse'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not LR_X4.is_dir(), reason=f"Set5 LR X4 images not found at {LR_X4} (set INTSIM_DATA_ROOT)")
+@pytest.mark.slow
+@pytest.mark.parametrize("method,alloc", [("minmax", None), ("dual_region", "paper"), ("dual_region", "budgeted")])
+def test_run_calibrate_methods_export(tmp_path, method, alloc):
+    s = run_calibrate("edsr_baseline", None, 4, "W4A4", method, str(LR_X4), str(tmp_path / "m.intsim"),
+                      n_images=2, patch=16, seed=1, allocation=alloc)
+    assert s["method"] == method and s["allocation"] == (alloc or "uniform")
+    # uniform and budgeted: exactly 2^4 codes; paper: at most 13 (tails may be dropped) -> at most 4 bits
+    cb = s["code_bits"]["body.0.body.0"]
+    assert cb == 4 if alloc != "paper" else cb <= 4
+    assert load_artifact(tmp_path / "m.intsim").sha256 == s["sha256"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LR_X4.is_dir(), reason=f"Set5 LR X4 images not found at {LR_X4} (set INTSIM_DATA_ROOT)")
+def test_run_calibrate_oaq_resume_gives_identical_artifact(tmp_path):
+    from calib.finetune import FinetuneInterrupted
+
+    common = dict(model="edsr_baseline", weights=None, scale=4, bits="W4A4", method="oaq", calib_data=str(LR_X4),
+                  n_images=4, patch=12, seed=2)
+    ref = run_calibrate(out=str(tmp_path / "ref.intsim"), finetune={"epochs": 3}, **common)
+    with pytest.raises(FinetuneInterrupted):
+        run_calibrate(out=str(tmp_path / "res.intsim"), finetune={"epochs": 3, "stop_after_epochs": 1},
+                      state_dir=str(tmp_path / "state"), **common)
+    assert not (tmp_path / "res.intsim").exists()
+    res = run_calibrate(out=str(tmp_path / "res.intsim"), finetune={"epochs": 3}, state_dir=str(tmp_path / "state"),
+                        **common)
+    assert res["sha256"] == ref["sha256"]
+    import hashlib
+
+    assert hashlib.sha256((tmp_path / "res.intsim").read_bytes()).hexdigest() == \
+        hashlib.sha256((tmp_path / "ref.intsim").read_bytes()).hexdigest()

@@ -16,7 +16,7 @@ import torch
 from calib.calibrate import LayerPolicy, calibrate_minmax, load_calibration_images, psnr
 from calib.data_root import data_root
 from calib.export import ENC_MULT_BITS, ExportError, check_codebook, encode_stream, export_artifact, stream_frac
-from calib.graph import UnsupportedOpError
+from calib.graph import UnsupportedOpError, capture
 from calib.models.edsr import DIV2K_RGB_MEAN, EDSR
 from calib.quant.fakequant import build_fakequant_model
 from intsim.artifact import load_artifact, save_artifact
@@ -142,9 +142,9 @@ def test_unsupported_model_refused_at_calibration():
             self.c = torch.nn.Conv2d(3, 3, 3, padding=1)
 
         def forward(self, x):
-            return torch.sigmoid(self.c(x))
+            return torch.tanh(self.c(x))
 
-    with pytest.raises(UnsupportedOpError, match="sigmoid"):
+    with pytest.raises(UnsupportedOpError, match="tanh"):
         calibrate_minmax(Sig(), [torch.rand(3, 8, 8)], 4, 4)
 
 
@@ -363,3 +363,24 @@ def test_other_numerics_and_options(net, calibs, images):
         export_artifact(net, cr, rounding="stochastic")
     with pytest.raises(ExportError, match="layer 'head.0'.*multiplier"):
         export_artifact(net, cr, mult_bits=8)
+
+
+@pytest.mark.parametrize("realization,bits", [("split", (8, 8)), ("grid", (4, 4))])
+def test_all_ops_toy_model_golden_equals_intsim(realization, bits):
+    """Every op beyond EDSR's (see tests/calib/test_graph.py::_AllOps) exports and runs bit-exactly."""
+    import numpy as np
+
+    from golden.executor import run_golden
+    from intsim.engine import run
+    from tests.calib.test_graph import _AllOps
+
+    torch.manual_seed(0)
+    m = _AllOps().eval()
+    g = capture(m, rgb_range=1.0)
+    cal = calibrate_minmax(m, [torch.rand(3, 12, 12) for _ in range(3)], *bits, graph=g)
+    art = export_artifact(m, cal, realization=realization, model_meta={"name": "toy", "scale": 2})
+    img = np.random.default_rng(1).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    res, gold = run(art, img), run_golden(art, img)
+    for t, ref in gold.tensors.items():
+        assert np.array_equal(np.asarray(res.tensors[t], np.int64), np.asarray(ref, np.int64)), t
+    assert res.tensors["output"].shape == (18, 22, 3)

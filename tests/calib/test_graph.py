@@ -86,7 +86,7 @@ class _Sig(nn.Module):
         self.conv = nn.Conv2d(3, 3, 3, padding=1)
 
     def forward(self, x):
-        return torch.sigmoid(self.conv(x))
+        return torch.tanh(self.conv(x))
 
 
 class _AddConst(nn.Module):
@@ -140,7 +140,7 @@ class _ControlFlow(nn.Module):
 
 @pytest.mark.parametrize("model,what", [
     (_ControlFlow, "cannot trace _ControlFlow with torch.fx"),
-    (_Sig, r"function torch\.sigmoid at fx node 'sigmoid'.*test_graph\.py"),
+    (_Sig, r"function torch\.tanh at fx node 'tanh'.*test_graph\.py"),
     (_AddConst, "adding a constant"),
     (_MulShared, "no other user"),
     (_MidMeanShift, "MeanShift"),
@@ -155,3 +155,70 @@ def test_functional_ops_lower():
     assert [n.op for n in g.nodes] == ["image_in", "conv2d", "relu", "pixel_shuffle", "image_out"]
     assert g.node("conv").attrs["post_scale"] == 0.5  # ÷ 2 folded into the conv; Dropout removed
     assert g.node("pixel_shuffle").attrs["factor"] == 2 and g.node("pixel_shuffle").channels == 3
+
+
+# --------------------------------------------------------------------------- ops beyond EDSR
+
+
+class _AllOps(nn.Module):
+    """Every lowering beyond EDSR's: split/chunk/slice, cat, leaky_relu, prelu, CCA-style std+mean →
+    sigmoid gate (mul), a shared conv, nearest upsampling, a transposed conv, forward(x, scale=None)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.LeakyReLU(0.05)
+        self.shared = nn.Conv2d(4, 4, 3, padding=1)
+        self.prelu = nn.PReLU(8)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.du = nn.Sequential(nn.Conv2d(8, 2, 1), nn.ReLU(inplace=True), nn.Conv2d(2, 8, 1), nn.Sigmoid())
+        self.up = nn.ConvTranspose2d(8, 8, 3, stride=2, padding=1, output_padding=1)
+        self.tail = nn.Conv2d(8, 3, 3, padding=1)
+
+    @staticmethod
+    def _std(f):
+        m = f.sum(3, keepdim=True).sum(2, keepdim=True) / (f.size(2) * f.size(3))
+        v = (f - m).pow(2).sum(3, keepdim=True).sum(2, keepdim=True) / (f.size(2) * f.size(3))
+        return v.pow(0.5)
+
+    def forward(self, x, scale=None):
+        h = self.act(self.head(x))
+        a, b = torch.split(h, (4, 4), dim=1)
+        a = self.shared(a)
+        b = self.shared(F.leaky_relu(b, 0.1))
+        c1, c2 = torch.chunk(torch.cat([a, b], dim=1), 2, dim=1)
+        h = self.prelu(torch.cat([c2, c1], 1)) + h[:, 0:8]
+        g = self.du(self._std(h) + self.pool(h))
+        h = h * g
+        h = self.up(h) + F.interpolate(h, scale_factor=2, mode="nearest") if scale is None else h
+        return self.tail(h)
+
+
+def test_all_ops_lower_and_match_float():
+    m = _AllOps().eval()
+    g = capture(m, rgb_range=1.0)
+    ops = [n.op for n in g.nodes]
+    for op in ("split", "concat", "leaky_relu", "prelu", "std_pool", "mean_pool", "sigmoid", "mul",
+               "conv_transpose2d", "upsample_nearest"):
+        assert op in ops, op
+    assert sum(1 for n in g.nodes if n.module == "shared") == 2  # one op per call of the shared conv
+    assert len({n.call_node for n in g.convs()}) == len(g.convs())
+    x = torch.rand(2, 3, 10, 12)
+    with torch.no_grad():
+        assert torch.allclose(g.run(x), m(x), atol=1e-6)
+    assert all(n.is_global for n in g.nodes if n.op in ("std_pool", "mean_pool", "sigmoid"))
+    assert not any(n.is_global for n in g.nodes if n.op == "mul")
+
+
+def test_unsupported_reduction_named():
+    class _Var(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(3, 3, 1)
+
+        def forward(self, x):
+            y = self.c(x)
+            return y * (y - y.mean((2, 3), keepdim=True)).pow(2).mean((2, 3), keepdim=True)
+
+    with pytest.raises(UnsupportedOpError, match="intermediate"):
+        capture(_Var().eval())

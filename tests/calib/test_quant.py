@@ -54,8 +54,14 @@ def test_degenerate_tails_dropped():
 
 
 def test_unknown_and_future_allocations():
-    with pytest.raises(NotImplementedError, match="paper"):
-        TwoRegionSpec(-1, 1, 0.5, 4, "paper")
+    with pytest.raises(ValueError, match="at least 3"):
+        TwoRegionSpec(-1, 1, 0.5, 2, "paper")
+    with pytest.raises(ValueError, match="counts"):
+        TwoRegionSpec(-1, 1, 0.5, 4, "released", counts=(4, 7, 5))
+    with pytest.raises(ValueError, match="odd dense"):
+        TwoRegionSpec(-1, 1, 0.5, 4, "budgeted", counts=(4, 8, 4))
+    with pytest.raises(ValueError, match="summing"):
+        TwoRegionSpec(-1, 1, 0.5, 4, "budgeted", counts=(4, 7, 4))
     with pytest.raises(ValueError, match="unknown allocation"):
         TwoRegionSpec(-1, 1, 0.5, 4, "bogus")
     with pytest.raises(ValueError):
@@ -63,9 +69,15 @@ def test_unknown_and_future_allocations():
 
 
 @pytest.mark.parametrize("l,u,bp,b,alloc", [(-4.2, 6.0, 1.0, 4, "released"), (0.0, 9.0, 2.0, 4, "released"),
-                                            (-3.0, 1.5, 1.0, 8, "released"), (-1.0, 3.0, 0.5, 4, "uniform")])
+                                            (-3.0, 1.5, 1.0, 8, "released"), (-1.0, 3.0, 0.5, 4, "uniform"),
+                                            (-4.2, 6.0, 1.0, 4, "paper"), (0.0, 9.0, 2.0, 4, "paper"),
+                                            (-4.2, 6.0, 1.0, 4, "budgeted"), (0.0, 9.0, 2.0, 3, "budgeted"),
+                                            (-4.2, 6.0, 1.0, 4, ("budgeted", (2, 11, 3)))])
 def test_fake_quant_values_and_module_agree(l, u, bp, b, alloc):
-    spec = TwoRegionSpec(l, u, bp, b, alloc)
+    counts = None
+    if isinstance(alloc, tuple):
+        alloc, counts = alloc
+    spec = TwoRegionSpec(l, u, bp, b, alloc, counts)
     x = torch.linspace(l - 2, u + 2, 4001, dtype=torch.float64)
     y = spec.fake_quant(x)
     vals = torch.tensor(_values(spec), dtype=torch.float64)
@@ -137,3 +149,65 @@ def test_quant_conv_runs():
     y = qc(x)
     assert y.shape == (1, 4, 5, 5)
     assert (y - conv(x)).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("b", [3, 4, 5, 8])
+def test_paper_and_budgeted_code_counts(b):
+    paper = TwoRegionSpec(-4.0, 6.0, 1.0, b, "paper")
+    assert paper.num_codes == 2 ** (b - 1) - 1 + 2 * (2 ** (b - 2) - 1) and paper.code_bits == b
+    assert TwoRegionSpec(0.0, 6.0, 1.0, b, "paper").num_codes == 2 ** b - 2
+    for l in (-4.0, 0.0):
+        bud = TwoRegionSpec(l, 6.0, 1.0, b, "budgeted")
+        assert bud.num_codes == 2 ** b and bud.code_bits == b
+    assert TwoRegionSpec(-4.0, 6.0, 1.0, 4, "paper").to_json()["region_counts"] == [3, 7, 3]
+    # b = 4 paper example: 7 dense + 3 + 3 tail points = 13 codes in 4 bits
+    assert TwoRegionSpec(-4.0, 6.0, 1.0, 4, "paper").num_codes == 13
+
+
+def test_budgeted_counts_roundtrip_through_module():
+    spec = TwoRegionSpec(-3.0, 5.0, 0.7, 4, "budgeted", counts=(3, 9, 4))
+    m = TwoRegionQuantizer(spec)
+    assert m.spec() == spec
+    segs = spec.segments()
+    assert [s.count for s in segs] == [3, 9, 4]
+
+
+def test_mse_weight_spec_not_worse_than_minmax():
+    from calib.quant.weight import mse_weight_spec
+
+    torch.manual_seed(0)
+    w = torch.randn(8, 4, 3, 3) * torch.linspace(0.1, 2, 8).reshape(8, 1, 1, 1)
+    w[0, 0, 0, 0] = 9.0  # an outlier the clip should cut
+    for pc in (False, True):
+        mm = minmax_weight_spec(w, 4, per_channel=pc)
+        ms = mse_weight_spec(w, 4, per_channel=pc)
+        e_mm = float(((mm.fake_quant(w) - w) ** 2).mean())
+        e_ms = float(((ms.fake_quant(w) - w) ** 2).mean())
+        assert e_ms <= e_mm
+        assert len(ms.scale) == (8 if pc else 1)
+    assert mse_weight_spec(w, 4).scale[0] < minmax_weight_spec(w, 4).scale[0]
+
+
+@pytest.mark.parametrize("l,u,bp,b,alloc,counts", [
+    (-4.2, 6.0, 1.0, 4, "released", None), (0.0, 9.0, 2.0, 4, "released", None), (-3.0, 2.0, 0.5, 4, "paper", None),
+    (-3.0, 5.0, 0.7, 4, "budgeted", (3, 9, 4)), (-1.0, 3.0, 0.5, 4, "uniform", None), (0.0, 3.0, 3.0, 4, "uniform", None),
+    (-1.0, 0.4, 0.5, 4, "released", None)])
+def test_fused_quantizer_matches_reference_values_and_gradients(l, u, bp, b, alloc, counts):
+    spec = TwoRegionSpec(l, u, bp, b, alloc, counts)
+    torch.manual_seed(1)
+    x0 = (torch.rand(5000, dtype=torch.float64) * (u - l + 4) + l - 2)
+    g = torch.randn(5000, dtype=torch.float64)
+    grads = []
+    for fn in ("forward", "forward_reference"):
+        m = TwoRegionQuantizer(spec)
+        x = x0.clone().requires_grad_(True)
+        y = getattr(m, fn)(x)
+        (y * g).sum().backward()
+        grads.append((y.detach(), x.grad, m.l.grad, m.u.grad, m.bp.grad))
+    assert torch.equal(grads[0][0], grads[1][0])
+    assert torch.equal(grads[0][0], spec.fake_quant(x0))
+    for a, r in zip(grads[0][1:], grads[1][1:]):
+        if r is None or a is None:
+            assert (a is None or float(a.abs().sum()) == 0) and (r is None or float(r.abs().sum()) == 0)
+        else:
+            assert torch.allclose(a, r, rtol=1e-9, atol=1e-9), (a, r)

@@ -1,0 +1,83 @@
+"""Where the engine's time goes: cProfile of one run, single-threaded so every kernel is attributed.
+
+``python -m benchmarks.profile_engine ARTIFACT [--scale 4] [--top 25]`` runs
+``intsim.engine.run`` once to warm up, then once under cProfile with
+``INTSIM_THREADS=1`` (the banded kernels then run in the calling thread, so
+numba kernels and BLAS calls appear as their own entries; numpy's matmul is a
+C call inside the band function and shows as that function's own time).
+Prints the top functions by own time and a summary by kernel family.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import os
+import pstats
+import sys
+import time
+
+os.environ.setdefault("INTSIM_THREADS", "1")
+
+FAMILIES = {
+    "GEMM (numpy matmul, inside the band closures)": ("conv.py:band",),
+    "im2col": ("gemm.py:im2col",),
+    "sparse tail pass": ("gemm.py:sparse_taps", "gemm.py:sparse_fill"),
+    "rescale (finish / kn2row sums)": ("gemm.py:finish_rows", "gemm.py:kn2row_rows", "gemm.py:add_scaled_rows"),
+    "MAC counts + segment census": ("gemm.py:segment_counts",),
+    "value planes": ("gemm.py:value_plane",),
+    "encoder kernel": ("encode.py:encode_rows",),
+    "pixel shuffle kernel": ("resample.py:pixel_shuffle_rows",),
+    "reference conv kernel": ("conv.py:conv_kernel",),
+    "numpy element-wise ops (add, relu, requantize, ...)": ("elementwise.py", "rounding.py", "overflow.py",
+                                                          "image.py", "{method 'astype'", "{built-in method numpy"),
+    "load-time bounds per conv": ("bounds.py",),
+}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("artifact")
+    ap.add_argument("--scale", type=int, default=4)
+    ap.add_argument("--image", default=None, help="default: Set5 baby LR ×scale")
+    ap.add_argument("--top", type=int, default=25)
+    args = ap.parse_args(argv)
+    from intsim import engine
+    from intsim.artifact import load_artifact
+    from intsim.images import read_image
+
+    from benchmarks.bench_engine import SET5_LR
+
+    art = load_artifact(args.artifact)
+    img = read_image(args.image or SET5_LR / f"X{args.scale}" / f"babyx{args.scale}.png", 3).pixels
+    engine.run(art, img, keep_tensors=False)
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    engine.run(art, img, keep_tensors=False)
+    prof.disable()
+    wall = time.perf_counter() - t0
+    st = pstats.Stats(prof)
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(args.top)
+    print(buf.getvalue())
+    fam = {k: 0.0 for k in FAMILIES}
+    other = 0.0
+    for (fn, line, name), (cc, nc, tt, ct, callers) in st.stats.items():
+        key = f"{os.path.basename(fn)}:{name}" if fn != "~" else name
+        for fam_name, pats in FAMILIES.items():
+            if any(p in key for p in pats):
+                fam[fam_name] += tt
+                break
+        else:
+            other += tt
+    total = sum(fam.values()) + other
+    print(f"single-threaded run: {wall:.2f} s wall (profiled)")
+    for k, v in sorted(fam.items(), key=lambda kv: -kv[1]):
+        print(f"  {k:55} {v:7.3f} s  {v / total:6.1%}")
+    print(f"  {'other (Python, dispatch, allocation)':55} {other:7.3f} s  {other / total:6.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

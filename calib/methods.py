@@ -1,0 +1,393 @@
+"""Calibration methods (design.md §7): OAQ, its ablations and the baselines on one harness.
+
+:func:`calibrate_method` is the single entry point. Every method produces a
+:class:`~calib.calibrate.CalibrationResult` (the interface export consumes)
+with one activation quantizer per conv input and one weight quantizer per conv
+weight; the layer policy (body at b bits, head/upsampler/tail at 8) applies to
+all methods alike.
+
+=============  ===================  =======================  ============================
+method         activation init      weight init              finetuning (calib/finetune.py)
+=============  ===================  =======================  ============================
+minmax         uniform, EMA min/max MinMax                   —
+percentile     uniform, 0.1/99.9 %  MinMax                   —
+omse           uniform, MSE-optimal MSE shrink search         —
+               joint shrink of
+               [min, max]
+ptq4sr         uniform, histogram   MSE shrink search         clips (bounds + weight
+               dual clipping                                  clips), unweighted loss
+2dquant        uniform, joint grid  MSE shrink search         distillation: output MSE +
+               bound search (DOBI)                            unweighted feature loss
+dual_region    two-region           MSE shrink search         —
+plain_ft       uniform, EMA min/max MSE shrink search         unweighted (s_k = 1/K)
+sa_ft          uniform, EMA min/max MSE shrink search         sensitivity-aware (s_k)
+oaq            two-region           MSE shrink search         sensitivity-aware (s_k)
+=============  ===================  =======================  ============================
+
+"two-region": ``l``/``u`` from the EMA (β = 0.9) of per-batch min/max, ``bp``
+at the EMA of the per-batch 99th percentile of |x| (``bp_init='percentile'``,
+the recipe) or by an MSE search over candidate breakpoints
+(``bp_init='search'``); allocation ``released`` (default), ``paper`` or
+``budgeted`` (:func:`search_budgeted` picks the split of the 2^b codes and bp
+minimising the MSE on calibration activations). The baselines are
+"-style" re-implementations on this harness, not the authors' code.
+
+Conv discovery without a captured graph (so IMDN's split/concat/attention need
+no export support): every ``nn.Conv2d`` in execution order (forward pre-hooks
+on one calibration batch); roles: first = head, last = tail, a conv directly
+followed by ``nn.PixelShuffle`` in its parent ``nn.Sequential`` = upsampler,
+others = body. With a graph (:func:`calib.graph.capture`) the graph's names and
+roles are used instead, and stream ranges come from :func:`calibrate_minmax`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from calib.calibrate import CalibrationResult, LayerCalibration, LayerPolicy, _batches, calibrate_minmax
+from calib.quant.two_region import MinMaxObserver, TwoRegionSpec
+from calib.quant.weight import minmax_weight_spec, mse_weight_spec
+
+__all__ = ["METHODS", "METHOD_TABLE", "MethodSpec", "calibrate_method", "check_method", "discover_convs",
+           "find_blocks", "search_budgeted", "search_bp", "ActStats", "collect_activation_stats",
+           "evaluate_fakequant"]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    act_init: str  # minmax | percentile | omse | hist_dual | dobi | two_region
+    weight_init: str  # minmax | mse
+    finetune: str | None  # None | plain | sa | ptq4sr | 2dquant
+
+
+METHOD_TABLE: dict[str, MethodSpec] = {
+    "minmax": MethodSpec("minmax", "minmax", None),
+    "percentile": MethodSpec("percentile", "minmax", None),
+    "omse": MethodSpec("omse", "mse", None),
+    "ptq4sr": MethodSpec("hist_dual", "mse", "ptq4sr"),
+    "2dquant": MethodSpec("dobi", "mse", "2dquant"),
+    "dual_region": MethodSpec("two_region", "mse", None),
+    "plain_ft": MethodSpec("minmax", "mse", "plain"),
+    "sa_ft": MethodSpec("minmax", "mse", "sa"),
+    "oaq": MethodSpec("two_region", "mse", "sa"),
+}
+METHODS = tuple(METHOD_TABLE)
+TWO_REGION_ALLOCATIONS = ("released", "paper", "budgeted")
+
+
+def check_method(method: str) -> str:
+    m = str(method).strip().lower()
+    if m not in METHOD_TABLE:
+        raise ValueError(f"unknown calibration method {method!r}; valid methods: {', '.join(METHODS)}")
+    return m
+
+
+# --------------------------------------------------------------------------- structure discovery
+def _parent_and_attr(root: nn.Module, path: str):
+    parent_path, _, attr = path.rpartition(".")
+    return (root.get_submodule(parent_path) if parent_path else root), attr
+
+
+@torch.no_grad()
+def discover_convs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
+    """``[(module path, role)]`` of every ``nn.Conv2d`` in execution order (first call of each).
+
+    Roles: first executed conv = head, last = tail, a conv followed directly
+    by ``nn.PixelShuffle`` in its parent ``nn.Sequential`` = upsampler, else body.
+    """
+    order: list[str] = []
+    hooks = []
+    for name, m in model.named_modules():
+        if type(m) is nn.Conv2d:
+            hooks.append(m.register_forward_pre_hook(lambda mod, inp, n=name: order.append(n) if n not in order else None))
+    try:
+        model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    out = []
+    for i, path in enumerate(order):
+        parent, attr = _parent_and_attr(model, path)
+        role = "body"
+        if i == 0:
+            role = "head"
+        elif i == len(order) - 1:
+            role = "tail"
+        elif isinstance(parent, nn.Sequential):
+            names = list(parent._modules)
+            k = names.index(attr)
+            if k + 1 < len(names) and isinstance(parent._modules[names[k + 1]], nn.PixelShuffle):
+                role = "upsampler"
+        out.append((path, role))
+    return out
+
+
+_BLOCK_RE = re.compile(r"(Block|Module|IMDB|RDB|RCAB|Group)$")
+
+
+def find_blocks(model: nn.Module) -> list[str]:
+    """Module paths of the model's natural blocks, whose outputs the finetuning loss compares.
+
+    Rule: the outermost submodules whose class name ends with ``Block``,
+    ``Module``, ``IMDB``, ``RDB``, ``RCAB`` or ``Group`` (EDSR's ``ResBlock``,
+    IMDN's ``IMDModule``, RDN's ``RDB``…), excluding torch's own classes
+    (``nn.ModuleList``…) and modules without a conv. Fallback when none match:
+    the children of ``body`` if the model has one, else every top-level child
+    that contains a conv.
+    """
+    def has_conv(m):
+        return any(isinstance(x, nn.Conv2d) for x in m.modules())
+
+    found: list[str] = []
+    for name, m in model.named_modules():
+        if not name or type(m).__module__.startswith("torch."):
+            continue
+        if any(name.startswith(f + ".") for f in found):
+            continue
+        if _BLOCK_RE.search(type(m).__name__) and has_conv(m):
+            found.append(name)
+    if found:
+        return found
+    body = getattr(model, "body", None)
+    if isinstance(body, nn.Module):
+        return [f"body.{n}" for n, c in body.named_children() if has_conv(c)]
+    return [n for n, c in model.named_children() if has_conv(c)]
+
+
+# --------------------------------------------------------------------------- activation statistics
+@dataclass
+class ActStats:
+    observer: MinMaxObserver
+    samples: torch.Tensor  # float32 deterministic subsample of the conv's input values
+
+    @property
+    def signed(self) -> bool:
+        return self.observer.min < 0
+
+
+@torch.no_grad()
+def collect_activation_stats(model: nn.Module, conv_paths: Sequence[str], batches: Sequence[torch.Tensor], *,
+                             momentum: float = 0.9, percentile: float = 99.0,
+                             samples_per_batch: int = 4096) -> dict[str, ActStats]:
+    """EMA observers and a deterministic (strided) value subsample of every conv input."""
+    obs = {p: MinMaxObserver(momentum, percentile) for p in conv_paths}
+    samp: dict[str, list[torch.Tensor]] = {p: [] for p in conv_paths}
+
+    def hook(path):
+        def fn(mod, inp):
+            x = inp[0]
+            obs[path].update(x)
+            flat = x.detach().float().flatten()
+            stride = max(1, flat.numel() // samples_per_batch)
+            samp[path].append(flat[::stride][:samples_per_batch].clone())
+        return fn
+
+    hooks = [model.get_submodule(p).register_forward_pre_hook(hook(p)) for p in conv_paths]
+    try:
+        for b in batches:
+            model(b)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {p: ActStats(obs[p], torch.cat(samp[p])) for p in conv_paths}
+
+
+def _mse(spec: TwoRegionSpec, v: torch.Tensor) -> float:
+    return float(((spec.fake_quant(v) - v) ** 2).mean())
+
+
+def _quantile(v: torch.Tensor, q: float) -> float:
+    return float(torch.quantile(v.double(), q)) if v.numel() <= 16_000_000 else float(np.quantile(v.numpy(), q))
+
+
+def _uniform(l: float, u: float, bits: int) -> TwoRegionSpec:
+    l, u = float(l), float(u)
+    return TwoRegionSpec(min(l, u), max(u, l), max(u, l), bits, "uniform")
+
+
+def init_uniform(kind: str, st: ActStats, bits: int) -> TwoRegionSpec:
+    o, v = st.observer, st.samples
+    lo0 = min(o.min, 0.0) if o.min < 0 else 0.0
+    hi0 = o.max
+    if kind == "minmax":
+        return _uniform(lo0, hi0, bits)
+    if kind == "percentile":
+        lo = _quantile(v, 0.001) if st.signed else 0.0
+        return _uniform(min(lo, 0.0), max(_quantile(v, 0.999), 0.0), bits)
+    sub = v[:: max(1, v.numel() // 65536)]
+    if kind == "omse":  # one shrink factor on [min, max]
+        cands = [_uniform(a * lo0, a * hi0, bits) for a in np.linspace(0.02, 1.0, 50)]
+    elif kind == "hist_dual":  # PTQ4SR-style: both clips from the value density (histogram quantiles)
+        los = [0.0] if not st.signed else [lo0] + [min(_quantile(v, q), 0.0) for q in (1e-4, 1e-3, 1e-2, 0.05)]
+        his = [hi0] + [max(_quantile(v, q), 1e-8) for q in (0.9999, 0.999, 0.995, 0.99, 0.98, 0.95, 0.9)]
+        cands = [_uniform(a, b, bits) for a in los for b in his]
+    elif kind == "dobi":  # 2DQuant-style: joint grid search of lower and upper bound
+        los = [0.0] if not st.signed else [lo0 * a for a in np.linspace(0.05, 1.0, 12)]
+        cands = [_uniform(a, hi0 * b, bits) for a in los for b in np.linspace(0.02, 1.0, 25)]
+    else:
+        raise ValueError(f"unknown activation init {kind!r}")
+    return min(cands, key=lambda s: _mse(s, sub))
+
+
+def search_bp(st: ActStats, bits: int, allocation: str, counts=None) -> TwoRegionSpec:
+    """Two-region spec with l, u from the EMA min/max and bp minimising the MSE on the samples."""
+    o = st.observer
+    v = st.samples[:: max(1, st.samples.numel() // 65536)]
+    mag = v.abs()
+    amax = max(-o.min, o.max, 1e-12)
+    cands = {o.bp}
+    for q in (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999):
+        cands.add(_quantile(mag, q))
+    for f in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7):
+        cands.add(f * amax)
+    specs = [TwoRegionSpec(min(o.min, o.max), o.max, float(bp), bits, allocation, counts)
+             for bp in sorted(cands) if bp > 0]
+    return min(specs, key=lambda s: _mse(s, v))
+
+
+def search_budgeted(st: ActStats, bits: int) -> TwoRegionSpec:
+    """Budgeted allocation: the split of exactly 2^b codes (and bp) minimising the calibration MSE.
+
+    Dense counts tried: every admissible count (odd for signed tensors) from 3
+    (2 one-sided) to 2^b − 1; the tail codes are split between the negative
+    and positive tail in proportion to their extents. bp is searched as in
+    :func:`search_bp` for every split.
+    """
+    o = st.observer
+    n = 2 ** int(bits)
+    signed = o.min < 0
+    best, best_err = None, math.inf
+    v = st.samples[:: max(1, st.samples.numel() // 32768)]
+    step = max(1, (n // 16))  # at most ~16 dense counts per side for large b
+    dense = range(3, n, 2 * step) if signed else range(2, n, step)
+    for d in dense:
+        rest = n - d
+        if signed:
+            en = max(-o.min - o.bp, 0.0)
+            ep = max(o.max - o.bp, 0.0)
+            tn = int(round(rest * en / (en + ep))) if en + ep > 0 else rest // 2
+            counts = (tn, d, rest - tn)
+        else:
+            counts = (0, d, rest)
+        spec = search_bp(ActStats(o, v), bits, "budgeted", counts)
+        err = _mse(spec, v)
+        if err < best_err:
+            best, best_err = spec, err
+    return best
+
+
+def _image_range(st: ActStats) -> float | None:
+    """1.0 or 255.0 if the tensor looks like the model's image input (min ≥ 0, max ≤ that range), else None."""
+    o = st.observer
+    if o.min is None or o.min < 0:
+        return None
+    for rr in (1.0, 255.0):
+        if o.max <= rr * (1 + 1e-6):
+            return rr
+    return None
+
+
+def init_two_region(st: ActStats, bits: int, allocation: str, bp_init: str) -> TwoRegionSpec:
+    if allocation == "budgeted":
+        return search_budgeted(st, bits)
+    if bp_init == "search":
+        return search_bp(st, bits, allocation)
+    if bp_init != "percentile":
+        raise ValueError(f"bp_init must be 'percentile' or 'search', got {bp_init!r}")
+    return st.observer.spec(bits, allocation)
+
+
+# --------------------------------------------------------------------------- entry point
+def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: int, bits_a: int, method: str,
+                     policy=None, *, allocation: str | None = None, bp_init: str = "percentile",
+                     batch_size: int = 2, graph=None, finetune_config=None, state_dir=None,
+                     progress: bool = False, log: Callable[[str], None] | None = None,
+                     exact_image_input: bool = True) -> CalibrationResult:
+    """Calibrate ``model`` with ``method`` (see the module table) → :class:`CalibrationResult`.
+
+    ``images``: float C×H×W tensors in the model's input range. ``allocation``
+    (dual-region methods only; default the policy's, ``released``).
+    ``graph``: a captured graph (export path) — names, roles and stream ranges
+    come from it; without one (float fake-quant only, e.g. IMDN until its
+    export lands) convs are discovered by hooks and ``stream_absmax`` is empty.
+    ``finetune_config``: a :class:`calib.finetune.FinetuneConfig` (defaults to
+    the paper recipe) for the finetuning methods; ``state_dir`` makes the
+    finetuning resumable. ``exact_image_input``: the head conv, when its input
+    is the (non-negative) image in [0, 1] or [0, 255] and it has ≥ 8 bits,
+    gets the uniform quantizer on [0, rgb_range] that is exact on uint8 pixels
+    (all methods alike).
+    """
+    method = check_method(method)
+    spec = METHOD_TABLE[method]
+    pol = LayerPolicy.parse(policy)
+    two_region = spec.act_init == "two_region"
+    if two_region:
+        alloc = allocation or (pol.allocation if pol.allocation in TWO_REGION_ALLOCATIONS else "released")
+        if alloc not in TWO_REGION_ALLOCATIONS:
+            raise ValueError(f"allocation {alloc!r} is not a two-region allocation "
+                             f"({', '.join(TWO_REGION_ALLOCATIONS)})")
+    else:
+        if allocation not in (None, "uniform"):
+            raise ValueError(f"method {method!r} uses a uniform quantizer; allocation {allocation!r} applies only "
+                             "to dual-region methods (dual_region, oaq)")
+        alloc = "uniform"
+    pol = replace(pol, allocation=alloc)
+    model.eval()
+    batches = list(_batches(images, batch_size))
+    if not batches:
+        raise ValueError("no calibration images were given")
+    if graph is not None:
+        base = calibrate_minmax(model, images, bits_w, bits_a, pol, batch_size=batch_size, graph=graph)
+        convs = [(l.name, l.module, l.role) for l in base.layers.values()]
+        stream_absmax, g = base.stream_absmax, base.graph
+    else:
+        convs = [(p, p, r) for p, r in discover_convs(model, batches[0][:1])]
+        stream_absmax, g = {}, None
+    stats = collect_activation_stats(model, [m for _, m, _ in convs], batches)
+    layers: dict[str, LayerCalibration] = {}
+    for name, mod_path, role in convs:
+        bw, ba = pol.bits(name, role, int(bits_w), int(bits_a))
+        st = stats[mod_path]
+        if exact_image_input and role == "head" and _image_range(st) is not None and ba >= 8:
+            # The head reads the uint8 image: a uniform [0, rgb_range] quantizer with ≥ 256 codes represents
+            # every pixel exactly (a two-region/clipped grid of 8 bits does not: measured −0.7 dB on IMDN ×4).
+            rr = _image_range(st)
+            act = TwoRegionSpec(0.0, rr, rr, ba, "uniform")
+        else:
+            act = init_two_region(st, ba, alloc, bp_init) if two_region else init_uniform(spec.act_init, st, ba)
+        w = model.get_submodule(mod_path).weight
+        wspec = (mse_weight_spec if spec.weight_init == "mse" else minmax_weight_spec)(
+            w, bw, per_channel=pol.per_channel_weights)
+        layers[name] = LayerCalibration(name=name, module=mod_path, role=role, bits_w=bw, bits_a=ba, act=act,
+                                        weight=wspec, observer=st.observer.state())
+    settings = {"batch_size": batch_size, "momentum": 0.9, "percentile": 99.0, "allocation": alloc,
+                "bp_init": bp_init if two_region else None, "act_init": spec.act_init,
+                "weight_init": spec.weight_init}
+    result = CalibrationResult(g, layers, stream_absmax, int(bits_w), int(bits_a), pol, method,
+                               sum(b.shape[0] for b in batches), len(batches), settings=settings)
+    if spec.finetune is not None:
+        from calib.finetune import FinetuneConfig, finetune_calibration
+
+        cfg = finetune_config if finetune_config is not None else FinetuneConfig()
+        cfg = cfg.for_method(spec.finetune)
+        info = finetune_calibration(model, result, images, cfg, state_dir=state_dir, progress=progress, log=log)
+        volatile = ("seconds", "resumed_from_epoch")
+        result.settings["finetune"] = {k: v for k, v in info.items() if k not in volatile}
+        result.runtime = {k: info[k] for k in volatile}  # not part of the artifact (kept deterministic)
+    return result
+
+
+def evaluate_fakequant(model_name: str, scale: int, model: nn.Module, result: CalibrationResult | None,
+                       dataset: str = "Set5") -> float:
+    """Mean Y-PSNR of the float fake-quant model (unsnapped specs; FP if ``result`` is None) on ``dataset``."""
+    from calib.fp_eval import evaluate_fp
+    from calib.quant.fakequant import build_fakequant_model
+
+    net = model if result is None else build_fakequant_model(model, result)
+    return float(evaluate_fp(model_name, scale, dataset, model=net, with_ssim=False, threads=None)["psnr"])

@@ -1,0 +1,185 @@
+"""Row-band parallelism for the fast kernels: a thread pool and a BLAS thread limiter.
+
+Why not numba ``prange`` plus a multi-threaded BLAS? Both keep their worker
+threads spinning for a while after each parallel region. A GEMM path
+alternates numba kernels and BLAS calls many times per layer, so the two pools
+fight for the cores; on a shared (busy) machine every barrier also waits for
+whichever thread lost its time slice. Measured on the 2-core CI machine under
+load, a band loop ``im2col → GEMM → rescale`` ran 5–10× slower with
+``prange`` + 2 BLAS threads than with two Python threads each running serial
+``nogil`` numba kernels and a single-threaded GEMM on their own bands.
+
+So the fast path splits its work into bands of output rows, runs them on a
+small persistent :class:`~concurrent.futures.ThreadPoolExecutor` (dynamic
+scheduling: more bands than threads), and holds BLAS at one thread while it
+does (:func:`blas_single_thread`). The kernels release the GIL
+(``nogil=True``); numpy's matmul releases it too.
+
+Threads: ``numba.get_num_threads()`` (honours ``NUMBA_NUM_THREADS``), or the
+``INTSIM_THREADS`` environment variable.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import glob
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_blas = None  # (get, set) ctypes functions, False when not found
+_blas_depth = 0
+_blas_saved = 0
+
+
+def num_threads() -> int:
+    """Worker threads of the fast kernels (``$INTSIM_THREADS`` or numba's thread count)."""
+    env = os.environ.get("INTSIM_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"INTSIM_THREADS must be a positive integer, got {env!r}") from None
+    return max(1, int(numba.get_num_threads()))
+
+
+def _get_pool(n: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size != n:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="intsim")
+            _pool_size = n
+        return _pool
+
+
+def bands(n: int, min_rows: int = 1, per_thread: int = 3) -> list[tuple[int, int]]:
+    """Split ``range(n)`` into contiguous ``(lo, hi)`` bands: about ``per_thread`` per thread,
+    each at least ``min_rows`` long (one band when single-threaded)."""
+    t = num_threads()
+    if n <= 0:
+        return []
+    k = 1 if t == 1 else max(1, min(n // max(1, min_rows), t * per_thread))
+    edges = [round(i * n / k) for i in range(k + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(k) if edges[i + 1] > edges[i]]
+
+
+def run_bands(fn, band_list) -> list:
+    """Call ``fn(lo, hi)`` for every band, in parallel; results in band order. Exceptions propagate."""
+    if len(band_list) <= 1 or num_threads() == 1:
+        return [fn(lo, hi) for lo, hi in band_list]
+    pool = _get_pool(num_threads())
+    futures = [pool.submit(fn, lo, hi) for lo, hi in band_list]
+    return [f.result() for f in futures]
+
+
+def _find_blas():
+    """``(get_num_threads, set_num_threads)`` of the OpenBLAS numpy uses, or ``False``."""
+    import numpy as np
+
+    names = [("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+             ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+             ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+             ("openblas_get_num_threads", "openblas_set_num_threads")]
+    base = os.path.dirname(np.__file__)
+    cands = sorted(glob.glob(os.path.join(base, "..", "numpy.libs", "*openblas*")))
+    cands += sorted(glob.glob(os.path.join(base, ".dylibs", "*openblas*")))
+    try:  # libraries already mapped into the process (a system numpy)
+        with open("/proc/self/maps") as f:
+            cands += sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ln.strip().endswith(".so")
+                             or "openblas" in ln.lower() and ".so." in ln})
+    except OSError:
+        pass
+    for path in cands:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for g, s in names:
+            if hasattr(lib, g) and hasattr(lib, s):
+                get, set_ = getattr(lib, g), getattr(lib, s)
+                get.restype = ctypes.c_int
+                set_.argtypes = [ctypes.c_int]
+                set_.restype = None
+                return get, set_
+    return False
+
+
+def blas_controllable() -> bool:
+    """True if the BLAS thread count can be held at one (OpenBLAS found)."""
+    global _blas
+    with _lock:
+        if _blas is None:
+            _blas = _find_blas()
+        return bool(_blas)
+
+
+@contextlib.contextmanager
+def blas_single_thread():
+    """Hold numpy's BLAS at one thread inside the block (re-entrant; restored after).
+
+    Yields True when BLAS is controlled; False when it is not (unknown BLAS):
+    callers then let BLAS thread itself and do not add threads of their own.
+    """
+    global _blas_depth, _blas_saved
+    if not blas_controllable():
+        yield False
+        return
+    get, set_ = _blas
+    with _lock:
+        if _blas_depth == 0:
+            _blas_saved = int(get())
+            if _blas_saved != 1:
+                set_(1)
+        _blas_depth += 1
+    try:
+        yield True
+    finally:
+        with _lock:
+            _blas_depth -= 1
+            if _blas_depth == 0 and _blas_saved != 1:
+                set_(_blas_saved)
+
+
+_alloc_tuned = False
+
+
+def tune_allocator() -> bool:
+    """Keep freed memory in the process (glibc only; once per process). Returns True if applied.
+
+    glibc serves allocations above 32 MiB with fresh ``mmap`` pages and gives them
+    back with ``munmap`` on free. On virtual machines where touching a page the
+    guest gave back is expensive (a Firecracker VM like the CI machine: 128 MiB of
+    fresh pages cost about 0.5 s, reused ones 17 ms), the engine's large per-op
+    tensors then spend more time in page faults than in arithmetic. With
+    ``M_MMAP_MAX = 0`` and a high trim threshold, big blocks come from the heap
+    and are reused by the next op. Peak memory is unchanged; the process simply
+    keeps its high-water mark until it exits. Opt out with ``INTSIM_MALLOC=system``.
+    """
+    global _alloc_tuned
+    if _alloc_tuned:
+        return True
+    if os.environ.get("INTSIM_MALLOC", "").strip().lower() == "system":
+        return False
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    ok = mallopt(M_MMAP_MAX, 0) == 1
+    ok = (mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1) == 1) and ok
+    _alloc_tuned = ok
+    return ok

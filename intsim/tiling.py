@@ -1,0 +1,500 @@
+"""Run a whole artifact on a large image in horizontal bands, bit-exactly and with bounded memory.
+
+:func:`run_tiled` produces exactly what :func:`intsim.engine.run` produces
+(graph outputs and every counter of arithmetic.md §7), but never holds a whole
+intermediate tensor unless it has to.
+
+How: row streaming with line buffers
+------------------------------------
+Every spatial op maps output rows to the input rows it reads (its receptive
+field in rows): the identity for element-wise ops, the tap tables of §5.1/§5.5
+for convolutions (stride, padding, dilation, transposed), ``y // r`` for pixel
+shuffle and nearest upsampling, ``i0(y), i1(y)`` of §6.10 for bilinear
+upsampling. The image is fed in bands of ``tile_rows`` rows; after each band
+every op, in graph order, computes all the output rows its inputs now allow,
+reading input windows that include the halo rows its receptive field needs.
+Halo rows are *kept* from the previous band (a line buffer per tensor, trimmed
+to the rows some consumer will still read) rather than recomputed, so every
+output row of every op is computed exactly once: the outputs are the untiled
+ones by construction (every op is a function of the rows it reads), and so are
+the counters, which are sums over output elements (MACs of a conv's output
+rows, overflow events, encoder saturations and histograms).
+
+Global pooling (``mean_pool``, ``std_pool``)
+-------------------------------------------
+A global pool needs its whole input, and everything downstream of it needs the
+pool's result, so a single streaming pass is impossible. The graph is cut into
+*passes*: pass 0 streams the ops that do not depend on any pool; the input of
+every pool is **materialized** in full (as a compact integer array) during the
+pass that produces it; the pool (and the small 1×1 ops that only read pooled
+values) then runs once on the full tensor, exactly as untiled; the next pass
+streams the ops that needed it. Tensors that a later pass reads are
+materialized too and freed after their last pass. So pooling is computed in
+an earlier pass, never refused; the memory bound is then the materialized
+tensors (e.g. IMDN: its block outputs and each CCA's input), not the whole
+network's intermediates.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from intsim import bounds, engine
+from intsim.artifact import Artifact, OpSpec
+from intsim.kernels import conv as K
+from intsim.kernels import parallel as KP
+from intsim.ops import conv as conv_ops
+from intsim.ops import requantize
+from intsim.ops.resample import bilinear_taps
+
+GLOBAL_OPS = frozenset({"mean_pool", "std_pool"})
+ROW_LOCAL_OPS = frozenset({"image_in", "image_out", "encode", "add", "concat", "split", "relu", "leaky_relu",
+                           "prelu", "sigmoid", "mul"})
+CONV_OPS = frozenset({"conv2d", "conv_transpose2d"})
+UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
+
+
+# --------------------------------------------------------------------------
+# shapes and row maps
+
+
+def _pair(v) -> tuple[int, int]:
+    if np.ndim(v) == 0:
+        return int(v), int(v)
+    return int(v[0]), int(v[1])
+
+
+def infer_heights(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
+    """``tensor → (H, W)`` for an input image of ``h × w`` (globals are 1×1)."""
+    hw: dict[str, tuple[int, int]] = {art.inputs[0]: (h, w)}
+    for op in art.ops:
+        H, W = hw[op.inputs[0]]
+        a = op.attrs
+        if op.op in GLOBAL_OPS:
+            out = (1, 1)
+        elif op.op == "conv2d":
+            kh, kw = (int(k) for k in a["kernel"])
+            sh, sw = _pair(a.get("stride", 1))
+            ph, pw = _pair(a.get("padding", 0))
+            dh, dw = _pair(a.get("dilation", 1))
+            out = (K.conv2d_output_size(H, kh, sh, ph, dh), K.conv2d_output_size(W, kw, sw, pw, dw))
+        elif op.op == "conv_transpose2d":
+            kh, kw = (int(k) for k in a["kernel"])
+            sh, sw = _pair(a.get("stride", 1))
+            ph, pw = _pair(a.get("padding", 0))
+            oph, opw = _pair(a.get("output_padding", 0))
+            out = (K.conv_transpose2d_output_size(H, kh, sh, ph, oph),
+                   K.conv_transpose2d_output_size(W, kw, sw, pw, opw))
+        elif op.op in UPSAMPLE_OPS or op.op == "upsample_bilinear":
+            r = int(a["factor"])
+            out = (H * r, W * r)
+        elif op.op == "mul":
+            out = (H, W)
+        else:
+            out = (H, W)
+        for t in op.outputs:
+            hw[t] = out
+    return hw
+
+
+def _row_needs(art: Artifact, op: OpSpec, in_h: int, out_h: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output row ``o``: ``(lo[o], hi[o])``, the input rows ``[lo, hi)`` it reads
+    (``lo = in_h, hi = 0`` when it reads none)."""
+    o = np.arange(out_h, dtype=np.int64)
+    a = op.attrs
+    if op.op in ROW_LOCAL_OPS:
+        return o.copy(), o + 1
+    if op.op in UPSAMPLE_OPS:
+        r = int(a["factor"])
+        return o // r, o // r + 1
+    if op.op == "upsample_bilinear":
+        i0, i1, _, _ = bilinear_taps(in_h, int(a["factor"]))
+        return np.minimum(i0, i1), np.maximum(i0, i1) + 1
+    if op.op in CONV_OPS:
+        kh = int(a["kernel"][0])
+        sh = _pair(a.get("stride", 1))[0]
+        ph = _pair(a.get("padding", 0))[0]
+        if op.op == "conv2d":
+            table = K.conv2d_tap_table(in_h, kh, sh, ph, _pair(a.get("dilation", 1))[0])
+        else:
+            table = K.conv_transpose2d_tap_table(in_h, kh, sh, ph, _pair(a.get("output_padding", 0))[0])
+        valid = table >= 0
+        lo = np.where(valid, table, in_h).min(axis=1)
+        hi = np.where(valid, table + 1, 0).max(axis=1)
+        return lo.astype(np.int64), hi.astype(np.int64)
+    raise ValueError(f"op {op.name!r}: no row map for op type {op.op!r}")
+
+
+@dataclass
+class _Need:
+    """Row dependency of one (op, spatial input): prefix max of ``hi`` and suffix min of ``lo``."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    pre_hi: np.ndarray = field(init=False)  # pre_hi[n] = max(hi[:n]), pre_hi[0] = 0
+    suf_lo: np.ndarray = field(init=False)  # suf_lo[n] = min(lo[n:]), suf_lo[out_h] = in_h (nothing)
+    in_h: int = 0
+
+    def __post_init__(self):
+        self.pre_hi = np.concatenate([[0], np.maximum.accumulate(self.hi)]) if self.hi.size else np.zeros(1, np.int64)
+        tail = np.minimum.accumulate(self.lo[::-1])[::-1] if self.lo.size else np.zeros(0, np.int64)
+        self.suf_lo = np.concatenate([tail, [np.iinfo(np.int64).max]])
+
+    def producible(self, avail: int) -> int:
+        """Largest n such that output rows [0, n) read only input rows < avail."""
+        return int(np.searchsorted(self.pre_hi, avail, side="right")) - 1
+
+    def window(self, a: int, b: int) -> tuple[int, int]:
+        lo = int(self.lo[a:b].min())
+        hi = int(self.hi[a:b].max())
+        return (lo, hi) if hi > lo else (lo, lo)
+
+
+# --------------------------------------------------------------------------
+# the plan
+
+
+@dataclass
+class TilePlan:
+    """Passes of a tiled run: which ops stream in which pass, which tensors are materialized."""
+
+    level: dict[str, int]  # spatial tensors: the pass that produces them; globals: the pass that may read them
+    is_global: dict[str, bool]
+    pass_ops: list[list[OpSpec]]  # streaming (spatial) ops per pass
+    global_ops: list[list[OpSpec]]  # pools and 1×1 ops run once at the start of each pass
+    materialize: set[str]
+    last_pass: dict[str, int]  # materialized tensor → the last pass that reads it
+
+
+def plan(art: Artifact) -> TilePlan:
+    """Cut the graph into passes at global pools (see the module docstring)."""
+    if len(art.inputs) != 1:
+        raise ValueError(f"tiling runs single-image graphs; this artifact has {len(art.inputs)} inputs")
+    level: dict[str, int] = {art.inputs[0]: 0}
+    is_global: dict[str, bool] = {art.inputs[0]: False}
+    op_level: dict[str, int] = {}
+    for op in art.ops:
+        for t in op.inputs:
+            if t not in level:
+                raise ValueError(f"op {op.name!r}: input {t!r} is not computed before it (ops out of order?)")
+        if op.op in GLOBAL_OPS:
+            if is_global[op.inputs[0]]:
+                lv, glob = level[op.inputs[0]], True  # pooling a 1×1 tensor: a global op like any other
+            else:
+                lv, glob = level[op.inputs[0]] + 1, True
+        elif all(is_global[t] for t in op.inputs):
+            lv, glob = max(level[t] for t in op.inputs), True
+        else:
+            lv, glob = max(level[t] for t in op.inputs), False
+        op_level[op.name] = lv
+        for t in op.outputs:
+            level[t], is_global[t] = lv, glob
+    n_pass = 1 + max(level.values())
+    pass_ops: list[list[OpSpec]] = [[] for _ in range(n_pass)]
+    global_ops: list[list[OpSpec]] = [[] for _ in range(n_pass)]
+    for op in art.ops:
+        if is_global[op.outputs[0]]:
+            global_ops[op_level[op.name]].append(op)
+        else:
+            pass_ops[op_level[op.name]].append(op)
+    materialize: set[str] = set()
+    last_pass: dict[str, int] = {}
+    for op in art.ops:
+        lv = op_level[op.name]
+        for t in op.inputs:
+            if is_global[t]:
+                continue
+            if op.op in GLOBAL_OPS or lv > level[t]:
+                materialize.add(t)
+                last_pass[t] = max(last_pass.get(t, 0), lv)
+    for t in art.outputs:
+        if not is_global[t]:
+            materialize.add(t)
+            last_pass[t] = n_pass  # kept to the end
+    return TilePlan(level=level, is_global=is_global, pass_ops=pass_ops, global_ops=global_ops,
+                    materialize=materialize, last_pass=last_pass)
+
+
+# --------------------------------------------------------------------------
+# compact storage of materialized tensors
+
+
+def _store_dtype(art: Artifact, t: str) -> np.dtype:
+    spec = art.tensors[t]
+    if spec.kind == "image":
+        return np.dtype(np.uint8)
+    if spec.kind == "codes":
+        n = spec.codebook.num_codes
+        return np.dtype(np.uint8 if n <= 256 else np.int16 if n <= 1 << 15 else np.int32)
+    return np.dtype(np.int32 if art.numerics.stream_bits <= 32 else np.int64)
+
+
+def _as_engine(art: Artifact, t: str, a: np.ndarray) -> np.ndarray:
+    """A stored slice as the engine holds it: images uint8, streams and codes int64."""
+    if art.tensors[t].kind == "image":
+        return a
+    return a.astype(np.int64)
+
+
+# --------------------------------------------------------------------------
+# the executor
+
+
+class _Counters:
+    """Per-op event sums, in the layout of :func:`intsim.engine.run`."""
+
+    def __init__(self):
+        self.ops: dict[str, dict] = {}
+
+    def add(self, op: OpSpec, events: dict):
+        e = self.ops.setdefault(op.name, {"op": op.op})
+        if "macs" in events:
+            m = e.setdefault("macs", {k: 0 for k in events["macs"]})
+            for k, v in events["macs"].items():
+                m[k] = m.get(k, 0) + int(v)
+        for k in engine._TOTAL_KEYS:
+            e[k] = e.get(k, 0) + int(events.get(k, 0))
+        if "code_histogram" in events:
+            h = events["code_histogram"]
+            old = e.get("code_histogram")
+            e["code_histogram"] = [int(v) for v in h] if old is None else [a + int(b) for a, b in zip(old, h)]
+        if "ordered" in events:
+            e["ordered"] = events["ordered"]
+
+    def result(self, art: Artifact, hw: dict, channels: dict) -> dict:
+        ops: dict[str, dict] = {}
+        totals = {"macs": 0, **{k: 0 for k in engine._TOTAL_KEYS}}
+        for op in art.ops:
+            e = self.ops.get(op.name)
+            if e is None:  # an op with an empty output never ran: zero events
+                e = {"op": op.op, **{k: 0 for k in engine._TOTAL_KEYS}}
+            entry = {"op": op.op}
+            if "macs" in e:
+                entry["macs"] = e["macs"]
+                totals["macs"] += sum(e["macs"].values())
+            for k in engine._TOTAL_KEYS:
+                entry[k] = int(e.get(k, 0))
+                totals[k] += entry[k]
+            if "code_histogram" in e:
+                entry["code_histogram"] = e["code_histogram"]
+            if "ordered" in e:
+                entry["ordered"] = e["ordered"]
+            shapes = [[hw[t][0], hw[t][1], channels[t]] for t in op.outputs]
+            entry["out_shape"] = shapes[0]
+            if len(op.outputs) > 1:
+                entry["out_shapes"] = shapes
+            ops[op.name] = entry
+        return {"ops": ops, "totals": totals}
+
+
+class _Tiled:
+    def __init__(self, art: Artifact, image: np.ndarray, tile_rows: int):
+        self.art = art
+        self.tile_rows = int(tile_rows)
+        in_name = engine._check_image(art, image)
+        img = np.asarray(image)
+        if img.ndim == 2:
+            img = img[:, :, None]
+        self.in_name = in_name
+        self.plan = plan(art)
+        self.hw = infer_heights(art, img.shape[0], img.shape[1])
+        self.channels = {t: art.tensors[t].channels for t in art.tensors}
+        self.full: dict[str, np.ndarray] = {in_name: np.ascontiguousarray(img)}  # materialized (and the image)
+        self.glob: dict[str, np.ndarray] = {}  # 1×1 tensors
+        self.counters = _Counters()
+        self.conv_cache: dict[str, tuple[bool, dict]] = {}
+        self.needs: dict[tuple[str, int], _Need] = {}
+        for op in art.ops:
+            if self.plan.is_global[op.outputs[0]]:
+                continue
+            out_h = self.hw[op.outputs[0]][0]
+            for j, t in enumerate(op.inputs):
+                if not self.plan.is_global[t]:
+                    lo, hi = _row_needs(art, op, self.hw[t][0], out_h)
+                    self.needs[(op.name, j)] = _Need(lo, hi, in_h=self.hw[t][0])
+
+    # ---- one op on a band of output rows
+    def _conv(self, op: OpSpec, win: np.ndarray, win_y0: int, a: int, b: int):
+        art = self.art
+        if op.name not in self.conv_cache:
+            self.conv_cache[op.name] = (bounds.conv_can_overflow(art, op), engine._conv_worst(art, op))
+        ordered, worst = self.conv_cache[op.name]
+        at = op.attrs
+        if [int(k) for k in at["kernel"]] != list(art.array(op, "weight").shape[1:3]):
+            raise ValueError(f"op {op.name!r}: attrs kernel {at['kernel']} != weight shape "
+                             f"{art.array(op, 'weight').shape}")
+        x, ev = conv_ops.conv_rows(
+            win, win_y0, self.hw[op.inputs[0]][0], a, b, engine._codebook_of(art, op.inputs[0]),
+            art.array(op, "weight"), art.array(op, "w_mant"), art.array(op, "bias"), w_exp=at["w_exp"],
+            f_out=engine._frac(art, op.outputs[0]), transposed=op.op == "conv_transpose2d",
+            stride=at.get("stride", (1, 1)), padding=at.get("padding", (0, 0)),
+            dilation=at.get("dilation", (1, 1)), groups=at.get("groups", 1),
+            output_padding=at.get("output_padding", (0, 0)), numerics=art.numerics, name=op.name,
+            ordered=ordered, worst=worst)
+        return [x], ev
+
+    def _bilinear(self, op: OpSpec, win: np.ndarray, win_y0: int, a: int, b: int):
+        # The expression of intsim.ops.resample.upsample_bilinear (§6.10), for output rows [a, b).
+        engine._same_frac(self.art, op)
+        at = op.attrs
+        r = int(at["factor"])
+        X = win.astype(np.int64, copy=False)
+        H_in = self.hw[op.inputs[0]][0]
+        y0, y1, wy0, wy1 = (v[a:b] for v in bilinear_taps(H_in, r))
+        x0, x1, wx0, wx1 = bilinear_taps(X.shape[1], r)
+        rows0, rows1 = X[y0 - win_y0], X[y1 - win_y0]
+        wy0, wy1 = wy0[:, None, None], wy1[:, None, None]
+        wx0, wx1 = wx0[None, :, None], wx1[None, :, None]
+        I = (wy0 * (wx0 * rows0[:, x0] + wx1 * rows0[:, x1])
+             + wy1 * (wx0 * rows1[:, x0] + wx1 * rows1[:, x1]))
+        y, ev = requantize(I * np.int64(int(at["mult"])), int(at["shift"]), self.art.numerics, op.name)
+        return [y], {"acc_overflow": 0, "stream_overflow": ev, "saturations": 0}
+
+    def _compute(self, op: OpSpec, wins: list, a: int, b: int):
+        """Output rows [a, b) of ``op`` from input windows ``(array, y0)`` (globals: (array, None))."""
+        if op.op in CONV_OPS:
+            (win, y0), = wins[:1]
+            return self._conv(op, win, y0, a, b)
+        if op.op == "upsample_bilinear":
+            return self._bilinear(op, wins[0][0], wins[0][1], a, b)
+        if op.op in UPSAMPLE_OPS:
+            win, y0 = wins[0]
+            r = int(op.attrs["factor"])
+            outs, ev = engine.OPS[op.op](self.art, op, [win])
+            return [o[a - y0 * r:b - y0 * r] for o in outs], ev
+        if op.op in ROW_LOCAL_OPS:
+            ins = [w if y0 is None else w[a - y0:b - y0] for w, y0 in wins]
+            return engine.OPS[op.op](self.art, op, ins)
+        raise ValueError(f"op {op.name!r}: op type {op.op!r} cannot be tiled")
+
+    # ---- a pass
+    def _trim(self, buf: dict, t: str, cons: list, op_done: dict) -> None:
+        """Drop the rows of line buffer ``t`` below the lowest row a consumer still reads."""
+        keep = min(int(self.needs[(c.name, j)].suf_lo[op_done[c.name]]) for c, j in cons)
+        y0, rows = buf[t]
+        if keep > y0:
+            keep = min(keep, y0 + rows.shape[0])
+            buf[t] = (keep, rows[keep - y0:].copy())  # a copy: a view would pin the whole band
+
+    def _run_pass(self, p: int):
+        art, P = self.art, self.plan
+        for op in P.global_ops[p]:
+            ins = [self.glob[t] if P.is_global[t] else _as_engine(art, t, self.full[t]) for t in op.inputs]
+            outs, ev = engine.OPS[op.op](art, op, ins)
+            self.counters.add(op, ev)
+            for t, v in zip(op.outputs, outs):
+                self.glob[t] = v
+        ops = P.pass_ops[p]
+        if not ops:
+            return
+        produced_here = {t for op in ops for t in op.outputs}
+        consumers: dict[str, list[tuple[OpSpec, int]]] = {}
+        for op in ops:
+            for j, t in enumerate(op.inputs):
+                if not P.is_global[t]:
+                    consumers.setdefault(t, []).append((op, j))
+        sources = sorted({t for t in consumers if t not in produced_here})
+        for t in sources:
+            if t not in self.full:
+                raise RuntimeError(f"tiling: tensor {t!r} needed in pass {p} was not materialized")
+        # line buffers of tensors produced and consumed in this pass: (first row, rows)
+        buf: dict[str, tuple[int, np.ndarray]] = {}
+        done: dict[str, int] = {t: 0 for t in produced_here}  # rows produced so far
+        op_done: dict[str, int] = {op.name: 0 for op in ops}
+        for t in produced_here:
+            if t in P.materialize:
+                self.full[t] = np.empty((*self.hw[t], self.channels[t]), dtype=_store_dtype(art, t))
+        ref_h = max([1] + [self.hw[t][0] for t in sources])
+        n_steps = max(1, math.ceil(ref_h / self.tile_rows))
+        # at most about one band per op and step, in the op's own resolution (also while draining the lag)
+        cap = {op.name: max(1, math.ceil(self.tile_rows * self.hw[op.outputs[0]][0] / ref_h)) for op in ops}
+        step = 0
+        while any(op_done[op.name] < self.hw[op.outputs[0]][0] for op in ops):
+            step += 1
+            avail = {t: min(self.hw[t][0], math.ceil(self.hw[t][0] * step / n_steps)) for t in sources}
+            progress = False
+            for op in ops:
+                out_h = self.hw[op.outputs[0]][0]
+                n = min(out_h, op_done[op.name] + cap[op.name])
+                for j, t in enumerate(op.inputs):
+                    if not P.is_global[t]:
+                        have = avail[t] if t in avail else done[t]
+                        n = min(n, self.needs[(op.name, j)].producible(have))
+                a = op_done[op.name]
+                if n <= a:
+                    continue
+                wins = []
+                for j, t in enumerate(op.inputs):
+                    if P.is_global[t]:
+                        wins.append((self.glob[t], None))
+                        continue
+                    lo, hi = self.needs[(op.name, j)].window(a, n)
+                    if t in self.full:
+                        wins.append((_as_engine(art, t, self.full[t][lo:hi]), lo))
+                    else:
+                        y0, rows = buf[t]
+                        if hi > lo and (lo < y0 or hi > y0 + rows.shape[0]):
+                            raise RuntimeError(f"tiling: rows [{lo}, {hi}) of {t!r} are not in its line buffer "
+                                               f"[{y0}, {y0 + rows.shape[0]})")
+                        wins.append((rows[lo - y0:hi - y0], lo))
+                outs, ev = self._compute(op, wins, a, n)
+                self.counters.add(op, ev)
+                op_done[op.name] = n
+                progress = True
+                for t, v in zip(op.outputs, outs):
+                    if v.shape[0] != n - a or v.shape[2] != self.channels[t]:
+                        raise ValueError(f"op {op.name!r}: produced rows of shape {v.shape}, expected "
+                                         f"{n - a} rows × {self.channels[t]} channels")
+                    if t in P.materialize:
+                        dst = self.full[t]
+                        if dst.dtype != v.dtype and v.size:
+                            info = np.iinfo(dst.dtype)
+                            if int(v.min()) < info.min or int(v.max()) > info.max:  # never for valid values
+                                raise ValueError(f"tiling: tensor {t!r} holds values outside {dst.dtype}")
+                        dst[a:n] = v
+                    if t in consumers and t not in P.materialize:
+                        if t in buf:
+                            y0, rows = buf[t]
+                            buf[t] = (y0, np.concatenate([rows, v]))
+                        else:
+                            buf[t] = (a, v)
+                    done[t] = n
+                # trim this op's inputs to the rows some consumer will still read (frees the band early)
+                for t in op.inputs:
+                    if t in buf:
+                        self._trim(buf, t, consumers[t], op_done)
+            if not progress and step > n_steps:
+                raise RuntimeError(f"tiling: pass {p} made no progress (row maps inconsistent)")
+        # free materialized tensors no later pass reads
+        for t in list(self.full):
+            if t in P.last_pass and P.last_pass[t] <= p and t not in self.art.outputs:
+                del self.full[t]
+
+    def run(self) -> engine.RunResult:
+        KP.tune_allocator()
+        P = self.plan
+        for p in range(len(P.pass_ops)):
+            self._run_pass(p)
+        tensors = {}
+        for t in self.art.outputs:
+            if P.is_global[t]:
+                tensors[t] = self.glob[t]
+            else:
+                tensors[t] = _as_engine(self.art, t, self.full[t])
+        return engine.RunResult(tensors=tensors, counters=self.counters.result(self.art, self.hw, self.channels))
+
+
+def run_tiled(art: Artifact, image: np.ndarray, tile_rows: int = 32) -> engine.RunResult:
+    """Execute ``art`` on one image in horizontal bands of ``tile_rows`` input rows.
+
+    Returns what ``engine.run(art, image, keep_tensors=False)`` returns: the graph
+    outputs and identical counters, bit for bit. Intermediate tensors are held as
+    line buffers (a band plus the halo rows the receptive fields need); global
+    pools split the run into passes (their inputs are materialized in full, see
+    the module docstring). Raises ``ValueError`` for an op type without a row map.
+    """
+    if int(tile_rows) < 1:
+        raise ValueError(f"tile_rows must be >= 1, got {tile_rows}")
+    return _Tiled(art, image, tile_rows).run()

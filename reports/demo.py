@@ -1,0 +1,489 @@
+"""``intsim demo``: the whole product on an embedded model, end to end, in one command.
+
+Stages (each with its own progress bar): prepare images → calibrate (two-region codes,
+``dual_region`` by default, via ``calib.cli_calibrate.run_calibrate``) → float and fake-quant SR → golden tensors
+(torch float64) → intsim (integer engine, with counters) → verify (bit-exactness) →
+cost (``intsim.cost`` on the ``edge_npu`` accelerator) → report (``report.html``).
+
+The default model is ``tiny_sr``: a small EDSR-style ×2 network (2 residual blocks,
+32 features) the project trains itself (``demo/train_tiny_sr.py``) on scikit-image's
+bundled sample images; its weights are committed (``demo/tiny_sr_x2.pt``, a state dict
+of tensors, loaded with ``weights_only=True``). Calibration images (a subset of the
+training images) and evaluation images (astronaut, chelsea, coffee) are disjoint.
+``real=True`` runs the same pipeline on IMDN ×4 with its official checkpoint, calibrated
+on ``data/SunHays80`` and evaluated on Set5, from the data root.
+
+The run directory gets ``summary.json`` (:data:`SUMMARY_KEYS` at least), ``report.html``,
+the artifact, the golden folder, ``cost.json``, ``cost_compare.json`` and the images.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+_REPO = Path(__file__).resolve().parent.parent
+DEMO_DIR = _REPO / "demo"
+DEMO_WEIGHTS = DEMO_DIR / "tiny_sr_x2.pt"
+
+#: Architecture of the embedded demo model (calib.models.edsr.EDSR keyword arguments).
+TINY_SR = {"n_resblocks": 2, "n_feats": 32, "res_scale": 1.0}
+TINY_SR_NAME = "tiny_sr"
+TINY_SR_SCALE = 2
+#: scikit-image bundled samples (inside the wheel, no download).
+TRAIN_FILES = ["rocket.jpg", "motorcycle_left.png", "motorcycle_right.png", "retina.jpg",
+               "hubble_deep_field.jpg", "ihc.png", "camera.png", "moon.png", "coins.png",
+               "brick.png", "grass.png", "gravel.png", "page.png", "text.png"]
+#: Calibration images: a subset of the training images (disjoint from EVAL_FILES).
+CALIB_FILES = ["rocket.jpg", "motorcycle_left.png", "retina.jpg", "ihc.png", "hubble_deep_field.jpg", "camera.png"]
+EVAL_FILES = ["astronaut.png", "chelsea.png", "coffee.png"]
+ACCELERATOR = "edge_npu"
+#: The demo's calibration: two-region codes (dense region + outlier region), no finetuning.
+DEFAULT_METHOD = "dual_region"
+SUMMARY_KEYS = ("model", "scale", "bits", "code_bits", "images", "psnr_db", "bit_exact", "mismatches", "seconds")
+
+
+class DemoError(ValueError):
+    """Bad demo input (missing data root for --real, missing weights, unsupported model)."""
+
+
+# --------------------------------------------------------------------------- the embedded model
+def register_tiny_sr() -> None:
+    """Make ``tiny_sr`` known to ``calibrate`` (``calib.cli_calibrate.LOCAL_MODELS``)."""
+    from calib import cli_calibrate
+    from calib.models.edsr import EDSR
+
+    cli_calibrate.LOCAL_MODELS.setdefault(TINY_SR_NAME, (EDSR, dict(TINY_SR), (TINY_SR_SCALE,)))
+
+
+def build_tiny_sr(scale: int = TINY_SR_SCALE):
+    from calib.models.edsr import EDSR
+
+    return EDSR(scale, **TINY_SR)
+
+
+def skimage_data_dir() -> Path:
+    try:
+        import skimage
+    except ImportError:
+        raise DemoError("the demo needs scikit-image (pip install -e '.[demo]' or make setup)") from None
+    return Path(skimage.__file__).resolve().parent / "data"
+
+
+def load_sample(name: str) -> np.ndarray:
+    """A bundled scikit-image sample as uint8 H×W×3 (gray replicated, alpha dropped)."""
+    from PIL import Image
+
+    p = skimage_data_dir() / name
+    if not p.is_file():
+        raise DemoError(f"scikit-image sample {name} is not in {p.parent}")
+    with Image.open(p) as im:
+        im.load()
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def lr_hr_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    from calib.bicubic import bicubic_downsample, modcrop
+
+    hr = modcrop(hr, scale)
+    return bicubic_downsample(hr, scale), hr
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass
+class DemoConfig:
+    model: str
+    scale: int
+    weights: str
+    bits: str
+    method: str
+    calib_dir: Path | None  # None: write the skimage calibration images into the run dir
+    n_calib: int
+    patch: int
+    eval_pairs: list  # [(name, lr uint8, hr uint8)]
+    realization: str = "split"
+    notes: list = field(default_factory=list)
+
+
+def _center_crop(a: np.ndarray, h: int, w: int) -> np.ndarray:
+    H, W = a.shape[:2]
+    h, w = min(h, H), min(w, W)
+    y, x = (H - h) // 2, (W - w) // 2
+    return np.ascontiguousarray(a[y:y + h, x:x + w])
+
+
+def _tiny_config(quick: bool, bits: str, method: str) -> DemoConfig:
+    if not DEMO_WEIGHTS.is_file():
+        raise DemoError(f"{DEMO_WEIGHTS}: the demo weights are missing (python demo/train_tiny_sr.py)")
+    s = TINY_SR_SCALE
+    pairs = []
+    for name in EVAL_FILES[:2] if quick else EVAL_FILES:
+        hr = load_sample(name)
+        if quick:  # a 192×192 HR centre crop (96×96 LR) keeps the quick run fast
+            hr = _center_crop(hr, 192, 192)
+        lr, hr = lr_hr_pair(hr, s)
+        pairs.append((Path(name).stem, lr, hr))
+    return DemoConfig(TINY_SR_NAME, s, str(DEMO_WEIGHTS), bits, method, None,
+                      n_calib=4 if quick else 16, patch=32 if quick else 48, eval_pairs=pairs)
+
+
+def _real_config(quick: bool, bits: str, method: str, data_root: str | None) -> DemoConfig:
+    from calib.data_root import data_root as default_root
+    from calib.datasets import benchmark
+
+    root = Path(data_root).expanduser().resolve() if data_root else default_root()
+    if not root.is_dir():
+        raise DemoError(f"--real needs the data root {root} (data/Set5, data/SunHays80, weights/): "
+                        "pass --data-root DIR or set $INTSIM_DATA_ROOT")
+    try:
+        from calib.models.zoo import resolve_checkpoint
+
+        ckpt = resolve_checkpoint("imdn", 4, None, root)
+        ds = benchmark("Set5", 4, root)
+    except (FileNotFoundError, KeyError) as e:
+        raise DemoError(str(e).strip("'\"")) from None
+    calib_dir = root / "data" / "SunHays80"
+    if not calib_dir.is_dir():
+        raise DemoError(f"{calib_dir}: calibration images not found under the data root {root}")
+    pairs = []
+    for i, pair in enumerate(ds):
+        if quick and i >= 2:
+            break
+        lr, hr = pair.lr, pair.hr
+        if quick:  # a 64×64 LR centre crop and the matching HR region
+            H, W = lr.shape[:2]
+            h, w = min(64, H), min(64, W)
+            y, x = (H - h) // 2, (W - w) // 2
+            lr = np.ascontiguousarray(lr[y:y + h, x:x + w])
+            hr = np.ascontiguousarray(hr[y * 4:(y + h) * 4, x * 4:(x + w) * 4])
+        pairs.append((pair.name, lr, hr))
+    return DemoConfig("imdn", 4, str(ckpt), bits, method, calib_dir,
+                      n_calib=4 if quick else 16, patch=32 if quick else 48, eval_pairs=pairs)
+
+
+# --------------------------------------------------------------------------- helpers
+class _Stages:
+    """One progress bar per stage, plus the stage timings."""
+
+    def __init__(self, progress: bool):
+        self.progress = progress
+        self.times: dict[str, float] = {}
+
+    def bar(self, name: str, total: int):
+        """A tqdm bar on a terminal; elsewhere (logs, CI) one line per stage when it ends."""
+        from tqdm import tqdm
+
+        tty = self.progress and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        b = tqdm(total=total, desc=f"{name:<10s}", unit="step", disable=not tty, file=sys.stderr, leave=True,
+                 bar_format="{desc} {bar:20} {n_fmt}/{total_fmt} [{elapsed}]")
+        if self.progress and not tty:
+            t0 = time.time()
+            close = b.close
+
+            def close_and_log():
+                close()
+                if getattr(b, "_intsim_logged", False):  # tqdm closes again when garbage-collected
+                    return
+                b._intsim_logged = True
+                print(f"demo: {name} done ({total} step(s), {time.time() - t0:.1f} s)", file=sys.stderr, flush=True)
+
+            b.close = close_and_log
+        return b
+
+
+def _to_input(lr: np.ndarray, rgb_range: float):
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float().unsqueeze(0)
+    return x * (rgb_range / 255.0)
+
+
+def _to_uint8(out, rgb_range: float) -> np.ndarray:
+    a = (out[0] * (255.0 / rgb_range)).clamp(0, 255).round().to(dtype=__import__("torch").uint8)
+    return a.numpy().transpose(1, 2, 0)
+
+
+def _supported_kwargs(fn, **kw) -> dict:
+    """The keyword arguments of ``kw`` that ``fn`` accepts (optional features of newer calib versions)."""
+    import inspect
+
+    params = inspect.signature(fn).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return kw
+    return {k: v for k, v in kw.items() if k in params}
+
+
+def _fake_quant_model(cfg: DemoConfig, net, rgb_range: float, in_channels: int, calib_dir: Path,
+                      state_dir: Path):
+    """The float32 fake-quant model of the calibration ``run_calibrate`` just did (same method, seed,
+    data; finetuning methods resume from ``state_dir``), or (None, reason)."""
+    from calib.calibrate import load_calibration_images
+    from calib.cli_calibrate import parse_bits
+    from calib.graph import capture
+    from calib.quant.fakequant import build_fakequant_model
+
+    bw, ba = parse_bits(cfg.bits)
+    graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)
+    images = load_calibration_images(calib_dir, cfg.n_calib, cfg.patch, cfg.scale, 0, rgb_range=rgb_range)
+    try:
+        from calib.methods import calibrate_method
+    except ImportError:
+        if cfg.method != "minmax":
+            return None, f"fake-quant PSNR needs calib.methods for method {cfg.method}"
+        from calib.calibrate import calibrate_minmax
+
+        calib = calibrate_minmax(net, images, bw, ba, None, batch_size=2, graph=graph)
+        return build_fakequant_model(net, calib), None
+    extra = {"batch_size": 2, "graph": graph, "state_dir": str(state_dir)}
+    try:
+        from calib.finetune import FinetuneConfig
+
+        extra["finetune_config"] = FinetuneConfig(seed=0, batch_size=2)
+    except ImportError:
+        pass
+    calib = calibrate_method(net, images, bw, ba, cfg.method, None, **_supported_kwargs(calibrate_method, **extra))
+    return build_fakequant_model(net, calib), None
+
+
+def _write_png(path: Path, a: np.ndarray) -> None:
+    from intsim.images import write_png
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_png(path, a)
+
+
+def _body_code_bits(art, bits: str) -> int:
+    """Code bits of the nominal-b (body) conv inputs; the max over those (honest storage width)."""
+    from calib.cli_calibrate import parse_bits
+
+    _, ba = parse_bits(bits)
+    cbs = [t.codebook for t in art.tensors.values() if t.kind == "codes"]
+    body = [cb.code_bits for cb in cbs if cb.bits == ba] or [cb.code_bits for cb in cbs]
+    return int(max(body)) if body else 0
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return float(np.mean(xs)) if xs else None
+
+
+# --------------------------------------------------------------------------- the pipeline
+def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False, data_root: str | None = None,
+             bits: str = "W4A4", method: str = DEFAULT_METHOD, accel: str = ACCELERATOR, progress: bool = True,
+             report: bool = True) -> dict:
+    """Run the demo into ``out``; return the summary (also written to ``out/summary.json``)."""
+    t_start = time.time()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"{out}: exists and is not a folder")
+    try:
+        import torch
+    except ImportError:
+        raise DemoError("the demo needs torch (pip install torch==2.13.0, or make setup)") from None
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+    register_tiny_sr()
+    st = _Stages(progress)
+
+    # 1. images -------------------------------------------------------------------------------
+    t = time.time()
+    cfg = _real_config(quick, bits, method, data_root) if real else _tiny_config(quick, bits, method)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = st.bar("images", len(cfg.eval_pairs) + (0 if cfg.calib_dir else len(CALIB_FILES)))
+    if cfg.calib_dir is None:
+        calib_dir = out / "data" / "calib_hr"
+        for name in CALIB_FILES:
+            p = calib_dir / (Path(name).stem + ".png")
+            if not p.is_file():
+                _write_png(p, load_sample(name))
+            bar.update(1)
+    else:
+        calib_dir = cfg.calib_dir
+    for name, lr, hr in cfg.eval_pairs:
+        _write_png(out / "data" / "lr" / f"{name}.png", lr)
+        _write_png(out / "data" / "hr" / f"{name}.png", hr)
+        bar.update(1)
+    bar.close()
+    st.times["images"] = time.time() - t
+
+    # 2. calibrate -----------------------------------------------------------------------------
+    from calib.cli_calibrate import build_model, run_calibrate
+
+    t = time.time()
+    bar = st.bar("calibrate", 2)
+    tag = f"{cfg.model}_x{cfg.scale}_{cfg.bits.lower()}"
+    art_rel = f"{tag}.intsim"
+    state_dir = out / "calib_state"
+    try:
+        cal = run_calibrate(model=cfg.model, weights=cfg.weights, scale=cfg.scale, bits=cfg.bits,
+                            method=cfg.method, calib_data=str(calib_dir), out=str(out / art_rel),
+                            realization=cfg.realization, n_images=cfg.n_calib, patch=cfg.patch, seed=0,
+                            **_supported_kwargs(run_calibrate, state_dir=str(state_dir)))
+    except Exception as e:  # noqa: BLE001 - e.g. an op the exporter cannot take yet (IMDN)
+        if isinstance(e, (ValueError, NotImplementedError, KeyError)):
+            raise DemoError(f"calibrating {cfg.model} ×{cfg.scale} failed: {' '.join(str(e).split())}") from None
+        raise
+    bar.update(1)
+    net, rgb_range, in_ch = build_model(cfg.model, cfg.scale, cfg.weights, 0)
+    fq, fq_note = _fake_quant_model(cfg, net, rgb_range, in_ch, calib_dir, state_dir)
+    bar.update(1)
+    bar.close()
+    st.times["calibrate"] = time.time() - t
+
+    from intsim.artifact import load_artifact
+
+    art = load_artifact(out / art_rel)
+    out_name = art.outputs[0]
+
+    # 3. float / fake-quant --------------------------------------------------------------------
+    from calib.bicubic import bicubic_upsample_rounded
+    from reports.metrics import psnr_y
+
+    t = time.time()
+    bar = st.bar("float", len(cfg.eval_pairs))
+    per = []
+    for name, lr, hr in cfg.eval_pairs:
+        with torch.no_grad():
+            x = _to_input(lr, rgb_range)
+            sr_f = _to_uint8(net(x), rgb_range)
+            sr_q = _to_uint8(fq(x), rgb_range) if fq is not None else None
+        bic = bicubic_upsample_rounded(lr, cfg.scale)
+        files = {"lr": f"data/lr/{name}.png", "bicubic": f"sr/{name}_bicubic.png", "float": f"sr/{name}_float.png"}
+        _write_png(out / files["bicubic"], bic)
+        _write_png(out / files["float"], sr_f)
+        per.append({"name": name, "lr_size": f"{lr.shape[1]}×{lr.shape[0]}",
+                    "psnr_db": {"bicubic": psnr_y(bic, hr, cfg.scale), "float": psnr_y(sr_f, hr, cfg.scale),
+                                "fake_quant": psnr_y(sr_q, hr, cfg.scale) if sr_q is not None else None},
+                    "files": files})
+        bar.update(1)
+    bar.close()
+    st.times["float"] = time.time() - t
+
+    # 4. golden --------------------------------------------------------------------------------
+    from golden.writer import write_golden
+    from intsim.golden_dir import read_golden_dir
+
+    t = time.time()
+    bar = st.bar("golden", 1)
+    write_golden(str(out / art_rel), [(f"{n}.png", lr) for n, lr, _ in cfg.eval_pairs], str(out / "golden"),
+                 progress=False, art=art)
+    golden = read_golden_dir(out / "golden")
+    for k, (name, lr, hr) in enumerate(cfg.eval_pairs):
+        g = golden.tensor(k, out_name)
+        per[k]["psnr_db"]["golden"] = psnr_y(g, hr, cfg.scale)
+    bar.update(1)
+    bar.close()
+    st.times["golden"] = time.time() - t
+
+    # 5. intsim --------------------------------------------------------------------------------
+    from intsim.engine import run as engine_run
+
+    t = time.time()
+    bar = st.bar("intsim", len(cfg.eval_pairs))
+    counters = []
+    for k, (name, lr, hr) in enumerate(cfg.eval_pairs):
+        res = engine_run(art, lr, keep_tensors=False)
+        sr_i = np.asarray(res.tensors[out_name])
+        per[k]["files"]["intsim"] = f"sr/{name}_intsim.png"
+        _write_png(out / per[k]["files"]["intsim"], sr_i)
+        per[k]["psnr_db"]["intsim"] = psnr_y(sr_i, hr, cfg.scale)
+        counters.append(res.counters)
+        bar.update(1)
+    bar.close()
+    (out / "counters.json").write_text(json.dumps(
+        {"artifact_sha256": art.sha256,
+         "images": [{"source": f"{n}.png", "output": f"{n}_intsim.png", "counters": c}
+                    for (n, _, _), c in zip(cfg.eval_pairs, counters)]}, indent=1))
+    st.times["intsim"] = time.time() - t
+
+    # 6. verify --------------------------------------------------------------------------------
+    from intsim.verify import verify
+
+    t = time.time()
+    bar = st.bar("verify", 1)
+    rep = verify(art, golden)
+    bar.update(1)
+    bar.close()
+    (out / "verify.json").write_text(json.dumps(rep.to_json(), indent=1))
+    st.times["verify"] = time.time() - t
+
+    # 7. cost ----------------------------------------------------------------------------------
+    from intsim.cost import compare_schemes, estimate_cost, load_accelerator
+
+    t = time.time()
+    bar = st.bar("cost", 2)
+    acc = load_accelerator(accel)
+    cost = estimate_cost(art, counters, acc)
+    (out / "cost.json").write_text(json.dumps(cost, indent=1))
+    bar.update(1)
+    comp = compare_schemes(art, counters, acc)
+    (out / "cost_compare.json").write_text(json.dumps(comp, indent=1))
+    bar.update(1)
+    bar.close()
+    st.times["cost"] = time.time() - t
+
+    # 8. summary + report ----------------------------------------------------------------------
+    psnr = {k: _mean([r["psnr_db"].get(k) for r in per]) for k in ("float", "fake_quant", "golden", "intsim",
+                                                                   "bicubic")}
+    summary = {
+        "model": cfg.model, "scale": int(cfg.scale), "bits": cfg.bits, "code_bits": _body_code_bits(art, cfg.bits),
+        "code_bits_per_layer": dict(art.model.get("code_bits", {})),
+        "method": cfg.method, "realization": art.numerics.realization, "weights": os.path.basename(cfg.weights),
+        "images": len(cfg.eval_pairs), "eval_images": [r["name"] for r in per],
+        "calib_images": str(calib_dir if cfg.calib_dir else "skimage: " + ", ".join(CALIB_FILES)),
+        "quick": bool(quick), "real": bool(real),
+        "psnr_db": psnr, "bit_exact": bool(rep.ok), "mismatches": int(rep.mismatches),
+        "event_mismatches": int(rep.event_mismatches), "verify_line": rep.format(),
+        "cost_summary": {"accelerator": acc.name, "energy_uj": cost["totals"]["energy_pj"]["total"] * 1e-6,
+                         "latency_ms": cost["totals"]["latency_s"] * 1e3},
+        "artifact": art_rel, "artifact_sha256": art.sha256, "golden": "golden", "cost": "cost.json",
+        "cost_compare": "cost_compare.json", "counters": "counters.json",
+        "calibrate": {k: cal.get(k) for k in ("fakequant_vs_fp_psnr_db", "ops", "seconds")},
+        "notes": [n for n in (fq_note,) if n],
+        "stage_seconds": {},
+        "per_image": per,
+        "seconds": 0.0,
+    }
+    t = time.time()
+    if report:
+        bar = st.bar("report", 1)
+        _write_summary(out, summary, st, t_start)
+        from reports.html_report import build_report
+
+        build_report(out)
+        bar.update(1)
+        bar.close()
+        st.times["report"] = time.time() - t
+    _write_summary(out, summary, st, t_start)
+    return summary
+
+
+def _write_summary(out: Path, summary: dict, st: _Stages, t_start: float) -> None:
+    summary["stage_seconds"] = {k: round(v, 2) for k, v in st.times.items()}
+    summary["seconds"] = round(time.time() - t_start, 2)
+    tmp = out / "summary.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    os.replace(tmp, out / "summary.json")
+
+
+def result_table(summary: dict) -> str:
+    """The short table printed at the end of ``intsim demo``."""
+    ps = summary["psnr_db"]
+
+    def f(v):
+        return "   —  " if v is None else f"{v:6.2f}"
+
+    lines = [f"{summary['model']} ×{summary['scale']} {summary['bits']} (code bits {summary['code_bits']}), "
+             f"{summary['images']} image(s), {summary['seconds']:.1f} s",
+             "  Y-PSNR [dB]  bicubic  float  fake-quant  golden  intsim",
+             f"               {f(ps.get('bicubic'))} {f(ps.get('float'))}   {f(ps.get('fake_quant'))}   "
+             f"{f(ps.get('golden'))} {f(ps.get('intsim'))}",
+             f"  bit-exact: {'yes' if summary['bit_exact'] else 'NO'} ({summary['mismatches']} mismatches); "
+             f"cost on {summary['cost_summary']['accelerator']}: {summary['cost_summary']['energy_uj']:.1f} µJ, "
+             f"{summary['cost_summary']['latency_ms']:.3f} ms per image"]
+    return "\n".join(lines)

@@ -1,0 +1,93 @@
+"""calib.evaluate.run_eval on a small real artifact (IMDN ×4 W8A8, Set5, cropped for speed)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from calib.calibrate import calibrate_minmax, load_calibration_images
+from calib.data_root import available, data_root
+from calib.evaluate import FloatFakeQuant, RebuildError, artifact_input, run_eval
+from calib.export import export_artifact, model_source
+from calib.graph import capture
+from calib.models.zoo import get_model
+from intsim.artifact import load_artifact, save_artifact
+
+pytestmark = pytest.mark.skipif(
+    not (available("weights/imdn/IMDN_x4.pth") and available("data/SunHays80") and available("data/Set5")),
+    reason=f"IMDN ×4 weights, SunHays80 or Set5 not present under the data root {data_root()}")
+
+
+@pytest.fixture(scope="module")
+def imdn_art(tmp_path_factory):
+    entry = get_model("imdn")
+    path = data_root() / entry.default_checkpoint(4)
+    model = entry.load(path, 4)
+    g = capture(model, rgb_range=entry.rgb_range, in_channels=entry.in_channels)
+    imgs = load_calibration_images(data_root() / "data/SunHays80", 2, 32, 4, 0, rgb_range=entry.rgb_range)
+    cal = calibrate_minmax(model, imgs, 8, 8, graph=g)
+    art = export_artifact(model, cal, realization="split", model_meta={"name": "imdn", "scale": 4},
+                          source=model_source("imdn", 4, path))
+    out = tmp_path_factory.mktemp("eval") / "imdn_w8a8.intsim"
+    save_artifact(art, out)
+    return out, model, g
+
+
+def test_run_eval_engines_agree(imdn_art):
+    path, model, g = imdn_art
+    kw = dict(datasets=["Set5"], data_root=None, progress=False, limit=2, crop=20)
+    r_int = run_eval(str(path), engine="intsim", **kw)
+    r_gold = run_eval(str(path), engine="golden", **kw)
+    r_flt = run_eval(str(path), engine="float", **kw)
+    json.dumps(r_int), json.dumps(r_flt)  # JSON-able
+    s_int, s_gold, s_flt = (r["datasets"]["Set5"] for r in (r_int, r_gold, r_flt))
+    assert s_int["n"] == 2 and [x["image"] for x in s_int["images"]] == ["baby", "bird"]
+    # golden and intsim are the same integers, hence the same scores
+    assert [x["psnr"] for x in s_int["images"]] == [x["psnr"] for x in s_gold["images"]]
+    assert [x["ssim"] for x in s_int["images"]] == [x["ssim"] for x in s_gold["images"]]
+    assert 20.0 < s_int["psnr"] < 45.0 and 0.5 < s_int["ssim"] <= 1.0
+    # W8A8: hardware-exact and unsnapped fake-quant within a few tenths of a dB
+    assert abs(s_flt["psnr"] - s_int["psnr"]) < 0.5
+    assert r_int["scale"] == 4 and r_int["engine"] == "intsim" and r_int["bits"] == "W8A8"
+
+
+def test_float_fakequant_close_to_float_model(imdn_art):
+    path, model, g = imdn_art
+    art = load_artifact(path)
+    fq = FloatFakeQuant(art)
+    from calib.datasets import read_rgb
+
+    lr = read_rgb(data_root() / "data/Set5/LR_bicubic/X4/headx4.png")[20:36, 20:36]
+    img = artifact_input(art, lr)
+    out = fq(img).astype(np.float64)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(img.transpose(2, 0, 1)[None].astype(np.float32)) / 255.0)
+    ref = np.clip(np.floor(ref[0].numpy().transpose(1, 2, 0) * 255.0 + 0.5), 0, 255)
+    mse = float(np.mean((out - ref) ** 2))
+    assert mse > 0  # it does quantize
+    assert 10 * np.log10(255 ** 2 / mse) > 30.0
+
+
+def test_float_engine_refuses_unrebuildable_artifact(tmp_path):
+    entry = get_model("imdn")
+    torch.manual_seed(0)
+    model = entry.build(4).eval()  # random weights: no checkpoint has this state dict
+    g = capture(model, rgb_range=entry.rgb_range, in_channels=entry.in_channels)
+    cal = calibrate_minmax(model, [torch.rand(3, 12, 12)], 8, 8, graph=g)
+    art = export_artifact(model, cal, model_meta={"name": "imdn", "scale": 4})
+    p = tmp_path / "rand.intsim"
+    save_artifact(art, p)
+    with pytest.raises(RebuildError, match="state dict differs"):
+        run_eval(str(p), ["Set5"], engine="float", progress=False, limit=1, crop=8)
+    art.metadata.pop("source")
+    p2 = tmp_path / "nosrc.intsim"
+    save_artifact(art, p2)
+    with pytest.raises(RebuildError, match="no float-model source"):
+        FloatFakeQuant(load_artifact(p2))
+
+
+def test_run_eval_rejects_bad_engine(imdn_art):
+    with pytest.raises(ValueError, match="unknown engine"):
+        run_eval(str(imdn_art[0]), ["Set5"], engine="fp64", progress=False)

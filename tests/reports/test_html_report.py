@@ -1,0 +1,110 @@
+"""reports.html_report: report.html from a run directory (torch-free)."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+
+from intsim.artifact import load_artifact, save_artifact
+from intsim.cost import compare_schemes, estimate_cost, load_accelerator
+from intsim.engine import run
+from intsim.images import write_png
+from reports.html_report import ReportError, build_report, codebook_values, load_summary
+from tests.artifact_factory import make_random_artifact
+from tests.intsim.test_verify import engine_golden
+
+
+def _run_dir(tmp_path, with_extras=True):
+    save_artifact(make_random_artifact(2), tmp_path / "m.intsim")
+    art = load_artifact(tmp_path / "m.intsim")
+    rng = np.random.default_rng(0)
+    inputs = [(f"i{k}.png", rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)) for k in range(2)]
+    per = []
+    if with_extras:
+        engine_golden(art, tmp_path / "golden", inputs)
+        counters = [run(art, px, keep_tensors=False).counters for _, px in inputs]
+        acc = load_accelerator("edge_npu")
+        (tmp_path / "cost.json").write_text(json.dumps(estimate_cost(art, counters, acc)))
+        (tmp_path / "cost_compare.json").write_text(json.dumps(compare_schemes(art, counters, acc)))
+        for k, (name, px) in enumerate(inputs):
+            write_png(tmp_path / "sr" / f"{k}.png", px)
+            per.append({"name": name, "lr_size": "8×8", "files": {"intsim": f"sr/{k}.png"},
+                        "psnr_db": {"float": 30.0, "fake_quant": 29.5, "golden": 29.4, "intsim": 29.4}})
+    summary = {"model": "random", "scale": 2, "bits": "W4A4", "code_bits": 5, "images": 2,
+               "psnr_db": {"float": 30.0, "fake_quant": 29.5, "golden": 29.4, "intsim": 29.4, "bicubic": 28.0},
+               "bit_exact": True, "mismatches": 0, "seconds": 1.5, "per_image": per}
+    if with_extras:
+        summary.update(artifact="m.intsim", golden="golden", cost="cost.json", cost_compare="cost_compare.json")
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    return tmp_path
+
+
+def _pngs(html):
+    return re.findall(r'alt="([^"]*)" src="data:image/png;base64,([^"]+)"', html)
+
+
+def test_full_report(tmp_path):
+    pytest.importorskip("matplotlib")
+    d = _run_dir(tmp_path)
+    p = build_report(d)
+    assert p == d / "report.html"
+    html = p.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "BIT-EXACT" in html
+    for section in ("Quality", "Activation histograms", "Cost on", "Images"):
+        assert section in html
+    alts = [a for a, _ in _pngs(html)]
+    assert {"PSNR bars", "activation histograms", "per-layer energy"} <= set(alts)
+    for _, b64 in _pngs(html):
+        assert base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "src=\"http" not in html and "<script" not in html  # self-contained
+
+
+def test_minimal_summary_and_output_path(tmp_path):
+    d = _run_dir(tmp_path, with_extras=False)
+    out = build_report(d / "summary.json", tmp_path / "elsewhere" / "r.html")
+    html = out.read_text()
+    assert "Quality" in html and "Cost on" not in html
+
+
+def test_mismatch_is_flagged(tmp_path):
+    d = _run_dir(tmp_path, with_extras=False)
+    s = json.loads((d / "summary.json").read_text())
+    s.update(bit_exact=False, mismatches=7)
+    (d / "summary.json").write_text(json.dumps(s))
+    assert "MISMATCH" in build_report(d).read_text()
+
+
+def test_bad_run_dirs(tmp_path):
+    with pytest.raises(ReportError, match="summary.json"):
+        load_summary(tmp_path)
+    (tmp_path / "summary.json").write_text(json.dumps({"model": "x"}))
+    with pytest.raises(ReportError, match="psnr_db"):
+        load_summary(tmp_path)
+
+
+def test_codebook_breakpoints():
+    art = make_random_artifact(2)
+    for t in art.tensors.values():
+        if t.kind == "codes":
+            vals, bps = codebook_values(t.codebook)
+            assert vals.size == t.codebook.num_codes
+            assert len(bps) == len(t.codebook.segments) - 1
+            assert all(vals.min() <= b <= vals.max() for b in bps)
+
+
+def test_readme_table_rewrites_marked_section(tmp_path):
+    from reports.readme_table import BEGIN, END, main
+
+    (tmp_path / "run").mkdir()
+    d = _run_dir(tmp_path / "run", with_extras=False)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{BEGIN}\nold\n{END}\ntail\n")
+    assert main([str(d), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert "\nold\n" not in text and text.endswith(f"{END}\ntail\n")
+    assert "| random | ×2 |" in text and "29.40" in text and "yes (0)" in text
+    readme.write_text("no markers")
+    assert main([str(d), "--readme", str(readme)]) == 2
