@@ -1,8 +1,8 @@
-"""An IMDN-architecture artifact for benchmarks and the tiling memory check (not the calib/ exporter).
+"""A stand-in IMDN artifact for benchmarks when calib/ cannot export IMDN (not the calib/ exporter).
 
-calib/ cannot export IMDN yet (its graph capture has no lowering for
-LeakyReLU / split / concat / CCA at the time of writing). To measure the
-engine on IMDN's graph anyway, this module builds the same graph as
+benchmarks.bench_engine uses ``calib.cli_calibrate.run_calibrate(model='imdn', …)``
+when it can; when the calib/ exporter cannot lower IMDN (as before its
+LeakyReLU/split/concat/CCA lowering existed), this module builds the same graph as
 ``calib/models/imdn.py`` (fea_conv; 6 IMDBs with c1–c4, 16/48 splits, LeakyReLU
 0.05, concat, contrast-aware channel attention: std_pool + mean_pool → 1×1
 conv → ReLU → 1×1 conv → sigmoid → mul, c5, residual; concat of the 6 block

@@ -364,3 +364,11 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResul
         raise ValueError(f"graph output {missing[0]!r} was never computed")
     tensors = env if keep_tensors else {t: env[t] for t in art.outputs}
     return RunResult(tensors=dict(tensors), counters={"ops": op_counters, "totals": totals})
+
+
+def run_tiled(art: Artifact, image: np.ndarray, tile_rows: int = 32) -> RunResult:
+    """:func:`run` in horizontal bands with bounded memory: the same outputs and counters as
+    ``run(art, image, keep_tensors=False)``, bit for bit (see :mod:`intsim.tiling`)."""
+    from intsim.tiling import run_tiled as _run_tiled
+
+    return _run_tiled(art, image, tile_rows)

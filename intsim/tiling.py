@@ -90,9 +90,7 @@ def infer_heights(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
         elif op.op in UPSAMPLE_OPS or op.op == "upsample_bilinear":
             r = int(a["factor"])
             out = (H * r, W * r)
-        elif op.op == "mul":
-            out = (H, W)
-        else:
+        else:  # element-wise and channel ops keep H×W
             out = (H, W)
         for t in op.outputs:
             hw[t] = out
