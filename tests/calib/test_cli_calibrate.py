@@ -63,8 +63,15 @@ def test_run_calibrate_with_a_checkpoint(tmp_path):
     ({"n_images": 0}, "n_images"),
 ])
 def test_bad_input_one_line_value_errors(tmp_path, kwargs, msg):
+    # A self-made calibration folder, so each error path is reached without the shared data.
+    import numpy as np
+    from PIL import Image
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(calib / "a.png")
     args = {"model": "edsr_baseline", "weights": None, "scale": 4, "bits": "W4A4", "method": "minmax",
-            "calib_data": str(LR_X4), "out": str(tmp_path / "x.intsim")}
+            "calib_data": str(calib), "out": str(tmp_path / "x.intsim")}
     args.update(kwargs)
     with pytest.raises(ValueError, match=msg) as ei:
         run_calibrate(**args)
