@@ -30,6 +30,7 @@ def compare(model: str, scale: int, accel_name: str, out_dir: Path, n_images: in
     from calib.data_root import require
     from calib.evaluate import artifact_input, run_eval
     from calib.fp_eval import evaluate_fp
+    from calib.models.zoo import resolve_checkpoint
     from calib.datasets import benchmark
     from intsim.artifact import atomic_write_bytes, load_artifact
     from intsim.cost import estimate_cost, load_accelerator
@@ -39,12 +40,13 @@ def compare(model: str, scale: int, accel_name: str, out_dir: Path, n_images: in
     accel = load_accelerator(accel_name)
     calib_dir = str(require("data/SunHays80"))
     rows = []
+    weights = str(resolve_checkpoint(model, scale))  # the real checkpoint under the data root
     fp_psnr = evaluate_fp(model, scale, "Set5")["psnr"]
     for label, method, bits, realization, allocation in SCHEMES:
         t0 = time.time()
         path = out_dir / f"{model}_x{scale}_{label.replace(' ', '_')}.intsim"
         kw = {"allocation": allocation} if allocation else {}
-        run_calibrate(model=model, weights=None, scale=scale, bits=bits, method=method, calib_data=calib_dir,
+        run_calibrate(model=model, weights=weights, scale=scale, bits=bits, method=method, calib_data=calib_dir,
                       out=str(path), realization=realization, n_images=n_images, patch=patch, seed=seed,
                       progress=False, **kw)
         art = load_artifact(path)
