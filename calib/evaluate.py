@@ -22,7 +22,6 @@ it into ``pixel·rgb_range/255`` as the artifact's ``image_in`` does.
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 

@@ -134,6 +134,27 @@ def _apply_policy(acc, ab, n, lo, hi, bits, policy):
     return events
 
 
+@numba.njit(cache=True, inline="always")
+def _accumulate(acc, ab, wflat, wb, n, v, ordered, lo, hi, bits, policy):
+    """One step of §5.3: ``acc[ab:ab+n] += wflat[wb:wb+n]·v``; return its overflow events.
+
+    Ordered (§5.4): the policy is applied right after this addition. Unordered
+    layers are proven unable to overflow, so they just add (no events).
+    """
+    if not ordered:
+        for k in range(n):
+            acc[_u(ab + k)] += wflat[_u(wb + k)] * v
+        return 0
+    hit = False
+    for k in range(n):
+        a = acc[_u(ab + k)] + wflat[_u(wb + k)] * v
+        acc[_u(ab + k)] = a
+        hit |= (a > hi) | (a < lo)
+    if hit:
+        return _apply_policy(acc, ab, n, lo, hi, bits, policy)
+    return 0
+
+
 @numba.njit(cache=True, parallel=True)
 def conv_kernel(codes, wt, seg_of, val_of, pidx, qidx, nacc, iy_of, ix_of, groups,
                 mult, bias, nshift, rmode, ordered, acc_bits, policy, stream_bits,
@@ -190,40 +211,18 @@ def conv_kernel(codes, wt, seg_of, val_of, pidx, qidx, nacc, iy_of, ix_of, group
                             # A zero multiplicand adds 0: skipping it changes no sum and,
                             # since every accumulator is in range after each policy step,
                             # no overflow event either.
+                            n_ev = 0
                             if v != 0:
-                                ab = pidx[s] * co_n + co0
-                                if ordered:
-                                    hit = False
-                                    for k in range(cog):
-                                        a = acc[_u(ab + k)] + wflat[_u(wb + k)] * v
-                                        acc[_u(ab + k)] = a
-                                        hit |= (a > acc_hi) | (a < acc_lo)
-                                    if hit:
-                                        n_ev = _apply_policy(acc, ab, cog, acc_lo, acc_hi, acc_bits, policy)
-                                        ev_acc += n_ev
-                                        if policy == _POLICY_ERROR and st == 0:
-                                            st = STATUS_ACC_OVERFLOW
-                                            st_ox = ox
-                                else:
-                                    for k in range(cog):
-                                        acc[_u(ab + k)] += wflat[_u(wb + k)] * v
-                            if qidx[s] >= 0:
-                                ab = qidx[s] * co_n + co0
-                                if ordered:
-                                    hit = False
-                                    for k in range(cog):
-                                        a = acc[_u(ab + k)] + wflat[_u(wb + k)]
-                                        acc[_u(ab + k)] = a
-                                        hit |= (a > acc_hi) | (a < acc_lo)
-                                    if hit:
-                                        n_ev = _apply_policy(acc, ab, cog, acc_lo, acc_hi, acc_bits, policy)
-                                        ev_acc += n_ev
-                                        if policy == _POLICY_ERROR and st == 0:
-                                            st = STATUS_ACC_OVERFLOW
-                                            st_ox = ox
-                                else:
-                                    for k in range(cog):
-                                        acc[_u(ab + k)] += wflat[_u(wb + k)]
+                                n_ev += _accumulate(acc, pidx[s] * co_n + co0, wflat, wb, cog, v, ordered,
+                                                    acc_lo, acc_hi, acc_bits, policy)
+                            if qidx[s] >= 0:  # offset accumulator Q_s: its term is w·1
+                                n_ev += _accumulate(acc, qidx[s] * co_n + co0, wflat, wb, cog, 1, ordered,
+                                                    acc_lo, acc_hi, acc_bits, policy)
+                            if n_ev > 0:
+                                ev_acc += n_ev
+                                if policy == _POLICY_ERROR and st == 0:
+                                    st = STATUS_ACC_OVERFLOW
+                                    st_ox = ox
             # rescale (5.3): one multiply-add per accumulator, one rounding, stream policy
             for co in range(co_n):
                 total = bias[co]

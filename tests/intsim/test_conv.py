@@ -16,7 +16,6 @@ gather tables.
 """
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numpy as np
@@ -25,6 +24,7 @@ import pytest
 from intsim.artifact import Codebook, EncoderStage, Numerics, Segment
 from intsim.ops.conv import accumulator_layout, conv2d, conv_can_overflow, conv_transpose2d
 from intsim.overflow import EngineOverflowError
+from tests.exact_reference import ref_round_shift as ref_round, round_rational as _rnd_frac
 
 MODES = ("half_up", "half_away", "half_even", "floor")
 
@@ -33,17 +33,6 @@ MODES = ("half_up", "half_away", "half_even", "floor")
 # Python references
 
 
-def ref_round(I: int, n: int, mode: str) -> int:
-    """R(I, n) of §2 via exact fractions."""
-    t = Fraction(I, 1 << n)
-    if mode == "half_up":
-        return math.floor(t + Fraction(1, 2))
-    if mode == "half_away":
-        m = math.floor(abs(t) + Fraction(1, 2))
-        return m if t >= 0 else -m
-    if mode == "half_even":
-        return round(t)  # Fraction.__round__ rounds ties to even
-    return math.floor(t)
 
 
 class Policy:
@@ -198,15 +187,6 @@ def ref_conv_real(codes, cb, w, w_mant, bias, w_exp, f_out, geom, num: Numerics,
     return out
 
 
-def _rnd_frac(t: Fraction, mode: str) -> int:
-    if mode == "half_up":
-        return math.floor(t + Fraction(1, 2))
-    if mode == "half_away":
-        m = math.floor(abs(t) + Fraction(1, 2))
-        return m if t >= 0 else -m
-    if mode == "half_even":
-        return round(t)
-    return math.floor(t)
 
 
 # --------------------------------------------------------------------------

@@ -1,8 +1,6 @@
 """The encoder (arithmetic.md §3.4) against a pure-Python reference, plus §3.2/§3.3 codes."""
 from __future__ import annotations
 
-import math
-from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -11,21 +9,11 @@ from hypothesis import strategies as st
 
 from intsim.artifact import Codebook, EncoderStage, Segment
 from intsim.encoder import encode
+from tests.exact_reference import ref_round_shift as ref_round
 
 MODES = ("half_up", "half_away", "half_even", "floor")
 
 
-def ref_round(I: int, n: int, mode: str) -> int:
-    """R(I, n) of §2 via exact fractions."""
-    t = Fraction(I, 1 << n)
-    if mode == "half_up":
-        return math.floor(t + Fraction(1, 2))
-    if mode == "half_away":
-        m = math.floor(abs(t) + Fraction(1, 2))
-        return m if t >= 0 else -m
-    if mode == "half_even":
-        return round(t)
-    return math.floor(t)
 
 
 def ref_encode(x: int, cb: Codebook, mode: str) -> tuple[int, bool]:

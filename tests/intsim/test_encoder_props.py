@@ -20,20 +20,12 @@ from hypothesis import strategies as st
 from intsim.artifact import Codebook, EncoderStage, Segment
 from intsim.encoder import encode
 from intsim.rounding import RoundingMode
+from tests.exact_reference import round_rational as ref_round
 
 MODES = list(RoundingMode)
 X_LIMIT = 1 << 30  # keeps (X − C)·E < 2^53 (the §9 envelope) with E < 2^22
 
 
-def ref_round(t: Fraction, mode: RoundingMode) -> int:
-    if mode is RoundingMode.HALF_UP:
-        return math.floor(t + Fraction(1, 2))
-    if mode is RoundingMode.HALF_AWAY:
-        m = math.floor(abs(t) + Fraction(1, 2))
-        return -m if t < 0 else m
-    if mode is RoundingMode.HALF_EVEN:
-        return round(t)  # Fraction.__round__ rounds ties to even
-    return math.floor(t)
 
 
 def ref_encode_one(x: int, cb: Codebook, mode: RoundingMode) -> tuple[int, bool]:

@@ -22,21 +22,11 @@ from intsim.ops.pooling import mean_pool, std_pool
 from intsim.ops.resample import bilinear_taps, pixel_shuffle, upsample_bilinear, upsample_nearest
 from intsim.ops.sigmoid import sigmoid
 from intsim.overflow import EngineOverflowError
+from tests.exact_reference import round_rational as rnd
 
 MODES = ("half_up", "half_away", "half_even", "floor")
 
 
-def rnd(t: Fraction, mode: str) -> int:
-    """RND of §2 on an exact rational."""
-    t = Fraction(t)
-    if mode == "half_up":
-        return math.floor(t + Fraction(1, 2))
-    if mode == "half_away":
-        m = math.floor(abs(t) + Fraction(1, 2))
-        return m if t >= 0 else -m
-    if mode == "half_even":
-        return round(t)
-    return math.floor(t)
 
 
 def R(I: int, n: int, mode: str) -> int:

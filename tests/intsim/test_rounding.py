@@ -21,6 +21,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from intsim.rounding import MAX_SHIFT, RoundingMode, round_shift, round_shift_scalar
+from tests.exact_reference import ref_round_shift as ref_round
 
 INT64_MIN = -(1 << 63)
 INT64_MAX = (1 << 63) - 1
@@ -28,22 +29,6 @@ MODES = list(RoundingMode)
 ALL_MODE_SPECS = [m.spec_name for m in MODES]
 
 
-def ref_round(i: int, n: int, mode: RoundingMode) -> int:
-    """Exact §2 meaning of ``R(i, n)`` on ``t = i·2^-n`` (real form, in rationals)."""
-    t = Fraction(i, 1 << n)
-    if mode is RoundingMode.HALF_UP:
-        return math.floor(t + Fraction(1, 2))
-    if mode is RoundingMode.HALF_AWAY:
-        mag = math.floor(abs(t) + Fraction(1, 2))
-        return -mag if t < 0 else mag
-    if mode is RoundingMode.HALF_EVEN:
-        fl = math.floor(t)
-        frac = t - fl
-        if frac > Fraction(1, 2) or (frac == Fraction(1, 2) and fl % 2 == 1):
-            return fl + 1
-        return fl
-    assert mode is RoundingMode.FLOOR
-    return math.floor(t)
 
 
 def in_precondition(i: int, n: int) -> bool:

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 from intsim.rounding import RoundingMode
 from intsim.sigmoid_lut import build_sigmoid_lut, lut_index
+from tests.exact_reference import ref_round_shift as ref_round
 
 MODES = list(RoundingMode)
 
@@ -190,16 +191,6 @@ def test_argument_checks():
 # index rule
 
 
-def ref_round(i: int, n: int, mode: RoundingMode) -> int:
-    t = Fraction(i, 1 << n)
-    if mode is RoundingMode.HALF_UP:
-        return math.floor(t + Fraction(1, 2))
-    if mode is RoundingMode.HALF_AWAY:
-        mag = math.floor(abs(t) + Fraction(1, 2))
-        return -mag if t < 0 else mag
-    if mode is RoundingMode.HALF_EVEN:
-        return round(t)
-    return math.floor(t)
 
 
 def ref_index(xs, f_in, lut_exp, imin, imax, mode):
