@@ -52,11 +52,14 @@ def _bits(s: str) -> tuple[int, int]:
 
 
 def run_one(net, images, method: str, bits: str, allocation: str | None, cfg: FinetuneConfig, progress: bool,
-            bp_init: str = "percentile"):
+            bp_init: str = "percentile", range_mode: str = "ema", per_channel: bool = False):
+    from calib.calibrate import LayerPolicy
+
     bw, ba = _bits(bits)
     t0 = time.time()
-    res = calibrate_method(net, images, bw, ba, method, allocation=allocation, batch_size=cfg.batch_size,
-                           finetune_config=cfg, progress=progress, bp_init=bp_init)
+    res = calibrate_method(net, images, bw, ba, method, LayerPolicy(per_channel_weights=per_channel),
+                           allocation=allocation, batch_size=cfg.batch_size, finetune_config=cfg, progress=progress,
+                           bp_init=bp_init, range_mode=range_mode)
     return res, time.time() - t0
 
 
@@ -74,6 +77,9 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", default="Set5")
     ap.add_argument("--out", default="benchmarks/results/bench_calibration.json")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--range", dest="range_mode", default="ema", choices=("ema", "max"),
+                    help="activation bounds of every row: EMA min/max (recipe) or extremes over all batches")
+    ap.add_argument("--per-channel", action="store_true", help="per-output-channel weight scales in every row")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     quick = a.quick
@@ -88,12 +94,14 @@ def main(argv=None) -> int:
     recipe = {"model": "imdn", "scale": 4, "calib_data": "SunHays80 (offline stand-in for DIV2K)",
               "n_images": n_images, "patch": patch, "batch_size": 2, "epochs": epochs,
               "iters_per_epoch": min(a.iters_per_epoch or 10 ** 9, (n_images + 1) // 2),
+              "range": a.range_mode, "per_channel_weights": a.per_channel,
               "threads": a.threads, "machine": platform.processor() or platform.machine(),
               "torch": torch.__version__}
     recipe["iterations"] = recipe["epochs"] * recipe["iters_per_epoch"]
     out: dict = {"recipe": recipe, "load_seconds": round(t_load, 2), "rows": []}
     if a.compare is None:
-        res, sec = run_one(net, images, "oaq", "W4A4", None, cfg, a.progress)
+        res, sec = run_one(net, images, "oaq", "W4A4", None, cfg, a.progress, range_mode=a.range_mode,
+                           per_channel=a.per_channel)
         ft = res.settings["finetune"]
         row = {"method": "oaq", "bits": "W4A4", "seconds_total": round(sec + t_load, 1),
                "seconds_finetune": res.runtime["seconds"],
@@ -130,7 +138,7 @@ def main(argv=None) -> int:
             from dataclasses import replace
 
             c = replace(cfg, temperature="auto" if temp == "auto" else float(temp))
-        res, sec = run_one(net, images, method, bits, alloc, c, a.progress, bp_init)
+        res, sec = run_one(net, images, method, bits, alloc, c, a.progress, bp_init, a.range_mode, a.per_channel)
         t = time.time()
         ps = evaluate_fakequant("imdn", 4, net, res, a.dataset)
         row = {"row": spec, "method": method, "bits": bits, "allocation": res.settings["allocation"],

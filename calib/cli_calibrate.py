@@ -19,7 +19,7 @@ import torch
 
 from calib.calibrate import load_calibration_images, psnr
 from calib.data_root import data_root
-from calib.export import export_artifact
+from calib.export import export_artifact, model_source
 from calib.graph import capture
 from calib.models.edsr import EDSR
 
@@ -90,8 +90,6 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
     """
     entry = _zoo_entry(model)
     if entry is not None:
-        if entry.color != "rgb":
-            raise ValueError(f"model {model!r} takes a Y-channel input; calibrate supports RGB models only for now")
         if scale not in entry.scales:
             raise ValueError(f"model {model!r} supports scales {', '.join(map(str, entry.scales))}, got {scale}")
         if weights is None:
@@ -133,12 +131,35 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
     return net.eval(), float(net.rgb_range), int(net.n_colors)
 
 
+def to_model_inputs(model: str, scale: int, images: list[torch.Tensor], rgb_range: float) -> list[torch.Tensor]:
+    """Calibration patches (RGB, ``pixel·rgb_range/255``) → the network's own inputs.
+
+    RGB models take them as they are. Y-channel zoo models (VDSR, FSRCNN) take
+    what the artifact's ``image_in`` sees (:func:`calib.evaluate.artifact_input`):
+    the uint8-rounded Y plane of the model's preprocessing (FSRCNN: Y of the LR
+    patch; VDSR: Y of its MATLAB-bicubic upsampling), times ``rgb_range/255``.
+    """
+    entry = _zoo_entry(model)
+    if entry is None or entry.color != "y":
+        return images
+    import numpy as np
+
+    out = []
+    for img in images:
+        rgb = np.clip(np.floor(img.double().numpy().transpose(1, 2, 0) * (255.0 / rgb_range) + 0.5), 0, 255)
+        y = entry.preprocess(rgb.astype(np.uint8), scale)[0].double() * 255.0  # 1×H'×W', unrounded Y
+        y = torch.clamp(torch.floor(y + 0.5), 0, 255)
+        out.append((y * (rgb_range / 255.0)).float())
+    return out
+
+
 def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method: str, calib_data: str | None,
                   out: str, realization: str = "split", rounding: str = "half_up", overflow: str = "saturate",
                   acc_bits: int = 32, stream_bits: int = 24, n_images: int = 100, patch: int = 96, seed: int = 0,
                   *, mult_bits: int = 31, grid_bits: int | None = None, policy=None, batch_size: int = 2,
                   allocation: str | None = None, bp_init: str = "percentile", finetune=None,
-                  state_dir: str | None = None, progress: bool = False) -> dict:
+                  state_dir: str | None = None, progress: bool = False, range_mode: str = "ema",
+                  per_channel: bool = False) -> dict:
     """Calibrate ``model`` and write its artifact to ``out`` (atomically); return a JSON-able summary.
 
     ``calib_data``: a folder of HR (downsampled by ``scale``) or LR images;
@@ -150,7 +171,16 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
     :class:`calib.finetune.FinetuneConfig` or a dict of its fields (default:
     the paper recipe, 10 epochs, seed = ``seed``). ``state_dir``: finetuning
     state, saved every epoch; a rerun with the same arguments resumes from the
-    last finished epoch and writes the identical artifact.
+    last finished epoch and writes the identical artifact. ``range_mode``:
+    activation bounds from the EMA min/max (``'ema'``, the recipe) or the
+    extremes over all calibration batches (``'max'``). ``per_channel``:
+    per-output-channel weight scales (sets the policy's
+    ``per_channel_weights``).
+
+    Y-channel zoo models (VDSR, FSRCNN) calibrate on their own 1-channel input
+    (:func:`to_model_inputs`). The artifact's ``metadata.source`` records the
+    zoo name, scale and checkpoint (path and sha256, :func:`calib.export.model_source`)
+    so :mod:`calib.evaluate` can rebuild the float fake-quant model.
     """
     from intsim.artifact import save_artifact
 
@@ -169,6 +199,7 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
     net, rgb_range, in_channels = build_model(model, int(scale), weights, int(seed))
     graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)  # refuses unsupported ops by name
     images = load_calibration_images(folder, int(n_images), int(patch), int(scale), int(seed), rgb_range=rgb_range)
+    images = to_model_inputs(model, int(scale), images, rgb_range)
     from calib.finetune import FinetuneConfig
     from calib.methods import calibrate_method
 
@@ -178,16 +209,22 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
         ft_cfg = FinetuneConfig(**{"seed": int(seed), "batch_size": int(batch_size), **finetune})
     else:
         ft_cfg = finetune
+    if per_channel:
+        from dataclasses import replace
+
+        from calib.calibrate import LayerPolicy
+
+        policy = replace(LayerPolicy.parse(policy), per_channel_weights=True)
     calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=bp_init,
                              batch_size=batch_size, graph=graph, finetune_config=ft_cfg, state_dir=state_dir,
-                             progress=progress)
+                             progress=progress, range_mode=range_mode)
     meta = {"name": model, "scale": int(scale), "method": method, "allocation": calib.settings["allocation"],
             "weights": os.path.basename(weights) if weights else f"random-init(seed={seed})",
             "calib_data": folder.name + (" (offline stand-in for DIV2K)" if folder.name == "SunHays80" else ""),
             "n_images": int(n_images), "patch": int(patch), "seed": int(seed)}
     art = export_artifact(net, calib, realization=realization, rounding=rounding, overflow=overflow,
                           acc_bits=acc_bits, stream_bits=stream_bits, mult_bits=mult_bits, grid_bits=grid_bits,
-                          model_meta=meta)
+                          model_meta=meta, source=model_source(model, int(scale), weights))
     digest = save_artifact(art, out)
 
     # The float32 fake-quant model (unsnapped) against the float model on a few calibration patches.
@@ -238,13 +275,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-images", type=int, default=100)
     ap.add_argument("--patch", type=int, default=96)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--range", dest="range_mode", default="ema", choices=("ema", "max"),
+                    help="activation bounds: EMA of batch min/max (the recipe) or the extremes over all batches")
+    ap.add_argument("--per-channel", action="store_true", help="per-output-channel weight scales")
     a = ap.parse_args(argv)
     try:
         summary = run_calibrate(a.model, a.weights, a.scale, a.bits, a.method, a.calib_data, a.out, a.realization,
                                 a.rounding, a.overflow, a.acc_bits, a.stream_bits, a.n_images, a.patch, a.seed,
                                 mult_bits=a.mult_bits, grid_bits=a.grid_bits, allocation=a.allocation,
                                 bp_init=a.bp_init, finetune={"epochs": a.epochs}, state_dir=a.state_dir,
-                                progress=a.progress)
+                                progress=a.progress, range_mode=a.range_mode, per_channel=a.per_channel)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -173,7 +173,8 @@ def cmd_calibrate(args) -> int:
         grid_bits=args.grid_bits,
     )
     optional = {"allocation": args.allocation, "bp_init": args.bp_init, "state_dir": args.state_dir,
-                "progress": True}
+                "progress": True, "range_mode": args.range_mode, "per_channel": args.per_channel,
+                "finetune": None if args.epochs is None else {"epochs": args.epochs}}
     import inspect
 
     params = inspect.signature(run_calibrate).parameters
@@ -458,6 +459,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="code allocation of the two-region methods (default released)")
     c.add_argument("--bp-init", choices=["percentile", "search"], default=None, help="breakpoint initialisation")
     c.add_argument("--state-dir", default=None, metavar="DIR", help="finetuning state (resumable runs)")
+    c.add_argument("--epochs", type=_positive_int(1, 1000), default=None, help="finetuning epochs (default 10)")
+    c.add_argument("--range", dest="range_mode", choices=["ema", "max"], default=None,
+                   help="activation bounds: EMA of batch min/max (recipe, default) or extremes over all batches")
+    c.add_argument("--per-channel", action="store_true", default=None, help="per-output-channel weight scales")
     c.add_argument("--calib-data", default=None, help="folder of calibration images (default: <data root>/data/SunHays80)")
     c.add_argument("--realization", choices=["split", "grid"], default="split")
     c.add_argument("--rounding", choices=["half_up", "half_away", "half_even", "floor"], default="half_up")

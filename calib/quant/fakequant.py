@@ -2,11 +2,32 @@
 
 :class:`QuantConv2d` quantizes the conv's input with a
 :class:`~calib.quant.two_region.TwoRegionQuantizer` and its weight with a
-:class:`~calib.quant.weight.WeightQuantizer`, then convolves in float. The
-result is the float32 fake-quant model with *unsnapped* learned parameters
-(design.md §5: the "third model", whose PSNR is reported beside the
-golden/integer PSNR) and the model the finetuning stage trains (only the
-quantizer parameters require grad).
+:class:`~calib.quant.weight.WeightQuantizer`, then convolves in float. It wraps
+``nn.Conv2d`` (any ``groups``, e.g. CARN-M's group convs) and
+``nn.ConvTranspose2d`` (FSRCNN's last layer; torch weight layout
+``[C_in, C_out/groups, kh, kw]``, so per-channel weight scales must be along
+``channel_dim = 1``, as export requires). The result is the float32 fake-quant
+model with *unsnapped* learned parameters (design.md §5: the "third model",
+whose PSNR is reported beside the golden/integer PSNR) and the model the
+finetuning stage trains (only the quantizer parameters require grad).
+
+Shared modules (a conv called more than once per forward, CARN-M's shared
+blocks): capture/export give one op per call site, each with its own
+calibrated quantizers (``calib_result.layers`` has one entry per call, in call
+order, all naming the same ``module``). :func:`build_fakequant_model` matches
+that exactly:
+
+* if every call site has the same activation and weight spec (what
+  :func:`calib.methods.calibrate_method` produces: its statistics are per
+  module), the call sites *share* one quantizer pair — the snapped encoders of
+  the call sites are then identical too, and finetuning trains the one shared
+  quantizer and writes it back to every call site;
+* otherwise (e.g. :func:`calib.calibrate.calibrate_minmax`, whose observers are
+  per call) the wrapper holds one quantizer pair per call site and call ``i``
+  of a forward uses pair ``i`` (``act_quant``/``weight_quant`` are call site 0,
+  ``site_quants[i-1]`` the others). The call counters are reset at the start
+  of every forward of the returned model, so call ``i`` is always the ``i``-th
+  call in graph order — the order export uses.
 """
 from __future__ import annotations
 
@@ -19,24 +40,69 @@ import torch.nn.functional as F
 from calib.quant.two_region import TwoRegionQuantizer, TwoRegionSpec
 from calib.quant.weight import WeightQuantizer, WeightQuantSpec
 
+_CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
+
+
+def _check_weight_spec(conv: nn.Module, weight: WeightQuantSpec) -> None:
+    if isinstance(conv, nn.ConvTranspose2d) and weight.per_channel and getattr(weight, "channel_dim", 0) != 1:
+        raise ValueError("per-channel weight scales of a ConvTranspose2d must be along its output-channel dim 1 of "
+                         "the torch weight [C_in, C_out/groups, kh, kw] (channel_dim=1), got channel_dim="
+                         f"{getattr(weight, 'channel_dim', 0)}")
+
+
+class _SiteQuant(nn.Module):
+    """Quantizer pair of one further call site of a shared conv."""
+
+    def __init__(self, act: TwoRegionSpec, weight: WeightQuantSpec):
+        super().__init__()
+        self.act_quant = TwoRegionQuantizer(act)
+        self.weight_quant = WeightQuantizer(weight)
+
 
 class QuantConv2d(nn.Module):
-    """A Conv2d whose input and weight are fake-quantized (float parameters of the conv are frozen)."""
+    """A Conv2d / ConvTranspose2d whose input and weight are fake-quantized (the conv's float parameters are
+    frozen). ``sites``: (act, weight) specs of further call sites of a shared conv (module doc)."""
 
-    def __init__(self, conv: nn.Conv2d, act: TwoRegionSpec, weight: WeightQuantSpec):
+    def __init__(self, conv: nn.Module, act: TwoRegionSpec, weight: WeightQuantSpec,
+                 sites: list[tuple[TwoRegionSpec, WeightQuantSpec]] | None = None):
         super().__init__()
-        if type(conv) is not nn.Conv2d:
-            raise TypeError(f"QuantConv2d wraps nn.Conv2d, got {type(conv).__name__}")
+        if type(conv) not in _CONV_TYPES:
+            raise TypeError(f"QuantConv2d wraps nn.Conv2d or nn.ConvTranspose2d, got {type(conv).__name__}")
+        for _, w in [(act, weight)] + list(sites or []):
+            _check_weight_spec(conv, w)
         self.conv = conv
+        self.transposed = isinstance(conv, nn.ConvTranspose2d)
         for p in self.conv.parameters():
             p.requires_grad_(False)
         self.act_quant = TwoRegionQuantizer(act)
         self.weight_quant = WeightQuantizer(weight)
+        self.site_quants = nn.ModuleList(_SiteQuant(a, w) for a, w in (sites or []))
+        self.calls = 0
+
+    @property
+    def num_sites(self) -> int:
+        return 1 + len(self.site_quants)
+
+    def reset_calls(self) -> None:
+        self.calls = 0
+
+    def _quantizers(self):
+        i = self.calls % self.num_sites
+        self.calls += 1
+        if i == 0:
+            return self.act_quant, self.weight_quant
+        s = self.site_quants[i - 1]
+        return s.act_quant, s.weight_quant
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = self.conv
-        return F.conv2d(self.act_quant(x), self.weight_quant(c.weight), c.bias, c.stride, c.padding, c.dilation,
-                        c.groups)
+        aq, wq = self._quantizers()
+        xq, w = aq(x), wq(c.weight)
+        if self.transposed:
+            return F.conv_transpose2d(xq, w, c.bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
+        if c.padding_mode != "zeros":
+            raise ValueError(f"QuantConv2d supports zero padding only, got padding_mode={c.padding_mode!r}")
+        return F.conv2d(xq, w, c.bias, c.stride, c.padding, c.dilation, c.groups)
 
 
 def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
@@ -45,14 +111,41 @@ def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
+def _same_spec(a, b) -> bool:
+    try:
+        if a.to_json() != b.to_json():
+            return False
+    except AttributeError:
+        pass
+    try:
+        return bool(a == b)
+    except (ValueError, TypeError):  # array-valued fields: the JSON forms were equal
+        return True
+
+
+def _reset_calls_hook(module: nn.Module, args) -> None:
+    for m in module.modules():
+        if isinstance(m, QuantConv2d):
+            m.reset_calls()
+
+
 def build_fakequant_model(model: nn.Module, calib) -> nn.Module:
     """A deep copy of ``model`` with every calibrated conv replaced by :class:`QuantConv2d`.
 
     ``calib`` is a :class:`calib.calibrate.CalibrationResult`; module paths are
-    preserved, so the copy's state dict extends the original's.
+    preserved, so the copy's state dict extends the original's. A module with
+    several call sites (layers naming the same ``module``) gets one shared
+    quantizer pair if their specs agree, else one pair per call site (module doc).
     """
     fq = copy.deepcopy(model).eval()
+    by_module: dict[str, list] = {}
     for layer in calib.layers.values():
-        conv = fq.get_submodule(layer.module)
-        _set_submodule(fq, layer.module, QuantConv2d(conv, layer.act, layer.weight))
+        by_module.setdefault(layer.module, []).append(layer)
+    for path, layers in by_module.items():
+        conv = fq.get_submodule(path)
+        first = layers[0]
+        shared = all(_same_spec(l.act, first.act) and _same_spec(l.weight, first.weight) for l in layers[1:])
+        sites = [] if shared else [(l.act, l.weight) for l in layers[1:]]
+        _set_submodule(fq, path, QuantConv2d(conv, first.act, first.weight, sites))
+    fq.register_forward_pre_hook(_reset_calls_hook)
     return fq

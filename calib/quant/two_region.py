@@ -333,7 +333,7 @@ class TwoRegionQuantizer(nn.Module):
         b = self.bits
         l, u, bp = self.l.to(x.dtype), self.u.to(x.dtype), self.bp.to(x.dtype)
         if self.allocation == "uniform":
-            lo, hi = torch.clamp(l, max=0.0), torch.clamp(u, min=0.0)
+            lo, hi = _uniform_range(l, u)
             step = (hi - lo) / (2 ** b - 1)
             qmin = int(math.floor(float((lo / step).detach()) + 0.5))
             return torch.clamp(round_ste(x / step), qmin, qmin + 2 ** b - 1) * step
@@ -443,6 +443,12 @@ class _TwoRegionFn(torch.autograd.Function):
         return (gx if ctx.needs_input_grad[0] else None), gl, gu, gbp, None, None, None, None, None, None
 
 
+def _uniform_range(l: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """[min(l, 0), max(u, 0)], or [0, 1] for an all-zero range (as :meth:`TwoRegionSpec.segments`)."""
+    lo, hi = torch.clamp(l, max=0.0), torch.clamp(u, min=0.0)
+    return lo, torch.where(hi == lo, lo + 1.0, hi)
+
+
 class _UniformFn(torch.autograd.Function):
     """Uniform fake quant on [min(l,0), max(u,0)] with 2^b codes; STE gradients as the reference."""
 
@@ -450,7 +456,7 @@ class _UniformFn(torch.autograd.Function):
     def forward(ctx, x, l, u, bits):
         dt = x.dtype
         l_, u_ = l.detach().to(dt), u.detach().to(dt)
-        lo, hi = torch.clamp(l_, max=0.0), torch.clamp(u_, min=0.0)
+        lo, hi = _uniform_range(l_, u_)
         step = (hi - lo) / (2 ** bits - 1)
         qmin = int(math.floor(float(lo / step) + 0.5))
         q, _ = _rq(x / step, qmin, qmin + 2 ** bits - 1)
@@ -464,7 +470,7 @@ class _UniformFn(torch.autograd.Function):
         bits, qmin = ctx.cfg
         dt = x.dtype
         l_, u_ = l.detach().to(dt), u.detach().to(dt)
-        lo, hi = torch.clamp(l_, max=0.0), torch.clamp(u_, min=0.0)
+        lo, hi = _uniform_range(l_, u_)
         n1 = 2 ** bits - 1
         step = (hi - lo) / n1
         r = x / step
@@ -498,6 +504,8 @@ class MinMaxObserver:
         self.max: float | None = None
         self.bp: float | None = None
         self.batches = 0
+        self.global_min: float | None = None  # running extremes over all batches (the ``range_mode='max'`` option)
+        self.global_max: float | None = None
 
     def _ema(self, old: float | None, new: float) -> float:
         return new if old is None else self.momentum * old + (1.0 - self.momentum) * new
@@ -516,13 +524,25 @@ class MinMaxObserver:
         self.min = self._ema(self.min, bmin)
         self.max = self._ema(self.max, bmax)
         self.bp = self._ema(self.bp, bbp)
+        self.global_min = bmin if self.global_min is None else min(self.global_min, bmin)
+        self.global_max = bmax if self.global_max is None else max(self.global_max, bmax)
         self.batches += 1
 
-    def spec(self, bits: int, allocation: str = "released") -> TwoRegionSpec:
+    def bounds(self, range_mode: str = "ema") -> tuple[float, float]:
+        """(l, u): the EMA min/max (``'ema'``, the recipe) or the extremes over all batches (``'max'``)."""
         if self.batches == 0:
             raise RuntimeError("observer saw no data")
-        return TwoRegionSpec(min(self.min, self.max), self.max, self.bp, bits, allocation)
+        if range_mode == "ema":
+            return min(self.min, self.max), self.max
+        if range_mode == "max":
+            return self.global_min, self.global_max
+        raise ValueError(f"range must be 'ema' or 'max', got {range_mode!r}")
+
+    def spec(self, bits: int, allocation: str = "released", range_mode: str = "ema") -> TwoRegionSpec:
+        l, u = self.bounds(range_mode)
+        return TwoRegionSpec(l, u, self.bp, bits, allocation)
 
     def state(self) -> dict:
         return {"min_ema": self.min, "max_ema": self.max, "bp_ema": self.bp, "batches": self.batches,
+                "min_global": self.global_min, "max_global": self.global_max,
                 "momentum": self.momentum, "percentile": self.percentile}

@@ -102,3 +102,26 @@ def test_head_reading_the_image_is_exact_on_pixels():
         assert torch.allclose(head.fake_quant(x), x, atol=1e-12)
     head = calibrate_method(net, imgs, 4, 4, "dual_region", exact_image_input=False).layers["head"].act
     assert head.allocation == "released"
+
+
+@pytest.mark.parametrize("method", ["minmax", "dual_region"])
+def test_range_mode_max_uses_the_calibration_extremes(method):
+    """``range_mode='max'``: every quantizer's bounds are the extremes over all calibration batches."""
+    net = tiny_model()
+    imgs = tiny_images()
+    convs = [p for p, _ in discover_convs(net, imgs[0][None])]
+    stats = collect_activation_stats(net, convs, [torch.stack(imgs[i:i + 2]) for i in range(0, len(imgs), 2)])
+    ema = calibrate_method(net, imgs, 4, 4, method)
+    mx = calibrate_method(net, imgs, 4, 4, method, range_mode="max")
+    assert mx.settings["range"] == "max" and ema.settings["range"] == "ema"
+    wider = 0
+    for name, layer in mx.layers.items():
+        if layer.role == "head":
+            continue  # the image input keeps its exact [0, rgb_range] quantizer
+        o = stats[layer.module].observer
+        assert layer.act.u == pytest.approx(max(o.global_max, 0.0) if method == "minmax" else o.global_max)
+        assert layer.act.u >= ema.layers[name].act.u
+        wider += layer.act.u > ema.layers[name].act.u
+    assert wider > 0
+    with pytest.raises(ValueError, match="range must be"):
+        calibrate_method(net, imgs, 4, 4, method, range_mode="p99")

@@ -129,6 +129,34 @@ def test_minmax_observer_ema_and_percentile():
     assert not relu.spec(4).signed
 
 
+def test_minmax_observer_range_modes():
+    """'ema' smooths the batch extremes (the recipe); 'max' keeps the extremes over all batches."""
+    obs = MinMaxObserver(momentum=0.9)
+    for k in (1.0, 3.0, 2.0):
+        obs.update(torch.tensor([-k, 0.5, 2 * k]))
+    assert obs.bounds("max") == (-3.0, 6.0)
+    lo, hi = obs.bounds("ema")
+    assert -3.0 < lo < -1.0 and 2.0 < hi < 6.0
+    spec = obs.spec(4, "released", "max")
+    assert (spec.l, spec.u) == (-3.0, 6.0)
+    assert obs.state()["max_global"] == 6.0
+    with pytest.raises(ValueError, match="range must be"):
+        obs.bounds("p99")
+    with pytest.raises(RuntimeError, match="no data"):
+        MinMaxObserver().bounds("max")
+
+
+def test_uniform_quantizer_all_zero_range_is_finite():
+    """A conv input that is zero on every calibration batch (l = u = 0) uses [0, 1], as the spec does."""
+    spec = TwoRegionSpec(0.0, 0.0, 0.0, 4, "uniform")
+    q = TwoRegionQuantizer(spec)
+    x = torch.tensor([0.0, 0.2, 0.9, 1.5], requires_grad=True)
+    y = q(x)
+    assert torch.equal(y.detach(), spec.fake_quant(x.detach()))
+    y.sum().backward()
+    assert torch.isfinite(q.u.grad) and torch.isfinite(x.grad).all()
+
+
 def test_weight_specs():
     w = torch.tensor([[1.0, -0.5], [0.25, 0.1]]).reshape(2, 2, 1, 1)
     per_t = minmax_weight_spec(w, 4)
