@@ -276,7 +276,8 @@ def cmd_eval(args) -> int:
             raise UsageError("eval: calib.evaluate is not available in this installation") from None
         raise UsageError(f"eval needs torch (pip install torch==2.13.0): {e}") from None
     extra = {"crop": args.crop} if args.crop is not None else {}
-    res = run_eval(args.artifact, args.dataset, args.engine, data_root=args.data_root, progress=True,
+    datasets = [d.strip() for item in args.dataset for d in item.split(",") if d.strip()]
+    res = run_eval(args.artifact, datasets, args.engine, data_root=args.data_root, progress=True,
                    limit=args.limit, **extra)
     if args.json:
         _print_json(res)
@@ -512,7 +513,8 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  intsim eval imdn_x4.intsim --dataset Set5 Set14 --engine intsim\n"
                               "  intsim eval imdn_x4.intsim --dataset Set5 --engine float --json")
     e.add_argument("artifact")
-    e.add_argument("--dataset", nargs="+", default=["Set5"], metavar="NAME", help="Set5, Set14, B100, Urban100")
+    e.add_argument("--dataset", "--data", dest="dataset", nargs="+", default=["Set5"], metavar="NAME",
+                   help="Set5, Set14, B100, Urban100 (space- or comma-separated)")
     e.add_argument("--engine", choices=["intsim", "golden", "float"], default="intsim")
     e.add_argument("--data-root", default=None, metavar="DIR")
     e.add_argument("--limit", type=_positive_int(1, 100000), default=None, help="first N images per set")

@@ -334,6 +334,9 @@ def test_eval_wired(capsys, art_file, tmp_path, monkeypatch):
                     "data_root": str(tmp_path), "limit": 2}
     code, out, _ = cli(capsys, "eval", art_file, "--dataset", "Set5")
     assert code == EXIT_OK and "Set5.psnr_y: 30.5000" in out
+    code, _, err = cli(capsys, "eval", art_file, "--data", "Set5,Set14", "Urban100", "--json")
+    assert code == EXIT_OK, err
+    assert seen["datasets"] == ["Set5", "Set14", "Urban100"]
 
 
 def test_eval_without_module_is_one_line(capsys, art_file, monkeypatch):
