@@ -458,7 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "plain_ft, sa_ft, oaq (two-region codes: dual_region, oaq)")
     c.add_argument("--allocation", choices=["released", "paper", "budgeted"], default=None,
                    help="code allocation of the two-region methods (default released)")
-    c.add_argument("--bp-init", choices=["percentile", "search"], default=None, help="breakpoint initialisation")
+    c.add_argument("--bp-init", choices=["percentile", "search"], default=None,
+                   help="two-region init: percentile (bp at the EMA p99, the recipe) or search "
+                        "(joint MSE search of bp and a shrink of l, u)")
     c.add_argument("--state-dir", default=None, metavar="DIR", help="finetuning state (resumable runs)")
     c.add_argument("--epochs", type=_positive_int(1, 1000), default=None, help="finetuning epochs (default 10)")
     c.add_argument("--range", dest="range_mode", choices=["ema", "max"], default=None,

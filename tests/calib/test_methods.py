@@ -125,3 +125,22 @@ def test_range_mode_max_uses_the_calibration_extremes(method):
     assert wider > 0
     with pytest.raises(ValueError, match="range must be"):
         calibrate_method(net, imgs, 4, 4, method, range_mode="p99")
+
+
+def test_search_shrinks_the_range_when_extremes_are_rare():
+    """The joint search may clip (l, u): with a long exponential tail, clipping its rarest values buys a
+    finer tail step, and the search finds it (its candidates include every unclipped bp-only spec)."""
+    from calib.methods import ActStats
+    from calib.quant.two_region import MinMaxObserver
+
+    g = torch.Generator().manual_seed(0)
+    tail = 1.0 + torch.empty(1000).exponential_(1.0, generator=g)
+    x = torch.cat([torch.rand(19000, generator=g), -0.2 * torch.rand(1000, generator=g), tail])
+    obs = MinMaxObserver()
+    obs.update(x)
+    st = ActStats(obs, x)
+    found = search_bp(st, 4, "released")
+    assert found.signed and found.u < 0.9 * float(x.max())
+    mse = lambda s: float(((s.fake_quant(x) - x) ** 2).mean())  # noqa: E731
+    unclipped = min(mse(TwoRegionSpec(obs.min, obs.max, bp, 4, "released")) for bp in (0.5, 0.9, 0.99, obs.bp))
+    assert mse(found) < unclipped
