@@ -68,6 +68,9 @@ class FinetuneConfig:
     #: stop (raising FinetuneInterrupted) after this many epochs *in this call*; None = run to the end.
     stop_after_epochs: int | None = None
     max_iters_per_epoch: int | None = None  # reduced recipes: cap batches per epoch
+    #: 'absolute': Adam lr as given (the recipe); 'relative': each parameter's lr is scaled by its initial
+    #: magnitude (per-channel clips of small channels are ~0.01, where an absolute 1e-3 step is 10 %).
+    lr_mode: str = "absolute"
 
     def for_method(self, kind: str) -> "FinetuneConfig":
         """The configuration a finetuning method uses (``sa`` keeps this one)."""
@@ -175,6 +178,10 @@ def _project(fq: nn.Module) -> None:
                     aq.l.clamp_(max=-float(aq.bp))
 
 
+def _opt_params(opt: torch.optim.Optimizer) -> list:
+    return [p for pg in opt.param_groups for p in pg["params"]]
+
+
 def _atomic_save_tensors(obj: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -191,7 +198,7 @@ def _save_state(state_dir: Path, epoch: int, fq: nn.Module, opts: list, names: l
     tensors = {f"param.{n}": p.detach().clone() for n, p in fq.named_parameters() if ".act_quant." in n
                or ".weight_quant." in n}
     for gi, opt in enumerate(opts):
-        for pi, p in enumerate(opt.param_groups[0]["params"]):
+        for pi, p in enumerate(_opt_params(opt)):
             st = opt.state.get(p)
             if st:
                 for k in ("step", "exp_avg", "exp_avg_sq"):
@@ -216,7 +223,7 @@ def _load_state(state_dir: Path, fq: nn.Module, opts: list) -> dict | None:
             if k.startswith("param."):
                 params[k[len("param."):]].copy_(v)
     for gi, opt in enumerate(opts):
-        for pi, p in enumerate(opt.param_groups[0]["params"]):
+        for pi, p in enumerate(_opt_params(opt)):
             key = f"opt{gi}.{pi}.step"
             if key in tensors:
                 opt.state[p] = {"step": tensors[key].clone(), "exp_avg": tensors[f"opt{gi}.{pi}.exp_avg"].clone(),
@@ -253,7 +260,14 @@ def finetune_calibration(model: nn.Module, result, images: Sequence[torch.Tensor
     groups = _param_groups(fq, cfg.groups)
     for p in fq.parameters():
         p.requires_grad_(False)
-    opts = [torch.optim.Adam([p for _, p in ps], lr=cfg.lr) for _, ps in groups]
+    if cfg.lr_mode not in ("absolute", "relative"):
+        raise ValueError(f"lr_mode must be 'absolute' or 'relative', got {cfg.lr_mode!r}")
+
+    def lr_scale(p: torch.Tensor) -> float:
+        return 1.0 if cfg.lr_mode == "absolute" else max(float(p.detach().abs().max()), 1e-8)
+
+    opts = [torch.optim.Adam([{"params": [p], "lr": cfg.lr * lr_scale(p), "lr_scale": lr_scale(p)} for _, p in ps])
+            for _, ps in groups]
     own = [0] * len(groups)
     history: list[dict] = []
     start = 0
@@ -284,7 +298,7 @@ def finetune_calibration(model: nn.Module, result, images: Sequence[torch.Tensor
                 p.requires_grad_(True)
             opt = opts[gi]
             for pg in opt.param_groups:
-                pg["lr"] = cfg.lr * cfg.lr_decay ** own[gi]
+                pg["lr"] = cfg.lr * pg["lr_scale"] * cfg.lr_decay ** own[gi]
             order = np.random.default_rng([cfg.seed, epoch]).permutation(len(imgs))
             sums = [0.0, 0.0, 0.0]
             for it in range(n_iter):
@@ -334,7 +348,7 @@ def finetune_calibration(model: nn.Module, result, images: Sequence[torch.Tensor
         layer.act = m.act_quant.spec()
         layer.weight = m.weight_quant.spec()
     return {"epochs": cfg.epochs, "iters_per_epoch": n_iter, "batch_size": cfg.batch_size, "lr": cfg.lr,
-            "lambda": cfg.lam, "weighting": cfg.weighting, "temperature": cfg.temperature,
+            "lambda": cfg.lam, "lr_mode": cfg.lr_mode, "weighting": cfg.weighting, "temperature": cfg.temperature,
             "output_loss": cfg.output_loss, "blocks": blocks, "block_std": [float(s) for s in std],
             "s_k": [float(w) for w in weights], "history": history, "resumed_from_epoch": start,
             "seconds": round(time.time() - t0, 2)}

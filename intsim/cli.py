@@ -174,7 +174,8 @@ def cmd_calibrate(args) -> int:
     )
     optional = {"allocation": args.allocation, "bp_init": args.bp_init, "state_dir": args.state_dir,
                 "progress": True, "range_mode": args.range_mode, "per_channel": args.per_channel,
-                "finetune": None if args.epochs is None else {"epochs": args.epochs}}
+                "finetune": {k: v for k, v in (("epochs", args.epochs), ("lr_mode", args.lr_mode)) if v is not None}
+                or None}
     import inspect
 
     params = inspect.signature(run_calibrate).parameters
@@ -463,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(joint MSE search of bp and a shrink of l, u)")
     c.add_argument("--state-dir", default=None, metavar="DIR", help="finetuning state (resumable runs)")
     c.add_argument("--epochs", type=_positive_int(1, 1000), default=None, help="finetuning epochs (default 10)")
+    c.add_argument("--lr-mode", choices=["absolute", "relative"], default=None,
+                   help="finetuning Adam lr: absolute (the recipe) or scaled by each parameter's initial magnitude")
     c.add_argument("--range", dest="range_mode", choices=["ema", "max"], default=None,
                    help="activation bounds: EMA of batch min/max (recipe, default) or extremes over all batches")
     c.add_argument("--per-channel", action="store_true", default=None, help="per-output-channel weight scales")

@@ -41,15 +41,16 @@ def _params(result):
     return {k: (l.act, l.weight) for k, l in result.layers.items()}
 
 
-def test_resume_is_bitwise_identical_and_state_is_tensors_only(tmp_path):
+@pytest.mark.parametrize("lr_mode", ["absolute", "relative"])
+def test_resume_is_bitwise_identical_and_state_is_tensors_only(tmp_path, lr_mode):
     imgs = tiny_images(6, 10, seed=1)
-    cfg = FinetuneConfig(epochs=4, seed=3)
+    cfg = FinetuneConfig(epochs=4, seed=3, lr_mode=lr_mode)
     net, ref = _calib()
     finetune_calibration(net, ref, imgs, cfg)
     net, res = _calib()
     with pytest.raises(FinetuneInterrupted):
-        finetune_calibration(net, res, imgs, FinetuneConfig(epochs=4, seed=3, stop_after_epochs=2),
-                             state_dir=tmp_path)
+        finetune_calibration(net, res, imgs, FinetuneConfig(epochs=4, seed=3, stop_after_epochs=2,
+                                                            lr_mode=lr_mode), state_dir=tmp_path)
     meta = json.loads((tmp_path / "finetune_state.json").read_text())
     assert meta["epoch"] == 2 and [h["group"] for h in meta["history"]] == ["weight", "bounds"]
     state = torch.load(tmp_path / meta["tensors"], weights_only=True)
@@ -60,6 +61,25 @@ def test_resume_is_bitwise_identical_and_state_is_tensors_only(tmp_path):
     assert _params(res) == _params(ref)
     assert [h["group"] for h in info["history"]] == ["weight", "bounds", "bp", "weight"]
     assert info["history"][3]["lr"] == pytest.approx(1e-3 * 0.9)  # own-epoch decay of the weight group
+    assert info["lr_mode"] == lr_mode
+
+
+def test_relative_lr_moves_parameters_in_proportion():
+    """lr_mode='relative': a parameter's Adam step scales with its initial magnitude (first step ≈ lr·|p0|)."""
+    imgs = tiny_images(6, 10, seed=1)
+    for mode in ("absolute", "relative"):
+        net, res = _calib()
+        before = {k: l.weight.scale for k, l in res.layers.items()}
+        finetune_calibration(net, res, imgs, FinetuneConfig(epochs=1, seed=0, lr=1e-2, lr_mode=mode,
+                                                            max_iters_per_epoch=1, groups=("weight",)))
+        rel = [abs(res.layers[k].weight.scale[0] / s[0] - 1) for k, s in before.items()]
+        if mode == "relative":
+            assert max(rel) <= 1.01e-2 + 1e-9  # one Adam step of at most lr·|clip|: ≤ 1 % of each clip
+        else:
+            assert max(rel) > 2e-2  # an absolute 1e-2 step is larger than 1 % of the small clips
+    with pytest.raises(ValueError, match="lr_mode"):
+        net, res = _calib()
+        finetune_calibration(net, res, imgs, FinetuneConfig(epochs=1, lr_mode="log"))
 
 
 def test_deterministic_under_seed_and_state_mismatch(tmp_path):
