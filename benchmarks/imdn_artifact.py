@@ -24,8 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from intsim.artifact import Artifact, Numerics, TensorSpec
-from tests.artifact_factory import (_Builder, _finish, _pow2_frac, _round_half_up, encode_multiplier, fake_quant,
-                                    make_codebook)
+from tests.artifact_factory import (_Builder, _finish, _pow2_frac, _round_half_up, encode_multiplier)
 
 LRELU = 0.05
 
@@ -52,36 +51,8 @@ class _IMDNBuilder(_Builder):
     BP_PERCENTILE = 99.0  # breakpoint at the 99th percentile of |x| (design.md §7), not the factory's 75th
     GRID_BITS = 12
 
-    def encode(self, name: str, src: str, kind: str, bits: int, signed: bool = True) -> str:
-        """The factory's encoder set-up with an OAQ-like breakpoint (rare outliers)."""
-        x = self.val[src]
-        f_in = self.frac(src)
-        hi = float(np.max(x)) * 1.05
-        lo = float(np.min(x)) * 1.05
-        amax = max(hi, -lo, 2.0 ** -6)
-        if kind == "signed2r":
-            bp = float(np.percentile(np.abs(x), self.BP_PERCENTILE)) or amax / 4
-            bp = min(bp, amax / 2)
-            kw = dict(bp=bp, lo=min(lo, -2 * bp), hi=max(hi, 2 * bp))
-        elif kind == "relu2r":
-            pos = x[x > 0]
-            bp = float(np.percentile(pos, self.BP_PERCENTILE)) if pos.size else amax / 4
-            bp = min(max(bp, 2.0 ** -6), amax / 2)
-            kw = dict(bp=bp, hi=max(hi, 2 * bp))
-        else:
-            kw = dict(hi=amax if signed else max(hi, 2.0 ** -6), signed=signed)
-        cb = make_codebook(kind, bits, f_in, self.nx.realization, unit_m=1, grid_bits=self.GRID_BITS,
-                           enc_bits=self.mbits(16), **kw)
-        if self.nx.realization == "split":
-            excess = self._grid_mag_bits(cb) - (self.mb - 10)  # as the factory: M_j within mult_bits
-            if excess > 0:
-                cb = make_codebook(kind, bits, f_in, "split", unit_m=1, unit_e=cb.unit_e - excess,
-                                   enc_bits=self.mbits(16), **kw)
-        out = f"{name}.codes"
-        self.tensors[out] = TensorSpec(out, "codes", self.tensors[src].channels, codebook=cb)
-        self.val[out] = fake_quant(x, cb, f_in, self.nx.stream_bits)
-        self.op(name, "encode", [src], [out])
-        return out
+    def codebook_units(self) -> tuple[int, int]:
+        return 1, self.GRID_BITS  # fixed: one realistic codebook shape, not the factory's random ones
 
     def conv_w(self, name, src, W, b, *, kernel, padding, wbits):
         """``conv`` with given float weight [Co, Ci, kh, kw] (torch layout) and bias [Co]."""

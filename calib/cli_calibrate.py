@@ -147,8 +147,7 @@ def to_model_inputs(model: str, scale: int, images: list[torch.Tensor], rgb_rang
     out = []
     for img in images:
         rgb = np.clip(np.floor(img.double().numpy().transpose(1, 2, 0) * (255.0 / rgb_range) + 0.5), 0, 255)
-        y = entry.preprocess(rgb.astype(np.uint8), scale)[0].double() * 255.0  # 1×H'×W', unrounded Y
-        y = torch.clamp(torch.floor(y + 0.5), 0, 255)
+        y = torch.from_numpy(entry.y_plane_uint8(rgb.astype(np.uint8), scale)).double()[None]  # 1×H'×W'
         out.append((y * (rgb_range / 255.0)).float())
     return out
 

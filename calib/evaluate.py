@@ -49,13 +49,11 @@ def artifact_input(art, lr: np.ndarray) -> np.ndarray:
         raise ValueError(f"artifact input has {c} channels (expected 1 or 3)")
     entry = _zoo_entry(art)
     scale = int(art.model.get("scale", 1))
-    if entry is None or entry.color != "y":
-        from reports.metrics import rgb2y
+    if entry is not None and entry.color == "y":
+        return entry.y_plane_uint8(lr, scale)[:, :, None]
+    from reports.metrics import rgb2y
 
-        y = rgb2y(_as_rgb_uint8(lr))
-    else:
-        y = entry.preprocess(lr, scale)[0, 0].double().numpy() * 255.0
-    return np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)[:, :, None]
+    return np.clip(np.floor(rgb2y(_as_rgb_uint8(lr)) + 0.5), 0, 255).astype(np.uint8)[:, :, None]
 
 
 def _zoo_entry(art):

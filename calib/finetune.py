@@ -30,6 +30,7 @@ artifact). States are read with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import time
@@ -42,6 +43,7 @@ import torch
 import torch.nn as nn
 
 from calib.quant.fakequant import QuantConv2d, build_fakequant_model
+from intsim.artifact import atomic_write_bytes
 
 __all__ = ["FinetuneConfig", "FinetuneInterrupted", "finetune_calibration", "sensitivity_weights",
            "block_feature_std", "finetune_loss"]
@@ -68,8 +70,9 @@ class FinetuneConfig:
     #: stop (raising FinetuneInterrupted) after this many epochs *in this call*; None = run to the end.
     stop_after_epochs: int | None = None
     max_iters_per_epoch: int | None = None  # reduced recipes: cap batches per epoch
-    #: 'absolute': Adam lr as given (the recipe); 'relative': each parameter's lr is scaled by its initial
-    #: magnitude (per-channel clips of small channels are ~0.01, where an absolute 1e-3 step is 10 %).
+    #: 'absolute': Adam lr as given (the recipe); 'relative': each parameter tensor's lr is scaled by its
+    #: largest initial magnitude (IMDN's [0, 1]-scale clips and bounds are ~0.01–1, where the recipe's
+    #: absolute 1e-3 step, set for [0, 255]-scale models, is large).
     lr_mode: str = "absolute"
 
     def for_method(self, kind: str) -> "FinetuneConfig":
@@ -183,15 +186,14 @@ def _opt_params(opt: torch.optim.Optimizer) -> list:
 
 
 def _atomic_save_tensors(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _atomic_write_json(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))  # key order kept: history dicts reach the artifact JSON
-    os.replace(tmp, path)
+    # key order kept: history dicts reach the artifact JSON
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
 
 
 def _save_state(state_dir: Path, epoch: int, fq: nn.Module, opts: list, names: list, meta: dict) -> None:
@@ -263,11 +265,11 @@ def finetune_calibration(model: nn.Module, result, images: Sequence[torch.Tensor
     if cfg.lr_mode not in ("absolute", "relative"):
         raise ValueError(f"lr_mode must be 'absolute' or 'relative', got {cfg.lr_mode!r}")
 
-    def lr_scale(p: torch.Tensor) -> float:
-        return 1.0 if cfg.lr_mode == "absolute" else max(float(p.detach().abs().max()), 1e-8)
+    def param_group(p: torch.Tensor) -> dict:
+        scale = 1.0 if cfg.lr_mode == "absolute" else max(float(p.detach().abs().max()), 1e-8)
+        return {"params": [p], "lr": cfg.lr * scale, "lr_scale": scale}
 
-    opts = [torch.optim.Adam([{"params": [p], "lr": cfg.lr * lr_scale(p), "lr_scale": lr_scale(p)} for _, p in ps])
-            for _, ps in groups]
+    opts = [torch.optim.Adam([param_group(p) for _, p in ps]) for _, ps in groups]
     own = [0] * len(groups)
     history: list[dict] = []
     start = 0

@@ -338,21 +338,7 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResul
             if v.shape[2] != spec.channels:
                 raise ValueError(f"op {op.name!r}: output {t!r} has {v.shape[2]} channels, graph declares {spec.channels}")
             env[t] = v
-        entry = {"op": op.op}
-        if "macs" in events:
-            entry["macs"] = events["macs"]
-            totals["macs"] += sum(events["macs"].values())
-        for k in _TOTAL_KEYS:
-            entry[k] = int(events.get(k, 0))
-            totals[k] += entry[k]
-        if "code_histogram" in events:
-            entry["code_histogram"] = events["code_histogram"]
-        if "ordered" in events:
-            entry["ordered"] = events["ordered"]
-        entry["out_shape"] = [int(d) for d in results[0].shape]
-        if len(results) > 1:
-            entry["out_shapes"] = [[int(d) for d in r.shape] for r in results]
-        op_counters[op.name] = entry
+        op_counters[op.name] = counter_entry(op.op, events, [[int(d) for d in r.shape] for r in results], totals)
         if not keep_tensors:
             for t in op.inputs:
                 uses[t] -= 1
@@ -364,6 +350,24 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResul
         raise ValueError(f"graph output {missing[0]!r} was never computed")
     tensors = env if keep_tensors else {t: env[t] for t in art.outputs}
     return RunResult(tensors=dict(tensors), counters={"ops": op_counters, "totals": totals})
+
+
+def counter_entry(op_type: str, events: dict, out_shapes: list[list[int]], totals: dict) -> dict:
+    """One op's counters entry (``out_shapes``: [H, W, C] per output); adds its events to ``totals``."""
+    entry = {"op": op_type}
+    if "macs" in events:
+        entry["macs"] = events["macs"]
+        totals["macs"] += sum(events["macs"].values())
+    for k in _TOTAL_KEYS:
+        entry[k] = int(events.get(k, 0))
+        totals[k] += entry[k]
+    for k in ("code_histogram", "ordered"):
+        if k in events:
+            entry[k] = events[k]
+    entry["out_shape"] = out_shapes[0]
+    if len(out_shapes) > 1:
+        entry["out_shapes"] = out_shapes
+    return entry
 
 
 def run_tiled(art: Artifact, image: np.ndarray, tile_rows: int = 32) -> RunResult:

@@ -268,22 +268,8 @@ class _Counters:
             e = self.ops.get(op.name)
             if e is None:  # an op with an empty output never ran: zero events
                 e = {"op": op.op, **{k: 0 for k in engine._TOTAL_KEYS}}
-            entry = {"op": op.op}
-            if "macs" in e:
-                entry["macs"] = e["macs"]
-                totals["macs"] += sum(e["macs"].values())
-            for k in engine._TOTAL_KEYS:
-                entry[k] = int(e.get(k, 0))
-                totals[k] += entry[k]
-            if "code_histogram" in e:
-                entry["code_histogram"] = e["code_histogram"]
-            if "ordered" in e:
-                entry["ordered"] = e["ordered"]
             shapes = [[hw[t][0], hw[t][1], channels[t]] for t in op.outputs]
-            entry["out_shape"] = shapes[0]
-            if len(op.outputs) > 1:
-                entry["out_shapes"] = shapes
-            ops[op.name] = entry
+            ops[op.name] = engine.counter_entry(op.op, e, shapes, totals)
         return {"ops": ops, "totals": totals}
 
 

@@ -25,16 +25,12 @@ import sys
 import time
 from pathlib import Path
 
+from intsim.artifact import atomic_write_bytes
+
 DEFAULT_ROWS = ("minmax:W4A4", "percentile:W4A4", "omse:W4A4", "ptq4sr:W4A4", "2dquant:W4A4",
                 "dual_region:W4A4", "plain_ft:W4A4", "sa_ft:W4A4", "oaq:W4A4", "oaq:W4A4:budgeted",
                 "oaq:W6A6", "oaq:W8A8")
 ENGINES = ("float", "golden", "intsim")
-
-
-def _write_json_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def row_id(spec: str) -> str:
@@ -89,7 +85,7 @@ def markdown(rows: list[dict], recipe: dict, fp: dict, command: str = "") -> str
     head = "| row | code bits (all convs) |" + "".join(f" {d} float | {d} golden | {d} intsim | Δ FP |" for d in ds)
     lines += [head + " golden == intsim | calib s |", "|" + "---|" * (head.count("|") + 1)]
     for r in rows:
-        body = sorted({v for k, v in r["code_bits"].items()})
+        body = sorted(set(r["code_bits"].values()))
         cells = []
         for d in ds:
             e = r["datasets"][d]
@@ -152,7 +148,7 @@ def main(argv=None) -> int:
         except ValueError as e:  # bad row or bad recipe: one line, nothing written for this row
             print(f"error: {spec}: {e}", file=sys.stderr)
             return 2
-        _write_json_atomic(row, path)
+        atomic_write_bytes(path, json.dumps(row, indent=1).encode())
         rows.append(row)
         d0 = next(iter(row["datasets"].values()))
         print(f"{spec}: float {d0['float']['psnr']:.3f} golden {d0['golden']['psnr']:.3f} intsim "
@@ -162,11 +158,7 @@ def main(argv=None) -> int:
                                                                                 else sys.argv[1:]))
     print(md)
     if a.markdown:
-        p = Path(a.markdown)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(md)
-        os.replace(tmp, p)
+        atomic_write_bytes(a.markdown, md.encode())
     return 0 if all(all(e["golden_equals_intsim"] for e in r["datasets"].values()) for r in rows) else 1
 
 

@@ -267,6 +267,12 @@ def _pixel_shuffle_f(x, r):
 class _Builder:
     """Accumulates tensors/ops/arrays while a float forward pass calibrates scales."""
 
+    BP_PERCENTILE = 75.0  # two-region breakpoint: this percentile of |x| (of x > 0 for relu2r)
+
+    def codebook_units(self) -> tuple[int, int]:
+        """(unit_m, grid_bits) of the next codebook: random, to cover many multiplier/grid shapes."""
+        return int(self.rng.choice([1, 1, 3, 5])), int(self.rng.integers(9, 13))
+
     def __init__(self, rng: np.random.Generator, numerics: Numerics, image: np.ndarray):
         self.rng = rng
         self.nx = numerics
@@ -335,19 +341,18 @@ class _Builder:
         lo = float(np.min(x)) * 1.05
         amax = max(hi, -lo, 2.0 ** -6)
         if kind == "signed2r":
-            bp = float(np.percentile(np.abs(x), 75)) or amax / 4
+            bp = float(np.percentile(np.abs(x), self.BP_PERCENTILE)) or amax / 4
             bp = min(bp, amax / 2)
             hi, lo = max(hi, 2 * bp), min(lo, -2 * bp)
             kw = dict(bp=bp, lo=lo, hi=hi)
         elif kind == "relu2r":
             pos = x[x > 0]
-            bp = float(np.percentile(pos, 75)) if pos.size else amax / 4
+            bp = float(np.percentile(pos, self.BP_PERCENTILE)) if pos.size else amax / 4
             bp = min(max(bp, 2.0 ** -6), amax / 2)
             kw = dict(bp=bp, hi=max(hi, 2 * bp))
         else:
             kw = dict(hi=amax if signed else max(hi, 2.0 ** -6), signed=signed)
-        unit_m = int(self.rng.choice([1, 1, 3, 5]))
-        gb = int(self.rng.integers(9, 13))
+        unit_m, gb = self.codebook_units()
         cb = make_codebook(kind, bits, f_in, self.nx.realization, unit_m=unit_m, grid_bits=gb,
                            enc_bits=self.mbits(16), **kw)
         if self.nx.realization == "split":

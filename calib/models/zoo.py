@@ -182,6 +182,11 @@ class ModelEntry:
             return _y_in_upsampled(lr, scale) if self.upsampled_input else _y_in_lr(lr, scale)
         return _rgb_in(lr, self.rgb_range)
 
+    def y_plane_uint8(self, lr: np.ndarray, scale: int) -> np.ndarray:
+        """Y models: the uint8 H'×W' Y plane of :meth:`preprocess` (the integer artifact's image input)."""
+        y = self.preprocess(lr, scale)[0, 0].double().numpy() * 255.0
+        return np.clip(np.floor(y + 0.5), 0, 255).astype(np.uint8)
+
     def postprocess(self, out) -> np.ndarray:
         """Network output tensor → uint8 SR image: H×W×3 RGB, or the H×W Y plane for Y models."""
         if self.color == "y":

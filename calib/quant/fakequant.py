@@ -44,10 +44,10 @@ _CONV_TYPES = (nn.Conv2d, nn.ConvTranspose2d)
 
 
 def _check_weight_spec(conv: nn.Module, weight: WeightQuantSpec) -> None:
-    if isinstance(conv, nn.ConvTranspose2d) and weight.per_channel and getattr(weight, "channel_dim", 0) != 1:
+    if isinstance(conv, nn.ConvTranspose2d) and weight.per_channel and weight.channel_dim != 1:
         raise ValueError("per-channel weight scales of a ConvTranspose2d must be along its output-channel dim 1 of "
-                         "the torch weight [C_in, C_out/groups, kh, kw] (channel_dim=1), got channel_dim="
-                         f"{getattr(weight, 'channel_dim', 0)}")
+                         f"the torch weight [C_in, C_out/groups, kh, kw] (channel_dim=1), got channel_dim="
+                         f"{weight.channel_dim}")
 
 
 class _SiteQuant(nn.Module):
@@ -68,6 +68,8 @@ class QuantConv2d(nn.Module):
         super().__init__()
         if type(conv) not in _CONV_TYPES:
             raise TypeError(f"QuantConv2d wraps nn.Conv2d or nn.ConvTranspose2d, got {type(conv).__name__}")
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"QuantConv2d supports zero padding only, got padding_mode={conv.padding_mode!r}")
         for _, w in [(act, weight)] + list(sites or []):
             _check_weight_spec(conv, w)
         self.conv = conv
@@ -100,8 +102,6 @@ class QuantConv2d(nn.Module):
         xq, w = aq(x), wq(c.weight)
         if self.transposed:
             return F.conv_transpose2d(xq, w, c.bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
-        if c.padding_mode != "zeros":
-            raise ValueError(f"QuantConv2d supports zero padding only, got padding_mode={c.padding_mode!r}")
         return F.conv2d(xq, w, c.bias, c.stride, c.padding, c.dilation, c.groups)
 
 
@@ -111,21 +111,10 @@ def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
-def _same_spec(a, b) -> bool:
-    try:
-        if a.to_json() != b.to_json():
-            return False
-    except AttributeError:
-        pass
-    try:
-        return bool(a == b)
-    except (ValueError, TypeError):  # array-valued fields: the JSON forms were equal
-        return True
-
-
 def _reset_calls_hook(module: nn.Module, args) -> None:
+    # found from ``module`` on each call, so a copy of the model resets its own wrappers
     for m in module.modules():
-        if isinstance(m, QuantConv2d):
+        if isinstance(m, QuantConv2d) and m.num_sites > 1:
             m.reset_calls()
 
 
@@ -138,14 +127,17 @@ def build_fakequant_model(model: nn.Module, calib) -> nn.Module:
     quantizer pair if their specs agree, else one pair per call site (module doc).
     """
     fq = copy.deepcopy(model).eval()
+    multi_site = False
     by_module: dict[str, list] = {}
     for layer in calib.layers.values():
         by_module.setdefault(layer.module, []).append(layer)
     for path, layers in by_module.items():
         conv = fq.get_submodule(path)
         first = layers[0]
-        shared = all(_same_spec(l.act, first.act) and _same_spec(l.weight, first.weight) for l in layers[1:])
+        shared = all(l.act == first.act and l.weight == first.weight for l in layers[1:])
         sites = [] if shared else [(l.act, l.weight) for l in layers[1:]]
         _set_submodule(fq, path, QuantConv2d(conv, first.act, first.weight, sites))
-    fq.register_forward_pre_hook(_reset_calls_hook)
+        multi_site = multi_site or bool(sites)
+    if multi_site:  # call i of a forward must use site i: restart the counters every forward
+        fq.register_forward_pre_hook(_reset_calls_hook)
     return fq
