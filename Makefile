@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= intsim-demo
 
-.PHONY: setup test demo demo-quick demo-real readme-table clean
+.PHONY: setup test fuzz demo demo-quick demo-real readme-table clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,6 +21,13 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
+
+# Fuzz the four readers at the full budget (random seeds; CI runs tests/fuzz at a small one);
+# writes benchmarks/results/fuzz.json. FUZZ_ATHERIS=N also runs the atheris harnesses N runs each.
+FUZZ_EXAMPLES ?= 10000
+FUZZ_ATHERIS ?= 0
+fuzz: $(STAMP)
+	nice $(PY) -m tests.fuzz.run --examples $(FUZZ_EXAMPLES) --atheris-runs $(FUZZ_ATHERIS)
 
 demo: $(STAMP)
 	$(VENV)/bin/intsim demo --out $(DEMO_OUT)

@@ -49,17 +49,6 @@ def parse_bits(bits: str) -> tuple[int, int]:
     return bw, ba
 
 
-def _state_dict_from(obj, path: str) -> dict:
-    if isinstance(obj, dict):
-        for key in ("state_dict", "params", "params_ema", "model"):
-            if key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: not a state dict of tensors")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
-
-
 def _zoo_entry(model: str):
     try:
         from calib.models.zoo import get_model
@@ -91,7 +80,7 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
     entry = _zoo_entry(model)
     if entry is not None:
         if scale not in entry.scales:
-            raise ValueError(f"model {model!r} supports scales {', '.join(map(str, entry.scales))}, got {scale}")
+            raise ValueError(f"--scale {scale}: model {model!r} supports scales {', '.join(map(str, entry.scales))}")
         if weights is None:
             torch.manual_seed(seed)
             net = entry.build(scale)
@@ -99,6 +88,9 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
             if not Path(weights).is_file():
                 raise ValueError(f"weights file {weights} does not exist")
             try:
+                from calib.models.zoo import verify_if_official
+
+                verify_if_official(entry.name, weights)  # an official file name must carry the published sha256
                 net = entry.load(weights, scale)
             except (ValueError, RuntimeError, FileNotFoundError) as e:
                 raise ValueError(" ".join(str(e).split())) from None
@@ -107,27 +99,25 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
         raise ValueError(f"unknown model {model!r} (known: {', '.join(known_models())})")
     ctor, kwargs, scales = LOCAL_MODELS[model]
     if scale not in scales:
-        raise ValueError(f"model {model!r} supports scales {', '.join(map(str, scales))}, got {scale}")
+        raise ValueError(f"--scale {scale}: model {model!r} supports scales {', '.join(map(str, scales))}")
     torch.manual_seed(seed)
     net = ctor(scale, **kwargs)
     if weights is not None:
         p = Path(weights)
         if not p.is_file():
             raise ValueError(f"weights file {weights} does not exist")
-        try:
-            obj = torch.load(p, map_location="cpu", weights_only=True)  # never unpickles code
-        except Exception as e:  # noqa: BLE001 - any unreadable file is bad input
-            raise ValueError(f"{weights}: cannot be read as a torch checkpoint ({type(e).__name__}: "
-                             f"{str(e).splitlines()[0] if str(e) else ''})") from None
-        sd = _state_dict_from(obj, weights)
-        missing, unexpected = net.state_dict().keys() - sd.keys(), sd.keys() - net.state_dict().keys()
-        if missing or unexpected:
-            raise ValueError(f"{weights} does not match {model} x{scale}: missing {sorted(missing)[:4]}, "
-                             f"unexpected {sorted(unexpected)[:4]}")
-        try:
-            net.load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            raise ValueError(f"{weights} does not match {model} x{scale}: {str(e).splitlines()[-1].strip()}") from None
+        from calib.models._loading import (
+            load_state_dict_strict,
+            read_torch_checkpoint,
+            strip_prefix,
+            unwrap_state_dict,
+        )
+
+        try:  # weights_only=True: never unpickles code; strict: missing/unexpected keys and shapes listed
+            sd = strip_prefix(unwrap_state_dict(read_torch_checkpoint(p), weights), "module.")
+            load_state_dict_strict(net, sd, f"{model} ×{scale}", weights)
+        except (ValueError, RuntimeError) as e:
+            raise ValueError(" ".join(str(e).split())) from None
     return net.eval(), float(net.rgb_range), int(net.n_colors)
 
 

@@ -19,8 +19,8 @@ multiple of the scale, so ``hr.shape[:2] == (lr.shape[0] * s, lr.shape[1] * s)``
 """
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,19 +93,11 @@ def write_png_atomic(path: str | os.PathLike, img: np.ndarray) -> None:
     """Write a uint8 image as PNG via a temporary file in the same folder and ``os.replace``."""
     from PIL import Image
 
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(np.asarray(img, dtype=np.uint8)).save(f, format="PNG")
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from intsim.artifact import atomic_write_bytes
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(img, dtype=np.uint8)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

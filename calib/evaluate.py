@@ -299,7 +299,9 @@ def main(argv=None) -> int:  # pragma: no cover - thin wrapper; `intsim eval` is
     res = run_eval(a.artifact, [d for d in a.datasets.split(",") if d], a.engine, a.data_root, True, a.limit, a.crop)
     text = json.dumps(res, indent=1)
     if a.out:
-        Path(a.out).write_text(text)
+        from intsim.artifact import atomic_write_bytes
+
+        atomic_write_bytes(a.out, text.encode("utf-8"))
     for k, v in res["datasets"].items():
         print(f"{k}: PSNR {v['psnr']:.3f} dB  SSIM {v['ssim']:.4f}  ({v['n']} images, {res['engine']})")
     return 0

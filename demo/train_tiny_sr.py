@@ -80,8 +80,13 @@ def train(out: Path, iters: int = 4000, seed: int = 0, patch: int = 32, batch: i
             log(f"iter {it:5d}  L1 {loss.item():.3f}  {time.time() - t0:.0f} s")
     net.eval()
     sd = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(sd, out)
+    import io
+
+    from intsim.artifact import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    atomic_write_bytes(out, buf.getvalue())
     res = evaluate(net)
     res.update({"iters": iters, "seed": seed, "seconds": round(time.time() - t0, 1), "weights": str(out),
                 "bytes": out.stat().st_size})

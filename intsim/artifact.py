@@ -304,7 +304,8 @@ def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
         names = z.namelist()
-    except (zipfile.BadZipFile, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
+        # NotImplementedError: e.g. "zip file version 13.4" in a corrupt header (found by fuzzing)
         raise ArtifactError(f"{where}: not a readable artifact archive (truncated or corrupt: {e})") from None
     bad = [n for n in names if not _member_name_ok(n)]
     if bad:
@@ -326,6 +327,8 @@ def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
         graph = json.loads(read(GRAPH_MEMBER).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ArtifactError(f"{where}: {GRAPH_MEMBER} is not valid JSON ({e})") from None
+    except RecursionError:  # e.g. [[[[…]]]] 100000 deep (found by fuzzing)
+        raise ArtifactError(f"{where}: {GRAPH_MEMBER} is nested too deeply to parse") from None
     if not isinstance(graph, dict):
         raise ArtifactError(f"{where}: {GRAPH_MEMBER} must hold a JSON object")
     if graph.get("format") != FORMAT:

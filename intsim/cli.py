@@ -60,14 +60,67 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
-def _load_inputs(paths: list[str], channels: int):
+def _load_inputs(paths: list[str], channels: int, notices: list[str] | None = None, max_bytes: int | None = None):
+    """Read every input image; mode notices go to ``notices`` when given (printed once the
+    command has succeeded), else straight to stderr."""
     from intsim.images import collect_image_paths, read_image
 
-    images = [read_image(p, channels) for p in collect_image_paths(paths)]
+    images = [read_image(p, channels, max_bytes) for p in collect_image_paths(paths)]
     for im in images:
         if im.notice:
-            print(f"intsim: notice: {im.notice}", file=sys.stderr)
+            if notices is None:
+                print(f"intsim: notice: {im.notice}", file=sys.stderr)
+            else:
+                notices.append(im.notice)
     return images
+
+
+def _memory_budget(args) -> int:
+    """Bytes a command may use: ``--max-memory MB`` or half of the available memory."""
+    from intsim.footprint import default_budget_bytes
+
+    mb = getattr(args, "max_memory", None)
+    return int(mb * (1 << 20)) if mb is not None else default_budget_bytes()
+
+
+def _check_sizes(art, images, notices: list[str]) -> None:
+    """Refuse an image the graph cannot run on; note one smaller than the receptive field
+    (policy: intsim/images.py)."""
+    from intsim.footprint import receptive_field, size_problem
+    from intsim.images import ImageError
+
+    rf = receptive_field(art)
+    for im in images:
+        h, w = im.pixels.shape[:2]
+        problem = size_problem(art, h, w)
+        if problem:
+            raise ImageError(f"{im.path}: {problem}")
+        if rf.rows is not None and (h < rf.rows or w < rf.cols):
+            notices.append(f"{im.path}: the {w}×{h} image is smaller than the network's receptive field "
+                           f"({rf.cols}×{rf.rows}): every output pixel depends on zero padding")
+
+
+def _tile_plan(art, im, budget: int, notices: list[str], held: int = 0) -> int | None:
+    """``None`` (untiled) when the run fits ``budget`` bytes (less ``held``: the outputs of earlier
+    images, kept until all ran), else band rows for ``run_tiled``; refuses with the estimate when
+    even bands of one row do not fit."""
+    from intsim.footprint import mib, tiled_peak_bytes, untiled_peak_bytes
+    from intsim.images import ImageError
+
+    h, w = im.pixels.shape[:2]
+    budget -= held
+    peak = untiled_peak_bytes(art, h, w)
+    if peak <= budget:
+        return None
+    for rows in (256, 128, 64, 32, 16, 8, 4, 2, 1):
+        if rows < h and tiled_peak_bytes(art, h, w, rows) <= budget:
+            notices.append(f"{im.path}: an untiled run needs about {mib(peak)}, above the memory budget of "
+                           f"{mib(budget)}; running in bands of {rows} rows (bit-exact: same outputs and counters)")
+            return rows
+    after = f" left after the {mib(held)} of outputs held for earlier inputs" if held else ""
+    raise ImageError(f"{im.path}: a {w}×{h} image needs about {mib(peak)} untiled and "
+                     f"{mib(tiled_peak_bytes(art, h, w, 1))} in bands of 1 row (the output and the tensors tiling "
+                     f"holds whole), above the memory budget of {mib(max(budget, 0))}{after} (--max-memory MB)")
 
 
 def _input_channels(art) -> int:
@@ -78,19 +131,28 @@ def cmd_run(args) -> int:
     from tqdm import tqdm
 
     from intsim.artifact import atomic_write_bytes, load_artifact
-    from intsim.engine import run
+    from intsim.engine import run, run_tiled
+    from intsim.footprint import tensor_shapes
     from intsim.images import png_bytes
 
     art = load_artifact(args.artifact)
     acc = _load_accel(args.accel) if args.accel is not None else None
-    images = _load_inputs(args.inputs, _input_channels(art))
+    budget = _memory_budget(args)
+    notices: list[str] = []  # printed once everything succeeded: a refusal stays one line
+    images = _load_inputs(args.inputs, _input_channels(art), notices, budget)
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder")
+    _check_sizes(art, images, notices)
+    held, bands = 0, []  # outputs are held until all images ran: they count against the budget
+    for im in images:
+        bands.append(_tile_plan(art, im, budget, notices, held))
+        oh, ow = tensor_shapes(art, *im.pixels.shape[:2])[art.outputs[0]]
+        held += oh * ow * art.tensors[art.outputs[0]].channels
     # Compute everything first so a failure leaves no partial outputs behind.
     results, used = [], set()
-    for im in tqdm(images, desc="intsim run", unit="img", disable=None, file=sys.stderr):
-        res = run(art, im.pixels, keep_tensors=False)
+    for im, rows in tqdm(list(zip(images, bands)), desc="intsim run", unit="img", disable=None, file=sys.stderr):
+        res = run(art, im.pixels, keep_tensors=False) if rows is None else run_tiled(art, im.pixels, rows)
         name = im.name
         k = 1
         while name in used:
@@ -106,6 +168,8 @@ def cmd_run(args) -> int:
             "images": [{"source": im.path, "output": f"{name}.png", "counters": res.counters} for im, name, res in results],
         }
         atomic_write_bytes(args.counters, json.dumps(record, indent=1).encode())
+    for n in notices:
+        print(f"intsim: notice: {n}", file=sys.stderr)
     print(f"wrote {len(results)} image(s) to {out_dir}", file=sys.stderr)
     if acc is not None:
         from intsim.cost import estimate_cost
@@ -118,14 +182,37 @@ def cmd_golden(args) -> int:
     from intsim.artifact import load_artifact
 
     art = load_artifact(args.artifact)  # refuse a bad artifact before importing torch
-    images = _load_inputs(args.inputs, _input_channels(art))
+    budget = _memory_budget(args)
+    notices: list[str] = []
+    images = _load_inputs(args.inputs, _input_channels(art), notices, budget)
+    _check_sizes(art, images, notices)
+    _check_golden_memory(art, images, budget)
     try:
         from golden.writer import write_golden
     except ImportError as e:
         raise UsageError(f"golden needs torch (pip install torch==2.13.0): {e}") from None
     write_golden(args.artifact, [(im.path, im.pixels) for im in images], args.output)
+    for n in notices:
+        print(f"intsim: notice: {n}", file=sys.stderr)
     print(f"wrote golden tensors for {len(images)} input(s) to {args.output}", file=sys.stderr)
     return EXIT_OK
+
+
+def _check_golden_memory(art, images, budget: int) -> None:
+    """Golden (torch float64, whole image, every tensor kept for writing) does not tile:
+    refuse, with the estimate, inputs whose tensors exceed ``budget`` bytes."""
+    from intsim.footprint import golden_bytes, mib
+    from intsim.images import ImageError
+
+    kept, work = 0, 0
+    for k, im in enumerate(images):
+        b = golden_bytes(art, *im.pixels.shape[:2]) // 2  # one copy: kept for writing; the other: the run
+        kept, work = kept + b, max(work, b)
+        if kept + work > budget:
+            h, w = im.pixels.shape[:2]
+            raise ImageError(f"{im.path}: golden keeps every tensor in float64: about {mib(kept + work)} for "
+                             f"{k + 1} input(s) up to this {w}×{h} image, above the memory budget of {mib(budget)} "
+                             f"(--max-memory MB); golden does not tile: give fewer or smaller inputs")
 
 
 def cmd_verify(args) -> int:
@@ -359,13 +446,19 @@ def cmd_models(args) -> int:
         pass
     if args.json:
         _print_json({"data_root": str(root), "models": rows})
-        return EXIT_OK
-    print(f"data root: {root}{'' if root.is_dir() else ' (absent)'}")
-    print(f"{'model':14s} {'scale':>5s}  {'colour':6s} {'checkpoint':9s}  path / description")
-    for r in rows:
-        found = "found" if r["found"] else ("-" if r["checkpoint"] is None else "missing")
-        where = r["path"] if r["found"] else (r["checkpoint"] or r["description"])
-        print(f"{r['model']:14s} {r['scale']:>5d}  {r['color']:6s} {found:9s}  {where}")
+    else:
+        print(f"data root: {root}{'' if root.is_dir() else ' (absent)'}")
+        print(f"{'model':14s} {'scale':>5s}  {'colour':6s} {'checkpoint':9s}  path / description")
+        for r in rows:
+            found = "found" if r["found"] else ("-" if r["checkpoint"] is None else "missing")
+            found = {True: "verified", False: "MISMATCH"}.get(r["verified"], found)
+            where = r["path"] if r["found"] else (r["checkpoint"] or r["description"])
+            print(f"{r['model']:14s} {r['scale']:>5d}  {r['color']:6s} {found:9s}  {where}")
+    bad = [r for r in rows if r["verified"] is False]
+    if bad:  # the listing is printed first; the refusal is the one stderr line and exit 2
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"{bad[0]['path']}: sha256 does not match the published {bad[0]['sha256'][:16]}… of "
+                         f"{bad[0]['model']} ×{bad[0]['scale']}{more}; the file is corrupt, truncated or another checkpoint")
     return EXIT_OK
 
 
@@ -432,6 +525,29 @@ def _positive_int(lo: int, hi: int):
     return parse
 
 
+def _bits_spec(text: str) -> str:
+    """``--bits``: ``W<b>A<b>`` with both widths in 2..16 (checked here, before torch is imported)."""
+    import re
+
+    m = re.fullmatch(r"[Ww](\d+)[Aa](\d+)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected W<bits>A<bits> such as W4A4 or W8A8, got {text!r}")
+    for what, b in (("weight", int(m.group(1))), ("activation", int(m.group(2)))):
+        if not 2 <= b <= 16:
+            raise argparse.ArgumentTypeError(f"{what} bits must be in [2, 16], got {b} in {text!r}")
+    return text.strip()
+
+
+def _positive_mb(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of MB, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of MB, got {text}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="intsim", description="Bit-exact integer simulation of two-region quantized SR networks.",
                 epilog=MAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -454,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", required=True)
     c.add_argument("--weights", default=None, help="checkpoint file (random init when omitted, where allowed)")
     c.add_argument("--scale", type=_positive_int(2, 8), required=True)
-    c.add_argument("--bits", required=True, help="e.g. W4A4, W8A8")
+    c.add_argument("--bits", type=_bits_spec, required=True, help="e.g. W4A4, W8A8")
     c.add_argument("--method", default="minmax", help="minmax, percentile, omse, ptq4sr, 2dquant, dual_region, "
                    "plain_ft, sa_ft, oaq (two-region codes: dual_region, oaq)")
     c.add_argument("--allocation", choices=["released", "paper", "budgeted"], default=None,
@@ -489,6 +605,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("artifact")
     g.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     g.add_argument("-o", "--output", required=True, metavar="GOLDEN_DIR")
+    g.add_argument("--max-memory", type=_positive_mb, default=None, metavar="MB",
+                   help="memory budget (default: half of the available memory); larger inputs are refused")
     g.set_defaults(func=cmd_golden)
 
     r = sub.add_parser("run", help="run the integer engine on images",
@@ -499,6 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--accel", default=None, metavar="FILE|NAME", help="also print the cost on this accelerator "
                    "(TOML file or packaged name, e.g. edge_npu)")
     r.add_argument("--counters", default=None, metavar="FILE", help="write per-layer event counters as JSON")
+    r.add_argument("--max-memory", type=_positive_mb, default=None, metavar="MB",
+                   help="memory budget (default: half of the available memory); above it an image runs in "
+                        "bit-exact bands, or is refused with the estimate")
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("verify", help="re-run intsim on a golden's inputs and compare every tensor",

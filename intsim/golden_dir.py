@@ -8,19 +8,30 @@
 
 Writing is atomic: everything goes into a temporary folder next to the target,
 every file and folder is fsynced, the manifest is written last, and the folder
-is renamed into place (a previous golden folder is swapped out by
-rename-old, rename-new, delete-old). Reading validates the manifest and every
+is renamed into place. A previous golden folder is swapped with the new one
+in a single atomic step (Linux ``renameat2(RENAME_EXCHANGE)``), then the old
+contents are deleted, so the path always names either the complete old or the
+complete new golden. Where the exchange is unsupported (other systems, some
+file systems) the fallback is rename-old, rename-new, delete-old; a process
+killed between those two renames leaves the old golden at
+``.<name>.<random>.old`` next to the (then missing) path, and the next
+:func:`write_golden_dir` to that path moves it back first. A kill can leave
+stray ``.<name>.*.tmp`` folders (hidden; never read; safe to delete). Reading validates the manifest and every
 file it lists (presence, dtype, shape, sha256 of the raw bytes) and refuses
 anything else with a :class:`GoldenError` naming the file. numpy only; nothing
 is ever unpickled.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import io
 import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,12 +136,71 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+_renameat2 = None  # resolved lazily; False where unavailable
+
+
+def _exchange_dirs(a: Path, b: Path) -> bool:
+    """Atomically swap the paths ``a`` and ``b`` (both must exist); False where unsupported.
+
+    Linux ``renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)`` through glibc.
+    """
+    global _renameat2
+    if _renameat2 is None:
+        _renameat2 = False
+        if sys.platform.startswith("linux"):
+            try:
+                fn = ctypes.CDLL(None, use_errno=True).renameat2
+                fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+                fn.restype = ctypes.c_int
+                _renameat2 = fn
+            except (OSError, AttributeError):
+                pass
+    if _renameat2 is False:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False
+    raise OSError(err, os.strerror(err), str(a), None, str(b))
+
+
+def _stranded_old(out_dir: Path) -> list[Path]:
+    """Old golden folders a killed fallback swap left next to a missing ``out_dir``."""
+    try:
+        cands = sorted(out_dir.parent.glob(f".{glob.escape(out_dir.name)}.*.old"))
+    except OSError:
+        return []
+    return [p for p in cands if p.is_dir() and not p.is_symlink() and is_golden_dir(p)]
+
+
+def _replace_dir(tmp: Path, out_dir: Path) -> None:
+    """Put the complete folder ``tmp`` at ``out_dir`` (which exists) atomically; delete the old one."""
+    parent = out_dir.parent
+    if _exchange_dirs(tmp, out_dir):
+        _fsync_dir(parent)
+        shutil.rmtree(tmp, ignore_errors=True)  # now holds the old golden
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
+    os.rmdir(old)
+    os.rename(out_dir, old)
+    try:
+        os.rename(tmp, out_dir)
+    except BaseException:
+        os.rename(old, out_dir)  # put the previous golden back
+        raise
+    _fsync_dir(parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def is_golden_dir(path: str | os.PathLike) -> bool:
     """True if ``path`` is a folder holding a golden manifest (format ``intsim-golden``)."""
     m = Path(path) / MANIFEST
     try:
         return m.is_file() and json.loads(m.read_text("utf-8")).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
 
 
@@ -164,6 +234,10 @@ def write_golden_dir(
     if not (len(inputs) == len(tensors) == len(events)):
         raise GoldenError(f"need one tensors and one events entry per input: {len(inputs)} inputs, "
                           f"{len(tensors)} tensor sets, {len(events)} event sets")
+    if not out_dir.exists() and not out_dir.is_symlink():
+        stranded = _stranded_old(out_dir)
+        if len(stranded) == 1:  # a killed fallback swap: put the previous golden back first
+            os.rename(stranded[0], out_dir)
     if out_dir.exists() or out_dir.is_symlink():
         if out_dir.is_symlink() or not out_dir.is_dir():
             raise GoldenError(f"{out_dir}: exists and is not a folder; refusing to overwrite")
@@ -177,16 +251,7 @@ def write_golden_dir(
         _write_file(tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
         _fsync_dir(tmp)
         if out_dir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
-            os.rmdir(old)
-            os.rename(out_dir, old)
-            try:
-                os.rename(tmp, out_dir)
-            except BaseException:
-                os.rename(old, out_dir)  # put the previous golden back
-                raise
-            _fsync_dir(parent)
-            shutil.rmtree(old, ignore_errors=True)
+            _replace_dir(tmp, out_dir)
         else:
             os.rename(tmp, out_dir)
         _fsync_dir(parent)
@@ -291,7 +356,7 @@ class GoldenSet:
 
     def input_image(self, k: int) -> np.ndarray:
         e = self.inputs[k]
-        return _load_checked(self.path, e.file, e.dtype, e.shape, e.sha256)
+        return _load_checked(self.path, e.file, e.dtype, e.shape, e.sha256, _OTHER_INPUT_HINT)
 
     def tensor_names(self, k: int) -> list[str]:
         return [e.tensor for e in self.entries if e.input == k]
@@ -310,9 +375,13 @@ class GoldenSet:
         return self.events.get(k, {})
 
 
-def _load_checked(root: Path, rel: str, dtype: str, shape: tuple[int, ...], sha: str) -> np.ndarray:
+_OTHER_INPUT_HINT = f"{MANIFEST} was written for another input image, or the file changed"
+
+
+def _load_checked(root: Path, rel: str, dtype: str, shape: tuple[int, ...], sha: str,
+                  mismatch_hint: str = "data changed or corrupt") -> np.ndarray:
     where = root / rel
-    if not where.is_file():
+    if not _is_file(where):
         raise GoldenError(f"{where}: listed in {MANIFEST} but missing")
     try:
         data = where.read_bytes()
@@ -321,6 +390,8 @@ def _load_checked(root: Path, rel: str, dtype: str, shape: tuple[int, ...], sha:
     try:
         a = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as e:  # bad magic, truncated, pickled object arrays (refused)
+        if "allow_pickle" in str(e):
+            raise GoldenError(f"{where}: holds a pickled/object array, refused (pickle is never loaded)") from None
         raise GoldenError(f"{where}: not a valid .npy array ({type(e).__name__}: {e})") from None
     if not isinstance(a, np.ndarray):
         raise GoldenError(f"{where}: not a single .npy array")
@@ -330,7 +401,7 @@ def _load_checked(root: Path, rel: str, dtype: str, shape: tuple[int, ...], sha:
         raise GoldenError(f"{where}: shape is {list(a.shape)}, {MANIFEST} says {list(shape)}")
     digest = array_sha256(a)
     if digest != sha:
-        raise GoldenError(f"{where}: sha256 mismatch (data changed or corrupt: {digest[:12]}… != {sha[:12]}…)")
+        raise GoldenError(f"{where}: sha256 mismatch ({mismatch_hint}: {digest[:12]}… != {sha[:12]}…)")
     return a
 
 
@@ -343,6 +414,14 @@ def _req(d: dict, key: str, types, what: str):
     if not isinstance(v, types):
         raise GoldenError(f"{what}: {key!r} has the wrong type ({type(v).__name__})")
     return v
+
+
+def _is_file(p: Path) -> bool:
+    """``p.is_file()``, False where the OS refuses the name (ENAMETOOLONG: found by fuzzing)."""
+    try:
+        return p.is_file()
+    except OSError:
+        return False
 
 
 def _safe_rel(rel: str, prefix: str, what: str) -> str:
@@ -374,6 +453,10 @@ def read_golden_dir(path: str | os.PathLike, *, check_hashes: bool = True) -> Go
     """
     root = Path(path)
     if not root.is_dir():
+        stranded = [] if root.exists() else _stranded_old(root)
+        if stranded:
+            raise GoldenError(f"{root}: no such golden directory (an interrupted write left the previous one at "
+                              f"{stranded[0]}; the next `intsim golden` to this path moves it back)")
         raise GoldenError(f"{root}: no such golden directory")
     mpath = root / MANIFEST
     if not mpath.is_file():
@@ -382,6 +465,8 @@ def read_golden_dir(path: str | os.PathLike, *, check_hashes: bool = True) -> Go
         manifest = json.loads(mpath.read_bytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise GoldenError(f"{mpath}: not valid JSON ({e})") from None
+    except RecursionError:  # e.g. [[[[…]]]] 100000 deep (found by fuzzing)
+        raise GoldenError(f"{mpath}: nested too deeply to parse") from None
     if not isinstance(manifest, dict):
         raise GoldenError(f"{mpath}: must hold a JSON object")
     if manifest.get("format") != FORMAT:
@@ -451,15 +536,15 @@ def read_golden_dir(path: str | os.PathLike, *, check_hashes: bool = True) -> Go
         events[k][op] = counters
 
     for e in inputs:
-        if not (root / e.file).is_file():
+        if not _is_file(root / e.file):
             raise GoldenError(f"{root / e.file}: input {e.index} ({e.source}) is listed in {MANIFEST} but missing")
     for e in entries:
-        if not (root / e.file).is_file():
+        if not _is_file(root / e.file):
             raise GoldenError(f"{root / e.file}: tensor {e.tensor!r} of input {e.input} is listed in "
                               f"{MANIFEST} but missing")
     if check_hashes:
         for e in inputs:
-            _load_checked(root, e.file, e.dtype, e.shape, e.sha256)
+            _load_checked(root, e.file, e.dtype, e.shape, e.sha256, _OTHER_INPUT_HINT)
         for e in entries:
             _load_checked(root, e.file, e.dtype, e.shape, e.sha256)
     return GoldenSet(root, manifest, inputs, entries, events)

@@ -6,8 +6,27 @@ Policy for the image modes a user may hand us (arithmetic.md §1.4):
   are converted to RGB (alpha dropped) and a notice is reported to the caller.
 * 1-channel artifacts take grayscale (L) only; anything else is refused,
   because the right luma conversion depends on the model (e.g. MATLAB Y).
-* 16-bit and float images (I;16, I, F) are refused: the engine's input is
-  8-bit and silently rescaling would change the numbers being verified.
+* 16-bit and float images (I;16, I, F, and 16-bit RGB/RGBA PNGs, which PIL
+  would otherwise truncate to 8 bits silently) are refused: the engine's input
+  is 8-bit and silently rescaling would change the numbers being verified.
+* Unreadable files (missing, a broken symbolic link, a folder named like an
+  image, an I/O error), files that are not images, and truncated images
+  (PNG, JPEG: the whole file is decoded, never a partial image) are refused
+  with one line naming the file.
+* Size (checked before any pixel is decoded): an image whose decoded pixels
+  alone exceed the memory budget is refused, and so is one above PIL's
+  decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``), with its size.
+
+What the *graph* needs of an image's size is decided by the caller (``intsim run``
+and ``golden``, with :mod:`intsim.footprint`): an image on which some op's
+output would be empty (e.g. an unpadded conv) or whose paths would not re-join
+(odd sizes through a stride-2 path) is refused with the minimum / nearest size
+that runs; an image smaller than the receptive field but runnable is run, with
+a notice (every output pixel then reads zero padding, which is part of the
+arithmetic spec, arithmetic.md §5.1); an image whose untiled run would exceed
+the memory budget is run in bit-exact bands (:func:`intsim.tiling.run_tiled`),
+or refused with the estimate when even that cannot fit. Inputs are LR images
+of any size: nothing is cropped.
 """
 from __future__ import annotations
 
@@ -42,12 +61,21 @@ def collect_image_paths(inputs: list[str]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            try:
+                found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
+            except OSError as e:
+                raise ImageError(f"{p}: cannot list the folder ({e.strerror})") from None
             if not found:
+                if p.suffix.lower() in IMAGE_SUFFIXES:
+                    raise ImageError(f"{p}: is a folder, not an image file (and holds no images)")
                 raise ImageError(f"{p}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
             paths.extend(found)
         elif p.is_file():
             paths.append(p)
+        elif p.is_symlink():
+            raise ImageError(f"{p}: broken symbolic link (its target {os.readlink(p)} does not exist)")
+        elif p.exists():
+            raise ImageError(f"{p}: not a regular file or folder")
         else:
             raise ImageError(f"{p}: no such file or folder")
     if not paths:
@@ -55,22 +83,52 @@ def collect_image_paths(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def read_image(path: str | os.PathLike, channels: int) -> LoadedImage:
-    """Read an image file as uint8 H×W×``channels`` under the module's mode policy."""
+def read_image(path: str | os.PathLike, channels: int, max_bytes: int | None = None) -> LoadedImage:
+    """Read an image file as uint8 H×W×``channels`` under the module's mode policy.
+
+    ``max_bytes``: refuse (before decoding) an image whose decoded pixels would
+    take more bytes than this (the caller's memory budget).
+    """
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise ImageError(f"{path}: cannot read ({e.strerror})") from None
+        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()  # forces full decode: truncated files fail here
+        with warnings.catch_warnings():
+            # sizes are checked against the memory budget below; PIL's hard limit still applies
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im_file = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{path}: refusing to decode a possible decompression bomb ({e})") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not a readable image (no image format recognises its "
+                         f"{len(data)} bytes)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{path}: not a readable image ({e})") from None
+    try:
+        with im_file as im:
+            w, h = im.size
+            if w < 1 or h < 1:
+                raise ImageError(f"{path}: image is empty ({w}×{h})")
+            decoded = w * h * max(len(im.getbands()), channels)
+            if max_bytes is not None and decoded > max_bytes:
+                from intsim.footprint import mib
+
+                raise ImageError(f"{path}: a {w}×{h} image needs {mib(decoded)} just to decode, above the memory "
+                                 f"budget of {mib(max_bytes)} (--max-memory MB)")
             mode = im.mode
+            raw = str(im.tile[0][3]) if im.tile and len(im.tile[0]) > 3 else ""  # the raw mode, e.g. RGB;16B
+            if mode in ("I;16", "I;16B", "I;16L", "I", "F") or ";16" in raw:
+                bits = "32-bit" if mode in ("I", "F") else "16-bit"
+                raise ImageError(f"{path}: {bits} images ({mode}{'' if mode.startswith('I') else ', ' + raw}) are "
+                                 f"not supported; convert to 8-bit")
+            im.load()  # forces full decode: truncated files fail here
             notice = None
-            if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                raise ImageError(f"{path}: {mode} ({'16-bit' if '16' in mode else '32-bit'}) images are not supported; convert to 8-bit")
             if channels == 3:
                 if mode != "RGB":
                     if mode not in _CONVERTIBLE_TO_RGB:
@@ -85,7 +143,7 @@ def read_image(path: str | os.PathLike, channels: int) -> LoadedImage:
             arr = np.asarray(im, dtype=np.uint8)
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
         raise ImageError(f"{path}: not a readable image ({e})") from None
     if arr.ndim == 2:
         arr = arr[:, :, None]

@@ -495,6 +495,10 @@ def _check_codebook(v: _V, cb: Codebook, tname: str) -> None:
         _int(gb, f"{w}.grid_bits (§8)", *GRID_BITS)
     _str(cb.allocation, f"{w}.allocation")  # descriptive (§3.3), type only
     _int(cb.bits, f"{w}.bits", 1)
+    width = declared_code_bits(cb.allocation, cb.bits)
+    if ncodes > 1 << width:
+        v.fail(f"tensor {tname!r} codebook: {ncodes} codes need {(ncodes - 1).bit_length()} bits, more than the "
+               f"{width} its declaration allows (bits = {cb.bits}, allocation {cb.allocation!r}, §3.3)")
     if v.nx.realization == "grid":
         if gb is None:
             v.fail(f"tensor {tname!r} codebook: grid_bits is required when numerics.realization is 'grid' (§5.3)")
@@ -504,6 +508,13 @@ def _check_codebook(v: _V, cb: Codebook, tname: str) -> None:
                 if not glo <= g <= ghi:
                     v.fail(f"tensor {tname!r} codebook segment {i}: grid value G({i}, {q}) = {g} does not fit "
                            f"grid_bits = {gb} (range [{glo}, {ghi}], §5.3)")
+
+
+def declared_code_bits(allocation: str, bits: int) -> int:
+    """Storage width (bits) a codebook declares (§3.3): the released two-region code spends one
+    more bit than the nominal ``bits`` (dense b bits plus a region flag); every other allocation,
+    uniform included, fits in ``bits``."""
+    return bits + 1 if allocation == "released" else bits
 
 
 def _check_tensors(v: _V) -> None:

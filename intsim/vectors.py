@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from intsim.artifact import atomic_write_bytes
 from intsim.golden_dir import read_golden_dir, tensor_file_name
 
 FORMATS = ("readmemh", "c")
@@ -70,9 +71,7 @@ def _header_lines(meta: dict, comment: str) -> list[str]:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _readmemh(a: np.ndarray, meta: dict) -> str:

@@ -26,11 +26,14 @@ __all__ = ["plot_activation_histograms", "layer_sensitivity", "plot_layer_sensit
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
+    import io
+
+    from intsim.artifact import atomic_write_bytes
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, p)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(p, buf.getvalue())
     return p
 
 

@@ -40,8 +40,14 @@ def _plt():
 
 def _finish(fig, path):
     if path is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
-        fig.savefig(path, bbox_inches="tight", dpi=150)
+        import io
+
+        from intsim.artifact import atomic_write_bytes
+
+        ext = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, bbox_inches="tight", dpi=150)
+        atomic_write_bytes(path, buf.getvalue())
         _plt().close(fig)
     return fig
 

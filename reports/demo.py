@@ -395,10 +395,10 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
         counters.append(res.counters)
         bar.update(1)
     bar.close()
-    (out / "counters.json").write_text(json.dumps(
-        {"artifact_sha256": art.sha256,
-         "images": [{"source": f"{n}.png", "output": f"{n}_intsim.png", "counters": c}
-                    for (n, _, _), c in zip(cfg.eval_pairs, counters)]}, indent=1))
+    _write_json(out / "counters.json",
+                {"artifact_sha256": art.sha256,
+                 "images": [{"source": f"{n}.png", "output": f"{n}_intsim.png", "counters": c}
+                            for (n, _, _), c in zip(cfg.eval_pairs, counters)]})
     st.times["intsim"] = time.time() - t
 
     # 6. verify --------------------------------------------------------------------------------
@@ -409,7 +409,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     rep = verify(art, golden)
     bar.update(1)
     bar.close()
-    (out / "verify.json").write_text(json.dumps(rep.to_json(), indent=1))
+    _write_json(out / "verify.json", rep.to_json())
     st.times["verify"] = time.time() - t
 
     # 7. cost ----------------------------------------------------------------------------------
@@ -419,10 +419,10 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     bar = st.bar("cost", 2)
     acc = load_accelerator(accel)
     cost = estimate_cost(art, counters, acc)
-    (out / "cost.json").write_text(json.dumps(cost, indent=1))
+    _write_json(out / "cost.json", cost)
     bar.update(1)
     comp = compare_schemes(art, counters, acc)
-    (out / "cost_compare.json").write_text(json.dumps(comp, indent=1))
+    _write_json(out / "cost_compare.json", comp)
     bar.update(1)
     bar.close()
     st.times["cost"] = time.time() - t
@@ -466,9 +466,13 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
 def _write_summary(out: Path, summary: dict, st: _Stages, t_start: float) -> None:
     summary["stage_seconds"] = {k: round(v, 2) for k, v in st.times.items()}
     summary["seconds"] = round(time.time() - t_start, 2)
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out / "summary.json")
+    _write_json(out / "summary.json", summary)
+
+
+def _write_json(path: Path, obj) -> None:
+    from intsim.artifact import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode("utf-8"))
 
 
 def result_table(summary: dict) -> str:

@@ -324,8 +324,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                                                       indent=1)) + "</pre>")
     doc = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>"
            f"<style>{_CSS}</style></head><body>{''.join(parts)}</body></html>\n")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    os.replace(tmp, out_path)
+    from intsim.artifact import atomic_write_bytes
+
+    atomic_write_bytes(out_path, doc.encode("utf-8"))
     return out_path

@@ -58,7 +58,9 @@ def rewrite(readme: Path, summaries: list[dict]) -> bool:
     a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
     new = text[:a] + "\n" + render(summaries) + text[b:]
     if new != text:
-        readme.write_text(new)
+        from intsim.artifact import atomic_write_bytes
+
+        atomic_write_bytes(readme, new.encode("utf-8"))
         return True
     return False
 

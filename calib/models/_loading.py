@@ -6,6 +6,7 @@ pickled code can run); Keras HDF5 files are read with h5py by the model modules.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,19 +21,64 @@ class CheckpointError(ValueError):
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "generator")
 
 
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+_IMAGE_MAGICS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+                 (b"BM", "a BMP image"))
+
+
+def _sniff(p: Path) -> str | None:
+    """What ``p`` is when it clearly is not a torch checkpoint (``None``: it may be one)."""
+    with open(p, "rb") as f:
+        head = f.read(16)
+    if not head:
+        return "is empty (0 bytes), not a torch checkpoint"
+    if head.startswith(_HDF5_MAGIC):
+        return "is an HDF5 (Keras) file, not a torch checkpoint (only rdn_idealo takes HDF5 weights)"
+    for magic, what in _IMAGE_MAGICS:
+        if head.startswith(magic):
+            return f"is {what}, not a torch checkpoint"
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        return ("is not a torch checkpoint (neither a torch.save zip archive nor a legacy pickle; "
+                f"starts with {head[:8]!r})")
+    return None
+
+
+def _load_error(p: Path, exc: Exception) -> str:
+    """One line saying why ``torch.load(p, weights_only=True)`` failed (never advising weights_only=False)."""
+    text = " ".join(str(exc).split())
+    if "Weights only load failed" in text or type(exc).__name__ == "UnpicklingError":
+        m = (re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+             or re.search(r"unsupported GLOBAL ([\w.]+)", text))
+        what = f" (it references {m.group(1)})" if m else ""
+        return (f"{p}: holds pickled Python objects{what}, not just tensors; it was refused unread "
+                "(torch.load weights_only=True; no code from the file was run): save a plain state_dict, "
+                "torch.save(model.state_dict(), path)")
+    with open(p, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    if is_zip or isinstance(exc, (EOFError, OSError)) or "EOF" in text:  # a torch zip that fails to read
+        return (f"{p}: is truncated or corrupt, not a complete torch checkpoint "
+                f"({type(exc).__name__}: {text.split('. ')[0][:160] or 'unexpected end of file'}); download or save it again")
+    return f"{p}: cannot be read as a torch checkpoint ({type(exc).__name__}: {text[:160]})"
+
+
 def read_torch_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a ``.pt``/``.pth`` file safely (``weights_only=True``) into a plain dict."""
+    """Read a ``.pt``/``.pth`` file safely (``weights_only=True``) into a plain dict.
+
+    Refusals are :class:`CheckpointError` with one line naming the file and the problem: empty,
+    not a checkpoint at all (HDF5, image, other), truncated/corrupt, or holding pickled objects
+    (a saved ``nn.Module`` or a custom class: refused by ``weights_only=True`` before any of its
+    code can run).
+    """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: checkpoint not found")
+    what = _sniff(p)
+    if what is not None:
+        raise CheckpointError(f"{p}: {what}")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the file name and a hint
-        raise CheckpointError(
-            f"{p}: cannot be read as a torch checkpoint with weights_only=True "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            "Only plain state_dicts (tensors in dicts) are accepted; pickled model objects are refused."
-        ) from exc
+    except Exception as exc:
+        raise CheckpointError(_load_error(p, exc)) from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{p}: expected a state_dict (a mapping of tensors), got {type(obj).__name__}")
     return dict(obj)
@@ -58,7 +104,7 @@ def unwrap_state_dict(obj: Mapping, path: str | os.PathLike = "<checkpoint>") ->
 
 def strip_prefix(sd: Mapping[str, torch.Tensor], prefix: str = "module.") -> dict[str, torch.Tensor]:
     """Remove ``prefix`` from every key that has it (DataParallel checkpoints)."""
-    return {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in sd.items()}
+    return {(k.removeprefix(prefix)): v for k, v in sd.items()}
 
 
 def _fmt(keys, limit: int = 12) -> str:

@@ -22,6 +22,14 @@ msrresnet  RGB     [0, 1]       LR (BasicSR MSRResNet ×4)
 Y is MATLAB ``rgb2ycbcr``'s luma on 0–255, unrounded, for the network input. Y models'
 postprocess returns the uint8 Y plane (H×W); :mod:`reports.metrics` compares such a plane with the
 HR's uint8 Y plane (see its single-channel policy).
+
+Checksum policy (``intsim calibrate --weights FILE``, :func:`verify_if_official`): a file whose
+name is the official checkpoint's file name for a model with a published sha256 (``IMDN_x4.pth``,
+``carn_m.pth``, ``edsr_baseline_x2-1bc95232.pt``, ...) claims to be that checkpoint, so it is hashed
+and refused on a mismatch (:class:`ChecksumError`, both digests in the message) before it is
+unpickled; a corrupt or truncated download never gets calibrated. A file under any other name
+(a user's finetuned checkpoint) is not hashed; it is still loaded strictly (``weights_only=True``,
+every key and shape checked). ``intsim models --verify`` hashes the checkpoints under the data root.
 """
 from __future__ import annotations
 
@@ -36,8 +44,18 @@ import numpy as np
 
 from calib.data_root import data_root as _default_data_root
 
-__all__ = ["ModelEntry", "MODELS", "ChecksumError", "get_model", "verify_sha256", "sha256_file",
-           "list_models", "load_model", "resolve_checkpoint"]
+__all__ = [
+    "MODELS",
+    "ChecksumError",
+    "ModelEntry",
+    "get_model",
+    "list_models",
+    "load_model",
+    "resolve_checkpoint",
+    "sha256_file",
+    "verify_if_official",
+    "verify_sha256",
+]
 
 
 class ChecksumError(ValueError):
@@ -55,10 +73,11 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def verify_sha256(path: str | os.PathLike, expected: str) -> str:
+def verify_sha256(path: str | os.PathLike, expected: str, what: str = "") -> str:
     """Hash ``path`` and compare with ``expected`` (hex, case-insensitive); return the digest.
 
-    Raises :class:`ChecksumError` naming the file, both digests and what to do.
+    Raises :class:`ChecksumError` naming the file, both digests and what to do (``what``: which
+    official checkpoint the file was expected to be, for the message).
     """
     p = Path(path)
     if not p.is_file():
@@ -66,9 +85,23 @@ def verify_sha256(path: str | os.PathLike, expected: str) -> str:
     got = sha256_file(p)
     if got.lower() != expected.strip().lower():
         raise ChecksumError(
-            f"{p}: sha256 {got} does not match the published {expected.strip().lower()}; the file is "
-            "corrupt, truncated or a different checkpoint (download it again or pass the right file)")
+            f"{p}: sha256 {got} does not match the published {expected.strip().lower()}"
+            f"{f' of the official {what}' if what else ''}; the file is "
+            "corrupt, truncated or a different checkpoint (download it again or pass the right file"
+            f"{'; rename a finetuned checkpoint so it does not pose as the official one' if what else ''})")
     return got
+
+
+def verify_if_official(name: str, path: str | os.PathLike) -> str | None:
+    """The checksum policy (module docstring): if ``path``'s file name is an official checkpoint
+    name of model ``name`` with a published sha256, verify it (:class:`ChecksumError` on a
+    mismatch) and return the digest; otherwise return ``None`` without hashing."""
+    entry = get_model(name)
+    base = Path(path).name
+    for s, rel in entry.checkpoints.items():
+        if Path(rel).name == base and s in entry.sha256:
+            return verify_sha256(path, entry.sha256[s], f"{entry.name} checkpoint {base}")
+    return None
 
 
 # --------------------------------------------------------------------------- pre/post-processing
@@ -199,15 +232,20 @@ class ModelEntry:
 
 
 def _edsr_build(scale: int):
-    from calib.models.edsr import EDSR  # lazy: written separately, torch needed only here
+    # lazy: written separately, torch needed only here
+    from calib.models.edsr import EDSR
 
     return EDSR(scale, n_resblocks=16, n_feats=64, res_scale=1.0, rgb_range=255, n_colors=3)
 
 
 def _edsr_load(path: str | os.PathLike, scale: int):
     """Official EDSR-PyTorch ``edsr_baseline_x{s}-*.pt`` (plain state_dict)."""
-    from calib.models._loading import (load_state_dict_strict, read_torch_checkpoint, strip_prefix,
-                                       unwrap_state_dict)
+    from calib.models._loading import (
+        load_state_dict_strict,
+        read_torch_checkpoint,
+        strip_prefix,
+        unwrap_state_dict,
+    )
 
     sd = unwrap_state_dict(read_torch_checkpoint(path), path)
     sd = strip_prefix(strip_prefix(sd, "module."), "model.")

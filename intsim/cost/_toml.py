@@ -32,6 +32,8 @@ def read_toml(path: str | os.PathLike) -> dict:
         raise ConfigError(f"{path}: not UTF-8 text ({e})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    except RecursionError:  # e.g. a = [[[[…]]]] 100000 deep (found by fuzzing)
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply to parse)") from None
 
 
 class Section:

@@ -129,6 +129,13 @@ class AcceleratorConfig:
         for key, v in (("process_nm", self.process_nm), ("voltage_v", self.voltage_v)):
             if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")):
                 raise ConfigError(f"{where}: [energy] {key}: must be a finite number > 0, got {v!r}")
+        try:  # (node/node_ref)·(V/V_ref)²·scale: huge or tiny inputs overflow (found by fuzzing)
+            ls = self.logic_scale
+        except (OverflowError, ValueError):
+            ls = float("inf")
+        if not 0 < ls < float("inf"):
+            raise ConfigError(f"{where}: [energy] process_nm, voltage_v, scale: the logic energy factor "
+                              f"(node/node_ref)·(V/V_ref)²·scale = {ls:g} is not a finite number > 0")
 
     # ---- derived
     @property
@@ -191,15 +198,18 @@ def packaged_accelerators() -> dict[str, Path]:
 
 def _resolve_table(ref: str, base: Path, where: str) -> Path:
     p = Path(ref)
-    if p.is_absolute():
-        if p.is_file():
-            return p
-    else:
-        if (base / p).is_file():
-            return base / p
-        pkg = packaged_table_path(ref)
-        if pkg.is_file():
-            return pkg
+    try:
+        if p.is_absolute():
+            if p.is_file():
+                return p
+        else:
+            if (base / p).is_file():
+                return base / p
+            pkg = packaged_table_path(ref)
+            if pkg.is_file():
+                return pkg
+    except OSError:  # e.g. ENAMETOOLONG for a 300-character name (found by fuzzing)
+        pass
     raise ConfigError(f"{where}: [energy] table: energy table {ref!r} not found (looked beside the file and in intsim/cost/)")
 
 

@@ -254,7 +254,18 @@ CODEBOOK_CASES = [
      "does not fit int64"),
     ("huge_int", _cbm(lambda c: c["segments"][0].update(origin=1 << 70), CB1), "is out of range"),
     ("allocation_type", _cbm(lambda c: c.update(allocation=3)), "allocation must be a string"),
+    ("codes_exceed_bits", _cbm(lambda c: c.update(bits=1)), "7 codes need 3 bits, more than the 2 its declaration allows (bits = 1, "
+     "allocation 'released'"),
+    ("uniform_exceeds_bits", _cbm(lambda c: c["segments"][0].update(qmax=c["segments"][0]["qmax"] + 1), CB1),
+     "its declaration allows"),
 ]
+
+
+def test_declared_code_bits():
+    from intsim.validate import declared_code_bits
+
+    assert declared_code_bits("released", 4) == 5  # N = 31 codes (§3.3 example) fit 5 bits
+    assert declared_code_bits("budgeted", 4) == declared_code_bits("uniform", 4) == 4
 
 
 @pytest.mark.parametrize("mutate,fragment", [c[1:] for c in CODEBOOK_CASES], ids=[c[0] for c in CODEBOOK_CASES])

@@ -1,0 +1,243 @@
+"""Input-size facts of an artifact's graph: receptive field, smallest runnable size, memory estimates.
+
+Pure functions of the graph and an input size (no pixels are touched). Sizes
+are in pixels of the graph's input image, memory in bytes.
+
+* :func:`receptive_field` — the *local* receptive field ``(rows, cols)`` of the
+  graph output: how many input pixels one output pixel can read through the
+  spatial ops (kernel, stride, dilation, transposed stride, upsampling), over
+  every path. Global pools (``mean_pool``, ``std_pool``) read the whole image by
+  design and are not counted (zero padding never enters them).
+* :func:`size_problem` — ``None`` when the graph can run on an ``h × w`` image,
+  else the reason: some op's output would be empty (e.g. an unpadded conv on a
+  too-small image), or an element-wise op would combine tensors of different
+  sizes (e.g. a stride-2 path re-joining a skip path on an odd size).
+* :func:`min_input_size` — the smallest ``(h, w)`` on which every tensor is non-empty.
+* :func:`untiled_peak_bytes` — the peak memory of :func:`intsim.engine.run`
+  (``keep_tensors=False``): the largest sum of tensors live at once (uint8
+  images, int64 streams and codes, as the engine holds them) plus
+  ``WORKSPACE`` int64 output-sized temporaries of the running op.
+* :func:`tiled_peak_bytes` — the same for :func:`intsim.tiling.run_tiled` in
+  bands of ``tile_rows`` rows: the input image, the graph outputs, every
+  materialized tensor (compact storage, see :mod:`intsim.tiling`) and the line
+  buffers (band plus halo rows of each streamed tensor, int64).
+* :func:`golden_bytes` — golden (torch float64) keeps every tensor of the whole
+  image: all tensors at 8 bytes per element, twice (the torch run and the copy
+  kept for writing).
+
+Estimates are deliberately conservative (an upper bound up to allocator noise),
+not exact: they decide between an untiled run, a tiled run and a refusal.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+from intsim.artifact import Artifact
+
+GLOBAL_OPS = frozenset({"mean_pool", "std_pool"})
+JOIN_OPS = frozenset({"add", "mul", "concat"})  # element-wise / channel ops whose spatial inputs must agree
+MIB = 1 << 20
+WORKSPACE = 4  # int64 output-sized temporaries of one op (requantize, resampling), measured with tracemalloc
+
+
+def _pair(v) -> tuple[int, int]:
+    if isinstance(v, (int, float)):
+        return int(v), int(v)
+    v = list(v)
+    return (int(v[0]), int(v[0])) if len(v) == 1 else (int(v[0]), int(v[1]))
+
+
+def _global_tensors(art: Artifact) -> set[str]:
+    """Tensors that do not depend on position (outputs of global pools and ops on them only)."""
+    glob: set[str] = set()
+    for op in art.ops:
+        if op.op in GLOBAL_OPS or (op.inputs and all(t in glob for t in op.inputs)):
+            glob.update(op.outputs)
+    return glob
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Local receptive field of the graph output, in input pixels (rows, cols); ``None`` for a global output."""
+
+    rows: int | None
+    cols: int | None
+
+
+def receptive_field(art: Artifact) -> ReceptiveField:
+    """Receptive field of ``art.outputs[0]`` over all paths (see the module docstring)."""
+    # per tensor and axis: (extent in input pixels, jump = input pixels per step of this tensor)
+    rf: dict[str, list[tuple[Fraction, Fraction]]] = {art.inputs[0]: [(Fraction(1), Fraction(1))] * 2}
+    glob = _global_tensors(art)
+    for op in art.ops:
+        ins = [rf[t] for t in op.inputs if t in rf and t not in glob]
+        if op.op in GLOBAL_OPS or not ins:
+            continue
+        out = []
+        for ax in range(2):
+            ext = max(i[ax][0] for i in ins)
+            jump = max(i[ax][1] for i in ins)
+            a = op.attrs
+            if op.op == "conv2d":
+                k = int(a["kernel"][ax])
+                s, d = _pair(a.get("stride", 1))[ax], _pair(a.get("dilation", 1))[ax]
+                ext, jump = ext + (k - 1) * d * jump, jump * s
+            elif op.op == "conv_transpose2d":
+                k, s = int(a["kernel"][ax]), _pair(a.get("stride", 1))[ax]
+                ext, jump = ext + (math.ceil(k / s) - 1) * jump, jump / s
+            elif op.op in ("pixel_shuffle", "upsample_nearest"):
+                jump = jump / int(a["factor"])
+            elif op.op == "upsample_bilinear":
+                ext, jump = ext + jump, jump / int(a["factor"])
+            out.append((ext, jump))
+        for t in op.outputs:
+            rf[t] = out
+    o = art.outputs[0]
+    if o not in rf or o in glob:
+        return ReceptiveField(None, None)
+    return ReceptiveField(math.ceil(rf[o][0][0]), math.ceil(rf[o][1][0]))
+
+
+def tensor_shapes(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
+    """``tensor → (H, W)`` for an ``h × w`` input image (pixels; global tensors are 1×1)."""
+    from intsim.tiling import infer_heights
+
+    return infer_heights(art, h, w)
+
+
+def _first_problem(art: Artifact, h: int, w: int):
+    """``(op, kind, sizes)`` of the first op that cannot run on ``h × w``, or ``None``."""
+    hw = tensor_shapes(art, h, w)
+    glob = _global_tensors(art)
+    for op in art.ops:
+        for t in op.outputs:
+            if t not in glob and (hw[t][0] < 1 or hw[t][1] < 1):
+                return op, "empty", None
+        if op.op in JOIN_OPS:
+            sizes = sorted({hw[t] for t in op.inputs if t not in glob})
+            if len(sizes) > 1:
+                return op, "mismatch", sizes[:2]
+    return None
+
+
+def size_problem(art: Artifact, h: int, w: int) -> str | None:
+    """Why the graph cannot run on an ``h × w`` image, or ``None`` when it can."""
+    found = _first_problem(art, h, w)
+    if found is None:
+        return None
+    op, kind, sizes = found
+    if kind == "empty":
+        mh, mw = min_input_size(art)
+        return (f"image {w}×{h} (W×H) is too small for this network: op {op.name!r} ({op.op}) would "
+                f"produce an empty output; it needs at least {mw}×{mh} pixels")
+    (ah, aw), (bh, bw) = sizes
+    hint = ""
+    for d in range(1, 129):
+        cands = [(h + dh, w + dw) for dh in range(d + 1) for dw in range(d + 1) if max(dh, dw) == d]
+        ok = [(ch, cw) for ch, cw in cands if _first_problem(art, ch, cw) is None]
+        if ok:
+            ch, cw = min(ok, key=lambda c: (c[0] * c[1], c))
+            hint = f"; the nearest larger size that runs is {cw}×{ch}"
+            break
+    return (f"image {w}×{h} (W×H) does not fit this network: op {op.name!r} ({op.op}) combines "
+            f"tensors of {aw}×{ah} and {bw}×{bh}{hint}")
+
+
+def min_input_size(art: Artifact, limit: int = 4096) -> tuple[int, int]:
+    """Smallest ``(h, w)`` for which every spatial tensor is non-empty (each axis independently)."""
+    glob = _global_tensors(art)
+    best: list[int | None] = [None, None]
+    for n in range(1, limit + 1):
+        hw = tensor_shapes(art, n, n)
+        for ax in range(2):
+            if best[ax] is None and all(v[ax] >= 1 for t, v in hw.items() if t not in glob):
+                best[ax] = n
+        if None not in best:
+            break
+    return (best[0] or limit, best[1] or limit)
+
+
+def _engine_bytes(art: Artifact, t: str) -> int:
+    return 1 if art.tensors[t].kind == "image" else 8
+
+
+def untiled_peak_bytes(art: Artifact, h: int, w: int) -> int:
+    """Estimated peak bytes of ``engine.run(art, image, keep_tensors=False)`` on an ``h × w`` image."""
+    hw = tensor_shapes(art, h, w)
+
+    def size(t: str) -> int:
+        return max(hw[t][0], 0) * max(hw[t][1], 0) * art.tensors[t].channels * _engine_bytes(art, t)
+
+    uses: dict[str, int] = {}
+    for op in art.ops:
+        for t in op.inputs:
+            uses[t] = uses.get(t, 0) + 1
+    live = {art.inputs[0]: size(art.inputs[0])}
+    peak = sum(live.values())
+    outputs = set(art.outputs)
+    for op in art.ops:
+        produced = {t: size(t) for t in op.outputs}
+        work = WORKSPACE * max((max(hw[t][0], 0) * max(hw[t][1], 0) * art.tensors[t].channels * 8
+                                for t in op.outputs), default=0)
+        peak = max(peak, sum(live.values()) + sum(produced.values()) + work)
+        live.update(produced)
+        for t in op.inputs:
+            uses[t] -= 1
+            if uses[t] == 0 and t not in outputs:
+                live.pop(t, None)
+    return int(peak)
+
+
+def tiled_peak_bytes(art: Artifact, h: int, w: int, tile_rows: int) -> int:
+    """Estimated peak bytes of ``run_tiled(art, image, tile_rows)`` on an ``h × w`` image."""
+    from intsim.tiling import _store_dtype, plan
+
+    hw = tensor_shapes(art, h, w)
+    P = plan(art)
+    # rows kept for the next band: the largest kernel reach, dilation included
+    halo = 2 + max([(int(op.attrs["kernel"][0]) - 1) * _pair(op.attrs.get("dilation", 1))[0]
+                    for op in art.ops if op.op in ("conv2d", "conv_transpose2d")] + [2])
+    total = h * w * art.tensors[art.inputs[0]].channels
+    for t, (th, tw) in hw.items():
+        if P.is_global.get(t, False) or t == art.inputs[0]:
+            continue
+        c = art.tensors[t].channels
+        if t in P.materialize:
+            total += th * tw * c * _store_dtype(art, t).itemsize
+            if t in art.outputs:
+                total += th * tw * c * _engine_bytes(art, t)  # the engine-dtype copy returned
+        else:
+            band = min(th, math.ceil(tile_rows * th / max(h, 1)) + halo)
+            total += band * tw * c * 8 * 2  # the line buffer and the op's band output
+    return int(total)
+
+
+def golden_bytes(art: Artifact, h: int, w: int) -> int:
+    """Estimated bytes golden holds for one ``h × w`` input: every tensor in float64, twice."""
+    hw = tensor_shapes(art, h, w)
+    return int(2 * 8 * sum(max(v[0], 0) * max(v[1], 0) * art.tensors[t].channels for t, v in hw.items()))
+
+
+def default_budget_bytes() -> int:
+    """Half of the available memory (``MemAvailable`` of /proc/meminfo; 4 GiB when unknown)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024 // 2
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def mib(n: int) -> str:
+    """``n`` bytes as a short figure: KiB below 1 MiB, else MiB."""
+    if n < MIB:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / MIB:.1f} MiB" if n < 100 * MIB else f"{n / MIB:.0f} MiB"

@@ -1,0 +1,212 @@
+"""Robustness cases: checkpoints handed to ``intsim calibrate --weights`` (see harness.py for the contract).
+
+Every case is refused while the model is built, before any calibration image is read, so each
+runs in well under a second. The output ``-o`` is a pre-existing artifact with old content: a
+refusal must leave it unchanged.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.robustness.harness import Case, Setup, valid_image
+
+_DATA_ROOT = Path(os.environ.get("INTSIM_DATA_ROOT", Path(__file__).parents[3] / "shared"))
+
+
+def _calibrate(folder: Path, model: str, weights: Path, scale: int = 2, extra: tuple = ()) -> Setup:
+    cal = folder / "calib"
+    cal.mkdir(exist_ok=True)
+    valid_image(cal, "a.png", 24, 24)
+    valid_image(cal, "b.png", 20, 28)
+    out = folder / "model.intsim"
+    out.write_bytes(b"an earlier artifact")
+    argv = ["calibrate", "--model", model, "--weights", weights, "--scale", str(scale), "--bits", "W8A8",
+            "--calib-data", cal, "--n-images", "1", "--patch", "8", "-o", out]
+    return Setup(argv, str(weights), [out, *extra])
+
+
+def _tiny_state_dict(**extra):
+    import torch
+
+    from reports.demo import build_tiny_sr
+
+    torch.manual_seed(0)
+    return {**build_tiny_sr().state_dict(), **extra}
+
+
+# ---------------------------------------------------------------- wrong architecture
+def _imdn_to_carn(folder: Path) -> Setup:
+    return _calibrate(folder, "carn_m", _DATA_ROOT / "weights" / "imdn" / "IMDN_x2.pth")
+
+
+def _synthetic_wrong_arch(folder: Path) -> Setup:
+    import torch
+
+    sd = _tiny_state_dict()
+    sd = {k: v for k, v in sd.items() if not k.startswith("tail.")}  # missing the upsampler …
+    sd["head.1.weight"] = torch.zeros(8, 3, 3, 3)  # … and a key no tiny_sr has
+    p = folder / "other_net.pt"
+    torch.save(sd, p)
+    return _calibrate(folder, "tiny_sr", p)
+
+
+def _wrong_scale(folder: Path) -> Setup:
+    return _calibrate(folder, "imdn", _DATA_ROOT / "weights" / "imdn" / "IMDN_x2.pth", scale=4)
+
+
+# ---------------------------------------------------------------- pickled code
+class _Payload:
+    """Unpickling this would create ``marker`` (a folder): proof that pickled code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+def _pickled_code(folder: Path) -> Setup:
+    import torch
+
+    marker = folder / "PICKLED_CODE_RAN"
+    p = folder / "finetuned.pt"
+    torch.save({"weight": _Payload(marker)}, p)
+    setup = _calibrate(folder, "tiny_sr", p, extra=(marker,))
+    return setup
+
+
+def _pickled_module(folder: Path) -> Setup:
+    import torch
+
+    from reports.demo import build_tiny_sr
+
+    p = folder / "whole_model.pt"
+    torch.save(build_tiny_sr(), p)  # the nn.Module object, not its state_dict
+    return _calibrate(folder, "tiny_sr", p)
+
+
+# ---------------------------------------------------------------- damaged / not a checkpoint
+def _sha_mismatch(folder: Path) -> Setup:
+    import torch
+
+    p = folder / "IMDN_x4.pth"  # the official file name: the file claims to be the published checkpoint
+    torch.save({"fea_conv.weight": torch.zeros(1)}, p)
+    return _calibrate(folder, "imdn", p, scale=4)
+
+
+def _truncated(folder: Path) -> Setup:
+    from reports.demo import DEMO_WEIGHTS
+
+    data = DEMO_WEIGHTS.read_bytes()
+    p = folder / "tiny_sr_download.pt"
+    p.write_bytes(data[: len(data) * 2 // 3])
+    return _calibrate(folder, "tiny_sr", p)
+
+
+def _not_a_checkpoint(folder: Path) -> Setup:
+    p = valid_image(folder, "weights.pt")  # a PNG under a checkpoint's name
+    return _calibrate(folder, "tiny_sr", p)
+
+
+def _text_file(folder: Path) -> Setup:
+    p = folder / "weights.pth"
+    p.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0000\nsize 5490680\n")
+    return _calibrate(folder, "tiny_sr", p)
+
+
+def _empty(folder: Path) -> Setup:
+    p = folder / "weights.pt"
+    p.write_bytes(b"")
+    return _calibrate(folder, "tiny_sr", p)
+
+
+def _no_tensors(folder: Path) -> Setup:
+    import torch
+
+    p = folder / "optimizer_only.pt"
+    torch.save({"epoch": 300, "optimizer": {"lr": 1e-4}}, p)
+    return _calibrate(folder, "tiny_sr", p)
+
+
+def _missing(folder: Path) -> Setup:
+    return _calibrate(folder, "tiny_sr", folder / "nowhere.pt")
+
+
+# ---------------------------------------------------------------- Keras HDF5
+def _hdf5_to_torch_model(folder: Path) -> Setup:
+    return _calibrate(folder, "imdn", _DATA_ROOT / "weights" / "rdn-idealo" / "psnr-small-x2.h5")
+
+
+def _idealo_wrong_layers(folder: Path) -> Setup:
+    import h5py
+    import numpy as np
+
+    p = folder / "rdn-other.h5"
+    with h5py.File(p, "w") as f:
+        g = f.create_group("model_weights")
+        g.create_dataset("F_m1/F_m1/kernel:0", data=np.zeros((3, 3, 3, 32), np.float32))  # G0=32, not 64
+        g.create_dataset("F_m1/F_m1/bias:0", data=np.zeros(32, np.float32))
+        g.create_dataset("conv_extra/conv_extra/kernel:0", data=np.zeros((1, 1, 3, 3), np.float32))
+    return _calibrate(folder, "rdn_idealo", p)
+
+
+def _torch_to_idealo(folder: Path) -> Setup:
+    from reports.demo import DEMO_WEIGHTS
+
+    p = folder / "tiny_sr_x2.pt"
+    p.write_bytes(DEMO_WEIGHTS.read_bytes())
+    return _calibrate(folder, "rdn_idealo", p)
+
+
+_T, _TD = ("torch",), ("torch", "data")
+_SHA_POLICY = ("a file named like an official checkpoint (IMDN_x4.pth, carn_m.pth, edsr_baseline_x2-1bc95232.pt…) "
+               "must carry its published sha256; any other name (a finetuned checkpoint) is not hashed but loaded strictly")
+def _models_verify(folder: Path) -> Setup:
+    """``intsim models --verify`` over a data root whose IMDN ×4 checkpoint is not the official file."""
+    fake = folder / "root" / "weights" / "imdn" / "IMDN_x4.pth"
+    fake.parent.mkdir(parents=True)
+    fake.write_bytes(b"not the published checkpoint")
+    return Setup(["models", "--verify", "--data-root", folder / "root"], str(fake), [fake])
+
+
+_SAFE = "only torch.load(weights_only=True): pickled objects are refused unread, never unpickled"
+
+CASES: list[Case] = [
+    Case("checkpoint-sha256-mismatch-listing", "Checkpoints", "`intsim models --verify` finds a checkpoint "
+         "whose sha256 is not the published one", _models_verify, "sha256 does not match the published",
+         policy="the listing is printed (MISMATCH in its column), then the refusal", needs=("torch",)),
+    Case("checkpoint-wrong-architecture", "Checkpoints", "an IMDN checkpoint given to --model carn_m",
+         _imdn_to_carn, "missing keys (58)", policy="strict load: missing and unexpected keys listed", needs=_TD),
+    Case("checkpoint-wrong-architecture-synthetic", "Checkpoints",
+         "a state_dict of another network (keys missing and extra)", _synthetic_wrong_arch, "unexpected keys (1): head.1.weight",
+         policy="strict load: missing and unexpected keys listed", needs=_T),
+    Case("checkpoint-wrong-scale", "Checkpoints", "the ×2 IMDN checkpoint with --scale 4", _wrong_scale,
+         "shape mismatches (2): upsampler.0.weight", policy="strict load: shapes compared", needs=_TD),
+    Case("checkpoint-pickled-code", "Checkpoints",
+         "a checkpoint whose pickle would run code (a __reduce__ that creates a folder)", _pickled_code,
+         "holds pickled Python objects (it references os.makedirs)",
+         policy=_SAFE + "; the test watches the folder the payload would create", needs=_T),
+    Case("checkpoint-pickled-module", "Checkpoints", "torch.save(model) instead of torch.save(model.state_dict())",
+         _pickled_module, "save a plain state_dict", policy=_SAFE, needs=_T),
+    Case("checkpoint-sha256-mismatch", "Checkpoints", "a file named IMDN_x4.pth that is not the published checkpoint",
+         _sha_mismatch, "does not match the published e660c38221147217a136debeb99eb304d62d9c0f73ac421ed66281b619719714",
+         policy=_SHA_POLICY, needs=_T),
+    Case("checkpoint-truncated", "Checkpoints", "a checkpoint cut short (interrupted download)", _truncated,
+         "is truncated or corrupt", needs=_T),
+    Case("checkpoint-not-a-checkpoint", "Checkpoints", "a PNG image passed as --weights", _not_a_checkpoint,
+         "is a PNG image, not a torch checkpoint", needs=_T),
+    Case("checkpoint-text-file", "Checkpoints", "a text file (a Git LFS pointer) passed as --weights", _text_file,
+         "is not a torch checkpoint", needs=_T),
+    Case("checkpoint-empty", "Checkpoints", "an empty checkpoint file", _empty, "is empty (0 bytes)", needs=_T),
+    Case("checkpoint-no-tensors", "Checkpoints", "a training-state file with no weights in it", _no_tensors,
+         "holds no tensors", needs=_T),
+    Case("checkpoint-missing", "Checkpoints", "--weights path does not exist", _missing, "does not exist", needs=_T),
+    Case("checkpoint-hdf5-to-torch-model", "Checkpoints", "the idealo Keras HDF5 file given to --model imdn",
+         _hdf5_to_torch_model, "is an HDF5 (Keras) file, not a torch checkpoint", needs=_TD),
+    Case("checkpoint-keras-wrong-layers", "Checkpoints", "a Keras HDF5 file of another network for rdn_idealo",
+         _idealo_wrong_layers, "does not fit the idealo RDN", policy="strict load: missing and unexpected layers listed",
+         needs=_T),
+    Case("checkpoint-torch-to-keras-model", "Checkpoints", "a torch checkpoint given to rdn_idealo (Keras HDF5)",
+         _torch_to_idealo, "not a readable HDF5 file", needs=_T),
+]

@@ -1,0 +1,130 @@
+"""Robustness cases: golden folders handed to ``intsim verify`` and ``intsim export-vectors``.
+
+Each bad golden is a valid engine-written golden (harness.valid_golden, two inputs)
+with one thing broken. ``verify`` writes nothing, so the golden folder itself is
+watched; ``export-vectors`` must not create its output folder.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from intsim.artifact import npy_bytes
+from tests.robustness.harness import Case, Setup, valid_artifact, valid_golden, valid_pixels
+
+TENSOR = "tensors/0/head.conv.out.npy"
+
+
+def _manifest(g: Path) -> dict:
+    return json.loads((g / "manifest.json").read_text())
+
+
+def _write_manifest(g: Path, m: dict) -> None:
+    (g / "manifest.json").write_text(json.dumps(m))
+
+
+def _verify(edit: Callable[[Path], None], art_seed: int = 0) -> Callable[[Path], Setup]:
+    def build(folder: Path) -> Setup:
+        g = valid_golden(folder)
+        edit(g)
+        art = valid_artifact(folder, seed=art_seed)
+        return Setup(["verify", art, g], str(g), [g])
+
+    return build
+
+
+def _export(edit: Callable[[Path], None]) -> Callable[[Path], Setup]:
+    def build(folder: Path) -> Setup:
+        g = valid_golden(folder)
+        edit(g)
+        out = folder / "vectors"
+        return Setup(["export-vectors", g, "-o", out], str(g), [g, out])
+
+    return build
+
+
+def _drop_tensor(g: Path) -> None:
+    (g / TENSOR).unlink()
+
+
+def _changed_tensor(g: Path) -> None:
+    a = np.load(g / TENSOR, allow_pickle=False).copy()
+    a.flat[0] += 1
+    (g / TENSOR).write_bytes(npy_bytes(a))  # the manifest keeps the old sha256
+
+
+def _truncated_tensor(g: Path) -> None:
+    data = (g / TENSOR).read_bytes()
+    (g / TENSOR).write_bytes(data[: len(data) // 2])
+
+
+def _pickled_tensor(g: Path) -> None:
+    import io
+
+    obj = np.empty(1, dtype=object)
+    obj[0] = {"payload": "a pickled object"}
+    buf = io.BytesIO()
+    np.save(buf, obj, allow_pickle=True)  # only ever written here, never read back with pickle
+    data = buf.getvalue()
+    (g / TENSOR).write_bytes(data)
+    m = _manifest(g)
+    for t in m["tensors"]:
+        if t["file"] == TENSOR:
+            t["sha256"] = hashlib.sha256(data).hexdigest()
+    _write_manifest(g, m)
+
+
+def _another_input(g: Path) -> None:
+    # The manifest of a run on another image: input 0's recorded hash is that image's.
+    other = valid_pixels(12, 10, seed=7)
+    m = _manifest(g)
+    m["inputs"][0]["sha256"] = hashlib.sha256(other.tobytes()).hexdigest()
+    _write_manifest(g, m)
+
+
+def _no_manifest(g: Path) -> None:
+    (g / "manifest.json").unlink()
+
+
+def _manifest_not_json(g: Path) -> None:
+    (g / "manifest.json").write_text("{ this is not json")
+
+
+def _manifest_unknown_version(g: Path) -> None:
+    m = _manifest(g)
+    m["version"] = 99
+    _write_manifest(g, m)
+
+
+def _escaping_path(g: Path) -> None:
+    m = _manifest(g)
+    m["tensors"][1]["file"] = "../../etc/passwd"
+    _write_manifest(g, m)
+
+
+CASES: list[Case] = [
+    Case("golden-missing-tensor", "Goldens", "a tensor file listed in the manifest is missing",
+         _verify(_drop_tensor), "missing"),
+    Case("golden-hash-mismatch", "Goldens", "a tensor file changed, the manifest keeps its old sha256",
+         _verify(_changed_tensor), "sha256"),
+    Case("golden-truncated-tensor", "Goldens", "a truncated tensor file", _verify(_truncated_tensor), "not a valid .npy array"),
+    Case("golden-pickled-tensor", "Goldens", "a tensor file holding a pickled object (hash updated to match)",
+         _verify(_pickled_tensor), "holds a pickled/object array, refused", policy="never unpickled: np.load(allow_pickle=False)"),
+    Case("golden-other-artifact", "Goldens", "a golden made from another artifact",
+         _verify(lambda g: None, art_seed=1), "golden was made from another artifact"),
+    Case("golden-other-input", "Goldens", "a manifest written for another input image",
+         _verify(_another_input), "written for another input image"),
+    Case("golden-no-manifest", "Goldens", "no manifest.json", _verify(_no_manifest), "manifest"),
+    Case("golden-manifest-not-json", "Goldens", "manifest.json is not JSON", _verify(_manifest_not_json),
+         "manifest"),
+    Case("golden-manifest-version", "Goldens", "unknown manifest version", _verify(_manifest_unknown_version),
+         "version"),
+    Case("golden-escaping-path", "Goldens", "a manifest file path escaping the folder (`../../etc/passwd`)",
+         _verify(_escaping_path), "../../etc/passwd"),
+    Case("golden-export-missing-tensor", "Goldens", "export-vectors from a golden with a missing tensor",
+         _export(_drop_tensor), "missing"),
+]
