@@ -251,6 +251,9 @@ def accelerator_from_dict(doc: dict, where: str = "<dict>", base_dir: str | os.P
     s.done()
     if bpc is None:
         bpc = gbs * 1e9 / (clock * 1e6)
+        if not 0 < bpc < float("inf"):  # e.g. gb_per_s = 1e300 with a tiny clock
+            raise ConfigError(f"{where}: [dram] gb_per_s = {gbs} at clock_mhz = {clock} gives {bpc} bytes per "
+                              "cycle; give a finite, positive bandwidth")
 
     s = Section(doc, "datapath", where)
     wb = s.integer("weight_bits", lo=1, hi=32)

@@ -962,6 +962,8 @@ def load_counters(path_or_obj, artifact_sha256: str | None = None) -> list[dict]
             raise ValueError(f"{where}: cannot read ({e.strerror})") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"{where}: not valid JSON ({e})") from None
+        except RecursionError:  # [[[[…]]]] nested 100000 deep
+            raise ValueError(f"{where}: nested too deeply to parse") from None
     if isinstance(obj, dict) and "images" in obj:
         sha = obj.get("artifact_sha256")
         if sha and artifact_sha256 and sha != artifact_sha256:

@@ -3,8 +3,8 @@
 Every target is a reader with a documented clean error type. A case passes when the
 reader returns, or raises exactly that type with a one-line message naming the file.
 Anything else (another exception, a multi-line or anonymous message, a case running
-longer than ``HANG_S`` seconds, or the process's peak memory passing ``MEM_LIMIT``) is
-a failure.
+longer than ``HANG_S`` seconds, or one raising the process's peak memory by more than
+``MEM_LIMIT``) is a failure.
 
 Budget: ``INTSIM_FUZZ_EXAMPLES`` (default :data:`CI_EXAMPLES`) examples per target,
 derandomized (reproducible CI) unless ``INTSIM_FUZZ_RANDOM=1``. With
@@ -36,7 +36,7 @@ RECORD = os.environ.get("INTSIM_FUZZ_RECORD") == "1"
 HANG_S = 20.0  # a single case running this long is a hang
 DEADLINE_S = 5.0  # hypothesis per-example deadline (generous for slow 2-core CI)
 MAX_BYTES = 1 << 16  # generated files are at most 64 KiB: reads of them are bounded
-MEM_LIMIT = 2 << 30  # peak RSS (bytes) a case may drive the process to
+MEM_LIMIT = 1 << 30  # growth of the process's peak RSS (bytes) one case may cause
 
 STATS: dict[str, dict] = {}  # target -> {"cases", "failures", "max_case_s", "examples": [...]}
 
@@ -97,6 +97,7 @@ def check(target: str, fn, error_type: type, names, describe: str = "") -> None:
     st_ = STATS.setdefault(target, {"cases": 0, "failures": 0, "max_case_s": 0.0, "examples": [], "outcomes": {}})
     st_["cases"] += 1
     problem = None
+    rss0 = _peak_rss()
     t0 = time.perf_counter()
     try:
         with _alarm(HANG_S):
@@ -117,8 +118,8 @@ def check(target: str, fn, error_type: type, names, describe: str = "") -> None:
         problem = f"uncaught {type(e).__name__} at {at}: {str(e)[:300]}"
     dt = time.perf_counter() - t0
     st_["max_case_s"] = max(st_["max_case_s"], dt)
-    if problem is None and _peak_rss() > MEM_LIMIT:
-        problem = f"peak memory {_peak_rss() >> 20} MiB exceeds {MEM_LIMIT >> 20} MiB (unbounded read?)"
+    if problem is None and _peak_rss() - rss0 > MEM_LIMIT:
+        problem = f"peak memory grew by {(_peak_rss() - rss0) >> 20} MiB > {MEM_LIMIT >> 20} MiB (unbounded read?)"
     if problem is None:
         return
     if RECORD:

@@ -18,11 +18,14 @@ def _edge_npu_text() -> str:
     return packaged_accelerators()["edge_npu"].read_text(encoding="utf-8")
 
 
-def _accel_file(folder: Path, old: str, new: str, name: str = "my_npu.toml") -> Path:
+def _accel_file(folder: Path, old: str, new: str, *more: tuple[str, str], name: str = "my_npu.toml") -> Path:
+    """edge_npu.toml with ``old`` replaced by ``new`` (and each further (old, new) pair of ``more``)."""
     text = _edge_npu_text()
-    assert old in text, old
+    for o, n in ((old, new), *more):
+        assert o in text, o
+        text = text.replace(o, n, 1)
     p = folder / name
-    p.write_text(text.replace(old, new, 1), encoding="utf-8")
+    p.write_text(text, encoding="utf-8")
     return p
 
 
@@ -34,15 +37,29 @@ def _cost_with(accel: Path, folder: Path) -> Setup:
     return Setup(["cost", art, "--images", img, "--accel", accel, "-o", out], str(accel), [out])
 
 
-def _accel_case(old: str, new: str):
+def _accel_case(old: str, new: str, *more: tuple[str, str]):
     def build(folder: Path) -> Setup:
-        return _cost_with(_accel_file(folder, old, new), folder)
+        return _cost_with(_accel_file(folder, old, new, *more), folder)
 
     return build
 
 
 def _accel_missing(folder: Path) -> Setup:
     return _cost_with(folder / "my_npu.toml", folder)
+
+
+def _counters_case(text: str):
+    """``intsim cost ART --counters F``: a counters file from another tool that is not what it claims."""
+
+    def build(folder: Path) -> Setup:
+        art = valid_artifact(folder)
+        counters = folder / "counters.json"
+        counters.write_text(text)
+        out = folder / "cost.json"
+        out.write_text('{"earlier": "result"}')
+        return Setup(["cost", art, "--counters", counters, "-o", out], str(counters), [out])
+
+    return build
 
 
 def _accel_on_run(folder: Path) -> Setup:
@@ -107,6 +124,10 @@ CASES: list[Case] = [
     Case("config-accel-dram-both", "Configuration", "DRAM bandwidth given twice (bytes_per_cycle and gb_per_s)",
          _accel_case("gb_per_s = 12.8", "gb_per_s = 12.8\nbytes_per_cycle = 16.0"),
          "[dram] give exactly one of 'bytes_per_cycle' or 'gb_per_s' (both given)"),
+    Case("config-accel-bandwidth-overflow", "Configuration", "a DRAM bandwidth that overflows per cycle "
+         "(gb_per_s = 1e300 at 1e-300 MHz)",
+         _accel_case("clock_mhz = 800.0", "clock_mhz = 1e-300", ("gb_per_s = 12.8", "gb_per_s = 1e300")),
+         "gives inf bytes per cycle"),
     Case("config-accel-bad-choice", "Configuration", "an unknown dataflow", _accel_case('dataflow = "os"', 'dataflow = "rs"'),
          "[array] dataflow: must be one of 'os', 'ws', 'is', got 'rs'"),
     Case("config-accel-toml-syntax", "Configuration", "accelerator file with a TOML syntax error",
@@ -114,6 +135,12 @@ CASES: list[Case] = [
     Case("config-accel-energy-table-missing", "Configuration", "an energy table that does not exist",
          _accel_case('table = "energy_45nm.toml"', 'table = "energy_7nm.toml"'),
          "[energy] table: energy table 'energy_7nm.toml' not found"),
+    Case("config-counters-not-json", "Configuration", "a counters file (`intsim cost --counters`) that is not JSON",
+         _counters_case("{ counters: yes"), "not valid JSON"),
+    Case("config-counters-nested", "Configuration", "a counters file nested 100000 deep",
+         _counters_case("[" * 100000 + "]" * 100000), "nested too deeply to parse"),
+    Case("config-counters-other-artifact", "Configuration", "counters recorded for another artifact",
+         _counters_case('{"artifact_sha256": "' + "ab" * 32 + '", "images": []}'), "not of this artifact"),
     Case("config-accel-missing", "Configuration", "--accel file does not exist", _accel_missing, "no such file"),
     Case("config-accel-on-run", "Configuration", "a bad accelerator file given to intsim run --accel",
          _accel_on_run, "[array] rows: must be ≥ 1, got 0",

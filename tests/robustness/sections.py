@@ -71,18 +71,42 @@ only exception each may raise is its documented one-line error (`ArtifactError`,
 """
 
 
+# What fuzzing found, and the fix (each has a regression @example in its tests/fuzz module).
+FUZZ_FINDINGS = [
+    ("graph.json nested 100000 deep (`[[[[…`)", "`load_artifact` raised RecursionError",
+     "ArtifactError: graph.json is nested too deeply to parse"),
+    ("golden manifest.json nested 100000 deep", "`read_golden_dir` raised RecursionError",
+     "GoldenError; `is_golden_dir` answers False"),
+    ("accelerator TOML or energy table nested 100000 deep", "RecursionError", "ConfigError: not valid TOML "
+     "(nested too deeply to parse); the counters JSON of `intsim cost --counters` got the same guard"),
+    ("zip header claiming 'zip file version 13.4' (atheris)", "NotImplementedError escaped the archive open",
+     "ArtifactError: not a readable artifact archive"),
+    ("manifest file path with a 256-character component or over 4096 characters",
+     "`Path.is_file()` raised OSError (file name too long)", "GoldenError: listed in manifest.json but missing"),
+    ("`[energy] table` name of 300 characters", "OSError (file name too long)",
+     "ConfigError: energy table … not found"),
+    ("`voltage_v = 1e300` (or `process_nm = 1e300` with `voltage_v = 1e160`)",
+     "the file loaded, then `to_json()` raised OverflowError", "ConfigError: the energy factor must be finite and > 0"),
+    ("`gb_per_s = 1e300` at `clock_mhz = 1e-300`", "refused, but naming the derived key `bytes_per_cycle`",
+     "ConfigError naming gb_per_s and clock_mhz"),
+]
+
+
 def _fuzz_table() -> str:
     if not FUZZ_JSON.is_file():
         return "\n(no full fuzzing run recorded yet: run `python -m tests.fuzz.run --examples 10000`)\n"
     data = json.loads(FUZZ_JSON.read_text(encoding="utf-8"))
-    lines = [f"\nLast full run: `{data.get('command', 'python -m tests.fuzz.run')}`"
-             f"{' on ' + data['date'] if data.get('date') else ''}.\n",
-             "| target | engine | cases | failures | wall time (s) |", "|---|---|---|---|---|"]
-    for r in data.get("targets", []):
-        lines.append(f"| {r.get('target')} | {r.get('engine', 'hypothesis')} | {r.get('cases')} | "
-                     f"{r.get('failures')} | {r.get('seconds', 0):.1f} |")
-    for note in data.get("notes", []):
-        lines.append(f"\n{note}")
+    lines = [f"\nLast full run (benchmarks/results/fuzz.json): `{data.get('command')}`, {data.get('date')}, "
+             f"random seeds, a case running past {data.get('hang_limit_s')} s counts as a hang.\n",
+             "| target | engine | cases | failures | wall time (s) | slowest case (s) |", "|---|---|---|---|---|---|"]
+    for r in data.get("hypothesis", []):
+        lines.append(f"| {r['target']} | hypothesis | {r['cases']} | {r['failures']} | {r['wall_s']:.1f} | "
+                     f"{r['max_case_s']:.2f} |")
+    for r in data.get("atheris", []):
+        lines.append(f"| {r['target']} | atheris | {r['runs']} | {0 if r['ok'] else 'see JSON'} | "
+                     f"{r['wall_s']:.1f} | |")
+    lines += ["\nFound by fuzzing and fixed:\n", "| input | symptom | now |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in FUZZ_FINDINGS]
     return "\n".join(lines) + "\n"
 
 
