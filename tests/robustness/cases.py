@@ -1,8 +1,13 @@
 """Every robustness case, in the order docs/robustness.md lists them."""
 from __future__ import annotations
 
-from tests.robustness import (cases_artifacts, cases_checkpoints, cases_config, cases_goldens,
-                              cases_images)
+from tests.robustness import (
+    cases_artifacts,
+    cases_checkpoints,
+    cases_config,
+    cases_goldens,
+    cases_images,
+)
 from tests.robustness.harness import Case
 
 GROUPS = ("Images", "Artifacts", "Goldens", "Checkpoints", "Configuration")

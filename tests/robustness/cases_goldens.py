@@ -14,7 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from intsim.artifact import npy_bytes
-from tests.robustness.harness import Case, Setup, valid_artifact, valid_golden, valid_pixels
+from tests.robustness.harness import (
+    Case,
+    Setup,
+    valid_artifact,
+    valid_golden,
+    valid_pixels,
+)
 
 TENSOR = "tensors/0/head.conv.out.npy"
 

@@ -22,7 +22,7 @@ import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +97,7 @@ def run_case(case: Case, scratch: Path) -> tuple[Setup, Outcome]:
 # shared valid inputs (built once per process, copied into each scratch folder)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _artifact_bytes(seed: int = 0) -> bytes:
     import tempfile
 
@@ -129,7 +129,7 @@ def valid_image(folder: Path, name: str = "img.png", h: int = 12, w: int = 10) -
     return p
 
 
-@lru_cache(maxsize=None)
+@cache
 def _golden_template() -> Path:
     import tempfile
 
