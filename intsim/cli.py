@@ -75,54 +75,6 @@ def _load_inputs(paths: list[str], channels: int, notices: list[str] | None = No
     return images
 
 
-def _memory_budget(args) -> int:
-    """Bytes a command may use: ``--max-memory MB`` or half of the available memory."""
-    from intsim.footprint import default_budget_bytes
-
-    mb = getattr(args, "max_memory", None)
-    return int(mb * (1 << 20)) if mb is not None else default_budget_bytes()
-
-
-def _check_sizes(art, images, notices: list[str]) -> None:
-    """Refuse an image the graph cannot run on; note one smaller than the receptive field
-    (policy: intsim/images.py)."""
-    from intsim.footprint import receptive_field, size_problem
-    from intsim.images import ImageError
-
-    rf = receptive_field(art)
-    for im in images:
-        h, w = im.pixels.shape[:2]
-        problem = size_problem(art, h, w)
-        if problem:
-            raise ImageError(f"{im.path}: {problem}")
-        if rf.rows is not None and (h < rf.rows or w < rf.cols):
-            notices.append(f"{im.path}: the {w}×{h} image is smaller than the network's receptive field "
-                           f"({rf.cols}×{rf.rows}): every output pixel depends on zero padding")
-
-
-def _tile_plan(art, im, budget: int, notices: list[str], held: int = 0) -> int | None:
-    """``None`` (untiled) when the run fits ``budget`` bytes (less ``held``: the outputs of earlier
-    images, kept until all ran), else band rows for ``run_tiled``; refuses with the estimate when
-    even bands of one row do not fit."""
-    from intsim.footprint import mib, tiled_peak_bytes, untiled_peak_bytes
-    from intsim.images import ImageError
-
-    h, w = im.pixels.shape[:2]
-    budget -= held
-    peak = untiled_peak_bytes(art, h, w)
-    if peak <= budget:
-        return None
-    for rows in (256, 128, 64, 32, 16, 8, 4, 2, 1):
-        if rows < h and tiled_peak_bytes(art, h, w, rows) <= budget:
-            notices.append(f"{im.path}: an untiled run needs about {mib(peak)}, above the memory budget of "
-                           f"{mib(budget)}; running in bands of {rows} rows (bit-exact: same outputs and counters)")
-            return rows
-    after = f" left after the {mib(held)} of outputs held for earlier inputs" if held else ""
-    raise ImageError(f"{im.path}: a {w}×{h} image needs about {mib(peak)} untiled and "
-                     f"{mib(tiled_peak_bytes(art, h, w, 1))} in bands of 1 row (the output and the tensors tiling "
-                     f"holds whole), above the memory budget of {mib(max(budget, 0))}{after} (--max-memory MB)")
-
-
 def _input_channels(art) -> int:
     return art.tensors[art.inputs[0]].channels
 
@@ -134,19 +86,20 @@ def cmd_run(args) -> int:
     from intsim.engine import run, run_tiled
     from intsim.footprint import tensor_shapes
     from intsim.images import png_bytes
+    from intsim.input_checks import check_sizes, memory_budget, tile_plan
 
     art = load_artifact(args.artifact)
     acc = _load_accel(args.accel) if args.accel is not None else None
-    budget = _memory_budget(args)
+    budget = memory_budget(args.max_memory)
     notices: list[str] = []  # printed once everything succeeded: a refusal stays one line
     images = _load_inputs(args.inputs, _input_channels(art), notices, budget)
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder")
-    _check_sizes(art, images, notices)
+    check_sizes(art, images, notices)
     held, bands = 0, []  # outputs are held until all images ran: they count against the budget
     for im in images:
-        bands.append(_tile_plan(art, im, budget, notices, held))
+        bands.append(tile_plan(art, im, budget, notices, held))
         oh, ow = tensor_shapes(art, *im.pixels.shape[:2])[art.outputs[0]]
         held += oh * ow * art.tensors[art.outputs[0]].channels
     # Compute everything first so a failure leaves no partial outputs behind.
@@ -180,13 +133,14 @@ def cmd_run(args) -> int:
 
 def cmd_golden(args) -> int:
     from intsim.artifact import load_artifact
+    from intsim.input_checks import check_golden_memory, check_sizes, memory_budget
 
     art = load_artifact(args.artifact)  # refuse a bad artifact before importing torch
-    budget = _memory_budget(args)
+    budget = memory_budget(args.max_memory)
     notices: list[str] = []
     images = _load_inputs(args.inputs, _input_channels(art), notices, budget)
-    _check_sizes(art, images, notices)
-    _check_golden_memory(art, images, budget)
+    check_sizes(art, images, notices)
+    check_golden_memory(art, images, budget)
     try:
         from golden.writer import write_golden
     except ImportError as e:
@@ -196,23 +150,6 @@ def cmd_golden(args) -> int:
         print(f"intsim: notice: {n}", file=sys.stderr)
     print(f"wrote golden tensors for {len(images)} input(s) to {args.output}", file=sys.stderr)
     return EXIT_OK
-
-
-def _check_golden_memory(art, images, budget: int) -> None:
-    """Golden (torch float64, whole image, every tensor kept for writing) does not tile:
-    refuse, with the estimate, inputs whose tensors exceed ``budget`` bytes."""
-    from intsim.footprint import golden_bytes, mib
-    from intsim.images import ImageError
-
-    kept, work = 0, 0
-    for k, im in enumerate(images):
-        b = golden_bytes(art, *im.pixels.shape[:2]) // 2  # one copy: kept for writing; the other: the run
-        kept, work = kept + b, max(work, b)
-        if kept + work > budget:
-            h, w = im.pixels.shape[:2]
-            raise ImageError(f"{im.path}: golden keeps every tensor in float64: about {mib(kept + work)} for "
-                             f"{k + 1} input(s) up to this {w}×{h} image, above the memory budget of {mib(budget)} "
-                             f"(--max-memory MB); golden does not tile: give fewer or smaller inputs")
 
 
 def cmd_verify(args) -> int:

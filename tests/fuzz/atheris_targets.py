@@ -23,8 +23,10 @@ with atheris.instrument_imports(include=["intsim"]):
     from intsim.artifact import ArtifactError, load_artifact
     from intsim.cost import load_accelerator
     from intsim.cost._toml import ConfigError
-    from intsim.golden_dir import GoldenError, read_golden_dir
+    from intsim.golden_dir import GoldenError
     from intsim.images import ImageError, read_image
+
+from tests.fuzz.common import read_golden_fully
 
 WORK = Path(tempfile.mkdtemp(prefix="intsim-atheris-"))
 
@@ -102,14 +104,7 @@ def golden_one(buf: bytes) -> None:
     k = buf[0] % (len(files) + 1)
     (g / ("manifest.json" if k == 0 else files[k - 1])).write_bytes(buf[1:])
 
-    def run():
-        gs = read_golden_dir(g)
-        for i in range(len(gs)):
-            gs.input_image(i)
-            for name in gs.tensor_names(i):
-                gs.tensor(i, name)
-
-    _contract(run, GoldenError, str(g))
+    _contract(lambda: read_golden_fully(g), GoldenError, str(g))
 
 
 # ---- image: first byte picks channels

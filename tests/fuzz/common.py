@@ -299,3 +299,14 @@ def with_deep_value(draw, doc) -> bytes:
 
 def dumps(doc) -> bytes:
     return json.dumps(doc, indent=None, allow_nan=True).encode("utf-8")
+
+
+def read_golden_fully(path) -> None:
+    """Read a golden folder the way ``verify`` does: the manifest, then every input and tensor."""
+    from intsim.golden_dir import read_golden_dir
+
+    gs = read_golden_dir(path)
+    for k in range(len(gs)):
+        gs.input_image(k)
+        for name in gs.tensor_names(k):
+            gs.tensor(k, name)

@@ -18,7 +18,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from intsim.artifact import array_sha256
-from intsim.golden_dir import GoldenError, read_golden_dir
+from intsim.golden_dir import GoldenError
 from tests.fuzz.common import (
     check,
     dumps,
@@ -26,6 +26,7 @@ from tests.fuzz.common import (
     json_words,
     mutated_bytes,
     mutated_json,
+    read_golden_fully,
     scratch,
     with_deep_value,
 )
@@ -130,14 +131,7 @@ def run_case(manifest: bytes, ops, describe: str) -> None:
             elif kind == "empty":
                 p.write_bytes(b"")
 
-        def target():
-            gs = read_golden_dir(g)
-            for k in range(len(gs)):
-                gs.input_image(k)
-                for name in gs.tensor_names(k):
-                    gs.tensor(k, name)
-
-        check(TARGET, target, GoldenError, str(g), describe)
+        check(TARGET, lambda: read_golden_fully(g), GoldenError, str(g), describe)
 
 
 def _long_name_manifest() -> bytes:

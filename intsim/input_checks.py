@@ -1,0 +1,69 @@
+"""What the commands check about their input images before running anything (policies in
+intsim/images.py and docs/robustness.md): sizes the graph cannot run on are refused, images
+smaller than the receptive field get a notice, and memory is budgeted (``run`` tiles bit-exactly
+above the budget; ``golden`` does not tile and refuses). Sizes in bytes unless named MiB."""
+from __future__ import annotations
+
+from intsim.footprint import (
+    default_budget_bytes,
+    golden_bytes,
+    mib,
+    receptive_field,
+    size_problem,
+    tiled_peak_bytes,
+    untiled_peak_bytes,
+)
+from intsim.images import ImageError
+
+
+def memory_budget(max_memory_mb: float | None) -> int:
+    """Bytes a command may use: ``--max-memory MB``, else half of the available memory."""
+    return int(max_memory_mb * (1 << 20)) if max_memory_mb is not None else default_budget_bytes()
+
+
+def check_sizes(art, images, notices: list[str]) -> None:
+    """Refuse an image the graph cannot run on; note one smaller than the receptive field
+    (policy: intsim/images.py; tests: tests/robustness)."""
+    rf = receptive_field(art)
+    for im in images:
+        h, w = im.pixels.shape[:2]
+        problem = size_problem(art, h, w)
+        if problem:
+            raise ImageError(f"{im.path}: {problem}")
+        if rf.rows is not None and (h < rf.rows or w < rf.cols):
+            notices.append(f"{im.path}: the {w}×{h} image is smaller than the network's receptive field "
+                           f"({rf.cols}×{rf.rows}): every output pixel depends on zero padding")
+
+
+def tile_plan(art, im, budget: int, notices: list[str], held: int = 0) -> int | None:
+    """``None`` (untiled) when the run fits ``budget`` bytes (less ``held``: the outputs of earlier
+    images, kept until all ran), else band rows for ``run_tiled``; refuses with the estimate when
+    even bands of one row do not fit."""
+    h, w = im.pixels.shape[:2]
+    budget -= held
+    peak = untiled_peak_bytes(art, h, w)
+    if peak <= budget:
+        return None
+    for rows in (256, 128, 64, 32, 16, 8, 4, 2, 1):
+        if rows < h and tiled_peak_bytes(art, h, w, rows) <= budget:
+            notices.append(f"{im.path}: an untiled run needs about {mib(peak)}, above the memory budget of "
+                           f"{mib(budget)}; running in bands of {rows} rows (bit-exact: same outputs and counters)")
+            return rows
+    after = f" left after the {mib(held)} of outputs held for earlier inputs" if held else ""
+    raise ImageError(f"{im.path}: a {w}×{h} image needs about {mib(peak)} untiled and "
+                     f"{mib(tiled_peak_bytes(art, h, w, 1))} in bands of 1 row (the output and the tensors tiling "
+                     f"holds whole), above the memory budget of {mib(max(budget, 0))}{after} (--max-memory MB)")
+
+
+def check_golden_memory(art, images, budget: int) -> None:
+    """Golden (torch float64, whole image, every tensor kept for writing) does not tile:
+    refuse, with the estimate, inputs whose tensors exceed ``budget`` bytes."""
+    kept, work = 0, 0
+    for k, im in enumerate(images):
+        b = golden_bytes(art, *im.pixels.shape[:2]) // 2  # one copy: kept for writing; the other: the run
+        kept, work = kept + b, max(work, b)
+        if kept + work > budget:
+            h, w = im.pixels.shape[:2]
+            raise ImageError(f"{im.path}: golden keeps every tensor in float64: about {mib(kept + work)} for "
+                             f"{k + 1} input(s) up to this {w}×{h} image, above the memory budget of {mib(budget)} "
+                             f"(--max-memory MB); golden does not tile: give fewer or smaller inputs")
