@@ -30,7 +30,7 @@ from calib.data_root import data_root  # noqa: E402
 from calib.finetune import FinetuneConfig  # noqa: E402
 from calib.methods import calibrate_method, evaluate_fakequant  # noqa: E402
 from calib.models.zoo import load_model  # noqa: E402
-from intsim.artifact import atomic_write_bytes  # noqa: E402
+from intsim.artifact import atomic_write_json  # noqa: E402
 
 DEFAULT_COMPARE = ("minmax:W4A4", "percentile:W4A4", "omse:W4A4", "dual_region:W4A4", "oaq:W4A4",
                    "oaq:W6A6", "sa_ft:W4A4", "plain_ft:W4A4", "ptq4sr:W4A4", "2dquant:W4A4",
@@ -39,7 +39,7 @@ DEFAULT_COMPARE = ("minmax:W4A4", "percentile:W4A4", "omse:W4A4", "dual_region:W
 
 
 def write_json_atomic(obj, path: str | os.PathLike) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
+    atomic_write_json(path, obj)
 
 
 def _bits(s: str) -> tuple[int, int]:

@@ -553,7 +553,7 @@ def main(argv=None) -> int:
         args.golden_repeats, args.golden_configs = 1, 1
     import torch
 
-    from intsim.artifact import atomic_write_bytes
+    from intsim.artifact import atomic_write_json
 
     torch.set_num_threads(args.threads)
     qe = quant_engine()
@@ -594,7 +594,7 @@ def main(argv=None) -> int:
         result["tiling"] = tiling_probe(adir)
     result["environment"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     out = Path(args.out)
-    atomic_write_bytes(out, json.dumps(result, indent=1).encode())
+    atomic_write_json(out, result)
     print_report(result)
     print(f"\nwrote {out}")
     return 0

@@ -19,7 +19,6 @@ multiple of the scale, so ``hr.shape[:2] == (lr.shape[0] * s, lr.shape[1] * s)``
 """
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,8 +28,9 @@ import numpy as np
 
 from calib.bicubic import bicubic_downsample, modcrop
 from calib.data_root import data_root, require
+from intsim.images import write_png
 
-__all__ = ["SRPair", "ImageReadError", "read_rgb", "write_png_atomic", "list_images", "HRFolder",
+__all__ = ["SRPair", "ImageReadError", "read_rgb", "list_images", "HRFolder",
            "BenchmarkFolder", "benchmark", "BENCHMARKS", "hr_folder"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp")
@@ -87,17 +87,6 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
         raise ImageError(f"{p}: decoded to shape {arr.shape}, expected H×W×3")
     return np.ascontiguousarray(arr)
 
-
-
-def write_png_atomic(path: str | os.PathLike, img: np.ndarray) -> None:
-    """Write a uint8 image as PNG via a temporary file in the same folder and ``os.replace``."""
-    from PIL import Image
-
-    from intsim.artifact import atomic_write_bytes
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(img, dtype=np.uint8)).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -184,7 +173,7 @@ class HRFolder(_PairSet):
                     pass  # unreadable cache entry: regenerate and overwrite
         lr = bicubic_downsample(hr, s)
         if cached is not None:
-            write_png_atomic(cached, lr)
+            write_png(cached, lr)  # atomic: a killed run never leaves a partial cache entry
         return lr
 
 

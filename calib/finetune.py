@@ -43,7 +43,7 @@ import torch
 import torch.nn as nn
 
 from calib.quant.fakequant import QuantConv2d, build_fakequant_model
-from intsim.artifact import atomic_write_bytes
+from intsim.artifact import atomic_write_bytes, atomic_write_json
 
 __all__ = ["FinetuneConfig", "FinetuneInterrupted", "finetune_calibration", "sensitivity_weights",
            "block_feature_std", "finetune_loss"]
@@ -191,11 +191,6 @@ def _atomic_save_tensors(obj: dict, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def _atomic_write_json(obj: dict, path: Path) -> None:
-    # key order kept: history dicts reach the artifact JSON
-    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
-
-
 def _save_state(state_dir: Path, epoch: int, fq: nn.Module, opts: list, names: list, meta: dict) -> None:
     tensors = {f"param.{n}": p.detach().clone() for n, p in fq.named_parameters() if ".act_quant." in n
                or ".weight_quant." in n}
@@ -207,7 +202,7 @@ def _save_state(state_dir: Path, epoch: int, fq: nn.Module, opts: list, names: l
                     tensors[f"opt{gi}.{pi}.{k}"] = torch.as_tensor(st[k]).detach().clone()
     fname = f"finetune_state_e{epoch}.pt"
     _atomic_save_tensors(tensors, state_dir / fname)
-    _atomic_write_json({**meta, "epoch": epoch, "tensors": fname}, state_dir / STATE_JSON)
+    atomic_write_json(state_dir / STATE_JSON, {**meta, "epoch": epoch, "tensors": fname})
     for old in state_dir.glob("finetune_state_e*.pt"):
         if old.name != fname:
             old.unlink(missing_ok=True)

@@ -234,6 +234,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def atomic_write_json(path: str | os.PathLike, obj) -> None:
+    """:func:`atomic_write_bytes` of ``obj`` as indented UTF-8 JSON."""
+    atomic_write_bytes(path, json.dumps(obj, indent=1).encode("utf-8"))
+
+
 def npy_bytes(a: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(a), allow_pickle=False)

@@ -82,7 +82,7 @@ def _input_channels(art) -> int:
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
-    from intsim.artifact import atomic_write_bytes, load_artifact
+    from intsim.artifact import atomic_write_bytes, atomic_write_json, load_artifact
     from intsim.engine import run, run_tiled
     from intsim.footprint import tensor_shapes
     from intsim.images import png_bytes
@@ -120,7 +120,7 @@ def cmd_run(args) -> int:
             "artifact_sha256": art.sha256,
             "images": [{"source": im.path, "output": f"{name}.png", "counters": res.counters} for im, name, res in results],
         }
-        atomic_write_bytes(args.counters, json.dumps(record, indent=1).encode())
+        atomic_write_json(args.counters, record)
     for n in notices:
         print(f"intsim: notice: {n}", file=sys.stderr)
     print(f"wrote {len(results)} image(s) to {out_dir}", file=sys.stderr)
@@ -233,7 +233,7 @@ def _cost_line(cost: dict) -> str:
 def cmd_cost(args) -> int:
     from tqdm import tqdm
 
-    from intsim.artifact import atomic_write_bytes, load_artifact
+    from intsim.artifact import atomic_write_json, load_artifact
     from intsim.cost import compare_schemes, estimate_cost
     from intsim.cost.model import load_counters
 
@@ -266,7 +266,7 @@ def cmd_cost(args) -> int:
     cost = estimate_cost(art, counters, acc, args.scheme)
     comp = compare_schemes(art, counters, acc) if args.compare else None
     if args.output:
-        atomic_write_bytes(args.output, json.dumps(cost, indent=1).encode())
+        atomic_write_json(args.output, cost)
     if args.json:
         from intsim.cost.model import summary_row
 

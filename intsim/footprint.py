@@ -36,18 +36,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from intsim.artifact import Artifact
+from intsim.tiling import attr_pair, infer_heights, plan, store_dtype
 
 GLOBAL_OPS = frozenset({"mean_pool", "std_pool"})
 JOIN_OPS = frozenset({"add", "mul", "concat"})  # element-wise / channel ops whose spatial inputs must agree
 MIB = 1 << 20
 WORKSPACE = 4  # int64 output-sized temporaries of one op (requantize, resampling), measured with tracemalloc
-
-
-def _pair(v) -> tuple[int, int]:
-    if isinstance(v, (int, float)):
-        return int(v), int(v)
-    v = list(v)
-    return (int(v[0]), int(v[0])) if len(v) == 1 else (int(v[0]), int(v[1]))
 
 
 def _global_tensors(art: Artifact) -> set[str]:
@@ -83,10 +77,10 @@ def receptive_field(art: Artifact) -> ReceptiveField:
             a = op.attrs
             if op.op == "conv2d":
                 k = int(a["kernel"][ax])
-                s, d = _pair(a.get("stride", 1))[ax], _pair(a.get("dilation", 1))[ax]
+                s, d = attr_pair(a.get("stride", 1))[ax], attr_pair(a.get("dilation", 1))[ax]
                 ext, jump = ext + (k - 1) * d * jump, jump * s
             elif op.op == "conv_transpose2d":
-                k, s = int(a["kernel"][ax]), _pair(a.get("stride", 1))[ax]
+                k, s = int(a["kernel"][ax]), attr_pair(a.get("stride", 1))[ax]
                 ext, jump = ext + (math.ceil(k / s) - 1) * jump, jump / s
             elif op.op in ("pixel_shuffle", "upsample_nearest"):
                 jump = jump / int(a["factor"])
@@ -103,8 +97,6 @@ def receptive_field(art: Artifact) -> ReceptiveField:
 
 def tensor_shapes(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
     """``tensor → (H, W)`` for an ``h × w`` input image (pixels; global tensors are 1×1)."""
-    from intsim.tiling import infer_heights
-
     return infer_heights(art, h, w)
 
 
@@ -193,12 +185,10 @@ def untiled_peak_bytes(art: Artifact, h: int, w: int) -> int:
 
 def tiled_peak_bytes(art: Artifact, h: int, w: int, tile_rows: int) -> int:
     """Estimated peak bytes of ``run_tiled(art, image, tile_rows)`` on an ``h × w`` image."""
-    from intsim.tiling import _store_dtype, plan
-
     hw = tensor_shapes(art, h, w)
     P = plan(art)
     # rows kept for the next band: the largest kernel reach, dilation included
-    halo = 2 + max([(int(op.attrs["kernel"][0]) - 1) * _pair(op.attrs.get("dilation", 1))[0]
+    halo = 2 + max([(int(op.attrs["kernel"][0]) - 1) * attr_pair(op.attrs.get("dilation", 1))[0]
                     for op in art.ops if op.op in ("conv2d", "conv_transpose2d")] + [2])
     total = h * w * art.tensors[art.inputs[0]].channels
     for t, (th, tw) in hw.items():
@@ -206,7 +196,7 @@ def tiled_peak_bytes(art: Artifact, h: int, w: int, tile_rows: int) -> int:
             continue
         c = art.tensors[t].channels
         if t in P.materialize:
-            total += th * tw * c * _store_dtype(art, t).itemsize
+            total += th * tw * c * store_dtype(art, t).itemsize
             if t in art.outputs:
                 total += th * tw * c * _engine_bytes(art, t)  # the engine-dtype copy returned
         else:

@@ -60,7 +60,8 @@ UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
 # shapes and row maps
 
 
-def _pair(v) -> tuple[int, int]:
+def attr_pair(v) -> tuple[int, int]:
+    """An op attribute given as one int or a [rows, cols] pair, as (rows, cols)."""
     if np.ndim(v) == 0:
         return int(v), int(v)
     return int(v[0]), int(v[1])
@@ -76,15 +77,15 @@ def infer_heights(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
             out = (1, 1)
         elif op.op == "conv2d":
             kh, kw = (int(k) for k in a["kernel"])
-            sh, sw = _pair(a.get("stride", 1))
-            ph, pw = _pair(a.get("padding", 0))
-            dh, dw = _pair(a.get("dilation", 1))
+            sh, sw = attr_pair(a.get("stride", 1))
+            ph, pw = attr_pair(a.get("padding", 0))
+            dh, dw = attr_pair(a.get("dilation", 1))
             out = (K.conv2d_output_size(H, kh, sh, ph, dh), K.conv2d_output_size(W, kw, sw, pw, dw))
         elif op.op == "conv_transpose2d":
             kh, kw = (int(k) for k in a["kernel"])
-            sh, sw = _pair(a.get("stride", 1))
-            ph, pw = _pair(a.get("padding", 0))
-            oph, opw = _pair(a.get("output_padding", 0))
+            sh, sw = attr_pair(a.get("stride", 1))
+            ph, pw = attr_pair(a.get("padding", 0))
+            oph, opw = attr_pair(a.get("output_padding", 0))
             out = (K.conv_transpose2d_output_size(H, kh, sh, ph, oph),
                    K.conv_transpose2d_output_size(W, kw, sw, pw, opw))
         elif op.op in UPSAMPLE_OPS or op.op == "upsample_bilinear":
@@ -112,12 +113,12 @@ def _row_needs(art: Artifact, op: OpSpec, in_h: int, out_h: int) -> tuple[np.nda
         return np.minimum(i0, i1), np.maximum(i0, i1) + 1
     if op.op in CONV_OPS:
         kh = int(a["kernel"][0])
-        sh = _pair(a.get("stride", 1))[0]
-        ph = _pair(a.get("padding", 0))[0]
+        sh = attr_pair(a.get("stride", 1))[0]
+        ph = attr_pair(a.get("padding", 0))[0]
         if op.op == "conv2d":
-            table = K.conv2d_tap_table(in_h, kh, sh, ph, _pair(a.get("dilation", 1))[0])
+            table = K.conv2d_tap_table(in_h, kh, sh, ph, attr_pair(a.get("dilation", 1))[0])
         else:
-            table = K.conv_transpose2d_tap_table(in_h, kh, sh, ph, _pair(a.get("output_padding", 0))[0])
+            table = K.conv_transpose2d_tap_table(in_h, kh, sh, ph, attr_pair(a.get("output_padding", 0))[0])
         valid = table >= 0
         lo = np.where(valid, table, in_h).min(axis=1)
         hi = np.where(valid, table + 1, 0).max(axis=1)
@@ -219,7 +220,8 @@ def plan(art: Artifact) -> TilePlan:
 # compact storage of materialized tensors
 
 
-def _store_dtype(art: Artifact, t: str) -> np.dtype:
+def store_dtype(art: Artifact, t: str) -> np.dtype:
+    """numpy dtype a materialized tensor is stored in between bands."""
     spec = art.tensors[t]
     if spec.kind == "image":
         return np.dtype(np.uint8)
@@ -389,7 +391,7 @@ class _Tiled:
         op_done: dict[str, int] = {op.name: 0 for op in ops}
         for t in produced_here:
             if t in P.materialize:
-                self.full[t] = np.empty((*self.hw[t], self.channels[t]), dtype=_store_dtype(art, t))
+                self.full[t] = np.empty((*self.hw[t], self.channels[t]), dtype=store_dtype(art, t))
         ref_h = max([1] + [self.hw[t][0] for t in sources])
         n_steps = max(1, math.ceil(ref_h / self.tile_rows))
         # at most about one band per op and step, in the op's own resolution (also while draining the lag)

@@ -11,7 +11,6 @@ Prints a markdown table and writes JSON (atomically) and a Pareto plot.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,11 +27,11 @@ SCHEMES = [
 def compare(model: str, scale: int, accel_name: str, out_dir: Path, n_images: int, patch: int, seed: int) -> list[dict]:
     from calib.cli_calibrate import run_calibrate
     from calib.data_root import require
+    from calib.datasets import benchmark
     from calib.evaluate import artifact_input, run_eval
     from calib.fp_eval import evaluate_fp
     from calib.models.zoo import resolve_checkpoint
-    from calib.datasets import benchmark
-    from intsim.artifact import atomic_write_bytes, load_artifact
+    from intsim.artifact import atomic_write_json, load_artifact
     from intsim.cost import estimate_cost, load_accelerator
     from intsim.cost.model import summary_row
     from intsim.engine import run
@@ -59,10 +58,10 @@ def compare(model: str, scale: int, accel_name: str, out_dir: Path, n_images: in
             fp = estimate_cost(art, counters, accel, "fp32")
             rows.append({**summary_row(fp), "scheme": "FP32", "psnr_db": fp_psnr, "seconds": 0.0})
         print(f"{label}: {psnr_db:.2f} dB", file=sys.stderr)
-    atomic_write_bytes(out_dir / "cost_comparison.json", json.dumps(
-        {"model": model, "scale": scale, "accelerator": accel.name, "dataset": "Set5",
-         "calibration": f"SunHays80 (stand-in for DIV2K), {n_images} patches of {patch}px, seed {seed}",
-         "rows": rows}, indent=1).encode())
+    atomic_write_json(out_dir / "cost_comparison.json",
+                      {"model": model, "scale": scale, "accelerator": accel.name, "dataset": "Set5",
+                       "calibration": f"SunHays80 (stand-in for DIV2K), {n_images} patches of {patch}px, seed {seed}",
+                       "rows": rows})
     return rows
 
 

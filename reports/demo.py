@@ -18,7 +18,6 @@ the artifact, the golden folder, ``cost.json``, ``cost_compare.json`` and the im
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from intsim.artifact import atomic_write_json
 
 _REPO = Path(__file__).resolve().parent.parent
 DEMO_DIR = _REPO / "demo"
@@ -395,7 +396,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
         counters.append(res.counters)
         bar.update(1)
     bar.close()
-    _write_json(out / "counters.json",
+    atomic_write_json(out / "counters.json",
                 {"artifact_sha256": art.sha256,
                  "images": [{"source": f"{n}.png", "output": f"{n}_intsim.png", "counters": c}
                             for (n, _, _), c in zip(cfg.eval_pairs, counters)]})
@@ -409,7 +410,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     rep = verify(art, golden)
     bar.update(1)
     bar.close()
-    _write_json(out / "verify.json", rep.to_json())
+    atomic_write_json(out / "verify.json", rep.to_json())
     st.times["verify"] = time.time() - t
 
     # 7. cost ----------------------------------------------------------------------------------
@@ -419,10 +420,10 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     bar = st.bar("cost", 2)
     acc = load_accelerator(accel)
     cost = estimate_cost(art, counters, acc)
-    _write_json(out / "cost.json", cost)
+    atomic_write_json(out / "cost.json", cost)
     bar.update(1)
     comp = compare_schemes(art, counters, acc)
-    _write_json(out / "cost_compare.json", comp)
+    atomic_write_json(out / "cost_compare.json", comp)
     bar.update(1)
     bar.close()
     st.times["cost"] = time.time() - t
@@ -466,13 +467,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
 def _write_summary(out: Path, summary: dict, st: _Stages, t_start: float) -> None:
     summary["stage_seconds"] = {k: round(v, 2) for k, v in st.times.items()}
     summary["seconds"] = round(time.time() - t_start, 2)
-    _write_json(out / "summary.json", summary)
-
-
-def _write_json(path: Path, obj) -> None:
-    from intsim.artifact import atomic_write_bytes
-
-    atomic_write_bytes(path, json.dumps(obj, indent=1).encode("utf-8"))
+    atomic_write_json(out / "summary.json", summary)
 
 
 def result_table(summary: dict) -> str:

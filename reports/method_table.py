@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from intsim.artifact import atomic_write_bytes
+from intsim.artifact import atomic_write_bytes, atomic_write_json
 
 DEFAULT_ROWS = ("minmax:W4A4", "percentile:W4A4", "omse:W4A4", "ptq4sr:W4A4", "2dquant:W4A4",
                 "dual_region:W4A4", "plain_ft:W4A4", "sa_ft:W4A4", "oaq:W4A4", "oaq:W4A4:budgeted",
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         except ValueError as e:  # bad row or bad recipe: one line, nothing written for this row
             print(f"error: {spec}: {e}", file=sys.stderr)
             return 2
-        atomic_write_bytes(path, json.dumps(row, indent=1).encode())
+        atomic_write_json(path, row)
         rows.append(row)
         d0 = next(iter(row["datasets"].values()))
         print(f"{spec}: float {d0['float']['psnr']:.3f} golden {d0['golden']['psnr']:.3f} intsim "

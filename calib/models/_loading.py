@@ -44,7 +44,7 @@ def _sniff(p: Path) -> str | None:
 
 
 def _load_error(p: Path, exc: Exception) -> str:
-    """One line saying why ``torch.load(p, weights_only=True)`` failed (never advising weights_only=False)."""
+    """One line saying why ``torch.load(p, weights_only=True)`` failed; it never advises a full (unsafe) load."""
     text = " ".join(str(exc).split())
     if "Weights only load failed" in text or type(exc).__name__ == "UnpicklingError":
         m = (re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)

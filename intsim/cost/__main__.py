@@ -11,13 +11,17 @@ Exit codes as the ``intsim`` CLI: 0 ok, 2 bad input (one line on stderr).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from intsim.artifact import atomic_write_bytes, load_artifact
-    from intsim.cost import compare_schemes, estimate_cost, load_accelerator, packaged_accelerators
+    from intsim.artifact import atomic_write_json, load_artifact
+    from intsim.cost import (
+        compare_schemes,
+        estimate_cost,
+        load_accelerator,
+        packaged_accelerators,
+    )
     from intsim.cost.model import load_counters
 
     p = argparse.ArgumentParser(prog="python -m intsim.cost", description=__doc__.split("\n\n")[0])
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"weights {r['weight_storage_kib']:8.1f} KiB  DRAM {r['dram_mib']:7.2f} MiB  "
                       f"conv inputs {r['conv_input_bits']} bits")
         if a.out:
-            atomic_write_bytes(a.out, json.dumps(cost, indent=1).encode())
+            atomic_write_json(a.out, cost)
         return 0
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

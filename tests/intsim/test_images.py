@@ -106,7 +106,12 @@ def test_tiny_images_run(art, tmp_path, h, w, capsys):
     a = valid_artifact(tmp_path)
     write_png(tmp_path / "t.png", valid_pixels(h, w))
     assert main(["run", str(a), str(tmp_path / "t.png"), "-o", str(tmp_path / "o")]) == 0
-    assert "Traceback" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "depends on zero padding" in err
+    oh, ow = F.tensor_shapes(art, h, w)[art.outputs[0]]
+    out = read_image(tmp_path / "o" / "t.png", art.tensors[art.outputs[0]].channels).pixels
+    assert out.shape[:2] == (oh, ow) and (oh, ow) != (h, w)  # the upscaled image, written whole
+    assert (out == run(art, valid_pixels(h, w), keep_tensors=False).tensors[art.outputs[0]]).all()
 
 
 def test_eval_modcrops_hr_to_the_scale(tmp_path):
