@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.robustness.harness import DATA_ROOT as _DATA_ROOT
 from tests.robustness.harness import Case, Setup, valid_image
-
-_DATA_ROOT = Path(os.environ.get("INTSIM_DATA_ROOT", Path(__file__).parents[3] / "shared"))
 
 
 def _calibrate(folder: Path, model: str, weights: Path, scale: int = 2, extra: tuple = ()) -> Setup:

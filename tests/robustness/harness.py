@@ -27,6 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
+# the shared data root (real weights and images); messages naming files under it are
+# shown as ``<data>/...`` in docs/robustness.md so the page does not depend on the machine
+DATA_ROOT = Path(os.environ.get("INTSIM_DATA_ROOT", Path(__file__).parents[3] / "shared"))
+
 
 @dataclass(frozen=True)
 class Setup:

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.robustness.cases import ALL_CASES
+from tests.robustness.harness import DATA_ROOT as _DATA_ROOT
 from tests.robustness.harness import run_case
 from tests.robustness.make_doc import DOC, doc_row
-
-_DATA_ROOT = Path(__import__("os").environ.get("INTSIM_DATA_ROOT", Path(__file__).parents[3] / "shared"))
 
 
 def _skip_reason(case) -> str | None:
