@@ -24,7 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from intsim.artifact import Artifact, Numerics, TensorSpec
-from tests.artifact_factory import (_Builder, _finish, _pow2_frac, _round_half_up, encode_multiplier)
+from tests.artifact_factory import (
+    _Builder,
+    _finish,
+    _pow2_frac,
+    _round_half_up,
+    encode_multiplier,
+)
 
 LRELU = 0.05
 

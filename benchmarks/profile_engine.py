@@ -21,6 +21,8 @@ os.environ.setdefault("INTSIM_THREADS", "1")
 
 FAMILIES = {
     "GEMM (numpy matmul, inside the band closures)": ("conv.py:band",),
+    "int8 implicit GEMM + fused rescale": ("int8dot.py:conv_rows",),
+    "int8 offset planes": ("int8dot.py:offset_plane",),
     "im2col": ("gemm.py:im2col",),
     "sparse tail pass": ("gemm.py:sparse_taps", "gemm.py:sparse_fill"),
     "rescale (finish / kn2row sums)": ("gemm.py:finish_rows", "gemm.py:kn2row_rows", "gemm.py:add_scaled_rows"),
@@ -42,11 +44,10 @@ def main(argv=None) -> int:
     ap.add_argument("--image", default=None, help="default: Set5 baby LR ×scale")
     ap.add_argument("--top", type=int, default=25)
     args = ap.parse_args(argv)
+    from benchmarks.bench_engine import SET5_LR
     from intsim import engine
     from intsim.artifact import load_artifact
     from intsim.images import read_image
-
-    from benchmarks.bench_engine import SET5_LR
 
     art = load_artifact(args.artifact)
     img = read_image(args.image or SET5_LR / f"X{args.scale}" / f"babyx{args.scale}.png", 3).pixels

@@ -27,17 +27,24 @@ Execution paths (design.md §8), chosen per call by :func:`select_conv_path`:
   int64 sparse pass over just their positions; grid: one GEMM of the grid
   values G. The rescale (5.3) is a separate pass with the same rounding and
   overflow policy as the reference kernel.
+* ``int8`` — on CPUs with AVX-512 VNNI (:func:`intsim.kernels.int8dot.available`):
+  the same accumulators (grid: its split decomposition, "grid as split" of §5.6) formed by an
+  implicit GEMM of offset uint8 planes with int8 weights in int32
+  (:mod:`intsim.kernels.int8dot`), when every plane fits a byte after its
+  offset, the weights fit int8 and ``255·Σ|w| < 2^31`` (§5.6); conv2d with
+  groups 1 only. The sparse pass and the rescale as above, fused per tile.
 
-``auto`` (default) takes gemm32 if exact, else gemm64 if exact, else the
-reference. The environment variable ``INTSIM_CONV_PATH`` (``auto``,
-``reference``, ``gemm32``, ``gemm64``) or the ``path`` argument overrides it;
-forcing a GEMM path that is not proven exact (or an ordered op onto a GEMM
-path) raises ``ValueError``. Outputs, events and MAC counts are identical on
+``auto`` (default) takes int8 if it applies, else gemm32 if exact, else gemm64
+if exact, else the reference. The environment variable ``INTSIM_CONV_PATH``
+(``auto``, ``reference``, ``gemm32``, ``gemm64``, ``int8``) or the ``path``
+argument overrides it; forcing a fast path that is not proven exact or does
+not apply (or an ordered op onto a fast path) raises ``ValueError``. Outputs, events and MAC counts are identical on
 every path.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,6 +52,7 @@ from intsim.artifact import Codebook, Numerics
 from intsim.bounds import codebook_max_abs_grid
 from intsim.kernels import conv as K
 from intsim.kernels import gemm as KG
+from intsim.kernels import int8dot as KI
 from intsim.kernels import parallel as KP
 from intsim.overflow import EngineOverflowError, OverflowPolicy
 from intsim.rounding import MAX_SHIFT, RoundingMode
@@ -120,7 +128,7 @@ def accumulator_worst(weight: np.ndarray, codebook: Codebook, realization: str) 
 # path selection (design.md §8)
 
 PATH_ENV = "INTSIM_CONV_PATH"
-PATHS = ("auto", "reference", "gemm32", "gemm64")
+PATHS = ("auto", "reference", "gemm32", "gemm64", "int8")
 F32_EXACT = 1 << 24  # float32 sums of integers are exact while every partial sum stays below 2^24
 F64_EXACT = 1 << 53  # float64: below 2^53
 SPARSE_FRACTION = 0.05  # split: a non-dominant segment this rare goes through the sparse pass
@@ -189,6 +197,8 @@ def select_conv_path(worst: dict[str, int], gemm_accs: list[str], ordered: bool,
     if ordered:
         raise ValueError(f"conv path {requested!r} refused: the op can overflow its accumulators, so it must "
                          f"accumulate in order with the overflow policy (arithmetic.md §5.4); only 'reference' does")
+    if requested == "int8":
+        return "int8"  # the caller checks that the int8 path applies (int8_plan)
     limit = F32_EXACT if requested == "gemm32" else F64_EXACT
     if bound >= limit:
         raise ValueError(f"conv path {requested!r} refused: worst-case partial sum {bound} of the GEMM "
@@ -232,7 +242,7 @@ def _plan(codebook: Codebook, realization: str, w_mant: np.ndarray):
 
 def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp, f_out, numerics: Numerics,
          name: str, ordered: bool | None, path: str | None = None, worst: dict | None = None,
-         kn2row: bool = False):
+         kn2row: bool = False, geometry: tuple[int, int, int, int] | None = None):
     co_n = weight_ohwi.shape[0]
     if np.shape(w_mant) != (co_n,) or np.shape(bias) != (co_n,):
         raise ValueError(f"{name}: w_mant and bias must have shape ({co_n},), got {np.shape(w_mant)}, {np.shape(bias)}")
@@ -261,6 +271,13 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
         if worst is None:
             worst = accumulator_worst(w, codebook, realization)
         chosen = select_conv_path(worst, gemm_accs, bool(ordered), requested)
+        if not ordered and requested in ("auto", "int8"):
+            plan = int8_plan(codebook, w, seg_counts, inv_x is not None, geometry, iy_of, ix_of, codes.shape[:2],
+                             int(groups))
+            if isinstance(plan, Int8Plan):
+                chosen = "int8"
+            elif requested == "int8":
+                raise ValueError(f"{name}: conv path 'int8' refused: {plan}")
     policy = OverflowPolicy.parse(numerics.overflow)
     rmode = int(RoundingMode.parse(numerics.rounding))
     ho, wo = iy_of.shape[0], ix_of.shape[0]
@@ -275,6 +292,10 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
                       mult, np.asarray(bias, dtype=np.int64), nshift, rmode,
                       bool(ordered), int(numerics.acc_bits), int(policy), int(numerics.stream_bits),
                       out, acc_ev, st_ev, status, status_ox)
+    elif chosen == "int8":
+        out = _run_int8(codes, codebook, w, w_mant, np.asarray(bias, dtype=np.int64), plan, geometry, iy_of, ix_of,
+                        nshift, rmode, int(policy), int(numerics.stream_bits), seg_of, inv_x, row_counts, st_ev,
+                        status, status_ox)
     else:
         out = _run_gemm(codes, codebook, w, w_mant, np.asarray(bias, dtype=np.int64), int(groups), iy_of, ix_of,
                         nshift, rmode, int(policy), int(numerics.stream_bits),
@@ -305,14 +326,155 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
 
 def segment_counts(codes, seg_of, n_segments, uy, ux):
     """(tap-weighted count per segment, plain count per input row and segment int64[H, S]),
-    banded over the thread pool (see :func:`intsim.kernels.gemm.segment_counts`)."""
-    row_counts = np.zeros((codes.shape[0], n_segments), dtype=np.int64)
+    banded over the thread pool (see :func:`intsim.kernels.gemm.segment_counts`). One segment:
+    every element is in it, so the counts follow from the shape (``C·Σuy·Σux`` and ``W·C``)."""
+    H, W, Ci = codes.shape
+    if n_segments == 1:
+        return (np.array([Ci * int(np.sum(uy)) * int(np.sum(ux))], dtype=np.int64),
+                np.full((H, 1), W * Ci, dtype=np.int64))
+    row_counts = np.zeros((H, n_segments), dtype=np.int64)
     parts = KP.run_bands(lambda lo, hi: KG.segment_counts(codes, seg_of, n_segments, uy, ux, lo, hi, row_counts),
                          KP.bands(codes.shape[0], min_rows=8))
     weighted = np.zeros(n_segments, dtype=np.int64)
     for wgt in parts:
         weighted += wgt
     return weighted, row_counts
+
+
+def _sparse_pass(codes, codebook, w, groups, sparse_segs, seg_of, row_counts, iy_of, inv_x, out):
+    """The sparse pass of the fast paths: a function ``(oy0, oy1)`` adding ``Σ w·G`` of the
+    elements whose code is in one of ``sparse_segs`` to output rows ``[oy0, oy1)`` of ``out``
+    (exact int64, any order: the op is unordered, §5.4). Lists the elements once, here."""
+    sparse = [s for s in sparse_segs if row_counts[:, s].sum() > 0]
+    if not sparse:
+        return lambda oy0, oy1: None
+    H = codes.shape[0]
+    wt = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0)))
+    gval = np.ascontiguousarray(codebook.code_table()[2], dtype=np.int64)
+    is_sparse = np.zeros(len(codebook.segments), dtype=bool)
+    is_sparse[sparse] = True
+    rowptr = np.zeros(H + 1, dtype=np.int64)
+    np.cumsum(row_counts[:, sparse].sum(axis=1), out=rowptr[1:])
+    pos_x = np.empty(int(rowptr[-1]), dtype=np.int64)
+    pos_c = np.empty(int(rowptr[-1]), dtype=np.int64)
+    is_sparse_code = is_sparse[seg_of]
+    KP.run_bands(lambda lo, hi: KG.sparse_fill(codes, is_sparse_code, rowptr, lo, hi, pos_x, pos_c),
+                 KP.bands(H, min_rows=8))
+    return lambda oy0, oy1: KG.sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0, oy1,
+                                           out)
+
+
+@dataclass(frozen=True)
+class Int8Plan:
+    """What the int8 path runs (arithmetic.md §5.6).
+
+    Per GEMM accumulator (split names, also for the grid realization): ``tables``
+    uint8[num_codes] (``v + o`` per code), ``offsets`` ``o``, ``factors`` ``f_j``
+    (``d_s`` for ``P_s``, ``e_s`` for ``Q_s``); ``sparse_segs`` go through the
+    sparse pass; ``y_off``/``x_off``: input index = ``o·stride + k·dilation + off``.
+    """
+
+    names: list[str]
+    tables: list[np.ndarray]
+    offsets: list[int]
+    factors: list[int]
+    sparse_segs: list[int]
+    y_off: int
+    x_off: int
+
+
+def _affine_offset(tab: np.ndarray, stride: int, dil: int, n_in: int) -> int | None:
+    """``off`` with ``tab[o, k] = o·stride + k·dil + off`` (−1 outside ``[0, n_in)``), or None."""
+    valid = np.argwhere(tab >= 0)
+    if valid.size:
+        o, k = (int(v) for v in valid[0])
+        off = int(tab[o, k]) - o * stride - k * dil
+    else:
+        off = n_in  # every tap is padding: any offset that puts them all past the input
+    e = (np.arange(tab.shape[0])[:, None] * stride + np.arange(tab.shape[1])[None, :] * dil + off)
+    return off if np.array_equal(np.where((e >= 0) & (e < n_in), e, -1), tab) else None
+
+
+def int8_plan(codebook: Codebook, w: np.ndarray, seg_counts, can_sparse: bool, geometry, iy_of, ix_of,
+              in_shape: tuple[int, int], groups: int) -> Int8Plan | str:
+    """The int8 path's plan for one conv call, or why it does not apply (§5.6).
+
+    ``geometry`` ``(stride_y, stride_x, dilation_y, dilation_x)`` of a conv2d (None for
+    the transposed conv). Conditions: the host runs the kernels, groups 1, weights in
+    ``[−128, 127]``, ``255·max_co Σ|w| < 2^31``, tap tables of a strided conv, and
+    every accumulator's multiplicands span at most 255 after the offset.
+    """
+    if not KI.available():
+        return "this CPU lacks AVX-512 VNNI (or numba does not compile for the host CPU)"
+    if geometry is None:
+        return "the int8 path runs conv2d only, not the transposed conv"
+    if groups != 1:
+        return "the int8 path runs groups = 1 only"
+    if w.size and (int(w.min()) < -128 or int(w.max()) > 127):
+        return "weights do not fit int8"
+    l1 = int(np.abs(w.reshape(w.shape[0], -1).astype(np.int64)).sum(axis=1).max()) if w.size else 0
+    if KI.OFFSET_MAX * l1 > KI.ACC_LIMIT:
+        return f"255·Σ|w| = {KI.OFFSET_MAX * l1} does not fit int32"
+    sh, sw, dh, dw = geometry
+    y_off = _affine_offset(iy_of, sh, dh, in_shape[0])
+    x_off = _affine_offset(ix_of, sw, dw, in_shape[1])
+    if y_off is None or x_off is None:
+        return "the tap tables are not those of a strided convolution"
+    seg_of, q_of, _ = codebook.code_table()
+    names, sparse = gemm_split_plan(codebook, "split", seg_counts, can_sparse)
+    tables, offsets, factors = [], [], []
+    for nm in names:
+        seg = codebook.segments[int(nm[1:])]
+        in_seg = seg_of == int(nm[1:])
+        v = np.where(in_seg, q_of, 0) if nm[0] == "P" else in_seg.astype(np.int64)
+        o = -min(int(v.min()), 0)
+        if max(int(v.max()), 0) + o > KI.OFFSET_MAX:
+            return f"the multiplicands of {nm} span more than a byte"
+        tables.append((v + o).astype(np.uint8))
+        offsets.append(o)
+        factors.append(int(seg.step if nm[0] == "P" else seg.origin))
+    return Int8Plan(names, tables, offsets, factors, sparse, y_off, x_off)
+
+
+def _run_int8(codes, codebook, w, w_mant, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode, policy,
+              stream_bits, seg_of, inv_x, row_counts, st_ev, status, status_ox):
+    """The int8 path (see the module docstring and :mod:`intsim.kernels.int8dot`); returns the
+    int64 output stream. ``T = Σ_j f_j·acc_j`` (plus the sparse pass) in grid units, then
+    ``I = base·T + B`` as on the GEMM path."""
+    co_n, kh, kw, cin = w.shape
+    ho, wo = iy_of.shape[0], ix_of.shape[0]
+    base = np.asarray(w_mant, dtype=np.int64) * np.int64(codebook.unit_m)
+    out = np.zeros((ho, wo, co_n), dtype=np.int64)  # T, then X in place
+    if ho == 0 or wo == 0:
+        return out
+    sparse_taps = _sparse_pass(codes, codebook, w, 1, plan.sparse_segs, seg_of, row_counts, iy_of, inv_x, out)
+    sh, sw, dh, dw = geometry
+    cp = -(-cin // 4) * 4
+    hp = (ho - 1) * sh + (kh - 1) * dh + 1
+    wp = (wo - 1) * sw + (kw - 1) * dw + 1
+    wpk, colsum = KI.pack_weights(w, cp)
+    k4n = kh * kw * cp // 4
+    tapoffs = np.array([(ky * dh * wp + kx * dw) * cp for ky in range(kh) for kx in range(kw)], dtype=np.int64)
+    size = hp * wp * cp
+    planes = []
+    for table, o in zip(plan.tables, plan.offsets):
+        buf = np.empty(size + KI.SLACK_PIXELS * sw * cp, dtype=np.uint8)
+        buf[size:] = 0  # a tile may read past the last row; those outputs are discarded
+        plane = buf[:size].reshape(hp, wp, cp)
+        KP.run_bands(lambda lo, hi, table=table, o=o, plane=plane:
+                     KI.offset_plane(codes, table, o, -plan.y_off, -plan.x_off, lo, hi, plane),
+                     KP.bands(hp, min_rows=8))
+        planes.append(buf)
+
+    def band(oy0, oy1):
+        sparse_taps(oy0, oy1)
+        for k in range(len(planes) - 1, -1, -1):  # the first accumulator last: fused with the rescale
+            KI.conv_rows(out, oy0, oy1, planes[k], sw * cp, sh * wp * cp, tapoffs, cp // 4, wpk, k4n,
+                         plan.offsets[k], colsum, plan.factors[k], base, bias, nshift, rmode, policy, stream_bits,
+                         k == 0, st_ev, status, status_ox)
+
+    KP.run_bands(band, KP.bands(ho))
+    return out
 
 
 def _run_gemm(codes, codebook, w, w_mant, bias, groups, iy_of, ix_of, nshift, rmode, policy, stream_bits,
@@ -330,20 +492,7 @@ def _run_gemm(codes, codebook, w, w_mant, bias, groups, iy_of, ix_of, nshift, rm
     ho, wo = iy_of.shape[0], ix_of.shape[0]
     base = np.asarray(w_mant, dtype=np.int64) * np.int64(codebook.unit_m)
     out = np.zeros((ho, wo, co_n), dtype=np.int64)  # T, then X in place
-    # --- sparse pass set-up: tail-segment elements add Σ w·G (exact int64, any order: §5.4 unordered)
-    sparse = [s for s in sparse_segs if row_counts[:, s].sum() > 0]
-    if sparse:
-        wt = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0)))
-        gval = np.ascontiguousarray(codebook.code_table()[2], dtype=np.int64)
-        is_sparse = np.zeros(len(codebook.segments), dtype=bool)
-        is_sparse[sparse] = True
-        rowptr = np.zeros(H + 1, dtype=np.int64)
-        np.cumsum(row_counts[:, sparse].sum(axis=1), out=rowptr[1:])
-        pos_x = np.empty(int(rowptr[-1]), dtype=np.int64)
-        pos_c = np.empty(int(rowptr[-1]), dtype=np.int64)
-        is_sparse_code = is_sparse[seg_of]
-        KP.run_bands(lambda lo, hi: KG.sparse_fill(codes, is_sparse_code, rowptr, lo, hi, pos_x, pos_c),
-                     KP.bands(H, min_rows=8))
+    sparse_taps = _sparse_pass(codes, codebook, w, groups, sparse_segs, seg_of, row_counts, iy_of, inv_x, out)
     # --- GEMM accumulators: value planes (banded over input rows) and their factors f_j
     planes, factors = [], []
     for nm in gemm_accs:
@@ -373,8 +522,7 @@ def _run_gemm(codes, codebook, w, w_mant, bias, groups, iy_of, ix_of, nshift, rm
             rows = max(1, min(rows, -(-ho // (3 * nthreads))))
 
         def band(oy0, oy1):
-            if sparse:
-                KG.sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0, oy1, out)
+            sparse_taps(oy0, oy1)
             need = iy_of[oy0:oy1]
             need = need[need >= 0]
             iy_lo, iy_hi = (int(need.min()), int(need.max()) + 1) if need.size else (0, 0)
@@ -393,8 +541,7 @@ def _run_gemm(codes, codebook, w, w_mant, bias, groups, iy_of, ix_of, nshift, rm
             rows = max(1, min(rows, -(-ho // (3 * nthreads))))
 
         def band(oy0, oy1):
-            if sparse:
-                KG.sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0, oy1, out)
+            sparse_taps(oy0, oy1)
             m = (oy1 - oy0) * wo
             cols = np.empty((m, kdim), dtype=dtype)
             acc = np.empty((m, co_n), dtype=dtype)
@@ -433,7 +580,7 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
     ``w_exp`` = k_w; ``f_out`` the output stream frac. ``ordered``: None decides
     by the worst case of §5.4; True/False forces a path (tests; forcing False on
     an op that can overflow gives int64 sums without the policy). ``path``:
-    ``auto``/``reference``/``gemm32``/``gemm64`` (None: ``$INTSIM_CONV_PATH``,
+    ``auto``/``reference``/``gemm32``/``gemm64``/``int8`` (None: ``$INTSIM_CONV_PATH``,
     default auto; see the module docstring). ``worst``: ``{accumulator name: W_j}``
     from :func:`intsim.bounds.conv_accumulators` (None: computed here, same numbers).
     Returns (int64[Ho, Wo, Co] stream, events with macs, acc_overflow,
@@ -458,7 +605,7 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
     # im2col GEMM would have too few columns to run well.
     kn2row = groups == 1 and (sh, sw) == (1, 1) and co_n <= KN2ROW_MAX_CO
     return _run(c, codebook, w, w_mant, bias, groups, iy_of, ix_of, w_exp, f_out, numerics, name, ordered,
-                path, worst, kn2row)
+                path, worst, kn2row, (sh, sw, dh, dw))
 
 
 def conv_transpose2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np.ndarray,
@@ -515,12 +662,13 @@ def conv_rows(codes_win: np.ndarray, win_y0: int, in_h: int, out_y0: int, out_y1
         oph, opw = _pair(output_padding, "output_padding")
         iy_full = K.conv_transpose2d_tap_table(int(in_h), kh, sh, ph, oph)
         ix_of = K.conv_transpose2d_tap_table(c.shape[1], kw, sw, pw, opw)
-        groups, kn2row = 1, True
+        groups, kn2row, geometry = 1, True, None
     else:
         dh, dw = _pair(dilation, "dilation")
         iy_full = K.conv2d_tap_table(int(in_h), kh, sh, ph, dh)
         ix_of = K.conv2d_tap_table(c.shape[1], kw, sw, pw, dw)
         kn2row = int(groups) == 1 and (sh, sw) == (1, 1) and co_n <= KN2ROW_MAX_CO
+        geometry = (sh, sw, dh, dw)
     if not 0 <= out_y0 <= out_y1 <= iy_full.shape[0]:
         raise ValueError(f"{name}: output rows [{out_y0}, {out_y1}) outside [0, {iy_full.shape[0]})")
     iy = iy_full[out_y0:out_y1]
@@ -530,4 +678,4 @@ def conv_rows(codes_win: np.ndarray, win_y0: int, in_h: int, out_y0: int, out_y1
                          f"output rows [{out_y0}, {out_y1}) read")
     iy_of = np.where(valid, iy - int(win_y0), -1).astype(np.int64)
     return _run(c, codebook, w, w_mant, bias, int(groups), iy_of, ix_of, w_exp, f_out, numerics, name, ordered,
-                path, worst, kn2row)
+                path, worst, kn2row, geometry)

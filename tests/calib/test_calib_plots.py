@@ -4,7 +4,12 @@ from __future__ import annotations
 import torch
 
 from calib.methods import calibrate_method
-from reports.calib_plots import layer_sensitivity, plot_activation_histograms, plot_layer_sensitivity, psnr_eval_fn
+from reports.calib_plots import (
+    layer_sensitivity,
+    plot_activation_histograms,
+    plot_layer_sensitivity,
+    psnr_eval_fn,
+)
 from tests.calib._tiny import tiny_images, tiny_model
 
 torch.set_num_threads(1)

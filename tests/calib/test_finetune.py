@@ -6,8 +6,13 @@ import json
 import pytest
 import torch
 
-from calib.finetune import (FinetuneConfig, FinetuneInterrupted, _norm_dist, finetune_calibration,
-                            sensitivity_weights)
+from calib.finetune import (
+    FinetuneConfig,
+    FinetuneInterrupted,
+    _norm_dist,
+    finetune_calibration,
+    sensitivity_weights,
+)
 from calib.methods import calibrate_method
 from tests.calib._tiny import tiny_images, tiny_model
 

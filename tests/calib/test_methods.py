@@ -4,8 +4,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from calib.methods import (METHODS, calibrate_method, check_method, collect_activation_stats, discover_convs,
-                           find_blocks, search_bp, search_budgeted)
+from calib.methods import (
+    METHODS,
+    calibrate_method,
+    check_method,
+    collect_activation_stats,
+    discover_convs,
+    find_blocks,
+    search_bp,
+    search_budgeted,
+)
 from calib.quant.two_region import TwoRegionSpec
 from tests.calib._tiny import tiny_images, tiny_model
 

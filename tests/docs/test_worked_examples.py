@@ -354,7 +354,10 @@ def test_s5_4_ordered_accumulation_example():
 
 
 def test_s5_5_transposed_conv_taps():
-    from intsim.kernels.conv import conv_transpose2d_output_size, conv_transpose2d_tap_table
+    from intsim.kernels.conv import (
+        conv_transpose2d_output_size,
+        conv_transpose2d_tap_table,
+    )
 
     assert conv_transpose2d_output_size(2, 3, 2, 1, 1) == 4
     table = conv_transpose2d_tap_table(2, 3, 2, 1, 1)  # [output, tap] -> input or -1

@@ -20,7 +20,15 @@ from golden.numerics import GoldenError, GoldenOverflowError, overflow, rnd
 from golden.ops.codes import code_tables
 from golden.ops.conv import can_overflow, worst_case
 from golden.ops.stream import bilinear_taps
-from intsim.artifact import Artifact, Codebook, EncoderStage, Numerics, OpSpec, Segment, TensorSpec
+from intsim.artifact import (
+    Artifact,
+    Codebook,
+    EncoderStage,
+    Numerics,
+    OpSpec,
+    Segment,
+    TensorSpec,
+)
 
 MODES = ("half_up", "half_away", "half_even", "floor")
 

@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from intsim import bounds
-from intsim.artifact import Artifact, Codebook, EncoderStage, Numerics, OpSpec, Segment, TensorSpec
+from intsim.artifact import (
+    Artifact,
+    Codebook,
+    EncoderStage,
+    Numerics,
+    OpSpec,
+    Segment,
+    TensorSpec,
+)
 from intsim.bounds import (
     conv_accumulators,
     conv_can_overflow,

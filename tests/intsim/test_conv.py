@@ -22,9 +22,15 @@ import numpy as np
 import pytest
 
 from intsim.artifact import Codebook, EncoderStage, Numerics, Segment
-from intsim.ops.conv import accumulator_layout, conv2d, conv_can_overflow, conv_transpose2d
+from intsim.ops.conv import (
+    accumulator_layout,
+    conv2d,
+    conv_can_overflow,
+    conv_transpose2d,
+)
 from intsim.overflow import EngineOverflowError
-from tests.exact_reference import ref_round_shift as ref_round, round_rational as _rnd_frac
+from tests.exact_reference import ref_round_shift as ref_round
+from tests.exact_reference import round_rational as _rnd_frac
 
 MODES = ("half_up", "half_away", "half_even", "floor")
 

@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intsim.artifact import Artifact, Codebook, EncoderStage, Numerics, OpSpec, Segment, TensorSpec
+from intsim.artifact import (
+    Artifact,
+    Codebook,
+    EncoderStage,
+    Numerics,
+    OpSpec,
+    Segment,
+    TensorSpec,
+)
 from intsim.cost import (
     AcceleratorConfig,
     ConfigError,

@@ -29,7 +29,15 @@ import os
 import numpy as np
 import pytest
 
-from intsim.artifact import Artifact, Codebook, EncoderStage, Numerics, OpSpec, Segment, TensorSpec
+from intsim.artifact import (
+    Artifact,
+    Codebook,
+    EncoderStage,
+    Numerics,
+    OpSpec,
+    Segment,
+    TensorSpec,
+)
 from intsim.cost import accelerator_from_dict, estimate_cost
 
 scalesim_pkg = pytest.importorskip("scalesim", reason="SCALE-Sim oracle needs `pip install scalesim` (dev extra)")

@@ -1,7 +1,6 @@
 """The encoder (arithmetic.md §3.4) against a pure-Python reference, plus §3.2/§3.3 codes."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from hypothesis import given, settings

@@ -15,7 +15,15 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from intsim.artifact import Artifact, Codebook, EncoderStage, Numerics, OpSpec, Segment, TensorSpec
+from intsim.artifact import (
+    Artifact,
+    Codebook,
+    EncoderStage,
+    Numerics,
+    OpSpec,
+    Segment,
+    TensorSpec,
+)
 from intsim.encoder import encode
 from intsim.engine import OPS, RunResult, run
 from intsim.ops import conv as conv_ops

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intsim import bounds
-from intsim import engine
+from intsim import bounds, engine
 from intsim.artifact import Codebook, EncoderStage, Numerics, Segment
 from intsim.encoder import encode
+from intsim.kernels import int8dot as KI
 from intsim.kernels import parallel as KP
 from intsim.kernels.resample import pixel_shuffle_bands
 from intsim.ops import conv as C
@@ -38,7 +38,7 @@ from tests.artifact_factory import make_codebook, make_random_artifact
 from tests.intsim.test_conv import MODES, codebook_3_3, extreme_codes, random_case
 
 SET5_X4 = Path(os.environ.get("INTSIM_DATA_ROOT", "/work/shared")) / "data" / "Set5" / "LR_bicubic" / "X4"
-FAST = ("gemm32", "gemm64", "auto")
+FAST = ("gemm32", "gemm64", "int8", "auto")
 
 
 def _ref_and_fast(codes, cb, w, w_mant, bias, w_exp, f_out, geom, num, transposed, paths=FAST, **kw):
@@ -269,14 +269,21 @@ def test_env_var_selects_reference(monkeypatch, spy_dtype):
     cb = codebook_3_3()
     codes = np.full((3, 3, 2), 10, dtype=np.int64)
     w = np.ones((2, 3, 3, 2), dtype=np.int8)
+    int8_calls = []
+    orig = C._run_int8
+    monkeypatch.setattr(C, "_run_int8", lambda *a, **k: int8_calls.append(1) or orig(*a, **k))
     monkeypatch.setenv("INTSIM_CONV_PATH", "reference")
     a = C.conv2d(codes, cb, w, np.array([1, 2]), np.array([0, 0]), w_exp=0, f_out=0, padding=1)
-    assert spy_dtype == []
-    monkeypatch.setenv("INTSIM_CONV_PATH", "auto")
+    assert spy_dtype == [] and int8_calls == []
+    monkeypatch.setenv("INTSIM_CONV_PATH", "auto")  # int8 where the CPU has it, else float32
     b = C.conv2d(codes, cb, w, np.array([1, 2]), np.array([0, 0]), w_exp=0, f_out=0, padding=1)
-    assert spy_dtype == [np.float32]
+    assert (int8_calls, spy_dtype) == (([1], []) if KI.available() else ([], [np.float32]))
     np.testing.assert_array_equal(a[0], b[0])
     assert a[1] == b[1]
+    monkeypatch.setenv("INTSIM_CONV_PATH", "gemm32")
+    c = C.conv2d(codes, cb, w, np.array([1, 2]), np.array([0, 0]), w_exp=0, f_out=0, padding=1)
+    assert spy_dtype[-1] == np.float32
+    np.testing.assert_array_equal(a[0], c[0])
     monkeypatch.setenv("INTSIM_CONV_PATH", "bogus")
     with pytest.raises(ValueError, match="INTSIM_CONV_PATH"):
         C.conv2d(codes, cb, w, np.array([1, 2]), np.array([0, 0]), w_exp=0, f_out=0)
@@ -432,3 +439,22 @@ def test_slope_kernel_equals_reference(mode, policy):
     got = slope_bands(X, Mc, 14, *args)
     np.testing.assert_array_equal(got[0], ref[0])
     assert got[1] == ref[1]["stream_overflow"] and ref[1]["stream_overflow"] > 0
+
+
+@pytest.mark.parametrize("kind", ["uniform", "signed2r"])
+def test_segment_census_matches_conv_macs(kind):
+    """The census behind the MAC counters (banded kernel, or the shape shortcut for one segment)
+    equals the matrix form of intsim.kernels.conv.conv_macs, and counts every row's elements."""
+    from intsim.kernels import conv as K
+    cb = make_codebook(kind, 4, 16, "split")
+    rng = np.random.default_rng(8)
+    codes = rng.integers(0, cb.num_codes, size=(11, 9, 5)).astype(np.int64)
+    seg_of = cb.code_table()[0]
+    S = len(cb.segments)
+    for k, s, p, d in [(3, 1, 1, 1), (5, 2, 0, 1), (3, 1, 2, 2)]:
+        iy_of = K.conv2d_tap_table(11, k, s, p, d)
+        ix_of = K.conv2d_tap_table(9, k, s, p, d)
+        weighted, rows = C.segment_counts(codes, seg_of, S, K.tap_usage(iy_of, 11), K.tap_usage(ix_of, 9))
+        np.testing.assert_array_equal(weighted, K.conv_macs(codes, seg_of, S, iy_of, ix_of, 1))
+        np.testing.assert_array_equal(rows, np.stack([np.count_nonzero(seg_of[codes] == g, axis=(1, 2))
+                                                      for g in range(S)], axis=1))

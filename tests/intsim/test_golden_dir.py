@@ -7,7 +7,14 @@ import os
 import numpy as np
 import pytest
 
-from intsim.artifact import Codebook, EncoderStage, Numerics, Segment, TensorSpec, array_sha256
+from intsim.artifact import (
+    Codebook,
+    EncoderStage,
+    Numerics,
+    Segment,
+    TensorSpec,
+    array_sha256,
+)
 from intsim.golden_dir import (
     MANIFEST,
     GoldenError,

@@ -19,7 +19,12 @@ from intsim.fixedpoint import encode_multiplier, isqrt, reciprocal_multiplier
 from intsim.ops.elementwise import add, concat, leaky_relu, mul, prelu, relu, split
 from intsim.ops.image import image_in, image_out
 from intsim.ops.pooling import mean_pool, std_pool
-from intsim.ops.resample import bilinear_taps, pixel_shuffle, upsample_bilinear, upsample_nearest
+from intsim.ops.resample import (
+    bilinear_taps,
+    pixel_shuffle,
+    upsample_bilinear,
+    upsample_nearest,
+)
 from intsim.ops.sigmoid import sigmoid
 from intsim.overflow import EngineOverflowError
 from tests.exact_reference import round_rational as rnd

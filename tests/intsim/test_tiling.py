@@ -19,7 +19,12 @@ import pytest
 
 from intsim import engine, tiling
 from intsim.artifact import Numerics
-from tests.artifact_factory import _Builder, _calibration_image, _finish, make_random_artifact
+from tests.artifact_factory import (
+    _Builder,
+    _calibration_image,
+    _finish,
+    make_random_artifact,
+)
 
 MODES = ("half_up", "half_away", "half_even", "floor")
 

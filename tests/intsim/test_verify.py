@@ -11,7 +11,16 @@ import json
 import numpy as np
 import pytest
 
-from intsim.artifact import Artifact, Codebook, EncoderStage, Numerics, OpSpec, Segment, TensorSpec, array_sha256
+from intsim.artifact import (
+    Artifact,
+    Codebook,
+    EncoderStage,
+    Numerics,
+    OpSpec,
+    Segment,
+    TensorSpec,
+    array_sha256,
+)
 from intsim.engine import run
 from intsim.golden_dir import (
     GoldenError,

@@ -1,0 +1,267 @@
+"""Kernels of the int8 dot-product path of the convolution (arithmetic.md §5.6: offset bytes, int32 rule).
+
+An unordered conv (§5.4) may form its accumulators in any exact way. On x86
+CPUs with AVX-512 VNNI one instruction, ``vpdpbusd``, adds 64 products of
+unsigned and signed bytes into 16 int32 lanes, several times the throughput of
+a float32 FMA. This path uses it as an implicit GEMM: no patch matrix, the
+micro-kernel reads each tap's channel vector straight from a padded plane.
+
+Operands, per GEMM accumulator ``j`` (``P_s``: ``q`` of segment ``s`` and 0
+elsewhere; ``Q_s``: the segment's indicator):
+
+* the **plane** holds ``v + o`` as uint8, where ``v`` is the multiplicand of
+  the element's code and ``o = −min(V ∪ {0})`` the accumulator's offset; a
+  padding tap holds ``o`` (its ``v`` is 0). Requires ``max(V ∪ {0}) + o ≤ 255``;
+* the **weights** are int8 (``−128 … 127``), packed as
+  ``[Co/16][K/4][16 lanes][4 bytes]`` with ``K`` running over taps ``ky, kx``
+  and channels (padded to a multiple of 4 with zero weights);
+* the kernel returns ``acc' = Σ (v + o)·w`` in int32 and the caller forms
+  ``acc = acc' − o·Σ w`` in int64 (``Σ w`` over every tap of the output
+  channel, padding included, since a padding tap's ``v + o`` is ``o``).
+
+Exactness: ``|acc'| ≤ 255·max_co Σ|w|``; if that is below 2^31 the int32
+result is the exact integer (int32 wraps as a ring, so even a partial sum out
+of range would not matter once the final sum is in range). The correction is
+an int64 product of small numbers.
+
+:func:`available` says whether the host can run it (the CPU has AVX-512 VNNI
+and numba compiles for the host); otherwise the conv falls back to the float
+GEMM path. The micro-kernel is emitted as LLVM IR (:func:`_make_tile`): an
+``MR × 16·NRB`` int32 tile kept in vector registers while ``K`` is swept.
+"""
+from __future__ import annotations
+
+import functools
+import os
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from intsim.kernels.gemm import (
+    _POLICY_ERROR,
+    STATUS_OK,
+    STATUS_STREAM_OVERFLOW,
+    _rescale_store,
+    _u,
+)
+
+LANES = 16  # int32 lanes of a 512-bit vector: output channels per vector
+MR_WIDE = 6  # output pixels per tile when Co > 16 (6 × 4 accumulators + 4 weight vectors ≤ 32 registers)
+MR_NARROW = 16  # output pixels per tile when Co ≤ 16 (one vector of channels)
+SLACK_PIXELS = MR_NARROW  # a tile may read past the last row's end: the plane carries this many pixels of slack
+OFFSET_MAX = 255  # v + o must fit an unsigned byte
+ACC_LIMIT = (1 << 31) - 1
+
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_V16 = ir.VectorType(_I32, LANES)
+_V64B = ir.VectorType(ir.IntType(8), 64)
+_VPDPBUSD = "llvm.x86.avx512.vpdpbusd.512"
+_REQUIRED = ("avx512f", "avx512bw", "avx512vnni")
+
+
+@functools.cache
+def available() -> bool:
+    """True if this process can run the kernels: the host CPU has AVX-512 VNNI and numba
+    compiles for the host CPU (``$NUMBA_CPU_NAME`` unset or ``host``).
+    ``INTSIM_INT8DOT=0`` turns the path off."""
+    if os.environ.get("INTSIM_INT8DOT", "1").strip() == "0":
+        return False
+    if (numba.config.CPU_NAME or "host") != "host":
+        return False
+    try:
+        from llvmlite import binding
+        feats = binding.get_host_cpu_features()
+    except Exception:  # noqa: BLE001 - no feature query on this platform: treat as unsupported
+        return False
+    return all(feats.get(f, False) for f in _REQUIRED)
+
+
+def _make_tile(MR: int, NRB: int):
+    """An intrinsic ``tile(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)``.
+
+    ``c[r·16·NRB + 16·j + lane] = Σ_{t, c4, i} a[a_off + r·pix_stride + tapoffs[t] + 4·c4 + i]
+    · b[b_off + j·k4n·64 + (t·c4n + c4)·64 + 4·lane + i]`` for ``r < MR``, ``j < NRB``
+    (a uint8, b int8, c int32; sums wrap in int32).
+    """
+    @intrinsic
+    def tile(typingctx, a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c):
+        sig = types.void(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)
+
+        def codegen(context, builder, signature, args):
+            a_v, a_off_v, ps_v, taps_v, c4n_v, b_v, b_off_v, k4n_v, c_v = args
+            A = context.make_array(signature.args[0])(context, builder, a_v)
+            T = context.make_array(signature.args[3])(context, builder, taps_v)
+            B = context.make_array(signature.args[5])(context, builder, b_v)
+            C = context.make_array(signature.args[8])(context, builder, c_v)
+            mod = builder.module
+            try:
+                dot = mod.get_global(_VPDPBUSD)
+            except KeyError:
+                dot = ir.Function(mod, ir.FunctionType(_V16, [_V16, _V64B, _V64B]), _VPDPBUSD)
+            ntaps = cgutils.unpack_tuple(builder, T.shape, 1)[0]
+            # accumulators live in allocas that LLVM promotes to registers
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(_V16, None)) for _ in range(NRB)]
+                    for _ in range(MR)]
+            abase = builder.gep(A.data, [a_off_v])
+            bbase = builder.gep(B.data, [b_off_v])
+            jstride = builder.mul(k4n_v, ir.Constant(_I64, 64))
+            with cgutils.for_range(builder, ntaps) as tl:
+                t = tl.index
+                arow = builder.gep(abase, [builder.load(builder.gep(T.data, [t]))])
+                kb = builder.mul(t, c4n_v)
+                with cgutils.for_range(builder, c4n_v) as cl:
+                    c4 = cl.index
+                    boff = builder.mul(builder.add(kb, c4), ir.Constant(_I64, 64))
+                    bvs = []
+                    for j in range(NRB):
+                        off = builder.add(builder.mul(ir.Constant(_I64, j), jstride), boff)
+                        bvs.append(builder.load(builder.bitcast(builder.gep(bbase, [off]), _V64B.as_pointer()),
+                                                align=1))
+                    aoff = builder.mul(c4, ir.Constant(_I64, 4))
+                    for r in range(MR):
+                        off = builder.add(builder.mul(ir.Constant(_I64, r), ps_v), aoff)
+                        a32 = builder.load(builder.bitcast(builder.gep(arow, [off]), _I32.as_pointer()), align=1)
+                        av = builder.insert_element(ir.Constant(_V16, None), a32, ir.Constant(_I32, 0))
+                        av = builder.shuffle_vector(av, ir.Constant(_V16, None), ir.Constant(_V16, [0] * LANES))
+                        avb = builder.bitcast(av, _V64B)
+                        for j in range(NRB):
+                            builder.store(builder.call(dot, [builder.load(accs[r][j]), avb, bvs[j]]), accs[r][j])
+            for r in range(MR):
+                for j in range(NRB):
+                    p = builder.gep(C.data, [ir.Constant(_I64, (r * NRB + j) * LANES)])
+                    builder.store(builder.load(accs[r][j]), builder.bitcast(p, _V16.as_pointer()), align=1)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+# Wide tiles (Co > 16): 6 pixels × 4, 3, 2 or 1 vectors of 16 channels; narrow (Co ≤ 16): 16 pixels × 1.
+_tile_6x4 = _make_tile(MR_WIDE, 4)
+_tile_6x3 = _make_tile(MR_WIDE, 3)
+_tile_6x2 = _make_tile(MR_WIDE, 2)
+_tile_6x1 = _make_tile(MR_WIDE, 1)
+_tile_16x1 = _make_tile(MR_NARROW, 1)
+
+
+def pack_weights(w: np.ndarray, cin_pad: int) -> tuple[np.ndarray, np.ndarray]:
+    """(packed int8 weights, ``Σ w`` per output channel int64[Co]) of ``w`` int[Co, kh, kw, Ci] (OHWI).
+
+    Packed layout ``[ceil(Co/16)][kh·kw·cin_pad/4][16][4]`` (zero for padded
+    channels and lanes), the ``b`` operand of the tiles. Weights must be in
+    ``[−128, 127]``.
+    """
+    co_n, kh, kw, ci = w.shape
+    nb = -(-co_n // LANES)
+    wp = np.zeros((nb * LANES, kh * kw, cin_pad), dtype=np.int8)
+    wp[:co_n, :, :ci] = w.reshape(co_n, kh * kw, ci)
+    k4n = kh * kw * cin_pad // 4
+    packed = np.ascontiguousarray(wp.reshape(nb, LANES, k4n, 4).transpose(0, 2, 1, 3)).reshape(-1)
+    colsum = w.reshape(co_n, -1).astype(np.int64).sum(axis=1)
+    return packed, colsum
+
+
+@numba.njit(cache=True, nogil=True)
+def offset_plane(codes, table, pad_value, top, left, y0, y1, plane):
+    """Rows ``[y0, y1)`` of the padded uint8 plane ``plane[Hp, Wp, Cp]`` (a view of a flat buffer).
+
+    ``plane[py, px, c] = table[codes[py − top, px − left, c]]`` inside the input,
+    ``pad_value`` (the offset ``o``) at padding positions, 0 in padded channels
+    ``c ≥ C`` (their weights are 0).
+    """
+    H = codes.shape[0]
+    W = codes.shape[1]
+    C = codes.shape[2]
+    Wp = plane.shape[1]
+    Cp = plane.shape[2]
+    for py in range(y0, y1):
+        iy = py - top
+        for px in range(Wp):
+            ix = px - left
+            if 0 <= iy < H and 0 <= ix < W:
+                for c in range(C):
+                    plane[py, px, c] = table[codes[iy, ix, c]]
+            else:
+                for c in range(C):
+                    plane[py, px, c] = pad_value
+            for c in range(C, Cp):
+                plane[py, px, c] = 0
+
+
+@numba.njit(cache=True, inline="always")
+def _tile(nrb, mr, a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c):
+    if mr == MR_NARROW:
+        _tile_16x1(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)
+    elif nrb == 4:
+        _tile_6x4(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)
+    elif nrb == 3:
+        _tile_6x3(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)
+    elif nrb == 2:
+        _tile_6x2(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)
+    else:
+        _tile_6x1(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)
+
+
+@numba.njit(cache=True, nogil=True)
+def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k4n, offset, colsum,
+              factor, base, bias, nshift, rmode, policy, stream_bits, finish, stream_events, status, status_ox):
+    """One GEMM accumulator of output rows ``[oy0, oy1)``, then (``finish``) the rescale (5.3).
+
+    ``plane`` flat uint8 (see :func:`offset_plane`, with slack); output ``(oy, ox)``
+    reads tap ``t`` at byte ``oy·row_stride + ox·pix_stride + tapoffs[t]``. ``acc = acc' − offset·colsum[co]``; ``finish`` False:
+    ``out += factor·acc``; True: ``I = base·(out + factor·acc) + bias``,
+    ``X = OVF_stream(R(I, nshift))`` with the events, status and first error column
+    per row as :func:`intsim.kernels.gemm.finish_rows` reports them.
+    """
+    wo = out.shape[1]
+    co_n = out.shape[2]
+    nb = (co_n + LANES - 1) // LANES
+    mr = MR_NARROW if nb == 1 else MR_WIDE
+    st_hi = (np.int64(1) << (stream_bits - 1)) - 1
+    st_lo = -st_hi - 1
+    scratch = np.empty(MR_NARROW * 4 * LANES, dtype=np.int32)
+    tmp = np.empty(4 * LANES, dtype=np.int64)
+    corr = np.empty(co_n, dtype=np.int64)
+    for co in range(co_n):
+        corr[co] = np.int64(offset) * colsum[co]
+    oflat = out.reshape(out.size)
+    for oy in range(oy0, oy1):
+        ev = 0
+        st = 0
+        st_ox = -1
+        for ox0 in range(0, wo, mr):
+            npix = min(mr, wo - ox0)
+            a_off = oy * row_stride + ox0 * pix_stride
+            for j0 in range(0, nb, 4):
+                nrb = min(4, nb - j0)
+                _tile(nrb, mr, plane, a_off, pix_stride, tapoffs, c4n, wpk, j0 * k4n * 64, k4n, scratch)
+                c0 = j0 * LANES
+                nco = min(nrb * LANES, co_n - c0)
+                ldc = nrb * LANES
+                for r in range(npix):
+                    ob = (oy * wo + ox0 + r) * co_n + c0
+                    sb = r * ldc
+                    if not finish:
+                        for k in range(nco):
+                            oflat[_u(ob + k)] += factor * (np.int64(scratch[_u(sb + k)]) - corr[_u(c0 + k)])
+                        continue
+                    for k in range(nco):
+                        acc = np.int64(scratch[_u(sb + k)]) - corr[_u(c0 + k)]
+                        tmp[_u(k)] = base[_u(c0 + k)] * (oflat[_u(ob + k)] + factor * acc) + bias[_u(c0 + k)]
+                    n_ev = _rescale_store(tmp, oflat, ob, nco, nshift, rmode, policy, st_lo, st_hi, stream_bits)
+                    ev += n_ev
+                    if n_ev and policy == _POLICY_ERROR and (st_ox < 0 or ox0 + r < st_ox):
+                        st = STATUS_STREAM_OVERFLOW
+                        st_ox = ox0 + r
+            if st != STATUS_OK:
+                break  # the wrapper raises; stop working on this row
+        if finish:
+            stream_events[oy] = ev
+            status[oy] = st
+            status_ox[oy] = st_ox

@@ -1,0 +1,203 @@
+"""The int8 dot-product path (intsim/kernels/int8dot.py, arithmetic.md §5.6) against the reference kernel.
+
+Zero mismatches on outputs, events and MAC counts: random geometries (every
+tile remainder: widths not a multiple of the tile, channels not a multiple of
+16 or 4), every codebook shape (offset planes, indicator accumulators, the
+grid realization's split decomposition, sparse tails), maximal codes with
+maximal weights, the int32 bound at its edge, the error policy's reported
+position, and row windows (tiling). Skipped where the CPU cannot run the
+kernels; the float GEMM paths are then what ``auto`` takes, and
+tests/intsim/test_fast_paths.py covers them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from intsim.artifact import Codebook, Numerics, Segment
+from intsim.kernels import int8dot as KI
+from intsim.ops import conv as C
+from intsim.overflow import EngineOverflowError
+from tests.artifact_factory import make_codebook
+from tests.intsim.test_conv import codebook_3_3, extreme_codes
+
+pytestmark = pytest.mark.skipif(not KI.available(), reason="the CPU lacks AVX-512 VNNI (or INTSIM_INT8DOT=0 / "
+                                "NUMBA_CPU_NAME is set): the int8 path cannot run here")
+
+WIDE = Numerics(acc_bits=48, stream_bits=48)  # every op unordered, no stream overflow
+
+
+def _codebooks() -> dict[str, Codebook]:
+    return {
+        "3_3": codebook_3_3(),  # three segments, tails with origin ≠ 0 (Q accumulators)
+        "u8": make_codebook("uniform", 8, 16, "split"),  # q ∈ [−128, 127]: the full byte after the offset
+        "u8_unsigned": make_codebook("uniform", 8, 16, "split", signed=False),  # q ∈ [0, 255]
+        "signed2r_4": make_codebook("signed2r", 4, 16, "split"),
+        "relu2r_8": make_codebook("relu2r", 8, 16, "split"),
+        "grid_3_3": make_codebook("signed2r", 4, 16, "grid"),
+    }
+
+
+CODEBOOKS = _codebooks()
+
+
+def _both(codes, cb, w, geom, num=WIDE, realization="split", rng=None, **kw):
+    """(reference, int8) results of one conv2d; asserts the int8 path ran."""
+    rng = rng or np.random.default_rng(0)
+    co = w.shape[0]
+    w_mant = rng.integers(1, 1 << 12, size=co)
+    bias = rng.integers(-(1 << 30), 1 << 30, size=co)
+    num = Numerics(**{**num.__dict__, "realization": realization})
+    args = dict(w_exp=8, f_out=16, numerics=num, **geom, **kw)
+    ref = C.conv2d(codes, cb, w, w_mant, bias, path="reference", **args)
+    got = C.conv2d(codes, cb, w, w_mant, bias, path="int8", **args)
+    return ref, got
+
+
+def _assert_same(ref, got):
+    np.testing.assert_array_equal(got[0], ref[0])
+    assert got[1] == ref[1]
+
+
+def _codes(rng, cb, shape, tail_fraction):
+    """Codes of ``cb``: mostly the most populated segment's, ``tail_fraction`` from the others."""
+    seg_sizes = [s.count for s in cb.segments]
+    dense = int(np.argmax(seg_sizes))
+    b = cb.bases[dense]
+    codes = rng.integers(b, b + seg_sizes[dense], size=shape)
+    tails = rng.random(shape) < tail_fraction
+    codes[tails] = rng.integers(0, cb.num_codes, size=int(tails.sum()))
+    return codes.astype(np.int64)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), h=st.integers(1, 14), w=st.integers(1, 40), ci=st.integers(1, 37),
+       co=st.sampled_from([1, 3, 12, 16, 17, 33, 48, 64, 65, 80]), k=st.sampled_from([1, 2, 3, 5]),
+       stride=st.integers(1, 2), dil=st.integers(1, 2), pad=st.integers(0, 2),
+       cb_name=st.sampled_from(sorted(CODEBOOKS)), tail=st.sampled_from([0.0, 0.02, 0.5]))
+def test_random_convs_match_reference(seed, h, w, ci, co, k, stride, dil, pad, cb_name, tail):
+    rng = np.random.default_rng(seed)
+    cb = CODEBOOKS[cb_name]
+    realization = "grid" if cb_name.startswith("grid") else ("grid" if seed % 3 == 0 else "split")
+    if (h + 2 * pad - dil * (k - 1)) < 1 or (w + 2 * pad - dil * (k - 1)) < 1:
+        return  # empty output: nothing to compare
+    codes = _codes(rng, cb, (h, w, ci), tail)
+    wt = rng.integers(-128, 128, size=(co, k, k, ci)).astype(np.int8)
+    geom = dict(stride=(stride, 1 + (seed % 2)), padding=(pad, (pad + seed) % 3), dilation=(dil, 1))
+    if (w + 2 * geom["padding"][1] - (k - 1)) < 1:
+        return
+    _assert_same(*_both(codes, cb, wt, geom, realization=realization, rng=rng))
+
+
+@pytest.mark.parametrize("cb_name", sorted(CODEBOOKS))
+def test_maximal_codes_and_weights(cb_name):
+    """Every element at a segment's extreme code, weights at −128 and 127: the largest |acc'|."""
+    cb = CODEBOOKS[cb_name]
+    rng = np.random.default_rng(1)
+    ext = np.array(extreme_codes(cb))
+    codes = rng.choice(ext, size=(9, 23, 64)).astype(np.int64)
+    for wv in (-128, 127):
+        w = np.full((70, 3, 3, 64), wv, dtype=np.int8)
+        _assert_same(*_both(codes, cb, w, dict(padding=(1, 1)),
+                            realization="grid" if cb_name.startswith("grid") else "split"))
+
+
+def test_int32_bound_edge():
+    """255·Σ|w| = the largest value int32 holds is taken (and exact); one more is refused."""
+    cb = make_codebook("uniform", 8, 16, "split", signed=False)  # q ∈ [0, 255], offset 0
+    top = cb.bases[0] + cb.segments[0].count - 1  # q = 255
+    l1 = KI.ACC_LIMIT // 255  # 8421504 = 128·65793
+    ci = l1 // 128
+    codes = np.full((1, 1, ci), top, dtype=np.int64)
+    w = np.full((1, 1, 1, ci), -128, dtype=np.int8)  # acc = −255·128·65793 = −2147483520
+    ref, got = _both(codes, cb, w, {})
+    _assert_same(ref, got)
+    w2 = np.concatenate([w, np.full((1, 1, 1, 1), -1, dtype=np.int8)], axis=3)  # Σ|w| one more
+    codes2 = np.full((1, 1, ci + 1), top, dtype=np.int64)
+    with pytest.raises(ValueError, match="int8' refused: 255·Σ|w|"):
+        C.conv2d(codes2, cb, w2, np.array([1]), np.array([0]), w_exp=8, f_out=16, numerics=WIDE, path="int8")
+
+
+def test_refusals_name_the_reason():
+    cb = codebook_3_3()
+    codes = np.zeros((4, 4, 4), dtype=np.int64)
+    common = dict(w_exp=8, f_out=16, numerics=WIDE, path="int8")
+    with pytest.raises(ValueError, match="groups = 1 only"):
+        C.conv2d(codes, cb, np.ones((4, 3, 3, 2), np.int8), np.ones(4), np.zeros(4), groups=2, **common)
+    with pytest.raises(ValueError, match="weights do not fit int8"):
+        C.conv2d(codes, cb, np.full((4, 3, 3, 4), 200, np.int16), np.ones(4), np.zeros(4), **common)
+    with pytest.raises(ValueError, match="not the transposed conv"):
+        C.conv_transpose2d(codes, cb, np.ones((4, 3, 3, 4), np.int8), np.ones(4), np.zeros(4), stride=2, **common)
+    wide = Codebook(unit_m=1, unit_e=16, segments=(Segment(0, 1, -200, 200),), thresholds=(),
+                    encoder=codebook_3_3().encoder[1:2], bits=9)
+    with pytest.raises(ValueError, match="span more than a byte"):
+        C.conv2d(np.zeros((4, 4, 4), np.int64), wide, np.ones((4, 3, 3, 4), np.int8), np.ones(4), np.zeros(4),
+                 **common)
+    with pytest.raises(ValueError, match="must accumulate in order"):  # an ordered op never leaves the reference
+        C.conv2d(codes, cb, np.full((4, 3, 3, 4), 127, np.int8), np.ones(4), np.zeros(4),
+                 **{**common, "numerics": Numerics(acc_bits=8)})
+
+
+@pytest.mark.parametrize("policy", ["saturate", "wrap", "error"])
+def test_stream_overflow_policies(policy):
+    """Stream overflow events, and the row and column the error names, equal the reference's."""
+    cb = codebook_3_3()
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, cb.num_codes, size=(6, 29, 5)).astype(np.int64)
+    w = rng.integers(-128, 128, size=(40, 3, 3, 5)).astype(np.int8)
+    num = Numerics(overflow=policy, stream_bits=12, acc_bits=40, rounding="half_away")
+    outs = []
+    for path in ("reference", "int8"):
+        try:
+            outs.append(C.conv2d(codes, cb, w, np.arange(1, 41), np.zeros(40, np.int64), w_exp=4, f_out=12,
+                                 padding=(1, 1), numerics=num, path=path))
+        except EngineOverflowError as e:
+            outs.append(str(e))
+    if policy == "error":
+        assert isinstance(outs[0], str) and outs[0] == outs[1]
+    else:
+        _assert_same(*outs)
+        assert outs[0][1]["stream_overflow"] > 0
+
+
+@pytest.mark.parametrize("rounding", ["half_up", "half_away", "half_even", "floor"])
+def test_rounding_modes(rounding):
+    cb = make_codebook("signed2r", 8, 16, "split")
+    rng = np.random.default_rng(4)
+    codes = _codes(rng, cb, (5, 13, 20), 0.03)
+    w = rng.integers(-128, 128, size=(24, 3, 3, 20)).astype(np.int8)
+    _assert_same(*_both(codes, cb, w, dict(padding=(1, 1)), num=Numerics(acc_bits=40, stream_bits=40,
+                                                                          rounding=rounding)))
+
+
+def test_row_windows_match_the_whole_conv():
+    """conv_rows (the tiling's op) on the int8 path: every band of output rows equals the untiled rows."""
+    cb = make_codebook("signed2r", 4, 16, "split")
+    rng = np.random.default_rng(6)
+    codes = _codes(rng, cb, (17, 21, 8), 0.05)
+    w = rng.integers(-128, 128, size=(20, 3, 3, 8)).astype(np.int8)
+    args = dict(w_exp=8, f_out=16, numerics=WIDE, padding=(1, 1), stride=(2, 1))
+    whole = C.conv2d(codes, cb, w, np.ones(20, np.int64), np.zeros(20, np.int64), path="reference", **args)
+    ho = whole[0].shape[0]
+    for y0, y1 in [(0, 3), (3, 7), (7, ho)]:
+        lo, hi = max(0, 2 * y0 - 1), min(17, 2 * (y1 - 1) + 2)
+        part = C.conv_rows(codes[lo:hi], lo, 17, y0, y1, cb, w, np.ones(20, np.int64), np.zeros(20, np.int64),
+                           path="int8", **args)
+        np.testing.assert_array_equal(part[0], whole[0][y0:y1])
+
+
+def test_pack_weights_layout():
+    """Packed byte (nb, k4, lane, i) holds w[nb·16 + lane, tap, ci = 4·c4 + i] (0 when padded)."""
+    rng = np.random.default_rng(7)
+    w = rng.integers(-128, 128, size=(19, 2, 3, 5)).astype(np.int8)
+    packed, colsum = KI.pack_weights(w, 8)
+    p = packed.reshape(2, 6 * 2, 16, 4)
+    for co in range(19):
+        for t in range(6):
+            for ci in range(8):
+                want = w[co, t // 3, t % 3, ci] if ci < 5 else 0
+                assert p[co // 16, t * 2 + ci // 4, co % 16, ci % 4] == want
+    assert not p[1, :, 3:, :].any()
+    np.testing.assert_array_equal(colsum, w.reshape(19, -1).astype(np.int64).sum(axis=1))
