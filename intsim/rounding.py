@@ -68,6 +68,14 @@ def round_shift(values, n, mode: "RoundingMode | str") -> np.ndarray:
     n = np.asarray(n, dtype=np.int64)
     if np.any(n < 0) or np.any(n > MAX_SHIFT):
         raise ValueError(f"shift must be in [0, {MAX_SHIFT}]")
+    if n.ndim == 0 and mode in (RoundingMode.FLOOR, RoundingMode.HALF_UP):
+        # one shift for all values (the common case): the formula alone, no masks
+        k = int(n)
+        if k == 0:
+            return i.copy()
+        if mode is RoundingMode.FLOOR:
+            return i >> np.int64(k)
+        return (i + (np.int64(1) << np.int64(k - 1))) >> np.int64(k)
     # For n == 0 every mode is the identity; use shift 1 with a zero half to keep it branch-free.
     nz = n > 0
     half = np.where(nz, np.left_shift(np.int64(1), np.maximum(n - 1, 0)), 0)

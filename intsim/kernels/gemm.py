@@ -305,6 +305,43 @@ def segment_counts(codes, seg_of, n_segments, uy, ux, y0, y1, row_counts):
 
 
 @numba.njit(cache=True, nogil=True)
+def segment_counts_ranges(codes, start1, start2, uy, ux, y0, y1, row_counts):
+    """:func:`segment_counts` for at most three segments whose codes are the ranges
+    ``[0, start1)``, ``[start1, start2)``, ``[start2, …)`` (flat codes, §3.2): counts by
+    comparisons instead of table reads and scattered increments, so the channel loop
+    vectorizes. A missing segment has its start past every code."""
+    W = codes.shape[1]
+    C = codes.shape[2]
+    weighted = np.zeros(3, dtype=np.int64)
+    for y in range(y0, y1):
+        r0 = 0
+        r1 = 0
+        r2 = 0
+        for x in range(W):
+            ge1 = 0
+            ge2 = 0
+            for c in range(C):
+                v = codes[y, x, c]
+                ge1 += v >= start1
+                ge2 += v >= start2
+            n0 = C - ge1
+            n1 = ge1 - ge2
+            wgt = uy[y] * ux[x]
+            weighted[0] += wgt * n0
+            weighted[1] += wgt * n1
+            weighted[2] += wgt * ge2
+            r0 += n0
+            r1 += n1
+            r2 += ge2
+        row_counts[y, 0] = r0
+        if row_counts.shape[1] > 1:
+            row_counts[y, 1] = r1
+        if row_counts.shape[1] > 2:
+            row_counts[y, 2] = r2
+    return weighted
+
+
+@numba.njit(cache=True, nogil=True)
 def kn2row_rows(out, oy0, oy1, Y, iy_lo, in_w, iy_of, ix_of, factor, base, bias, nshift, rmode, policy,
                 stream_bits, finish, stream_events, status, status_ox):
     """Tap sums of the kn2row form for output rows ``[oy0, oy1)``, then (``finish``) the rescale (5.3).

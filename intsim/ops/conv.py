@@ -333,11 +333,17 @@ def segment_counts(codes, seg_of, n_segments, uy, ux):
         return (np.array([Ci * int(np.sum(uy)) * int(np.sum(ux))], dtype=np.int64),
                 np.full((H, 1), W * Ci, dtype=np.int64))
     row_counts = np.zeros((H, n_segments), dtype=np.int64)
-    parts = KP.run_bands(lambda lo, hi: KG.segment_counts(codes, seg_of, n_segments, uy, ux, lo, hi, row_counts),
-                         KP.bands(codes.shape[0], min_rows=8))
+    if n_segments <= 3 and np.all(np.diff(seg_of) >= 0):  # flat codes: one range per segment (§3.2)
+        starts = [int(np.searchsorted(seg_of, s)) for s in (1, 2)]
+        starts = [v if s < n_segments else np.iinfo(np.int64).max for s, v in zip((1, 2), starts)]
+        parts = KP.run_bands(lambda lo, hi: KG.segment_counts_ranges(codes, starts[0], starts[1], uy, ux, lo, hi,
+                                                                     row_counts), KP.bands(H, min_rows=8))
+    else:
+        parts = KP.run_bands(lambda lo, hi: KG.segment_counts(codes, seg_of, n_segments, uy, ux, lo, hi,
+                                                              row_counts), KP.bands(H, min_rows=8))
     weighted = np.zeros(n_segments, dtype=np.int64)
     for wgt in parts:
-        weighted += wgt
+        weighted += wgt[:n_segments]
     return weighted, row_counts
 
 

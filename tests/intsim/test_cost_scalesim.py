@@ -24,7 +24,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import io
-import os
 
 import numpy as np
 import pytest

@@ -441,7 +441,7 @@ def test_slope_kernel_equals_reference(mode, policy):
     assert got[1] == ref[1]["stream_overflow"] and ref[1]["stream_overflow"] > 0
 
 
-@pytest.mark.parametrize("kind", ["uniform", "signed2r"])
+@pytest.mark.parametrize("kind", ["uniform", "relu2r", "signed2r"])
 def test_segment_census_matches_conv_macs(kind):
     """The census behind the MAC counters (banded kernel, or the shape shortcut for one segment)
     equals the matrix form of intsim.kernels.conv.conv_macs, and counts every row's elements."""
