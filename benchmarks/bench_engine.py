@@ -449,7 +449,19 @@ def _conv_path(art, name: str) -> str:
     else:  # the dense segment (most populated in practice): origin 0, most codes
         dense = max(range(len(cb.segments)), key=lambda s: (cb.segments[s].origin == 0, cb.segments[s].count))
         gemm = [f"P{dense}"] + ([f"Q{dense}"] if cb.segments[dense].origin else [])
-    return C.select_conv_path(worst, gemm, bounds.conv_can_overflow(art, op))
+    path = C.select_conv_path(worst, gemm, bounds.conv_can_overflow(art, op))
+    if path == "reference" or op.op != "conv2d":
+        return path
+    from intsim.kernels import conv as K  # the int8 path where it applies (tap tables of a 16×16 input)
+    a = op.attrs
+    w = art.arrays[op.arrays["weight"]]
+    tabs = [K.conv2d_tap_table(16, a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i])
+            for i in (0, 1)]
+    counts = [int(s == dense) for s in range(len(cb.segments))] if art.numerics.realization != "grid" else \
+        [s.count for s in cb.segments]
+    plan = C.int8_plan(cb, w, counts, True, (a["stride"][0], a["stride"][1], a["dilation"][0], a["dilation"][1]),
+                       tabs[0], tabs[1], (16, 16), int(a.get("groups", 1)))
+    return "int8" if isinstance(plan, C.Int8Plan) else path
 
 
 # --------------------------------------------------------------------------
