@@ -439,6 +439,7 @@ _TORCH_LAYER_CACHE: dict[tuple, dict] = {}  # torch conv timings per shape, shar
 def _conv_path(art, name: str) -> str:
     """The path ``auto`` takes for this conv (from the load-time bounds; the sparse split aside)."""
     from intsim import bounds
+    from intsim.kernels import conv as K
     from intsim.ops import conv as C
 
     op = next(o for o in art.ops if o.name == name)
@@ -452,7 +453,7 @@ def _conv_path(art, name: str) -> str:
     path = C.select_conv_path(worst, gemm, bounds.conv_can_overflow(art, op))
     if path == "reference" or op.op != "conv2d":
         return path
-    from intsim.kernels import conv as K  # the int8 path where it applies (tap tables of a 16×16 input)
+    # the int8 path where it applies (tap tables of a 16×16 input)
     a = op.attrs
     w = art.arrays[op.arrays["weight"]]
     tabs = [K.conv2d_tap_table(16, a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i])

@@ -333,7 +333,7 @@ def segment_counts(codes, seg_of, n_segments, uy, ux):
         return (np.array([Ci * int(np.sum(uy)) * int(np.sum(ux))], dtype=np.int64),
                 np.full((H, 1), W * Ci, dtype=np.int64))
     row_counts = np.zeros((H, n_segments), dtype=np.int64)
-    if n_segments <= 3 and np.all(np.diff(seg_of) >= 0):  # flat codes: one range per segment (§3.2)
+    if n_segments <= 3:  # flat codes hold one ascending range per segment (§3.2, Codebook.code_table)
         starts = [int(np.searchsorted(seg_of, s)) for s in (1, 2)]
         starts = [v if s < n_segments else np.iinfo(np.int64).max for s, v in zip((1, 2), starts)]
         parts = KP.run_bands(lambda lo, hi: KG.segment_counts_ranges(codes, starts[0], starts[1], uy, ux, lo, hi,
@@ -380,7 +380,6 @@ class Int8Plan:
     sparse pass; ``y_off``/``x_off``: input index = ``o·stride + k·dilation + off``.
     """
 
-    names: list[str]
     tables: list[np.ndarray]
     offsets: list[int]
     factors: list[int]
@@ -439,7 +438,7 @@ def int8_plan(codebook: Codebook, w: np.ndarray, seg_counts, can_sparse: bool, g
         tables.append((v + o).astype(np.uint8))
         offsets.append(o)
         factors.append(int(seg.step if nm[0] == "P" else seg.origin))
-    return Int8Plan(names, tables, offsets, factors, sparse, y_off, x_off)
+    return Int8Plan(tables, offsets, factors, sparse, y_off, x_off)
 
 
 def _run_int8(codes, codebook, w, w_mant, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode, policy,

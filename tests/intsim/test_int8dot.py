@@ -4,10 +4,10 @@ Zero mismatches on outputs, events and MAC counts: random geometries (every
 tile remainder: widths not a multiple of the tile, channels not a multiple of
 16 or 4), every codebook shape (offset planes, indicator accumulators, the
 grid realization's split decomposition, sparse tails), maximal codes with
-maximal weights, the int32 bound at its edge, the error policy's reported
-position, and row windows (tiling). Skipped where the CPU cannot run the
-kernels; the float GEMM paths are then what ``auto`` takes, and
-tests/intsim/test_fast_paths.py covers them.
+maximal weights, the int32 bound at its edge and row windows (tiling). The
+overflow policies (and the position the error names) are checked for every
+fast path in tests/intsim/test_fast_paths.py. Skipped where the CPU cannot run
+the kernels; ``auto`` then takes the float GEMM paths.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from intsim.artifact import Codebook, Numerics, Segment
 from intsim.kernels import int8dot as KI
 from intsim.ops import conv as C
-from intsim.overflow import EngineOverflowError
 from tests.artifact_factory import make_codebook
 from tests.intsim.test_conv import codebook_3_3, extreme_codes
 
@@ -138,28 +137,6 @@ def test_refusals_name_the_reason():
     with pytest.raises(ValueError, match="must accumulate in order"):  # an ordered op never leaves the reference
         C.conv2d(codes, cb, np.full((4, 3, 3, 4), 127, np.int8), np.ones(4), np.zeros(4),
                  **{**common, "numerics": Numerics(acc_bits=8)})
-
-
-@pytest.mark.parametrize("policy", ["saturate", "wrap", "error"])
-def test_stream_overflow_policies(policy):
-    """Stream overflow events, and the row and column the error names, equal the reference's."""
-    cb = codebook_3_3()
-    rng = np.random.default_rng(3)
-    codes = rng.integers(0, cb.num_codes, size=(6, 29, 5)).astype(np.int64)
-    w = rng.integers(-128, 128, size=(40, 3, 3, 5)).astype(np.int8)
-    num = Numerics(overflow=policy, stream_bits=12, acc_bits=40, rounding="half_away")
-    outs = []
-    for path in ("reference", "int8"):
-        try:
-            outs.append(C.conv2d(codes, cb, w, np.arange(1, 41), np.zeros(40, np.int64), w_exp=4, f_out=12,
-                                 padding=(1, 1), numerics=num, path=path))
-        except EngineOverflowError as e:
-            outs.append(str(e))
-    if policy == "error":
-        assert isinstance(outs[0], str) and outs[0] == outs[1]
-    else:
-        _assert_same(*outs)
-        assert outs[0][1]["stream_overflow"] > 0
 
 
 @pytest.mark.parametrize("rounding", ["half_up", "half_away", "half_even", "floor"])
