@@ -100,6 +100,11 @@ class Codebook:
         return sum(s.count for s in self.segments)
 
     @property
+    def code_dtype(self) -> np.dtype:
+        """Array dtype of flat codes, in the engine and in golden folders: int16 (int32 if N > 32767)."""
+        return np.dtype(np.int16 if self.num_codes <= 32767 else np.int32)
+
+    @property
     def code_bits(self) -> int:
         """Honest storage width: ceil(log2 N) (§1.3)."""
         return max(1, math.ceil(math.log2(self.num_codes)))
@@ -177,6 +182,9 @@ class Artifact:
     arrays: dict[str, np.ndarray]
     metadata: dict = field(default_factory=dict)
     sha256: str | None = None
+    derived: dict = field(default_factory=dict, repr=False, compare=False)
+    """What the engine derives from the arrays once and reuses on every run (e.g. a conv's
+    packed weights), keyed by op and the identities of the arrays it came from; never saved."""
 
     def array(self, op: OpSpec, role: str) -> np.ndarray:
         return self.arrays[op.arrays[role]]

@@ -21,8 +21,8 @@ from intsim.rounding import RoundingMode, round_shift
 def encode(X: np.ndarray, codebook: Codebook, rounding: "RoundingMode | str") -> tuple[np.ndarray, int, np.ndarray]:
     """Encode stream integers ``X`` (int64, any shape) to flat codes (arithmetic.md §3.4).
 
-    Returns ``(codes, saturations, histogram)``: ``codes`` int64 of ``X``'s shape
-    in ``[0, N)``; ``saturations`` the number of clamps (3.4c); ``histogram``
+    Returns ``(codes, saturations, histogram)``: ``codes`` of ``X``'s shape in
+    ``[0, N)``, dtype ``codebook.code_dtype`` (int16, int32 if N > 32767); ``saturations`` the number of clamps (3.4c); ``histogram``
     int64[N], the count of each flat code.
     """
     mode = RoundingMode.parse(rounding)
@@ -45,6 +45,6 @@ def encode(X: np.ndarray, codebook: Codebook, rounding: "RoundingMode | str") ->
     q = np.minimum(np.maximum(t, qmin), qmax)  # (3.4c)
     saturations = int(np.count_nonzero(q != t))
     base = np.array(codebook.bases, dtype=np.int64)[seg]
-    codes = base + (q - qmin)
+    codes = (base + (q - qmin)).astype(codebook.code_dtype)
     histogram = np.bincount(codes.reshape(-1), minlength=codebook.num_codes).astype(np.int64)
     return codes, saturations, histogram

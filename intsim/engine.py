@@ -33,8 +33,8 @@ from intsim.rounding import RoundingMode
 class RunResult:
     """What one run produced.
 
-    ``tensors``: graph tensor name → array (streams and codes int64 H×W×C,
-    images uint8 H×W×C); every tensor with ``keep_tensors=True``, else only the
+    ``tensors``: graph tensor name → array H×W×C (streams int64, codes the
+    codebook's ``code_dtype``, images uint8); every tensor with ``keep_tensors=True``, else only the
     graph outputs. ``counters``: JSON-serialisable event counts (arithmetic.md §7)
     as ``{"ops": {name: {...}}, "totals": {...}}``.
     """
@@ -96,7 +96,7 @@ def _encode_fast(x: np.ndarray, codebook, rounding) -> tuple[np.ndarray, int, np
     return encode_kernels.encode_bands(
         np.ascontiguousarray(x), th, [e.center for e in enc], [e.mult for e in enc], [e.shift for e in enc],
         [sg.qmin for sg in segs], [sg.qmax for sg in segs], list(codebook.bases), codebook.num_codes,
-        int(RoundingMode.parse(rounding)))
+        int(RoundingMode.parse(rounding)), codebook.code_dtype)
 
 
 def _encode(art, op, xs):
@@ -112,6 +112,22 @@ def _conv_worst(art: Artifact, op: OpSpec) -> dict:
     return {b.name: b.worst_max for b in bounds.conv_accumulators(art, op)}
 
 
+def _conv_constants(art: Artifact, op: OpSpec, transposed: bool) -> conv_ops.ConvConstants:
+    """The op's :class:`~intsim.ops.conv.ConvConstants`, derived once per artifact (``art.derived``):
+    ordered/worst from the load-time analysis (§5.4), the int8 path's packed weights."""
+    weight, w_mant = art.array(op, "weight"), art.array(op, "w_mant")
+    codebook = _codebook_of(art, op.inputs[0])
+    key = ("conv", op.name, id(weight), id(w_mant), id(codebook), art.numerics)
+    consts = art.derived.get(key)
+    if consts is None:
+        consts = conv_ops.conv_constants(weight, w_mant, codebook, art.numerics,
+                                         groups=int(op.attrs.get("groups", 1)), transposed=transposed,
+                                         ordered=bounds.conv_can_overflow(art, op), worst=_conv_worst(art, op),
+                                         name=op.name)
+        art.derived[key] = consts
+    return consts
+
+
 def _conv2d(art, op, xs):
     a = op.attrs
     if [int(k) for k in a["kernel"]] != list(art.array(op, "weight").shape[1:3]):
@@ -120,8 +136,7 @@ def _conv2d(art, op, xs):
                             art.array(op, "bias"), w_exp=a["w_exp"], f_out=_frac(art, op.outputs[0]),
                             stride=a.get("stride", (1, 1)), padding=a.get("padding", (0, 0)),
                             dilation=a.get("dilation", (1, 1)), groups=a.get("groups", 1),
-                            numerics=art.numerics, name=op.name, ordered=bounds.conv_can_overflow(art, op),
-                            worst=_conv_worst(art, op))
+                            numerics=art.numerics, name=op.name, constants=_conv_constants(art, op, False))
     return [x], ev
 
 
@@ -135,7 +150,7 @@ def _conv_transpose2d(art, op, xs):
                                       padding=a.get("padding", (0, 0)),
                                       output_padding=a.get("output_padding", (0, 0)),
                                       numerics=art.numerics, name=op.name,
-                                      ordered=bounds.conv_can_overflow(art, op), worst=_conv_worst(art, op))
+                                      constants=_conv_constants(art, op, True))
     return [x], ev
 
 

@@ -72,7 +72,7 @@ def storage_dtype(spec, numerics) -> str:
     if spec.kind == "stream":
         return "int32" if int(numerics.stream_bits) <= 32 else "int64"
     if spec.kind == "codes":
-        return "int16" if spec.codebook.num_codes <= 32767 else "int32"
+        return str(spec.codebook.code_dtype)
     raise GoldenError(f"unknown tensor kind {spec.kind!r}")
 
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from intsim import bounds, engine
+from intsim import engine
 from intsim.artifact import Artifact, OpSpec
 from intsim.kernels import conv as K
 from intsim.kernels import parallel as KP
@@ -290,7 +290,6 @@ class _Tiled:
         self.full: dict[str, np.ndarray] = {in_name: np.ascontiguousarray(img)}  # materialized (and the image)
         self.glob: dict[str, np.ndarray] = {}  # 1×1 tensors
         self.counters = _Counters()
-        self.conv_cache: dict[str, tuple[bool, dict]] = {}
         self.needs: dict[tuple[str, int], _Need] = {}
         for op in art.ops:
             if self.plan.is_global[op.outputs[0]]:
@@ -304,9 +303,6 @@ class _Tiled:
     # ---- one op on a band of output rows
     def _conv(self, op: OpSpec, win: np.ndarray, win_y0: int, a: int, b: int):
         art = self.art
-        if op.name not in self.conv_cache:
-            self.conv_cache[op.name] = (bounds.conv_can_overflow(art, op), engine._conv_worst(art, op))
-        ordered, worst = self.conv_cache[op.name]
         at = op.attrs
         if [int(k) for k in at["kernel"]] != list(art.array(op, "weight").shape[1:3]):
             raise ValueError(f"op {op.name!r}: attrs kernel {at['kernel']} != weight shape "
@@ -318,7 +314,7 @@ class _Tiled:
             stride=at.get("stride", (1, 1)), padding=at.get("padding", (0, 0)),
             dilation=at.get("dilation", (1, 1)), groups=at.get("groups", 1),
             output_padding=at.get("output_padding", (0, 0)), numerics=art.numerics, name=op.name,
-            ordered=ordered, worst=worst)
+            constants=engine._conv_constants(art, op, op.op == "conv_transpose2d"))
         return [x], ev
 
     def _bilinear(self, op: OpSpec, win: np.ndarray, win_y0: int, a: int, b: int):

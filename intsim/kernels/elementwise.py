@@ -1,12 +1,27 @@
-"""Fused element-wise kernels the engine uses for large tensors (arithmetic.md §6.7).
+"""Fused element-wise kernels the engine uses for large tensors (arithmetic.md §1.5, §2, §4, §6.3–§6.7, §6.14).
 
-:func:`slope_bands` is ``leaky_relu`` / ``prelu``: ``X ≥ 0 → X``, else
-``OVF_stream(R(X·M_c, k))`` with one stream event per out-of-range value, the
-same arithmetic as :func:`intsim.ops.elementwise.leaky_relu` /
-:func:`~intsim.ops.elementwise.prelu` (which build boolean masks and gathered
-copies in numpy). Serial ``nogil`` kernel over bands of rows on the thread pool
-of :mod:`intsim.kernels.parallel`. Only the ``saturate`` and ``wrap`` policies:
-under ``error`` the engine keeps the numpy op, whose message names the value.
+Each is a serial ``nogil`` kernel over a band of rows, run on the thread pool of
+:mod:`intsim.kernels.parallel`, and computes the same integers as the numpy op
+it replaces in one memory pass (the numpy ops build the intermediates ``I``,
+the rounded values and boolean masks as separate full-size arrays).
+:func:`requantize_bands` and :func:`split_bands` are memory-bound passes, banded
+by :func:`~intsim.kernels.parallel.stream_bands`.
+
+* :func:`requantize_rows` is the store ``X = OVF_stream(R(I, n))`` of (1.5) for
+  ``I = (a << s_a)·g[c] + (b << s_b)``: ``add`` (§6.3), one input of ``concat``
+  (§6.4, written into its channel slice of the output) and ``mul`` (§6.14).
+  Rounding (§2) and the policy ``saturate`` or ``wrap`` (§4), one event per
+  out-of-range value, with the int64 arithmetic of
+  :mod:`intsim.kernels.wrapping` (it wraps as numpy's does). Under
+  ``error`` the ops run it with ``saturate`` to count: no event means no value
+  was changed; otherwise they run their numpy form, whose message names the value.
+* :func:`copy_channels_rows` is ``split`` (§6.5): a channel slice copied.
+* :func:`slope_rows` is ``leaky_relu`` / ``prelu`` (§6.7): ``X ≥ 0 → X``, else
+  ``OVF_stream(R(X·M_c, k))``; the engine keeps the numpy op under ``error``.
+
+:func:`requantize_rows` equals the numpy forms on every int64 input, also
+outside the load-time envelope (§9); its left shifts must be in [0, 63] (numpy
+defines larger ones as 0; the ops keep those on numpy).
 """
 from __future__ import annotations
 
@@ -14,6 +29,8 @@ import numba
 import numpy as np
 
 from intsim.kernels import parallel as KP
+from intsim.kernels import uindex as _u
+from intsim.kernels import wrapping
 from intsim.overflow import wrap_scalar
 from intsim.rounding import round_shift_scalar
 
@@ -66,3 +83,71 @@ def slope_bands(x: np.ndarray, mult: np.ndarray, shift: int, rmode: int, policy:
     evs = KP.run_bands(lambda a, b: slope_rows(xc, m, int(shift), int(rmode), int(policy), int(stream_bits),
                                                a, b, out), KP.bands(xc.shape[0], min_rows=4))
     return out, int(sum(evs))
+
+
+@numba.njit(cache=True, nogil=True)
+def requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y0, y1, out, c0):
+    """Rows ``[y0, y1)``: ``out[y, w, c0 + c] = OVF(R(I, n))``, ``I = (a[y, w, c] << sa)·g[c] + (b[y, w, c] << sb)``.
+
+    ``a``, ``b`` int64[H, W, C] (any strides), ``g`` int64[C]; ``b`` or ``g`` None
+    leaves its term out (numba compiles each combination without the branch).
+    ``sa``, ``sb`` in [0, 63]; ``n`` in [0, 62]; ``rmode`` a
+    :class:`~intsim.rounding.RoundingMode`; ``policy`` saturate (1) or wrap (2)
+    at ``stream_bits`` (1..63). Returns the stream events.
+    """
+    W = a.shape[1]
+    C = a.shape[2]
+    hi = (np.int64(1) << (stream_bits - 1)) - 1
+    lo = -hi - 1
+    ev = 0
+    for y in range(y0, y1):
+        for w in range(W):
+            for c in range(C):
+                i = a[y, w, _u(c)] << sa
+                if g is not None:
+                    i = wrapping.mul(i, g[_u(c)])
+                if b is not None:
+                    i = wrapping.add(i, b[y, w, _u(c)] << sb)
+                t = wrapping.round_shift(i, n, rmode)
+                v = min(max(t, lo), hi) if policy == _POLICY_SATURATE else wrapping.wrap(t, stream_bits)
+                ev += v != t
+                out[y, w, _u(c0 + c)] = v
+    return ev
+
+
+def requantize_bands(parts: list, out: np.ndarray, rmode: int, policy: int, stream_bits: int) -> int:
+    """Fill ``out`` int64[H, W, C] by :func:`requantize_rows` over bands of rows; returns the events.
+
+    ``parts``: ``(a, sa, b, sb, g, n, c0)`` tuples, each writing channels
+    ``[c0, c0 + a.shape[2])`` (one for ``add`` and ``mul``, one per input for ``concat``).
+    """
+    def band(lo, hi):
+        return sum(requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, lo, hi, out, c0)
+                   for a, sa, b, sb, g, n, c0 in parts)
+
+    return int(sum(KP.run_bands(band, KP.stream_bands(out.shape[0], out.shape[1] * out.shape[2]))))
+
+
+@numba.njit(cache=True, nogil=True)
+def copy_channels_rows(x, c0, y0, y1, out):
+    """Rows ``[y0, y1)``: ``out[y, w, c] = x[y, w, c0 + c]`` (no arithmetic)."""
+    W = out.shape[1]
+    C = out.shape[2]
+    for y in range(y0, y1):
+        for w in range(W):
+            for c in range(C):
+                out[y, w, _u(c)] = x[y, w, _u(c0 + c)]
+
+
+def split_bands(x: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """Contiguous copies of the consecutive channel slices of ``x`` [H, W, ΣC] of the given sizes (§6.5)."""
+    H, W = x.shape[:2]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+    outs = [np.empty((H, W, s), dtype=x.dtype) for s in sizes]
+
+    def band(lo, hi):
+        for c0, o in zip(starts, outs):
+            copy_channels_rows(x, c0, lo, hi, o)
+
+    KP.run_bands(band, KP.stream_bands(H, x.shape[1] * x.shape[2]))
+    return outs

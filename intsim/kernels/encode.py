@@ -28,6 +28,22 @@ def _u(i):
 
 
 @numba.njit(cache=True, nogil=True)
+def _count_codes(cf, i0, i1, hist):
+    """``hist[c] += 1`` for each code of ``cf[i0:i1]``, into 8 interleaved sub-histograms: consecutive
+    equal codes would otherwise chain every increment through one memory slot (about 2× slower)."""
+    sub = np.zeros((8, hist.shape[0]), dtype=np.int64)
+    m = i0 + (i1 - i0) // 8 * 8
+    for i in range(i0, m, 8):
+        for j in range(8):
+            sub[j, cf[_u(i + j)]] += 1
+    for i in range(m, i1):
+        sub[0, cf[_u(i)]] += 1
+    for j in range(8):
+        for k in range(hist.shape[0]):
+            hist[k] += sub[j, k]
+
+
+@numba.njit(cache=True, nogil=True)
 def encode_rows(x, thresholds, center, mult, shift, qmin, qmax, base, rmode, y0, y1, codes, hist):
     """Encode rows ``[y0, y1)`` of ``x`` int64[H, W, C] (C-contiguous) into ``codes``; add to ``hist``;
     return the saturations. ``s`` is the number of thresholds below ``X`` (thresholds strictly
@@ -65,8 +81,7 @@ def encode_rows(x, thresholds, center, mult, shift, qmin, qmax, base, rmode, y0,
             q = min(max(t, lo), hi)
             sats += q != t
             cf[_u(i)] = b + q
-        for i in range(y0 * n, y1 * n):
-            hist[cf[_u(i)]] += 1
+        _count_codes(cf, y0 * n, y1 * n, hist)
         return sats
     for y in range(y0, y1):
         b0 = y * n
@@ -80,20 +95,20 @@ def encode_rows(x, thresholds, center, mult, shift, qmin, qmax, base, rmode, y0,
             q = min(max(t, lo), qmax[s])
             sats += q != t
             cf[_u(b0 + i)] = base[s] + q - lo
-    for i in range(y0 * n, y1 * n):  # histogram in its own pass (no dependency in the loop above)
-        hist[cf[_u(i)]] += 1
+    _count_codes(cf, y0 * n, y1 * n, hist)  # in its own pass: no dependency in the loop above
     return sats
 
 
 def encode_bands(x: np.ndarray, thresholds, center, mult, shift, qmin, qmax, base, num_codes: int,
-                 rmode: int) -> tuple[np.ndarray, int, np.ndarray]:
-    """``(codes int64, saturations, histogram int64[num_codes])`` of ``x`` int64[H, W, C].
+                 rmode: int, code_dtype) -> tuple[np.ndarray, int, np.ndarray]:
+    """``(codes, saturations, histogram int64[num_codes])`` of ``x`` int64[H, W, C]; codes of
+    ``code_dtype`` (the codebook's: int16 or int32, wide enough for ``num_codes``).
 
     The parameter arrays are int64 per segment (thresholds: S−1 of them, strictly
     increasing), as :func:`intsim.encoder.encode` reads them from the codebook.
     """
     H = x.shape[0]
-    codes = np.empty(x.shape, dtype=np.int64)
+    codes = np.empty(x.shape, dtype=code_dtype)
     args = [np.ascontiguousarray(a, dtype=np.int64) for a in (thresholds, center, mult, shift, qmin, qmax, base)]
 
     def band(lo, hi):

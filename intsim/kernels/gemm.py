@@ -145,19 +145,16 @@ def sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0
     ``pos_x`` and channel ``pos_c``; ``gval[c]`` is the grid value ``G = e_s + d_s·q``
     of code ``c``. ``out`` int64[Ho, Wo, Co] (C-contiguous) holds ``T``, the
     conv's partial value in grid units (see :func:`finish_rows`); ``wt``
-    int[kh, kw, cig, Co] (C-contiguous). Exact int64 sums in any order (the op is
+    int64[kh, kw, cig, Co] (C-contiguous; int64 so the products need no widening). Exact int64 sums in any order (the op is
     unordered, §5.4). Each output row gathers from the input rows its taps read, so
     bands of rows are independent.
     """
     kh = wt.shape[0]
     kw = wt.shape[1]
     cig = wt.shape[2]
-    co_n = wt.shape[3]
-    cog = co_n // groups
-    wo = out.shape[1]
-    wflat = wt.reshape(kh * kw * cig * co_n)
-    oflat = out.reshape(out.shape[0] * wo * co_n)
+    cog = wt.shape[3] // groups
     for oy in range(oy0, oy1):
+        orow = out[oy]
         for ky in range(kh):
             iy = iy_of[oy, ky]
             if iy < 0:
@@ -165,7 +162,7 @@ def sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0
             for e in range(rowptr[iy], rowptr[iy + 1]):
                 ix = pos_x[e]
                 ci = pos_c[e]
-                gv = gval[codes[iy, ix, ci]]
+                gv = np.int64(gval[codes[iy, ix, ci]])
                 g = ci // cig
                 cl = ci - g * cig
                 co0 = g * cog
@@ -173,10 +170,10 @@ def sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0
                     ox = inv_x[ix, kx]
                     if ox < 0:
                         continue
-                    ob = (oy * wo + ox) * co_n + co0
-                    wb = ((ky * kw + kx) * cig + cl) * co_n + co0
+                    wrow = wt[ky, kx, cl]
+                    o = orow[ox]
                     for k in range(cog):
-                        oflat[_u(ob + k)] += np.int64(wflat[_u(wb + k)]) * gv
+                        o[_u(co0 + k)] += wrow[_u(co0 + k)] * gv
 
 
 @numba.njit(cache=True, nogil=True)

@@ -43,6 +43,7 @@ from numba.extending import intrinsic
 
 from intsim.kernels.gemm import (
     _POLICY_ERROR,
+    _POLICY_SATURATE,
     STATUS_OK,
     STATUS_STREAM_OVERFLOW,
     _rescale_store,
@@ -168,12 +169,15 @@ def pack_weights(w: np.ndarray, cin_pad: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def offset_plane(codes, table, pad_value, top, left, y0, y1, plane):
+def offset_plane(codes, lo, hi, slope, add, pad_value, top, left, y0, y1, plane):
     """Rows ``[y0, y1)`` of the padded uint8 plane ``plane[Hp, Wp, Cp]`` (a view of a flat buffer).
 
-    ``plane[py, px, c] = table[codes[py − top, px − left, c]]`` inside the input,
-    ``pad_value`` (the offset ``o``) at padding positions, 0 in padded channels
-    ``c ≥ C`` (their weights are 0).
+    ``plane[py, px, c] = v + o`` of the code ``k = codes[py − top, px − left, c]`` inside the
+    input, where ``v + o = slope·k + add`` for ``lo ≤ k < hi`` (the accumulator's segment)
+    and ``o`` (``pad_value``) for every other code; ``o`` at padding positions, 0 in
+    padded channels ``c ≥ C`` (their weights are 0). Every table of §5.6 has this form
+    (``P_s``: ``q + o`` is the code plus a constant; ``Q_s``: the indicator), and the
+    select vectorizes where a table gather would not.
     """
     H = codes.shape[0]
     W = codes.shape[1]
@@ -186,7 +190,9 @@ def offset_plane(codes, table, pad_value, top, left, y0, y1, plane):
             ix = px - left
             if 0 <= iy < H and 0 <= ix < W:
                 for c in range(C):
-                    plane[py, px, c] = table[codes[iy, ix, c]]
+                    k = np.int64(codes[iy, ix, c])
+                    inside = (k >= lo) & (k < hi)
+                    plane[py, px, c] = np.uint8(slope * k + add if inside else pad_value)
             else:
                 for c in range(C):
                     plane[py, px, c] = pad_value
@@ -210,14 +216,23 @@ def _tile(nrb, mr, a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c):
 
 @numba.njit(cache=True, nogil=True)
 def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k4n, offset, colsum,
-              factor, base, bias, nshift, rmode, policy, stream_bits, finish, stream_events, status, status_ox):
+              factor, base, bias, nshift, rmode, policy, stream_bits, finish, accumulate, stream_events, status,
+              status_ox):
     """One GEMM accumulator of output rows ``[oy0, oy1)``, then (``finish``) the rescale (5.3).
 
     ``plane`` flat uint8 (see :func:`offset_plane`, with slack); output ``(oy, ox)``
     reads tap ``t`` at byte ``oy·row_stride + ox·pix_stride + tapoffs[t]``. ``acc = acc' − offset·colsum[co]``; ``finish`` False:
-    ``out += factor·acc``; True: ``I = base·(out + factor·acc) + bias``,
+    ``out += factor·acc``; True: ``I = base·(T + factor·acc) + bias`` with ``T`` the
+    partial sum in ``out`` (``accumulate``; else ``T = 0`` and ``out`` is not read),
     ``X = OVF_stream(R(I, nshift))`` with the events, status and first error column
     per row as :func:`intsim.kernels.gemm.finish_rows` reports them.
+
+    The products are formed as ``M·acc' + (bias − M·offset·colsum)`` with
+    ``M = base·factor``, one multiply per element: the same integer, and no int64
+    step overflows (numba's signed arithmetic must not): within the envelope (§9)
+    ``|M|·W_j < 2^53`` and ``|bias| < 2^53``, while ``|acc'| ≤ 2·a_j·Σ|w|`` and
+    ``offset ≤ a_j``, so every term is below 2^54 and the sum, with a rounding half
+    of at most 2^61, stays below 2^63.
     """
     wo = out.shape[1]
     co_n = out.shape[2]
@@ -228,8 +243,15 @@ def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k
     scratch = np.empty(MR_NARROW * 4 * LANES, dtype=np.int32)
     tmp = np.empty(4 * LANES, dtype=np.int64)
     corr = np.empty(co_n, dtype=np.int64)
+    mul = np.empty(co_n, dtype=np.int64)
+    add = np.empty(co_n, dtype=np.int64)
+    # half_up / floor with saturate and T = 0: (M·acc' + add) >> n, add holding the rounding half
+    fused = finish and not accumulate and policy == _POLICY_SATURATE and (rmode == 0 or rmode == 3)
+    half = (np.int64(1) << (nshift - 1)) if (nshift > 0 and rmode == 0) else np.int64(0)
     for co in range(co_n):
         corr[co] = np.int64(offset) * colsum[co]
+        mul[co] = base[co] * factor
+        add[co] = bias[co] - mul[co] * corr[co] + (half if fused else 0)
     oflat = out.reshape(out.size)
     for oy in range(oy0, oy1):
         ev = 0
@@ -251,9 +273,20 @@ def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k
                         for k in range(nco):
                             oflat[_u(ob + k)] += factor * (np.int64(scratch[_u(sb + k)]) - corr[_u(c0 + k)])
                         continue
-                    for k in range(nco):
-                        acc = np.int64(scratch[_u(sb + k)]) - corr[_u(c0 + k)]
-                        tmp[_u(k)] = base[_u(c0 + k)] * (oflat[_u(ob + k)] + factor * acc) + bias[_u(c0 + k)]
+                    if fused:
+                        for k in range(nco):
+                            t = (mul[_u(c0 + k)] * np.int64(scratch[_u(sb + k)]) + add[_u(c0 + k)]) >> nshift
+                            x = min(max(t, st_lo), st_hi)
+                            ev += x != t
+                            oflat[_u(ob + k)] = x
+                        continue
+                    if accumulate:
+                        for k in range(nco):
+                            tmp[_u(k)] = (base[_u(c0 + k)] * oflat[_u(ob + k)] + mul[_u(c0 + k)]
+                                          * np.int64(scratch[_u(sb + k)]) + add[_u(c0 + k)])
+                    else:
+                        for k in range(nco):
+                            tmp[_u(k)] = mul[_u(c0 + k)] * np.int64(scratch[_u(sb + k)]) + add[_u(c0 + k)]
                     n_ev = _rescale_store(tmp, oflat, ob, nco, nshift, rmode, policy, st_lo, st_hi, stream_bits)
                     ev += n_ev
                     if n_ev and policy == _POLICY_ERROR and (st_ox < 0 or ox0 + r < st_ox):

@@ -70,6 +70,19 @@ def bands(n: int, min_rows: int = 1, per_thread: int = 3) -> list[tuple[int, int
     return [(edges[i], edges[i + 1]) for i in range(k) if edges[i + 1] > edges[i]]
 
 
+MIN_STREAM_BAND = 1 << 18
+"""Elements of the smallest band of a memory-bound pass (:func:`stream_bands`). A round trip
+through the pool costs about 60 µs on the 2-core CI machine, as long as such a pass takes over
+about 10^5 int64 elements; below a few of those, one band on the calling thread is faster."""
+
+
+def stream_bands(n_rows: int, row_elements: int) -> list[tuple[int, int]]:
+    """Bands for a memory-bound pass (a few operations per element) over ``n_rows`` rows of
+    ``row_elements`` elements: one per thread, each at least :data:`MIN_STREAM_BAND` elements,
+    so a small tensor is one band, which :func:`run_bands` runs on the calling thread."""
+    return bands(n_rows, min_rows=max(1, -(-MIN_STREAM_BAND // max(1, row_elements))), per_thread=1)
+
+
 def run_bands(fn, band_list) -> list:
     """Call ``fn(lo, hi)`` for every band, in parallel; results in band order. Exceptions propagate."""
     if len(band_list) <= 1 or num_threads() == 1:

@@ -13,6 +13,17 @@ from intsim.artifact import Numerics
 from intsim.overflow import apply_overflow
 from intsim.rounding import MAX_SHIFT, round_shift
 
+KERNEL_MIN_SIZE = 1 << 14
+"""Elements from which the stream ops run their fused banded kernels (:mod:`intsim.kernels`): from
+about there on they beat the numpy forms (measured at 2^14 int64 elements: about even for split and
+mean_pool, 2× for add); below it a call's fixed costs dominate. Both forms compute the same
+integers; tests move this threshold to compare them."""
+
+
+def use_kernels(size: int) -> bool:
+    """True if an op on ``size`` elements runs its fused kernel rather than its numpy form."""
+    return size >= KERNEL_MIN_SIZE
+
 
 def no_events() -> dict:
     """The three event counters every op reports (arithmetic.md §7), all zero."""

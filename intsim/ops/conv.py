@@ -67,8 +67,15 @@ def _pair(v, what: str) -> tuple[int, int]:
     return v[0], v[1]
 
 
+_CODE_DTYPES = (np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64))
+
+
 def _check_codes(codes: np.ndarray, codebook: Codebook, name: str) -> np.ndarray:
-    c = np.ascontiguousarray(codes, dtype=np.int64)
+    # Codes stay in their (narrow) signed dtype: the kernels index with them, a copy to int64 costs a pass.
+    c = np.asarray(codes)
+    if c.dtype not in _CODE_DTYPES:
+        c = c.astype(np.int64)
+    c = np.ascontiguousarray(c)
     if c.ndim != 3:
         raise ValueError(f"{name}: codes must be H×W×C, got shape {c.shape}")
     if c.size and (int(c.min()) < 0 or int(c.max()) >= codebook.num_codes):
@@ -240,22 +247,144 @@ def _plan(codebook: Codebook, realization: str, w_mant: np.ndarray):
     return seg_of.astype(np.int64), val_of.astype(np.int64), pidx, qidx, mult
 
 
-def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp, f_out, numerics: Numerics,
-         name: str, ordered: bool | None, path: str | None = None, worst: dict | None = None,
-         kn2row: bool = False, geometry: tuple[int, int, int, int] | None = None):
-    co_n = weight_ohwi.shape[0]
-    if np.shape(w_mant) != (co_n,) or np.shape(bias) != (co_n,):
-        raise ValueError(f"{name}: w_mant and bias must have shape ({co_n},), got {np.shape(w_mant)}, {np.shape(bias)}")
+@dataclass(frozen=True)
+class Int8Weights:
+    """The int8 path's weight operand (§5.6): ``packed`` int8 weights (layout of
+    :func:`intsim.kernels.int8dot.pack_weights`), ``colsum`` ``Σ w`` per output channel
+    (int64[Co]), input channels padded to ``cin_pad`` (a multiple of 4)."""
+
+    packed: np.ndarray
+    colsum: np.ndarray
+    cin_pad: int
+
+
+@dataclass(frozen=True)
+class ConvConstants:
+    """What a conv derives from its weights, codebook and numerics alone, so it is computed
+    once per op and reused for every image (the engine keeps one per artifact op).
+
+    ``weight_hwio`` the weights as int64[kh, kw, Ci/g, Co] (the sparse pass's operand);
+    ``seg_of``/``val_of`` int64[num_codes], ``pidx``/``qidx`` int64[S], ``mult``
+    int64[n_acc, Co]: the per-code tables and multipliers of :func:`_plan` (§5.3);
+    ``ordered`` and ``worst`` (``{accumulator: W_j}``) the §5.4 analysis; ``int8``
+    the packed weights, or why the weights rule the int8 path out (§5.6);
+    ``planes`` per split accumulator name its :class:`PlaneMap`, or why its
+    multiplicands do not fit a byte.
+    """
+
+    weight: np.ndarray
+    weight_hwio: np.ndarray
+    w_mant: np.ndarray
+    seg_of: np.ndarray
+    val_of: np.ndarray
+    pidx: np.ndarray
+    qidx: np.ndarray
+    mult: np.ndarray
+    ordered: bool
+    worst: dict
+    int8: Int8Weights | str
+    planes: dict
+
+
+def _int8_weights(w: np.ndarray, groups: int, transposed: bool) -> Int8Weights | str:
+    if not KI.available():
+        return "this CPU lacks AVX-512 VNNI (or numba does not compile for the host CPU)"
+    if transposed:
+        return "the int8 path runs conv2d only, not the transposed conv"
+    if groups != 1:
+        return "the int8 path runs groups = 1 only"
+    if w.size and (int(w.min()) < -128 or int(w.max()) > 127):
+        return "weights do not fit int8"
+    l1 = int(np.abs(w.reshape(w.shape[0], -1).astype(np.int64)).sum(axis=1).max()) if w.size else 0
+    if KI.OFFSET_MAX * l1 > KI.ACC_LIMIT:
+        return f"255·Σ|w| = {KI.OFFSET_MAX * l1} does not fit int32"
+    cin_pad = -(-w.shape[3] // 4) * 4
+    packed, colsum = KI.pack_weights(w, cin_pad)
+    return Int8Weights(packed, colsum, cin_pad)
+
+
+@dataclass(frozen=True)
+class PlaneMap:
+    """One GEMM accumulator's plane on the int8 path (§5.6): code ``k`` holds ``v + o``, which is
+    ``slope·k + add`` for ``lo ≤ k < hi`` (its segment's codes) and ``o`` otherwise; ``factor``
+    is ``f_j`` (``d_s`` for ``P_s``, ``e_s`` for ``Q_s``)."""
+
+    lo: int
+    hi: int
+    slope: int
+    add: int
+    offset: int
+    factor: int
+
+    def table(self, num_codes: int) -> np.ndarray:
+        """``v + o`` of every flat code, int64[num_codes] (the definition the kernel implements)."""
+        k = np.arange(num_codes, dtype=np.int64)
+        return np.where((k >= self.lo) & (k < self.hi), self.slope * k + self.add, self.offset)
+
+
+def _plane_maps(codebook: Codebook) -> dict:
+    """``{name: PlaneMap}`` per split accumulator (§5.6), or why its multiplicands span more than a byte.
+
+    ``P_s``: ``v = q = k − base_s + qmin_s`` in segment ``s``, 0 elsewhere; ``Q_s``: the
+    segment's indicator. ``o = −min(V ∪ {0})``; the map is checked against ``code_table``.
+    """
+    seg_of, q_of, _ = codebook.code_table()
+    out = {}
+    for s, seg in enumerate(codebook.segments):
+        in_seg = seg_of == s
+        lo, hi = codebook.bases[s], codebook.bases[s] + seg.count
+        for nm, v, f in ((f"P{s}", np.where(in_seg, q_of, 0), seg.step),
+                         (f"Q{s}", in_seg.astype(np.int64), seg.origin)):
+            o = -min(int(v.min()), 0)
+            if max(int(v.max()), 0) + o > KI.OFFSET_MAX:
+                out[nm] = f"the multiplicands of {nm} span more than a byte"
+                continue
+            m = (PlaneMap(lo, hi, 1, seg.qmin - lo + o, o, int(f)) if nm[0] == "P"
+                 else PlaneMap(lo, hi, 0, 1 + o, o, int(f)))
+            if not np.array_equal(m.table(codebook.num_codes), v + o):
+                raise AssertionError(f"plane map of {nm} disagrees with the code table")  # a bug, not bad input
+            out[nm] = m
+    return out
+
+
+def conv_constants(weight: np.ndarray, w_mant: np.ndarray, codebook: Codebook, numerics: Numerics, *,
+                   groups: int = 1, transposed: bool = False, ordered: bool | None = None,
+                   worst: dict | None = None, name: str = "conv2d") -> ConvConstants:
+    """The :class:`ConvConstants` of a conv with ``weight`` int[Co, kh, kw, Ci/g] (OHWI) and
+    ``w_mant`` int64[Co] on inputs of ``codebook``. ``ordered``/``worst``: the load-time
+    analysis (:mod:`intsim.bounds`) when the caller has it, else computed here (same numbers)."""
+    w = np.asarray(weight)
+    if w.ndim != 4:
+        raise ValueError(f"{name}: weight must be [Co, kh, kw, Ci/g], got shape {w.shape}")
+    co_n = w.shape[0]
+    if np.shape(w_mant) != (co_n,):
+        raise ValueError(f"{name}: w_mant must have shape ({co_n},), got {np.shape(w_mant)}")
+    if w.size and (int(w.min()) < -(1 << 31) or int(w.max()) >= 1 << 31):
+        raise ValueError(f"{name}: weights must fit 32 bits (artifacts store int8/int16)")
+    realization = numerics.realization
+    seg_of, val_of, pidx, qidx, mult = _plan(codebook, realization, w_mant)
+    if ordered is None:
+        ordered = conv_can_overflow(w, codebook, realization, numerics.acc_bits)
+    if worst is None:
+        worst = accumulator_worst(w, codebook, realization)
+    w_hwio = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0)), dtype=np.int64)
+    return ConvConstants(w, w_hwio, np.asarray(w_mant, dtype=np.int64), seg_of, val_of, pidx, qidx, mult,
+                         bool(ordered), dict(worst), _int8_weights(w, int(groups), transposed), _plane_maps(codebook))
+
+
+def _run(codes, codebook, consts: ConvConstants, bias, groups, iy_of, ix_of, w_exp, f_out, numerics: Numerics,
+         name: str, path: str | None = None, kn2row: bool = False,
+         geometry: tuple[int, int, int, int] | None = None):
+    w = consts.weight
+    co_n = w.shape[0]
+    if np.shape(bias) != (co_n,):
+        raise ValueError(f"{name}: bias must have shape ({co_n},), got {np.shape(bias)}")
     nshift = int(w_exp) + int(codebook.unit_e) - int(f_out)
     if not 0 <= nshift <= MAX_SHIFT:
         raise ValueError(f"{name}: rescale shift n = w_exp + unit_e − f_out = {nshift} outside [0, {MAX_SHIFT}] (§5.2)")
     realization = numerics.realization
-    seg_of, val_of, pidx, qidx, mult = _plan(codebook, realization, w_mant)
-    if ordered is None:
-        ordered = conv_can_overflow(weight_ohwi, codebook, realization, numerics.acc_bits)
-    w = np.asarray(weight_ohwi)
-    if w.size and (int(w.min()) < -(1 << 31) or int(w.max()) >= 1 << 31):
-        raise ValueError(f"{name}: weights must fit 32 bits (artifacts store int8/int16)")
+    seg_of, val_of, pidx, qidx, mult = consts.seg_of, consts.val_of, consts.pidx, consts.qidx, consts.mult
+    ordered = consts.ordered
     requested = requested_path(path)
     S = len(codebook.segments)
     # MAC counts (§7) and the per-segment population of the input in one pass.
@@ -268,12 +397,10 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
     if requested != "reference" and (not ordered or requested != "auto"):
         inv_x = KG.inverse_taps(ix_of, codes.shape[1])
         gemm_accs, sparse_segs = gemm_split_plan(codebook, realization, seg_counts, can_sparse=inv_x is not None)
-        if worst is None:
-            worst = accumulator_worst(w, codebook, realization)
-        chosen = select_conv_path(worst, gemm_accs, bool(ordered), requested)
+        chosen = select_conv_path(consts.worst, gemm_accs, bool(ordered), requested)
         if not ordered and requested in ("auto", "int8"):
-            plan = int8_plan(codebook, w, seg_counts, inv_x is not None, geometry, iy_of, ix_of, codes.shape[:2],
-                             int(groups))
+            plan = int8_plan(consts, codebook, seg_counts, inv_x is not None, geometry, iy_of, ix_of,
+                             codes.shape[:2])
             if isinstance(plan, Int8Plan):
                 chosen = "int8"
             elif requested == "int8":
@@ -293,11 +420,11 @@ def _run(codes, codebook, weight_ohwi, w_mant, bias, groups, iy_of, ix_of, w_exp
                       bool(ordered), int(numerics.acc_bits), int(policy), int(numerics.stream_bits),
                       out, acc_ev, st_ev, status, status_ox)
     elif chosen == "int8":
-        out = _run_int8(codes, codebook, w, w_mant, np.asarray(bias, dtype=np.int64), plan, geometry, iy_of, ix_of,
-                        nshift, rmode, int(policy), int(numerics.stream_bits), seg_of, inv_x, row_counts, st_ev,
+        out = _run_int8(codes, codebook, consts, np.asarray(bias, dtype=np.int64), plan, geometry, iy_of, ix_of,
+                        nshift, rmode, int(policy), int(numerics.stream_bits), inv_x, row_counts, st_ev,
                         status, status_ox)
     else:
-        out = _run_gemm(codes, codebook, w, w_mant, np.asarray(bias, dtype=np.int64), int(groups), iy_of, ix_of,
+        out = _run_gemm(codes, codebook, consts, np.asarray(bias, dtype=np.int64), int(groups), iy_of, ix_of,
                         nshift, rmode, int(policy), int(numerics.stream_bits),
                         np.float32 if chosen == "gemm32" else np.float64, gemm_accs, sparse_segs,
                         seg_of, val_of, inv_x, row_counts, st_ev, status, status_ox, kn2row)
@@ -347,7 +474,7 @@ def segment_counts(codes, seg_of, n_segments, uy, ux):
     return weighted, row_counts
 
 
-def _sparse_pass(codes, codebook, w, groups, sparse_segs, seg_of, row_counts, iy_of, inv_x, out):
+def _sparse_pass(codes, codebook, wt, groups, sparse_segs, seg_of, row_counts, iy_of, inv_x, out):
     """The sparse pass of the fast paths: a function ``(oy0, oy1)`` adding ``Σ w·G`` of the
     elements whose code is in one of ``sparse_segs`` to output rows ``[oy0, oy1)`` of ``out``
     (exact int64, any order: the op is unordered, §5.4). Lists the elements once, here."""
@@ -355,7 +482,6 @@ def _sparse_pass(codes, codebook, w, groups, sparse_segs, seg_of, row_counts, iy
     if not sparse:
         return lambda oy0, oy1: None
     H = codes.shape[0]
-    wt = np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0)))
     gval = np.ascontiguousarray(codebook.code_table()[2], dtype=np.int64)
     is_sparse = np.zeros(len(codebook.segments), dtype=bool)
     is_sparse[sparse] = True
@@ -372,17 +498,12 @@ def _sparse_pass(codes, codebook, w, groups, sparse_segs, seg_of, row_counts, iy
 
 @dataclass(frozen=True)
 class Int8Plan:
-    """What the int8 path runs (arithmetic.md §5.6).
-
-    Per GEMM accumulator (split names, also for the grid realization): ``tables``
-    uint8[num_codes] (``v + o`` per code), ``offsets`` ``o``, ``factors`` ``f_j``
-    (``d_s`` for ``P_s``, ``e_s`` for ``Q_s``); ``sparse_segs`` go through the
-    sparse pass; ``y_off``/``x_off``: input index = ``o·stride + k·dilation + off``.
+    """What the int8 path runs (arithmetic.md §5.6): ``planes`` the :class:`PlaneMap` of each
+    GEMM accumulator (split names, also for the grid realization); ``sparse_segs`` go
+    through the sparse pass; ``y_off``/``x_off``: input index = ``o·stride + k·dilation + off``.
     """
 
-    tables: list[np.ndarray]
-    offsets: list[int]
-    factors: list[int]
+    planes: list[PlaneMap]
     sparse_segs: list[int]
     y_off: int
     x_off: int
@@ -400,74 +521,63 @@ def _affine_offset(tab: np.ndarray, stride: int, dil: int, n_in: int) -> int | N
     return off if np.array_equal(np.where((e >= 0) & (e < n_in), e, -1), tab) else None
 
 
-def int8_plan(codebook: Codebook, w: np.ndarray, seg_counts, can_sparse: bool, geometry, iy_of, ix_of,
-              in_shape: tuple[int, int], groups: int) -> Int8Plan | str:
+def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse: bool, geometry, iy_of, ix_of,
+              in_shape: tuple[int, int]) -> Int8Plan | str:
     """The int8 path's plan for one conv call, or why it does not apply (§5.6).
 
     ``geometry`` ``(stride_y, stride_x, dilation_y, dilation_x)`` of a conv2d (None for
-    the transposed conv). Conditions: the host runs the kernels, groups 1, weights in
-    ``[−128, 127]``, ``255·max_co Σ|w| < 2^31``, tap tables of a strided conv, and
-    every accumulator's multiplicands span at most 255 after the offset.
+    the transposed conv). Conditions: the weights' (``consts.int8``: the host runs the
+    kernels, groups 1, weights in ``[−128, 127]``, ``255·max_co Σ|w| < 2^31``), tap
+    tables of a strided conv, and every GEMM accumulator's multiplicands span at most
+    255 after the offset.
     """
-    if not KI.available():
-        return "this CPU lacks AVX-512 VNNI (or numba does not compile for the host CPU)"
+    if isinstance(consts.int8, str):
+        return consts.int8
     if geometry is None:
         return "the int8 path runs conv2d only, not the transposed conv"
-    if groups != 1:
-        return "the int8 path runs groups = 1 only"
-    if w.size and (int(w.min()) < -128 or int(w.max()) > 127):
-        return "weights do not fit int8"
-    l1 = int(np.abs(w.reshape(w.shape[0], -1).astype(np.int64)).sum(axis=1).max()) if w.size else 0
-    if KI.OFFSET_MAX * l1 > KI.ACC_LIMIT:
-        return f"255·Σ|w| = {KI.OFFSET_MAX * l1} does not fit int32"
     sh, sw, dh, dw = geometry
     y_off = _affine_offset(iy_of, sh, dh, in_shape[0])
     x_off = _affine_offset(ix_of, sw, dw, in_shape[1])
     if y_off is None or x_off is None:
         return "the tap tables are not those of a strided convolution"
-    seg_of, q_of, _ = codebook.code_table()
     names, sparse = gemm_split_plan(codebook, "split", seg_counts, can_sparse)
-    tables, offsets, factors = [], [], []
-    for nm in names:
-        seg = codebook.segments[int(nm[1:])]
-        in_seg = seg_of == int(nm[1:])
-        v = np.where(in_seg, q_of, 0) if nm[0] == "P" else in_seg.astype(np.int64)
-        o = -min(int(v.min()), 0)
-        if max(int(v.max()), 0) + o > KI.OFFSET_MAX:
-            return f"the multiplicands of {nm} span more than a byte"
-        tables.append((v + o).astype(np.uint8))
-        offsets.append(o)
-        factors.append(int(seg.step if nm[0] == "P" else seg.origin))
-    return Int8Plan(tables, offsets, factors, sparse, y_off, x_off)
+    maps = [consts.planes[nm] for nm in names]
+    refused = [m for m in maps if isinstance(m, str)]
+    return refused[0] if refused else Int8Plan(maps, sparse, y_off, x_off)
 
 
-def _run_int8(codes, codebook, w, w_mant, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode, policy,
-              stream_bits, seg_of, inv_x, row_counts, st_ev, status, status_ox):
+def _run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode,
+              policy, stream_bits, inv_x, row_counts, st_ev, status, status_ox):
     """The int8 path (see the module docstring and :mod:`intsim.kernels.int8dot`); returns the
     int64 output stream. ``T = Σ_j f_j·acc_j`` (plus the sparse pass) in grid units, then
     ``I = base·T + B`` as on the GEMM path."""
-    co_n, kh, kw, cin = w.shape
+    w = consts.weight
+    co_n, kh, kw, _ = w.shape
     ho, wo = iy_of.shape[0], ix_of.shape[0]
-    base = np.asarray(w_mant, dtype=np.int64) * np.int64(codebook.unit_m)
-    out = np.zeros((ho, wo, co_n), dtype=np.int64)  # T, then X in place
+    base = consts.w_mant * np.int64(codebook.unit_m)
+    # T accumulates in out when more than one part forms it; else the last pass writes X alone.
+    accumulate = len(plan.planes) > 1 or any(row_counts[:, s].sum() for s in plan.sparse_segs)
+    out = (np.zeros if accumulate else np.empty)((ho, wo, co_n), dtype=np.int64)  # T, then X in place
     if ho == 0 or wo == 0:
         return out
-    sparse_taps = _sparse_pass(codes, codebook, w, 1, plan.sparse_segs, seg_of, row_counts, iy_of, inv_x, out)
+    sparse_taps = _sparse_pass(codes, codebook, consts.weight_hwio, 1, plan.sparse_segs, consts.seg_of, row_counts,
+                               iy_of, inv_x, out)
     sh, sw, dh, dw = geometry
-    cp = -(-cin // 4) * 4
+    cp = consts.int8.cin_pad
     hp = (ho - 1) * sh + (kh - 1) * dh + 1
     wp = (wo - 1) * sw + (kw - 1) * dw + 1
-    wpk, colsum = KI.pack_weights(w, cp)
+    wpk, colsum = consts.int8.packed, consts.int8.colsum
     k4n = kh * kw * cp // 4
     tapoffs = np.array([(ky * dh * wp + kx * dw) * cp for ky in range(kh) for kx in range(kw)], dtype=np.int64)
     size = hp * wp * cp
     planes = []
-    for table, o in zip(plan.tables, plan.offsets):
+    for m in plan.planes:
         buf = np.empty(size + KI.SLACK_PIXELS * sw * cp, dtype=np.uint8)
         buf[size:] = 0  # a tile may read past the last row; those outputs are discarded
         plane = buf[:size].reshape(hp, wp, cp)
-        KP.run_bands(lambda lo, hi, table=table, o=o, plane=plane:
-                     KI.offset_plane(codes, table, o, -plan.y_off, -plan.x_off, lo, hi, plane),
+        KP.run_bands(lambda lo, hi, m=m, plane=plane:
+                     KI.offset_plane(codes, m.lo, m.hi, m.slope, m.add, m.offset, -plan.y_off, -plan.x_off, lo, hi,
+                                     plane),
                      KP.bands(hp, min_rows=8))
         planes.append(buf)
 
@@ -475,14 +585,14 @@ def _run_int8(codes, codebook, w, w_mant, bias, plan: Int8Plan, geometry, iy_of,
         sparse_taps(oy0, oy1)
         for k in range(len(planes) - 1, -1, -1):  # the first accumulator last: fused with the rescale
             KI.conv_rows(out, oy0, oy1, planes[k], sw * cp, sh * wp * cp, tapoffs, cp // 4, wpk, k4n,
-                         plan.offsets[k], colsum, plan.factors[k], base, bias, nshift, rmode, policy, stream_bits,
-                         k == 0, st_ev, status, status_ox)
+                         plan.planes[k].offset, colsum, plan.planes[k].factor, base, bias, nshift, rmode, policy,
+                         stream_bits, k == 0, accumulate, st_ev, status, status_ox)
 
     KP.run_bands(band, KP.bands(ho))
     return out
 
 
-def _run_gemm(codes, codebook, w, w_mant, bias, groups, iy_of, ix_of, nshift, rmode, policy, stream_bits,
+def _run_gemm(codes, codebook, consts: ConvConstants, bias, groups, iy_of, ix_of, nshift, rmode, policy, stream_bits,
               dtype, gemm_accs, sparse_segs, seg_of, val_of, inv_x, row_counts, st_ev, status, status_ox,
               kn2row=False):
     """The GEMM path (see the module docstring); returns the int64 output stream.
@@ -492,12 +602,14 @@ def _run_gemm(codes, codebook, w, w_mant, bias, groups, iy_of, ix_of, nshift, rm
     ``T = Σ_j f_j·acc_j`` in grid units and rescale ``I = base·T + B`` once.
     """
     H, W, _ = codes.shape
+    w, w_mant = consts.weight, consts.w_mant
     co_n, kh, kw, cig = w.shape
     cog = co_n // groups
     ho, wo = iy_of.shape[0], ix_of.shape[0]
     base = np.asarray(w_mant, dtype=np.int64) * np.int64(codebook.unit_m)
     out = np.zeros((ho, wo, co_n), dtype=np.int64)  # T, then X in place
-    sparse_taps = _sparse_pass(codes, codebook, w, groups, sparse_segs, seg_of, row_counts, iy_of, inv_x, out)
+    sparse_taps = _sparse_pass(codes, codebook, consts.weight_hwio, groups, sparse_segs, seg_of, row_counts, iy_of,
+                               inv_x, out)
     # --- GEMM accumulators: value planes (banded over input rows) and their factors f_j
     planes, factors = [], []
     for nm in gemm_accs:
@@ -577,10 +689,10 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
            w_exp: int, f_out: int, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1,
            numerics: Numerics = Numerics(), name: str = "conv2d",
            ordered: bool | None = None, path: str | None = None,
-           worst: dict | None = None) -> tuple[np.ndarray, dict]:
+           worst: dict | None = None, constants: ConvConstants | None = None) -> tuple[np.ndarray, dict]:
     """2-D convolution of codes (arithmetic.md §5.1–§5.4).
 
-    codes int64[H, W, Ci] (flat codes of ``codebook``); weight int[Co, kh, kw, Ci/g]
+    codes int16/int32/int64[H, W, Ci] (flat codes of ``codebook``); weight int[Co, kh, kw, Ci/g]
     (OHWI); w_mant int64[Co] (m_w); bias int64[Co] (units 2^-(w_exp+unit_e));
     ``w_exp`` = k_w; ``f_out`` the output stream frac. ``ordered``: None decides
     by the worst case of §5.4; True/False forces a path (tests; forcing False on
@@ -588,6 +700,8 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
     ``auto``/``reference``/``gemm32``/``gemm64``/``int8`` (None: ``$INTSIM_CONV_PATH``,
     default auto; see the module docstring). ``worst``: ``{accumulator name: W_j}``
     from :func:`intsim.bounds.conv_accumulators` (None: computed here, same numbers).
+    ``constants``: :func:`conv_constants` of these weights, codebook and numerics
+    (then ``ordered`` and ``worst`` are taken from it); None computes them.
     Returns (int64[Ho, Wo, Co] stream, events with macs, acc_overflow,
     stream_overflow, saturations, ordered).
     """
@@ -609,15 +723,18 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
     # kn2row (one GEMM over all taps, then tap sums) for narrow stride-1 outputs, where the
     # im2col GEMM would have too few columns to run well.
     kn2row = groups == 1 and (sh, sw) == (1, 1) and co_n <= KN2ROW_MAX_CO
-    return _run(c, codebook, w, w_mant, bias, groups, iy_of, ix_of, w_exp, f_out, numerics, name, ordered,
-                path, worst, kn2row, (sh, sw, dh, dw))
+    if constants is None:
+        constants = conv_constants(w, w_mant, codebook, numerics, groups=groups, ordered=ordered, worst=worst,
+                                   name=name)
+    return _run(c, codebook, constants, bias, groups, iy_of, ix_of, w_exp, f_out, numerics, name, path, kn2row,
+                (sh, sw, dh, dw))
 
 
 def conv_transpose2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np.ndarray,
                      bias: np.ndarray, *, w_exp: int, f_out: int, stride=(1, 1), padding=(0, 0),
                      output_padding=(0, 0), numerics: Numerics = Numerics(), name: str = "conv_transpose2d",
                      ordered: bool | None = None, path: str | None = None,
-                     worst: dict | None = None) -> tuple[np.ndarray, dict]:
+                     worst: dict | None = None, constants: ConvConstants | None = None) -> tuple[np.ndarray, dict]:
     """Transposed convolution, gather form (arithmetic.md §5.5; groups 1, dilation 1).
 
     weight int[Co, kh, kw, Ci] (torch's [Ci, Co, kh, kw] transposed, not
@@ -638,8 +755,10 @@ def conv_transpose2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, 
     iy_of = K.conv_transpose2d_tap_table(c.shape[0], kh, sh, ph, oph)
     ix_of = K.conv_transpose2d_tap_table(c.shape[1], kw, sw, pw, opw)
     # kn2row: the gather form's patch matrix is mostly padding taps; kn2row multiplies each input once.
-    return _run(c, codebook, w, w_mant, bias, 1, iy_of, ix_of, w_exp, f_out, numerics, name, ordered, path, worst,
-                True)
+    if constants is None:
+        constants = conv_constants(w, w_mant, codebook, numerics, transposed=True, ordered=ordered, worst=worst,
+                                   name=name)
+    return _run(c, codebook, constants, bias, 1, iy_of, ix_of, w_exp, f_out, numerics, name, path, True)
 
 
 def conv_rows(codes_win: np.ndarray, win_y0: int, in_h: int, out_y0: int, out_y1: int, codebook: Codebook,
@@ -647,7 +766,7 @@ def conv_rows(codes_win: np.ndarray, win_y0: int, in_h: int, out_y0: int, out_y1
               transposed: bool = False, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1,
               output_padding=(0, 0), numerics: Numerics = Numerics(), name: str = "conv2d",
               ordered: bool | None = None, path: str | None = None,
-              worst: dict | None = None) -> tuple[np.ndarray, dict]:
+              worst: dict | None = None, constants: ConvConstants | None = None) -> tuple[np.ndarray, dict]:
     """Output rows ``[out_y0, out_y1)`` of :func:`conv2d` (or :func:`conv_transpose2d`) of an input
     of height ``in_h``, given only the input rows ``[win_y0, win_y0 + codes_win.shape[0])`` (full width).
 
@@ -682,5 +801,8 @@ def conv_rows(codes_win: np.ndarray, win_y0: int, in_h: int, out_y0: int, out_y1
         raise ValueError(f"{name}: input window rows [{win_y0}, {win_y0 + c.shape[0]}) do not cover the rows "
                          f"output rows [{out_y0}, {out_y1}) read")
     iy_of = np.where(valid, iy - int(win_y0), -1).astype(np.int64)
-    return _run(c, codebook, w, w_mant, bias, int(groups), iy_of, ix_of, w_exp, f_out, numerics, name, ordered,
-                path, worst, kn2row, geometry)
+    if constants is None:
+        constants = conv_constants(w, w_mant, codebook, numerics, groups=int(groups), transposed=transposed,
+                                   ordered=ordered, worst=worst, name=name)
+    return _run(c, codebook, constants, bias, int(groups), iy_of, ix_of, w_exp, f_out, numerics, name, path,
+                kn2row, geometry)

@@ -3,18 +3,53 @@
 All take int64 H×W×C streams with their fracs and return ``(outputs, events)``;
 every stored result goes through ``OVF_stream(R(I, n))`` (§1.5) except where
 the spec says there is no arithmetic (split, relu).
+
+``add``, ``concat``, ``mul`` and ``split`` validate their operands, then run the
+fused banded kernels of :mod:`intsim.kernels.elementwise` on large tensors
+(:func:`intsim.ops.use_kernels`) and the numpy forms below otherwise; both
+compute the same integers and events. ``leaky_relu`` / ``prelu`` have their
+kernel in the engine's adapters.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from intsim import ops
 from intsim.artifact import Numerics
+from intsim.kernels import elementwise as elementwise_kernels
 from intsim.ops import as_stream, check_shift, no_events, requantize
+from intsim.overflow import OverflowPolicy
+from intsim.rounding import MAX_SHIFT, RoundingMode
 
 
 def _shift_left(x: np.ndarray, s: int) -> np.ndarray:
     # Alignment shifts are exact; the load-time envelope (§9) keeps them inside int64.
     return x << np.int64(s) if s else x
+
+
+def _requantize_fast(parts: list, shape: tuple, numerics: Numerics) -> tuple[np.ndarray, int] | None:
+    """``OVF_stream(R(I, n))`` (§1.5) of every part by :func:`intsim.kernels.elementwise.requantize_bands`:
+    ``(X int64[shape], events)``; or None where the numpy form runs instead: a small tensor, a shift the
+    kernel does not take, or an overflow under the ``error`` policy (the numpy form then raises, naming
+    the value). ``parts``: ``(a, sa, b, sb, g, n, c0)`` with validated int64 operands."""
+    if (not ops.use_kernels(int(np.prod(shape))) or not 1 <= numerics.stream_bits <= 63
+            or any(not (0 <= sa <= 63 and 0 <= sb <= 63 and 0 <= n <= MAX_SHIFT) for _, sa, _, sb, _, n, _ in parts)):
+        return None
+    rmode = RoundingMode.parse(numerics.rounding)  # parsed in the numpy form's order: the same errors
+    policy = OverflowPolicy.parse(numerics.overflow)
+    # 'error' counts as saturate: with no event no value was changed, so the output is the numpy one
+    run = OverflowPolicy.SATURATE if policy is OverflowPolicy.ERROR else policy
+    out = np.empty(shape, dtype=np.int64)
+    ev = elementwise_kernels.requantize_bands(parts, out, int(rmode), int(run), numerics.stream_bits)
+    if ev and policy is OverflowPolicy.ERROR:
+        return None
+    return out, ev
+
+
+def _stream_events(ev: int) -> dict:
+    events = no_events()
+    events["stream_overflow"] = ev
+    return events
 
 
 def add(xa: np.ndarray, xb: np.ndarray, *, f_a: int, f_b: int, f_out: int,
@@ -29,11 +64,26 @@ def add(xa: np.ndarray, xb: np.ndarray, *, f_a: int, f_b: int, f_out: int,
     if a.shape != b.shape:
         raise ValueError(f"{name}: operand shapes differ: {a.shape} vs {b.shape}")
     F = max(int(f_a), int(f_b), int(f_out))
+    fast = _requantize_fast([(a, F - int(f_a), b, F - int(f_b), None, F - int(f_out), 0)], a.shape, numerics)
+    if fast is not None:
+        return fast[0], _stream_events(fast[1])
     I = _shift_left(a, F - int(f_a)) + _shift_left(b, F - int(f_b))
     x, ev = requantize(I, F - int(f_out), numerics, name)
-    events = no_events()
-    events["stream_overflow"] = ev
-    return x, events
+    return x, _stream_events(ev)
+
+
+def _concat_fast(xs: list, fracs: list[int], f_out: int, numerics: Numerics) -> tuple[np.ndarray, int] | None:
+    """:func:`concat` by the fused kernel, each input written into its channel slice of one output
+    (no per-input arrays, no copy to join them); None unless every input is a valid stream (then
+    the numpy form runs and raises what it raises, in its order: per input, its checks, then its store)."""
+    a = [np.asarray(x) for x in xs]
+    if not all(x.ndim == 3 and np.issubdtype(x.dtype, np.integer) and x.shape[:2] == a[0].shape[:2] for x in a):
+        return None
+    a = [x.astype(np.int64, copy=False) for x in a]
+    c0 = np.concatenate([[0], np.cumsum([x.shape[2] for x in a])]).tolist()
+    parts = [(x, max(int(f), f_out) - int(f), None, 0, None, max(int(f), f_out) - f_out, c0[i])
+             for i, (x, f) in enumerate(zip(a, fracs))]
+    return _requantize_fast(parts, (*a[0].shape[:2], c0[-1]), numerics)
 
 
 def concat(xs: list[np.ndarray], fracs: list[int], *, f_out: int, numerics: Numerics = Numerics(),
@@ -45,6 +95,9 @@ def concat(xs: list[np.ndarray], fracs: list[int], *, f_out: int, numerics: Nume
     """
     if len(xs) != len(fracs) or not xs:
         raise ValueError(f"{name}: need one frac per input and at least one input")
+    fast = _concat_fast(xs, fracs, int(f_out), numerics)
+    if fast is not None:
+        return fast[0], _stream_events(fast[1])
     parts, events = [], no_events()
     hw = as_stream(xs[0], f"{name} input 0").shape[:2]
     for i, (x, f) in enumerate(zip(xs, fracs)):
@@ -59,11 +112,17 @@ def concat(xs: list[np.ndarray], fracs: list[int], *, f_out: int, numerics: Nume
 
 
 def split(x: np.ndarray, sizes: list[int], *, name: str = "split") -> tuple[list[np.ndarray], dict]:
-    """Channel slices of the given sizes; fracs unchanged, no arithmetic (arithmetic.md §6.5)."""
+    """Channel slices of the given sizes; fracs unchanged, no arithmetic (arithmetic.md §6.5).
+
+    Each slice is a contiguous copy: a view would keep the whole input alive for as long as any
+    slice lives (the engine's memory estimate, :mod:`intsim.footprint`, counts tensors apart).
+    """
     a = as_stream(x, name)
     sizes = [int(s) for s in sizes]
     if any(s < 1 for s in sizes) or sum(sizes) != a.shape[2]:
         raise ValueError(f"{name}: sizes {sizes} must be positive and sum to the {a.shape[2]} input channels")
+    if ops.use_kernels(a.size):
+        return elementwise_kernels.split_bands(a, sizes), no_events()
     cuts = np.cumsum(sizes)[:-1]
     return [np.ascontiguousarray(p) for p in np.split(a, cuts, axis=2)], no_events()
 
@@ -113,7 +172,8 @@ def mul(x: np.ndarray, g: np.ndarray, *, f_x: int, f_g: int, f_out: int, numeric
     if G.shape != (1, 1, X.shape[2]):
         raise ValueError(f"{name}: gate must be 1×1×{X.shape[2]}, got {G.shape}")
     n = check_shift(int(f_x) + int(f_g) - int(f_out), f"{name} (n = f_x + f_g − f_out, §6.14)")
+    fast = _requantize_fast([(X, 0, None, 0, G.reshape(-1), n, 0)], X.shape, numerics)
+    if fast is not None:
+        return fast[0], _stream_events(fast[1])
     y, ev = requantize(X * G, n, numerics, name)
-    events = no_events()
-    events["stream_overflow"] = ev
-    return y, events
+    return y, _stream_events(ev)

@@ -1,15 +1,19 @@
 """Image conversions: ``image_in`` (uint8 → stream) and ``image_out`` (stream → uint8).
 
 arithmetic.md §6.1–§6.2. Per-channel dyadic affine maps ``a_c = m_c·2^-e``,
-``b_c = o_c·2^-e`` fold normalisation (÷255) and mean shifts.
+``b_c = o_c·2^-e`` fold normalisation (÷255) and mean shifts. ``image_out``
+runs as one fused banded pass (:mod:`intsim.kernels.image`) on large tensors
+(:func:`intsim.ops.use_kernels`), as numpy otherwise; the same integers.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from intsim import ops
 from intsim.artifact import Numerics
+from intsim.kernels import image as image_kernels
 from intsim.ops import as_stream, check_shift, no_events, requantize
-from intsim.rounding import round_shift
+from intsim.rounding import RoundingMode, round_shift
 
 
 def _per_channel(v, c: int, what: str) -> np.ndarray:
@@ -56,8 +60,12 @@ def image_out(x: np.ndarray, mult: np.ndarray, offset: np.ndarray, *, exp: int, 
     if f_in < 0:
         raise ValueError(f"{name}: negative input frac {f_in}")
     n = check_shift(f_in + int(exp), f"{name} (n = f_in + exp, §6.2)")
-    t = round_shift(X * m + (o << np.int64(f_in)), n, numerics.rounding)
-    p = np.clip(t, 0, 255)
+    b = o << np.int64(f_in)
     events = no_events()
+    if ops.use_kernels(X.size):
+        p, events["saturations"] = image_kernels.image_out_bands(X, m, b, n, int(RoundingMode.parse(numerics.rounding)))
+        return p, events
+    t = round_shift(X * m + b, n, numerics.rounding)
+    p = np.clip(t, 0, 255)
     events["saturations"] = int(np.count_nonzero(p != t))
     return p.astype(np.uint8), events

@@ -4,31 +4,52 @@ Both use the fixed-point reciprocal ``M_N = round_half_up(2^k/N)`` of
 :func:`intsim.fixedpoint.reciprocal_multiplier`. Their intermediates grow with
 the image size, so the spec's run-time envelope checks are enforced here and a
 too-large image is refused with a ``ValueError`` (not a silent wrong answer).
+
+Their full-size passes (``Σ X`` and ``max |X|``; ``d``, ``Σ d²`` and ``max |d|``)
+run as one fused banded pass each (:mod:`intsim.kernels.pooling`) on large
+tensors (:func:`intsim.ops.use_kernels`), as numpy otherwise; the same integers.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from intsim import ops
 from intsim.artifact import Numerics
 from intsim.fixedpoint import isqrt, reciprocal_multiplier
+from intsim.kernels import pooling as pooling_kernels
 from intsim.ops import as_stream, check_shift, no_events, requantize
-from intsim.rounding import round_shift
+from intsim.rounding import RoundingMode, round_shift
 
 _EXACT = 1 << 53  # float64 exactness limit shared with the golden real form (§9)
+
+
+def _sums(X: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(Σ_{h,w} X int64[C], max |X|)``, 0 for an empty ``X``; int64 sums wrap as numpy's do."""
+    if X.size and ops.use_kernels(X.size):
+        return pooling_kernels.channel_sums(X)
+    return X.sum(axis=(0, 1), dtype=np.int64), int(np.abs(X).max()) if X.size else 0
+
+
+def _deviations(X: np.ndarray, mu: np.ndarray, p: int, rounding: str) -> tuple[np.ndarray, int]:
+    """``(Σ_{h,w} d² int64[C], max |d|)`` with ``d = R(X − μ, p)`` (§6.12)."""
+    if X.size and ops.use_kernels(X.size):
+        return pooling_kernels.deviation_sums(X, mu.reshape(-1), p, int(RoundingMode.parse(rounding)))
+    d = round_shift(X - mu, p, rounding)
+    return (d * d).sum(axis=(0, 1), dtype=np.int64), int(np.abs(d).max())
 
 
 def _mean(X: np.ndarray, k: int, numerics: Numerics, name: str) -> tuple[np.ndarray, int]:
     H, W, C = X.shape
     N = H * W
     M = reciprocal_multiplier(N, k)
-    peak = int(np.abs(X).max()) if X.size else 0
+    sums, peak = _sums(X)
     if peak * ((1 << k) + N) >= _EXACT:
         raise ValueError(
             f"{name}: image too large for the pooling envelope: max|X|·(2^k + N) = {peak}·(2^{k} + {N}) "
             f"≥ 2^53 (arithmetic.md §6.11); use a smaller image or an artifact with a smaller pool shift"
         )
     # Σ X·M_N: the check above bounds |Σ X|·M_N below 2^53, so int64 is exact.
-    total = X.sum(axis=(0, 1), dtype=np.int64) * np.int64(M)
+    total = sums * np.int64(M)
     return requantize(total.reshape(1, 1, C), k, numerics, name)
 
 
@@ -66,15 +87,14 @@ def std_pool(x: np.ndarray, *, shift: int, pre_shift: int, numerics: Numerics = 
     if N == 0:
         raise ValueError(f"{name}: empty input {X.shape}")
     mu, ev_mu = _mean(X, k, numerics, f"{name} (mean)")
-    d = round_shift(X - mu, p, numerics.rounding)
-    peak = int(np.abs(d).max())
+    squares, peak = _deviations(X, mu, p, numerics.rounding)
     if peak * peak * ((1 << k) + N) >= _EXACT:
         raise ValueError(
             f"{name}: image too large for the pooling envelope: max d²·(2^k + N) = {peak}²·(2^{k} + {N}) "
             f"≥ 2^53 (arithmetic.md §6.12); use a smaller image or an artifact with a larger pre_shift"
         )
     M = reciprocal_multiplier(N, k)
-    V = round_shift((d * d).sum(axis=(0, 1), dtype=np.int64) * np.int64(M), k, numerics.rounding)
+    V = round_shift(squares * np.int64(M), k, numerics.rounding)
     s = isqrt(V) << np.int64(p)
     y, ev = requantize(s.reshape(1, 1, C), 0, numerics, name)
     events = no_events()

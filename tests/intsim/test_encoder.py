@@ -79,7 +79,7 @@ def test_any_shape_and_dtype():
     cb = codebook_3_3()
     x = np.arange(-600000, 600000, 997, dtype=np.int32).reshape(1, -1, 1)[:, :1200]
     codes, sats, hist = encode(x, cb, "floor")
-    assert codes.shape == x.shape and codes.dtype == np.int64
+    assert codes.shape == x.shape and codes.dtype == cb.code_dtype
     assert hist.sum() == x.size
     ref = [ref_encode(int(v), cb, "floor") for v in x.reshape(-1)]
     assert codes.reshape(-1).tolist() == [c for c, _ in ref]

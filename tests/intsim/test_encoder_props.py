@@ -114,7 +114,7 @@ def check_encode(xs, cb, mode, rounding_arg=None):
     codes, sats, hist = encode(X, cb, mode.spec_name if rounding_arg is None else rounding_arg)
     exp_codes, exp_sats, exp_hist = ref_encode(xs, cb, mode)
     assert codes.shape == X.shape
-    assert codes.dtype == np.int64
+    assert codes.dtype == cb.code_dtype
     bad = [(x, int(c), e) for x, c, e in zip(xs, codes.tolist(), exp_codes) if int(c) != e]
     assert not bad, f"mode {mode.spec_name}: (X, got, want) {bad[:5]} codebook {cb}"
     assert sats == exp_sats

@@ -76,7 +76,7 @@ def spy_dtype(monkeypatch):
     orig = C._run_gemm
 
     def wrapped(*args, **kwargs):
-        seen.append(np.dtype(args[12]))  # the dtype argument of _run_gemm
+        seen.append(np.dtype(args[11]))  # the dtype argument of _run_gemm
         return orig(*args, **kwargs)
 
     monkeypatch.setattr(C, "_run_gemm", wrapped)
