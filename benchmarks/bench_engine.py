@@ -455,13 +455,15 @@ def _conv_path(art, name: str) -> str:
         return path
     # the int8 path where it applies (tap tables of a 16×16 input)
     a = op.attrs
-    w = art.arrays[op.arrays["weight"]]
     tabs = [K.conv2d_tap_table(16, a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i])
             for i in (0, 1)]
     counts = [int(s == dense) for s in range(len(cb.segments))] if art.numerics.realization != "grid" else \
         [s.count for s in cb.segments]
-    plan = C.int8_plan(cb, w, counts, True, (a["stride"][0], a["stride"][1], a["dilation"][0], a["dilation"][1]),
-                       tabs[0], tabs[1], (16, 16), int(a.get("groups", 1)))
+    from intsim.engine import _conv_constants
+
+    consts = _conv_constants(art, op, transposed=False)
+    plan = C.int8_plan(consts, cb, counts, True, (a["stride"][0], a["stride"][1], a["dilation"][0], a["dilation"][1]),
+                       tabs[0], tabs[1], (16, 16))
     return "int8" if isinstance(plan, C.Int8Plan) else path
 
 
