@@ -21,6 +21,7 @@ it into ``pixel·rgb_range/255`` as the artifact's ``image_in`` does.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -224,7 +225,8 @@ def run_eval(artifact_path: str, datasets: list[str], engine: str = "intsim", da
 
     Returns ``{"artifact", "artifact_sha256", "model", "scale", "bits", "realization", "engine",
     "datasets": {display name: {"psnr", "ssim", "n", "lr_source", "images": [{"image", "psnr",
-    "ssim", "lr_shape", "seconds"}]}}, "seconds"}``.
+    "ssim", "lr_shape", "seconds", "sr_sha256"}]}}, "seconds"}``; ``sr_sha256`` is the hash of the
+    uint8 SR output, so two engines' outputs can be compared bit for bit.
     """
     from calib.datasets import benchmark
     from intsim.artifact import load_artifact
@@ -268,8 +270,9 @@ def run_eval(artifact_path: str, datasets: list[str], engine: str = "intsim", da
             sr = sr[:, :, 0] if sr.ndim == 3 and sr.shape[2] == 1 else sr
             dt = time.time() - t0
             p, s = psnr_y(sr, hr, scale), ssim_y(sr, hr, scale)
+            digest = hashlib.sha256(np.ascontiguousarray(sr, dtype=np.uint8).tobytes()).hexdigest()
             rows.append({"image": pair.name, "psnr": float(p), "ssim": float(s), "lr_shape": list(lr.shape[:2]),
-                         "seconds": round(dt, 3)})
+                         "seconds": round(dt, 3), "sr_sha256": digest})
             if bar is not None:
                 bar.set_postfix(psnr=f"{p:.2f}")
                 bar.update(1)

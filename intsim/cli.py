@@ -312,6 +312,14 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
+def cmd_sweep(args) -> int:
+    try:
+        from reports.sweep import main as sweep_main
+    except ImportError as e:
+        raise UsageError(f"sweep needs torch (pip install torch==2.13.0) and the reports package: {e}") from None
+    return sweep_main(args.spec, args.address, args.resume, args.num_cpus)
+
+
 def _flatten_lines(obj, prefix: str = "") -> list[str]:
     """``key.sub: value`` lines of a nested result (lists of scalars on one line)."""
     lines: list[str] = []
@@ -585,6 +593,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate only the top-left P×P LR crop of each image (quick checks)")
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
+
+    sw = sub.add_parser("sweep", help="the paper's protocol: a resumable grid of calibrate+evaluate cells on Ray",
+                        epilog="examples:\n  intsim sweep sweeps/imdn_x4_w4a4.toml\n"
+                               "  intsim sweep sweeps/full.toml --resume --address ray://head:10001")
+    sw.add_argument("spec", metavar="SWEEP.toml")
+    sw.add_argument("--address", default=None, metavar="RAY_ADDRESS",
+                    help="an existing Ray cluster (default: start a local Ray instance)")
+    sw.add_argument("--resume", action="store_true", help="keep the cells a previous run finished")
+    sw.add_argument("--num-cpus", type=_positive_int(1, 4096), default=None,
+                    help="CPUs of the local Ray instance (default: all)")
+    sw.set_defaults(func=cmd_sweep)
 
     co = sub.add_parser("cost", help="energy/latency of an artifact on an accelerator",
                         epilog="examples:\n  intsim cost model.intsim --images Set5/LR_bicubic/X4 --accel edge_npu\n"

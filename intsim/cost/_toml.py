@@ -76,6 +76,21 @@ class Section:
             raise self._err(key, f"must be one of {', '.join(repr(c) for c in choices)}, got {v!r}")
         return v
 
+    def strings(self, key: str, *, required: bool = True, default: list[str] | None = None,
+                choices: tuple[str, ...] | None = None) -> list[str] | None:
+        """A non-empty list of strings without repeats (each one of ``choices`` when given)."""
+        v, present = self._get(key, required, default)
+        if not present:
+            return v
+        if not isinstance(v, list) or not v or not all(isinstance(x, str) for x in v):
+            raise self._err(key, f"must be a non-empty list of strings, got {v!r}")
+        if len(set(v)) != len(v):
+            raise self._err(key, f"lists {sorted(x for x in set(v) if v.count(x) > 1)[0]!r} twice")
+        bad = [x for x in v if choices is not None and x not in choices]
+        if bad:
+            raise self._err(key, f"{bad[0]!r} is not one of {', '.join(repr(c) for c in choices)}")
+        return list(v)
+
     def boolean(self, key: str, *, required: bool = True, default: bool | None = None) -> bool | None:
         v, present = self._get(key, required, default)
         if present and not isinstance(v, bool):

@@ -1,0 +1,273 @@
+"""Cell JSONs of a sweep → the results page (markdown), a CSV and plots. Generated, never hand-edited.
+
+    python -m reports.results_page SWEEP_OUT [--page docs/results.md]
+
+Reads ``SWEEP_OUT/cells/*.json`` (:mod:`reports.sweep`), writes
+``SWEEP_OUT/results.md``, ``SWEEP_OUT/results.csv`` and ``SWEEP_OUT/plots/*.png``
+(plots need matplotlib; without it the page says so), and the page also to
+``--page``. Tables follow the paper's layout: one table per model × scale ×
+bits, a row per method (dual-region methods once per allocation), PSNR / SSIM
+per dataset from the integer engine (which equals golden bit for bit, checked
+per image), plus the true code bits, the fake-quant PSNR and the calibration
+time. Where the full method (``oaq``, released codes) does not beat a baseline
+on a dataset the page lists it. The paper's EDSR-baseline numbers (shared
+README) are shown for orientation only: EDSR checkpoints are not available
+offline, so no row here is EDSR.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from intsim.artifact import atomic_write_bytes
+
+METHOD_ORDER = ("minmax", "percentile", "omse", "ptq4sr", "2dquant", "dual_region", "plain_ft", "sa_ft", "oaq")
+METHOD_NAMES = {"minmax": "MinMax", "percentile": "Percentile", "omse": "OMSE", "ptq4sr": "PTQ4SR-style",
+                "2dquant": "2DQuant-style", "dual_region": "dual-region only", "plain_ft": "plain finetuning",
+                "sa_ft": "sensitivity-aware finetuning only", "oaq": "full method (dual-region + SA finetuning)"}
+DATASET_NAMES = {"Set5": "Set5", "Set14": "Set14", "B100": "B100-68", "Urban100": "Urban100"}
+FULL = "oaq"
+PAPER_EDSR_W4A4 = {  # arXiv 2511.00682 via ../shared/README.md: EDSR-baseline ×4 W4A4, PSNR dB
+    "FP": (32.10, 28.58, 27.56, 26.04), "MinMax": (26.83, 25.04, 24.57, 23.12),
+    "Percentile": (24.03, 23.95, 24.42, 21.62), "PTQ4SR": (30.51, 27.62, 26.88, 24.92),
+    "AdaBM": (31.02, 27.87, 26.91, 25.11), "dual-region + sensitivity-aware finetuning": (31.54, 28.26, 27.36, 25.61)}
+CSV_FIELDS = ("cell", "status", "model", "scale", "bits", "method", "allocation", "dataset", "true_code_bits",
+              "fp_psnr", "fp_ssim", "fake_quant_psnr", "fake_quant_ssim", "golden_psnr", "golden_ssim",
+              "intsim_psnr", "intsim_ssim", "golden_equals_intsim", "n_images", "calib_seconds", "eval_seconds",
+              "energy_uj", "latency_ms", "accelerator", "artifact_sha256", "error")
+
+
+def load_cells(out: Path) -> list[dict]:
+    """Every readable cell JSON under ``out/cells`` (unreadable ones are reported as failed)."""
+    cells = []
+    for p in sorted((Path(out) / "cells").glob("*.json")):
+        try:
+            cells.append(json.loads(p.read_text()))
+        except (OSError, ValueError) as e:
+            cells.append({"cell": p.stem, "status": "failed", "error": f"unreadable cell JSON: {e}"})
+    return cells
+
+
+def _row_key(c: dict) -> tuple:
+    m = c.get("method", "")
+    return (METHOD_ORDER.index(m) if m in METHOD_ORDER else len(METHOD_ORDER), m, c.get("allocation") or "")
+
+
+def _label(c: dict) -> str:
+    name = METHOD_NAMES.get(c["method"], c["method"])
+    return f"{name} [{c['allocation']}]" if c.get("allocation") else name
+
+
+def _fmt(v, digits=2) -> str:
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def to_csv(cells: list[dict]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for c in cells:
+        g = lambda k, f: (c.get(k) or {}).get(f)  # noqa: E731 - engine score lookup
+        w.writerow({
+            "cell": c.get("cell"), "status": c.get("status"), "model": c.get("model"), "scale": c.get("scale"),
+            "bits": c.get("bits"), "method": c.get("method"), "allocation": c.get("allocation"),
+            "dataset": c.get("dataset"), "true_code_bits": "/".join(map(str, c.get("true_code_bits", []))),
+            "fp_psnr": g("fp", "psnr"), "fp_ssim": g("fp", "ssim"),
+            "fake_quant_psnr": g("fake_quant", "psnr"), "fake_quant_ssim": g("fake_quant", "ssim"),
+            "golden_psnr": g("golden", "psnr"), "golden_ssim": g("golden", "ssim"),
+            "intsim_psnr": g("intsim", "psnr"), "intsim_ssim": g("intsim", "ssim"),
+            "golden_equals_intsim": c.get("golden_equals_intsim"), "n_images": g("intsim", "n"),
+            "calib_seconds": c.get("calib_seconds"), "eval_seconds": c.get("eval_seconds"),
+            "energy_uj": g("cost", "energy_uj"), "latency_ms": g("cost", "latency_ms"),
+            "accelerator": g("cost", "accelerator"), "artifact_sha256": c.get("artifact_sha256"),
+            "error": c.get("error")})
+    return buf.getvalue()
+
+
+def _groups(done: list[dict]) -> dict:
+    groups: dict = {}
+    for c in done:
+        groups.setdefault((c["model"], c["scale"], c["bits"]), []).append(c)
+    return groups
+
+
+def _losses(cells: list[dict], datasets: list[str]) -> list[str]:
+    """Lines naming each baseline at least as good as the full method (released codes) on a dataset."""
+    lines = []
+    for d in datasets:
+        by = {(c["method"], c.get("allocation")): c for c in cells if c["dataset"] == d}
+        full = by.get((FULL, "released")) or next((c for (m, _), c in by.items() if m == FULL), None)
+        if full is None:
+            continue
+        for (m, alloc), c in sorted(by.items(), key=lambda kv: _row_key(kv[1])):
+            if c is full:
+                continue
+            if c["intsim"]["psnr"] >= full["intsim"]["psnr"]:
+                lines.append(f"- {DATASET_NAMES.get(d, d)}: **{_label(c)}** {c['intsim']['psnr']:.2f} dB ≥ full "
+                             f"method {full['intsim']['psnr']:.2f} dB")
+    return lines
+
+
+def markdown(cells: list[dict], plots: list[str], runs: list[dict]) -> str:
+    done = [c for c in cells if c.get("status") == "done"]
+    failed = [c for c in cells if c.get("status") != "done"]
+    recipes = sorted({json.dumps(c.get("recipe_fields", {}), sort_keys=True) for c in done})
+    L = ["<!-- generated by python -m reports.results_page (intsim sweep); do not edit -->",
+         "# Results: the paper's protocol on the real checkpoints", ""]
+    if runs:
+        cmds = sorted({r["command"] for r in runs})
+        L += [f"Made by `{cmds[0]}`" + (f" (and {len(cmds) - 1} other command lines)" if len(cmds) > 1 else "")
+              + f"; {len(runs)} sweep run(s), {sum(r['seconds'] for r in runs) / 3600:.2f} h of wall time in all.", ""]
+    calib_s = sum(c.get("calib_seconds", 0) for c in {c['artifact_sha256']: c for c in done}.values())
+    eval_s = sum(c.get("eval_seconds", 0) for c in done)
+    L += [f"{len(done)} cells done, {len(failed)} failed. Compute: {calib_s / 3600:.2f} h calibrating, "
+          f"{eval_s / 3600:.2f} h evaluating (four executors per cell).", "",
+          "Calibration data: **SunHays80 in place of DIV2K** (DIV2K is not available offline); B100 is "
+          "**B100-68** (the 68-image colour subset). PSNR/SSIM: Y channel of MATLAB rgb2ycbcr, `scale` border "
+          "pixels cropped, SR rounded to uint8. Every quantized number below is the integer engine's "
+          "(intsim); golden (float64 fake-quant) equals it bit for bit on every image unless the "
+          "`golden = intsim` column says otherwise. FP = the float model; FQ = float32 fake-quant with the "
+          "learned (unsnapped) parameters. Code bits: the true storage bits of the conv input codes "
+          "(body/head/tail); `released` codes use a b-bit dense region plus (b−1)-bit tails (about b+1 bits), "
+          "`budgeted` fits both regions into b bits.", ""]
+    for r in recipes:
+        L += [f"Recipe: `{r}`", ""]
+    for (model, scale, bits), group in sorted(_groups(done).items()):
+        datasets = [d for d in DATASET_NAMES if any(c["dataset"] == d for c in group)]
+        L += [f"## {model} ×{scale} {bits}", ""]
+        head = "| method | code bits |" + "".join(f" {DATASET_NAMES[d]} PSNR / SSIM |" for d in datasets)
+        L += [head + " FQ PSNR (first set) | golden = intsim | calib s |", "|" + "---|" * (len(datasets) + 5)]
+        fp = {d: next((c["fp"] for c in group if c["dataset"] == d and c.get("fp")), None) for d in datasets}
+        if any(fp.values()):
+            L.append("| FP | 32 |" + "".join(f" {_fmt((fp[d] or {}).get('psnr'))} / "
+                                             f"{_fmt((fp[d] or {}).get('ssim'), 4)} |" for d in datasets)
+                     + " – | – | – |")
+        rows: dict = {}
+        for c in group:
+            rows.setdefault((c["method"], c.get("allocation")), {})[c["dataset"]] = c
+        for key, per_ds in sorted(rows.items(), key=lambda kv: _row_key(next(iter(kv[1].values())))):
+            any_c = next(iter(per_ds.values()))
+            cells_txt = "".join(f" {_fmt(per_ds[d]['intsim']['psnr'])} / {_fmt(per_ds[d]['intsim']['ssim'], 4)} |"
+                                if d in per_ds else " – |" for d in datasets)
+            first = per_ds[next(d for d in datasets if d in per_ds)]
+            same = all(c["golden_equals_intsim"] for c in per_ds.values())
+            L.append(f"| {_label(any_c)} | {'/'.join(map(str, any_c['true_code_bits']))} |{cells_txt} "
+                     f"{_fmt(first['fake_quant']['psnr'])} | {'yes' if same else '**NO**'} | "
+                     f"{any_c['calib_seconds']:.0f} |")
+        losses = _losses(group, datasets)
+        if not any(c["method"] == FULL for c in group):
+            L += ["", "The full method was not run in this group.", ""]
+        else:
+            L += ["", "Where the full method does not beat a baseline:" if losses
+                  else "The full method beats every baseline here on every dataset.", *losses, ""]
+    L += ["## For orientation: the paper's EDSR-baseline ×4 W4A4 (not reproduced here)", "",
+          "EDSR checkpoints are not available offline, so these numbers (arXiv 2511.00682, PSNR dB, DIV2K "
+          "calibration, full B100) are not comparable cell for cell with the tables above.", "",
+          "| method | Set5 | Set14 | B100 | Urban100 |", "|---|---|---|---|---|"]
+    L += [f"| {k} | " + " | ".join(f"{x:.2f}" for x in v) + " |" for k, v in PAPER_EDSR_W4A4.items()]
+    L.append("")
+    if failed:
+        L += ["## Failed cells", "", "| cell | error |", "|---|---|"]
+        L += [f"| {c.get('cell')} | {str(c.get('error', '?')).replace('|', '/')} |" for c in failed]
+        L.append("")
+    if plots:
+        L += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
+    else:
+        L += ["Plots: not drawn (matplotlib is not installed).", ""]
+    return "\n".join(L)
+
+
+def draw_plots(cells: list[dict], folder: Path) -> list[Path]:
+    """PSNR vs bits per method, and PSNR vs energy (Pareto front marked), per model × scale × dataset."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    done = [c for c in cells if c.get("status") == "done"]
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    keys = sorted({(c["model"], c["scale"], c["dataset"]) for c in done})
+    for model, scale, d in keys:
+        sel = [c for c in done if (c["model"], c["scale"], c["dataset"]) == (model, scale, d)]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+        series: dict = {}
+        for c in sel:
+            series.setdefault(_label(c), []).append((int(c["bits"][1:].split("A")[0]), c["intsim"]["psnr"]))
+        for lab, pts in sorted(series.items()):
+            pts.sort()
+            a1.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=lab)
+        fp = next((c["fp"]["psnr"] for c in sel if c.get("fp")), None)
+        if fp is not None:
+            a1.axhline(fp, color="k", ls="--", lw=0.8, label="FP")
+        a1.set_xlabel("weight/activation bits b (WbAb)")
+        a1.set_ylabel("Y-PSNR (dB), intsim")
+        a1.set_title(f"{model} ×{scale} {DATASET_NAMES.get(d, d)}: PSNR vs bits")
+        a1.legend(fontsize=6)
+        pts = sorted(((c["cost"]["energy_uj"], c["intsim"]["psnr"], f"{_label(c)} {c['bits']}") for c in sel))
+        a2.scatter([p[0] for p in pts], [p[1] for p in pts], s=14)
+        front, best = [], -1e9
+        for e, q, lab in pts:  # lowest energy first: a point is on the front if it beats every cheaper one
+            if q > best:
+                front.append((e, q, lab))
+                best = q
+        a2.plot([p[0] for p in front], [p[1] for p in front], color="C3", lw=1, label="Pareto front")
+        for e, q, lab in front:
+            a2.annotate(lab, (e, q), fontsize=5)
+        a2.set_xlabel(f"energy per image (µJ, cost model, {sel[0]['cost']['accelerator']}; first image of the set)")
+        a2.set_ylabel("Y-PSNR (dB)")
+        a2.set_title("quality vs energy")
+        a2.legend(fontsize=6)
+        fig.tight_layout()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110)
+        plt.close(fig)
+        path = folder / f"{model}_x{scale}_{d.lower()}.png"
+        atomic_write_bytes(path, buf.getvalue())
+        written.append(path)
+    return written
+
+
+def write_results(out: str | Path, page: str | Path | None = None) -> Path:
+    """Regenerate ``out/results.md``, ``out/results.csv`` and ``out/plots`` (and ``page``) from the cells."""
+    out = Path(out)
+    cells = sorted(load_cells(out), key=lambda c: str(c.get("cell")))
+    runs_path = out / "runs.json"
+    runs = json.loads(runs_path.read_text()) if runs_path.is_file() else []
+    plots = draw_plots(cells, out / "plots")
+    atomic_write_bytes(out / "results.csv", to_csv(cells).encode())
+    md_local = markdown(cells, [str(p.relative_to(out)) for p in plots], runs)
+    atomic_write_bytes(out / "results.md", md_local.encode())
+    if page is not None:
+        page = Path(page)
+        rel = [_relpath(p, page.parent) for p in plots]
+        atomic_write_bytes(page, markdown(cells, rel, runs).encode())
+    return out / "results.md"
+
+
+def _relpath(p: Path, base: Path) -> str:
+    import os
+
+    return os.path.relpath(p.resolve(), base.resolve())
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", help="the sweep's out folder (holds cells/)")
+    ap.add_argument("--page", default=None, help="also write the page here (e.g. docs/results.md)")
+    a = ap.parse_args(argv)
+    if not (Path(a.out) / "cells").is_dir():
+        print(f"error: {a.out}: no cells/ folder (not a sweep output)", file=sys.stderr)
+        return 2
+    print(write_results(a.out, a.page))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

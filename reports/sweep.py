@@ -1,0 +1,298 @@
+"""The paper's protocol as a resumable grid of cells run as Ray tasks (``intsim sweep``).
+
+    intsim sweep SWEEP.toml [--address RAY_ADDRESS] [--resume] [--num-cpus N]
+
+SWEEP.toml (paths relative to its folder)::
+
+    [sweep]
+    out = "results/sweep"                  # cell JSONs, artifacts, results page
+    models = ["imdn:4", "imdn:2"]          # zoo name:scale
+    bits = ["W4A4", "W6A6", "W8A8"]
+    methods = ["minmax", "percentile", "omse", "ptq4sr", "2dquant", "dual_region", "plain_ft", "sa_ft", "oaq"]
+    allocations = ["released", "budgeted"] # dual-region methods run once per allocation
+    datasets = ["Set5", "Set14", "B100", "Urban100"]
+
+    [recipe]                               # optional; the defaults are the protocol
+    n_images = 100  patch = 48  epochs = 10  iters_per_epoch = 25  seed = 0
+    per_channel = true  range = "ema"  bp_init = "percentile"  accel = "edge_npu"
+    limit = 0  crop = 0                    # > 0: quick runs on few images / LR crops
+
+    [report]                               # optional
+    page = "../docs/results.md"            # also write the results page here
+
+Each configuration (model × scale × bits × method × allocation) is one Ray task
+that calibrates (:func:`reports.sweep_cell.calibrate_config`); each of its cells
+(× dataset) is a Ray task depending on it (:func:`reports.sweep_cell.evaluate_cell`)
+that writes ``<out>/cells/<cell>.json`` atomically. A failed task is recorded as a
+failed cell with its error and the others go on. ``--resume`` keeps the cells
+(and calibrations) a previous run finished under the same recipe and recomputes
+the rest; without it an ``out`` folder holding finished cells is refused, so a
+slip of the keyboard cannot throw hours away. Ctrl-C stops the sweep cleanly: finished
+cells stay, the run is logged as interrupted and the page rebuilt. Cells are submitted
+smallest dataset first, so the quick results arrive early. Ray: a local instance by default,
+the cluster at ``--address`` otherwise. At the end the results page, CSV and
+plots are regenerated from every cell JSON (:mod:`reports.results_page`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from intsim.artifact import atomic_write_json
+from intsim.cost._toml import ConfigError, Section, check_sections, read_toml
+from reports.sweep_cell import (
+    DUAL_REGION_METHODS,
+    Cell,
+    Config,
+    Recipe,
+    calibrate_config,
+    evaluate_cell,
+    failed_cell,
+)
+
+_BITS = re.compile(r"^W([1-9]|1[0-6])A([1-9]|1[0-6])$")
+_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "INTSIM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A parsed SWEEP.toml: the grid, the shared recipe and where results go."""
+
+    path: Path
+    out: Path
+    cells: tuple[Cell, ...]
+    recipe: Recipe
+    page: Path | None
+
+    @property
+    def configs(self) -> list[Config]:
+        return list(dict.fromkeys(c.config for c in self.cells))
+
+
+def load_sweep(path: str | os.PathLike) -> Sweep:
+    """Parse and check SWEEP.toml; every refusal is a :class:`ConfigError` naming file, section and key."""
+    from calib.evaluate import DATASETS
+    from calib.methods import METHODS, TWO_REGION_ALLOCATIONS
+    from calib.models.zoo import MODELS
+
+    path = Path(path)
+    where = path.name
+    doc = read_toml(path)
+    check_sections(doc, ("sweep", "recipe", "report"), where)
+    s = Section(doc, "sweep", where)
+    out = path.parent / s.string("out")
+    models = []
+    for m in s.strings("models"):
+        name, _, scale = m.partition(":")
+        if name.lower() not in MODELS or not scale.isdigit() or int(scale) not in (2, 3, 4):
+            raise ConfigError(f"{where}: [sweep] models: {m!r} must be name:scale with a zoo model "
+                              f"({', '.join(sorted(MODELS))}) and scale 2, 3 or 4")
+        models.append((name.lower(), int(scale)))
+    bits = s.strings("bits")
+    for b in bits:
+        if not _BITS.match(b):
+            raise ConfigError(f"{where}: [sweep] bits: {b!r} must look like W4A4 (1 to 16 bits)")
+    methods = s.strings("methods", choices=METHODS)
+    allocations = s.strings("allocations", required=False, default=["released"], choices=TWO_REGION_ALLOCATIONS)
+    datasets = s.strings("datasets", choices=DATASETS)
+    s.done()
+    r = Section(doc, "recipe", where, required=False)
+    base = Recipe()
+    recipe = Recipe(
+        n_images=r.integer("n_images", required=False, default=base.n_images, lo=1, hi=100000),
+        patch=r.integer("patch", required=False, default=base.patch, lo=8, hi=4096),
+        epochs=r.integer("epochs", required=False, default=base.epochs, lo=0, hi=10000),
+        iters_per_epoch=r.integer("iters_per_epoch", required=False, default=base.iters_per_epoch, lo=1, hi=10**6),
+        seed=r.integer("seed", required=False, default=base.seed, lo=0, hi=2**31 - 1),
+        per_channel=r.boolean("per_channel", required=False, default=base.per_channel),
+        range_mode=r.string("range", required=False, default=base.range_mode, choices=("ema", "max")),
+        bp_init=r.string("bp_init", required=False, default=base.bp_init, choices=("percentile", "search")),
+        limit=r.integer("limit", required=False, default=0, lo=0, hi=100000) or None,
+        crop=r.integer("crop", required=False, default=0, lo=0, hi=4096) or None,
+        accel=r.string("accel", required=False, default=base.accel),
+        calib_data=r.string("calib_data", required=False, default=None))
+    r.done()
+    if recipe.crop is not None and recipe.crop < 8:
+        raise ConfigError(f"{where}: [recipe] crop: must be 0 (whole images) or ≥ 8, got {recipe.crop}")
+    if recipe.calib_data is not None:
+        recipe = replace(recipe, calib_data=str(path.parent / recipe.calib_data))
+    rep = Section(doc, "report", where, required=False)
+    page = rep.string("page", required=False, default=None)
+    rep.done()
+    cells = []
+    for model, scale in models:
+        for b in bits:
+            for m in methods:
+                for alloc in (allocations if m in DUAL_REGION_METHODS else [None]):
+                    cfg = Config(model, scale, b, m, alloc)
+                    cells += [Cell(cfg, d) for d in datasets]
+    return Sweep(path, out, tuple(cells), recipe, path.parent / page if page else None)
+
+
+def cell_path(out: Path, cell: Cell) -> Path:
+    return out / "cells" / f"{cell.id}.json"
+
+
+def read_cell(path: Path) -> dict | None:
+    """A cell JSON, or None if it is missing or unreadable (then the cell is simply redone)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def finished(sweep: Sweep) -> list[Cell]:
+    """Cells whose JSON says done under this sweep's recipe."""
+    digest = sweep.recipe.digest()
+    done = []
+    for c in sweep.cells:
+        rec = read_cell(cell_path(sweep.out, c))
+        if rec and rec.get("status") == "done" and rec.get("recipe") == digest:
+            done.append(c)
+    return done
+
+
+def _error_text(exc: BaseException) -> str:
+    """One line naming the original exception of a (possibly Ray-wrapped) task failure."""
+    cause = getattr(exc, "cause", None) or exc
+    text = f"{type(cause).__name__}: {cause}".strip()
+    return text.splitlines()[0] if text else type(cause).__name__
+
+
+def _tasks(ray):
+    """The two Ray remote functions (defined here so that ray is imported only when a sweep runs)."""
+
+    def _one_thread():
+        import torch
+
+        torch.set_num_threads(1)
+
+    @ray.remote(num_cpus=1, max_retries=0)
+    def calibrate_task(config, recipe, out_dir, reuse):
+        _one_thread()
+        return calibrate_config(config, recipe, out_dir, reuse)
+
+    @ray.remote(num_cpus=1, max_retries=0)
+    def cell_task(calib_record, cell, recipe, out_dir):
+        _one_thread()
+        rec = evaluate_cell(calib_record, cell, recipe)
+        atomic_write_json(cell_path(Path(out_dir), cell), rec)
+        return rec
+
+    return calibrate_task, cell_task
+
+
+def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, num_cpus: int | None = None,
+              progress: bool = True, command: str = "intsim sweep") -> dict:
+    """Run every cell not finished yet; return ``{"done", "skipped", "failed", "seconds"}`` (cell ids).
+
+    Each run is logged in ``<out>/runs.json`` (command, wall seconds, counts) for the results page."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("intsim sweep needs Ray: pip install 'ray==2.60.0' (the [sweep] extra)") from None
+    skipped = finished(sweep)
+    if skipped and not resume:
+        raise ConfigError(f"{sweep.out}: already holds {len(skipped)} finished cell(s) of this sweep; "
+                          f"pass --resume to keep them, or choose another [sweep] out")
+    todo = [c for c in sweep.cells if c not in set(skipped)]
+    (sweep.out / "cells").mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    done: list[Cell] = []
+    failed: list[Cell] = []
+    interrupted = False
+    if todo:
+        env = dict(_THREAD_ENV)
+        if os.environ.get("INTSIM_DATA_ROOT"):
+            env["INTSIM_DATA_ROOT"] = os.environ["INTSIM_DATA_ROOT"]
+        init = {"address": address, "runtime_env": {"env_vars": env}, "include_dashboard": False,
+                "log_to_driver": False, "configure_logging": False}
+        if address is None and num_cpus is not None:
+            init["num_cpus"] = int(num_cpus)
+        ray.init(**init)
+        try:
+            _drive(ray, sweep, todo, resume, progress, done, failed)
+        except KeyboardInterrupt:  # Ctrl-C: finished cells are on disk; log the run and rebuild the page
+            interrupted = True
+        finally:
+            ray.shutdown()
+    res = {"done": [c.id for c in done], "skipped": [c.id for c in skipped], "failed": [c.id for c in failed],
+           "seconds": round(time.time() - t0, 1), "interrupted": interrupted}
+    runs_path = sweep.out / "runs.json"
+    runs = json.loads(runs_path.read_text()) if runs_path.is_file() else []
+    runs.append({"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)),
+                 "seconds": res["seconds"], "done": len(done), "failed": len(failed), "skipped": len(skipped),
+                 "interrupted": interrupted})
+    atomic_write_json(runs_path, runs)
+    from reports.results_page import write_results
+
+    write_results(sweep.out, sweep.page)
+    return res
+
+
+def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, done: list, failed: list) -> None:
+    """Submit the calibrations and cells, record results as they finish (into ``done``/``failed``),
+    show progress. Cells are submitted smallest dataset first, so quick results arrive early."""
+    from tqdm import tqdm
+
+    from calib.evaluate import DATASETS
+
+    calibrate_task, cell_task = _tasks(ray)
+    out = str(sweep.out)
+    calib_refs = {cfg: calibrate_task.remote(cfg, sweep.recipe, out, resume)
+                  for cfg in dict.fromkeys(c.config for c in todo)}
+    order = sorted(todo, key=lambda c: DATASETS.index(c.dataset))
+    pending = {cell_task.remote(calib_refs[c.config], c, sweep.recipe, out): c for c in order}
+    calibrating = set(calib_refs.values())
+    bar = tqdm(total=len(sweep.cells), initial=len(sweep.cells) - len(todo), unit="cell", desc="sweep",
+               disable=not progress, file=sys.stderr)
+
+    def show():
+        ready_cfgs = {cfg for cfg, ref in calib_refs.items() if ref not in calibrating}
+        running = sum(1 for c in pending.values() if c.config in ready_cfgs)
+        bar.set_postfix_str(f"done {len(done)}, evaluating {running}, calibrating {len(calibrating)}, "
+                            f"failed {len(failed)}")
+
+    show()
+    while pending:
+        if calibrating:
+            ready, _ = ray.wait(list(calibrating), num_returns=len(calibrating), timeout=0)
+            calibrating.difference_update(ready)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+        for ref in ready:
+            cell = pending.pop(ref)
+            try:
+                ray.get(ref)
+                done.append(cell)
+            except Exception as e:  # noqa: BLE001 - any task failure is recorded as that cell's error
+                atomic_write_json(cell_path(sweep.out, cell), failed_cell(cell, sweep.recipe, _error_text(e)))
+                failed.append(cell)
+            bar.update(1)
+        show()
+    bar.close()
+
+
+def main(path: str, address: str | None, resume: bool, num_cpus: int | None) -> int:
+    """``intsim sweep``: 0 when every cell is done, 1 when some failed (recorded in their JSONs)."""
+    sweep = load_sweep(path)
+    configs = sweep.configs
+    print(f"sweep {sweep.path.name}: {len(sweep.cells)} cells ({len(configs)} calibrations) → {sweep.out}",
+          flush=True)
+    command = " ".join(["intsim sweep", path] + (["--resume"] if resume else [])
+                       + ([f"--address {address}"] if address else []))
+    res = run_sweep(sweep, address=address, resume=resume, num_cpus=num_cpus, command=command)
+    print(f"done {len(res['done'])}, skipped (finished earlier) {len(res['skipped'])}, "
+          f"failed {len(res['failed'])} in {res['seconds']:.0f} s"
+          + (" (interrupted: rerun with --resume to finish)" if res["interrupted"] else ""), flush=True)
+    for cid in res["failed"]:
+        rec = read_cell(sweep.out / "cells" / f"{cid}.json") or {}
+        print(f"failed: {cid}: {rec.get('error', '?')}", file=sys.stderr)
+    if res["interrupted"]:
+        return 130
+    return 1 if res["failed"] else 0

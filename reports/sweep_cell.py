@@ -1,0 +1,208 @@
+"""The work of one sweep configuration and one sweep cell (``intsim sweep``, :mod:`reports.sweep`).
+
+A *configuration* is model × scale × bits × method (× allocation for the
+dual-region methods): :func:`calibrate_config` calibrates it once on SunHays80
+patches (never a test set) and writes its artifact. A *cell* is a configuration
+on one dataset: :func:`evaluate_cell` scores the artifact with every executor —
+
+* ``fp``: the float model itself (whole sets only; ``None`` for quick runs with
+  ``limit``/``crop``, where no FP reference on the same crops exists);
+* ``fake_quant``: float32 fake-quant with the learned (unsnapped) parameters;
+* ``golden``: the float64 fake-quant executor of the artifact;
+* ``intsim``: the integer engine;
+
+checks that golden and intsim produced the same uint8 output on every image
+(sha256 of the SR image), adds the cost model's totals (the artifact on the
+``accel`` accelerator, engine counters of the dataset's first image), and
+returns the cell record. Both functions are plain Python: the sweep runs them as
+Ray tasks, tests call them directly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from intsim.artifact import atomic_write_json
+
+DUAL_REGION_METHODS = ("dual_region", "oaq")
+"""Methods with two-region codes: run once per allocation (released codes, budgeted true b bits)."""
+CELL_SCHEMA = "intsim.sweep.cell/1"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Calibration and evaluation settings shared by every cell of a sweep (``[recipe]`` of SWEEP.toml).
+
+    ``limit``/``crop``: at most this many images per set / only the top-left crop×crop LR
+    region (quick runs; None = the protocol). ``accel``: accelerator for the cost totals.
+    """
+
+    n_images: int = 100
+    patch: int = 48
+    epochs: int = 10
+    iters_per_epoch: int = 25
+    seed: int = 0
+    per_channel: bool = True
+    range_mode: str = "ema"
+    bp_init: str = "percentile"
+    limit: int | None = None
+    crop: int | None = None
+    accel: str = "edge_npu"
+    calib_data: str | None = None
+
+    def digest(self) -> str:
+        """Short hash of the recipe: a cell or calibration done under another recipe is not reused."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Config:
+    """One calibration: ``allocation`` is None for methods without two-region codes."""
+
+    model: str
+    scale: int
+    bits: str
+    method: str
+    allocation: str | None = None
+
+    @property
+    def id(self) -> str:
+        alloc = f"_{self.allocation}" if self.allocation else ""
+        return f"{self.model}_x{self.scale}_{self.bits}_{self.method}{alloc}".lower()
+
+
+@dataclass(frozen=True)
+class Cell:
+    config: Config
+    dataset: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.config.id}_{self.dataset.lower()}"
+
+
+def calibrate_config(config: Config, recipe: Recipe, out_dir: str, reuse: bool) -> dict:
+    """Calibrate ``config`` and write ``<out>/artifacts/<id>.intsim`` and its ``.calib.json``.
+
+    ``reuse``: keep an artifact a previous run finished under the same recipe (``--resume``).
+    Returns the calibration record: artifact path and sha256, true code bits per conv,
+    calibration seconds and seeds.
+    """
+    from calib.cli_calibrate import run_calibrate
+    from calib.models.zoo import resolve_checkpoint
+
+    # the real checkpoint or nothing: a missing one fails the configuration (no random-init stand-in)
+    weights = str(resolve_checkpoint(config.model, config.scale, None, None))
+    folder = Path(out_dir) / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    art = folder / f"{config.id}.intsim"
+    record_path = folder / f"{config.id}.calib.json"
+    if reuse and record_path.is_file() and art.is_file():
+        rec = json.loads(record_path.read_text())
+        if rec.get("recipe") == recipe.digest() and rec.get("artifact_sha256") == _sha256(art):
+            return rec
+    finetune = {"epochs": recipe.epochs, "max_iters_per_epoch": recipe.iters_per_epoch, "seed": recipe.seed}
+    t0 = time.time()
+    summary = run_calibrate(config.model, weights, config.scale, config.bits, config.method, recipe.calib_data,
+                            str(art), n_images=recipe.n_images, patch=recipe.patch, seed=recipe.seed,
+                            allocation=config.allocation, finetune=finetune, range_mode=recipe.range_mode,
+                            per_channel=recipe.per_channel, bp_init=recipe.bp_init)
+    rec = {"config": asdict(config), "recipe": recipe.digest(), "artifact": str(art), "checkpoint": weights,
+           "artifact_sha256": summary["sha256"], "allocation": summary["allocation"],
+           "code_bits": summary["code_bits"], "calib_seconds": round(time.time() - t0, 1),
+           "seeds": {"calibration": recipe.seed, "finetune": recipe.seed}}
+    atomic_write_json(record_path, rec)
+    return rec
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _scores(res: dict) -> dict:
+    d = next(iter(res["datasets"].values()))
+    return {"psnr": d["psnr"], "ssim": d["ssim"], "n": d["n"],
+            "per_image": [{"image": i["image"], "psnr": i["psnr"], "ssim": i["ssim"],
+                           **({"sr_sha256": i["sr_sha256"]} if "sr_sha256" in i else {})} for i in d["images"]]}
+
+
+def _fp_scores(config: Config, dataset: str, recipe: Recipe) -> dict | None:
+    if recipe.limit is not None or recipe.crop is not None:
+        return None  # no FP reference on crops / partial sets
+    from calib.fp_eval import evaluate_fp
+
+    r = evaluate_fp(config.model, config.scale, dataset)
+    return {"psnr": r["psnr"], "ssim": r["ssim"], "n": len(r["per_image"])}
+
+
+def _cost_totals(artifact: str, dataset: str, recipe: Recipe) -> dict:
+    """Cost-model totals of the artifact on the dataset's first image (engine counters)."""
+    from calib.datasets import benchmark
+    from calib.evaluate import artifact_input
+    from intsim.artifact import load_artifact
+    from intsim.cost import estimate_cost, load_accelerator
+    from intsim.cost.model import summary_row
+    from intsim.engine import run
+
+    art = load_artifact(artifact)
+    lr = benchmark(dataset, int(art.model["scale"]))[0].lr
+    if recipe.crop is not None:
+        lr = lr[:recipe.crop, :recipe.crop]
+    counters = run(art, artifact_input(art, lr), keep_tensors=False).counters
+    row = summary_row(estimate_cost(art, [counters], load_accelerator(recipe.accel)))
+    return {"accelerator": row["accelerator"], "image": "first image of the set", "energy_uj": row["energy_uj"],
+            "latency_ms": row["latency_ms"], "energy_mj_per_output_mpix": row["energy_mj_per_output_mpix"],
+            "weight_storage_kib": row["weight_storage_kib"], "dram_mib": row["dram_mib"],
+            "conv_input_bits": row["conv_input_bits"]}
+
+
+def evaluate_cell(calib_record: dict, cell: Cell, recipe: Recipe) -> dict:
+    """The cell record (see the module docstring) of ``cell`` given its configuration's calibration."""
+    from calib.evaluate import run_eval
+
+    art = calib_record["artifact"]
+    t0 = time.time()
+    engines = {}
+    for name, engine in (("fake_quant", "float"), ("golden", "golden"), ("intsim", "intsim")):
+        engines[name] = _scores(run_eval(art, [cell.dataset], engine=engine, progress=False,
+                                         limit=recipe.limit, crop=recipe.crop))
+    gold = [i["sr_sha256"] for i in engines["golden"]["per_image"]]
+    ints = [i["sr_sha256"] for i in engines["intsim"]["per_image"]]
+    c = cell.config
+    return {
+        "schema": CELL_SCHEMA,
+        "status": "done",
+        "cell": cell.id,
+        "model": c.model, "scale": c.scale, "bits": c.bits, "method": c.method,
+        "allocation": calib_record["allocation"] if c.method in DUAL_REGION_METHODS else None,
+        "dataset": cell.dataset,
+        "recipe": recipe.digest(),
+        "recipe_fields": asdict(recipe),
+        "fp": _fp_scores(c, cell.dataset, recipe),
+        **engines,
+        "golden_equals_intsim": gold == ints,
+        "code_bits": calib_record["code_bits"],
+        "true_code_bits": sorted(set(calib_record["code_bits"].values())),
+        "calib_seconds": calib_record["calib_seconds"],
+        "eval_seconds": round(time.time() - t0, 1),
+        "cost": _cost_totals(art, cell.dataset, recipe),
+        "seeds": calib_record["seeds"],
+        "artifact_sha256": calib_record["artifact_sha256"],
+        "host": os.uname().nodename,
+    }
+
+
+def failed_cell(cell: Cell, recipe: Recipe, error: str) -> dict:
+    """The record of a cell that could not be computed (kept so the page can say so)."""
+    c = cell.config
+    return {"schema": CELL_SCHEMA, "status": "failed", "cell": cell.id, "model": c.model, "scale": c.scale,
+            "bits": c.bits, "method": c.method, "allocation": c.allocation, "dataset": cell.dataset,
+            "recipe": recipe.digest(), "error": error}
