@@ -12,6 +12,8 @@ import enum
 import numba
 import numpy as np
 
+from intsim.kernels import wrapping
+
 MAX_SHIFT = 62
 
 
@@ -42,23 +44,9 @@ class RoundingMode(enum.IntEnum):
 
 @numba.njit(cache=True, inline="always")
 def round_shift_scalar(i, n, mode):
-    """``R(i, n)`` for int64 ``i``, ``0 <= n <= 62`` (numba scalar; §2)."""
-    if n == 0:
-        return i
-    half = np.int64(1) << (n - 1)
-    if mode == 0:  # half_up
-        return (i + half) >> n
-    if mode == 1:  # half_away
-        if i < 0:
-            return -((-i + half) >> n)
-        return (i + half) >> n
-    if mode == 2:  # half_even
-        q = i >> n
-        r = i - (q << n)
-        if r > half or (r == half and (q & 1) == 1):
-            q += 1
-        return q
-    return i >> n  # floor
+    """``R(i, n)`` for int64 ``i``, ``0 <= n <= 62`` (numba scalar; §2): the wrap-safe form of
+    :func:`intsim.kernels.wrapping.round_shift` (numba's signed additions must not overflow)."""
+    return wrapping.round_shift(i, n, mode)
 
 
 def round_shift(values, n, mode: "RoundingMode | str") -> np.ndarray:

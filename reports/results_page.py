@@ -71,7 +71,9 @@ def to_csv(cells: list[dict]) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
     for c in cells:
-        g = lambda k, f: (c.get(k) or {}).get(f)  # noqa: E731 - engine score lookup
+        def g(k, f, c=c):  # a field of an engine's scores, None where the cell has none
+            return (c.get(k) or {}).get(f)
+
         w.writerow({
             "cell": c.get("cell"), "status": c.get("status"), "model": c.get("model"), "scale": c.get("scale"),
             "bits": c.get("bits"), "method": c.get("method"), "allocation": c.get("allocation"),

@@ -158,6 +158,20 @@ def finished(sweep: Sweep) -> list[Cell]:
     return done
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse a ``host:port`` / ``ray://host:port`` address nothing listens on (ray.init would retry for
+    minutes); ``auto`` and other forms are left to Ray."""
+    import socket
+
+    m = re.match(r"^(?:ray://)?\[?([^\]]+?)\]?:(\d{1,5})$", address.strip())
+    if not m:
+        return
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConfigError(f"cannot start or reach Ray at {address}: {e.strerror or e}") from None
+
+
 def _error_text(exc: BaseException) -> str:
     """One line naming the original exception of a (possibly Ray-wrapped) task failure."""
     cause = getattr(exc, "cause", None) or exc
@@ -215,7 +229,13 @@ def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, nu
                 "log_to_driver": False, "configure_logging": False}
         if address is None and num_cpus is not None:
             init["num_cpus"] = int(num_cpus)
-        ray.init(**init)
+        if address is not None:
+            _check_reachable(address)
+        try:
+            ray.init(**init)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ConfigError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
+                              f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
         try:
             _drive(ray, sweep, todo, resume, progress, done, failed)
         except KeyboardInterrupt:  # Ctrl-C: finished cells are on disk; log the run and rebuild the page

@@ -128,3 +128,20 @@ def test_grid_expands_dual_region_methods_per_allocation(tmp_path):
     assert {c.config.allocation for c in s.cells if c.config.method == "minmax"} == {None}
     assert "imdn_x2_w4a4_oaq_budgeted_urban100" in {c.id for c in s.cells}
     assert s.out == tmp_path / "o" and s.recipe.limit is None and s.recipe.crop is None
+
+
+def test_committed_sweeps_share_one_out_folder_and_recipe():
+    from reports.sweep import load_sweep
+
+    root = Path(__file__).resolve().parents[2] / "sweeps"
+    imdn, full = load_sweep(root / "imdn_x4_w4a4.toml"), load_sweep(root / "paper_protocol.toml")
+    assert imdn.out.resolve() == full.out.resolve() and imdn.recipe == full.recipe
+    assert set(imdn.cells) <= set(full.cells) and len(full.cells) == 792
+    assert imdn.page.resolve() == full.page.resolve() == (root.parent / "docs" / "results.md").resolve()
+
+
+def test_unreachable_ray_cluster_is_one_line(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text('[sweep]\nout="o"\nmodels=["imdn:4"]\nbits=["W8A8"]\nmethods=["minmax"]\ndatasets=["Set5"]\n')
+    r = _intsim("sweep", str(spec), "--address", "127.0.0.1:1")
+    assert r.returncode == 2 and r.stderr.startswith("intsim: error: cannot start or reach Ray at 127.0.0.1:1")
