@@ -28,7 +28,9 @@ failed cell with its error and the others go on. ``--resume`` keeps the cells
 (and calibrations) a previous run finished under the same recipe and recomputes
 the rest; without it an ``out`` folder holding finished cells is refused, so a
 slip of the keyboard cannot throw hours away. Ctrl-C stops the sweep cleanly: finished
-cells stay, the run is logged as interrupted and the page rebuilt. Cells are submitted
+cells stay, the run is logged as interrupted and the page rebuilt (SIGTERM likewise). Each
+cell reserves a share of the node's memory by dataset (:data:`MEMORY_SHARE`), so the
+float64 golden runs on Urban100 do not run side by side and exhaust it. Cells are submitted
 smallest dataset first, so the quick results arrive early. Ray: a local instance by default,
 the cluster at ``--address`` otherwise. At the end the results page, CSV and
 plots are regenerated from every cell JSON (:mod:`reports.results_page`).
@@ -38,7 +40,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,6 +60,9 @@ from reports.sweep_cell import (
 )
 
 _BITS = re.compile(r"^W([1-9]|1[0-6])A([1-9]|1[0-6])$")
+# Share of the Ray node's memory a cell reserves, by dataset: golden (float64) on Urban100's large
+# images needs about 11 GiB for IMDN ×4, so those cells run one at a time instead of exhausting memory.
+MEMORY_SHARE = {"Set5": 0.1, "Set14": 0.15, "B100": 0.15, "Urban100": 0.55}
 _THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "INTSIM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
 
@@ -172,6 +179,19 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
         raise ConfigError(f"cannot start or reach Ray at {address}: {e.strerror or e}") from None
 
 
+def _stop_on_signals() -> dict:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the driver (also when the shell started it in the
+    background with SIGINT ignored); returns the previous handlers."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    saved = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            saved[sig] = signal.signal(sig, stop)
+    return saved
+
+
 def _error_text(exc: BaseException) -> str:
     """One line naming the original exception of a (possibly Ray-wrapped) task failure."""
     cause = getattr(exc, "cause", None) or exc
@@ -236,11 +256,14 @@ def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, nu
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
                               f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+        saved = _stop_on_signals()
         try:
             _drive(ray, sweep, todo, resume, progress, done, failed)
-        except KeyboardInterrupt:  # Ctrl-C: finished cells are on disk; log the run and rebuild the page
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: finished cells are on disk; log the run, rebuild the page
             interrupted = True
         finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
             ray.shutdown()
     res = {"done": [c.id for c in done], "skipped": [c.id for c in skipped], "failed": [c.id for c in failed],
            "seconds": round(time.time() - t0, 1), "interrupted": interrupted}
@@ -268,7 +291,11 @@ def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, do
     calib_refs = {cfg: calibrate_task.remote(cfg, sweep.recipe, out, resume)
                   for cfg in dict.fromkeys(c.config for c in todo)}
     order = sorted(todo, key=lambda c: DATASETS.index(c.dataset))
-    pending = {cell_task.remote(calib_refs[c.config], c, sweep.recipe, out): c for c in order}
+    node_memory = float(ray.cluster_resources().get("memory", 0))
+    pending = {}
+    for c in order:
+        task = cell_task.options(memory=int(MEMORY_SHARE[c.dataset] * node_memory)) if node_memory else cell_task
+        pending[task.remote(calib_refs[c.config], c, sweep.recipe, out)] = c
     calibrating = set(calib_refs.values())
     bar = tqdm(total=len(sweep.cells), initial=len(sweep.cells) - len(todo), unit="cell", desc="sweep",
                disable=not progress, file=sys.stderr)
