@@ -31,6 +31,10 @@ FAMILIES = {
     "encoder kernel": ("encode.py:encode_rows",),
     "pixel shuffle kernel": ("resample.py:pixel_shuffle_rows",),
     "reference conv kernel": ("conv.py:conv_kernel",),
+    "stream kernels (add/concat/mul requantize, split copy, leaky/prelu)": (
+        "elementwise.py:requantize_rows", "elementwise.py:copy_channels_rows", "elementwise.py:slope_rows"),
+    "pooling kernels (mean/std sums)": ("pooling.py:sum_rows", "pooling.py:deviation_rows"),
+    "image_out kernel": ("image.py:image_out_rows",),
     "numpy element-wise ops (add, relu, requantize, ...)": ("elementwise.py", "rounding.py", "overflow.py",
                                                           "image.py", "{method 'astype'", "{built-in method numpy"),
     "load-time bounds per conv": ("bounds.py",),

@@ -237,6 +237,10 @@ def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, nu
                           f"pass --resume to keep them, or choose another [sweep] out")
     todo = [c for c in sweep.cells if c not in set(skipped)]
     (sweep.out / "cells").mkdir(parents=True, exist_ok=True)
+    # the cells asked for in this folder (every sweep run into it), so the page can name the missing ones
+    grid_path = sweep.out / "grid.json"
+    grid = json.loads(grid_path.read_text()) if grid_path.is_file() else []
+    atomic_write_json(grid_path, sorted(set(grid) | {c.id for c in sweep.cells}))
     t0 = time.time()
     done: list[Cell] = []
     failed: list[Cell] = []

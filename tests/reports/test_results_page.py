@@ -62,3 +62,9 @@ def test_write_results_from_a_sweep_folder(tmp_path, capsys):
 def test_not_a_sweep_folder(tmp_path, capsys):
     assert main([str(tmp_path)]) == 2
     assert "no cells/ folder" in capsys.readouterr().err
+
+
+def test_cells_the_sweep_asked_for_but_never_ran_are_named():
+    cells = [_cell("minmax", "Set5", 25.7)]
+    md = markdown(cells, [], [], grid=[cells[0]["cell"], "imdn_x4_w4a4_oaq_released_urban100"])
+    assert "**1 not computed yet**" in md and "`imdn_x4_w4a4_oaq_released_urban100`" in md

@@ -67,6 +67,7 @@ def test_two_cell_sweep_on_local_ray_then_resume(tmp_path):
         assert "failed: msrresnet_x4_w8a8_minmax_set5" in r.stderr
     else:
         assert r.returncode == 0, r.stderr
+    assert json.loads((out / "grid.json").read_text()) == sorted(cells)
     page = (tmp_path / "page" / "results.md").read_text()
     assert "| MinMax | 8 |" in page and "SunHays80 in place of DIV2K" in page
     assert (out / "results.csv").read_text().count("\n") == len(cells) + 1
