@@ -31,7 +31,7 @@ slip of the keyboard cannot throw hours away. Ctrl-C stops the sweep cleanly: fi
 cells stay, the run is logged as interrupted and the page rebuilt (SIGTERM likewise). Each
 cell reserves a share of the node's memory by dataset (:data:`MEMORY_SHARE`), so the
 float64 golden runs on Urban100 do not run side by side and exhaust it. Cells are submitted
-smallest dataset first, so the quick results arrive early. Ray: a local instance by default,
+smallest dataset first (quick results arrive early), the full method first within each. Ray: a local instance by default,
 the cluster at ``--address`` otherwise. At the end the results page, CSV and
 plots are regenerated from every cell JSON (:mod:`reports.results_page`).
 """
@@ -285,7 +285,8 @@ def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, nu
 
 def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, done: list, failed: list) -> None:
     """Submit the calibrations and cells, record results as they finish (into ``done``/``failed``),
-    show progress. Cells are submitted smallest dataset first, so quick results arrive early."""
+    show progress. Cells are submitted smallest dataset first (quick results arrive early), the
+    full method first within a dataset."""
     from tqdm import tqdm
 
     from calib.evaluate import DATASETS
@@ -294,7 +295,8 @@ def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, do
     out = str(sweep.out)
     calib_refs = {cfg: calibrate_task.remote(cfg, sweep.recipe, out, resume)
                   for cfg in dict.fromkeys(c.config for c in todo)}
-    order = sorted(todo, key=lambda c: DATASETS.index(c.dataset))
+    # smallest dataset first; within a dataset the full method first (the method under study)
+    order = sorted(todo, key=lambda c: (DATASETS.index(c.dataset), c.config.method != "oaq"))
     node_memory = float(ray.cluster_resources().get("memory", 0))
     pending = {}
     for c in order:
