@@ -203,7 +203,7 @@ def make_runner(art, engine: str, data_root=None):
     if engine == "golden":
         from golden.executor import run_golden
 
-        return lambda img: run_golden(art, img).tensors[art.outputs[0]]
+        return lambda img: run_golden(art, img, keep_tensors=False).tensors[art.outputs[0]]
     if engine == "float":
         return FloatFakeQuant(art, data_root)
     raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")

@@ -106,18 +106,22 @@ def _to_numpy(art, name: str, t: torch.Tensor) -> np.ndarray:
     return out
 
 
-def execute(art, feeds: dict[str, np.ndarray], *, force_ordered: bool = False) -> GoldenRun:
+def execute(art, feeds: dict[str, np.ndarray], *, force_ordered: bool = False,
+            keep_tensors: bool = True) -> GoldenRun:
     """Run ``art`` on ``feeds`` (one array per graph input, HWC).
 
     ``force_ordered`` makes every conv emulate its accumulators in hardware order
     even when §5.4 proves it cannot overflow (the result must not change; tests).
+    ``keep_tensors=False`` returns only the graph outputs and frees each intermediate
+    after its last use (evaluation: float64 tensors of a large image add up to GBs).
     """
     missing = [n for n in art.inputs if n not in feeds]
     if missing:
         raise GoldenError(f"no value fed for graph input {missing[0]!r}")
     env: dict[str, torch.Tensor] = {n: _feed(art, n, feeds[n]) for n in art.inputs}
     events: dict[str, dict[str, int]] = {}
-    for op in art.ops:
+    last_use = {t: i for i, op in enumerate(art.ops) for t in op.inputs}
+    for i, op in enumerate(art.ops):
         fn = OPS.get(op.op)
         if fn is None:
             raise GoldenError(f"op {op.name}: unknown op type {op.op!r}")
@@ -139,15 +143,22 @@ def execute(art, feeds: dict[str, np.ndarray], *, force_ordered: bool = False) -
                 raise GoldenError(f"op {op.name}: tensor {name!r} is produced twice")
             env[name] = value.contiguous()
         events[op.name] = dict(ctx.events)
-    tensors = {name: _to_numpy(art, name, t) for name, t in env.items()}
+        if not keep_tensors:
+            for t in set(op.inputs):
+                if last_use[t] == i and t not in art.outputs:
+                    del env[t]
+    kept = env.items() if keep_tensors else ((n, env[n]) for n in art.outputs)
+    tensors = {name: _to_numpy(art, name, t) for name, t in kept}
     return GoldenRun(tensors=tensors, events=events)
 
 
-def run_golden(art, image_uint8_HWC: np.ndarray, *, force_ordered: bool = False) -> GoldenRun:
-    """Run an artifact whose single graph input is an image on one uint8 H×W×C image."""
+def run_golden(art, image_uint8_HWC: np.ndarray, *, force_ordered: bool = False,
+               keep_tensors: bool = True) -> GoldenRun:
+    """Run an artifact whose single graph input is an image on one uint8 H×W×C image
+    (``keep_tensors`` as :func:`execute`)."""
     if len(art.inputs) != 1 or art.tensors[art.inputs[0]].kind != "image":
         raise GoldenError("run_golden needs an artifact with exactly one image input; use execute() otherwise")
-    return execute(art, {art.inputs[0]: image_uint8_HWC}, force_ordered=force_ordered)
+    return execute(art, {art.inputs[0]: image_uint8_HWC}, force_ordered=force_ordered, keep_tensors=keep_tensors)
 
 
 __all__ = ["GoldenRun", "GoldenError", "GoldenOverflowError", "execute", "run_golden", "EVENT_KEYS", "OPS"]

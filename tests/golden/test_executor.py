@@ -787,6 +787,15 @@ def test_run_golden_small_graph(realization):
     assert res.events == ordered.events
 
 
+def test_keep_tensors_false_returns_the_same_outputs_only():
+    art = small_graph("split")
+    img = np.random.default_rng(2).integers(0, 256, size=(5, 6, 3), dtype=np.uint8)
+    full, lean = run_golden(art, img), run_golden(art, img, keep_tensors=False)
+    assert list(lean.tensors) == ["out"]
+    np.testing.assert_array_equal(lean.tensors["out"], full.tensors["out"])
+    assert lean.events == full.events
+
+
 def test_realizations_agree_on_same_codebook():
     img = np.random.default_rng(1).integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
     a = run_golden(small_graph("split"), img)
