@@ -253,6 +253,7 @@ def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, nu
                 "log_to_driver": False, "configure_logging": False}
         if address is None and num_cpus is not None:
             init["num_cpus"] = int(num_cpus)
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray must not phone home from CI or a lab
         if address is not None:
             _check_reachable(address)
         try:
