@@ -128,8 +128,8 @@ def markdown(cells: list[dict], plots: list[str], runs: list[dict], grid: list[s
               + f"; {len(runs)} sweep run(s), {sum(r['seconds'] for r in runs) / 3600:.2f} h of wall time in all.", ""]
     calib_s = sum(c.get("calib_seconds", 0) for c in {c['artifact_sha256']: c for c in done}.values())
     eval_s = sum(c.get("eval_seconds", 0) for c in done)
-    L += [f"{len(done)} cells done, {len(failed)} failed"
-          + (f", **{len(missing)} not computed yet** (listed at the end)" if missing else "") + ". Compute: {calib_s / 3600:.2f} h calibrating, "
+    not_run = f", **{len(missing)} not computed yet** (listed at the end)" if missing else ""
+    L += [f"{len(done)} cells done, {len(failed)} failed{not_run}. Compute: {calib_s / 3600:.2f} h calibrating, "
           f"{eval_s / 3600:.2f} h evaluating (four executors per cell).", "",
           "Calibration data: **SunHays80 in place of DIV2K** (DIV2K is not available offline); B100 is "
           "**B100-68** (the 68-image colour subset). PSNR/SSIM: Y channel of MATLAB rgb2ycbcr, `scale` border "
@@ -168,7 +168,7 @@ def markdown(cells: list[dict], plots: list[str], runs: list[dict], grid: list[s
             L += ["", "The full method was not run in this group.", ""]
         else:
             L += ["", "Where the full method does not beat a baseline:" if losses
-                  else "The full method beats every baseline here on every dataset.", *losses, ""]
+                  else "The full method beats every baseline here on every dataset it was run on.", *losses, ""]
     L += ["## For orientation: the paper's EDSR-baseline ×4 W4A4 (not reproduced here)", "",
           "EDSR checkpoints are not available offline, so these numbers (arXiv 2511.00682, PSNR dB, DIV2K "
           "calibration, full B100) are not comparable cell for cell with the tables above.", "",

@@ -27,6 +27,7 @@ def test_page_says_where_the_full_method_loses_and_lists_failures():
              _cell("oaq", "B100", 26.0, "released"), _cell("sa_ft", "Set5", 0, status="failed")]
     md = markdown(cells, [], [{"command": "intsim sweep s.toml", "seconds": 7200}])
     assert "Made by `intsim sweep s.toml`; 1 sweep run(s), 2.00 h of wall time" in md
+    assert "6 cells done, 1 failed. Compute: 0.01 h calibrating, 0.01 h evaluating" in md
     assert "B100-68" in md and "SunHays80 in place of DIV2K" in md
     assert "| full method (dual-region + SA finetuning) [released] | 4/5 | 29.00 / 0.8000 | 26.00 / 0.8000 |" in md
     assert "| FP | 32 | 32.21 / 0.9000 |" in md
@@ -52,7 +53,7 @@ def test_write_results_from_a_sweep_folder(tmp_path, capsys):
     assert main([str(tmp_path), "--page", str(tmp_path / "docs" / "results.md")]) in (0,)
     page = (tmp_path / "docs" / "results.md").read_text()
     assert "| broken | unreadable cell JSON" in page
-    assert "The full method beats every baseline here on every dataset." in page
+    assert "The full method beats every baseline here on every dataset it was run on." in page
     plots = sorted((tmp_path / "plots").glob("*.png"))
     assert [p.name for p in plots] == ["imdn_x4_set5.png"] and plots[0].stat().st_size > 1000
     assert "](../plots/imdn_x4_set5.png)" in page
