@@ -20,6 +20,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -262,8 +263,6 @@ def write_results(out: str | Path, page: str | Path | None = None) -> Path:
 
 
 def _relpath(p: Path, base: Path) -> str:
-    import os
-
     return os.path.relpath(p.resolve(), base.resolve())
 
 

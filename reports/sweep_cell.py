@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from intsim.artifact import atomic_write_json
+from intsim.artifact import atomic_write_json, file_sha256
 
 DUAL_REGION_METHODS = ("dual_region", "oaq")
 """Methods with two-region codes: run once per allocation (released codes, budgeted true b bits)."""
@@ -103,7 +103,7 @@ def calibrate_config(config: Config, recipe: Recipe, out_dir: str, reuse: bool) 
     record_path = folder / f"{config.id}.calib.json"
     if reuse and record_path.is_file() and art.is_file():
         rec = json.loads(record_path.read_text())
-        if rec.get("recipe") == recipe.digest() and rec.get("artifact_sha256") == _sha256(art):
+        if rec.get("recipe") == recipe.digest() and rec.get("artifact_sha256") == file_sha256(art):
             return rec
     finetune = {"epochs": recipe.epochs, "max_iters_per_epoch": recipe.iters_per_epoch, "seed": recipe.seed}
     t0 = time.time()
@@ -117,14 +117,6 @@ def calibrate_config(config: Config, recipe: Recipe, out_dir: str, reuse: bool) 
            "seeds": {"calibration": recipe.seed, "finetune": recipe.seed}}
     atomic_write_json(record_path, rec)
     return rec
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _scores(res: dict) -> dict:

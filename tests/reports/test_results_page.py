@@ -50,7 +50,7 @@ def test_write_results_from_a_sweep_folder(tmp_path, capsys):
     for c in (_cell("minmax", "Set5", 25.7), _cell("oaq", "Set5", 29.0, "released")):
         (tmp_path / "cells" / f"{c['cell']}.json").write_text(json.dumps(c))
     (tmp_path / "cells" / "broken.json").write_text("{")
-    assert main([str(tmp_path), "--page", str(tmp_path / "docs" / "results.md")]) in (0,)
+    assert main([str(tmp_path), "--page", str(tmp_path / "docs" / "results.md")]) == 0
     page = (tmp_path / "docs" / "results.md").read_text()
     assert "| broken | unreadable cell JSON" in page
     assert "The full method beats every baseline here on every dataset it was run on." in page
