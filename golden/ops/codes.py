@@ -49,6 +49,17 @@ def code_values(codes: torch.Tensor, cb, tables: CodeTables | None = None) -> to
     return g * float(cb.unit_m) * pow2(-int(cb.unit_e))
 
 
+def _per_segment(values: list[float], s: torch.Tensor | None) -> float | torch.Tensor:
+    """One float64 value per element: the value of its segment ``s``.
+
+    A plain float when every segment shares the value (always for S = 1), so the
+    common uniform codebook costs no gather over the whole tensor.
+    """
+    if s is None or all(v == values[0] for v in values):
+        return values[0]
+    return torch.tensor(values, dtype=F64)[s]
+
+
 def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
     """§3.4 real form: segment by x ≤ U_s·2^-f, t = RND((x − C_s·2^-f)·E_s·2^(f−k_s)), clamp."""
     op = ctx.op
@@ -62,19 +73,19 @@ def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
         raise GoldenError(f"{ctx.where()}: codebook needs {S - 1} thresholds and {S} encoder stages")
     tables = code_tables(cb)
     x = X * pow2(-f)
+    s = None  # segment per element: min{s : x ≤ U_s}, S−1 if none
     if S > 1:
-        U = torch.tensor([float(u) for u in cb.thresholds], dtype=F64) * pow2(-f)
-        s = (x.unsqueeze(-1) > U).sum(-1)  # min{s : x ≤ U_s}, S−1 if none
-    else:
         s = torch.zeros(x.shape, dtype=torch.int64)
-    center = torch.tensor([float(e.center) for e in cb.encoder], dtype=F64) * pow2(-f)
-    mult = torch.tensor([float(e.mult) for e in cb.encoder], dtype=F64)
-    post = torch.tensor([pow2(f - int(e.shift)) for e in cb.encoder], dtype=F64)
-    prod = (x - center[s]) * mult[s]  # (X − C_s)·E_s·2^-f, exact inside the envelope
+        for u in cb.thresholds:  # they ascend, so the number exceeded is the segment
+            s += x > float(u) * pow2(-f)
+    center = _per_segment([float(e.center) * pow2(-f) for e in cb.encoder], s)
+    mult = _per_segment([float(e.mult) for e in cb.encoder], s)
+    post = _per_segment([pow2(f - int(e.shift)) for e in cb.encoder], s)
+    prod = (x - center) * mult  # (X − C_s)·E_s·2^-f, exact inside the envelope
     check_exact(prod, f, ctx.where(op.outputs[0]))
-    t = rnd(prod * post[s], ctx.numerics.rounding)
-    qmin = torch.tensor([float(sg.qmin) for sg in cb.segments], dtype=F64)[s]
-    qmax = torch.tensor([float(sg.qmax) for sg in cb.segments], dtype=F64)[s]
+    t = rnd(prod * post, ctx.numerics.rounding)
+    qmin = _per_segment([float(sg.qmin) for sg in cb.segments], s)
+    qmax = _per_segment([float(sg.qmax) for sg in cb.segments], s)
     q = ctx.saturate_count(t, qmin, qmax)
-    base = torch.tensor([float(b) for b in tables.bases], dtype=F64)[s]
-    return base + q - qmin
+    base = _per_segment([float(b) for b in tables.bases], s)
+    return (q - qmin) + base

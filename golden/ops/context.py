@@ -76,7 +76,11 @@ class OpContext:
         return self.ovf_stream(rnd(t, self.numerics.rounding), tensor)
 
     def saturate_count(self, t: torch.Tensor, lo, hi) -> torch.Tensor:
-        q = torch.clamp(t, lo, hi) if not torch.is_tensor(lo) else torch.minimum(torch.maximum(t, lo), hi)
+        """Clamp ``t`` to [lo, hi] (floats or per-element tensors), counting clamped elements."""
+        if torch.is_tensor(lo) or torch.is_tensor(hi):
+            q = torch.minimum(torch.maximum(t, torch.as_tensor(lo, dtype=t.dtype)), torch.as_tensor(hi, dtype=t.dtype))
+        else:
+            q = torch.clamp(t, lo, hi)
         self.events["saturations"] += int((q != t).sum())
         return q
 
