@@ -136,6 +136,45 @@ def sparse_fill(codes, is_sparse_code, rowptr, y0, y1, pos_x, pos_c):
                     e += 1
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def sparse_row(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy, orow):
+    """Add ``Σ w·G(code)`` of the listed input elements read by output row ``oy`` to
+    ``orow`` int64[Wo, Co] (see :func:`sparse_taps`)."""
+    kh = wt.shape[0]
+    kw = wt.shape[1]
+    cig = wt.shape[2]
+    cog = wt.shape[3] // groups
+    for ky in range(kh):
+        iy = iy_of[oy, ky]
+        if iy < 0:
+            continue
+        for e in range(rowptr[iy], rowptr[iy + 1]):
+            ix = pos_x[e]
+            ci = pos_c[e]
+            gv = np.int64(gval[codes[iy, ix, ci]])
+            g = ci // cig
+            cl = ci - g * cig
+            co0 = g * cog
+            for kx in range(kw):
+                ox = inv_x[ix, kx]
+                if ox < 0:
+                    continue
+                wrow = wt[ky, kx, cl]
+                o = orow[ox]
+                for k in range(cog):
+                    o[_u(co0 + k)] += wrow[_u(co0 + k)] * gv
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def sparse_row_listed(rowptr, iy_of, oy):
+    """True if output row ``oy`` reads an input row with listed (sparse) elements."""
+    for ky in range(iy_of.shape[1]):
+        iy = iy_of[oy, ky]
+        if iy >= 0 and rowptr[iy + 1] > rowptr[iy]:
+            return True
+    return False
+
+
 @numba.njit(cache=True, nogil=True)
 def sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0, oy1, out):
     """Add ``Σ w·G(code)`` of the listed input elements to output rows ``[oy0, oy1)`` of ``out``.
@@ -149,31 +188,8 @@ def sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0
     unordered, §5.4). Each output row gathers from the input rows its taps read, so
     bands of rows are independent.
     """
-    kh = wt.shape[0]
-    kw = wt.shape[1]
-    cig = wt.shape[2]
-    cog = wt.shape[3] // groups
     for oy in range(oy0, oy1):
-        orow = out[oy]
-        for ky in range(kh):
-            iy = iy_of[oy, ky]
-            if iy < 0:
-                continue
-            for e in range(rowptr[iy], rowptr[iy + 1]):
-                ix = pos_x[e]
-                ci = pos_c[e]
-                gv = np.int64(gval[codes[iy, ix, ci]])
-                g = ci // cig
-                cl = ci - g * cig
-                co0 = g * cog
-                for kx in range(kw):
-                    ox = inv_x[ix, kx]
-                    if ox < 0:
-                        continue
-                    wrow = wt[ky, kx, cl]
-                    o = orow[ox]
-                    for k in range(cog):
-                        o[_u(co0 + k)] += wrow[_u(co0 + k)] * gv
+        sparse_row(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy, out[oy])
 
 
 @numba.njit(cache=True, nogil=True)

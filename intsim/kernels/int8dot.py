@@ -49,6 +49,8 @@ from intsim.kernels.gemm import (
     _rescale_store,
     _u,
 )
+from intsim.kernels.gemm import sparse_row as gemm_sparse_row
+from intsim.kernels.gemm import sparse_row_listed as gemm_sparse_row_listed
 
 LANES = 16  # int32 lanes of a 512-bit vector: output channels per vector
 MR_WIDE = 6  # output pixels per tile when Co > 16 (6 × 4 accumulators + 4 weight vectors ≤ 32 registers)
@@ -216,23 +218,27 @@ def _tile(nrb, mr, a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c):
 
 @numba.njit(cache=True, nogil=True)
 def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k4n, offset, colsum,
-              factor, base, bias, nshift, rmode, policy, stream_bits, finish, accumulate, stream_events, status,
-              status_ox):
+              factor, base, bias, nshift, rmode, policy, stream_bits, finish, accumulate, sparse, stream_events,
+              status, status_ox):
     """One GEMM accumulator of output rows ``[oy0, oy1)``, then (``finish``) the rescale (5.3).
 
     ``plane`` flat uint8 (see :func:`offset_plane`, with slack); output ``(oy, ox)``
     reads tap ``t`` at byte ``oy·row_stride + ox·pix_stride + tapoffs[t]``. ``acc = acc' − offset·colsum[co]``; ``finish`` False:
     ``out += factor·acc``; True: ``I = base·(T + factor·acc) + bias`` with ``T`` the
-    partial sum in ``out`` (``accumulate``; else ``T = 0`` and ``out`` is not read),
+    partial sum in ``out`` (``accumulate``; else ``out`` is not read) plus, in the
+    finishing pass, the sparse tail elements' ``Σ w·G`` of the row (``sparse``: the
+    arguments of :func:`intsim.kernels.gemm.sparse_row` after ``codes`` up to ``groups``,
+    with ``codes`` first; an empty ``rowptr`` when there are none). The tail sum is
+    formed per output row in a row-sized scratch, which stays in cache. Then
     ``X = OVF_stream(R(I, nshift))`` with the events, status and first error column
     per row as :func:`intsim.kernels.gemm.finish_rows` reports them.
 
     The products are formed as ``M·acc' + (bias − M·offset·colsum)`` with
     ``M = base·factor``, one multiply per element: the same integer, and no int64
     step overflows (numba's signed arithmetic must not): within the envelope (§9)
-    ``|M|·W_j < 2^53`` and ``|bias| < 2^53``, while ``|acc'| ≤ 2·a_j·Σ|w|`` and
-    ``offset ≤ a_j``, so every term is below 2^54 and the sum, with a rounding half
-    of at most 2^61, stays below 2^63.
+    ``|M|·W_j < 2^53``, ``|base·T| < 2^53`` and ``|bias| < 2^53``, while
+    ``|acc'| ≤ 2·a_j·Σ|w|`` and ``offset ≤ a_j``, so every term is below 2^54 and the
+    sum, with a rounding half of at most 2^61, stays below 2^63.
     """
     wo = out.shape[1]
     co_n = out.shape[2]
@@ -245,8 +251,12 @@ def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k
     corr = np.empty(co_n, dtype=np.int64)
     mul = np.empty(co_n, dtype=np.int64)
     add = np.empty(co_n, dtype=np.int64)
-    # half_up / floor with saturate and T = 0: (M·acc' + add) >> n, add holding the rounding half
-    fused = finish and not accumulate and policy == _POLICY_SATURATE and (rmode == 0 or rmode == 3)
+    sp_codes, sp_rowptr, sp_pos_x, sp_pos_c, sp_gval, sp_wt, sp_iy_of, sp_inv_x, sp_groups = sparse
+    has_sparse = finish and sp_rowptr.shape[0] > 0
+    trow = np.empty((wo if has_sparse else 0, co_n), dtype=np.int64)
+    tflat = trow.reshape(trow.size)
+    # half_up / floor with saturate: (I + half) >> n in one loop, the rounding half folded into add
+    fused = finish and policy == _POLICY_SATURATE and (rmode == 0 or rmode == 3)
     half = (np.int64(1) << (nshift - 1)) if (nshift > 0 and rmode == 0) else np.int64(0)
     for co in range(co_n):
         corr[co] = np.int64(offset) * colsum[co]
@@ -257,6 +267,11 @@ def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k
         ev = 0
         st = 0
         st_ox = -1
+        row_sparse = has_sparse and gemm_sparse_row_listed(sp_rowptr, sp_iy_of, oy)
+        if row_sparse:
+            trow[:, :] = 0
+            gemm_sparse_row(sp_codes, sp_rowptr, sp_pos_x, sp_pos_c, sp_gval, sp_wt, sp_iy_of, sp_inv_x, sp_groups,
+                            oy, trow)
         for ox0 in range(0, wo, mr):
             npix = min(mr, wo - ox0)
             a_off = oy * row_stride + ox0 * pix_stride
@@ -273,20 +288,22 @@ def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k
                         for k in range(nco):
                             oflat[_u(ob + k)] += factor * (np.int64(scratch[_u(sb + k)]) - corr[_u(c0 + k)])
                         continue
+                    for k in range(nco):
+                        tmp[_u(k)] = mul[_u(c0 + k)] * np.int64(scratch[_u(sb + k)]) + add[_u(c0 + k)]
+                    if accumulate:
+                        for k in range(nco):
+                            tmp[_u(k)] += base[_u(c0 + k)] * oflat[_u(ob + k)]
+                    if row_sparse:
+                        tb = (ox0 + r) * co_n + c0
+                        for k in range(nco):
+                            tmp[_u(k)] += base[_u(c0 + k)] * tflat[_u(tb + k)]
                     if fused:
                         for k in range(nco):
-                            t = (mul[_u(c0 + k)] * np.int64(scratch[_u(sb + k)]) + add[_u(c0 + k)]) >> nshift
+                            t = tmp[_u(k)] >> nshift
                             x = min(max(t, st_lo), st_hi)
                             ev += x != t
                             oflat[_u(ob + k)] = x
                         continue
-                    if accumulate:
-                        for k in range(nco):
-                            tmp[_u(k)] = (base[_u(c0 + k)] * oflat[_u(ob + k)] + mul[_u(c0 + k)]
-                                          * np.int64(scratch[_u(sb + k)]) + add[_u(c0 + k)])
-                    else:
-                        for k in range(nco):
-                            tmp[_u(k)] = mul[_u(c0 + k)] * np.int64(scratch[_u(sb + k)]) + add[_u(c0 + k)]
                     n_ev = _rescale_store(tmp, oflat, ob, nco, nshift, rmode, policy, st_lo, st_hi, stream_bits)
                     ev += n_ev
                     if n_ev and policy == _POLICY_ERROR and (st_ox < 0 or ox0 + r < st_ox):

@@ -474,13 +474,13 @@ def segment_counts(codes, seg_of, n_segments, uy, ux):
     return weighted, row_counts
 
 
-def _sparse_pass(codes, codebook, wt, groups, sparse_segs, seg_of, row_counts, iy_of, inv_x, out):
-    """The sparse pass of the fast paths: a function ``(oy0, oy1)`` adding ``Σ w·G`` of the
-    elements whose code is in one of ``sparse_segs`` to output rows ``[oy0, oy1)`` of ``out``
-    (exact int64, any order: the op is unordered, §5.4). Lists the elements once, here."""
+def _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts):
+    """The elements whose code is in one of ``sparse_segs``, listed row by row for the sparse
+    pass (:func:`intsim.kernels.gemm.sparse_taps`): ``(rowptr, pos_x, pos_c, gval)``, or None
+    when there are none."""
     sparse = [s for s in sparse_segs if row_counts[:, s].sum() > 0]
     if not sparse:
-        return lambda oy0, oy1: None
+        return None
     H = codes.shape[0]
     gval = np.ascontiguousarray(codebook.code_table()[2], dtype=np.int64)
     is_sparse = np.zeros(len(codebook.segments), dtype=bool)
@@ -492,6 +492,17 @@ def _sparse_pass(codes, codebook, wt, groups, sparse_segs, seg_of, row_counts, i
     is_sparse_code = is_sparse[seg_of]
     KP.run_bands(lambda lo, hi: KG.sparse_fill(codes, is_sparse_code, rowptr, lo, hi, pos_x, pos_c),
                  KP.bands(H, min_rows=8))
+    return rowptr, pos_x, pos_c, gval
+
+
+def _sparse_pass(codes, codebook, wt, groups, sparse_segs, seg_of, row_counts, iy_of, inv_x, out):
+    """The GEMM path's sparse pass: a function ``(oy0, oy1)`` adding ``Σ w·G`` of the
+    elements whose code is in one of ``sparse_segs`` to output rows ``[oy0, oy1)`` of ``out``
+    (exact int64, any order: the op is unordered, §5.4). Lists the elements once, here."""
+    lists = _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts)
+    if lists is None:
+        return lambda oy0, oy1: None
+    rowptr, pos_x, pos_c, gval = lists
     return lambda oy0, oy1: KG.sparse_taps(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy0, oy1,
                                            out)
 
@@ -555,13 +566,17 @@ def _run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geom
     co_n, kh, kw, _ = w.shape
     ho, wo = iy_of.shape[0], ix_of.shape[0]
     base = consts.w_mant * np.int64(codebook.unit_m)
-    # T accumulates in out when more than one part forms it; else the last pass writes X alone.
-    accumulate = len(plan.planes) > 1 or any(row_counts[:, s].sum() for s in plan.sparse_segs)
+    # T accumulates in out when more than one plane forms it; else the last pass writes X alone.
+    # The sparse tails' Σ w·G is formed per output row inside that last pass (kernels.int8dot.conv_rows).
+    accumulate = len(plan.planes) > 1
     out = (np.zeros if accumulate else np.empty)((ho, wo, co_n), dtype=np.int64)  # T, then X in place
     if ho == 0 or wo == 0:
         return out
-    sparse_taps = _sparse_pass(codes, codebook, consts.weight_hwio, 1, plan.sparse_segs, consts.seg_of, row_counts,
-                               iy_of, inv_x, out)
+    lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts)
+    if lists is None:
+        lists = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    sparse = (codes, lists[0], lists[1], lists[2], lists[3], consts.weight_hwio, iy_of,
+              inv_x if inv_x is not None else np.zeros((0, 0), np.int64), 1)
     sh, sw, dh, dw = geometry
     cp = consts.int8.cin_pad
     hp = (ho - 1) * sh + (kh - 1) * dh + 1
@@ -582,11 +597,10 @@ def _run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geom
         planes.append(buf)
 
     def band(oy0, oy1):
-        sparse_taps(oy0, oy1)
         for k in range(len(planes) - 1, -1, -1):  # the first accumulator last: fused with the rescale
             KI.conv_rows(out, oy0, oy1, planes[k], sw * cp, sh * wp * cp, tapoffs, cp // 4, wpk, k4n,
                          plan.planes[k].offset, colsum, plan.planes[k].factor, base, bias, nshift, rmode, policy,
-                         stream_bits, k == 0, accumulate, st_ev, status, status_ox)
+                         stream_bits, k == 0, accumulate, sparse, st_ev, status, status_ox)
 
     KP.run_bands(band, KP.bands(ho))
     return out
