@@ -31,7 +31,9 @@ slip of the keyboard cannot throw hours away. Ctrl-C stops the sweep cleanly: fi
 cells stay, the run is logged as interrupted and the page rebuilt (SIGTERM likewise). Each
 cell reserves a share of the node's memory by dataset (:data:`MEMORY_SHARE`), so the
 float64 golden runs on Urban100 do not run side by side and exhaust it. Cells are submitted
-smallest dataset first (quick results arrive early), the full method first within each. Ray: a local instance by default,
+smallest dataset first (quick results arrive early), the full method first within each. The progress
+line counts cells done, tasks running (evaluating, calibrating: :func:`running_marker`), cells queued and
+failed. Ray: a local instance by default,
 the cluster at ``--address`` otherwise. At the end the results page, CSV and
 plots are regenerated from every cell JSON (:mod:`reports.results_page`).
 """
@@ -41,9 +43,11 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -192,6 +196,31 @@ def _stop_on_signals() -> dict:
     return saved
 
 
+RUNNING_DIR = "running"
+"""``<out>/running/<name>``: a task's marker while it runs (the progress display's "running"
+count; Ray's own task states need its dashboard). A killed worker can leave one behind, so
+the driver clears the folder before it submits anything."""
+
+
+@contextmanager
+def running_marker(out: Path, name: str):
+    """Mark ``name`` (a cell id or ``calibrate-<config id>``) as running for the block's duration."""
+    path = out / RUNNING_DIR / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()})
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _running(out: Path) -> set[str]:
+    try:
+        return {p.name for p in (out / RUNNING_DIR).iterdir()}
+    except OSError:
+        return set()
+
+
 def _error_text(exc: BaseException) -> str:
     """One line naming the original exception of a (possibly Ray-wrapped) task failure."""
     cause = getattr(exc, "cause", None) or exc
@@ -210,13 +239,15 @@ def _tasks(ray):
     @ray.remote(num_cpus=1, max_retries=0)
     def calibrate_task(config, recipe, out_dir, reuse):
         _one_thread()
-        return calibrate_config(config, recipe, out_dir, reuse)
+        with running_marker(Path(out_dir), f"calibrate-{config.id}"):
+            return calibrate_config(config, recipe, out_dir, reuse)
 
     @ray.remote(num_cpus=1, max_retries=0)
     def cell_task(calib_record, cell, recipe, out_dir):
         _one_thread()
-        rec = evaluate_cell(calib_record, cell, recipe)
-        atomic_write_json(cell_path(Path(out_dir), cell), rec)
+        with running_marker(Path(out_dir), cell.id):
+            rec = evaluate_cell(calib_record, cell, recipe)
+            atomic_write_json(cell_path(Path(out_dir), cell), rec)
         return rec
 
     return calibrate_task, cell_task
@@ -292,8 +323,11 @@ def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, do
 
     from calib.evaluate import DATASETS
 
+    import shutil
+
     calibrate_task, cell_task = _tasks(ray)
     out = str(sweep.out)
+    shutil.rmtree(sweep.out / RUNNING_DIR, ignore_errors=True)  # markers a killed run left behind
     calib_refs = {cfg: calibrate_task.remote(cfg, sweep.recipe, out, resume)
                   for cfg in dict.fromkeys(c.config for c in todo)}
     # smallest dataset first; within a dataset the full method first (the method under study)
@@ -308,10 +342,11 @@ def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, do
                disable=not progress, file=sys.stderr)
 
     def show():
-        ready_cfgs = {cfg for cfg, ref in calib_refs.items() if ref not in calibrating}
-        running = sum(1 for c in pending.values() if c.config in ready_cfgs)
-        bar.set_postfix_str(f"done {len(done)}, evaluating {running}, calibrating {len(calibrating)}, "
-                            f"failed {len(failed)}")
+        marked = _running(sweep.out)
+        evaluating = sum(1 for c in pending.values() if c.id in marked)
+        calib = sum(1 for cfg in calib_refs if f"calibrate-{cfg.id}" in marked)
+        bar.set_postfix_str(f"done {len(done)}, running {evaluating + calib} ({evaluating} evaluating, "
+                            f"{calib} calibrating), queued {len(pending) - evaluating}, failed {len(failed)}")
 
     show()
     while pending:

@@ -3,6 +3,8 @@ instance, --resume, a failed configuration recorded without stopping the others,
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from calib.data_root import available
+from reports.sweep import _running, running_marker
 
 needs_data = pytest.mark.skipif(
     not available("weights/imdn/IMDN_x4.pth") or not available("data/Set5") or not available("data/Set14"),
@@ -81,12 +84,27 @@ def test_two_cell_sweep_on_local_ray_then_resume(tmp_path):
     keep = (out / "cells" / "imdn_x4_w8a8_minmax_set5.json").read_bytes()
     calib = (out / "artifacts" / "imdn_x4_w8a8_minmax.calib.json").read_bytes()
     (out / "cells" / "imdn_x4_w8a8_minmax_set14.json").unlink()
+    (out / "running" / "imdn_x4_w8a8_minmax_set5").parent.mkdir(exist_ok=True)
+    (out / "running" / "imdn_x4_w8a8_minmax_set5").write_text("{}")  # left behind by a killed worker
     r3 = _intsim("sweep", str(spec), "--resume", "--num-cpus", "2")
     assert "done 1, skipped (finished earlier) 1" in r3.stdout, r3.stdout + r3.stderr
     assert (out / "cells" / "imdn_x4_w8a8_minmax_set5.json").read_bytes() == keep
     assert (out / "artifacts" / "imdn_x4_w8a8_minmax.calib.json").read_bytes() == calib
     assert json.loads((out / "cells" / "imdn_x4_w8a8_minmax_set14.json").read_text())["status"] == "done"
     assert len(json.loads((out / "runs.json").read_text())) == 2
+    assert list((out / "running").iterdir()) == []  # the stale marker cleared, every task's own removed
+    assert re.search(r"done 1, running \d \(\d evaluating, \d calibrating\), queued \d, failed \d", r3.stderr), \
+        r3.stderr[-2000:]
+
+
+def test_running_marker_lives_for_the_task(tmp_path):
+    with running_marker(tmp_path, "cell_a"):
+        assert _running(tmp_path) == {"cell_a"}
+        assert json.loads((tmp_path / "running" / "cell_a").read_text())["pid"] == os.getpid()
+    assert _running(tmp_path) == set()
+    with pytest.raises(RuntimeError), running_marker(tmp_path, "cell_b"):
+        raise RuntimeError("the task failed")
+    assert _running(tmp_path) == set()  # removed on failure too
 
 
 @pytest.mark.parametrize("body, message", [
