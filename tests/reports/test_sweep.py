@@ -150,13 +150,19 @@ def test_grid_expands_dual_region_methods_per_allocation(tmp_path):
 
 
 def test_committed_sweeps_share_one_out_folder_and_recipe():
+    """Every committed sweep file is a part of the paper's protocol, run into the same folder with
+    the same recipe (so --resume continues any of them and the page covers them all)."""
     from reports.sweep import load_sweep
 
     root = Path(__file__).resolve().parents[2] / "sweeps"
-    imdn, full = load_sweep(root / "imdn_x4_w4a4.toml"), load_sweep(root / "paper_protocol.toml")
-    assert imdn.out.resolve() == full.out.resolve() and imdn.recipe == full.recipe
-    assert set(imdn.cells) <= set(full.cells) and len(full.cells) == 792
-    assert imdn.page.resolve() == full.page.resolve() == (root.parent / "docs" / "results.md").resolve()
+    full = load_sweep(root / "paper_protocol.toml")
+    assert len(full.cells) == 792
+    parts = [load_sweep(p) for p in sorted(root.glob("*.toml")) if p.name != "paper_protocol.toml"]
+    assert len(parts) >= 3
+    for part in parts:
+        assert part.out.resolve() == full.out.resolve() and part.recipe == full.recipe, part.path
+        assert set(part.cells) <= set(full.cells), part.path
+        assert part.page.resolve() == full.page.resolve() == (root.parent / "docs" / "results.md").resolve()
 
 
 def test_unreachable_ray_cluster_is_one_line(tmp_path):
