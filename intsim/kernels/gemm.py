@@ -136,6 +136,31 @@ def sparse_fill(codes, is_sparse_code, rowptr, y0, y1, pos_x, pos_c):
                     e += 1
 
 
+@numba.njit(cache=True, nogil=True)
+def sparse_fill_outside(codes, lo, hi, rowptr, y0, y1, pos_x, pos_c):
+    """:func:`sparse_fill` where the sparse codes are those outside ``[lo, hi)``: a pixel's
+    channels are tested together first (a vectorized count), so the many pixels without a
+    sparse code cost no per-element branch."""
+    W = codes.shape[1]
+    C = codes.shape[2]
+    for y in range(y0, y1):
+        e = rowptr[y]
+        for x in range(W):
+            px = codes[y, x]
+            n = 0
+            for c in range(C):
+                k = px[_u(c)]
+                n += (k < lo) | (k >= hi)
+            if n == 0:
+                continue
+            for c in range(C):
+                k = px[_u(c)]
+                if k < lo or k >= hi:
+                    pos_x[e] = x
+                    pos_c[e] = c
+                    e += 1
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def sparse_row(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy, orow):
     """Add ``Σ w·G(code)`` of the listed input elements read by output row ``oy`` to

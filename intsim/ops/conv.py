@@ -490,8 +490,13 @@ def _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts):
     pos_x = np.empty(int(rowptr[-1]), dtype=np.int64)
     pos_c = np.empty(int(rowptr[-1]), dtype=np.int64)
     is_sparse_code = is_sparse[seg_of]
-    KP.run_bands(lambda lo, hi: KG.sparse_fill(codes, is_sparse_code, rowptr, lo, hi, pos_x, pos_c),
-                 KP.bands(H, min_rows=8))
+    dense = np.flatnonzero(~is_sparse_code)
+    if dense.size and dense[-1] - dense[0] + 1 == dense.size:  # the other codes are one range (the usual case)
+        d_lo, d_hi = int(dense[0]), int(dense[-1]) + 1
+        fill = lambda lo, hi: KG.sparse_fill_outside(codes, d_lo, d_hi, rowptr, lo, hi, pos_x, pos_c)  # noqa: E731
+    else:
+        fill = lambda lo, hi: KG.sparse_fill(codes, is_sparse_code, rowptr, lo, hi, pos_x, pos_c)  # noqa: E731
+    KP.run_bands(fill, KP.bands(H, min_rows=8))
     return rowptr, pos_x, pos_c, gval
 
 

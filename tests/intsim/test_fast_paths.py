@@ -460,3 +460,25 @@ def test_segment_census_matches_conv_macs(kind):
         np.testing.assert_array_equal(weighted, K.conv_macs(codes, seg_of, S, iy_of, ix_of, 1))
         np.testing.assert_array_equal(rows, np.stack([np.count_nonzero(seg_of[codes] == g, axis=(1, 2))
                                                       for g in range(S)], axis=1))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sparse_listing_by_range_equals_the_table_form(seed):
+    """The sparse pass lists the same elements, in the same order, whether the codes outside one dense
+    range are found by the per-pixel range test or by the per-code table (any code set)."""
+    from intsim.kernels import gemm as KG
+
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 31, size=(9, 21, 37)).astype(np.int16)
+    codes[rng.random(codes.shape) < 0.9] = 12  # mostly dense, some pixels without any sparse code
+    lo, hi = 8, 23
+    is_sparse = (np.arange(31) < lo) | (np.arange(31) >= hi)
+    counts = is_sparse[codes].reshape(codes.shape[0], -1).sum(axis=1)
+    rowptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    got = [np.empty(int(rowptr[-1]), np.int64) for _ in range(4)]
+    KG.sparse_fill_outside(codes, lo, hi, rowptr, 0, codes.shape[0], got[0], got[1])
+    KG.sparse_fill(codes, is_sparse, rowptr, 0, codes.shape[0], got[2], got[3])
+    np.testing.assert_array_equal(got[0], got[2])
+    np.testing.assert_array_equal(got[1], got[3])
+    ys = np.repeat(np.arange(codes.shape[0]), counts)
+    assert is_sparse[codes[ys, got[0], got[1]]].all() and got[0].size == is_sparse[codes].sum()
