@@ -31,7 +31,10 @@ def test_page_says_where_the_full_method_loses_and_lists_failures():
     assert "B100-68" in md and "SunHays80 in place of DIV2K" in md
     assert "| full method (dual-region + SA finetuning) [released] | 4/5 | 29.00 / 0.8000 | 26.00 / 0.8000 |" in md
     assert "| FP | 32 | 32.21 / 0.9000 |" in md
-    assert "- Set5: **PTQ4SR-style** 29.50 dB ≥ full method 29.00 dB" in md
+    full = "full method (dual-region + SA finetuning)"
+    assert f"- Set5: **PTQ4SR-style** 29.50 dB ≥ {full} [released] 29.00 dB" in md
+    assert f"- Set5: **PTQ4SR-style** 29.50 dB ≥ {full} [budgeted] 27.00 dB" in md  # each allocation on its own
+    assert md.index("[released] 29.00 dB") < md.index("[budgeted] 27.00 dB")
     assert "MinMax** 25.70" not in md  # the full method beats it
     assert "| imdn_x4_W4A4_sa_ft_None_Set5 | RuntimeError: boom / pipe |" in md
     assert "not drawn (matplotlib is not installed)" in md
