@@ -85,6 +85,17 @@ def slope_bands(x: np.ndarray, mult: np.ndarray, shift: int, rmode: int, policy:
     return out, int(sum(evs))
 
 
+@numba.njit(cache=True, inline="always")
+def _intermediate(a, sa, b, sb, g, y, w, c):
+    """``I = (a << sa)·g[c] + (b << sb)`` at ``(y, w, c)``, wrapping as numpy does (None terms left out)."""
+    i = a[y, w, _u(c)] << sa
+    if g is not None:
+        i = wrapping.mul(i, g[_u(c)])
+    if b is not None:
+        i = wrapping.add(i, b[y, w, _u(c)] << sb)
+    return i
+
+
 @numba.njit(cache=True, nogil=True)
 def requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y0, y1, out, c0):
     """Rows ``[y0, y1)``: ``out[y, w, c0 + c] = OVF(R(I, n))``, ``I = (a[y, w, c] << sa)·g[c] + (b[y, w, c] << sb)``.
@@ -107,12 +118,7 @@ def requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y0, y1, out,
         for y in range(y0, y1):
             for w in range(W):
                 for c in range(C):
-                    i = a[y, w, _u(c)] << sa
-                    if g is not None:
-                        i = wrapping.mul(i, g[_u(c)])
-                    if b is not None:
-                        i = wrapping.add(i, b[y, w, _u(c)] << sb)
-                    t = wrapping.add(i, h) >> n
+                    t = wrapping.add(_intermediate(a, sa, b, sb, g, y, w, c), h) >> n
                     v = min(max(t, lo), hi)
                     ev += v != t
                     out[y, w, _u(c0 + c)] = v
@@ -120,12 +126,7 @@ def requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y0, y1, out,
     for y in range(y0, y1):
         for w in range(W):
             for c in range(C):
-                i = a[y, w, _u(c)] << sa
-                if g is not None:
-                    i = wrapping.mul(i, g[_u(c)])
-                if b is not None:
-                    i = wrapping.add(i, b[y, w, _u(c)] << sb)
-                t = wrapping.round_shift(i, n, rmode)
+                t = wrapping.round_shift(_intermediate(a, sa, b, sb, g, y, w, c), n, rmode)
                 v = min(max(t, lo), hi) if policy == _POLICY_SATURATE else wrapping.wrap(t, stream_bits)
                 ev += v != t
                 out[y, w, _u(c0 + c)] = v
