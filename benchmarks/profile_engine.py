@@ -21,10 +21,10 @@ os.environ.setdefault("INTSIM_THREADS", "1")
 
 FAMILIES = {
     "GEMM (numpy matmul, inside the band closures)": ("conv.py:band",),
-    "int8 implicit GEMM + fused rescale": ("int8dot.py:conv_rows",),
+    "int8 implicit GEMM + fused rescale (with the sparse tails' taps)": ("int8dot.py:conv_rows",),
     "int8 offset planes": ("int8dot.py:offset_plane",),
     "im2col": ("gemm.py:im2col",),
-    "sparse tail pass": ("gemm.py:sparse_taps", "gemm.py:sparse_fill"),
+    "sparse tail pass (listing; taps on the GEMM paths)": ("gemm.py:sparse_taps", "gemm.py:sparse_fill"),
     "rescale (finish / kn2row sums)": ("gemm.py:finish_rows", "gemm.py:kn2row_rows", "gemm.py:add_scaled_rows"),
     "MAC counts + segment census": ("gemm.py:segment_counts",),
     "value planes": ("gemm.py:value_plane",),
