@@ -55,6 +55,21 @@ class FinetuneInterrupted(RuntimeError):
     """Raised when ``stop_after_epochs`` ends a run early (its state is saved; call again to continue)."""
 
 
+class FinetuneDiverged(ValueError):
+    """A finetuning step met a non-finite loss or gradient: stopped before it reached the parameters."""
+
+
+def _check_finite(loss: torch.Tensor, params, epoch: int, it: int, group: str) -> None:
+    """Refuse to step on a non-finite loss or gradient (NaN quantizer parameters would otherwise
+    surface much later, as an unexportable artifact)."""
+    where = f"finetuning diverged at epoch {epoch + 1}, iteration {it + 1} (parameter group {group!r})"
+    if not torch.isfinite(loss).all():
+        raise FinetuneDiverged(f"{where}: the loss is {float(loss.detach())}")
+    for name, p in params:
+        if p.grad is not None and not torch.isfinite(p.grad).all():
+            raise FinetuneDiverged(f"{where}: non-finite gradient for {name}")
+
+
 @dataclass(frozen=True)
 class FinetuneConfig:
     epochs: int = 10
@@ -311,6 +326,7 @@ def finetune_calibration(model: nn.Module, result, images: Sequence[torch.Tensor
                                              cfg.output_loss)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                _check_finite(loss, params, epoch, it, gname)
                 opt.step()
                 _project(fq)
                 sums[0] += float(loss.detach())

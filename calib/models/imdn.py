@@ -28,10 +28,31 @@ def mean_channels(f: torch.Tensor) -> torch.Tensor:
     return spatial_sum / (f.size(2) * f.size(3))
 
 
+class _Sqrt(torch.autograd.Function):
+    """``v.pow(0.5)`` (the same values) with the gradient 0 instead of inf·0 = NaN where ``v = 0``.
+
+    A fake-quantized feature map can be exactly constant over a patch (few levels at 3 bits),
+    so its variance is exactly 0 and sqrt's derivative is infinite there; finetuning then
+    turned every quantizer parameter into NaN. 0 is the subgradient the clamp of a std to
+    its minimum would give; nothing changes where ``v > 0``.
+    """
+
+    @staticmethod
+    def forward(ctx, v):
+        r = v.pow(0.5)
+        ctx.save_for_backward(r)
+        return r
+
+    @staticmethod
+    def backward(ctx, g):
+        (r,) = ctx.saved_tensors
+        return torch.where(r > 0, g * 0.5 / torch.where(r > 0, r, torch.ones_like(r)), torch.zeros_like(r))
+
+
 def stdv_channels(f: torch.Tensor) -> torch.Tensor:
     f_mean = mean_channels(f)
     f_variance = (f - f_mean).pow(2).sum(3, keepdim=True).sum(2, keepdim=True) / (f.size(2) * f.size(3))
-    return f_variance.pow(0.5)
+    return _Sqrt.apply(f_variance)
 
 
 class CCALayer(nn.Module):

@@ -112,3 +112,20 @@ def test_only_quantizer_parameters_change_and_progress(capsys):
     assert info["blocks"] == ["body.0", "body.1"] and len(info["history"]) == 3
     with pytest.raises(ValueError, match="equal-size"):
         finetune_calibration(net, r, [torch.rand(3, 8, 8), torch.rand(3, 9, 9)], FinetuneConfig(epochs=1))
+
+
+def test_a_non_finite_loss_stops_before_the_step(monkeypatch):
+    """A diverged step is refused before the optimizer step, naming the epoch, iteration and group."""
+    import calib.finetune as FT
+
+    imgs = tiny_images(4, 10, seed=2)
+    net, r = _calib()
+    real = FT.finetune_loss
+
+    def nan_loss(*a, **k):
+        loss, lf, lo = real(*a, **k)
+        return loss * float("nan"), lf, lo
+
+    monkeypatch.setattr(FT, "finetune_loss", nan_loss)
+    with pytest.raises(FT.FinetuneDiverged, match=r"epoch 1, iteration 1 \(parameter group '.+'\): the loss is nan"):
+        finetune_calibration(net, r, imgs, FinetuneConfig(epochs=2))

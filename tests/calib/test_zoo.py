@@ -220,3 +220,21 @@ def test_resolve_checkpoint_errors(tmp_path):
         zoo.resolve_checkpoint("rdn", 2)
     with pytest.raises(FileNotFoundError, match="INTSIM_DATA_ROOT"):
         zoo.resolve_checkpoint("imdn", 2, data_root=tmp_path)
+
+
+def test_imdn_contrast_gradient_is_finite_on_a_constant_channel():
+    """A fake-quantized feature map can be constant over a patch: std's gradient there is 0, not NaN
+    (it turned W3A3 finetuning's parameters into NaN), and the values are sqrt's, unchanged."""
+    from calib.models.imdn import stdv_channels
+
+    f = torch.rand(2, 3, 6, 5, dtype=torch.float32)
+    f[0, 1] = 0.25  # one constant channel: variance exactly 0
+    f.requires_grad_(True)
+    s = stdv_channels(f)
+    v = (f - f.mean(dim=(2, 3), keepdim=True)).pow(2).mean(dim=(2, 3), keepdim=True)
+    assert s[0, 1].item() == 0.0
+    torch.testing.assert_close(s, v.pow(0.5), rtol=1e-6, atol=0)
+    s.sum().backward()
+    assert torch.isfinite(f.grad).all() and float(f.grad[0, 1].abs().max()) == 0.0
+    g = torch.autograd.grad(v.pow(0.5)[1].sum(), f)[0][1]  # elsewhere: the plain sqrt gradient
+    torch.testing.assert_close(f.grad[1], g)
