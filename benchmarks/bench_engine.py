@@ -439,8 +439,8 @@ _TORCH_LAYER_CACHE: dict[tuple, dict] = {}  # torch conv timings per shape, shar
 def _conv_path(art, name: str) -> str:
     """The path ``auto`` takes for this conv (from the load-time bounds; the sparse split aside)."""
     from intsim import bounds
-    from intsim.kernels import conv as K
     from intsim.ops import conv as C
+    from intsim.ops.conv_taps import conv2d_taps
 
     op = next(o for o in art.ops if o.name == name)
     worst = {b.name: b.worst_max for b in bounds.conv_accumulators(art, op)}
@@ -455,15 +455,13 @@ def _conv_path(art, name: str) -> str:
         return path
     # the int8 path where it applies (tap tables of a 16×16 input)
     a = op.attrs
-    tabs = [K.conv2d_tap_table(16, a["kernel"][i], a["stride"][i], a["padding"][i], a["dilation"][i])
-            for i in (0, 1)]
     counts = [int(s == dense) for s in range(len(cb.segments))] if art.numerics.realization != "grid" else \
         [s.count for s in cb.segments]
     from intsim.engine import _conv_constants
 
     consts = _conv_constants(art, op, transposed=False)
-    plan = C.int8_plan(consts, cb, counts, True, (a["stride"][0], a["stride"][1], a["dilation"][0], a["dilation"][1]),
-                       tabs[0], tabs[1], (16, 16))
+    taps = conv2d_taps(16, 16, *a["kernel"], *a["stride"], *a["padding"], *a["dilation"])
+    plan = C.int8_plan(consts, cb, counts, True, taps)
     return "int8" if isinstance(plan, C.Int8Plan) else path
 
 

@@ -35,6 +35,7 @@ _pool_size = 0
 _blas = None  # (get, set) ctypes functions, False when not found
 _blas_depth = 0
 _blas_saved = 0
+_local = threading.local()  # per thread: inside a band of run_bands
 
 
 def num_threads() -> int:
@@ -84,12 +85,50 @@ def stream_bands(n_rows: int, row_elements: int) -> list[tuple[int, int]]:
 
 
 def run_bands(fn, band_list) -> list:
-    """Call ``fn(lo, hi)`` for every band, in parallel; results in band order. Exceptions propagate."""
-    if len(band_list) <= 1 or num_threads() == 1:
+    """Call ``fn(lo, hi)`` for every band, in parallel; results in band order. Exceptions propagate
+    (the first band's that failed), after every thread has stopped touching the bands.
+
+    The calling thread takes bands too, next to ``num_threads() − 1`` pool workers, all
+    pulling the next band from a shared counter: one hand-off to a sleeping worker per
+    call instead of one per band, and no thread idles while another has bands left.
+    A call from inside a band (a pool worker) runs its bands serially: waiting there on
+    the pool could wait on itself.
+    """
+    n = num_threads()
+    if len(band_list) <= 1 or n == 1 or getattr(_local, "in_band", False):
         return [fn(lo, hi) for lo, hi in band_list]
-    pool = _get_pool(num_threads())
-    futures = [pool.submit(fn, lo, hi) for lo, hi in band_list]
-    return [f.result() for f in futures]
+    results: list = [None] * len(band_list)
+    errors: list = [None] * len(band_list)
+    nxt = iter(range(len(band_list)))
+    take = threading.Lock()
+
+    def work():
+        _local.in_band = True
+        try:
+            while True:
+                with take:
+                    i = next(nxt, None)
+                if i is None:
+                    return
+                try:
+                    results[i] = fn(*band_list[i])
+                except BaseException as e:  # noqa: BLE001 - re-raised below, in band order
+                    errors[i] = e
+                    with take:  # no thread starts another band
+                        for _ in nxt:
+                            pass
+        finally:
+            _local.in_band = False
+
+    pool = _get_pool(n - 1)
+    helpers = [pool.submit(work) for _ in range(min(n - 1, len(band_list) - 1))]
+    work()
+    for h in helpers:
+        h.result()
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+    return results
 
 
 def _find_blas():

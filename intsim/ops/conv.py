@@ -54,6 +54,7 @@ from intsim.kernels import conv as K
 from intsim.kernels import gemm as KG
 from intsim.kernels import int8dot as KI
 from intsim.kernels import parallel as KP
+from intsim.ops.conv_taps import ConvTaps, conv2d_taps, conv_taps, conv_transpose2d_taps
 from intsim.overflow import EngineOverflowError, OverflowPolicy
 from intsim.rounding import MAX_SHIFT, RoundingMode
 
@@ -372,7 +373,7 @@ def conv_constants(weight: np.ndarray, w_mant: np.ndarray, codebook: Codebook, n
                          bool(ordered), dict(worst), _int8_weights(w, int(groups), transposed), _plane_maps(codebook))
 
 
-def _run(codes, codebook, consts: ConvConstants, bias, groups, iy_of, ix_of, w_exp, f_out, numerics: Numerics,
+def _run(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTaps, w_exp, f_out, numerics: Numerics,
          name: str, path: str | None = None, kn2row: bool = False,
          geometry: tuple[int, int, int, int] | None = None):
     w = consts.weight
@@ -388,19 +389,16 @@ def _run(codes, codebook, consts: ConvConstants, bias, groups, iy_of, ix_of, w_e
     requested = requested_path(path)
     S = len(codebook.segments)
     # MAC counts (§7) and the per-segment population of the input in one pass.
-    uy = K.tap_usage(iy_of, codes.shape[0])
-    ux = K.tap_usage(ix_of, codes.shape[1])
-    macs_w, row_counts = segment_counts(codes, seg_of, S, uy, ux)
+    iy_of, ix_of, inv_x = taps.iy_of, taps.ix_of, taps.inv_x
+    macs_w, row_counts = segment_counts(codes, seg_of, S, taps.uy, taps.ux)
     seg_counts = row_counts.sum(axis=0)
     macs_seg = macs_w * np.int64(co_n // int(groups))
     chosen = "reference"
     if requested != "reference" and (not ordered or requested != "auto"):
-        inv_x = KG.inverse_taps(ix_of, codes.shape[1])
         gemm_accs, sparse_segs = gemm_split_plan(codebook, realization, seg_counts, can_sparse=inv_x is not None)
         chosen = select_conv_path(consts.worst, gemm_accs, bool(ordered), requested)
         if not ordered and requested in ("auto", "int8"):
-            plan = int8_plan(consts, codebook, seg_counts, inv_x is not None, geometry, iy_of, ix_of,
-                             codes.shape[:2])
+            plan = int8_plan(consts, codebook, seg_counts, inv_x is not None, taps)
             if isinstance(plan, Int8Plan):
                 chosen = "int8"
             elif requested == "int8":
@@ -525,41 +523,23 @@ class Int8Plan:
     x_off: int
 
 
-def _affine_offset(tab: np.ndarray, stride: int, dil: int, n_in: int) -> int | None:
-    """``off`` with ``tab[o, k] = o·stride + k·dil + off`` (−1 outside ``[0, n_in)``), or None."""
-    valid = np.argwhere(tab >= 0)
-    if valid.size:
-        o, k = (int(v) for v in valid[0])
-        off = int(tab[o, k]) - o * stride - k * dil
-    else:
-        off = n_in  # every tap is padding: any offset that puts them all past the input
-    e = (np.arange(tab.shape[0])[:, None] * stride + np.arange(tab.shape[1])[None, :] * dil + off)
-    return off if np.array_equal(np.where((e >= 0) & (e < n_in), e, -1), tab) else None
-
-
-def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse: bool, geometry, iy_of, ix_of,
-              in_shape: tuple[int, int]) -> Int8Plan | str:
+def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse: bool,
+              taps: ConvTaps) -> Int8Plan | str:
     """The int8 path's plan for one conv call, or why it does not apply (§5.6).
 
-    ``geometry`` ``(stride_y, stride_x, dilation_y, dilation_x)`` of a conv2d (None for
-    the transposed conv). Conditions: the weights' (``consts.int8``: the host runs the
+    ``taps``: the call's :class:`~intsim.ops.conv_taps.ConvTaps`. Conditions: the weights' (``consts.int8``: the host runs the
     kernels, groups 1, weights in ``[−128, 127]``, ``255·max_co Σ|w| < 2^31``), tap
     tables of a strided conv, and every GEMM accumulator's multiplicands span at most
     255 after the offset.
     """
     if isinstance(consts.int8, str):
         return consts.int8
-    if geometry is None:
-        return "the int8 path runs conv2d only, not the transposed conv"
-    sh, sw, dh, dw = geometry
-    y_off = _affine_offset(iy_of, sh, dh, in_shape[0])
-    x_off = _affine_offset(ix_of, sw, dw, in_shape[1])
-    if y_off is None or x_off is None:
-        return "the tap tables are not those of a strided convolution"
+    if taps.y_off is None or taps.x_off is None:
+        return "the int8 path runs conv2d only (tap tables of a strided convolution), not the transposed conv"
     names, sparse = gemm_split_plan(codebook, "split", seg_counts, can_sparse)
     maps = [consts.planes[nm] for nm in names]
     refused = [m for m in maps if isinstance(m, str)]
-    return refused[0] if refused else Int8Plan(maps, sparse, y_off, x_off)
+    return refused[0] if refused else Int8Plan(maps, sparse, taps.y_off, taps.x_off)
 
 
 def _run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode,
@@ -737,15 +717,14 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
     dh, dw = _pair(dilation, "dilation")
     if min(sh, sw, dh, dw) < 1 or min(ph, pw) < 0:
         raise ValueError(f"{name}: stride/dilation must be >= 1 and padding >= 0")
-    iy_of = K.conv2d_tap_table(c.shape[0], kh, sh, ph, dh)
-    ix_of = K.conv2d_tap_table(c.shape[1], kw, sw, pw, dw)
+    taps = conv2d_taps(c.shape[0], c.shape[1], kh, kw, sh, sw, ph, pw, dh, dw)
     # kn2row (one GEMM over all taps, then tap sums) for narrow stride-1 outputs, where the
     # im2col GEMM would have too few columns to run well.
     kn2row = groups == 1 and (sh, sw) == (1, 1) and co_n <= KN2ROW_MAX_CO
     if constants is None:
         constants = conv_constants(w, w_mant, codebook, numerics, groups=groups, ordered=ordered, worst=worst,
                                    name=name)
-    return _run(c, codebook, constants, bias, groups, iy_of, ix_of, w_exp, f_out, numerics, name, path, kn2row,
+    return _run(c, codebook, constants, bias, groups, taps, w_exp, f_out, numerics, name, path, kn2row,
                 (sh, sw, dh, dw))
 
 
@@ -771,13 +750,12 @@ def conv_transpose2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, 
         raise ValueError(f"{name}: stride must be >= 1, padding and output_padding >= 0")
     if oph >= sh or opw >= sw:
         raise ValueError(f"{name}: output_padding {(oph, opw)} must be smaller than stride {(sh, sw)}")
-    iy_of = K.conv_transpose2d_tap_table(c.shape[0], kh, sh, ph, oph)
-    ix_of = K.conv_transpose2d_tap_table(c.shape[1], kw, sw, pw, opw)
+    taps = conv_transpose2d_taps(c.shape[0], c.shape[1], kh, kw, sh, sw, ph, pw, oph, opw)
     # kn2row: the gather form's patch matrix is mostly padding taps; kn2row multiplies each input once.
     if constants is None:
         constants = conv_constants(w, w_mant, codebook, numerics, transposed=True, ordered=ordered, worst=worst,
                                    name=name)
-    return _run(c, codebook, constants, bias, 1, iy_of, ix_of, w_exp, f_out, numerics, name, path, True)
+    return _run(c, codebook, constants, bias, 1, taps, w_exp, f_out, numerics, name, path, True)
 
 
 def conv_rows(codes_win: np.ndarray, win_y0: int, in_h: int, out_y0: int, out_y1: int, codebook: Codebook,
@@ -823,5 +801,5 @@ def conv_rows(codes_win: np.ndarray, win_y0: int, in_h: int, out_y0: int, out_y1
     if constants is None:
         constants = conv_constants(w, w_mant, codebook, numerics, groups=int(groups), transposed=transposed,
                                    ordered=ordered, worst=worst, name=name)
-    return _run(c, codebook, constants, bias, int(groups), iy_of, ix_of, w_exp, f_out, numerics, name, path,
-                kn2row, geometry)
+    return _run(c, codebook, constants, bias, int(groups), conv_taps(iy_of, ix_of, c.shape[:2], geometry), w_exp,
+                f_out, numerics, name, path, kn2row, geometry)

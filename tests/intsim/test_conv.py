@@ -504,3 +504,26 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="output_padding"):
         conv_transpose2d(codes, cb, w, np.array([1]), np.array([0]), w_exp=0, f_out=0, stride=2,
                          output_padding=2)
+
+
+def test_conv_taps_memoized_per_shape_equal_fresh_tables():
+    """The memoized geometry equals tables built afresh, and strided conv2d tables are affine."""
+    import numpy as np
+
+    from intsim.kernels import conv as K
+    from intsim.kernels import gemm as KG
+    from intsim.ops.conv_taps import conv2d_taps, conv_transpose2d_taps
+
+    for h, w, k, s, p, d in [(11, 9, 3, 1, 1, 1), (16, 13, 3, 2, 1, 1), (10, 10, 5, 1, 4, 2), (7, 8, 1, 1, 0, 1)]:
+        t = conv2d_taps(h, w, k, k, s, s, p, p, d, d)
+        assert t is conv2d_taps(h, w, k, k, s, s, p, p, d, d)
+        iy, ix = K.conv2d_tap_table(h, k, s, p, d), K.conv2d_tap_table(w, k, s, p, d)
+        np.testing.assert_array_equal(t.iy_of, iy)
+        np.testing.assert_array_equal(t.ix_of, ix)
+        np.testing.assert_array_equal(t.uy, K.tap_usage(iy, h))
+        np.testing.assert_array_equal(t.inv_x, KG.inverse_taps(ix, w))
+        o = np.arange(iy.shape[0])[:, None] * s + np.arange(k)[None, :] * d + t.y_off
+        np.testing.assert_array_equal(np.where((o >= 0) & (o < h), o, -1), iy)
+    tt = conv_transpose2d_taps(6, 5, 4, 4, 2, 2, 1, 1, 0, 0)
+    assert tt.y_off is None and tt.x_off is None  # the int8 path refuses the transposed conv
+    np.testing.assert_array_equal(tt.iy_of, K.conv_transpose2d_tap_table(6, 4, 2, 1, 0))

@@ -1,0 +1,66 @@
+"""intsim.kernels.parallel.run_bands: order, errors, nesting, the calling thread's share."""
+import threading
+import time
+
+import pytest
+
+from intsim.kernels import parallel as KP
+
+
+@pytest.fixture(autouse=True)
+def two_threads(monkeypatch):
+    monkeypatch.setenv("INTSIM_THREADS", "2")
+
+
+def test_results_in_band_order_and_every_band_once():
+    seen = []
+    lock = threading.Lock()
+
+    def fn(lo, hi):
+        time.sleep(0.001 * (hi % 3))  # uneven bands: completion order differs from band order
+        with lock:
+            seen.append((lo, hi))
+        return lo * 1000 + hi
+
+    bands = KP.bands(60, per_thread=5)
+    assert len(bands) > 2
+    assert KP.run_bands(fn, bands) == [lo * 1000 + hi for lo, hi in bands]
+    assert sorted(seen) == bands
+
+
+def test_calling_thread_takes_bands():
+    main = threading.get_ident()
+    who = KP.run_bands(lambda lo, hi: threading.get_ident(), [(i, i + 1) for i in range(8)])
+    assert main in who  # the caller works instead of waiting
+
+
+def test_first_failing_band_raises_after_all_threads_stopped():
+    running = []
+    lock = threading.Lock()
+
+    def fn(lo, hi):
+        with lock:
+            running.append(1)
+        time.sleep(0.002)
+        if lo in (3, 5):
+            raise ValueError(f"band {lo}")
+        with lock:
+            running.pop()
+        return lo
+
+    with pytest.raises(ValueError, match="band 3"):
+        KP.run_bands(fn, [(i, i + 1) for i in range(8)])
+    assert len(running) <= 2  # the failed bands; nothing still running when the error surfaced
+
+
+def test_nested_call_runs_serially_without_deadlock():
+    def outer(lo, hi):
+        return sum(KP.run_bands(lambda a, b: b - a, [(lo, lo + 1), (lo + 1, hi)]))
+
+    assert KP.run_bands(outer, [(0, 4), (4, 10), (10, 12)]) == [4, 6, 2]
+
+
+def test_single_thread_runs_in_caller(monkeypatch):
+    monkeypatch.setenv("INTSIM_THREADS", "1")
+    main = threading.get_ident()
+    assert set(KP.run_bands(lambda lo, hi: threading.get_ident(), [(0, 1), (1, 2)])) == {main}
