@@ -180,26 +180,44 @@ def _relu(art, op, xs):
     return [x], ev
 
 
-def _slope_fast(art, x, mult, shift):
+def _slope_fast(art, x, mult, shift, sizes=None):
     """leaky_relu / prelu (§6.7) by the banded kernel (same results) for large int64 tensors under the
-    saturate / wrap policies; None otherwise (the numpy op runs, and names the value under 'error')."""
+    saturate / wrap policies; None otherwise (the numpy op runs, and names the value under 'error').
+    ``sizes``: fused with the ``split`` of those sizes (§6.5): its outputs instead of the op's."""
     policy = OverflowPolicy.parse(art.numerics.overflow)
     a = np.asarray(x)
     if (policy is OverflowPolicy.ERROR or a.ndim != 3 or a.dtype != np.int64 or a.size < 1 << 15
             or not 0 <= int(shift) <= 62 or np.shape(mult) != (a.shape[2],)):
         return None
-    out, ev = elementwise_kernels.slope_bands(a, mult, int(shift), int(RoundingMode.parse(art.numerics.rounding)),
-                                              int(policy), art.numerics.stream_bits)
+    outs, ev = elementwise_kernels.slope_bands(a, mult, int(shift), int(RoundingMode.parse(art.numerics.rounding)),
+                                               int(policy), art.numerics.stream_bits, sizes)
     events = no_events()
     events["stream_overflow"] = ev
-    return [out], events
+    return outs, events
+
+
+def _slope_mult(art, op, x) -> np.ndarray:
+    """The slope op's per-channel multipliers int64[C] (leaky_relu: one, repeated)."""
+    if op.op == "leaky_relu":
+        return np.full(x.shape[-1] if x.ndim == 3 else 0, int(op.attrs["mult"]), np.int64)
+    return np.asarray(art.array(op, "mult"), dtype=np.int64).reshape(-1)
+
+
+def _slope_split(art, op, split_op, xs):
+    """A slope op and the ``split`` that is its output's only consumer, in one pass: the split's
+    outputs and the slope op's events, or None when the kernel does not apply (run them apart)."""
+    a = np.asarray(xs[0])
+    _same_frac(art, op)
+    _same_frac(art, split_op)
+    sizes = [int(v) for v in split_op.attrs["sizes"]]
+    if len(sizes) != len(split_op.outputs) or min(sizes, default=0) < 1 or a.ndim != 3 or sum(sizes) != a.shape[2]:
+        return None
+    return _slope_fast(art, a, _slope_mult(art, op, a), op.attrs["shift"], sizes)
 
 
 def _leaky_relu(art, op, xs):
     _same_frac(art, op)
-    a = np.asarray(xs[0])
-    fast = _slope_fast(art, a, np.full(a.shape[-1] if a.ndim == 3 else 0, int(op.attrs["mult"]), np.int64),
-                       op.attrs["shift"])
+    fast = _slope_fast(art, np.asarray(xs[0]), _slope_mult(art, op, np.asarray(xs[0])), op.attrs["shift"])
     if fast is not None:
         return fast
     x, ev = elementwise.leaky_relu(xs[0], mult=op.attrs["mult"], shift=op.attrs["shift"],
@@ -209,8 +227,7 @@ def _leaky_relu(art, op, xs):
 
 def _prelu(art, op, xs):
     _same_frac(art, op)
-    fast = _slope_fast(art, xs[0], np.asarray(art.array(op, "mult"), dtype=np.int64).reshape(-1),
-                       op.attrs["shift"])
+    fast = _slope_fast(art, xs[0], _slope_mult(art, op, np.asarray(xs[0])), op.attrs["shift"])
     if fast is not None:
         return fast
     x, ev = elementwise.prelu(xs[0], art.array(op, "mult"), shift=op.attrs["shift"],
@@ -294,6 +311,13 @@ OPS: dict[str, Adapter] = {
 _TOTAL_KEYS = ("acc_overflow", "stream_overflow", "saturations")
 
 
+@dataclass(frozen=True)
+class _Shape:
+    """Stands for a fused op's output that was never materialized (only its shape is reported)."""
+
+    shape: tuple
+
+
 def _check_image(art: Artifact, image_px: np.ndarray) -> str:
     if len(art.inputs) != 1:
         raise ValueError(f"artifact has {len(art.inputs)} inputs; the engine runs single-image graphs")
@@ -313,6 +337,23 @@ def _check_image(art: Artifact, image_px: np.ndarray) -> str:
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise ValueError(f"input image is empty: shape {a.shape}")
     return name
+
+
+def slope_split_pairs(art: Artifact) -> dict[str, OpSpec]:
+    """``{slope op name: split op}`` for each leaky_relu / prelu whose output is consumed by one
+    ``split`` only and is no graph output: :func:`run` fuses the two when it keeps no
+    intermediates (one pass over the tensor instead of two; same integers and counters)."""
+    consumers: dict[str, list[OpSpec]] = {}
+    for op in art.ops:
+        for t in op.inputs:
+            consumers.setdefault(t, []).append(op)
+    pairs = {}
+    for op in art.ops:
+        if op.op in ("leaky_relu", "prelu") and len(op.outputs) == 1 and op.outputs[0] not in art.outputs:
+            users = consumers.get(op.outputs[0], [])
+            if len(users) == 1 and users[0].op == "split" and list(users[0].inputs) == [op.outputs[0]]:
+                pairs[op.name] = users[0]
+    return pairs
 
 
 def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResult:
@@ -338,27 +379,41 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResul
 
     op_counters: dict[str, dict] = {}
     totals = {"macs": 0, **{k: 0 for k in _TOTAL_KEYS}}
+    fusable = {} if keep_tensors else slope_split_pairs(art)
+    fused: dict[str, tuple[list, dict]] = {}  # split op name → its outputs and events, computed with its producer
     for op in art.ops:
         adapter = OPS.get(op.op)
         if adapter is None:
             raise ValueError(f"op {op.name!r}: unknown op type {op.op!r}")
-        missing = [t for t in op.inputs if t not in env]
-        if missing:
-            raise ValueError(f"op {op.name!r}: input tensor {missing[0]!r} not computed yet (ops out of order?)")
-        results, events = adapter(art, op, [env[t] for t in op.inputs])
+        if op.name in fused:
+            results, events = fused.pop(op.name)
+        else:
+            missing = [t for t in op.inputs if t not in env]
+            if missing:
+                raise ValueError(f"op {op.name!r}: input tensor {missing[0]!r} not computed yet (ops out of order?)")
+            xs = [env[t] for t in op.inputs]
+            both = _slope_split(art, op, fusable[op.name], xs) if op.name in fusable else None
+            if both is not None:
+                # the slope op's output is never materialized: its counters carry the shape it has
+                split_op = fusable[op.name]
+                fused[split_op.name] = (both[0], no_events())
+                results, events = [_Shape(xs[0].shape)], both[1]
+            else:
+                results, events = adapter(art, op, xs)
         if len(results) != len(op.outputs):
             raise ValueError(f"op {op.name!r}: produced {len(results)} outputs, graph declares {len(op.outputs)}")
         for t, v in zip(op.outputs, results):
             spec = art.tensors[t]
             if v.shape[2] != spec.channels:
                 raise ValueError(f"op {op.name!r}: output {t!r} has {v.shape[2]} channels, graph declares {spec.channels}")
-            env[t] = v
+            if not isinstance(v, _Shape):
+                env[t] = v
         op_counters[op.name] = counter_entry(op.op, events, [[int(d) for d in r.shape] for r in results], totals)
         if not keep_tensors:
             for t in op.inputs:
                 uses[t] -= 1
                 if uses[t] == 0 and t not in outputs:
-                    del env[t]
+                    env.pop(t, None)  # a fused slope op's output was never stored
 
     missing = [t for t in art.outputs if t not in env]
     if missing:

@@ -17,7 +17,9 @@ by :func:`~intsim.kernels.parallel.stream_bands`.
   was changed; otherwise they run their numpy form, whose message names the value.
 * :func:`copy_channels_rows` is ``split`` (§6.5): a channel slice copied.
 * :func:`slope_rows` is ``leaky_relu`` / ``prelu`` (§6.7): ``X ≥ 0 → X``, else
-  ``OVF_stream(R(X·M_c, k))``; the engine keeps the numpy op under ``error``.
+  ``OVF_stream(R(X·M_c, k))``; the engine keeps the numpy op under ``error``. It
+  reads a channel window, so the engine fuses a slope op with the ``split`` that
+  is its output's only consumer (one pass, the split's slices written directly).
 
 :func:`requantize_rows` equals the numpy forms on every int64 input, also
 outside the load-time envelope (§9); its left shifts must be in [0, 63] (numpy
@@ -38,10 +40,13 @@ _POLICY_SATURATE = 1
 
 
 @numba.njit(cache=True, nogil=True)
-def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out):
-    """Rows ``[y0, y1)``: ``out = x`` where ``x ≥ 0``, else ``OVF(R(x·mult[c], shift))``; returns the events."""
+def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out, c0):
+    """Rows ``[y0, y1)`` of the channels ``[c0, c0 + C_out)`` of ``x``: ``out[y, w, c] = v`` where
+    ``v = x[y, w, c0 + c] ≥ 0``, else ``OVF(R(v·mult[c0 + c], shift))``; returns the events.
+    ``out`` int64[H, W, C_out] (``c0 = 0`` and ``C_out = C``: the whole op; a channel
+    window: the op fused with the ``split`` that consumes it)."""
     W = x.shape[1]
-    C = x.shape[2]
+    C = out.shape[2]
     hi = (np.int64(1) << (stream_bits - 1)) - 1
     lo = -hi - 1
     ev = 0
@@ -51,19 +56,19 @@ def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out):
         for y in range(y0, y1):
             for w in range(W):
                 for c in range(C):
-                    v = x[y, w, c]
-                    t = (min(v, 0) * mult[c] + h) >> shift  # v ≥ 0 keeps v: no product formed for it
+                    v = x[y, w, _u(c0 + c)]
+                    t = (min(v, 0) * mult[_u(c0 + c)] + h) >> shift  # v ≥ 0 keeps v: no product formed for it
                     s = min(max(t, lo), hi)
                     neg = v < 0
                     ev += neg & (s != t)
-                    out[y, w, c] = s if neg else v
+                    out[y, w, _u(c)] = s if neg else v
         return ev
     for y in range(y0, y1):
         for w in range(W):
             for c in range(C):
-                v = x[y, w, c]
+                v = x[y, w, c0 + c]
                 if v < 0:
-                    v = round_shift_scalar(v * mult[c], shift, rmode)
+                    v = round_shift_scalar(v * mult[c0 + c], shift, rmode)
                     if v > hi or v < lo:
                         ev += 1
                         if policy == _POLICY_SATURATE:
@@ -74,15 +79,24 @@ def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out):
     return ev
 
 
-def slope_bands(x: np.ndarray, mult: np.ndarray, shift: int, rmode: int, policy: int,
-                stream_bits: int) -> tuple[np.ndarray, int]:
-    """``(out int64[H, W, C], stream events)`` of the slope op on int64 ``x`` (saturate or wrap policy)."""
+def slope_bands(x: np.ndarray, mult: np.ndarray, shift: int, rmode: int, policy: int, stream_bits: int,
+                sizes: list[int] | None = None) -> tuple[list[np.ndarray], int]:
+    """``([out int64[H, W, C]], stream events)`` of the slope op on int64 ``x`` (saturate or wrap
+    policy); with ``sizes``, the op fused with a ``split`` (§6.5): one contiguous output per
+    consecutive channel slice of those sizes, in one pass over ``x`` (same integers)."""
     xc = np.ascontiguousarray(x, dtype=np.int64)
     m = np.ascontiguousarray(mult, dtype=np.int64)
-    out = np.empty_like(xc)
-    evs = KP.run_bands(lambda a, b: slope_rows(xc, m, int(shift), int(rmode), int(policy), int(stream_bits),
-                                               a, b, out), KP.bands(xc.shape[0], min_rows=4))
-    return out, int(sum(evs))
+    H, W, C = xc.shape
+    sizes = [C] if sizes is None else [int(s) for s in sizes]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+    outs = [np.empty((H, W, s), dtype=np.int64) for s in sizes]
+    args = (int(shift), int(rmode), int(policy), int(stream_bits))
+
+    def band(lo, hi):
+        return sum(slope_rows(xc, m, *args, lo, hi, o, c0) for c0, o in zip(starts, outs))
+
+    evs = KP.run_bands(band, KP.bands(H, min_rows=4))
+    return outs, int(sum(evs))
 
 
 @numba.njit(cache=True, inline="always")

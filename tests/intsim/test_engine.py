@@ -364,3 +364,40 @@ def test_ordered_decision_matches_bounds(acc_bits, realization):
             assert res.counters["ops"][o.name]["ordered"] is expected
             assert conv_can_overflow(art.array(o, "weight"), art.tensors[o.inputs[0]].codebook, realization,
                                      acc_bits) is expected
+
+
+@pytest.mark.parametrize("overflow", ["saturate", "wrap"])
+@pytest.mark.parametrize("rounding", ["half_up", "half_even"])
+def test_slope_split_fusion_equals_unfused(overflow, rounding):
+    """leaky_relu/prelu → split runs as one pass when intermediates are not kept: the same outputs
+    and counters (op order, shapes, stream events) as the op-by-op run, on tensors large enough
+    for the fused kernel, with slopes steep enough to overflow the stream."""
+    from intsim.engine import slope_split_pairs
+
+    base = build_artifact(Numerics(rounding=rounding, overflow=overflow, stream_bits=16))
+    T = dict(base.tensors)
+    for name, c in (("lk1", 8), ("pr1", 8), ("t0", 3), ("t1", 5)):
+        T[name] = TensorSpec(name, "stream", c, frac=12)
+    arrays = dict(base.arrays)
+    arrays["pr.mult"] = np.array([1 << 20, 3 << 18, 5, 0, -(1 << 19), 1 << 16, 7 << 17, 1], dtype=np.int64)
+    by = {o.name: o for o in base.ops}
+
+    def op(name, kind, ins, outs, attrs=None, arr=None):
+        return OpSpec(name, kind, tuple(ins), tuple(outs), attrs or {}, arr or {})
+
+    ops = [by["in"], by["enc0"], by["conv1"],
+           op("leaky", "leaky_relu", ["x1"], ["lk1"], {"mult": 3277, "shift": 16}),
+           op("split", "split", ["lk1"], ["s0", "s1"], {"sizes": [3, 5]}),
+           by["res"], by["cat"],
+           op("prelu", "prelu", ["cat"], ["pr1"], {"shift": 16}, {"mult": "pr.mult"}),
+           op("split2", "split", ["pr1"], ["t0", "t1"], {"sizes": [3, 5]}),
+           op("skip", "add", ["t0", "x0"], ["out_s"]), by["out"]]
+    art = replace(base, tensors=T, arrays=arrays, ops=ops)
+    assert set(slope_split_pairs(art)) == {"leaky", "prelu"}
+    img = image(seed=3, h=72, w=64)
+    full = run(art, img)
+    lean = run(art, img, keep_tensors=False)
+    np.testing.assert_array_equal(lean.tensors["output"], full.tensors["output"])
+    assert lean.counters == full.counters
+    assert list(lean.counters["ops"]) == [o.name for o in ops]
+    assert full.counters["ops"]["prelu"]["stream_overflow"] > 0

@@ -434,13 +434,18 @@ def test_slope_kernel_equals_reference(mode, policy):
     M = 3277
     ref = ew.leaky_relu(X, mult=M, shift=16, numerics=num)
     got = slope_bands(X, np.full(6, M, np.int64), 16, *args)
-    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[0][0], ref[0])
     assert got[1] == ref[1]["stream_overflow"]
     Mc = rng.integers(-40000, 40000, size=6)  # negative and > 1 slopes: overflow events
     ref = ew.prelu(X, Mc, shift=14, numerics=num)
     got = slope_bands(X, Mc, 14, *args)
-    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[0][0], ref[0])
     assert got[1] == ref[1]["stream_overflow"] and ref[1]["stream_overflow"] > 0
+    fused = slope_bands(X, Mc, 14, *args, sizes=[1, 3, 2])  # fused with a split: the same integers, sliced
+    for part, want in zip(fused[0], ew.split(ref[0], [1, 3, 2])[0]):
+        assert part.flags.c_contiguous
+        np.testing.assert_array_equal(part, want)
+    assert fused[1] == ref[1]["stream_overflow"]
 
 
 @pytest.mark.parametrize("kind", ["uniform", "relu2r", "signed2r"])
