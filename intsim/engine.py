@@ -217,7 +217,8 @@ def _slope_split(art, op, split_op, xs):
 
 def _leaky_relu(art, op, xs):
     _same_frac(art, op)
-    fast = _slope_fast(art, np.asarray(xs[0]), _slope_mult(art, op, np.asarray(xs[0])), op.attrs["shift"])
+    a = np.asarray(xs[0])
+    fast = _slope_fast(art, a, _slope_mult(art, op, a), op.attrs["shift"])
     if fast is not None:
         return fast
     x, ev = elementwise.leaky_relu(xs[0], mult=op.attrs["mult"], shift=op.attrs["shift"],

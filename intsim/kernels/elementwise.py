@@ -39,6 +39,11 @@ from intsim.rounding import round_shift_scalar
 _POLICY_SATURATE = 1
 
 
+def channel_starts(sizes: list[int]) -> list[int]:
+    """First channel of each of the consecutive slices of the given sizes (§6.5)."""
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
+
+
 @numba.njit(cache=True, nogil=True)
 def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out, c0):
     """Rows ``[y0, y1)`` of the channels ``[c0, c0 + C_out)`` of ``x``: ``out[y, w, c] = v`` where
@@ -88,7 +93,7 @@ def slope_bands(x: np.ndarray, mult: np.ndarray, shift: int, rmode: int, policy:
     m = np.ascontiguousarray(mult, dtype=np.int64)
     H, W, C = xc.shape
     sizes = [C] if sizes is None else [int(s) for s in sizes]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+    starts = channel_starts(sizes)
     outs = [np.empty((H, W, s), dtype=np.int64) for s in sizes]
     args = (int(shift), int(rmode), int(policy), int(stream_bits))
 
@@ -174,7 +179,7 @@ def copy_channels_rows(x, c0, y0, y1, out):
 def split_bands(x: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
     """Contiguous copies of the consecutive channel slices of ``x`` [H, W, ΣC] of the given sizes (§6.5)."""
     H, W = x.shape[:2]
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).tolist()
+    starts = channel_starts(sizes)
     outs = [np.empty((H, W, s), dtype=x.dtype) for s in sizes]
 
     def band(lo, hi):

@@ -368,7 +368,7 @@ def test_ordered_decision_matches_bounds(acc_bits, realization):
 
 @pytest.mark.parametrize("overflow", ["saturate", "wrap"])
 @pytest.mark.parametrize("rounding", ["half_up", "half_even"])
-def test_slope_split_fusion_equals_unfused(overflow, rounding):
+def test_slope_split_fusion_equals_unfused(overflow, rounding, monkeypatch):
     """leaky_relu/prelu → split runs as one pass when intermediates are not kept: the same outputs
     and counters (op order, shapes, stream events) as the op-by-op run, on tensors large enough
     for the fused kernel, with slopes steep enough to overflow the stream."""
@@ -396,6 +396,11 @@ def test_slope_split_fusion_equals_unfused(overflow, rounding):
     assert set(slope_split_pairs(art)) == {"leaky", "prelu"}
     img = image(seed=3, h=72, w=64)
     full = run(art, img)
+
+    def no_split(*_):
+        raise AssertionError("the split ran on its own: the fused pass was not taken")
+
+    monkeypatch.setitem(OPS, "split", no_split)
     lean = run(art, img, keep_tensors=False)
     np.testing.assert_array_equal(lean.tensors["output"], full.tensors["output"])
     assert lean.counters == full.counters
