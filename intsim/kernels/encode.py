@@ -43,6 +43,57 @@ def _count_codes(cf, i0, i1, hist):
             hist[k] += sub[j, k]
 
 
+@numba.njit(cache=True, inline="always")
+def branch_free_params(thresholds, center, mult, shift, qmin, qmax, base, rmode):
+    """``(n_seg, p)`` for :func:`code_of` when the branch-free form applies (at most three
+    segments, half_up or floor, every shift > 0), else ``(0, p)`` with ``p`` unused.
+
+    ``p`` holds int64 scalars: the two thresholds (missing ones: a value no int64
+    exceeds), then per segment (padded by repeating the last) the center, multiplier,
+    shift, qmin, qmax and ``base − qmin``, and the rounding half's numerator (1 half_up, 0 floor)."""
+    nth = thresholds.shape[0]
+    S = nth + 1
+    top = np.int64(0x7FFFFFFFFFFFFFFF)
+    ok = nth <= 2 and shift.min() > 0 and (rmode == 0 or rmode == 3)
+    s1 = min(1, S - 1)
+    s2 = min(2, S - 1)
+    p = (thresholds[0] if nth > 0 else top, thresholds[1] if nth > 1 else top,
+         center[0], center[s1], center[s2], mult[0], mult[s1], mult[s2], shift[0], shift[s1], shift[s2],
+         qmin[0], qmin[s1], qmin[s2], qmax[0], qmax[s1], qmax[s2],
+         base[0] - qmin[0], base[s1] - qmin[s1], base[s2] - qmin[s2],
+         np.int64(1) if rmode == 0 else np.int64(0))
+    return (S if ok else 0), p
+
+
+@numba.njit(cache=True, inline="always")
+def code_of(v, n_seg, p):
+    """``(code, saturated)`` of stream value ``v`` by (3.4a–c) with the parameters of
+    :func:`branch_free_params`; ``n_seg`` (1–3) a constant at the call site, so the
+    segment selects of the missing segments fold away."""
+    th0, th1, c0, c1, c2, m0, m1, m2, k0, k1, k2, l0, l1, l2, u0, u1, u2, b0, b1, b2, one = p
+    g1 = (v > th0) if n_seg > 1 else False
+    g2 = (v > th1) if n_seg > 2 else False
+    c = c2 if g2 else (c1 if g1 else c0)
+    m = m2 if g2 else (m1 if g1 else m0)
+    k = k2 if g2 else (k1 if g1 else k0)
+    lo = l2 if g2 else (l1 if g1 else l0)
+    hi = u2 if g2 else (u1 if g1 else u0)
+    b = b2 if g2 else (b1 if g1 else b0)
+    t = ((v - c) * m + (one << (k - 1))) >> k
+    q = min(max(t, lo), hi)
+    return b + q, q != t
+
+
+@numba.njit(cache=True, inline="always")
+def _encode_span(xf, cf, i0, i1, n_seg, p):
+    sats = 0
+    for i in range(i0, i1):
+        c, s = code_of(xf[_u(i)], n_seg, p)
+        sats += s
+        cf[_u(i)] = c
+    return sats
+
+
 @numba.njit(cache=True, nogil=True)
 def encode_rows(x, thresholds, center, mult, shift, qmin, qmax, base, rmode, y0, y1, codes, hist):
     """Encode rows ``[y0, y1)`` of ``x`` int64[H, W, C] (C-contiguous) into ``codes``; add to ``hist``;
@@ -52,37 +103,18 @@ def encode_rows(x, thresholds, center, mult, shift, qmin, qmax, base, rmode, y0,
     xf = x.reshape(x.size)
     cf = codes.reshape(codes.size)
     nth = thresholds.shape[0]
-    sats = 0
-    if nth <= 2 and shift.min() > 0 and (rmode == 0 or rmode == 3):
-        # up to three segments, half_up or floor: the same formulas with the segment's parameters
-        # picked by selects instead of branches and table reads (vectorizes)
-        S = nth + 1
-        top = np.int64(0x7FFFFFFFFFFFFFFF)  # a threshold no value exceeds, for missing segments
-        th0 = thresholds[0] if nth > 0 else top
-        th1 = thresholds[1] if nth > 1 else top
-        c0, c1, c2 = center[0], center[min(1, S - 1)], center[min(2, S - 1)]
-        m0, m1, m2 = mult[0], mult[min(1, S - 1)], mult[min(2, S - 1)]
-        k0, k1, k2 = shift[0], shift[min(1, S - 1)], shift[min(2, S - 1)]
-        l0, l1, l2 = qmin[0], qmin[min(1, S - 1)], qmin[min(2, S - 1)]
-        u0, u1, u2 = qmax[0], qmax[min(1, S - 1)], qmax[min(2, S - 1)]
-        b0, b1, b2 = base[0] - l0, base[min(1, S - 1)] - l1, base[min(2, S - 1)] - l2
-        one = np.int64(1) if rmode == 0 else np.int64(0)  # half = one << (k − 1); floor: no half
-        for i in range(y0 * n, y1 * n):
-            v = xf[_u(i)]
-            g1 = v > th0
-            g2 = v > th1
-            c = c2 if g2 else (c1 if g1 else c0)
-            m = m2 if g2 else (m1 if g1 else m0)
-            k = k2 if g2 else (k1 if g1 else k0)
-            lo = l2 if g2 else (l1 if g1 else l0)
-            hi = u2 if g2 else (u1 if g1 else u0)
-            b = b2 if g2 else (b1 if g1 else b0)
-            t = ((v - c) * m + (one << (k - 1))) >> k
-            q = min(max(t, lo), hi)
-            sats += q != t
-            cf[_u(i)] = b + q
+    n_seg, p = branch_free_params(thresholds, center, mult, shift, qmin, qmax, base, rmode)
+    if n_seg > 0:
+        # one loop per segment count, so each compiles without the selects it does not need (vectorizes)
+        if n_seg == 1:
+            sats = _encode_span(xf, cf, y0 * n, y1 * n, 1, p)
+        elif n_seg == 2:
+            sats = _encode_span(xf, cf, y0 * n, y1 * n, 2, p)
+        else:
+            sats = _encode_span(xf, cf, y0 * n, y1 * n, 3, p)
         _count_codes(cf, y0 * n, y1 * n, hist)
         return sats
+    sats = 0
     for y in range(y0, y1):
         b0 = y * n
         for i in range(n):

@@ -378,9 +378,13 @@ def test_set5_real_codes_64_channels(realization):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_fused_encoder_equals_reference(mode):
+    """Every rounding mode (half_up / floor take the branch-free loops) and 3, 2 and 1 segments
+    (each segment count compiles its own loop)."""
     rng = np.random.default_rng(MODES.index(mode))
+    seen_segments = set()
     for kind, signed in (("signed2r", True), ("relu2r", False), ("uniform", True), ("uniform", False)):
         cb = make_codebook(kind, 4, 12, "split", bp=1.0, signed=signed)
+        seen_segments.add(len(cb.segments))
         th = list(cb.thresholds)
         edges = np.array([t + d for t in th for d in (-1, 0, 1)] + [e.center + d for e in cb.encoder
                                                                   for d in (-1, 0, 1)], dtype=np.int64)
@@ -392,6 +396,7 @@ def test_fused_encoder_equals_reference(mode):
         np.testing.assert_array_equal(got[0], ref[0])
         assert got[1] == ref[1] and ref[1] > 0
         np.testing.assert_array_equal(got[2], ref[2])
+    assert seen_segments == {1, 2, 3}
 
 
 def test_pixel_shuffle_kernel():
