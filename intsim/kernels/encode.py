@@ -27,20 +27,36 @@ def _u(i):
     return np.uint64(i)
 
 
+_COUNT_CHUNK = 1 << 30  # codes per pass of _count_codes: its int32 sub-counters cannot overflow
+
+
 @numba.njit(cache=True, nogil=True)
-def _count_codes(cf, i0, i1, hist):
-    """``hist[c] += 1`` for each code of ``cf[i0:i1]``, into 8 interleaved sub-histograms: consecutive
-    equal codes would otherwise chain every increment through one memory slot (about 2× slower)."""
-    sub = np.zeros((8, hist.shape[0]), dtype=np.int64)
-    m = i0 + (i1 - i0) // 8 * 8
-    for i in range(i0, m, 8):
+def _count_codes(cf, i0, i1, hist, chunk=_COUNT_CHUNK):
+    """``hist[c] += 1`` for each code of ``cf[i0:i1]``, into 8 interleaved int32 sub-histograms of
+    one flat table: consecutive equal codes would otherwise chain every increment through one
+    memory slot. The eight increments are written out (a constant offset each, no 2-D index
+    arithmetic): 0.29 vs 0.45 ms per 10^6 codes for the loop over ``j``."""
+    K = hist.shape[0]
+    sub = np.zeros(8 * K, dtype=np.int32)
+    k1, k2, k3, k4, k5, k6, k7 = K, 2 * K, 3 * K, 4 * K, 5 * K, 6 * K, 7 * K
+    for c0 in range(i0, i1, chunk):
+        c1 = min(c0 + chunk, i1)
+        m = c0 + (c1 - c0) // 8 * 8
+        for i in range(c0, m, 8):
+            sub[_u(cf[_u(i)])] += 1
+            sub[_u(cf[_u(i + 1)] + k1)] += 1
+            sub[_u(cf[_u(i + 2)] + k2)] += 1
+            sub[_u(cf[_u(i + 3)] + k3)] += 1
+            sub[_u(cf[_u(i + 4)] + k4)] += 1
+            sub[_u(cf[_u(i + 5)] + k5)] += 1
+            sub[_u(cf[_u(i + 6)] + k6)] += 1
+            sub[_u(cf[_u(i + 7)] + k7)] += 1
+        for i in range(m, c1):
+            sub[_u(cf[_u(i)])] += 1
         for j in range(8):
-            sub[j, cf[_u(i + j)]] += 1
-    for i in range(m, i1):
-        sub[0, cf[_u(i)]] += 1
-    for j in range(8):
-        for k in range(hist.shape[0]):
-            hist[k] += sub[j, k]
+            for k in range(K):
+                hist[k] += sub[j * K + k]
+                sub[j * K + k] = 0
 
 
 @numba.njit(cache=True, inline="always")

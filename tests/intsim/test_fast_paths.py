@@ -29,6 +29,7 @@ from intsim import bounds, engine
 from intsim.artifact import Codebook, EncoderStage, Numerics, Segment
 from intsim.encoder import encode
 from intsim.kernels import int8dot as KI
+from intsim.kernels.encode import _count_codes
 from intsim.kernels import parallel as KP
 from intsim.kernels.resample import pixel_shuffle_bands
 from intsim.ops import conv as C
@@ -397,6 +398,20 @@ def test_fused_encoder_equals_reference(mode):
         assert got[1] == ref[1] and ref[1] > 0
         np.testing.assert_array_equal(got[2], ref[2])
     assert seen_segments == {1, 2, 3}
+
+
+@pytest.mark.parametrize("chunk", [5, 8, 1 << 30])
+def test_code_counter_equals_bincount(chunk):
+    """The encoder's histogram pass over any sub-range, with passes split every ``chunk`` codes
+    (its int32 sub-counters are emptied between passes), equals ``np.bincount``."""
+    rng = np.random.default_rng(chunk)
+    for K, dtype in ((16, np.int16), (256, np.int16), (40000, np.int32)):
+        codes = rng.integers(0, K, 1000).astype(dtype)
+        codes[100:300] = K - 1  # a long run of one code
+        for i0, i1 in ((0, 1000), (3, 997), (10, 17), (5, 5)):
+            hist = np.ones(K, dtype=np.int64)  # the pass adds to what is there
+            _count_codes(codes, i0, i1, hist, chunk)
+            np.testing.assert_array_equal(hist, 1 + np.bincount(codes[i0:i1], minlength=K))
 
 
 def test_pixel_shuffle_kernel():
