@@ -33,6 +33,8 @@ FAMILIES = {
     "reference conv kernel": ("conv.py:conv_kernel",),
     "stream kernels (add/concat/mul requantize, split copy, leaky/prelu)": (
         "elementwise.py:requantize_rows", "elementwise.py:copy_channels_rows", "elementwise.py:slope_rows"),
+    "stream kernels with their consumer's encoder fused (codes and histogram)": (
+        "elementwise.py:slope_encode_rows", "elementwise.py:requantize_encode_rows"),
     "pooling kernels (mean/std sums)": ("pooling.py:sum_rows", "pooling.py:deviation_rows"),
     "image_out kernel": ("image.py:image_out_rows",),
     "numpy element-wise ops (add, relu, requantize, ...)": ("elementwise.py", "rounding.py", "overflow.py",

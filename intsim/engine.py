@@ -83,28 +83,40 @@ def _image_out(art, op, xs):
     return [x], ev
 
 
+def encoder_table(codebook, rounding) -> encode_kernels.EncoderTable | None:
+    """The codebook's encoder as the fused kernels take it, or None where they do not apply
+    (thresholds not one fewer than the segments, or not strictly increasing): then the
+    numpy encoder (:func:`intsim.encoder.encode`) runs, and says what is wrong."""
+    S = len(codebook.segments)
+    th = [int(t) for t in codebook.thresholds]
+    if len(th) != S - 1 or len(codebook.encoder) != S or any(b <= a for a, b in zip(th, th[1:])):
+        return None
+    enc, segs = codebook.encoder, codebook.segments
+    return encode_kernels.EncoderTable.of(
+        th, [e.center for e in enc], [e.mult for e in enc], [e.shift for e in enc], [sg.qmin for sg in segs],
+        [sg.qmax for sg in segs], list(codebook.bases), codebook.num_codes, int(RoundingMode.parse(rounding)),
+        codebook.code_dtype)
+
+
 def _encode_fast(x: np.ndarray, codebook, rounding) -> tuple[np.ndarray, int, np.ndarray] | None:
     """:func:`intsim.encoder.encode` by the fused banded kernel (same results), or None when
     the input or codebook is outside what the kernel handles (then the numpy encoder runs)."""
-    S = len(codebook.segments)
-    th = [int(t) for t in codebook.thresholds]
-    if (x.ndim != 3 or x.dtype != np.int64 or len(th) != S - 1 or len(codebook.encoder) != S
-            or any(b <= a for a, b in zip(th, th[1:]))):
+    table = encoder_table(codebook, rounding)
+    if x.ndim != 3 or x.dtype != np.int64 or table is None:
         return None
-    enc = codebook.encoder
-    segs = codebook.segments
-    return encode_kernels.encode_bands(
-        np.ascontiguousarray(x), th, [e.center for e in enc], [e.mult for e in enc], [e.shift for e in enc],
-        [sg.qmin for sg in segs], [sg.qmax for sg in segs], list(codebook.bases), codebook.num_codes,
-        int(RoundingMode.parse(rounding)), codebook.code_dtype)
+    return tuple(encode_kernels.encode_bands(np.ascontiguousarray(x), table))
+
+
+def _encode_events(sats: int, hist: np.ndarray) -> dict:
+    return {"acc_overflow": 0, "stream_overflow": 0, "saturations": int(sats),
+            "code_histogram": [int(v) for v in hist]}
 
 
 def _encode(art, op, xs):
     codebook = _codebook_of(art, op.outputs[0])
     fast = _encode_fast(np.asarray(xs[0]), codebook, art.numerics.rounding)
     codes, sats, hist = fast if fast is not None else encode(xs[0], codebook, art.numerics.rounding)
-    return [codes], {"acc_overflow": 0, "stream_overflow": 0, "saturations": sats,
-                     "code_histogram": [int(v) for v in hist]}
+    return [codes], _encode_events(sats, hist)
 
 
 def _conv_worst(art: Artifact, op: OpSpec) -> dict:
@@ -154,15 +166,15 @@ def _conv_transpose2d(art, op, xs):
     return [x], ev
 
 
-def _add(art, op, xs):
+def _add(art, op, xs, encode=None):
     x, ev = elementwise.add(xs[0], xs[1], f_a=_frac(art, op.inputs[0]), f_b=_frac(art, op.inputs[1]),
-                            f_out=_frac(art, op.outputs[0]), numerics=art.numerics, name=op.name)
+                            f_out=_frac(art, op.outputs[0]), numerics=art.numerics, name=op.name, encode=encode)
     return [x], ev
 
 
-def _concat(art, op, xs):
+def _concat(art, op, xs, encode=None):
     x, ev = elementwise.concat(xs, [_frac(art, t) for t in op.inputs], f_out=_frac(art, op.outputs[0]),
-                               numerics=art.numerics, name=op.name)
+                               numerics=art.numerics, name=op.name, encode=encode)
     return [x], ev
 
 
@@ -180,17 +192,18 @@ def _relu(art, op, xs):
     return [x], ev
 
 
-def _slope_fast(art, x, mult, shift, sizes=None):
+def _slope_fast(art, x, mult, shift, sizes=None, encoders=None):
     """leaky_relu / prelu (§6.7) by the banded kernel (same results) for large int64 tensors under the
     saturate / wrap policies; None otherwise (the numpy op runs, and names the value under 'error').
-    ``sizes``: fused with the ``split`` of those sizes (§6.5): its outputs instead of the op's."""
+    ``sizes``: fused with the ``split`` of those sizes (§6.5): its outputs instead of the op's.
+    ``encoders``: per output, None or the :class:`EncoderTable` that encodes it in the same pass."""
     policy = OverflowPolicy.parse(art.numerics.overflow)
     a = np.asarray(x)
     if (policy is OverflowPolicy.ERROR or a.ndim != 3 or a.dtype != np.int64 or a.size < 1 << 15
             or not 0 <= int(shift) <= 62 or np.shape(mult) != (a.shape[2],)):
         return None
     outs, ev = elementwise_kernels.slope_bands(a, mult, int(shift), int(RoundingMode.parse(art.numerics.rounding)),
-                                               int(policy), art.numerics.stream_bits, sizes)
+                                               int(policy), art.numerics.stream_bits, sizes, encoders)
     events = no_events()
     events["stream_overflow"] = ev
     return outs, events
@@ -203,22 +216,23 @@ def _slope_mult(art, op, x) -> np.ndarray:
     return np.asarray(art.array(op, "mult"), dtype=np.int64).reshape(-1)
 
 
-def _slope_split(art, op, split_op, xs):
+def _slope_split(art, op, split_op, xs, encoders=None):
     """A slope op and the ``split`` that is its output's only consumer, in one pass: the split's
-    outputs and the slope op's events, or None when the kernel does not apply (run them apart)."""
+    outputs and the slope op's events, or None when the kernel does not apply (run them apart).
+    ``encoders``: per split output, as :func:`_slope_fast` takes them."""
     a = np.asarray(xs[0])
     _same_frac(art, op)
     _same_frac(art, split_op)
     sizes = [int(v) for v in split_op.attrs["sizes"]]
     if len(sizes) != len(split_op.outputs) or min(sizes, default=0) < 1 or a.ndim != 3 or sum(sizes) != a.shape[2]:
         return None
-    return _slope_fast(art, a, _slope_mult(art, op, a), op.attrs["shift"], sizes)
+    return _slope_fast(art, a, _slope_mult(art, op, a), op.attrs["shift"], sizes, encoders)
 
 
-def _leaky_relu(art, op, xs):
+def _leaky_relu(art, op, xs, encode=None):
     _same_frac(art, op)
     a = np.asarray(xs[0])
-    fast = _slope_fast(art, a, _slope_mult(art, op, a), op.attrs["shift"])
+    fast = _slope_fast(art, a, _slope_mult(art, op, a), op.attrs["shift"], encoders=[encode])
     if fast is not None:
         return fast
     x, ev = elementwise.leaky_relu(xs[0], mult=op.attrs["mult"], shift=op.attrs["shift"],
@@ -226,9 +240,9 @@ def _leaky_relu(art, op, xs):
     return [x], ev
 
 
-def _prelu(art, op, xs):
+def _prelu(art, op, xs, encode=None):
     _same_frac(art, op)
-    fast = _slope_fast(art, xs[0], _slope_mult(art, op, np.asarray(xs[0])), op.attrs["shift"])
+    fast = _slope_fast(art, xs[0], _slope_mult(art, op, np.asarray(xs[0])), op.attrs["shift"], encoders=[encode])
     if fast is not None:
         return fast
     x, ev = elementwise.prelu(xs[0], art.array(op, "mult"), shift=op.attrs["shift"],
@@ -236,9 +250,9 @@ def _prelu(art, op, xs):
     return [x], ev
 
 
-def _mul(art, op, xs):
+def _mul(art, op, xs, encode=None):
     x, ev = elementwise.mul(xs[0], xs[1], f_x=_frac(art, op.inputs[0]), f_g=_frac(art, op.inputs[1]),
-                            f_out=_frac(art, op.outputs[0]), numerics=art.numerics, name=op.name)
+                            f_out=_frac(art, op.outputs[0]), numerics=art.numerics, name=op.name, encode=encode)
     return [x], ev
 
 
@@ -340,21 +354,78 @@ def _check_image(art: Artifact, image_px: np.ndarray) -> str:
     return name
 
 
-def slope_split_pairs(art: Artifact) -> dict[str, OpSpec]:
-    """``{slope op name: split op}`` for each leaky_relu / prelu whose output is consumed by one
-    ``split`` only and is no graph output: :func:`run` fuses the two when it keeps no
-    intermediates (one pass over the tensor instead of two; same integers and counters)."""
+ENCODE_FUSABLE = frozenset({"leaky_relu", "prelu", "add", "mul", "concat"})
+"""Op types whose adapters take ``encode=``: their output can be encoded in the same pass."""
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Ops that :func:`run` executes together with a producer when it keeps no intermediates
+    (one pass instead of several; the same integers and counters).
+
+    ``split``: the ``split`` that is a leaky_relu / prelu's only consumer, or None.
+    ``encodes``: per output of the last op of the group (the split's, else the producer's),
+    the ``encode`` op that is that tensor's only consumer, or None.
+    """
+
+    split: OpSpec | None
+    encodes: tuple
+
+
+def fusion_plan(art: Artifact) -> dict[str, Fusion]:
+    """``{producer op name: Fusion}`` for every producer with something to fuse: a leaky_relu /
+    prelu whose output only a ``split`` reads, and any output (the split's, or an op of
+    :data:`ENCODE_FUSABLE`'s) that only an ``encode`` reads. Graph outputs are never fused away."""
     consumers: dict[str, list[OpSpec]] = {}
     for op in art.ops:
         for t in op.inputs:
             consumers.setdefault(t, []).append(op)
-    pairs = {}
+
+    def only(t: str, kind: str) -> OpSpec | None:
+        users = consumers.get(t, [])
+        if t in art.outputs or len(users) != 1 or users[0].op != kind or list(users[0].inputs) != [t]:
+            return None
+        return users[0]
+
+    plan = {}
     for op in art.ops:
-        if op.op in ("leaky_relu", "prelu") and len(op.outputs) == 1 and op.outputs[0] not in art.outputs:
-            users = consumers.get(op.outputs[0], [])
-            if len(users) == 1 and users[0].op == "split" and list(users[0].inputs) == [op.outputs[0]]:
-                pairs[op.name] = users[0]
-    return pairs
+        if len(op.outputs) != 1:
+            continue
+        split = only(op.outputs[0], "split") if op.op in ("leaky_relu", "prelu") else None
+        if split is not None:
+            plan[op.name] = Fusion(split, tuple(only(t, "encode") for t in split.outputs))
+        elif op.op in ENCODE_FUSABLE and only(op.outputs[0], "encode") is not None:
+            plan[op.name] = Fusion(None, (only(op.outputs[0], "encode"),))
+    return plan
+
+
+def _run_fused(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[list, dict, dict] | None:
+    """Run ``op`` with what ``fusion`` names: ``(op's outputs, op's events, {fused op name: (outputs,
+    events)})``, with :class:`_Shape` for each tensor never materialized; None where the split
+    cannot be fused (then every op runs on its own). An encode whose fused kernel does not apply
+    (small tensor, 'error' policy, unusual codebook) is left to run on its own."""
+    tables = [None if e is None else encoder_table(_codebook_of(art, e.outputs[0]), art.numerics.rounding)
+              for e in fusion.encodes]
+    if fusion.split is not None:
+        both = _slope_split(art, op, fusion.split, xs, tables)
+        if both is None:
+            return None
+        outs, events = both
+        results = [_Shape(xs[0].shape)]  # the slope op's output is never materialized
+    else:
+        outs, events = OPS[op.op](art, op, xs, encode=tables[0])
+        results = None
+    extra, last = {}, []
+    for o, e in zip(outs, fusion.encodes):
+        if isinstance(o, encode_kernels.Encoded):
+            extra[e.name] = ([o.codes], _encode_events(o.saturations, o.histogram))
+            last.append(_Shape(o.codes.shape))
+        else:
+            last.append(o)
+    if fusion.split is None:
+        return last, events, extra
+    extra[fusion.split.name] = (last, no_events())
+    return results, events, extra
 
 
 def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResult:
@@ -380,8 +451,8 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResul
 
     op_counters: dict[str, dict] = {}
     totals = {"macs": 0, **{k: 0 for k in _TOTAL_KEYS}}
-    fusable = {} if keep_tensors else slope_split_pairs(art)
-    fused: dict[str, tuple[list, dict]] = {}  # split op name → its outputs and events, computed with its producer
+    plan = {} if keep_tensors else fusion_plan(art)
+    fused: dict[str, tuple[list, dict]] = {}  # op name → its outputs and events, computed with its producer
     for op in art.ops:
         adapter = OPS.get(op.op)
         if adapter is None:
@@ -393,12 +464,10 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResul
             if missing:
                 raise ValueError(f"op {op.name!r}: input tensor {missing[0]!r} not computed yet (ops out of order?)")
             xs = [env[t] for t in op.inputs]
-            both = _slope_split(art, op, fusable[op.name], xs) if op.name in fusable else None
-            if both is not None:
-                # the slope op's output is never materialized: its counters carry the shape it has
-                split_op = fusable[op.name]
-                fused[split_op.name] = (both[0], no_events())
-                results, events = [_Shape(xs[0].shape)], both[1]
+            group = _run_fused(art, op, plan[op.name], xs) if op.name in plan else None
+            if group is not None:
+                results, events, extra = group  # a tensor never materialized: its counters carry its shape
+                fused.update(extra)
             else:
                 results, events = adapter(art, op, xs)
         if len(results) != len(op.outputs):
@@ -414,7 +483,7 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResul
             for t in op.inputs:
                 uses[t] -= 1
                 if uses[t] == 0 and t not in outputs:
-                    env.pop(t, None)  # a fused slope op's output was never stored
+                    env.pop(t, None)  # a fused op's output was never stored
 
     missing = [t for t in art.outputs if t not in env]
     if missing:

@@ -33,6 +33,7 @@ import numpy as np
 from intsim.kernels import parallel as KP
 from intsim.kernels import uindex as _u
 from intsim.kernels import wrapping
+from intsim.kernels.encode import encode_scratch, encoded_bands, scratch_rows
 from intsim.overflow import wrap_scalar
 from intsim.rounding import round_shift_scalar
 
@@ -45,11 +46,11 @@ def channel_starts(sizes: list[int]) -> list[int]:
 
 
 @numba.njit(cache=True, nogil=True)
-def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out, c0):
-    """Rows ``[y0, y1)`` of the channels ``[c0, c0 + C_out)`` of ``x``: ``out[y, w, c] = v`` where
+def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out, c0, dy):
+    """Rows ``[y0, y1)`` of the channels ``[c0, c0 + C_out)`` of ``x``: ``out[y − dy, w, c] = v`` where
     ``v = x[y, w, c0 + c] ≥ 0``, else ``OVF(R(v·mult[c0 + c], shift))``; returns the events.
-    ``out`` int64[H, W, C_out] (``c0 = 0`` and ``C_out = C``: the whole op; a channel
-    window: the op fused with the ``split`` that consumes it)."""
+    ``out`` int64[·, W, C_out] (``c0 = 0`` and ``C_out = C``: the whole op; a channel
+    window: the op fused with the ``split`` that consumes it; ``dy > 0``: rows of a scratch)."""
     W = x.shape[1]
     C = out.shape[2]
     hi = (np.int64(1) << (stream_bits - 1)) - 1
@@ -66,7 +67,7 @@ def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out, c0):
                     s = min(max(t, lo), hi)
                     neg = v < 0
                     ev += neg & (s != t)
-                    out[y, w, _u(c)] = s if neg else v
+                    out[y - dy, w, _u(c)] = s if neg else v
         return ev
     for y in range(y0, y1):
         for w in range(W):
@@ -80,28 +81,58 @@ def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out, c0):
                             v = hi if v > hi else lo
                         else:
                             v = wrap_scalar(v, stream_bits)
-                out[y, w, c] = v
+                out[y - dy, w, c] = v
     return ev
 
 
+@numba.njit(cache=True, nogil=True)
+def slope_encode_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, c0, scratch, table, codes, hist):
+    """:func:`slope_rows` of rows ``[y0, y1)``, channels ``[c0, c0 + C_out)``, encoded (§3.4) a few
+    rows at a time through ``scratch`` int64[R, W, C_out] into ``codes``; returns
+    ``(events, saturations)`` and adds to ``hist`` (:func:`intsim.kernels.encode.encode_scratch`)."""
+    R = scratch.shape[0]
+    ev = 0
+    sats = 0
+    for y in range(y0, y1, R):
+        r = min(R, y1 - y)
+        ev += slope_rows(x, mult, shift, rmode, policy, stream_bits, y, y + r, scratch, c0, y)
+        sats += encode_scratch(scratch, r, table, rmode, codes, y, hist)
+    return ev, sats
+
+
 def slope_bands(x: np.ndarray, mult: np.ndarray, shift: int, rmode: int, policy: int, stream_bits: int,
-                sizes: list[int] | None = None) -> tuple[list[np.ndarray], int]:
+                sizes: list[int] | None = None, encoders: list | None = None) -> tuple[list, int]:
     """``([out int64[H, W, C]], stream events)`` of the slope op on int64 ``x`` (saturate or wrap
     policy); with ``sizes``, the op fused with a ``split`` (§6.5): one contiguous output per
-    consecutive channel slice of those sizes, in one pass over ``x`` (same integers)."""
+    consecutive channel slice of those sizes, in one pass over ``x`` (same integers).
+
+    ``encoders``: per output, None or an :class:`~intsim.kernels.encode.EncoderTable` whose
+    rounding is ``rmode``: that output is encoded in the same pass and comes back as an
+    :class:`~intsim.kernels.encode.Encoded` (its int64 stream is never stored)."""
     xc = np.ascontiguousarray(x, dtype=np.int64)
     m = np.ascontiguousarray(mult, dtype=np.int64)
     H, W, C = xc.shape
     sizes = [C] if sizes is None else [int(s) for s in sizes]
+    encoders = [None] * len(sizes) if encoders is None else list(encoders)
     starts = channel_starts(sizes)
-    outs = [np.empty((H, W, s), dtype=np.int64) for s in sizes]
+    plain = [(c0, np.empty((H, W, s), dtype=np.int64)) for c0, s, e in zip(starts, sizes, encoders) if e is None]
+    coded = [(c0, s, e) for c0, s, e in zip(starts, sizes, encoders) if e is not None]
     args = (int(shift), int(rmode), int(policy), int(stream_bits))
+    bands = KP.bands(H, min_rows=4)
+    ev = 0
+    if plain:
+        ev += sum(KP.run_bands(lambda lo, hi: sum(slope_rows(xc, m, *args, lo, hi, o, c0, 0) for c0, o in plain),
+                               bands))
+    encoded = {}
+    for c0, size, table in coded:
+        def band(lo, hi, codes, hist, c0=c0, size=size, table=table):
+            scratch = np.empty((scratch_rows(W, size), W, size), dtype=np.int64)
+            return slope_encode_rows(xc, m, *args, lo, hi, c0, scratch, table.arrays, codes, hist)
 
-    def band(lo, hi):
-        return sum(slope_rows(xc, m, *args, lo, hi, o, c0) for c0, o in zip(starts, outs))
-
-    evs = KP.run_bands(band, KP.bands(H, min_rows=4))
-    return outs, int(sum(evs))
+        encoded[c0], e = encoded_bands((H, W, size), table, band, bands)
+        ev += e
+    plain_of = dict(plain)
+    return [encoded[c0] if c0 in encoded else plain_of[c0] for c0 in starts], int(ev)
 
 
 @numba.njit(cache=True, inline="always")
@@ -116,8 +147,8 @@ def _intermediate(a, sa, b, sb, g, y, w, c):
 
 
 @numba.njit(cache=True, nogil=True)
-def requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y0, y1, out, c0):
-    """Rows ``[y0, y1)``: ``out[y, w, c0 + c] = OVF(R(I, n))``, ``I = (a[y, w, c] << sa)·g[c] + (b[y, w, c] << sb)``.
+def requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y0, y1, out, c0, dy):
+    """Rows ``[y0, y1)``: ``out[y − dy, w, c0 + c] = OVF(R(I, n))``, ``I = (a[y, w, c] << sa)·g[c] + (b[y, w, c] << sb)``.
 
     ``a``, ``b`` int64[H, W, C] (any strides), ``g`` int64[C]; ``b`` or ``g`` None
     leaves its term out (numba compiles each combination without the branch).
@@ -140,7 +171,7 @@ def requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y0, y1, out,
                     t = wrapping.add(_intermediate(a, sa, b, sb, g, y, w, c), h) >> n
                     v = min(max(t, lo), hi)
                     ev += v != t
-                    out[y, w, _u(c0 + c)] = v
+                    out[y - dy, w, _u(c0 + c)] = v
         return ev
     for y in range(y0, y1):
         for w in range(W):
@@ -148,7 +179,7 @@ def requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y0, y1, out,
                 t = wrapping.round_shift(_intermediate(a, sa, b, sb, g, y, w, c), n, rmode)
                 v = min(max(t, lo), hi) if policy == _POLICY_SATURATE else wrapping.wrap(t, stream_bits)
                 ev += v != t
-                out[y, w, _u(c0 + c)] = v
+                out[y - dy, w, _u(c0 + c)] = v
     return ev
 
 
@@ -159,10 +190,46 @@ def requantize_bands(parts: list, out: np.ndarray, rmode: int, policy: int, stre
     ``[c0, c0 + a.shape[2])`` (one for ``add`` and ``mul``, one per input for ``concat``).
     """
     def band(lo, hi):
-        return sum(requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, lo, hi, out, c0)
+        return sum(requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, lo, hi, out, c0, 0)
                    for a, sa, b, sb, g, n, c0 in parts)
 
     return int(sum(KP.run_bands(band, KP.stream_bands(out.shape[0], out.shape[1] * out.shape[2]))))
+
+
+@numba.njit(cache=True, nogil=True)
+def requantize_encode_rows(parts, rmode, policy, stream_bits, y0, y1, scratch, table, codes, hist):
+    """:func:`requantize_rows` of every part (a tuple of ``(a, sa, b, sb, g, n, c0)`` of one type)
+    for rows ``[y0, y1)``, encoded (§3.4) a few rows at a time through ``scratch`` int64[R, W, C]
+    into ``codes``; returns ``(events, saturations)`` and adds to ``hist``."""
+    R = scratch.shape[0]
+    ev = 0
+    sats = 0
+    for y in range(y0, y1, R):
+        r = min(R, y1 - y)
+        for p in parts:
+            a, sa, b, sb, g, n, c0 = p
+            ev += requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y, y + r, scratch, c0, y)
+        sats += encode_scratch(scratch, r, table, rmode, codes, y, hist)
+    return ev, sats
+
+
+def requantize_encode_bands(parts: list, shape: tuple, rmode: int, policy: int, stream_bits: int,
+                            table) -> tuple:
+    """:func:`requantize_bands` into a stream of ``shape`` that is encoded in the same pass by
+    ``table`` (an :class:`~intsim.kernels.encode.EncoderTable` whose rounding is ``rmode``):
+    ``(Encoded, stream events)``; the int64 stream is never stored."""
+    H, W, C = shape
+    # one tuple type for every part (numba iterates it): C-contiguous int64 operands, int shifts
+    typed = tuple((np.ascontiguousarray(a, dtype=np.int64), int(sa),
+                   None if b is None else np.ascontiguousarray(b, dtype=np.int64), int(sb),
+                   None if g is None else np.ascontiguousarray(g, dtype=np.int64), int(n), int(c0))
+                  for a, sa, b, sb, g, n, c0 in parts)
+
+    def band(lo, hi, codes, hist):
+        scratch = np.empty((scratch_rows(W, C), W, C), dtype=np.int64)
+        return requantize_encode_rows(typed, rmode, policy, stream_bits, lo, hi, scratch, table.arrays, codes, hist)
+
+    return encoded_bands(shape, table, band, KP.stream_bands(H, W * C))
 
 
 @numba.njit(cache=True, nogil=True)

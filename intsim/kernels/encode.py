@@ -11,8 +11,15 @@ element by element:
 Serial and ``nogil`` over a band of rows; :func:`encode_bands` runs the bands
 on the thread pool of :mod:`intsim.kernels.parallel` and sums the per-band
 histograms and saturation counts (integer sums: identical to one pass).
+
+A producer of a stream whose only consumer is an encoder can encode in the same
+pass (:func:`encode_scratch`): it computes a few rows into a small int64 scratch
+that stays in cache and encodes them, so the stream itself is never stored.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -147,27 +154,75 @@ def encode_rows(x, thresholds, center, mult, shift, qmin, qmax, base, rmode, y0,
     return sats
 
 
-def encode_bands(x: np.ndarray, thresholds, center, mult, shift, qmin, qmax, base, num_codes: int,
-                 rmode: int, code_dtype) -> tuple[np.ndarray, int, np.ndarray]:
-    """``(codes, saturations, histogram int64[num_codes])`` of ``x`` int64[H, W, C]; codes of
-    ``code_dtype`` (the codebook's: int16 or int32, wide enough for ``num_codes``).
+@dataclass(frozen=True)
+class EncoderTable:
+    """A codebook's encoder (§3.4) as the kernels take it.
 
-    The parameter arrays are int64 per segment (thresholds: S−1 of them, strictly
-    increasing), as :func:`intsim.encoder.encode` reads them from the codebook.
+    ``arrays``: int64 per segment, in the order thresholds (S−1, strictly increasing),
+    center, mult, shift, qmin, qmax, base; ``rmode`` a :class:`~intsim.rounding.RoundingMode`;
+    codes of ``code_dtype`` (int16 or int32, wide enough for ``num_codes``).
     """
-    H = x.shape[0]
-    codes = np.empty(x.shape, dtype=code_dtype)
-    args = [np.ascontiguousarray(a, dtype=np.int64) for a in (thresholds, center, mult, shift, qmin, qmax, base)]
+
+    arrays: tuple
+    num_codes: int
+    code_dtype: np.dtype
+    rmode: int
+
+    @classmethod
+    def of(cls, thresholds, center, mult, shift, qmin, qmax, base, num_codes: int, rmode: int,
+           code_dtype) -> "EncoderTable":
+        arrays = tuple(np.ascontiguousarray(a, dtype=np.int64)
+                       for a in (thresholds, center, mult, shift, qmin, qmax, base))
+        return cls(arrays, int(num_codes), np.dtype(code_dtype), int(rmode))
+
+
+class Encoded(NamedTuple):
+    """What an encoder produced: codes (H×W×C of the table's ``code_dtype``), the number of
+    saturations (3.4c) and the histogram int64[num_codes]."""
+
+    codes: np.ndarray
+    saturations: int
+    histogram: np.ndarray
+
+
+SCRATCH_BYTES = 1 << 18  # a producer's int64 rows before they are encoded: small enough to stay in L2
+
+
+def scratch_rows(W: int, C: int) -> int:
+    """Rows of W×C int64 that fit :data:`SCRATCH_BYTES` (at least one)."""
+    return max(1, SCRATCH_BYTES // max(1, W * C * 8))
+
+
+@numba.njit(cache=True, nogil=True)
+def encode_scratch(scratch, r, table, rmode, codes, y, hist):
+    """Encode rows ``[0, r)`` of ``scratch`` int64[R, W, C] as rows ``[y, y + r)`` of ``codes``;
+    add to ``hist``; return the saturations (``table``: :attr:`EncoderTable.arrays`)."""
+    th, center, mult, shift, qmin, qmax, base = table
+    return encode_rows(scratch[:r], th, center, mult, shift, qmin, qmax, base, rmode, 0, r, codes[y:y + r], hist)
+
+
+def encoded_bands(shape: tuple, table: EncoderTable, band_fn, bands: list) -> tuple[Encoded, int]:
+    """Run ``band_fn(lo, hi, codes, hist) -> (events, saturations)`` over ``bands`` on the thread
+    pool, each band with its own histogram; ``(Encoded, summed events)``."""
+    codes = np.empty(shape, dtype=table.code_dtype)
 
     def band(lo, hi):
-        hist = np.zeros(num_codes, dtype=np.int64)
-        sats = encode_rows(x, *args, int(rmode), lo, hi, codes, hist)
-        return sats, hist
+        hist = np.zeros(table.num_codes, dtype=np.int64)
+        ev, sats = band_fn(lo, hi, codes, hist)
+        return int(ev), int(sats), hist
 
-    parts = KP.run_bands(band, KP.bands(H, min_rows=4))
-    hist = np.zeros(num_codes, dtype=np.int64)
-    sats = 0
-    for s, h in parts:
-        sats += int(s)
+    hist = np.zeros(table.num_codes, dtype=np.int64)
+    ev = sats = 0
+    for e, s, h in KP.run_bands(band, bands):
+        ev += e
+        sats += s
         hist += h
-    return codes, sats, hist
+    return Encoded(codes, sats, hist), ev
+
+
+def encode_bands(x: np.ndarray, table: EncoderTable) -> Encoded:
+    """:class:`Encoded` of ``x`` int64[H, W, C] (C-contiguous)."""
+    def band(lo, hi, codes, hist):
+        return 0, encode_rows(x, *table.arrays, table.rmode, lo, hi, codes, hist)
+
+    return encoded_bands(x.shape, table, band, KP.bands(x.shape[0], min_rows=4))[0]

@@ -17,6 +17,7 @@ import numpy as np
 from intsim import ops
 from intsim.artifact import Numerics
 from intsim.kernels import elementwise as elementwise_kernels
+from intsim.kernels.encode import Encoded, EncoderTable
 from intsim.ops import as_stream, check_shift, no_events, requantize
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import MAX_SHIFT, RoundingMode
@@ -27,11 +28,13 @@ def _shift_left(x: np.ndarray, s: int) -> np.ndarray:
     return x << np.int64(s) if s else x
 
 
-def _requantize_fast(parts: list, shape: tuple, numerics: Numerics) -> tuple[np.ndarray, int] | None:
+def _requantize_fast(parts: list, shape: tuple, numerics: Numerics,
+                     encode: EncoderTable | None = None) -> tuple[np.ndarray | Encoded, int] | None:
     """``OVF_stream(R(I, n))`` (§1.5) of every part by :func:`intsim.kernels.elementwise.requantize_bands`:
     ``(X int64[shape], events)``; or None where the numpy form runs instead: a small tensor, a shift the
     kernel does not take, or an overflow under the ``error`` policy (the numpy form then raises, naming
-    the value). ``parts``: ``(a, sa, b, sb, g, n, c0)`` with validated int64 operands."""
+    the value). ``parts``: ``(a, sa, b, sb, g, n, c0)`` with validated int64 operands. ``encode``:
+    ``X`` encoded in the same pass (§3.4) and returned as :class:`Encoded` instead."""
     if (not ops.use_kernels(int(np.prod(shape))) or not 1 <= numerics.stream_bits <= 63
             or any(not (0 <= sa <= 63 and 0 <= sb <= 63 and 0 <= n <= MAX_SHIFT) for _, sa, _, sb, _, n, _ in parts)):
         return None
@@ -39,8 +42,12 @@ def _requantize_fast(parts: list, shape: tuple, numerics: Numerics) -> tuple[np.
     policy = OverflowPolicy.parse(numerics.overflow)
     # 'error' counts as saturate: with no event no value was changed, so the output is the numpy one
     run = OverflowPolicy.SATURATE if policy is OverflowPolicy.ERROR else policy
-    out = np.empty(shape, dtype=np.int64)
-    ev = elementwise_kernels.requantize_bands(parts, out, int(rmode), int(run), numerics.stream_bits)
+    if encode is not None:
+        out, ev = elementwise_kernels.requantize_encode_bands(parts, shape, int(rmode), int(run),
+                                                              numerics.stream_bits, encode)
+    else:
+        out = np.empty(shape, dtype=np.int64)
+        ev = elementwise_kernels.requantize_bands(parts, out, int(rmode), int(run), numerics.stream_bits)
     if ev and policy is OverflowPolicy.ERROR:
         return None
     return out, ev
@@ -53,18 +60,20 @@ def _stream_events(ev: int) -> dict:
 
 
 def add(xa: np.ndarray, xb: np.ndarray, *, f_a: int, f_b: int, f_out: int,
-        numerics: Numerics = Numerics(), name: str = "add") -> tuple[np.ndarray, dict]:
+        numerics: Numerics = Numerics(), name: str = "add",
+        encode: EncoderTable | None = None) -> tuple[np.ndarray | Encoded, dict]:
     """``x_a + x_b`` (arithmetic.md §6.3).
 
     ``F = max(f_a, f_b, f_out)``, ``I = X_a·2^(F−f_a) + X_b·2^(F−f_b)``,
-    ``n = F − f_out``. Shapes must match. Returns (int64[H, W, C], events).
+    ``n = F − f_out``. Shapes must match. Returns (int64[H, W, C], events); with ``encode``,
+    where the fused kernel runs, the result encoded in the same pass (:class:`Encoded`).
     """
     a = as_stream(xa, f"{name} input 0")
     b = as_stream(xb, f"{name} input 1")
     if a.shape != b.shape:
         raise ValueError(f"{name}: operand shapes differ: {a.shape} vs {b.shape}")
     F = max(int(f_a), int(f_b), int(f_out))
-    fast = _requantize_fast([(a, F - int(f_a), b, F - int(f_b), None, F - int(f_out), 0)], a.shape, numerics)
+    fast = _requantize_fast([(a, F - int(f_a), b, F - int(f_b), None, F - int(f_out), 0)], a.shape, numerics, encode)
     if fast is not None:
         return fast[0], _stream_events(fast[1])
     I = _shift_left(a, F - int(f_a)) + _shift_left(b, F - int(f_b))
@@ -72,7 +81,8 @@ def add(xa: np.ndarray, xb: np.ndarray, *, f_a: int, f_b: int, f_out: int,
     return x, _stream_events(ev)
 
 
-def _concat_fast(xs: list, fracs: list[int], f_out: int, numerics: Numerics) -> tuple[np.ndarray, int] | None:
+def _concat_fast(xs: list, fracs: list[int], f_out: int, numerics: Numerics,
+                 encode: EncoderTable | None) -> tuple[np.ndarray | Encoded, int] | None:
     """:func:`concat` by the fused kernel, each input written into its channel slice of one output
     (no per-input arrays, no copy to join them); None unless every input is a valid stream (then
     the numpy form runs and raises what it raises, in its order: per input, its checks, then its store)."""
@@ -83,19 +93,19 @@ def _concat_fast(xs: list, fracs: list[int], f_out: int, numerics: Numerics) -> 
     c0 = np.concatenate([[0], np.cumsum([x.shape[2] for x in a])]).tolist()
     parts = [(x, max(int(f), f_out) - int(f), None, 0, None, max(int(f), f_out) - f_out, c0[i])
              for i, (x, f) in enumerate(zip(a, fracs))]
-    return _requantize_fast(parts, (*a[0].shape[:2], c0[-1]), numerics)
+    return _requantize_fast(parts, (*a[0].shape[:2], c0[-1]), numerics, encode)
 
 
 def concat(xs: list[np.ndarray], fracs: list[int], *, f_out: int, numerics: Numerics = Numerics(),
-           name: str = "concat") -> tuple[np.ndarray, dict]:
+           name: str = "concat", encode: EncoderTable | None = None) -> tuple[np.ndarray | Encoded, dict]:
     """Channel concatenation, each input re-expressed at ``f_out`` (arithmetic.md §6.4).
 
     ``X_i' = OVF(R(X_i·2^(F_i − f_i), F_i − f_out))``, ``F_i = max(f_i, f_out)``.
-    Returns (int64[H, W, ΣC_i], events).
+    Returns (int64[H, W, ΣC_i], events); ``encode`` as for :func:`add`.
     """
     if len(xs) != len(fracs) or not xs:
         raise ValueError(f"{name}: need one frac per input and at least one input")
-    fast = _concat_fast(xs, fracs, int(f_out), numerics)
+    fast = _concat_fast(xs, fracs, int(f_out), numerics, encode)
     if fast is not None:
         return fast[0], _stream_events(fast[1])
     parts, events = [], no_events()
@@ -162,17 +172,18 @@ def prelu(x: np.ndarray, mult: np.ndarray, *, shift: int, numerics: Numerics = N
 
 
 def mul(x: np.ndarray, g: np.ndarray, *, f_x: int, f_g: int, f_out: int, numerics: Numerics = Numerics(),
-        name: str = "mul") -> tuple[np.ndarray, dict]:
+        name: str = "mul", encode: EncoderTable | None = None) -> tuple[np.ndarray | Encoded, dict]:
     """Channel-wise product ``x[h,w,c]·g[c]`` with g 1×1×C (arithmetic.md §6.14).
 
-    ``I = X·G``, ``n = f_x + f_g − f_out`` (≥ 0). Returns (int64[H, W, C], events).
+    ``I = X·G``, ``n = f_x + f_g − f_out`` (≥ 0). Returns (int64[H, W, C], events); ``encode``
+    as for :func:`add`.
     """
     X = as_stream(x, f"{name} input 0")
     G = as_stream(g, f"{name} input 1")
     if G.shape != (1, 1, X.shape[2]):
         raise ValueError(f"{name}: gate must be 1×1×{X.shape[2]}, got {G.shape}")
     n = check_shift(int(f_x) + int(f_g) - int(f_out), f"{name} (n = f_x + f_g − f_out, §6.14)")
-    fast = _requantize_fast([(X, 0, None, 0, G.reshape(-1), n, 0)], X.shape, numerics)
+    fast = _requantize_fast([(X, 0, None, 0, G.reshape(-1), n, 0)], X.shape, numerics, encode)
     if fast is not None:
         return fast[0], _stream_events(fast[1])
     y, ev = requantize(X * G, n, numerics, name)

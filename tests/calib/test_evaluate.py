@@ -97,12 +97,13 @@ def test_imdn_full_image_lean_run_equals_golden(imdn_art):
     """A whole Set5 LR image through real IMDN: the lean run (intermediates dropped, so every
     leaky_relu → split pair runs fused) gives golden's output and the op-by-op run's counters."""
     from golden.executor import run_golden
-    from intsim.engine import run, slope_split_pairs
+    from intsim.engine import fusion_plan, run
     from intsim.images import read_image
 
     path, _, _ = imdn_art
     art = load_artifact(path)
-    assert len(slope_split_pairs(art)) == 18  # 6 blocks × 3 distillation splits
+    plan = fusion_plan(art)
+    assert sum(f.split is not None for f in plan.values()) == 18  # 6 blocks × 3 distillation splits
     img = artifact_input(art, read_image(data_root() / "data/Set5/LR_bicubic/X4/babyx4.png", 3).pixels)
     lean, full = run(art, img, keep_tensors=False), run(art, img)
     out = art.outputs[0]

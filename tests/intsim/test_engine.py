@@ -372,7 +372,7 @@ def test_slope_split_fusion_equals_unfused(overflow, rounding, monkeypatch):
     """leaky_relu/prelu → split runs as one pass when intermediates are not kept: the same outputs
     and counters (op order, shapes, stream events) as the op-by-op run, on tensors large enough
     for the fused kernel, with slopes steep enough to overflow the stream."""
-    from intsim.engine import slope_split_pairs
+    from intsim.engine import fusion_plan
 
     base = build_artifact(Numerics(rounding=rounding, overflow=overflow, stream_bits=16))
     T = dict(base.tensors)
@@ -393,7 +393,7 @@ def test_slope_split_fusion_equals_unfused(overflow, rounding, monkeypatch):
            op("split2", "split", ["pr1"], ["t0", "t1"], {"sizes": [3, 5]}),
            op("skip", "add", ["t0", "x0"], ["out_s"]), by["out"]]
     art = replace(base, tensors=T, arrays=arrays, ops=ops)
-    assert set(slope_split_pairs(art)) == {"leaky", "prelu"}
+    assert {n for n, f in fusion_plan(art).items() if f.split is not None} == {"leaky", "prelu"}
     img = image(seed=3, h=72, w=64)
     full = run(art, img)
 
@@ -406,3 +406,86 @@ def test_slope_split_fusion_equals_unfused(overflow, rounding, monkeypatch):
     assert lean.counters == full.counters
     assert list(lean.counters["ops"]) == [o.name for o in ops]
     assert full.counters["ops"]["prelu"]["stream_overflow"] > 0
+
+
+def encode_fusion_artifact(numerics: Numerics, steep: bool) -> Artifact:
+    """A graph in which every kind of producer feeds an encode that is its tensor's only consumer:
+    leaky_relu → split (one slice encoded), add, mul, concat and a lone leaky_relu (``steep``:
+    with a slope of 256, which overflows the stream)."""
+    base = build_artifact(numerics)
+    rng = np.random.default_rng(5)
+    T = {k: base.tensors[k] for k in ("input", "output", "x0", "c0", "x1")}
+    for name, c in (("lk1", 8), ("s0", 3), ("s1", 5), ("e1", 3), ("a1", 3), ("xa", 3), ("mp", 8), ("m1", 8),
+                    ("xm", 3), ("cat", 6), ("xc", 3), ("lk2", 8), ("xl", 3), ("out_s", 3)):
+        T[name] = TensorSpec(name, "stream", c, frac=12)
+    for name, c in (("cE", 5), ("cA", 3), ("cM", 8), ("cC", 6), ("cL", 8)):
+        T[name] = TensorSpec(name, "codes", c, codebook=cb_signed())
+    arrays = {k: base.arrays[k] for k in ("in.mult", "in.offset", "c1.weight", "c1.w_mant", "c1.bias",
+                                          "out.mult", "out.offset")}
+    by = {o.name: o for o in base.ops}
+
+    def op(name, kind, ins, outs, attrs=None, arr=None):
+        return OpSpec(name, kind, tuple(ins), tuple(outs), attrs or {}, arr or {})
+
+    def conv(name, cin, out, k):
+        arrays[f"{name}.weight"] = rng.integers(-128, 128, size=(3, k, k, cin)).astype(np.int8)
+        arrays[f"{name}.w_mant"] = rng.integers(1, 64, size=3).astype(np.int64)
+        arrays[f"{name}.bias"] = rng.integers(-(1 << 12), 1 << 12, size=3).astype(np.int64)
+        return op(name, "conv2d", [f"c{name[-1]}"], [out],
+                  {"kernel": [k, k], "stride": [1, 1], "padding": [k // 2] * 2, "dilation": [1, 1], "groups": 1,
+                   "w_exp": 10}, {"weight": f"{name}.weight", "w_mant": f"{name}.w_mant", "bias": f"{name}.bias"})
+
+    ops_ = [by["in"], by["enc0"], by["conv1"],
+            op("leaky", "leaky_relu", ["x1"], ["lk1"], {"mult": 3277, "shift": 16}),
+            op("split", "split", ["lk1"], ["s0", "s1"], {"sizes": [3, 5]}),
+            op("encE", "encode", ["s1"], ["cE"]), conv("convE", 5, "e1", 1),
+            op("addE", "add", ["s0", "e1"], ["a1"]),
+            op("encA", "encode", ["a1"], ["cA"]), conv("convA", 3, "xa", 3),
+            op("gap", "mean_pool", ["x1"], ["mp"], {"shift": 16}),
+            op("mulE", "mul", ["x1", "mp"], ["m1"]),
+            op("encM", "encode", ["m1"], ["cM"]), conv("convM", 8, "xm", 1),
+            op("catE", "concat", ["xa", "xm"], ["cat"]),
+            op("encC", "encode", ["cat"], ["cC"]), conv("convC", 6, "xc", 1),
+            op("leaky2", "leaky_relu", ["x1"], ["lk2"], {"mult": 1 << 20 if steep else 3277, "shift": 12}),
+            op("encL", "encode", ["lk2"], ["cL"]), conv("convL", 8, "xl", 1),
+            op("sum", "add", ["xc", "xl"], ["out_s"]),
+            by["out"]]
+    return replace(base, tensors=T, arrays=arrays, ops=ops_)
+
+
+@pytest.mark.parametrize("overflow", ["saturate", "wrap", "error"])
+@pytest.mark.parametrize("rounding", ["half_up", "half_even"])
+def test_encode_fusion_equals_unfused(overflow, rounding, monkeypatch):
+    """Each producer whose output only an encode reads emits the codes in the same pass when
+    intermediates are not kept: the same output and counters (op order, shapes, stream events,
+    saturations, histograms) as the op-by-op run. Under 'error' the slope kernels step aside (the
+    numpy form names an overflowing value), and an overflow raises either way."""
+    from intsim.engine import fusion_plan
+
+    steep = overflow != "error"
+    art = encode_fusion_artifact(Numerics(rounding=rounding, overflow=overflow, stream_bits=24), steep)
+    plan = fusion_plan(art)
+    assert {n: [e and e.name for e in f.encodes] for n, f in plan.items()} == {
+        "leaky": [None, "encE"], "addE": ["encA"], "mulE": ["encM"], "catE": ["encC"], "leaky2": ["encL"]}
+    img = image(seed=4, h=96, w=64)
+    if overflow == "error":
+        steep_art = encode_fusion_artifact(art.numerics, True)
+        for keep in (True, False):
+            with pytest.raises(EngineOverflowError, match="leaky2"):
+                run(steep_art, img, keep_tensors=keep)
+    full = run(art, img)
+    ran_alone = []
+    encode_op = OPS["encode"]
+
+    def spy(art_, op, xs):
+        ran_alone.append(op.name)
+        return encode_op(art_, op, xs)
+
+    monkeypatch.setitem(OPS, "encode", spy)
+    lean = run(art, img, keep_tensors=False)
+    np.testing.assert_array_equal(lean.tensors["output"], full.tensors["output"])
+    assert lean.counters == full.counters
+    # every other encode ran inside its producer (under 'error', not those of the slope ops)
+    assert ran_alone == (["enc0", "encE", "encL"] if overflow == "error" else ["enc0"])
+    assert full.counters["totals"]["saturations"] > 0
+    assert (full.counters["ops"]["leaky2"]["stream_overflow"] > 0) is steep
