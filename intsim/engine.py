@@ -11,6 +11,7 @@ shifts in [0, 62], shapes) and raises ``ValueError`` with a clear message.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -428,12 +429,14 @@ def _run_fused(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[lis
     return results, events, extra
 
 
-def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResult:
+def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
+        op_seconds: dict[str, float] | None = None) -> RunResult:
     """Execute ``art`` on one uint8 H×W×C image (C = the input tensor's channels).
 
     Returns a :class:`RunResult`. Raises ``ValueError`` for an unusable image or
     a malformed op, :class:`~intsim.overflow.EngineOverflowError` under the
-    ``error`` overflow policy.
+    ``error`` overflow policy. ``op_seconds``: if given, each op's wall time (s) is
+    added to it under the op's name (a fused group's time is charged to its producer).
     """
     in_name = _check_image(art, image)
     KP.tune_allocator()  # speed only: large tensors reuse process memory (see intsim.kernels.parallel)
@@ -457,6 +460,7 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResul
         adapter = OPS.get(op.op)
         if adapter is None:
             raise ValueError(f"op {op.name!r}: unknown op type {op.op!r}")
+        t0 = time.perf_counter()
         if op.name in fused:
             results, events = fused.pop(op.name)
         else:
@@ -479,6 +483,8 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True) -> RunResul
             if not isinstance(v, _Shape):
                 env[t] = v
         op_counters[op.name] = counter_entry(op.op, events, [[int(d) for d in r.shape] for r in results], totals)
+        if op_seconds is not None:
+            op_seconds[op.name] = op_seconds.get(op.name, 0.0) + time.perf_counter() - t0
         if not keep_tensors:
             for t in op.inputs:
                 uses[t] -= 1
