@@ -20,6 +20,9 @@ by :func:`~intsim.kernels.parallel.stream_bands`.
   ``OVF_stream(R(X·M_c, k))``; the engine keeps the numpy op under ``error``. It
   reads a channel window, so the engine fuses a slope op with the ``split`` that
   is its output's only consumer (one pass, the split's slices written directly).
+* :func:`slope_encode_rows` and :func:`requantize_encode_rows` are those two with
+  the encoder (§3.4) of the stream's only consumer fused: a few rows go through
+  an L2-sized scratch and come out as codes (:mod:`intsim.kernels.encode`).
 
 :func:`requantize_rows` equals the numpy forms on every int64 input, also
 outside the load-time envelope (§9); its left shifts must be in [0, 63] (numpy

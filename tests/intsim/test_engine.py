@@ -489,3 +489,13 @@ def test_encode_fusion_equals_unfused(overflow, rounding, monkeypatch):
     assert ran_alone == (["enc0", "encE", "encL"] if overflow == "error" else ["enc0"])
     assert full.counters["totals"]["saturations"] > 0
     assert (full.counters["ops"]["leaky2"]["stream_overflow"] > 0) is steep
+
+
+def test_op_seconds_charges_fused_groups_to_their_producer():
+    """``op_seconds`` gets every op's wall time; an op run inside its producer's pass gets (about) none."""
+    art = encode_fusion_artifact(Numerics(), True)
+    times: dict[str, float] = {}
+    run(art, image(seed=4, h=96, w=64), keep_tensors=False, op_seconds=times)
+    assert set(times) == {o.name for o in art.ops} and min(times.values()) >= 0
+    for fused_op in ("split", "encE", "encA", "encM", "encC", "encL"):
+        assert times[fused_op] < times["conv1"]
