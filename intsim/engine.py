@@ -84,13 +84,23 @@ def _image_out(art, op, xs):
     return [x], ev
 
 
+def codes_fit(codebook) -> bool:
+    """True if every code an encoder of ``codebook`` can emit, ``base_s + q − qmin_s`` with ``q`` in
+    ``[qmin_s, qmax_s]`` (§3.4), lies in ``[0, N)``: validation guarantees it; an artifact built in
+    memory may not. The kernels index tables with codes, so they rely on it."""
+    return len(codebook.bases) == len(codebook.segments) and all(
+        sg.qmin <= sg.qmax and 0 <= int(b) and int(b) + sg.qmax - sg.qmin < codebook.num_codes
+        for b, sg in zip(codebook.bases, codebook.segments))
+
+
 def encoder_table(codebook, rounding) -> encode_kernels.EncoderTable | None:
     """The codebook's encoder as the fused kernels take it, or None where they do not apply
-    (thresholds not one fewer than the segments, or not strictly increasing): then the
-    numpy encoder (:func:`intsim.encoder.encode`) runs, and says what is wrong."""
+    (thresholds not one fewer than the segments, or not strictly increasing; codes that would
+    not fit, see :func:`codes_fit`): then the numpy encoder (:func:`intsim.encoder.encode`) runs."""
     S = len(codebook.segments)
     th = [int(t) for t in codebook.thresholds]
-    if len(th) != S - 1 or len(codebook.encoder) != S or any(b <= a for a, b in zip(th, th[1:])):
+    if (len(th) != S - 1 or len(codebook.encoder) != S or any(b <= a for a, b in zip(th, th[1:]))
+            or not codes_fit(codebook)):
         return None
     enc, segs = codebook.encoder, codebook.segments
     return encode_kernels.EncoderTable.of(
@@ -149,7 +159,8 @@ def _conv2d(art, op, xs):
                             art.array(op, "bias"), w_exp=a["w_exp"], f_out=_frac(art, op.outputs[0]),
                             stride=a.get("stride", (1, 1)), padding=a.get("padding", (0, 0)),
                             dilation=a.get("dilation", (1, 1)), groups=a.get("groups", 1),
-                            numerics=art.numerics, name=op.name, constants=_conv_constants(art, op, False))
+                            numerics=art.numerics, name=op.name, constants=_conv_constants(art, op, False),
+                            codes_in_range=codes_fit(_codebook_of(art, op.inputs[0])))
     return [x], ev
 
 
@@ -163,7 +174,8 @@ def _conv_transpose2d(art, op, xs):
                                       padding=a.get("padding", (0, 0)),
                                       output_padding=a.get("output_padding", (0, 0)),
                                       numerics=art.numerics, name=op.name,
-                                      constants=_conv_constants(art, op, True))
+                                      constants=_conv_constants(art, op, True),
+                                      codes_in_range=codes_fit(_codebook_of(art, op.inputs[0])))
     return [x], ev
 
 

@@ -36,7 +36,7 @@ import numpy as np
 from intsim.kernels import parallel as KP
 from intsim.kernels import uindex as _u
 from intsim.kernels import wrapping
-from intsim.kernels.encode import encode_scratch, encoded_bands, scratch_rows
+from intsim.kernels.encode import Encoded, encode_scratch, encoded_bands, scratch_rows
 from intsim.overflow import wrap_scalar
 from intsim.rounding import round_shift_scalar
 
@@ -89,15 +89,22 @@ def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out, c0, dy):
 
 
 @numba.njit(cache=True, nogil=True)
-def slope_encode_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, c0, scratch, table, codes, hist):
+def slope_encode_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, c0, scratch, table, codes, hist,
+                      plain, plain_c0, n_plain):
     """:func:`slope_rows` of rows ``[y0, y1)``, channels ``[c0, c0 + C_out)``, encoded (§3.4) a few
     rows at a time through ``scratch`` int64[R, W, C_out] into ``codes``; returns
-    ``(events, saturations)`` and adds to ``hist`` (:func:`intsim.kernels.encode.encode_scratch`)."""
+    ``(events, saturations)`` and adds to ``hist`` (:func:`intsim.kernels.encode.encode_scratch`).
+
+    The first ``n_plain`` outputs of the tuple ``plain`` (int64, channels from ``plain_c0[i]``; the
+    tuple is never empty, numba cannot type one) get the same rows of their slices, in the
+    same pass, so each row of ``x`` is read once while it is in cache."""
     R = scratch.shape[0]
     ev = 0
     sats = 0
     for y in range(y0, y1, R):
         r = min(R, y1 - y)
+        for i in range(n_plain):
+            ev += slope_rows(x, mult, shift, rmode, policy, stream_bits, y, y + r, plain[i], plain_c0[i], 0)
         ev += slope_rows(x, mult, shift, rmode, policy, stream_bits, y, y + r, scratch, c0, y)
         sats += encode_scratch(scratch, r, table, rmode, codes, y, hist)
     return ev, sats
@@ -119,23 +126,33 @@ def slope_bands(x: np.ndarray, mult: np.ndarray, shift: int, rmode: int, policy:
     encoders = [None] * len(sizes) if encoders is None else list(encoders)
     starts = channel_starts(sizes)
     plain = [(c0, np.empty((H, W, s), dtype=np.int64)) for c0, s, e in zip(starts, sizes, encoders) if e is None]
-    coded = [(c0, s, e) for c0, s, e in zip(starts, sizes, encoders) if e is not None]
+    coded = [(c0, s, e, np.empty((H, W, s), dtype=e.code_dtype))
+             for c0, s, e in zip(starts, sizes, encoders) if e is not None]
     args = (int(shift), int(rmode), int(policy), int(stream_bits))
-    bands = KP.bands(H, min_rows=4)
-    ev = 0
-    if plain:
-        ev += sum(KP.run_bands(lambda lo, hi: sum(slope_rows(xc, m, *args, lo, hi, o, c0, 0) for c0, o in plain),
-                               bands))
-    encoded = {}
-    for c0, size, table in coded:
-        def band(lo, hi, codes, hist, c0=c0, size=size, table=table):
-            scratch = np.empty((scratch_rows(W, size), W, size), dtype=np.int64)
-            return slope_encode_rows(xc, m, *args, lo, hi, c0, scratch, table.arrays, codes, hist)
+    plain_t = tuple(o for _, o in plain) or (xc,)  # the kernel's tuple is never empty (see slope_encode_rows)
+    plain_c0 = np.array([c0 for c0, _ in plain], dtype=np.int64)
 
-        encoded[c0], e = encoded_bands((H, W, size), table, band, bands)
-        ev += e
-    plain_of = dict(plain)
-    return [encoded[c0] if c0 in encoded else plain_of[c0] for c0 in starts], int(ev)
+    def band(lo, hi):
+        if not coded:
+            return sum(slope_rows(xc, m, *args, lo, hi, o, c0, 0) for c0, o in plain), []
+        ev, parts = 0, []
+        for k, (c0, size, table, codes) in enumerate(coded):
+            hist = np.zeros(table.num_codes, dtype=np.int64)
+            scratch = np.empty((scratch_rows(W, size), W, size), dtype=np.int64)
+            e, sats = slope_encode_rows(xc, m, *args, lo, hi, c0, scratch, table.arrays, codes, hist,
+                                        plain_t, plain_c0, len(plain) if k == 0 else 0)
+            ev += e
+            parts.append((int(sats), hist))
+        return ev, parts
+
+    results = KP.run_bands(band, KP.bands(H, min_rows=4))
+    out = dict(plain)
+    for k, (c0, _, table, codes) in enumerate(coded):
+        hist = np.zeros(table.num_codes, dtype=np.int64)
+        for _, parts in results:
+            hist += parts[k][1]
+        out[c0] = Encoded(codes, sum(parts[k][0] for _, parts in results), hist)
+    return [out[c0] for c0 in starts], int(sum(ev for ev, _ in results))
 
 
 @numba.njit(cache=True, inline="always")

@@ -71,15 +71,17 @@ def _pair(v, what: str) -> tuple[int, int]:
 _CODE_DTYPES = (np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64))
 
 
-def _check_codes(codes: np.ndarray, codebook: Codebook, name: str) -> np.ndarray:
+def _check_codes(codes: np.ndarray, codebook: Codebook, name: str, in_range: bool = False) -> np.ndarray:
     # Codes stay in their (narrow) signed dtype: the kernels index with them, a copy to int64 costs a pass.
+    # in_range: the caller's own encoder made them (§3.4 gives codes in [0, N) by construction), so the
+    # range pass is skipped: on a large input it is a full read of the codes from memory.
     c = np.asarray(codes)
     if c.dtype not in _CODE_DTYPES:
         c = c.astype(np.int64)
     c = np.ascontiguousarray(c)
     if c.ndim != 3:
         raise ValueError(f"{name}: codes must be H×W×C, got shape {c.shape}")
-    if c.size and (int(c.min()) < 0 or int(c.max()) >= codebook.num_codes):
+    if not in_range and c.size and (int(c.min()) < 0 or int(c.max()) >= codebook.num_codes):
         raise ValueError(f"{name}: codes outside [0, {codebook.num_codes})")
     return c
 
@@ -688,7 +690,8 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
            w_exp: int, f_out: int, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1,
            numerics: Numerics = Numerics(), name: str = "conv2d",
            ordered: bool | None = None, path: str | None = None,
-           worst: dict | None = None, constants: ConvConstants | None = None) -> tuple[np.ndarray, dict]:
+           worst: dict | None = None, constants: ConvConstants | None = None,
+           codes_in_range: bool = False) -> tuple[np.ndarray, dict]:
     """2-D convolution of codes (arithmetic.md §5.1–§5.4).
 
     codes int16/int32/int64[H, W, Ci] (flat codes of ``codebook``); weight int[Co, kh, kw, Ci/g]
@@ -701,10 +704,12 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
     from :func:`intsim.bounds.conv_accumulators` (None: computed here, same numbers).
     ``constants``: :func:`conv_constants` of these weights, codebook and numerics
     (then ``ordered`` and ``worst`` are taken from it); None computes them.
+    ``codes_in_range``: the codes are the output of an encoder of ``codebook`` (the engine's),
+    so they lie in ``[0, N)`` and are not range-checked; otherwise a code outside is refused.
     Returns (int64[Ho, Wo, Co] stream, events with macs, acc_overflow,
     stream_overflow, saturations, ordered).
     """
-    c = _check_codes(codes, codebook, name)
+    c = _check_codes(codes, codebook, name, codes_in_range)
     w = np.asarray(weight)
     groups = int(groups)
     if w.ndim != 4:
@@ -732,13 +737,14 @@ def conv_transpose2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, 
                      bias: np.ndarray, *, w_exp: int, f_out: int, stride=(1, 1), padding=(0, 0),
                      output_padding=(0, 0), numerics: Numerics = Numerics(), name: str = "conv_transpose2d",
                      ordered: bool | None = None, path: str | None = None,
-                     worst: dict | None = None, constants: ConvConstants | None = None) -> tuple[np.ndarray, dict]:
+                     worst: dict | None = None, constants: ConvConstants | None = None,
+                     codes_in_range: bool = False) -> tuple[np.ndarray, dict]:
     """Transposed convolution, gather form (arithmetic.md §5.5; groups 1, dilation 1).
 
     weight int[Co, kh, kw, Ci] (torch's [Ci, Co, kh, kw] transposed, not
     flipped); other arguments and the result as :func:`conv2d`.
     """
-    c = _check_codes(codes, codebook, name)
+    c = _check_codes(codes, codebook, name, codes_in_range)
     w = np.asarray(weight)
     if w.ndim != 4 or w.shape[3] != c.shape[2]:
         raise ValueError(f"{name}: weight must be [Co, kh, kw, Ci={c.shape[2]}], got shape {w.shape}")

@@ -499,3 +499,14 @@ def test_op_seconds_charges_fused_groups_to_their_producer():
     assert set(times) == {o.name for o in art.ops} and min(times.values()) >= 0
     for fused_op in ("split", "encE", "encA", "encM", "encC", "encL"):
         assert times[fused_op] < times["conv1"]
+
+
+def test_codes_fit_only_for_codebooks_whose_codes_lie_in_range():
+    """The engine skips the conv's range pass over codes only where its encoder cannot emit a code
+    outside [0, N); a malformed in-memory codebook (a segment with qmin > qmax) is not trusted."""
+    from intsim.engine import codes_fit, encoder_table
+
+    assert codes_fit(cb_signed()) and codes_fit(cb_relu())
+    bad = replace(cb_relu(), segments=(Segment(0, 256, 5, 2), Segment(8192, 1024, 1, 16)))
+    assert not codes_fit(bad)
+    assert encoder_table(bad, "half_up") is None  # the kernels index tables with codes: numpy encoder instead
