@@ -151,7 +151,7 @@ def _conv_constants(art: Artifact, op: OpSpec, transposed: bool) -> conv_ops.Con
     return consts
 
 
-def _conv2d(art, op, xs):
+def _conv2d(art, op, xs, rows_sink=None):
     a = op.attrs
     if [int(k) for k in a["kernel"]] != list(art.array(op, "weight").shape[1:3]):
         raise ValueError(f"op {op.name!r}: attrs kernel {a['kernel']} != weight shape {art.array(op, 'weight').shape}")
@@ -160,7 +160,7 @@ def _conv2d(art, op, xs):
                             stride=a.get("stride", (1, 1)), padding=a.get("padding", (0, 0)),
                             dilation=a.get("dilation", (1, 1)), groups=a.get("groups", 1),
                             numerics=art.numerics, name=op.name, constants=_conv_constants(art, op, False),
-                            codes_in_range=codes_fit(_codebook_of(art, op.inputs[0])))
+                            codes_in_range=codes_fit(_codebook_of(art, op.inputs[0])), rows_sink=rows_sink)
     return [x], ev
 
 
@@ -379,10 +379,14 @@ class Fusion:
     ``split``: the ``split`` that is a leaky_relu / prelu's only consumer, or None.
     ``encodes``: per output of the last op of the group (the split's, else the producer's),
     the ``encode`` op that is that tensor's only consumer, or None.
+    ``slope``: for a ``conv2d`` producer, the leaky_relu / prelu that is its output's only
+    consumer (``split`` and ``encodes`` are then that op's): it takes the conv's output rows
+    band by band, while they are in cache.
     """
 
     split: OpSpec | None
     encodes: tuple
+    slope: OpSpec | None = None
 
 
 def fusion_plan(art: Artifact) -> dict[str, Fusion]:
@@ -409,7 +413,72 @@ def fusion_plan(art: Artifact) -> dict[str, Fusion]:
             plan[op.name] = Fusion(split, tuple(only(t, "encode") for t in split.outputs))
         elif op.op in ENCODE_FUSABLE and only(op.outputs[0], "encode") is not None:
             plan[op.name] = Fusion(None, (only(op.outputs[0], "encode"),))
+    for op in art.ops:
+        if op.op == "conv2d" and len(op.outputs) == 1:
+            slope = only(op.outputs[0], "leaky_relu") or only(op.outputs[0], "prelu")
+            if slope is not None:
+                rest = plan.get(slope.name, Fusion(None, (None,)))
+                plan[op.name] = Fusion(rest.split, rest.encodes, slope)
     return plan
+
+
+def _slope_sink(art: Artifact, slope: OpSpec, fusion: Fusion, shape: tuple) -> elementwise_kernels.SlopeSink | None:
+    """A :class:`SlopeSink` for the slope op ``slope`` (with ``fusion``'s split and encoders) on a
+    stream of ``shape``, or None where the kernel does not apply (then the ops run apart)."""
+    policy = OverflowPolicy.parse(art.numerics.overflow)
+    _same_frac(art, slope)
+    sizes = None
+    if fusion.split is not None:
+        _same_frac(art, fusion.split)
+        sizes = [int(v) for v in fusion.split.attrs["sizes"]]
+        if len(sizes) != len(fusion.split.outputs) or min(sizes, default=0) < 1 or sum(sizes) != shape[2]:
+            return None
+    mult = _slope_mult(art, slope, np.empty((0, 0, shape[2]), dtype=np.int64))
+    if policy is OverflowPolicy.ERROR or not 0 <= int(slope.attrs["shift"]) <= 62 or mult.shape != (shape[2],):
+        return None
+    tables = [None if e is None else encoder_table(_codebook_of(art, e.outputs[0]), art.numerics.rounding)
+              for e in fusion.encodes]
+    return elementwise_kernels.SlopeSink(shape, mult, int(slope.attrs["shift"]),
+                                         int(RoundingMode.parse(art.numerics.rounding)), int(policy),
+                                         art.numerics.stream_bits, sizes, tables)
+
+
+def _run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[list, dict, dict]:
+    """A conv2d whose output rows go straight into its slope op (and that op's split and encoders)."""
+    codes = np.asarray(xs[0])
+    sink = None
+    if codes.ndim == 3:
+        a = op.attrs
+        hw = conv_ops.conv2d_output_hw(codes.shape[:2], a["kernel"], a.get("stride", (1, 1)),
+                                       a.get("padding", (0, 0)), a.get("dilation", (1, 1)))
+        if hw is not None:
+            sink = _slope_sink(art, fusion.slope, fusion, (*hw, art.tensors[op.outputs[0]].channels))
+    [conv_out], events = _conv2d(art, op, xs, rows_sink=sink)
+    if sink is None or sink.rows_done != conv_out.shape[0]:
+        return [conv_out], events, {}  # not handed over (another conv path): the slope op runs on its own
+    outs, ev = sink.result()
+    slope_events = no_events()
+    slope_events["stream_overflow"] = int(ev)
+    last, extra = _take_encoded(outs, fusion.encodes)
+    if fusion.split is None:
+        extra[fusion.slope.name] = (last, slope_events)
+    else:
+        extra[fusion.slope.name] = ([_Shape(conv_out.shape)], slope_events)
+        extra[fusion.split.name] = (last, no_events())
+    return [_Shape(conv_out.shape)], events, extra
+
+
+def _take_encoded(outs: list, encodes: tuple) -> tuple[list, dict]:
+    """``outs`` with each :class:`Encoded` replaced by its shape, and ``{encode op name: (outputs,
+    events)}`` for those."""
+    extra, last = {}, []
+    for o, e in zip(outs, encodes):
+        if isinstance(o, encode_kernels.Encoded):
+            extra[e.name] = ([o.codes], _encode_events(o.saturations, o.histogram))
+            last.append(_Shape(o.codes.shape))
+        else:
+            last.append(o)
+    return last, extra
 
 
 def _run_fused(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[list, dict, dict] | None:
@@ -417,6 +486,8 @@ def _run_fused(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[lis
     events)})``, with :class:`_Shape` for each tensor never materialized; None where the split
     cannot be fused (then every op runs on its own). An encode whose fused kernel does not apply
     (small tensor, 'error' policy, unusual codebook) is left to run on its own."""
+    if fusion.slope is not None:
+        return _run_conv_slope(art, op, fusion, xs)
     tables = [None if e is None else encoder_table(_codebook_of(art, e.outputs[0]), art.numerics.rounding)
               for e in fusion.encodes]
     if fusion.split is not None:
@@ -428,13 +499,7 @@ def _run_fused(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[lis
     else:
         outs, events = OPS[op.op](art, op, xs, encode=tables[0])
         results = None
-    extra, last = {}, []
-    for o, e in zip(outs, fusion.encodes):
-        if isinstance(o, encode_kernels.Encoded):
-            extra[e.name] = ([o.codes], _encode_events(o.saturations, o.histogram))
-            last.append(_Shape(o.codes.shape))
-        else:
-            last.append(o)
+    last, extra = _take_encoded(outs, fusion.encodes)
     if fusion.split is None:
         return last, events, extra
     extra[fusion.split.name] = (last, no_events())

@@ -30,6 +30,8 @@ defines larger ones as 0; the ops keep those on numpy).
 """
 from __future__ import annotations
 
+import threading
+
 import numba
 import numpy as np
 
@@ -110,6 +112,72 @@ def slope_encode_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, c0, sc
     return ev, sats
 
 
+class SlopeSink:
+    """The slope op (§6.7), optionally fused with a ``split`` (§6.5) and encoders (§3.4), over
+    rows of its input as they arrive: ``sink(y0, y1, rows)`` takes rows ``[y0, y1)`` (int64,
+    C-contiguous) from any thread, each row once; :meth:`result` then gives what
+    :func:`slope_bands` returns. A producer (a conv band) can hand its rows over while they
+    are still in cache.
+
+    ``sizes``: the split's slice sizes (None: one output); ``encoders``: per output, None or
+    an :class:`~intsim.kernels.encode.EncoderTable` whose rounding is ``rmode``.
+    """
+
+    def __init__(self, shape: tuple, mult: np.ndarray, shift: int, rmode: int, policy: int, stream_bits: int,
+                 sizes: list[int] | None = None, encoders: list | None = None):
+        H, W, C = shape
+        self.W = W
+        self.row_shape = (W, C)
+        self.m = np.ascontiguousarray(mult, dtype=np.int64)
+        self.args = (int(shift), int(rmode), int(policy), int(stream_bits))
+        self.sizes = [C] if sizes is None else [int(v) for v in sizes]
+        encoders = [None] * len(self.sizes) if encoders is None else list(encoders)
+        self.starts = channel_starts(self.sizes)
+        self.plain = [(c0, np.empty((H, W, n), dtype=np.int64))
+                      for c0, n, e in zip(self.starts, self.sizes, encoders) if e is None]
+        self.coded = [(c0, n, e, np.empty((H, W, n), dtype=e.code_dtype))
+                      for c0, n, e in zip(self.starts, self.sizes, encoders) if e is not None]
+        self.plain_c0 = np.array([c0 for c0, _ in self.plain], dtype=np.int64)
+        self.parts: list = []  # per call: (events, [(saturations, histogram) per coded output])
+        self.rows_done = 0  # rows taken so far: the producer handed every row over when it equals H
+        self.lock = threading.Lock()
+
+    def __call__(self, y0: int, y1: int, rows: np.ndarray) -> None:
+        if rows.shape != (y1 - y0, *self.row_shape) or rows.dtype != np.int64 or not rows.flags.c_contiguous:
+            # the kernels do not check bounds: a wrong shape must never reach them
+            raise ValueError(f"slope sink: rows {rows.shape} {rows.dtype} for rows [{y0}, {y1}) of width and "
+                             f"channels {self.row_shape}")
+        r, m, args = y1 - y0, self.m, self.args
+        if not self.coded:
+            ev = sum(slope_rows(rows, m, *args, 0, r, o, c0, -y0) for c0, o in self.plain)
+            parts = []
+        else:
+            # the kernel's tuple is never empty (see slope_encode_rows)
+            plain_t = tuple(o[y0:y1] for _, o in self.plain) or (rows,)
+            ev, parts = 0, []
+            for k, (c0, n, table, codes) in enumerate(self.coded):
+                hist = np.zeros(table.num_codes, dtype=np.int64)
+                scratch = np.empty((scratch_rows(self.W, n), self.W, n), dtype=np.int64)
+                e, sats = slope_encode_rows(rows, m, *args, 0, r, c0, scratch, table.arrays, codes[y0:y1], hist,
+                                            plain_t, self.plain_c0, len(self.plain) if k == 0 else 0)
+                ev += e
+                parts.append((int(sats), hist))
+        with self.lock:
+            self.parts.append((int(ev), parts))
+            self.rows_done += r
+
+    def result(self) -> tuple[list, int]:
+        """``(outputs, stream events)``: int64 arrays, or :class:`~intsim.kernels.encode.Encoded` for
+        the encoded outputs, in channel order."""
+        out = dict(self.plain)
+        for k, (c0, _, table, codes) in enumerate(self.coded):
+            hist = np.zeros(table.num_codes, dtype=np.int64)
+            for _, parts in self.parts:
+                hist += parts[k][1]
+            out[c0] = Encoded(codes, sum(parts[k][0] for _, parts in self.parts), hist)
+        return [out[c0] for c0 in self.starts], sum(ev for ev, _ in self.parts)
+
+
 def slope_bands(x: np.ndarray, mult: np.ndarray, shift: int, rmode: int, policy: int, stream_bits: int,
                 sizes: list[int] | None = None, encoders: list | None = None) -> tuple[list, int]:
     """``([out int64[H, W, C]], stream events)`` of the slope op on int64 ``x`` (saturate or wrap
@@ -120,39 +188,9 @@ def slope_bands(x: np.ndarray, mult: np.ndarray, shift: int, rmode: int, policy:
     rounding is ``rmode``: that output is encoded in the same pass and comes back as an
     :class:`~intsim.kernels.encode.Encoded` (its int64 stream is never stored)."""
     xc = np.ascontiguousarray(x, dtype=np.int64)
-    m = np.ascontiguousarray(mult, dtype=np.int64)
-    H, W, C = xc.shape
-    sizes = [C] if sizes is None else [int(s) for s in sizes]
-    encoders = [None] * len(sizes) if encoders is None else list(encoders)
-    starts = channel_starts(sizes)
-    plain = [(c0, np.empty((H, W, s), dtype=np.int64)) for c0, s, e in zip(starts, sizes, encoders) if e is None]
-    coded = [(c0, s, e, np.empty((H, W, s), dtype=e.code_dtype))
-             for c0, s, e in zip(starts, sizes, encoders) if e is not None]
-    args = (int(shift), int(rmode), int(policy), int(stream_bits))
-    plain_t = tuple(o for _, o in plain) or (xc,)  # the kernel's tuple is never empty (see slope_encode_rows)
-    plain_c0 = np.array([c0 for c0, _ in plain], dtype=np.int64)
-
-    def band(lo, hi):
-        if not coded:
-            return sum(slope_rows(xc, m, *args, lo, hi, o, c0, 0) for c0, o in plain), []
-        ev, parts = 0, []
-        for k, (c0, size, table, codes) in enumerate(coded):
-            hist = np.zeros(table.num_codes, dtype=np.int64)
-            scratch = np.empty((scratch_rows(W, size), W, size), dtype=np.int64)
-            e, sats = slope_encode_rows(xc, m, *args, lo, hi, c0, scratch, table.arrays, codes, hist,
-                                        plain_t, plain_c0, len(plain) if k == 0 else 0)
-            ev += e
-            parts.append((int(sats), hist))
-        return ev, parts
-
-    results = KP.run_bands(band, KP.bands(H, min_rows=4))
-    out = dict(plain)
-    for k, (c0, _, table, codes) in enumerate(coded):
-        hist = np.zeros(table.num_codes, dtype=np.int64)
-        for _, parts in results:
-            hist += parts[k][1]
-        out[c0] = Encoded(codes, sum(parts[k][0] for _, parts in results), hist)
-    return [out[c0] for c0 in starts], int(sum(ev for ev, _ in results))
+    sink = SlopeSink(xc.shape, mult, shift, rmode, policy, stream_bits, sizes, encoders)
+    KP.run_bands(lambda lo, hi: sink(lo, hi, xc[lo:hi]), KP.bands(xc.shape[0], min_rows=4))
+    return sink.result()
 
 
 @numba.njit(cache=True, inline="always")

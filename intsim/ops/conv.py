@@ -377,7 +377,7 @@ def conv_constants(weight: np.ndarray, w_mant: np.ndarray, codebook: Codebook, n
 
 def _run(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTaps, w_exp, f_out, numerics: Numerics,
          name: str, path: str | None = None, kn2row: bool = False,
-         geometry: tuple[int, int, int, int] | None = None):
+         geometry: tuple[int, int, int, int] | None = None, rows_sink=None):
     w = consts.weight
     co_n = w.shape[0]
     if np.shape(bias) != (co_n,):
@@ -422,7 +422,7 @@ def _run(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTaps, w
     elif chosen == "int8":
         out = _run_int8(codes, codebook, consts, np.asarray(bias, dtype=np.int64), plan, geometry, iy_of, ix_of,
                         nshift, rmode, int(policy), int(numerics.stream_bits), inv_x, row_counts, st_ev,
-                        status, status_ox)
+                        status, status_ox, rows_sink)
     else:
         out = _run_gemm(codes, codebook, consts, np.asarray(bias, dtype=np.int64), int(groups), iy_of, ix_of,
                         nshift, rmode, int(policy), int(numerics.stream_bits),
@@ -545,10 +545,11 @@ def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse:
 
 
 def _run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode,
-              policy, stream_bits, inv_x, row_counts, st_ev, status, status_ox):
+              policy, stream_bits, inv_x, row_counts, st_ev, status, status_ox, rows_sink=None):
     """The int8 path (see the module docstring and :mod:`intsim.kernels.int8dot`); returns the
     int64 output stream. ``T = Σ_j f_j·acc_j`` (plus the sparse pass) in grid units, then
-    ``I = base·T + B`` as on the GEMM path."""
+    ``I = base·T + B`` as on the GEMM path. ``rows_sink``: called with each band's finished
+    output rows, ``rows_sink(oy0, oy1, out[oy0:oy1])``, by the thread that made them."""
     w = consts.weight
     co_n, kh, kw, _ = w.shape
     ho, wo = iy_of.shape[0], ix_of.shape[0]
@@ -588,6 +589,8 @@ def _run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geom
             KI.conv_rows(out, oy0, oy1, planes[k], sw * cp, sh * wp * cp, tapoffs, cp // 4, wpk, k4n,
                          plan.planes[k].offset, colsum, plan.planes[k].factor, base, bias, nshift, rmode, policy,
                          stream_bits, k == 0, accumulate, sparse, st_ev, status, status_ox)
+        if rows_sink is not None:
+            rows_sink(oy0, oy1, out[oy0:oy1])
 
     KP.run_bands(band, KP.bands(ho))
     return out
@@ -686,12 +689,28 @@ def _run_gemm(codes, codebook, consts: ConvConstants, bias, groups, iy_of, ix_of
     return out
 
 
+def conv2d_output_hw(hw: tuple, kernel, stride, padding, dilation) -> tuple[int, int] | None:
+    """``(Ho, Wo)`` of a conv2d (§5.1) on an ``hw`` input, or None for a geometry :func:`conv2d`
+    refuses (it then says why)."""
+    try:
+        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (_pair(v, n) for v, n in ((kernel, "kernel"), (stride, "stride"),
+                                                                          (padding, "padding"),
+                                                                          (dilation, "dilation")))
+    except ValueError:
+        return None
+    if min(sh, sw, dh, dw, kh, kw) < 1 or min(ph, pw) < 0:
+        return None
+    ho = (hw[0] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (hw[1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    return (ho, wo) if ho >= 0 and wo >= 0 else None
+
+
 def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np.ndarray, bias: np.ndarray, *,
            w_exp: int, f_out: int, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups: int = 1,
            numerics: Numerics = Numerics(), name: str = "conv2d",
            ordered: bool | None = None, path: str | None = None,
            worst: dict | None = None, constants: ConvConstants | None = None,
-           codes_in_range: bool = False) -> tuple[np.ndarray, dict]:
+           codes_in_range: bool = False, rows_sink=None) -> tuple[np.ndarray, dict]:
     """2-D convolution of codes (arithmetic.md §5.1–§5.4).
 
     codes int16/int32/int64[H, W, Ci] (flat codes of ``codebook``); weight int[Co, kh, kw, Ci/g]
@@ -706,6 +725,9 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
     (then ``ordered`` and ``worst`` are taken from it); None computes them.
     ``codes_in_range``: the codes are the output of an encoder of ``codebook`` (the engine's),
     so they lie in ``[0, N)`` and are not range-checked; otherwise a code outside is refused.
+    ``rows_sink``: on the int8 path, called with each band of finished output rows as
+    ``rows_sink(oy0, oy1, rows)`` from the thread that made them (a consumer fused with
+    the conv reads them while they are in cache); the other paths do not call it.
     Returns (int64[Ho, Wo, Co] stream, events with macs, acc_overflow,
     stream_overflow, saturations, ordered).
     """
@@ -730,7 +752,7 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
         constants = conv_constants(w, w_mant, codebook, numerics, groups=groups, ordered=ordered, worst=worst,
                                    name=name)
     return _run(c, codebook, constants, bias, groups, taps, w_exp, f_out, numerics, name, path, kn2row,
-                (sh, sw, dh, dw))
+                (sh, sw, dh, dw), rows_sink)
 
 
 def conv_transpose2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np.ndarray,

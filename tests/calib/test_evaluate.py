@@ -103,7 +103,8 @@ def test_imdn_full_image_lean_run_equals_golden(imdn_art):
     path, _, _ = imdn_art
     art = load_artifact(path)
     plan = fusion_plan(art)
-    assert sum(f.split is not None for f in plan.values()) == 18  # 6 blocks × 3 distillation splits
+    assert sum(f.split is not None and f.slope is None for f in plan.values()) == 18  # 6 blocks × 3 splits
+    assert sum(f.slope is not None for f in plan.values()) == 19  # their convs, and c.0 → c.1
     img = artifact_input(art, read_image(data_root() / "data/Set5/LR_bicubic/X4/babyx4.png", 3).pixels)
     lean, full = run(art, img, keep_tensors=False), run(art, img)
     out = art.outputs[0]

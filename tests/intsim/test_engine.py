@@ -25,6 +25,8 @@ from intsim.artifact import (
     TensorSpec,
 )
 from intsim.encoder import encode
+from intsim import engine as engine_module
+from intsim.kernels import int8dot
 from intsim.engine import OPS, RunResult, run
 from intsim.ops import conv as conv_ops
 from intsim.ops import elementwise as ew
@@ -366,6 +368,20 @@ def test_ordered_decision_matches_bounds(acc_bits, realization):
                                      acc_bits) is expected
 
 
+def spy_conv_slope(monkeypatch) -> list[bool]:
+    """Record, per conv → slope group the engine runs, whether the conv handed its rows over."""
+    handed_over = []
+    conv_slope = engine_module._run_conv_slope
+
+    def spy(*args):
+        got = conv_slope(*args)
+        handed_over.append(bool(got[2]))
+        return got
+
+    monkeypatch.setattr(engine_module, "_run_conv_slope", spy)
+    return handed_over
+
+
 @pytest.mark.parametrize("overflow", ["saturate", "wrap"])
 @pytest.mark.parametrize("rounding", ["half_up", "half_even"])
 def test_slope_split_fusion_equals_unfused(overflow, rounding, monkeypatch):
@@ -393,7 +409,9 @@ def test_slope_split_fusion_equals_unfused(overflow, rounding, monkeypatch):
            op("split2", "split", ["pr1"], ["t0", "t1"], {"sizes": [3, 5]}),
            op("skip", "add", ["t0", "x0"], ["out_s"]), by["out"]]
     art = replace(base, tensors=T, arrays=arrays, ops=ops)
-    assert {n for n, f in fusion_plan(art).items() if f.split is not None} == {"leaky", "prelu"}
+    plan = fusion_plan(art)
+    assert {n for n, f in plan.items() if f.split is not None and f.slope is None} == {"leaky", "prelu"}
+    assert plan["conv1"].slope.name == "leaky" and plan["conv1"].split.name == "split"
     img = image(seed=3, h=72, w=64)
     full = run(art, img)
 
@@ -401,11 +419,14 @@ def test_slope_split_fusion_equals_unfused(overflow, rounding, monkeypatch):
         raise AssertionError("the split ran on its own: the fused pass was not taken")
 
     monkeypatch.setitem(OPS, "split", no_split)
+    handed_over = spy_conv_slope(monkeypatch)  # conv1 → leaky: the conv's rows went into the slope pass
     lean = run(art, img, keep_tensors=False)
     np.testing.assert_array_equal(lean.tensors["output"], full.tensors["output"])
     assert lean.counters == full.counters
     assert list(lean.counters["ops"]) == [o.name for o in ops]
     assert full.counters["ops"]["prelu"]["stream_overflow"] > 0
+    # on the int8 path (AVX-512 VNNI hosts) conv1 hands its rows to the slope pass; other paths do not
+    assert handed_over == [int8dot.available()]
 
 
 def encode_fusion_artifact(numerics: Numerics, steep: bool) -> Artifact:
@@ -510,3 +531,25 @@ def test_codes_fit_only_for_codebooks_whose_codes_lie_in_range():
     bad = replace(cb_relu(), segments=(Segment(0, 256, 5, 2), Segment(8192, 1024, 1, 16)))
     assert not codes_fit(bad)
     assert encoder_table(bad, "half_up") is None  # the kernels index tables with codes: numpy encoder instead
+
+
+@pytest.mark.parametrize("overflow", ["saturate", "wrap", "error"])
+def test_conv_rows_go_into_slope_and_encoder(overflow, monkeypatch):
+    """conv → leaky_relu → encode (no split): on the int8 path the conv hands each band of output
+    rows to the slope pass, which encodes them; the same output and counters as op by op.
+    Under 'error' nothing is handed over (the numpy slope names an overflowing value)."""
+    from intsim.engine import fusion_plan
+
+    base = build_artifact(Numerics(overflow=overflow, stream_bits=24))
+    ops_ = [replace(o, op="leaky_relu", attrs={"mult": 3277, "shift": 16}) if o.name == "relu1" else o
+            for o in base.ops]
+    art = replace(base, ops=ops_)
+    assert fusion_plan(art)["conv1"].slope.name == "relu1"
+    assert fusion_plan(art)["conv1"].encodes[0].name == "enc1"
+    img = image(seed=6, h=80, w=72)
+    full = run(art, img)
+    handed_over = spy_conv_slope(monkeypatch)
+    lean = run(art, img, keep_tensors=False)
+    np.testing.assert_array_equal(lean.tensors["output"], full.tensors["output"])
+    assert lean.counters == full.counters
+    assert handed_over == [int8dot.available() and overflow != "error"]
