@@ -205,47 +205,49 @@ def _relu(art, op, xs):
     return [x], ev
 
 
-def _slope_fast(art, x, mult, shift, sizes=None, encoders=None):
-    """leaky_relu / prelu (§6.7) by the banded kernel (same results) for large int64 tensors under the
-    saturate / wrap policies; None otherwise (the numpy op runs, and names the value under 'error').
-    ``sizes``: fused with the ``split`` of those sizes (§6.5): its outputs instead of the op's.
-    ``encoders``: per output, None or the :class:`EncoderTable` that encodes it in the same pass."""
+def _slope_sink(art: Artifact, op: OpSpec, split_op: OpSpec | None, encoders: list | None,
+                shape: tuple) -> elementwise_kernels.SlopeSink | None:
+    """The banded kernel's :class:`~intsim.kernels.elementwise.SlopeSink` for the slope op ``op``
+    (leaky_relu / prelu, §6.7) on a stream of ``shape``, fused with ``split_op`` (§6.5) when given
+    and with ``encoders`` (per output, None or an :class:`EncoderTable`; None: no encoder); None where the kernel
+    does not apply: the 'error' policy (the numpy op names the value), a shift outside [0, 62],
+    slopes or split sizes that do not fit the channels (the numpy ops say what is wrong)."""
     policy = OverflowPolicy.parse(art.numerics.overflow)
-    a = np.asarray(x)
-    if (policy is OverflowPolicy.ERROR or a.ndim != 3 or a.dtype != np.int64 or a.size < 1 << 15
-            or not 0 <= int(shift) <= 62 or np.shape(mult) != (a.shape[2],)):
+    C = shape[2]
+    mult = (np.full(C, int(op.attrs["mult"]), np.int64) if op.op == "leaky_relu"
+            else np.asarray(art.array(op, "mult"), dtype=np.int64).reshape(-1))
+    if policy is OverflowPolicy.ERROR or not 0 <= int(op.attrs["shift"]) <= 62 or mult.shape != (C,):
         return None
-    outs, ev = elementwise_kernels.slope_bands(a, mult, int(shift), int(RoundingMode.parse(art.numerics.rounding)),
-                                               int(policy), art.numerics.stream_bits, sizes, encoders)
+    sizes = None
+    if split_op is not None:
+        _same_frac(art, split_op)
+        sizes = [int(v) for v in split_op.attrs["sizes"]]
+        if len(sizes) != len(split_op.outputs) or min(sizes, default=0) < 1 or sum(sizes) != C:
+            return None
+    return elementwise_kernels.SlopeSink(shape, mult, int(op.attrs["shift"]),
+                                         int(RoundingMode.parse(art.numerics.rounding)), int(policy),
+                                         art.numerics.stream_bits, sizes, encoders)
+
+
+def _slope_fast(art, op, xs, split_op=None, encoders=None):
+    """leaky_relu / prelu by the banded kernel (same results) for large int64 tensors, fused with
+    ``split_op`` and ``encoders`` as :func:`_slope_sink` takes them: ``(outputs, events)``, the
+    split's outputs when fused with one; None where the kernel does not apply."""
+    a = np.asarray(xs[0])
+    if a.ndim != 3 or a.dtype != np.int64 or a.size < 1 << 15:
+        return None
+    sink = _slope_sink(art, op, split_op, encoders, a.shape)
+    if sink is None:
+        return None
+    outs, ev = sink.run(a)
     events = no_events()
     events["stream_overflow"] = ev
     return outs, events
 
 
-def _slope_mult(art, op, x) -> np.ndarray:
-    """The slope op's per-channel multipliers int64[C] (leaky_relu: one, repeated)."""
-    if op.op == "leaky_relu":
-        return np.full(x.shape[-1] if x.ndim == 3 else 0, int(op.attrs["mult"]), np.int64)
-    return np.asarray(art.array(op, "mult"), dtype=np.int64).reshape(-1)
-
-
-def _slope_split(art, op, split_op, xs, encoders=None):
-    """A slope op and the ``split`` that is its output's only consumer, in one pass: the split's
-    outputs and the slope op's events, or None when the kernel does not apply (run them apart).
-    ``encoders``: per split output, as :func:`_slope_fast` takes them."""
-    a = np.asarray(xs[0])
-    _same_frac(art, op)
-    _same_frac(art, split_op)
-    sizes = [int(v) for v in split_op.attrs["sizes"]]
-    if len(sizes) != len(split_op.outputs) or min(sizes, default=0) < 1 or a.ndim != 3 or sum(sizes) != a.shape[2]:
-        return None
-    return _slope_fast(art, a, _slope_mult(art, op, a), op.attrs["shift"], sizes, encoders)
-
-
 def _leaky_relu(art, op, xs, encode=None):
     _same_frac(art, op)
-    a = np.asarray(xs[0])
-    fast = _slope_fast(art, a, _slope_mult(art, op, a), op.attrs["shift"], encoders=[encode])
+    fast = _slope_fast(art, op, xs, encoders=[encode])
     if fast is not None:
         return fast
     x, ev = elementwise.leaky_relu(xs[0], mult=op.attrs["mult"], shift=op.attrs["shift"],
@@ -255,7 +257,7 @@ def _leaky_relu(art, op, xs, encode=None):
 
 def _prelu(art, op, xs, encode=None):
     _same_frac(art, op)
-    fast = _slope_fast(art, xs[0], _slope_mult(art, op, np.asarray(xs[0])), op.attrs["shift"], encoders=[encode])
+    fast = _slope_fast(art, op, xs, encoders=[encode])
     if fast is not None:
         return fast
     x, ev = elementwise.prelu(xs[0], art.array(op, "mult"), shift=op.attrs["shift"],
@@ -422,25 +424,10 @@ def fusion_plan(art: Artifact) -> dict[str, Fusion]:
     return plan
 
 
-def _slope_sink(art: Artifact, slope: OpSpec, fusion: Fusion, shape: tuple) -> elementwise_kernels.SlopeSink | None:
-    """A :class:`SlopeSink` for the slope op ``slope`` (with ``fusion``'s split and encoders) on a
-    stream of ``shape``, or None where the kernel does not apply (then the ops run apart)."""
-    policy = OverflowPolicy.parse(art.numerics.overflow)
-    _same_frac(art, slope)
-    sizes = None
-    if fusion.split is not None:
-        _same_frac(art, fusion.split)
-        sizes = [int(v) for v in fusion.split.attrs["sizes"]]
-        if len(sizes) != len(fusion.split.outputs) or min(sizes, default=0) < 1 or sum(sizes) != shape[2]:
-            return None
-    mult = _slope_mult(art, slope, np.empty((0, 0, shape[2]), dtype=np.int64))
-    if policy is OverflowPolicy.ERROR or not 0 <= int(slope.attrs["shift"]) <= 62 or mult.shape != (shape[2],):
-        return None
-    tables = [None if e is None else encoder_table(_codebook_of(art, e.outputs[0]), art.numerics.rounding)
-              for e in fusion.encodes]
-    return elementwise_kernels.SlopeSink(shape, mult, int(slope.attrs["shift"]),
-                                         int(RoundingMode.parse(art.numerics.rounding)), int(policy),
-                                         art.numerics.stream_bits, sizes, tables)
+def _encoder_tables(art: Artifact, encodes: tuple) -> list:
+    """Per fused encode op (or None), the :class:`EncoderTable` its producer encodes with (or None)."""
+    return [None if e is None else encoder_table(_codebook_of(art, e.outputs[0]), art.numerics.rounding)
+            for e in encodes]
 
 
 def _run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[list, dict, dict]:
@@ -452,7 +439,9 @@ def _run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tupl
         hw = conv_ops.conv2d_output_hw(codes.shape[:2], a["kernel"], a.get("stride", (1, 1)),
                                        a.get("padding", (0, 0)), a.get("dilation", (1, 1)))
         if hw is not None:
-            sink = _slope_sink(art, fusion.slope, fusion, (*hw, art.tensors[op.outputs[0]].channels))
+            _same_frac(art, fusion.slope)
+            sink = _slope_sink(art, fusion.slope, fusion.split, _encoder_tables(art, fusion.encodes),
+                               (*hw, art.tensors[op.outputs[0]].channels))
     [conv_out], events = _conv2d(art, op, xs, rows_sink=sink)
     if sink is None or sink.rows_done != conv_out.shape[0]:
         return [conv_out], events, {}  # not handed over (another conv path): the slope op runs on its own
@@ -488,10 +477,10 @@ def _run_fused(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[lis
     (small tensor, 'error' policy, unusual codebook) is left to run on its own."""
     if fusion.slope is not None:
         return _run_conv_slope(art, op, fusion, xs)
-    tables = [None if e is None else encoder_table(_codebook_of(art, e.outputs[0]), art.numerics.rounding)
-              for e in fusion.encodes]
+    tables = _encoder_tables(art, fusion.encodes)
     if fusion.split is not None:
-        both = _slope_split(art, op, fusion.split, xs, tables)
+        _same_frac(art, op)
+        both = _slope_fast(art, op, xs, fusion.split, tables)
         if both is None:
             return None
         outs, events = both

@@ -126,17 +126,16 @@ class SlopeSink:
     def __init__(self, shape: tuple, mult: np.ndarray, shift: int, rmode: int, policy: int, stream_bits: int,
                  sizes: list[int] | None = None, encoders: list | None = None):
         H, W, C = shape
-        self.W = W
         self.row_shape = (W, C)
         self.m = np.ascontiguousarray(mult, dtype=np.int64)
         self.args = (int(shift), int(rmode), int(policy), int(stream_bits))
-        self.sizes = [C] if sizes is None else [int(v) for v in sizes]
-        encoders = [None] * len(self.sizes) if encoders is None else list(encoders)
-        self.starts = channel_starts(self.sizes)
+        sizes = [C] if sizes is None else [int(v) for v in sizes]
+        encoders = [None] * len(sizes) if encoders is None else list(encoders)
+        self.starts = channel_starts(sizes)
         self.plain = [(c0, np.empty((H, W, n), dtype=np.int64))
-                      for c0, n, e in zip(self.starts, self.sizes, encoders) if e is None]
+                      for c0, n, e in zip(self.starts, sizes, encoders) if e is None]
         self.coded = [(c0, n, e, np.empty((H, W, n), dtype=e.code_dtype))
-                      for c0, n, e in zip(self.starts, self.sizes, encoders) if e is not None]
+                      for c0, n, e in zip(self.starts, sizes, encoders) if e is not None]
         self.plain_c0 = np.array([c0 for c0, _ in self.plain], dtype=np.int64)
         self.parts: list = []  # per call: (events, [(saturations, histogram) per coded output])
         self.rows_done = 0  # rows taken so far: the producer handed every row over when it equals H
@@ -157,7 +156,8 @@ class SlopeSink:
             ev, parts = 0, []
             for k, (c0, n, table, codes) in enumerate(self.coded):
                 hist = np.zeros(table.num_codes, dtype=np.int64)
-                scratch = np.empty((scratch_rows(self.W, n), self.W, n), dtype=np.int64)
+                W = self.row_shape[0]
+                scratch = np.empty((scratch_rows(W, n), W, n), dtype=np.int64)
                 e, sats = slope_encode_rows(rows, m, *args, 0, r, c0, scratch, table.arrays, codes[y0:y1], hist,
                                             plain_t, self.plain_c0, len(self.plain) if k == 0 else 0)
                 ev += e
@@ -165,6 +165,12 @@ class SlopeSink:
         with self.lock:
             self.parts.append((int(ev), parts))
             self.rows_done += r
+
+    def run(self, x: np.ndarray) -> tuple[list, int]:
+        """Take every row of ``x`` (int64 H×W×C) in bands on the thread pool; :meth:`result`."""
+        xc = np.ascontiguousarray(x, dtype=np.int64)
+        KP.run_bands(lambda lo, hi: self(lo, hi, xc[lo:hi]), KP.bands(xc.shape[0], min_rows=4))
+        return self.result()
 
     def result(self) -> tuple[list, int]:
         """``(outputs, stream events)``: int64 arrays, or :class:`~intsim.kernels.encode.Encoded` for
@@ -187,10 +193,7 @@ def slope_bands(x: np.ndarray, mult: np.ndarray, shift: int, rmode: int, policy:
     ``encoders``: per output, None or an :class:`~intsim.kernels.encode.EncoderTable` whose
     rounding is ``rmode``: that output is encoded in the same pass and comes back as an
     :class:`~intsim.kernels.encode.Encoded` (its int64 stream is never stored)."""
-    xc = np.ascontiguousarray(x, dtype=np.int64)
-    sink = SlopeSink(xc.shape, mult, shift, rmode, policy, stream_bits, sizes, encoders)
-    KP.run_bands(lambda lo, hi: sink(lo, hi, xc[lo:hi]), KP.bands(xc.shape[0], min_rows=4))
-    return sink.result()
+    return SlopeSink(np.shape(x), mult, shift, rmode, policy, stream_bits, sizes, encoders).run(x)
 
 
 @numba.njit(cache=True, inline="always")

@@ -693,15 +693,15 @@ def conv2d_output_hw(hw: tuple, kernel, stride, padding, dilation) -> tuple[int,
     """``(Ho, Wo)`` of a conv2d (§5.1) on an ``hw`` input, or None for a geometry :func:`conv2d`
     refuses (it then says why)."""
     try:
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (_pair(v, n) for v, n in ((kernel, "kernel"), (stride, "stride"),
-                                                                          (padding, "padding"),
-                                                                          (dilation, "dilation")))
+        kh, kw = _pair(kernel, "kernel")
+        sh, sw = _pair(stride, "stride")
+        ph, pw = _pair(padding, "padding")
+        dh, dw = _pair(dilation, "dilation")
     except ValueError:
         return None
     if min(sh, sw, dh, dw, kh, kw) < 1 or min(ph, pw) < 0:
         return None
-    ho = (hw[0] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    wo = (hw[1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    ho, wo = K.conv2d_output_size(hw[0], kh, sh, ph, dh), K.conv2d_output_size(hw[1], kw, sw, pw, dw)
     return (ho, wo) if ho >= 0 and wo >= 0 else None
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import replace
 from fractions import Fraction
 
@@ -513,13 +514,20 @@ def test_encode_fusion_equals_unfused(overflow, rounding, monkeypatch):
 
 
 def test_op_seconds_charges_fused_groups_to_their_producer():
-    """``op_seconds`` gets every op's wall time; an op run inside its producer's pass gets (about) none."""
+    """``op_seconds`` gets every op's wall time, within the run's; an op run inside its producer's
+    pass gets (about) none, and repeated runs add up."""
     art = encode_fusion_artifact(Numerics(), True)
     times: dict[str, float] = {}
+    t0 = time.perf_counter()
     run(art, image(seed=4, h=96, w=64), keep_tensors=False, op_seconds=times)
+    wall = time.perf_counter() - t0
     assert set(times) == {o.name for o in art.ops} and min(times.values()) >= 0
+    assert sum(times.values()) <= wall
     for fused_op in ("split", "encE", "encA", "encM", "encC", "encL"):
         assert times[fused_op] < times["conv1"]
+    once = dict(times)
+    run(art, image(seed=4, h=96, w=64), keep_tensors=False, op_seconds=times)
+    assert all(times[k] > once[k] for k in ("conv1", "leaky", "catE"))
 
 
 def test_codes_fit_only_for_codebooks_whose_codes_lie_in_range():
