@@ -105,6 +105,21 @@ class LayerCalibration:
     act: TwoRegionSpec
     weight: WeightQuantSpec
     observer: dict
+    #: learned integer weights (int64, the torch weight's layout) from reconstruction (calib/reconstruct.py);
+    #: None = ``weight.quantize(module weight)`` (round to nearest)
+    w_int: torch.Tensor | None = None
+
+    def integer_weights(self, weight: torch.Tensor) -> torch.Tensor:
+        """int64 integer weights of this conv (torch layout): the learned ones, else rounded to nearest."""
+        if self.w_int is None:
+            return self.weight.quantize(weight)
+        if tuple(self.w_int.shape) != tuple(weight.shape):
+            raise ValueError(f"layer {self.name}: learned integer weights have shape {list(self.w_int.shape)}, "
+                             f"the conv weight {list(weight.shape)}")
+        q = self.weight.qmax
+        if int(self.w_int.abs().max()) > q:
+            raise ValueError(f"layer {self.name}: learned integer weights exceed ±{q} ({self.bits_w}-bit)")
+        return self.w_int.to(torch.int64)
 
 
 @dataclass

@@ -142,29 +142,27 @@ def to_model_inputs(model: str, scale: int, images: list[torch.Tensor], rgb_rang
     return out
 
 
-def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method: str, calib_data: str | None,
-                  out: str, realization: str = "split", rounding: str = "half_up", overflow: str = "saturate",
-                  acc_bits: int = 32, stream_bits: int = 24, n_images: int = 100, patch: int = 96, seed: int = 0,
-                  *, mult_bits: int = 31, grid_bits: int | None = None, policy=None, batch_size: int = 2,
-                  allocation: str | None = None, bp_init: str = "percentile", finetune=None,
+def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method: str | None = None,
+                  calib_data: str | None = None, out: str | None = None, realization: str = "split",
+                  rounding: str = "half_up", overflow: str = "saturate", acc_bits: int = 32, stream_bits: int = 24,
+                  n_images: int | None = None, patch: int | None = None, seed: int = 0,
+                  *, mult_bits: int = 31, grid_bits: int | None = None, policy=None, batch_size: int | None = None,
+                  allocation: str | None = None, bp_init: str | None = None, finetune=None, recon=None,
                   state_dir: str | None = None, progress: bool = False, range_mode: str = "ema",
-                  per_channel: bool = False) -> dict:
+                  per_channel: bool | None = None, log=None, holdout: bool = True) -> dict:
     """Calibrate ``model`` and write its artifact to ``out`` (atomically); return a JSON-able summary.
 
+    Settings left as None come from the method's recipe (calib/recipe.py, the one
+    place defaults live): ``method`` None = the best measured method
+    (:data:`calib.recipe.DEFAULT_METHOD`), with its patches, batch, bp init and
+    weight granularity; the paper's methods (``oaq`` …) keep the paper recipe.
     ``calib_data``: a folder of HR (downsampled by ``scale``) or LR images;
     default ``<data root>/data/SunHays80`` (the offline stand-in for DIV2K).
-    Defaults follow the paper's recipe (100 images, 96×96 LR patches, batch 2).
-    ``method``: one of :data:`calib.methods.METHODS` (``minmax`` = uniform
-    MinMax; ``dual_region``/``oaq`` use two-region codes with ``allocation``
-    'released' (default), 'paper' or 'budgeted'). ``finetune``: a
-    :class:`calib.finetune.FinetuneConfig` or a dict of its fields (default:
-    the paper recipe, 10 epochs, seed = ``seed``). ``state_dir``: finetuning
-    state, saved every epoch; a rerun with the same arguments resumes from the
-    last finished epoch and writes the identical artifact. ``range_mode``:
-    activation bounds from the EMA min/max (``'ema'``, the recipe) or the
-    extremes over all calibration batches (``'max'``). ``per_channel``:
-    per-output-channel weight scales (sets the policy's
-    ``per_channel_weights``).
+    ``finetune``: a :class:`calib.finetune.FinetuneConfig` or dict of its fields
+    (finetuning methods); ``recon``: a :class:`calib.reconstruct.ReconConfig`
+    or dict (method ``recon``). ``state_dir``: resumable finetuning /
+    reconstruction state. ``log``: a callable for stage lines. ``holdout``:
+    score the artifact on held-out calibration images (:mod:`calib.quality`).
 
     Y-channel zoo models (VDSR, FSRCNN) calibrate on their own 1-channel input
     (:func:`to_model_inputs`). The artifact's ``metadata.source`` records the
@@ -173,44 +171,56 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
     """
     from intsim.artifact import save_artifact
 
+    from calib.recipe import resolve_recipe
+
     t0 = time.time()
+    say = log or (lambda msg: None)
+    if out is None:
+        raise ValueError("an output artifact path is required")
     bw, ba = parse_bits(bits)
-    method = check_method(method)
+    rec = resolve_recipe(method, n_images=n_images, patch=patch, batch_size=batch_size, bp_init=bp_init,
+                         per_channel=per_channel, recon=recon, seed=int(seed))
+    method = rec.method
     if realization not in ("split", "grid"):
         raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")
-    if n_images < 1:
-        raise ValueError(f"n_images must be >= 1, got {n_images}")
-    if patch < 1:
-        raise ValueError(f"patch must be >= 1, got {patch}")
+    if rec.n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {rec.n_images}")
+    if rec.patch < 1:
+        raise ValueError(f"patch must be >= 1, got {rec.patch}")
     folder = Path(calib_data) if calib_data else data_root() / "data" / "SunHays80"
     if not folder.is_dir():
         raise ValueError(f"calibration data folder {folder} does not exist (set INTSIM_DATA_ROOT or pass calib_data)")
     net, rgb_range, in_channels = build_model(model, int(scale), weights, int(seed))
+    say(f"calibrate {model} ×{scale} W{bw}A{ba}, weights {weights or f'random-init(seed={seed})'}, "
+        f"calibration images {folder}")
+    say(f"recipe {rec.describe()}")
     graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)  # refuses unsupported ops by name
-    images = load_calibration_images(folder, int(n_images), int(patch), int(scale), int(seed), rgb_range=rgb_range)
+    images = load_calibration_images(folder, rec.n_images, rec.patch, int(scale), int(seed), rgb_range=rgb_range)
     images = to_model_inputs(model, int(scale), images, rgb_range)
+    from dataclasses import replace
+
+    from calib.calibrate import LayerPolicy
     from calib.finetune import FinetuneConfig
     from calib.methods import calibrate_method
 
     if finetune is None:
-        ft_cfg = FinetuneConfig(seed=int(seed), batch_size=int(batch_size))
+        ft_cfg = FinetuneConfig(seed=int(seed), batch_size=rec.batch_size)
     elif isinstance(finetune, dict):
-        ft_cfg = FinetuneConfig(**{"seed": int(seed), "batch_size": int(batch_size), **finetune})
+        ft_cfg = FinetuneConfig(**{"seed": int(seed), "batch_size": rec.batch_size, **finetune})
     else:
         ft_cfg = finetune
-    if per_channel:
-        from dataclasses import replace
-
-        from calib.calibrate import LayerPolicy
-
-        policy = replace(LayerPolicy.parse(policy), per_channel_weights=True)
-    calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=bp_init,
-                             batch_size=batch_size, graph=graph, finetune_config=ft_cfg, state_dir=state_dir,
-                             progress=progress, range_mode=range_mode)
+    policy = LayerPolicy.parse(policy)
+    if rec.per_channel:
+        policy = replace(policy, per_channel_weights=True)
+    calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=rec.bp_init,
+                             batch_size=rec.batch_size, graph=graph, finetune_config=ft_cfg, state_dir=state_dir,
+                             progress=progress, range_mode=range_mode, recon_config=rec.recon)
+    calib.settings["recipe"] = rec.to_json()
     meta = {"name": model, "scale": int(scale), "method": method, "allocation": calib.settings["allocation"],
             "weights": os.path.basename(weights) if weights else f"random-init(seed={seed})",
             "calib_data": folder.name + (" (offline stand-in for DIV2K)" if folder.name == "SunHays80" else ""),
-            "n_images": int(n_images), "patch": int(patch), "seed": int(seed)}
+            "n_images": rec.n_images, "patch": rec.patch, "seed": int(seed)}
+    say("export")
     art = export_artifact(net, calib, realization=realization, rounding=rounding, overflow=overflow,
                           acc_bits=acc_bits, stream_bits=stream_bits, mult_bits=mult_bits, grid_bits=grid_bits,
                           model_meta=meta, source=model_source(model, int(scale), weights))
@@ -227,14 +237,23 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
             k = 255.0 / rgb_range
             ps.append(psnr((net(x) * k).clamp(0, 255).round(), (fq(x) * k).clamp(0, 255).round()))
     finite = [p for p in ps if math.isfinite(p)]
+    quality = None
+    if holdout:
+        from calib.quality import holdout_quality
+
+        say("held-out check (integer engine)")
+        quality = holdout_quality(model, net, art, folder, int(scale), rgb_range, rec.n_images, int(seed))
     return {
         "out": str(out), "sha256": digest, "model": model, "scale": int(scale), "bits": f"W{bw}A{ba}",
-        "method": method, "allocation": calib.settings["allocation"], "realization": realization, "rounding": art.numerics.rounding,
+        "method": method, "recipe": rec.to_json(), "recipe_text": rec.describe(),
+        "allocation": calib.settings["allocation"], "realization": realization, "rounding": art.numerics.rounding,
         "overflow": art.numerics.overflow, "acc_bits": acc_bits, "stream_bits": stream_bits,
-        "mult_bits": mult_bits, "weights": weights, "calib_data": str(folder), "n_images": int(n_images),
-        "patch": int(patch), "seed": int(seed), "ops": len(art.ops),
+        "mult_bits": mult_bits, "weights": weights, "calib_data": str(folder), "n_images": rec.n_images,
+        "patch": rec.patch, "seed": int(seed), "ops": len(art.ops),
         "code_bits": dict(art.model["code_bits"]),
         "fakequant_vs_fp_psnr_db": (sum(finite) / len(finite)) if finite else None,
+        "holdout": quality,
+        "calibration_seconds": getattr(calib, "runtime", {}).get("seconds"),
         "seconds": round(time.time() - t0, 2),
     }
 
@@ -245,10 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None, help="float checkpoint (.pt/.pth state dict); random init if absent")
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--bits", default="W4A4")
-    ap.add_argument("--method", default="minmax", help=f"one of {', '.join(METHODS)}")
+    ap.add_argument("--method", default=None, help=f"one of {', '.join(METHODS)} (default: the best measured, recon)")
     ap.add_argument("--allocation", default=None, choices=("released", "paper", "budgeted"),
                     help="two-region code allocation of dual_region/oaq (default released)")
-    ap.add_argument("--bp-init", default="percentile", choices=("percentile", "search"))
+    ap.add_argument("--bp-init", default=None, choices=("percentile", "search"))
     ap.add_argument("--epochs", type=int, default=10, help="finetuning epochs (finetuning methods)")
     ap.add_argument("--state-dir", default=None, help="resumable finetuning state folder")
     ap.add_argument("--progress", action="store_true", help="tqdm progress bar")
@@ -261,12 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stream-bits", type=int, default=24)
     ap.add_argument("--mult-bits", type=int, default=31)
     ap.add_argument("--grid-bits", type=int, default=None)
-    ap.add_argument("--n-images", type=int, default=100)
-    ap.add_argument("--patch", type=int, default=96)
+    ap.add_argument("--n-images", type=int, default=None)
+    ap.add_argument("--patch", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--range", dest="range_mode", default="ema", choices=("ema", "max"),
                     help="activation bounds: EMA of batch min/max (the recipe) or the extremes over all batches")
-    ap.add_argument("--per-channel", action="store_true", help="per-output-channel weight scales")
+    ap.add_argument("--per-channel", action="store_true", default=None, help="per-output-channel weight scales")
     a = ap.parse_args(argv)
     try:
         summary = run_calibrate(a.model, a.weights, a.scale, a.bits, a.method, a.calib_data, a.out, a.realization,

@@ -85,6 +85,26 @@ def _weight_spec(j: dict):
     return WeightQuantSpec(int(j["bits"]), scale, bool(j.get("per_channel", False)), int(j.get("channel_dim", 0)))
 
 
+def _artifact_weight(art, op, meta: dict, weight):
+    """The conv's fake-quant float32 weight (torch layout): the artifact's integer weights (learned rounding
+    included) times the *unsnapped* weight scale of the layer's metadata."""
+    import torch
+
+    spec = _weight_spec(meta["weight"])
+    if op is None or "weight" not in op.arrays:
+        raise RebuildError(f"the artifact has no weight array for layer {meta.get('module')!r}")
+    w_int = torch.from_numpy(art.array(op, "weight").astype(np.int64)).permute(0, 3, 1, 2)  # OHWI → OIHW
+    if op.op == "conv_transpose2d":
+        w_int = w_int.permute(1, 0, 2, 3)  # export's [Co, Ci, kh, kw] → torch's [Ci, Co, kh, kw]
+    if float(meta.get("post_scale", 1.0)) < 0:
+        w_int = -w_int  # export negates the integers for a negative folded constant
+    if tuple(w_int.shape) != tuple(weight.shape):
+        raise RebuildError(f"the artifact's weight {list(w_int.shape)} does not match the model's "
+                           f"{list(weight.shape)} for layer {meta.get('module')!r}")
+    w = weight.detach().double()
+    return (w_int.double() * spec.scale_tensor(w)).float()
+
+
 def _load_float_model(art, data_root=None):
     from calib.export import state_dict_fingerprint
     from calib.models.zoo import get_model
@@ -150,10 +170,11 @@ class FloatFakeQuant:
                                f"{missing[:4]}, {len(convs)} convs vs {len(layers)} layers)")
         self.graph = g
         self.quant = {}
+        ops = {op.name: op for op in art.ops}
         for c in convs:
             meta = layers[c.name]
             mod = g.gm.get_submodule(c.module)
-            wq = _weight_spec(meta["weight"]).fake_quant(mod.weight.detach().float())
+            wq = _artifact_weight(art, ops.get(c.name), meta, mod.weight)
             self.quant[c.call_node] = (c.op, _act_spec(meta["act"]), wq, mod)
         quant = self.quant
 

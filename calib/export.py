@@ -409,7 +409,7 @@ def export_conv(node: LNode, mod: nn.Conv2d, layer, f_in: int, f_out: int, numer
     w = mod.weight.detach().double()
     bias = mod.bias.detach().double() if mod.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
     wspec = layer.weight
-    w_int = wspec.quantize(w)  # int64 [Co, Ci/g, kh, kw]; transposed conv: [Ci, Co, kh, kw]
+    w_int = layer.integer_weights(w)  # int64 [Co, Ci/g, kh, kw]; transposed conv: [Ci, Co, kh, kw]
     transposed = node.op == "conv_transpose2d"
     if transposed:
         if wspec.per_channel and getattr(wspec, "channel_dim", 0) != 1:

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from calib.quant.fakequant import QuantConv2d, build_fakequant_model
+from calib.quant.fakequant import QuantConv2d, build_fakequant_model, project_quantizers
 from intsim.artifact import atomic_write_bytes, atomic_write_json
 
 __all__ = ["FinetuneConfig", "FinetuneInterrupted", "finetune_calibration", "sensitivity_weights",
@@ -178,24 +178,6 @@ def _param_groups(fq: nn.Module, wanted: Sequence[str]) -> list[tuple[str, list[
     return [(g, groups[g]) for g in wanted if groups[g]]
 
 
-@torch.no_grad()
-def _project(fq: nn.Module) -> None:
-    """Keep every quantizer valid after a step: clip > 0, 0 < bp ≤ u, l ≤ −bp (signed), l < u."""
-    for m in fq.modules():
-        if isinstance(m, QuantConv2d):
-            m.weight_quant.clip.clamp_(min=1e-8)
-            aq = m.act_quant
-            if aq.allocation == "uniform":
-                if aq.signed:
-                    aq.l.clamp_(max=-1e-8)
-                aq.u.clamp_(min=float(aq.l) + 1e-8 if not aq.signed else 1e-8)
-            else:
-                aq.bp.clamp_(min=1e-8)
-                aq.u.clamp_(min=float(aq.bp))
-                if aq.signed:
-                    aq.l.clamp_(max=-float(aq.bp))
-
-
 def _opt_params(opt: torch.optim.Optimizer) -> list:
     return [p for pg in opt.param_groups for p in pg["params"]]
 
@@ -328,7 +310,7 @@ def finetune_calibration(model: nn.Module, result, images: Sequence[torch.Tensor
                 loss.backward()
                 _check_finite(loss, params, epoch, it, gname)
                 opt.step()
-                _project(fq)
+                project_quantizers(fq)
                 sums[0] += float(loss.detach())
                 sums[1] += lf
                 sums[2] += lo

@@ -197,7 +197,9 @@ def cmd_calibrate(args) -> int:
         grid_bits=args.grid_bits,
     )
     optional = {"allocation": args.allocation, "bp_init": args.bp_init, "state_dir": args.state_dir,
-                "progress": True, "range_mode": args.range_mode, "per_channel": args.per_channel,
+                "progress": sys.stderr.isatty(), "range_mode": args.range_mode, "per_channel": args.per_channel,
+                "log": lambda line: print(line, file=sys.stderr, flush=True),
+                "recon": {"iters": args.iters} if args.iters is not None else None,
                 "finetune": {k: v for k, v in (("epochs", args.epochs), ("lr_mode", args.lr_mode)) if v is not None}
                 or None}
     import inspect
@@ -207,14 +209,27 @@ def cmd_calibrate(args) -> int:
         if k in params:
             if v is not None:
                 kwargs[k] = v
-        elif v is not None and k != "progress":
+        elif v is not None and k not in ("progress", "log"):
             raise UsageError(f"--{k.replace('_', '-')} is not supported by this version of calibrate")
     summary = run_calibrate(**kwargs)
     if args.json:
         _print_json(summary)
     else:
         print(f"wrote {args.output}", file=sys.stderr)
+    _print_quality(summary.get("holdout"))
     return EXIT_OK
+
+
+def _print_quality(q: dict | None) -> None:
+    """The one line calibrate ends with: quantized vs FP and bicubic on held-out calibration images."""
+    if not q or q.get("quantized_psnr_db") is None:
+        return
+    where = (f"{q['images']} held-out calibration image(s)" if q.get("disjoint")
+             else f"{q['images']} calibration image crop(s) (folder too small to hold images out)")
+    print(f"{q['verdict_text']} — on {where}, integer engine", file=sys.stderr)
+    if q.get("verdict") == "bad":
+        print("warning: the quantized model is worse than bicubic upsampling on held-out images; "
+              "try more bits or the default method", file=sys.stderr)
 
 
 def _load_accel(name_or_path: str):
@@ -516,8 +531,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", default=None, help="checkpoint file (random init when omitted, where allowed)")
     c.add_argument("--scale", type=_positive_int(2, 8), required=True)
     c.add_argument("--bits", type=_bits_spec, required=True, help="e.g. W4A4, W8A8")
-    c.add_argument("--method", default="minmax", help="minmax, percentile, omse, ptq4sr, 2dquant, dual_region, "
-                   "plain_ft, sa_ft, oaq (two-region codes: dual_region, oaq)")
+    c.add_argument("--method", default=None, help="default recon (the best measured: block reconstruction with "
+                   "learned rounding on two-region codes); the paper's method: oaq; baselines: minmax, percentile, "
+                   "omse, ptq4sr, 2dquant, dual_region, plain_ft, sa_ft")
+    c.add_argument("--iters", type=_positive_int(1, 100000), default=None,
+                   help="reconstruction steps per unit (method recon; default 300)")
     c.add_argument("--allocation", choices=["released", "paper", "budgeted"], default=None,
                    help="code allocation of the two-region methods (default released)")
     c.add_argument("--bp-init", choices=["percentile", "search"], default=None,
@@ -538,8 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--stream-bits", type=_positive_int(8, 40), default=24)
     c.add_argument("--mult-bits", type=_positive_int(8, 31), default=31)
     c.add_argument("--grid-bits", type=_positive_int(6, 16), default=None, help="LUT width for the grid realization (default: activation bits + 6)")
-    c.add_argument("--n-images", type=_positive_int(1, 100000), default=8)
-    c.add_argument("--patch", type=_positive_int(8, 4096), default=48)
+    c.add_argument("--n-images", type=_positive_int(1, 100000), default=None,
+                   help="calibration patches (default: the method's recipe, calib/recipe.py)")
+    c.add_argument("--patch", type=_positive_int(8, 4096), default=None, help="LR patch side (default: the recipe's)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--json", action="store_true")
     c.add_argument("-o", "--output", required=True)

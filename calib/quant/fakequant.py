@@ -111,6 +111,32 @@ def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
     setattr(parent, attr, new)
 
 
+def _same_w_int(a, b) -> bool:
+    wa, wb = getattr(a, "w_int", None), getattr(b, "w_int", None)
+    return (wa is None and wb is None) or (wa is not None and wb is not None and torch.equal(wa, wb))
+
+
+@torch.no_grad()
+def project_quantizers(module: nn.Module) -> None:
+    """Keep every quantizer under ``module`` valid after a step: clip > 0, 0 < bp ≤ u, l ≤ −bp (signed),
+    l < u; learned rounding offsets in [−0.5, 0.5]."""
+    for m in module.modules():
+        if isinstance(m, QuantConv2d):
+            for aq, wq in [(m.act_quant, m.weight_quant)] + [(s.act_quant, s.weight_quant) for s in m.site_quants]:
+                wq.clip.clamp_(min=1e-8)
+                if wq.offset is not None:
+                    wq.offset.clamp_(-0.5, 0.5)
+                if aq.allocation == "uniform":
+                    if aq.signed:
+                        aq.l.clamp_(max=-1e-8)
+                    aq.u.clamp_(min=float(aq.l) + 1e-8 if not aq.signed else 1e-8)
+                else:
+                    aq.bp.clamp_(min=1e-8)
+                    aq.u.clamp_(min=float(aq.bp))
+                    if aq.signed:
+                        aq.l.clamp_(max=-float(aq.bp))
+
+
 def _reset_calls_hook(module: nn.Module, args) -> None:
     # found from ``module`` on each call, so a copy of the model resets its own wrappers
     for m in module.modules():
@@ -134,9 +160,14 @@ def build_fakequant_model(model: nn.Module, calib) -> nn.Module:
     for path, layers in by_module.items():
         conv = fq.get_submodule(path)
         first = layers[0]
-        shared = all(l.act == first.act and l.weight == first.weight for l in layers[1:])
+        shared = all(l.act == first.act and l.weight == first.weight and _same_w_int(l, first) for l in layers[1:])
         sites = [] if shared else [(l.act, l.weight) for l in layers[1:]]
-        _set_submodule(fq, path, QuantConv2d(conv, first.act, first.weight, sites))
+        qc = QuantConv2d(conv, first.act, first.weight, sites)
+        for i, l in enumerate(layers if sites else layers[:1]):
+            if getattr(l, "w_int", None) is not None:  # learned rounding (calib/reconstruct.py)
+                wq = qc.weight_quant if i == 0 else qc.site_quants[i - 1].weight_quant
+                wq.learn_rounding(conv.weight, l.w_int)
+        _set_submodule(fq, path, qc)
         multi_site = multi_site or bool(sites)
     if multi_site:  # call i of a forward must use site i: restart the counters every forward
         fq.register_forward_pre_hook(_reset_calls_hook)

@@ -96,7 +96,14 @@ def minmax_weight_spec(weight: torch.Tensor, bits: int, per_channel: bool = Fals
 
 
 class WeightQuantizer(nn.Module):
-    """Trainable symmetric weight fake quantizer with a learned clip (per tensor or per channel)."""
+    """Trainable symmetric weight fake quantizer with a learned clip (per tensor or per channel).
+
+    With :meth:`learn_rounding` it also carries a per-weight rounding offset
+    ``v`` (SignRound/AdaRound-style learned rounding): the integer weight is
+    ``clamp(round_half_away(w/s + v), ±qmax)`` instead of ``round(w/s)``. ``v``
+    starts at 0 (= plain rounding) and the reconstruction (calib/reconstruct.py)
+    keeps it in [−0.5, 0.5], so each weight only chooses between floor and ceil.
+    """
 
     def __init__(self, spec: WeightQuantSpec):
         super().__init__()
@@ -104,6 +111,7 @@ class WeightQuantizer(nn.Module):
         self.per_channel = spec.per_channel
         self.channel_dim = spec.channel_dim
         self.clip = nn.Parameter(torch.tensor(spec.scale, dtype=torch.float64) * spec.qmax)
+        self.register_parameter("offset", None)
 
     @property
     def qmax(self) -> int:
@@ -113,18 +121,39 @@ class WeightQuantizer(nn.Module):
         return WeightQuantSpec(self.bits, tuple(float(c) / self.qmax for c in self.clip.detach()),
                                self.per_channel, self.channel_dim)
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        # float64 inside, so rounding ties resolve exactly as WeightQuantSpec.quantize (which export uses).
-        dtype = w.dtype
-        w = w.double()
+    def _scale(self, w: torch.Tensor) -> torch.Tensor:
         s = self.clip.double() / self.qmax
         if self.per_channel:
             shape = [1] * w.dim()
             shape[self.channel_dim] = -1
-            s = s.reshape(shape)
-        else:
-            s = s.reshape(())
-        return (torch.clamp(_round_half_away_ste(w / s), -self.qmax, self.qmax) * s).to(dtype)
+            return s.reshape(shape)
+        return s.reshape(())
+
+    def learn_rounding(self, weight: torch.Tensor, w_int: torch.Tensor | None = None) -> None:
+        """Add the rounding offset ``v`` (float64, shape of ``weight``): 0, or the offset that reproduces the
+        given integer weights ``w_int`` exactly under the current clip."""
+        w = weight.detach().double()
+        init = torch.zeros_like(w) if w_int is None else w_int.double() - w / self._scale(w)
+        self.offset = nn.Parameter(init)
+
+    @torch.no_grad()
+    def integer_weights(self, weight: torch.Tensor) -> torch.Tensor:
+        """The int64 integer weights this quantizer gives ``weight`` (what export stores)."""
+        w = weight.detach().double()
+        r = w / self._scale(w)
+        if self.offset is not None:
+            r = r + self.offset.detach()
+        return torch.clamp(_round_half_away(r), -self.qmax, self.qmax).to(torch.int64)
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        # float64 inside, so rounding ties resolve exactly as WeightQuantSpec.quantize (which export uses).
+        dtype = w.dtype
+        w = w.double()
+        s = self._scale(w)
+        r = w / s
+        if self.offset is not None:
+            r = r + self.offset
+        return (torch.clamp(_round_half_away_ste(r), -self.qmax, self.qmax) * s).to(dtype)
 
 
 #: shrink factors of the MSE clip search (design.md §7): c = α·max|w|, α ∈ {0.30, 0.31, …, 1.00}.

@@ -21,7 +21,8 @@ torch.set_num_threads(1)  # small tensors; avoids OpenMP spin-waits on a shared 
 
 
 def test_method_registry_and_errors():
-    assert METHODS == ("minmax", "percentile", "omse", "ptq4sr", "2dquant", "dual_region", "plain_ft", "sa_ft", "oaq")
+    assert METHODS == ("minmax", "percentile", "omse", "ptq4sr", "2dquant", "dual_region", "plain_ft", "sa_ft", "oaq",
+                       "recon")
     assert check_method(" OAQ ") == "oaq"
     with pytest.raises(ValueError, match="unknown calibration method 'foo'; valid methods: minmax, percentile"):
         check_method("foo")

@@ -1,0 +1,130 @@
+"""Is the quantized model any good? Held-out checks and the verdict every report shows.
+
+A bit-exact model worse than bicubic is a defect, so ``calibrate`` ends by
+scoring the exported artifact (on the integer engine) against the float model
+and bicubic on **held-out calibration images**: images of the calibration
+folder that calibration did not use (the calibration order is a seeded
+permutation; the first ``n_images`` are used, the next ones are held out). No
+benchmark test set is involved.
+
+:func:`verdict` turns (FP, quantized, bicubic) PSNRs into one line used by
+``calibrate``, ``demo`` and the HTML report, next to the bit-exactness verdict.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Verdict", "verdict", "holdout_quality", "GOOD_DB", "FAIR_DB"]
+
+#: Δ to FP (dB) at or above which the quantized model is "close to FP"
+GOOD_DB = -0.3
+#: Δ to FP (dB) at or above which it is "usable"; below: "degraded" (and "bad" below bicubic)
+FAIR_DB = -1.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    level: str  # 'good' | 'fair' | 'degraded' | 'bad' | 'unknown'
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return self.level in ("good", "fair")
+
+
+def verdict(fp: float | None, quant: float | None, bicubic: float | None) -> Verdict:
+    """Quality verdict from mean Y-PSNRs (dB): Δ to FP and Δ to bicubic, stated plainly."""
+    if quant is None or not math.isfinite(quant) or fp is None:
+        return Verdict("unknown", "quality: not measured")
+    d_fp = quant - fp
+    parts = [f"{quant:.2f} dB, {d_fp:+.2f} dB vs FP ({fp:.2f})"]
+    if bicubic is not None:
+        d_b = quant - bicubic
+        parts.append(f"{d_b:+.2f} dB vs bicubic ({bicubic:.2f})")
+        if d_b < 0:
+            return Verdict("bad", "quality BAD: below bicubic — " + ", ".join(parts))
+    if d_fp >= GOOD_DB:
+        return Verdict("good", "quality good: " + ", ".join(parts))
+    if d_fp >= FAIR_DB:
+        return Verdict("fair", "quality fair: " + ", ".join(parts))
+    return Verdict("degraded", "quality DEGRADED: " + ", ".join(parts))
+
+
+def _crop_pair(hr: np.ndarray, scale: int, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Centred LR crop of at most ``patch``² of the image's bicubic LR, and the matching HR region."""
+    from calib.bicubic import bicubic_downsample, modcrop
+
+    hr = modcrop(hr, scale)
+    lr = bicubic_downsample(hr, scale)
+    h, w = lr.shape[:2]
+    ph, pw = min(patch, h), min(patch, w)
+    top, left = (h - ph) // 2, (w - pw) // 2
+    return (lr[top:top + ph, left:left + pw],
+            hr[top * scale:(top + ph) * scale, left * scale:(left + pw) * scale])
+
+
+def _fp_runner(model_name: str, net, rgb_range: float, scale: int):
+    import torch
+
+    from calib.models.zoo import MODELS
+    from reports.metrics import to_uint8
+
+    entry = MODELS.get(model_name)
+    if entry is not None:
+        from calib.fp_eval import super_resolve
+
+        return lambda lr: super_resolve(entry, net, lr, scale)
+
+    def run(lr):
+        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].float() * (rgb_range / 255.0)
+        with torch.no_grad():
+            y = net(x)[0].double().numpy().transpose(1, 2, 0) * (255.0 / rgb_range)
+        return to_uint8(y)
+    return run
+
+
+def holdout_quality(model_name: str, net, art, folder: str | os.PathLike, scale: int, rgb_range: float,
+                    n_used: int, seed: int, *, n_eval: int = 8, patch: int = 96) -> dict:
+    """Mean Y-PSNR of FP, the artifact on the integer engine, and bicubic on held-out calibration images.
+
+    Held out = images ``n_used … n_used+n_eval−1`` of the seeded calibration order
+    (:func:`calib.calibrate.load_calibration_images`); if the folder has fewer
+    images, the remainder come from used images (``disjoint`` is then False).
+    Each image: a centred LR crop of at most ``patch``² and its HR region.
+    """
+    from calib.bicubic import bicubic_upsample_rounded
+    from calib.datasets import list_images, read_rgb
+    from calib.evaluate import artifact_input, make_runner
+    from reports.metrics import psnr_y
+
+    files = list_images(Path(folder))
+    order = np.random.default_rng(seed).permutation(len(files))
+    picks = [int(order[(n_used + i) % len(files)]) for i in range(min(n_eval, len(files)))]
+    disjoint = n_used + len(picks) <= len(files)
+    fp_run = _fp_runner(model_name, net, rgb_range, scale)
+    q_run = make_runner(art, "intsim")
+    rows = []
+    for j in picks:
+        hr = read_rgb(files[j])
+        if hr.shape[0] < 2 * scale or hr.shape[1] < 2 * scale:
+            continue
+        lr, hr = _crop_pair(hr, scale, patch)
+        q = q_run(artifact_input(art, lr))
+        q = q[:, :, 0] if q.ndim == 3 and q.shape[2] == 1 else q
+        rows.append({"image": files[j].name, "fp": psnr_y(fp_run(lr), hr, scale), "quantized": psnr_y(q, hr, scale),
+                     "bicubic": psnr_y(bicubic_upsample_rounded(lr, scale), hr, scale)})
+
+    def mean(k):
+        v = [r[k] for r in rows if math.isfinite(r[k])]
+        return float(np.mean(v)) if v else None
+
+    fp, qu, bi = mean("fp"), mean("quantized"), mean("bicubic")
+    v = verdict(fp, qu, bi)
+    return {"images": len(rows), "disjoint": bool(disjoint), "patch": int(patch), "fp_psnr_db": fp,
+            "quantized_psnr_db": qu, "bicubic_psnr_db": bi, "verdict": v.level, "verdict_text": v.text,
+            "per_image": rows}

@@ -1,0 +1,371 @@
+"""Block reconstruction with learned weight rounding (the ``recon`` calibration method).
+
+Goes beyond the paper's method (``oaq``, calib/finetune.py), which only tunes
+clips: per-weight rounding is learned too, block by block, BRECQ-style, with
+SignRound's optimiser. For each *unit* in execution order:
+
+* the **teacher** is the float model's own unit output on the calibration
+  patches (float inputs); no ground truth is used;
+* the **student** is the fake-quant unit fed the outputs of the already
+  reconstructed units before it (QDrop-style: each input element is replaced
+  by its float value with probability ``qdrop``);
+* trained jointly: every conv's per-weight rounding offset ``v`` ∈ [−0.5, 0.5]
+  (hard rounding forward, straight-through backward, signed-gradient steps with
+  a linearly decaying step — SignRound), the weight clips, and the two-region
+  activation quantizers' ``l``, ``u``, ``bp`` (Adam, step relative to each
+  parameter's magnitude);
+* loss: MSE between student and teacher unit outputs;
+* a unit whose loss over all patches ends worse than it started is reverted
+  (measured: a few IMDN blocks otherwise end slightly worse).
+
+Units come from the model itself, never from per-model tables: the natural
+blocks of :func:`calib.methods.find_blocks` (residual blocks, IMDB-like
+modules, RDBs…) plus every conv outside them as a unit of its own, ordered by
+first execution.
+
+The result's layers get the learned specs and integer weights (``w_int``), so
+export stores exactly the hard rounding that was trained. Deterministic under
+``seed``; resumable per unit with ``state_dir``; a progress bar shows unit,
+iteration and loss.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from calib.quant.fakequant import QuantConv2d, build_fakequant_model, project_quantizers
+
+__all__ = ["ReconConfig", "find_units", "reconstruct"]
+
+STATE_JSON = "recon_state.json"
+
+
+@dataclass(frozen=True)
+class ReconConfig:
+    """Reconstruction hyper-parameters (chosen on calibration patches only; see docs/calibration_results.md)."""
+
+    iters: int = 300  # optimiser steps per unit
+    batch_size: int = 4  # patches per step
+    lr_round: float = 5e-3  # SignRound step on the rounding offsets (decays linearly to 0)
+    lr_quant: float = 1e-3  # Adam lr of clips/l/u/bp, relative to each parameter's magnitude
+    qdrop: float = 0.5  # probability of feeding an input element's float value instead of the quantized one
+    learn_act: bool = True  # learn the activation quantizers (l, u, bp) with the rounding
+    learn_clip: bool = True  # learn the weight clips with the rounding
+    seed: int = 0
+    threads: int | None = None  # torch intra-op threads during reconstruction (restored after); None = as is
+
+    def fingerprint(self) -> str:
+        d = asdict(self)
+        d.pop("threads")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- units
+def find_units(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Module paths of the reconstruction units, in order of first execution on ``example``.
+
+    The natural blocks (:func:`calib.methods.find_blocks`) plus each conv that is
+    in none of them; a unit never nests in another.
+    """
+    from calib.methods import find_blocks
+
+    blocks = find_blocks(model)
+    convs = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, QuantConv2d))
+             and not any(n.startswith(p + ".") for p in _conv_wrappers(model))]
+    loose = [c for c in convs if not any(c == b or c.startswith(b + ".") for b in blocks)]
+    order: list[str] = []
+    hooks = [model.get_submodule(u).register_forward_pre_hook(
+        lambda mod, inp, n=u: order.append(n) if n not in order else None) for u in blocks + loose]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return order
+
+
+def _conv_wrappers(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, QuantConv2d)]
+
+
+# --------------------------------------------------------------------------- capture
+class _Stop(Exception):
+    pass
+
+
+@torch.no_grad()
+def _capture(model: nn.Module, unit: str, x: torch.Tensor, calls: int, eval_batch: int):
+    """Per call of ``unit`` (``calls`` per forward): (inputs, output) over all patches of ``x``."""
+    mod = model.get_submodule(unit)
+    got: list[tuple[tuple, torch.Tensor]] = []
+
+    def hook(m, args, out):
+        got.append((tuple(a.detach().clone() if torch.is_tensor(a) else a for a in args), out.detach().clone()))
+        if len(got) % calls == 0:
+            raise _Stop
+
+    h = mod.register_forward_hook(hook)
+    per_call: list[list] = [[] for _ in range(calls)]
+    try:
+        for i in range(0, x.shape[0], eval_batch):
+            got.clear()
+            try:
+                model(x[i:i + eval_batch])
+            except _Stop:
+                pass
+            for j, item in enumerate(got):
+                per_call[j].append(item)
+    finally:
+        h.remove()
+    out = []
+    for items in per_call:
+        args = tuple(torch.cat([it[0][k] for it in items]) if torch.is_tensor(items[0][0][k]) else items[0][0][k]
+                     for k in range(len(items[0][0])))
+        out.append((args, torch.cat([it[1] for it in items])))
+    return out
+
+
+def _count_calls(model: nn.Module, units: Sequence[str], example: torch.Tensor) -> dict[str, int]:
+    n = {u: 0 for u in units}
+    hooks = [model.get_submodule(u).register_forward_pre_hook(
+        lambda m, a, u=u: n.__setitem__(u, n[u] + 1)) for u in units]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    return n
+
+
+# --------------------------------------------------------------------------- parameters
+def _unit_params(mod: nn.Module, cfg: ReconConfig, frozen_acts: set[int]):
+    """(rounding offsets, [(name, parameter)] of clips/l/u/bp) of the quantizers under ``mod``."""
+    offsets, others = [], []
+    seen: set[int] = set()
+    for name, m in mod.named_modules():
+        if not isinstance(m, QuantConv2d):
+            continue
+        for aq, wq in [(m.act_quant, m.weight_quant)] + [(s.act_quant, s.weight_quant) for s in m.site_quants]:
+            if id(wq) in seen:
+                continue
+            seen.add(id(wq))
+            offsets.append(wq.offset)
+            if cfg.learn_clip:
+                others.append((f"{name}.clip", wq.clip))
+            if cfg.learn_act and id(aq) not in frozen_acts:
+                if aq.signed:
+                    others.append((f"{name}.l", aq.l))
+                others.append((f"{name}.u", aq.u))
+                if aq.allocation != "uniform":
+                    others.append((f"{name}.bp", aq.bp))
+    return offsets, others
+
+
+def _state_of(mod: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in mod.state_dict().items()
+            if ".act_quant." in f".{k}" or ".weight_quant." in f".{k}" or ".site_quants." in f".{k}"}
+
+
+@torch.no_grad()
+def _unit_loss(mod: nn.Module, data, eval_batch: int) -> float:
+    tot, n = 0.0, 0
+    for args, target in data:
+        for i in range(0, target.shape[0], eval_batch):
+            a = tuple(t[i:i + eval_batch] if torch.is_tensor(t) else t for t in args)
+            tot += float(((mod(*a) - target[i:i + eval_batch]) ** 2).sum())
+            n += target[i:i + eval_batch].numel()
+    return tot / max(n, 1)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# --------------------------------------------------------------------------- driver
+def _train_unit(mod: nn.Module, q_data, fp_data, cfg: ReconConfig, k: int, frozen_acts: set[int], bar, unit: str):
+    offsets, others = _unit_params(mod, cfg, frozen_acts)
+    for p in offsets:
+        p.requires_grad_(True)
+    for _, p in others:
+        p.requires_grad_(True)
+    opt = (torch.optim.Adam([{"params": [p], "lr": cfg.lr_quant * max(float(p.detach().abs().max()), 1e-8)}
+                             for _, p in others]) if others else None)
+    n = q_data[0][1].shape[0]
+    rng = np.random.default_rng([cfg.seed, k])
+    gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
+    bs = min(cfg.batch_size, n)
+    try:
+        for it in range(cfg.iters):
+            idx = torch.from_numpy(rng.choice(n, bs, replace=False))
+            loss = 0.0
+            for (qa, target), (fa, _) in zip(q_data, fp_data):
+                args = []
+                for a, f in zip(qa, fa):
+                    if torch.is_tensor(a) and a.is_floating_point():
+                        a, f = a[idx], f[idx]
+                        if cfg.qdrop > 0:
+                            keep_fp = torch.rand(a.shape, generator=gen) < cfg.qdrop
+                            a = torch.where(keep_fp, f, a)
+                    args.append(a)
+                loss = loss + ((mod(*args) - target[idx]) ** 2).mean()
+            for p in offsets:
+                p.grad = None
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if not torch.isfinite(loss):
+                raise ValueError(f"reconstruction diverged at unit {unit!r}, iteration {it + 1}: loss {float(loss)}")
+            step = cfg.lr_round * (1.0 - it / cfg.iters)
+            with torch.no_grad():
+                for p in offsets:
+                    if p.grad is not None:
+                        p.sub_(step * torch.sign(p.grad))
+            if opt is not None:
+                opt.step()
+            project_quantizers(mod)
+            if bar is not None:
+                bar.set_postfix(unit=unit, it=it + 1, loss=f"{float(loss.detach()):.4g}")
+                bar.update(1)
+    finally:
+        for p in offsets:
+            p.requires_grad_(False)
+        for _, p in others:
+            p.requires_grad_(False)
+
+
+def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: ReconConfig | None = None, *,
+                state_dir: str | os.PathLike | None = None, progress: bool = False,
+                log: Callable[[str], None] | None = None, frozen_act_layers: Sequence[str] = (),
+                eval_batch: int = 8) -> dict:
+    """Reconstruct ``result``'s quantizers unit by unit (in place: layer specs and ``w_int``) → summary dict.
+
+    ``images``: equal-size float C×H×W calibration patches (the teacher sees
+    them whole: IMDN's channel attention uses whole-patch statistics).
+    ``frozen_act_layers``: conv op names whose activation quantizer stays as
+    initialised (the exact uint8 image quantizer of the head).
+    """
+    cfg = cfg or ReconConfig()
+    t0 = time.time()
+    teacher = model.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    imgs = [torch.as_tensor(i).float() for i in images]
+    if len({tuple(i.shape) for i in imgs}) != 1:
+        raise ValueError("reconstruction needs equal-size calibration patches")
+    x = torch.stack(imgs)
+    fq = build_fakequant_model(model, result)
+    for p in fq.parameters():
+        p.requires_grad_(False)
+    for layer in result.layers.values():
+        m = fq.get_submodule(layer.module)
+        for wq in [m.weight_quant] + [s.weight_quant for s in m.site_quants]:
+            if wq.offset is None:
+                wq.learn_rounding(m.conv.weight)
+            wq.offset.requires_grad_(False)
+    frozen_acts = {id(fq.get_submodule(result.layers[n].module).act_quant) for n in frozen_act_layers}
+    units = find_units(model, x[:1])
+    calls = _count_calls(model, units, x[:1])
+    sd = Path(state_dir) if state_dir is not None else None
+    fp = cfg.fingerprint()
+    done: list[dict] = []
+    if sd is not None:
+        sd.mkdir(parents=True, exist_ok=True)
+        js = sd / STATE_JSON
+        if js.is_file():
+            meta = json.loads(js.read_text())
+            if meta.get("fingerprint") != fp or meta.get("units") != units:
+                raise ValueError(f"{sd}: reconstruction state was made with a different configuration or model; "
+                                 "use a fresh state directory")
+            done = list(meta["done"])
+            tensors = torch.load(sd / meta["tensors"], map_location="cpu", weights_only=True)
+            fq.load_state_dict(tensors, strict=False)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(units) * cfg.iters, initial=len(done) * cfg.iters, desc="reconstruct",
+                   dynamic_ncols=True)
+    try:
+        with _threads(cfg.threads):
+            for k, unit in enumerate(units):
+                if k < len(done):
+                    continue
+                tu = time.time()
+                q_data = _capture(fq, unit, x, calls[unit], eval_batch)
+                fp_data = _capture(teacher, unit, x, calls[unit], eval_batch)
+                target = [(qa, t) for (qa, _), (_, t) in zip(q_data, fp_data)]
+                mod = fq.get_submodule(unit)
+                before_state = _state_of(mod)
+                before = _unit_loss(mod, target, eval_batch)
+                _train_unit(mod, target, fp_data, cfg, k, frozen_acts, bar, unit)
+                after = _unit_loss(mod, target, eval_batch)
+                reverted = not after <= before
+                if reverted:
+                    mod.load_state_dict(before_state, strict=False)
+                rec = {"unit": unit, "loss_before": before, "loss_after": after, "reverted": reverted,
+                       "seconds": round(time.time() - tu, 2)}
+                done.append(rec)
+                del q_data, fp_data, target
+                if sd is not None:
+                    _save(sd, fq, fp, units, done)
+                if log:
+                    log(json.dumps(rec))
+    finally:
+        if bar is not None:
+            bar.close()
+    for layer, site in _layer_sites(result):
+        m = fq.get_submodule(layer.module)
+        aq, wq = (m.act_quant, m.weight_quant) if site == 0 or m.num_sites == 1 else (m.site_quants[site - 1].act_quant,
+                                                                   m.site_quants[site - 1].weight_quant)
+        layer.act = aq.spec()
+        layer.weight = wq.spec()
+        layer.w_int = wq.integer_weights(m.conv.weight)
+    return {"units": done, "iters": cfg.iters, "batch_size": cfg.batch_size, "lr_round": cfg.lr_round,
+            "lr_quant": cfg.lr_quant, "qdrop": cfg.qdrop, "learn_act": cfg.learn_act, "learn_clip": cfg.learn_clip,
+            "seed": cfg.seed, "patches": len(imgs), "patch_shape": list(imgs[0].shape),
+            "seconds": round(time.time() - t0, 2)}
+
+
+def _layer_sites(result):
+    """(layer, call-site index within its module) in graph order (site i = the module's i-th call)."""
+    seen: dict[str, int] = {}
+    for layer in result.layers.values():
+        i = seen.get(layer.module, 0)
+        seen[layer.module] = i + 1
+        yield layer, i
+
+
+def _save(sd: Path, fq: nn.Module, fp: str, units: list[str], done: list[dict]) -> None:
+    import io
+
+    from intsim.artifact import atomic_write_bytes, atomic_write_json
+
+    buf = io.BytesIO()
+    torch.save(_state_of(fq), buf)
+    name = f"recon_state_u{len(done)}.pt"
+    atomic_write_bytes(sd / name, buf.getvalue())
+    atomic_write_json(sd / STATE_JSON, {"fingerprint": fp, "units": units, "done": done, "tensors": name})
+    for old in sd.glob("recon_state_u*.pt"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
