@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -142,15 +143,32 @@ def to_model_inputs(model: str, scale: int, images: list[torch.Tensor], rgb_rang
     return out
 
 
-def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method: str | None = None,
+@dataclass
+class CalibrationRun:
+    """What :func:`calibrate_run` made: the float model, its calibration, the exported artifact, the summary."""
+
+    net: torch.nn.Module
+    rgb_range: float  # the model's input range (1.0 or 255.0)
+    calibration: object  # calib.calibrate.CalibrationResult
+    artifact: object  # intsim.artifact.Artifact
+    summary: dict
+
+
+def run_calibrate(*args, **kwargs) -> dict:
+    """:func:`calibrate_run` → its JSON-able summary (the library entry point the CLI calls)."""
+    return calibrate_run(*args, **kwargs).summary
+
+
+def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method: str | None = None,
                   calib_data: str | None = None, out: str | None = None, realization: str = "split",
                   rounding: str = "half_up", overflow: str = "saturate", acc_bits: int = 32, stream_bits: int = 24,
                   n_images: int | None = None, patch: int | None = None, seed: int = 0,
                   *, mult_bits: int = 31, grid_bits: int | None = None, policy=None, batch_size: int | None = None,
                   allocation: str | None = None, bp_init: str | None = None, finetune=None, recon=None,
                   state_dir: str | None = None, progress: bool = False, range_mode: str = "ema",
-                  per_channel: bool | None = None, log=None, holdout: bool = True) -> dict:
-    """Calibrate ``model`` and write its artifact to ``out`` (atomically); return a JSON-able summary.
+                  per_channel: bool | None = None, log=None, holdout: bool = True, policy_file: str | None = None,
+                  budget: str | None = None, candidate_bits=None, accel: str = "edge_npu") -> CalibrationRun:
+    """Calibrate ``model`` and write its artifact to ``out`` (atomically).
 
     Settings left as None come from the method's recipe (calib/recipe.py, the one
     place defaults live): ``method`` None = the best measured method
@@ -163,6 +181,11 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
     or dict (method ``recon``). ``state_dir``: resumable finetuning /
     reconstruction state. ``log``: a callable for stage lines. ``holdout``:
     score the artifact on held-out calibration images (:mod:`calib.quality`).
+    ``policy_file``: per-layer bits (TOML, :func:`calib.mixed_precision.read_policy`);
+    ``budget``: choose per-layer bits among ``candidate_bits`` (default 3/4/6/8)
+    under ``energy=…|latency=…|storage=…`` on ``accel`` (:mod:`calib.mixed_precision`);
+    the summary's ``mixed_precision`` then holds the allocation and the
+    calibration-data Pareto front.
 
     Y-channel zoo models (VDSR, FSRCNN) calibrate on their own 1-channel input
     (:func:`to_model_inputs`). The artifact's ``metadata.source`` records the
@@ -212,10 +235,28 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
     policy = LayerPolicy.parse(policy)
     if rec.per_channel:
         policy = replace(policy, per_channel_weights=True)
+    mixed = None
+    if policy_file is not None and budget is not None:
+        raise ValueError("give either a policy file or a budget, not both")
+    if policy_file is not None:
+        from calib.mixed_precision import read_policy
+
+        policy = replace(policy, overrides={**policy.overrides,
+                                            **read_policy(policy_file, [c.name for c in graph.convs()])})
+        say(f"policy {policy_file}: {len(policy.overrides)} layer(s) with explicit bits")
+    elif budget is not None:
+        from calib.mixed_precision import plan
+
+        say(f"mixed precision: measuring per-layer sensitivity and cost ({budget})")
+        mixed = plan(net, graph, images, rgb_range, budget, candidate_bits=candidate_bits, accel=accel,
+                     policy=policy, holdout=(folder, int(scale), rec.n_images, int(seed)), model_name=model, log=say)
+        policy = replace(policy, overrides={**policy.overrides, **{k: (b, b) for k, b in mixed["bits"].items()}})
     calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=rec.bp_init,
                              batch_size=rec.batch_size, graph=graph, finetune_config=ft_cfg, state_dir=state_dir,
                              progress=progress, range_mode=range_mode, recon_config=rec.recon)
     calib.settings["recipe"] = rec.to_json()
+    if mixed is not None:
+        calib.settings["mixed_precision"] = {k: mixed[k] for k in ("budget", "metric", "limit", "cost", "bits")}
     meta = {"name": model, "scale": int(scale), "method": method, "allocation": calib.settings["allocation"],
             "weights": os.path.basename(weights) if weights else f"random-init(seed={seed})",
             "calib_data": folder.name + (" (offline stand-in for DIV2K)" if folder.name == "SunHays80" else ""),
@@ -243,7 +284,7 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
 
         say("held-out check (integer engine)")
         quality = holdout_quality(model, net, art, folder, int(scale), rgb_range, rec.n_images, int(seed))
-    return {
+    summary = {
         "out": str(out), "sha256": digest, "model": model, "scale": int(scale), "bits": f"W{bw}A{ba}",
         "method": method, "recipe": rec.to_json(), "recipe_text": rec.describe(),
         "allocation": calib.settings["allocation"], "realization": realization, "rounding": art.numerics.rounding,
@@ -253,9 +294,12 @@ def run_calibrate(model: str, weights: str | None, scale: int, bits: str, method
         "code_bits": dict(art.model["code_bits"]),
         "fakequant_vs_fp_psnr_db": (sum(finite) / len(finite)) if finite else None,
         "holdout": quality,
+        "policy_overrides": {k: list(v) for k, v in policy.overrides.items()},
+        "mixed_precision": mixed,
         "calibration_seconds": getattr(calib, "runtime", {}).get("seconds"),
         "seconds": round(time.time() - t0, 2),
     }
+    return CalibrationRun(net, rgb_range, calib, art, summary)
 
 
 def main(argv: list[str] | None = None) -> int:

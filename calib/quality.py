@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Verdict", "verdict", "holdout_quality", "GOOD_DB", "FAIR_DB"]
+__all__ = ["Verdict", "verdict", "holdout_quality", "holdout_pairs", "score", "GOOD_DB", "FAIR_DB"]
 
 #: Δ to FP (dB) at or above which the quantized model is "close to FP"
 GOOD_DB = -0.3
@@ -88,35 +88,55 @@ def _fp_runner(model_name: str, net, rgb_range: float, scale: int):
     return run
 
 
-def holdout_quality(model_name: str, net, art, folder: str | os.PathLike, scale: int, rgb_range: float,
-                    n_used: int, seed: int, *, n_eval: int = 8, patch: int = 96) -> dict:
-    """Mean Y-PSNR of FP, the artifact on the integer engine, and bicubic on held-out calibration images.
+def holdout_pairs(folder: str | os.PathLike, scale: int, n_used: int, seed: int, *, n_eval: int = 8,
+                  patch: int = 96) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], bool]:
+    """Held-out (name, LR, HR) crops and whether they are disjoint from the calibration images.
 
     Held out = images ``n_used … n_used+n_eval−1`` of the seeded calibration order
     (:func:`calib.calibrate.load_calibration_images`); if the folder has fewer
     images, the remainder come from used images (``disjoint`` is then False).
     Each image: a centred LR crop of at most ``patch``² and its HR region.
     """
-    from calib.bicubic import bicubic_upsample_rounded
     from calib.datasets import list_images, read_rgb
-    from calib.evaluate import artifact_input, make_runner
-    from reports.metrics import psnr_y
 
     files = list_images(Path(folder))
     order = np.random.default_rng(seed).permutation(len(files))
     picks = [int(order[(n_used + i) % len(files)]) for i in range(min(n_eval, len(files)))]
-    disjoint = n_used + len(picks) <= len(files)
+    pairs = []
+    for j in picks:
+        hr = read_rgb(files[j])
+        if hr.shape[0] >= 2 * scale and hr.shape[1] >= 2 * scale:
+            lr, hr = _crop_pair(hr, scale, patch)
+            pairs.append((files[j].name, lr, hr))
+    return pairs, n_used + len(picks) <= len(files)
+
+
+def score(model_name: str, net, rgb_range: float, scale: int, pairs) -> float | None:
+    """Mean Y-PSNR of a float (or fake-quant) torch model on (name, LR, HR) pairs."""
+    from reports.metrics import psnr_y
+
+    run = _fp_runner(model_name, net, rgb_range, scale)
+    v = [psnr_y(run(lr), hr, scale) for _, lr, hr in pairs]
+    v = [x for x in v if math.isfinite(x)]
+    return float(np.mean(v)) if v else None
+
+
+def holdout_quality(model_name: str, net, art, folder: str | os.PathLike, scale: int, rgb_range: float,
+                    n_used: int, seed: int, *, n_eval: int = 8, patch: int = 96) -> dict:
+    """Mean Y-PSNR of FP, the artifact on the integer engine, and bicubic on held-out calibration images
+    (:func:`holdout_pairs`)."""
+    from calib.bicubic import bicubic_upsample_rounded
+    from calib.evaluate import artifact_input, make_runner
+    from reports.metrics import psnr_y
+
+    pairs, disjoint = holdout_pairs(folder, scale, n_used, seed, n_eval=n_eval, patch=patch)
     fp_run = _fp_runner(model_name, net, rgb_range, scale)
     q_run = make_runner(art, "intsim")
     rows = []
-    for j in picks:
-        hr = read_rgb(files[j])
-        if hr.shape[0] < 2 * scale or hr.shape[1] < 2 * scale:
-            continue
-        lr, hr = _crop_pair(hr, scale, patch)
+    for name, lr, hr in pairs:
         q = q_run(artifact_input(art, lr))
         q = q[:, :, 0] if q.ndim == 3 and q.shape[2] == 1 else q
-        rows.append({"image": files[j].name, "fp": psnr_y(fp_run(lr), hr, scale), "quantized": psnr_y(q, hr, scale),
+        rows.append({"image": name, "fp": psnr_y(fp_run(lr), hr, scale), "quantized": psnr_y(q, hr, scale),
                      "bicubic": psnr_y(bicubic_upsample_rounded(lr, scale), hr, scale)})
 
     def mean(k):

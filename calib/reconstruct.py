@@ -71,18 +71,25 @@ class ReconConfig:
 
 
 # --------------------------------------------------------------------------- units
-def find_units(model: nn.Module, example: torch.Tensor) -> list[str]:
+def find_units(model: nn.Module, example: torch.Tensor, convs: Sequence[str] | None = None) -> list[str]:
     """Module paths of the reconstruction units, in order of first execution on ``example``.
 
-    The natural blocks (:func:`calib.methods.find_blocks`) plus each conv that is
-    in none of them; a unit never nests in another.
+    The natural blocks (:func:`calib.methods.find_blocks`) that hold a quantized
+    conv, plus each quantized conv in none of them; a unit never nests in
+    another. ``convs``: module paths of the quantized convs (default: every
+    ``nn.Conv2d``/``nn.ConvTranspose2d``; export folds some, e.g. mean shifts).
     """
     from calib.methods import find_blocks
 
-    blocks = find_blocks(model)
-    convs = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, QuantConv2d))
-             and not any(n.startswith(p + ".") for p in _conv_wrappers(model))]
-    loose = [c for c in convs if not any(c == b or c.startswith(b + ".") for b in blocks)]
+    if convs is None:
+        convs = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    convs = list(dict.fromkeys(convs))
+
+    def inside(c, b):
+        return c == b or c.startswith(b + ".")
+
+    blocks = [b for b in find_blocks(model) if any(inside(c, b) for c in convs)]
+    loose = [c for c in convs if not any(inside(c, b) for b in blocks)]
     order: list[str] = []
     hooks = [model.get_submodule(u).register_forward_pre_hook(
         lambda mod, inp, n=u: order.append(n) if n not in order else None) for u in blocks + loose]
@@ -93,10 +100,6 @@ def find_units(model: nn.Module, example: torch.Tensor) -> list[str]:
         for h in hooks:
             h.remove()
     return order
-
-
-def _conv_wrappers(model: nn.Module) -> list[str]:
-    return [n for n, m in model.named_modules() if isinstance(m, QuantConv2d)]
 
 
 # --------------------------------------------------------------------------- capture
@@ -284,7 +287,7 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
                 wq.learn_rounding(m.conv.weight)
             wq.offset.requires_grad_(False)
     frozen_acts = {id(fq.get_submodule(result.layers[n].module).act_quant) for n in frozen_act_layers}
-    units = find_units(model, x[:1])
+    units = find_units(model, x[:1], [l.module for l in result.layers.values()])
     calls = _count_calls(model, units, x[:1])
     sd = Path(state_dir) if state_dir is not None else None
     fp = cfg.fingerprint()

@@ -167,6 +167,16 @@ def cmd_verify(args) -> int:
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
+def _bit_list(text: str) -> tuple[int, ...]:
+    try:
+        bits = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated bit widths like 3,4,6,8, got {text!r}") from None
+    if not bits or any(not 2 <= b <= 8 for b in bits):
+        raise argparse.ArgumentTypeError(f"candidate widths must be in 2..8, got {text!r}")
+    return bits
+
+
 def cmd_calibrate(args) -> int:
     try:
         from calib.cli_calibrate import run_calibrate
@@ -200,6 +210,8 @@ def cmd_calibrate(args) -> int:
                 "progress": sys.stderr.isatty(), "range_mode": args.range_mode, "per_channel": args.per_channel,
                 "log": lambda line: print(line, file=sys.stderr, flush=True),
                 "recon": {"iters": args.iters} if args.iters is not None else None,
+                "policy_file": args.policy, "budget": args.budget,
+                "candidate_bits": args.candidates,
                 "finetune": {k: v for k, v in (("epochs", args.epochs), ("lr_mode", args.lr_mode)) if v is not None}
                 or None}
     import inspect
@@ -216,8 +228,31 @@ def cmd_calibrate(args) -> int:
         _print_json(summary)
     else:
         print(f"wrote {args.output}", file=sys.stderr)
+    if summary.get("mixed_precision"):
+        _write_front(summary["mixed_precision"], Path(args.output))
     _print_quality(summary.get("holdout"))
     return EXIT_OK
+
+
+def _write_front(mp: dict, artifact: Path) -> None:
+    """``<artifact>.pareto.json`` and ``.pareto.png``: the budget sweep on calibration data."""
+    from intsim.artifact import atomic_write_json
+
+    base = artifact.with_name(artifact.name + ".pareto")
+    atomic_write_json(base.with_suffix(".json"), mp)
+    pts = [{"label": p["label"], "energy": p["energy"] * 1e-6, "psnr": p["holdout_psnr_db_init"]}
+           for p in mp["front"] if p.get("holdout_psnr_db_init") is not None]
+    msg = f"Pareto front (calibration data): {base.with_suffix('.json')}"
+    if pts:
+        try:
+            from reports.cost_plots import plot_pareto
+
+            plot_pareto(pts, base.with_suffix(".png"), title="held-out calibration PSNR (before reconstruction) "
+                        "vs estimated energy")
+            msg += f" and {base.with_suffix('.png')}"
+        except ImportError:
+            pass
+    print(f"chosen: {mp['budget']} → cost {mp['cost']:.4g} ({mp['metric']}); {msg}", file=sys.stderr)
 
 
 def _print_quality(q: dict | None) -> None:
@@ -536,6 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "omse, ptq4sr, 2dquant, dual_region, plain_ft, sa_ft")
     c.add_argument("--iters", type=_positive_int(1, 100000), default=None,
                    help="reconstruction steps per unit (method recon; default 300)")
+    c.add_argument("--policy", default=None, metavar="FILE",
+                   help="per-layer bits from a TOML file ([bits] \"layer\" = b or [w, a])")
+    c.add_argument("--budget", default=None, metavar="METRIC=VALUE",
+                   help="mixed precision: choose per-layer bits under energy=…|latency=…|storage=… "
+                        "(relative: 0.5x = half of uniform W8A8, 1.25xW4A4; absolute: 3uJ, 4ms, 200kB)")
+    c.add_argument("--candidates", type=_bit_list, default=None, metavar="B,B,…",
+                   help="candidate widths for --budget (default 3,4,6,8)")
     c.add_argument("--allocation", choices=["released", "paper", "budgeted"], default=None,
                    help="code allocation of the two-region methods (default released)")
     c.add_argument("--bp-init", choices=["percentile", "search"], default=None,
@@ -675,8 +717,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--real", action="store_true", help="IMDN x4 on Set5 from the data root")
     d.add_argument("--data-root", default=None, metavar="DIR")
     d.add_argument("--bits", default="W4A4")
-    d.add_argument("--method", default="dual_region", help="calibration method (default dual_region: "
-                   "two-region codes, no finetuning; oaq adds the finetuning)")
+    d.add_argument("--method", default=None, help="calibration method (default: the best measured recipe, recon — "
+                   "block reconstruction with learned rounding on two-region codes; oaq: the paper's method)")
     d.add_argument("--accel", default="edge_npu", metavar="FILE|NAME")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_demo)

@@ -45,8 +45,9 @@ TRAIN_FILES = ["rocket.jpg", "motorcycle_left.png", "motorcycle_right.png", "ret
 CALIB_FILES = ["rocket.jpg", "motorcycle_left.png", "retina.jpg", "ihc.png", "hubble_deep_field.jpg", "camera.png"]
 EVAL_FILES = ["astronaut.png", "chelsea.png", "coffee.png"]
 ACCELERATOR = "edge_npu"
-#: The demo's calibration: two-region codes (dense region + outlier region), no finetuning.
-DEFAULT_METHOD = "dual_region"
+#: The demo's calibration: None = the best measured recipe (calib/recipe.py: block reconstruction with
+#: learned rounding on two-region codes), what ``intsim calibrate`` gives without ``--method``.
+DEFAULT_METHOD: str | None = None
 SUMMARY_KEYS = ("model", "scale", "bits", "code_bits", "images", "psnr_db", "bit_exact", "mismatches", "seconds")
 
 
@@ -103,13 +104,14 @@ class DemoConfig:
     scale: int
     weights: str
     bits: str
-    method: str
+    method: str | None
     calib_dir: Path | None  # None: write the skimage calibration images into the run dir
-    n_calib: int
-    patch: int
+    n_calib: int | None  # None: the recipe's
+    patch: int | None
     eval_pairs: list  # [(name, lr uint8, hr uint8)]
     realization: str = "split"
     notes: list = field(default_factory=list)
+    recon: dict | None = None  # reconstruction overrides (quick runs use fewer steps)
 
 
 def _center_crop(a: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -131,7 +133,8 @@ def _tiny_config(quick: bool, bits: str, method: str) -> DemoConfig:
         lr, hr = lr_hr_pair(hr, s)
         pairs.append((Path(name).stem, lr, hr))
     return DemoConfig(TINY_SR_NAME, s, str(DEMO_WEIGHTS), bits, method, None,
-                      n_calib=4 if quick else 16, patch=32 if quick else 48, eval_pairs=pairs)
+                      n_calib=4 if quick else 16, patch=32 if quick else 48, eval_pairs=pairs,
+                      recon={"iters": 100} if quick else None)
 
 
 def _real_config(quick: bool, bits: str, method: str, data_root: str | None) -> DemoConfig:
@@ -165,7 +168,8 @@ def _real_config(quick: bool, bits: str, method: str, data_root: str | None) -> 
             hr = np.ascontiguousarray(hr[y * 4:(y + h) * 4, x * 4:(x + w) * 4])
         pairs.append((pair.name, lr, hr))
     return DemoConfig("imdn", 4, str(ckpt), bits, method, calib_dir,
-                      n_calib=4 if quick else 16, patch=32 if quick else 48, eval_pairs=pairs)
+                      n_calib=8 if quick else None, patch=32 if quick else None, eval_pairs=pairs,
+                      recon={"iters": 60} if quick else None)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -218,38 +222,6 @@ def _supported_kwargs(fn, **kw) -> dict:
     if any(p.kind is p.VAR_KEYWORD for p in params.values()):
         return kw
     return {k: v for k, v in kw.items() if k in params}
-
-
-def _fake_quant_model(cfg: DemoConfig, net, rgb_range: float, in_channels: int, calib_dir: Path,
-                      state_dir: Path):
-    """The float32 fake-quant model of the calibration ``run_calibrate`` just did (same method, seed,
-    data; finetuning methods resume from ``state_dir``), or (None, reason)."""
-    from calib.calibrate import load_calibration_images
-    from calib.cli_calibrate import parse_bits
-    from calib.graph import capture
-    from calib.quant.fakequant import build_fakequant_model
-
-    bw, ba = parse_bits(cfg.bits)
-    graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)
-    images = load_calibration_images(calib_dir, cfg.n_calib, cfg.patch, cfg.scale, 0, rgb_range=rgb_range)
-    try:
-        from calib.methods import calibrate_method
-    except ImportError:
-        if cfg.method != "minmax":
-            return None, f"fake-quant PSNR needs calib.methods for method {cfg.method}"
-        from calib.calibrate import calibrate_minmax
-
-        calib = calibrate_minmax(net, images, bw, ba, None, batch_size=2, graph=graph)
-        return build_fakequant_model(net, calib), None
-    extra = {"batch_size": 2, "graph": graph, "state_dir": str(state_dir)}
-    try:
-        from calib.finetune import FinetuneConfig
-
-        extra["finetune_config"] = FinetuneConfig(seed=0, batch_size=2)
-    except ImportError:
-        pass
-    calib = calibrate_method(net, images, bw, ba, cfg.method, None, **_supported_kwargs(calibrate_method, **extra))
-    return build_fakequant_model(net, calib), None
 
 
 def _write_png(path: Path, a: np.ndarray) -> None:
@@ -313,7 +285,8 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     st.times["images"] = time.time() - t
 
     # 2. calibrate -----------------------------------------------------------------------------
-    from calib.cli_calibrate import build_model, run_calibrate
+    from calib.cli_calibrate import calibrate_run
+    from calib.quant.fakequant import build_fakequant_model
 
     t = time.time()
     bar = st.bar("calibrate", 2)
@@ -321,17 +294,17 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     art_rel = f"{tag}.intsim"
     state_dir = out / "calib_state"
     try:
-        cal = run_calibrate(model=cfg.model, weights=cfg.weights, scale=cfg.scale, bits=cfg.bits,
-                            method=cfg.method, calib_data=str(calib_dir), out=str(out / art_rel),
-                            realization=cfg.realization, n_images=cfg.n_calib, patch=cfg.patch, seed=0,
-                            **_supported_kwargs(run_calibrate, state_dir=str(state_dir)))
-    except Exception as e:  # noqa: BLE001 - e.g. an op the exporter cannot take yet (IMDN)
+        crun = calibrate_run(model=cfg.model, weights=cfg.weights, scale=cfg.scale, bits=cfg.bits,
+                             method=cfg.method, calib_data=str(calib_dir), out=str(out / art_rel),
+                             realization=cfg.realization, n_images=cfg.n_calib, patch=cfg.patch, seed=0,
+                             recon=cfg.recon, state_dir=str(state_dir), progress=progress and sys.stderr.isatty())
+    except Exception as e:  # noqa: BLE001 - e.g. an op the exporter cannot take yet
         if isinstance(e, (ValueError, NotImplementedError, KeyError)):
             raise DemoError(f"calibrating {cfg.model} ×{cfg.scale} failed: {' '.join(str(e).split())}") from None
         raise
-    bar.update(1)
-    net, rgb_range, in_ch = build_model(cfg.model, cfg.scale, cfg.weights, 0)
-    fq, fq_note = _fake_quant_model(cfg, net, rgb_range, in_ch, calib_dir, state_dir)
+    cal = crun.summary
+    net, rgb_range = crun.net, crun.rgb_range
+    fq, fq_note = build_fakequant_model(net, crun.calibration), None
     bar.update(1)
     bar.close()
     st.times["calibrate"] = time.time() - t
@@ -434,7 +407,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     summary = {
         "model": cfg.model, "scale": int(cfg.scale), "bits": cfg.bits, "code_bits": _body_code_bits(art, cfg.bits),
         "code_bits_per_layer": dict(art.model.get("code_bits", {})),
-        "method": cfg.method, "realization": art.numerics.realization, "weights": os.path.basename(cfg.weights),
+        "realization": art.numerics.realization, "weights": os.path.basename(cfg.weights),
         "images": len(cfg.eval_pairs), "eval_images": [r["name"] for r in per],
         "calib_images": str(calib_dir if cfg.calib_dir else "skimage: " + ", ".join(CALIB_FILES)),
         "quick": bool(quick), "real": bool(real),
@@ -444,7 +417,9 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
                          "latency_ms": cost["totals"]["latency_s"] * 1e3},
         "artifact": art_rel, "artifact_sha256": art.sha256, "golden": "golden", "cost": "cost.json",
         "cost_compare": "cost_compare.json", "counters": "counters.json",
-        "calibrate": {k: cal.get(k) for k in ("fakequant_vs_fp_psnr_db", "ops", "seconds")},
+        "method": cal["method"], "recipe": cal["recipe_text"],
+        "calibrate": {k: cal.get(k) for k in ("fakequant_vs_fp_psnr_db", "ops", "seconds", "holdout")},
+        "quality": _quality(psnr),
         "notes": [n for n in (fq_note,) if n],
         "stage_seconds": {},
         "per_image": per,
@@ -462,6 +437,14 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
         st.times["report"] = time.time() - t
     _write_summary(out, summary, st, t_start)
     return summary
+
+
+def _quality(psnr: dict) -> dict:
+    """The quality verdict shown next to the bit-exactness verdict (Δ to FP and to bicubic, on intsim)."""
+    from calib.quality import verdict
+
+    v = verdict(psnr.get("float"), psnr.get("intsim"), psnr.get("bicubic"))
+    return {"level": v.level, "ok": v.ok, "text": v.text}
 
 
 def _write_summary(out: Path, summary: dict, st: _Stages, t_start: float) -> None:
@@ -482,6 +465,7 @@ def result_table(summary: dict) -> str:
              "  Y-PSNR [dB]  bicubic  float  fake-quant  golden  intsim",
              f"               {f(ps.get('bicubic'))} {f(ps.get('float'))}   {f(ps.get('fake_quant'))}   "
              f"{f(ps.get('golden'))} {f(ps.get('intsim'))}",
+             f"  {(summary.get('quality') or {}).get('text', 'quality: not measured')}",
              f"  bit-exact: {'yes' if summary['bit_exact'] else 'NO'} ({summary['mismatches']} mismatches); "
              f"cost on {summary['cost_summary']['accelerator']}: {summary['cost_summary']['energy_uj']:.1f} µJ, "
              f"{summary['cost_summary']['latency_ms']:.3f} ms per image"]

@@ -38,7 +38,7 @@ color:#222;line-height:1.4;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em} th,td{border:1px solid #ccc;padding:.25em .6em;
 text-align:right} th{background:#f4f4f4} td.l,th.l{text-align:left}
-.ok{color:#1a7f37;font-weight:bold} .bad{color:#c62828;font-weight:bold} .muted{color:#777;font-size:.85em}
+.ok{color:#1a7f37;font-weight:bold} .bad{color:#c62828;font-weight:bold} .warn{color:#b26a00;font-weight:bold} .muted{color:#777;font-size:.85em}
 img.plot{max-width:100%;border:1px solid #eee;margin:.4em 0} figure{display:inline-block;margin:.3em;
 text-align:center} figcaption{font-size:.8em;color:#555} code{background:#f6f6f6;padding:0 .2em}
 """
@@ -255,9 +255,21 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
     ok = summary.get("bit_exact")
     verdict = ('<span class="ok">BIT-EXACT</span>' if ok else '<span class="bad">MISMATCH</span>')
-    parts.append("<h2>Verification</h2>")
-    parts.append(f"<p>intsim (integer engine) against golden (torch float64 fake-quant): {verdict}, "
-                 f"{summary.get('mismatches')} differing element(s). {_esc(summary.get('verify_line', ''))}</p>")
+    q = summary.get("quality") or {}
+    qcls = {"good": "ok", "fair": "warn"}.get(q.get("level"), "bad")
+    parts.append("<h2>Verdicts</h2>")
+    parts.append(f"<p><b>Bit-exactness</b> — intsim (integer engine) against golden (torch float64 fake-quant): "
+                 f"{verdict}, {summary.get('mismatches')} differing element(s). "
+                 f"{_esc(summary.get('verify_line', ''))}</p>")
+    if q:
+        parts.append(f'<p><b>Quality</b> — integer engine on the evaluation images: '
+                     f'<span class="{qcls}">{_esc(q.get("text", ""))}</span>. Bit-exact only says the hardware '
+                     f'model matches its golden; this line says whether the result is worth shipping.</p>')
+    ho = (summary.get("calibrate") or {}).get("holdout")
+    if ho and ho.get("quantized_psnr_db") is not None:
+        parts.append(f'<p class="muted">Held-out calibration images ({ho.get("images")}, '
+                     f'{"disjoint from" if ho.get("disjoint") else "overlapping"} the calibration patches): '
+                     f'{_esc(ho.get("verdict_text", ""))}.</p>')
 
     parts.append("<h2>Quality</h2>")
     ps = summary["psnr_db"]
@@ -272,7 +284,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     if plots:
         parts.append(_img_tag(psnr_bar_plot(summary), "PSNR bars"))
     parts.append(f"<p>Code bits (honest storage width of the conv-input codes): "
-                 f"<b>{_esc(summary.get('code_bits'))}</b>; calibration: {_esc(summary.get('method', ''))}, "
+                 f"<b>{_esc(summary.get('code_bits'))}</b>; calibration: {_esc(summary.get('recipe') or summary.get('method', ''))}, "
                  f"realization {_esc(summary.get('realization', ''))}.</p>")
 
     art = golden = None
