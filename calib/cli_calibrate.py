@@ -122,6 +122,14 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
     return net.eval(), float(net.rgb_range), int(net.n_colors)
 
 
+def _hr_free(folder: Path) -> bool:
+    """True when the calibration folder holds LR images only (nothing to score SR output against)."""
+    from calib.calibrate import _looks_lr
+    from calib.datasets import list_images
+
+    return _looks_lr(folder, list_images(folder))
+
+
 def to_model_inputs(model: str, scale: int, images: list[torch.Tensor], rgb_range: float) -> list[torch.Tensor]:
     """Calibration patches (RGB, ``pixel·rgb_range/255``) → the network's own inputs.
 
@@ -249,7 +257,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
 
         say(f"mixed precision: measuring per-layer sensitivity and cost ({budget})")
         mixed = plan(net, graph, images, rgb_range, budget, candidate_bits=candidate_bits, accel=accel,
-                     policy=policy, holdout=(folder, int(scale), rec.n_images, int(seed)), model_name=model, log=say)
+                     policy=policy, holdout=None if _hr_free(folder) else (folder, int(scale), rec.n_images, int(seed)),
+                     model_name=model, log=say)
         policy = replace(policy, overrides={**policy.overrides, **{k: (b, b) for k, b in mixed["bits"].items()}})
     calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=rec.bp_init,
                              batch_size=rec.batch_size, graph=graph, finetune_config=ft_cfg, state_dir=state_dir,

@@ -129,6 +129,12 @@ def holdout_quality(model_name: str, net, art, folder: str | os.PathLike, scale:
     from calib.evaluate import artifact_input, make_runner
     from reports.metrics import psnr_y
 
+    from calib.calibrate import _looks_lr
+    from calib.datasets import list_images
+
+    if _looks_lr(Path(folder), list_images(Path(folder))):
+        return {"images": 0, "skipped": "the calibration folder holds LR images: no HR to score against",
+                "quantized_psnr_db": None, "verdict": "unknown", "verdict_text": "quality: not measured"}
     pairs, disjoint = holdout_pairs(folder, scale, n_used, seed, n_eval=n_eval, patch=patch)
     fp_run = _fp_runner(model_name, net, rgb_range, scale)
     q_run = make_runner(art, "intsim")

@@ -179,7 +179,7 @@ def _bit_list(text: str) -> tuple[int, ...]:
 
 def cmd_calibrate(args) -> int:
     try:
-        from calib.cli_calibrate import run_calibrate
+        from calib.cli_calibrate import calibrate_run
         from reports.demo import DEMO_WEIGHTS, TINY_SR_NAME, register_tiny_sr
     except ImportError as e:
         raise UsageError(f"calibrate needs torch (pip install torch==2.13.0): {e}") from None
@@ -214,16 +214,8 @@ def cmd_calibrate(args) -> int:
                 "candidate_bits": args.candidates,
                 "finetune": {k: v for k, v in (("epochs", args.epochs), ("lr_mode", args.lr_mode)) if v is not None}
                 or None}
-    import inspect
-
-    params = inspect.signature(run_calibrate).parameters
-    for k, v in optional.items():
-        if k in params:
-            if v is not None:
-                kwargs[k] = v
-        elif v is not None and k not in ("progress", "log"):
-            raise UsageError(f"--{k.replace('_', '-')} is not supported by this version of calibrate")
-    summary = run_calibrate(**kwargs)
+    kwargs.update({k: v for k, v in optional.items() if v is not None})
+    summary = calibrate_run(**kwargs).summary
     if args.json:
         _print_json(summary)
     else:
@@ -238,18 +230,17 @@ def _write_front(mp: dict, artifact: Path) -> None:
     """``<artifact>.pareto.json`` and ``.pareto.png``: the budget sweep on calibration data."""
     from intsim.artifact import atomic_write_json
 
-    base = artifact.with_name(artifact.name + ".pareto")
-    atomic_write_json(base.with_suffix(".json"), mp)
+    js, png = artifact.with_name(artifact.name + ".pareto.json"), artifact.with_name(artifact.name + ".pareto.png")
+    atomic_write_json(js, mp)
     pts = [{"label": p["label"], "energy": p["energy"] * 1e-6, "psnr": p["holdout_psnr_db_init"]}
            for p in mp["front"] if p.get("holdout_psnr_db_init") is not None]
-    msg = f"Pareto front (calibration data): {base.with_suffix('.json')}"
+    msg = f"Pareto front (calibration data): {js}"
     if pts:
         try:
             from reports.cost_plots import plot_pareto
 
-            plot_pareto(pts, base.with_suffix(".png"), title="held-out calibration PSNR (before reconstruction) "
-                        "vs estimated energy")
-            msg += f" and {base.with_suffix('.png')}"
+            plot_pareto(pts, png, title="held-out calibration PSNR (before reconstruction) vs estimated energy")
+            msg += f" and {png}"
         except ImportError:
             pass
     print(f"chosen: {mp['budget']} → cost {mp['cost']:.4g} ({mp['metric']}); {msg}", file=sys.stderr)

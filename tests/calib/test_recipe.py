@@ -1,0 +1,40 @@
+"""calib.recipe: one set of defaults for the CLI, the Python API and the demo."""
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from calib.recipe import DEFAULT_METHOD, resolve_recipe
+
+
+def test_default_is_the_best_measured_recipe():
+    r = resolve_recipe()
+    assert r.method == DEFAULT_METHOD == "recon"
+    assert r.recon is not None and r.recon.iters > 0 and r.per_channel and r.bp_init == "search"
+    assert "learned rounding" in r.describe()
+
+
+def test_paper_methods_keep_the_paper_recipe():
+    r = resolve_recipe("oaq")
+    assert (r.method, r.n_images, r.patch, r.batch_size, r.bp_init, r.per_channel, r.recon) == \
+        ("oaq", 100, 96, 2, "percentile", False, None)
+
+
+def test_overrides_and_errors():
+    r = resolve_recipe("recon", n_images=3, patch=20, recon={"iters": 7}, seed=4)
+    assert (r.n_images, r.patch, r.recon.iters, r.recon.seed) == (3, 20, 7, 4)
+    with pytest.raises(ValueError, match="unknown calibration method"):
+        resolve_recipe("nope")
+
+
+def test_cli_and_api_leave_defaults_to_the_recipe():
+    """Neither entry point hard-codes a method, patch count or patch size of its own."""
+    from calib.cli_calibrate import calibrate_run
+    from intsim.cli import build_parser
+
+    sig = inspect.signature(calibrate_run).parameters
+    for k in ("method", "n_images", "patch", "batch_size", "bp_init", "per_channel"):
+        assert sig[k].default is None, k
+    a = build_parser().parse_args(["calibrate", "--model", "imdn", "--scale", "4", "--bits", "W4A4", "-o", "x"])
+    assert (a.method, a.n_images, a.patch, a.bp_init, a.per_channel) == (None, None, None, None, None)
