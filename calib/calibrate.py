@@ -108,6 +108,8 @@ class LayerCalibration:
     #: learned integer weights (int64, the torch weight's layout) from reconstruction (calib/reconstruct.py);
     #: None = ``weight.quantize(module weight)`` (round to nearest)
     w_int: torch.Tensor | None = None
+    #: learned float bias (reconstruction with ``learn_bias``); None = the module's own bias
+    bias: torch.Tensor | None = None
 
     def integer_weights(self, weight: torch.Tensor) -> torch.Tensor:
         """int64 integer weights of this conv (torch layout): the learned ones, else rounded to nearest."""

@@ -209,8 +209,10 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     if out is None:
         raise ValueError("an output artifact path is required")
     bw, ba = parse_bits(bits)
+    entry = _zoo_entry(model)
     rec = resolve_recipe(method, n_images=n_images, patch=patch, batch_size=batch_size, bp_init=bp_init,
-                         per_channel=per_channel, recon=recon, seed=int(seed))
+                         per_channel=per_channel, recon=recon, seed=int(seed),
+                         input_upscale=int(scale) if entry is not None and entry.upsampled_input else 1)
     method = rec.method
     if realization not in ("split", "grid"):
         raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")

@@ -153,6 +153,7 @@ class FloatFakeQuant:
     """The float32 fake-quant model of an artifact (unsnapped learned parameters)."""
 
     def __init__(self, art, data_root=None):
+        import torch
         import torch.fx as fx
 
         from calib.graph import capture
@@ -175,7 +176,9 @@ class FloatFakeQuant:
             meta = layers[c.name]
             mod = g.gm.get_submodule(c.module)
             wq = _artifact_weight(art, ops.get(c.name), meta, mod.weight)
-            self.quant[c.call_node] = (c.op, _act_spec(meta["act"]), wq, mod)
+            bias = (torch.tensor(meta["bias_learned"], dtype=torch.float32) if "bias_learned" in meta
+                    else mod.bias)
+            self.quant[c.call_node] = (c.op, _act_spec(meta["act"]), wq, mod, bias)
         quant = self.quant
 
         class _Interp(fx.Interpreter):
@@ -189,11 +192,11 @@ class FloatFakeQuant:
                 import torch.nn.functional as F
 
                 args, _ = self.fetch_args_kwargs_from_env(n)
-                op, act, wq, m = q
+                op, act, wq, m, bias = q
                 x = act.fake_quant(args[0])
                 if op == "conv2d":
-                    return F.conv2d(x, wq, m.bias, m.stride, m.padding, m.dilation, m.groups)
-                return F.conv_transpose2d(x, wq, m.bias, m.stride, m.padding, m.output_padding, m.groups,
+                    return F.conv2d(x, wq, bias, m.stride, m.padding, m.dilation, m.groups)
+                return F.conv_transpose2d(x, wq, bias, m.stride, m.padding, m.output_padding, m.groups,
                                           m.dilation)
 
         self._interp = _Interp

@@ -407,7 +407,11 @@ def export_conv(node: LNode, mod: nn.Conv2d, layer, f_in: int, f_out: int, numer
     realization = numerics.realization
     c = float(node.attrs.get("post_scale", 1.0))
     w = mod.weight.detach().double()
-    bias = mod.bias.detach().double() if mod.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+    learned_bias = getattr(layer, "bias", None)
+    if learned_bias is not None:
+        bias = learned_bias.detach().double()
+    else:
+        bias = mod.bias.detach().double() if mod.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
     wspec = layer.weight
     w_int = layer.integer_weights(w)  # int64 [Co, Ci/g, kh, kw]; transposed conv: [Ci, Co, kh, kw]
     transposed = node.op == "conv_transpose2d"
@@ -454,6 +458,7 @@ def export_conv(node: LNode, mod: nn.Conv2d, layer, f_in: int, f_out: int, numer
         "code_bits": codebook.code_bits, "num_codes": codebook.num_codes,
         "act": act.to_json(), "weight": {**wspec.to_json(), "channel_dim": int(getattr(wspec, "channel_dim", 0))},
         "post_scale": c, "observer": layer.observer, "op": node.op,
+        **({"bias_learned": [float(v) for v in bias]} if learned_bias is not None else {}),
         "snap": {
             "unit": unit, "unit_m": int(unit_m), "unit_e": int(unit_e), "grid_bits": gb,
             "step_rel_err": [_rel_err(sg.step * unit, r.step) for sg, r in zip(segs, real)],

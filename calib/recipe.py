@@ -67,12 +67,19 @@ _RECON = dict(n_images=64, patch=48, batch_size=2, bp_init="search", per_channel
 
 def resolve_recipe(method: str | None = None, *, n_images: int | None = None, patch: int | None = None,
                    batch_size: int | None = None, bp_init: str | None = None, per_channel: bool | None = None,
-                   recon: ReconConfig | dict | None = None, seed: int = 0) -> Recipe:
-    """The recipe of ``method`` (default :data:`DEFAULT_METHOD`) with the given overrides (None = default)."""
+                   recon: ReconConfig | dict | None = None, seed: int = 0, input_upscale: int = 1) -> Recipe:
+    """The recipe of ``method`` (default :data:`DEFAULT_METHOD`) with the given overrides (None = default).
+
+    ``input_upscale``: how much larger than the LR patch the network's input is
+    (VDSR takes the bicubic-upsampled image: the scale); the default patch of
+    ``recon`` shrinks by it, so every model reconstructs on inputs of about 48².
+    """
     from calib.methods import check_method
 
     m = check_method(method if method is not None else DEFAULT_METHOD)
     base = dict(_RECON if m == "recon" else _PAPER)
+    if m == "recon" and input_upscale > 1:
+        base["patch"] = max(8, base["patch"] // int(input_upscale))
     for k, v in (("n_images", n_images), ("patch", patch), ("batch_size", batch_size), ("bp_init", bp_init),
                  ("per_channel", per_channel)):
         if v is not None:

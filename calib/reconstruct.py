@@ -61,6 +61,7 @@ class ReconConfig:
     qdrop: float = 0.5  # probability of feeding an input element's float value instead of the quantized one
     learn_act: bool = True  # learn the activation quantizers (l, u, bp) with the rounding
     learn_clip: bool = True  # learn the weight clips with the rounding
+    learn_bias: bool = False  # learn the conv biases too (exported as float biases, snapped like any bias)
     seed: int = 0
     threads: int | None = None  # torch intra-op threads during reconstruction (restored after); None = as is
 
@@ -167,6 +168,9 @@ def _unit_params(mod: nn.Module, cfg: ReconConfig, frozen_acts: set[int]):
             offsets.append(wq.offset)
             if cfg.learn_clip:
                 others.append((f"{name}.clip", wq.clip))
+            if cfg.learn_bias and m.conv.bias is not None and id(m.conv.bias) not in seen:
+                seen.add(id(m.conv.bias))
+                others.append((f"{name}.bias", m.conv.bias))
             if cfg.learn_act and id(aq) not in frozen_acts:
                 if aq.signed:
                     others.append((f"{name}.l", aq.l))
@@ -178,7 +182,8 @@ def _unit_params(mod: nn.Module, cfg: ReconConfig, frozen_acts: set[int]):
 
 def _state_of(mod: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in mod.state_dict().items()
-            if ".act_quant." in f".{k}" or ".weight_quant." in f".{k}" or ".site_quants." in f".{k}"}
+            if ".act_quant." in f".{k}" or ".weight_quant." in f".{k}" or ".site_quants." in f".{k}"
+            or k.endswith("conv.bias")}
 
 
 @torch.no_grad()
@@ -344,8 +349,11 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
         layer.act = aq.spec()
         layer.weight = wq.spec()
         layer.w_int = wq.integer_weights(m.conv.weight)
+        if cfg.learn_bias and m.conv.bias is not None:
+            layer.bias = m.conv.bias.detach().clone()
     return {"units": done, "iters": cfg.iters, "batch_size": cfg.batch_size, "lr_round": cfg.lr_round,
             "lr_quant": cfg.lr_quant, "qdrop": cfg.qdrop, "learn_act": cfg.learn_act, "learn_clip": cfg.learn_clip,
+            "learn_bias": cfg.learn_bias,
             "seed": cfg.seed, "patches": len(imgs), "patch_shape": list(imgs[0].shape),
             "seconds": round(time.time() - t0, 2)}
 

@@ -162,6 +162,8 @@ def build_fakequant_model(model: nn.Module, calib) -> nn.Module:
         first = layers[0]
         shared = all(l.act == first.act and l.weight == first.weight and _same_w_int(l, first) for l in layers[1:])
         sites = [] if shared else [(l.act, l.weight) for l in layers[1:]]
+        if getattr(first, "bias", None) is not None:  # learned bias (calib/reconstruct.py); conv is the copy's own
+            conv.bias = nn.Parameter(first.bias.detach().clone().to(conv.weight.dtype), requires_grad=False)
         qc = QuantConv2d(conv, first.act, first.weight, sites)
         for i, l in enumerate(layers if sites else layers[:1]):
             if getattr(l, "w_int", None) is not None:  # learned rounding (calib/reconstruct.py)

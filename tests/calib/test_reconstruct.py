@@ -132,3 +132,25 @@ def test_fakequant_model_uses_the_learned_integers():
     for layer in res.layers.values():
         m = fq.get_submodule(layer.module)
         assert torch.equal(m.weight_quant.integer_weights(m.conv.weight), layer.w_int)
+
+
+def test_learned_biases_are_exported_and_rebuilt():
+    from golden.executor import run_golden
+    from intsim.engine import run
+
+    net = tiny_model()
+    g = capture(net, rgb_range=1.0)
+    cfg = ReconConfig(iters=25, batch_size=2, seed=5, learn_bias=True)
+    res = calibrate_method(net, tiny_images(6, 10, seed=1), 4, 4, "recon", graph=g, recon_config=cfg)
+    moved = [n for n, l in res.layers.items()
+             if l.bias is not None and not torch.equal(l.bias, net.get_submodule(l.module).bias.detach())]
+    assert moved
+    art = export_artifact(net, res, model_meta={"name": "tiny", "scale": 2})
+    meta = art.metadata["layers"][moved[0]]
+    assert meta["bias_learned"] == pytest.approx(res.layers[moved[0]].bias.tolist())
+    fq = build_fakequant_model(net, res)
+    assert torch.equal(fq.get_submodule(res.layers[moved[0]].module).conv.bias.detach(), res.layers[moved[0]].bias)
+    img = np.random.default_rng(2).integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    res_i, gold = run(art, img), run_golden(art, img)
+    for t, ref in gold.tensors.items():
+        assert np.array_equal(np.asarray(res_i.tensors[t], np.int64), np.asarray(ref, np.int64)), t
