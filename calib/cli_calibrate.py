@@ -20,6 +20,7 @@ import torch
 
 from calib.calibrate import load_calibration_images, psnr
 from calib.data_root import data_root
+from calib.determinism import fixed_threads
 from calib.export import export_artifact, model_source
 from calib.graph import capture
 from calib.models.edsr import EDSR
@@ -258,13 +259,17 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
         from calib.mixed_precision import plan
 
         say(f"mixed precision: measuring per-layer sensitivity and cost ({budget})")
-        mixed = plan(net, graph, images, rgb_range, budget, candidate_bits=candidate_bits, accel=accel,
-                     policy=policy, holdout=None if _hr_free(folder) else (folder, int(scale), rec.n_images, int(seed)),
-                     model_name=model, log=say)
+        with fixed_threads():
+            mixed = plan(net, graph, images, rgb_range, budget, candidate_bits=candidate_bits, accel=accel,
+                         policy=policy,
+                         holdout=None if _hr_free(folder) else (folder, int(scale), rec.n_images, int(seed)),
+                         model_name=model, log=say)
         policy = replace(policy, overrides={**policy.overrides, **{k: (b, b) for k, b in mixed["bits"].items()}})
-    calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=rec.bp_init,
-                             batch_size=rec.batch_size, graph=graph, finetune_config=ft_cfg, state_dir=state_dir,
-                             progress=progress, range_mode=range_mode, recon_config=rec.recon)
+    with fixed_threads():  # the artifact must not depend on the machine's thread count
+        calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=rec.bp_init,
+                                 batch_size=rec.batch_size, graph=graph, finetune_config=ft_cfg,
+                                 state_dir=state_dir, progress=progress, range_mode=range_mode,
+                                 recon_config=rec.recon)
     calib.settings["recipe"] = rec.to_json()
     if mixed is not None:
         calib.settings["mixed_precision"] = {k: mixed[k] for k in ("budget", "metric", "limit", "cost", "bits")}

@@ -30,7 +30,6 @@ iteration and loss.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -63,11 +62,9 @@ class ReconConfig:
     learn_clip: bool = True  # learn the weight clips with the rounding
     learn_bias: bool = False  # learn the conv biases too (exported as float biases, snapped like any bias)
     seed: int = 0
-    threads: int | None = None  # torch intra-op threads during reconstruction (restored after); None = as is
 
     def fingerprint(self) -> str:
         d = asdict(self)
-        d.pop("threads")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -197,19 +194,6 @@ def _unit_loss(mod: nn.Module, data, eval_batch: int) -> float:
     return tot / max(n, 1)
 
 
-@contextlib.contextmanager
-def _threads(n: int | None):
-    if n is None:
-        yield
-        return
-    old = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 # --------------------------------------------------------------------------- driver
 def _train_unit(mod: nn.Module, q_data, fp_data, cfg: ReconConfig, k: int, frozen_acts: set[int], bar, unit: str):
     offsets, others = _unit_params(mod, cfg, frozen_acts)
@@ -315,30 +299,29 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
         bar = tqdm(total=len(units) * cfg.iters, initial=len(done) * cfg.iters, desc="reconstruct",
                    dynamic_ncols=True)
     try:
-        with _threads(cfg.threads):
-            for k, unit in enumerate(units):
-                if k < len(done):
-                    continue
-                tu = time.time()
-                q_data = _capture(fq, unit, x, calls[unit], eval_batch)
-                fp_data = _capture(teacher, unit, x, calls[unit], eval_batch)
-                target = [(qa, t) for (qa, _), (_, t) in zip(q_data, fp_data)]
-                mod = fq.get_submodule(unit)
-                before_state = _state_of(mod)
-                before = _unit_loss(mod, target, eval_batch)
-                _train_unit(mod, target, fp_data, cfg, k, frozen_acts, bar, unit)
-                after = _unit_loss(mod, target, eval_batch)
-                reverted = not after <= before
-                if reverted:
-                    mod.load_state_dict(before_state, strict=False)
-                rec = {"unit": unit, "loss_before": before, "loss_after": after, "reverted": reverted,
-                       "seconds": round(time.time() - tu, 2)}
-                done.append(rec)
-                del q_data, fp_data, target
-                if sd is not None:
-                    _save(sd, fq, fp, units, done)
-                if log:
-                    log(json.dumps(rec))
+        for k, unit in enumerate(units):
+            if k < len(done):
+                continue
+            tu = time.time()
+            q_data = _capture(fq, unit, x, calls[unit], eval_batch)
+            fp_data = _capture(teacher, unit, x, calls[unit], eval_batch)
+            target = [(qa, t) for (qa, _), (_, t) in zip(q_data, fp_data)]
+            mod = fq.get_submodule(unit)
+            before_state = _state_of(mod)
+            before = _unit_loss(mod, target, eval_batch)
+            _train_unit(mod, target, fp_data, cfg, k, frozen_acts, bar, unit)
+            after = _unit_loss(mod, target, eval_batch)
+            reverted = not after <= before
+            if reverted:
+                mod.load_state_dict(before_state, strict=False)
+            rec = {"unit": unit, "loss_before": before, "loss_after": after, "reverted": reverted,
+                   "seconds": round(time.time() - tu, 2)}
+            done.append(rec)
+            del q_data, fp_data, target
+            if sd is not None:
+                _save(sd, fq, fp, units, done)
+            if log:
+                log(json.dumps(rec))
     finally:
         if bar is not None:
             bar.close()

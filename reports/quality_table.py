@@ -5,7 +5,8 @@
 
 A row is ``model:scale:bits:method[:key=value,...]``; ``method`` ``default`` means no
 ``--method`` (the recipe a user gets, calib/recipe.py); options: ``budget=…`` (mixed
-precision, :mod:`calib.mixed_precision`), ``policy=FILE``, ``allocation=…``, ``iters=…``.
+precision, :mod:`calib.mixed_precision`), ``policy=FILE``, ``allocation=…``, ``iters=…``,
+``n=…`` and ``patch=…`` (calibration patches; the table shows every override).
 Every row calibrates through :func:`calib.cli_calibrate.calibrate_run` exactly as
 ``intsim calibrate`` does (real checkpoint from the data root, SunHays80 patches — the
 offline stand-in for DIV2K, never a test set), then scores the artifact on the benchmark
@@ -57,6 +58,7 @@ def run_row(spec: str, a, out_dir: Path) -> dict:
     o = r["opts"]
     t0 = time.time()
     run = calibrate_run(r["model"], weights, r["scale"], r["bits"], r["method"], None, str(art), seed=a.seed,
+                        n_images=int(o["n"]) if "n" in o else None, patch=int(o["patch"]) if "patch" in o else None,
                         allocation=o.get("allocation"), budget=o.get("budget"), policy_file=o.get("policy"),
                         recon={"iters": int(o["iters"])} if "iters" in o else None,
                         progress=a.progress, log=lambda m: print(f"  {m}", flush=True))
@@ -120,7 +122,9 @@ def markdown(rows: list[dict], base: dict, command: str) -> str:
             ge = r["datasets"][d]["golden_equals_intsim"]
             ho = r.get("holdout") or {}
             hod = (ho["quantized_psnr_db"] - ho["fp_psnr_db"]) if ho.get("quantized_psnr_db") is not None else None
+            opts = parse_row(r["row"])["opts"]
             label = r["method"] + (f" ({r['mixed_precision']['budget']})" if r.get("mixed_precision") else "")
+            label += "".join(f", {k}={v}" for k, v in opts.items() if k != "budget")
             if parse_row(r["row"])["method"] is None:
                 label = f"default = {label}"
             cb = "/".join(map(str, sorted(set(r["code_bits"].values()))))
