@@ -114,11 +114,32 @@ def _compare(expected: np.ndarray, got: np.ndarray | None) -> tuple[int, dict | 
     return n, {"index": idx, "expected": int(expected[idx]), "got": int(got[idx])}
 
 
+def _check_complete(art, golden: GoldenSet) -> None:
+    """A golden that compares nothing must never pass: it needs at least one input, and for every input
+    every graph tensor and every op's event counters."""
+    if not golden.inputs:
+        raise GoldenError(f"{golden.path}: the golden has no inputs; there is nothing to compare")
+    tensors = [t for _, outs in _graph_order(art) for t in outs]
+    for gin in golden.inputs:
+        stored = set(golden.tensor_names(gin.index))
+        missing = [t for t in tensors if t not in stored]
+        if missing:
+            raise GoldenError(f"{golden.path}: input {gin.index} lacks {len(missing)} graph tensor(s), first "
+                              f"{missing[0]!r}; a golden must hold every tensor of the graph")
+        ev = golden.events_for(gin.index)
+        no_ev = [op.name for op in art.ops if op.name not in ev]
+        if no_ev:
+            raise GoldenError(f"{golden.path}: input {gin.index} has no event counters for {len(no_ev)} op(s), "
+                              f"first {no_ev[0]!r}; a golden must hold every op's events")
+
+
 def verify(art, golden: GoldenSet, *, max_listed: int = 100) -> VerifyReport:
     """Re-run the engine on every golden input and compare tensors and events exactly.
 
     Raises :class:`~intsim.golden_dir.GoldenError` if the golden set was made
-    from another artifact or lists tensors or ops the artifact does not have.
+    from another artifact, lists tensors or ops the artifact does not have, or
+    is incomplete (no input, or an input without every graph tensor and every
+    op's events): a regression job must never pass having compared nothing.
     """
     from intsim.engine import run
 
@@ -139,6 +160,7 @@ def verify(art, golden: GoldenSet, *, max_listed: int = 100) -> VerifyReport:
             if name not in known_ops:
                 raise GoldenError(f"{golden.path}: golden events name op {name!r} (input {k}), not in the artifact")
 
+    _check_complete(art, golden)
     rep = VerifyReport(artifact_sha256=art.sha256, golden_path=str(golden.path), inputs=len(golden.inputs))
     order = _graph_order(art)
     for gin in golden.inputs:

@@ -280,3 +280,24 @@ def test_golden_and_engine_agree_on_pool_edges(tmp_path, rounding, overflow):
     g = read_golden_dir(tmp_path / "g")
     rep = verify(art, g)
     assert rep.ok, rep.format(verbose=True)
+
+
+@pytest.mark.parametrize("gut", ["no_inputs", "no_output_tensor", "no_events", "one_op_events"])
+def test_incomplete_golden_never_passes(tmp_path, gut):
+    """A golden that compares nothing (or less than the whole graph) is refused, never OK."""
+    art = make_artifact(Numerics())
+    out_name = art.outputs[0]
+    first_op = art.ops[0].name
+
+    def alter(k, t, e):
+        if gut == "no_output_tensor":
+            t.pop(out_name)
+        elif gut == "no_events":
+            e.clear()
+        elif gut == "one_op_events":
+            e.pop(first_op)
+
+    inputs = [] if gut == "no_inputs" else images()
+    g = engine_golden(art, tmp_path / "g", inputs, alter=alter)
+    with pytest.raises(GoldenError, match="no inputs|lacks|no event counters"):
+        verify(art, g)
