@@ -123,6 +123,46 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
     return net.eval(), float(net.rgb_range), int(net.n_colors)
 
 
+def _layer_policy(policy, rec, policy_file, budget, net, graph, images, rgb_range, folder, scale, seed, model,
+                  candidate_bits, accel, say):
+    """The layer policy of this run (recipe weight granularity, a TOML policy or a budget's allocation) and
+    the mixed-precision plan (None without a budget)."""
+    from dataclasses import replace
+
+    if rec.per_channel:
+        policy = replace(policy, per_channel_weights=True)
+    if policy_file is not None:
+        from calib.mixed_precision import read_policy
+
+        policy = replace(policy, overrides={**policy.overrides,
+                                            **read_policy(policy_file, [c.name for c in graph.convs()])})
+        say(f"policy {policy_file}: {len(policy.overrides)} layer(s) with explicit bits")
+        return policy, None
+    if budget is None:
+        return policy, None
+    from calib.mixed_precision import plan
+
+    say(f"mixed precision: measuring per-layer sensitivity and cost ({budget})")
+    with fixed_threads():
+        mixed = plan(net, graph, images, rgb_range, budget, candidate_bits=candidate_bits, accel=accel,
+                     policy=policy, holdout=None if _hr_free(folder) else (folder, scale, rec.n_images, seed),
+                     model_name=model, log=say)
+    return replace(policy, overrides={**policy.overrides, **{k: (b, b) for k, b in mixed["bits"].items()}}), mixed
+
+
+@torch.no_grad()
+def _fakequant_psnr(net, calib, images, rgb_range: float) -> float | None:
+    """The float32 fake-quant model (unsnapped) against the float model on a few calibration patches (dB)."""
+    from calib.quant.fakequant import build_fakequant_model
+
+    fq = build_fakequant_model(net, calib)
+    k = 255.0 / rgb_range
+    ps = [psnr((net(x) * k).clamp(0, 255).round(), (fq(x) * k).clamp(0, 255).round())
+          for x in (img.unsqueeze(0) for img in images[:SUMMARY_EVAL_PATCHES])]
+    finite = [p for p in ps if math.isfinite(p)]
+    return (sum(finite) / len(finite)) if finite else None
+
+
 def _hr_free(folder: Path) -> bool:
     """True when the calibration folder holds LR images only (nothing to score SR output against)."""
     from calib.calibrate import _looks_lr
@@ -231,8 +271,6 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)  # refuses unsupported ops by name
     images = load_calibration_images(folder, rec.n_images, rec.patch, int(scale), int(seed), rgb_range=rgb_range)
     images = to_model_inputs(model, int(scale), images, rgb_range)
-    from dataclasses import replace
-
     from calib.calibrate import LayerPolicy
     from calib.finetune import FinetuneConfig
     from calib.methods import calibrate_method
@@ -243,28 +281,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
         ft_cfg = FinetuneConfig(**{"seed": int(seed), "batch_size": rec.batch_size, **finetune})
     else:
         ft_cfg = finetune
-    policy = LayerPolicy.parse(policy)
-    if rec.per_channel:
-        policy = replace(policy, per_channel_weights=True)
-    mixed = None
-    if policy_file is not None and budget is not None:
-        raise ValueError("give either a policy file or a budget, not both")
-    if policy_file is not None:
-        from calib.mixed_precision import read_policy
-
-        policy = replace(policy, overrides={**policy.overrides,
-                                            **read_policy(policy_file, [c.name for c in graph.convs()])})
-        say(f"policy {policy_file}: {len(policy.overrides)} layer(s) with explicit bits")
-    elif budget is not None:
-        from calib.mixed_precision import plan
-
-        say(f"mixed precision: measuring per-layer sensitivity and cost ({budget})")
-        with fixed_threads():
-            mixed = plan(net, graph, images, rgb_range, budget, candidate_bits=candidate_bits, accel=accel,
-                         policy=policy,
-                         holdout=None if _hr_free(folder) else (folder, int(scale), rec.n_images, int(seed)),
-                         model_name=model, log=say)
-        policy = replace(policy, overrides={**policy.overrides, **{k: (b, b) for k, b in mixed["bits"].items()}})
+    policy, mixed = _layer_policy(LayerPolicy.parse(policy), rec, policy_file, budget, net, graph, images,
+                                  rgb_range, folder, int(scale), int(seed), model, candidate_bits, accel, say)
     with fixed_threads():  # the artifact must not depend on the machine's thread count
         calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=rec.bp_init,
                                  batch_size=rec.batch_size, graph=graph, finetune_config=ft_cfg,
@@ -283,17 +301,7 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
                           model_meta=meta, source=model_source(model, int(scale), weights))
     digest = save_artifact(art, out)
 
-    # The float32 fake-quant model (unsnapped) against the float model on a few calibration patches.
-    from calib.quant.fakequant import build_fakequant_model
-
-    fq = build_fakequant_model(net, calib)
-    with torch.no_grad():
-        ps = []
-        for img in images[:SUMMARY_EVAL_PATCHES]:
-            x = img.unsqueeze(0)
-            k = 255.0 / rgb_range
-            ps.append(psnr((net(x) * k).clamp(0, 255).round(), (fq(x) * k).clamp(0, 255).round()))
-    finite = [p for p in ps if math.isfinite(p)]
+    fq_psnr = _fakequant_psnr(net, calib, images, rgb_range)
     quality = None
     if holdout:
         from calib.quality import holdout_quality
@@ -308,7 +316,7 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
         "mult_bits": mult_bits, "weights": weights, "calib_data": str(folder), "n_images": rec.n_images,
         "patch": rec.patch, "seed": int(seed), "ops": len(art.ops),
         "code_bits": dict(art.model["code_bits"]),
-        "fakequant_vs_fp_psnr_db": (sum(finite) / len(finite)) if finite else None,
+        "fakequant_vs_fp_psnr_db": fq_psnr,
         "holdout": quality,
         "policy_overrides": {k: list(v) for k, v in policy.overrides.items()},
         "mixed_precision": mixed,

@@ -51,7 +51,7 @@ STATE_JSON = "recon_state.json"
 
 @dataclass(frozen=True)
 class ReconConfig:
-    """Reconstruction hyper-parameters (chosen on calibration patches only; see docs/calibration_results.md)."""
+    """Reconstruction hyper-parameters (chosen on calibration patches only; see docs/calibration.md)."""
 
     iters: int = 300  # optimiser steps per unit
     batch_size: int = 4  # patches per step

@@ -2,7 +2,7 @@
 
     python -m reports.method_table --out results/method_table [--rows oaq:W4A4 minmax:W4A4 ...]
         [--model imdn --scale 4] [--datasets Set5] [--n-images 100 --patch 48 --epochs 10
-        --iters-per-epoch 25] [--range ema|max] [--per-channel] [--markdown docs/calibration_results.md]
+        --iters-per-epoch 25] [--range ema|max] [--per-channel] [--markdown docs/calibration_methods.md]
 
 Every row is ``method:bits[:allocation[:range[:bp_init]]]``; empty fields take the
 defaults (allocation ``released``, ``--range``, bp_init ``percentile``; ``search`` = the
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     ap.add_argument("--range", dest="range_mode", default="ema", choices=("ema", "max"))
     ap.add_argument("--per-channel", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--markdown", default=None, help="write the table here too (e.g. docs/calibration_results.md)")
+    ap.add_argument("--markdown", default=None, help="write the table here too (e.g. docs/calibration_methods.md)")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--limit", type=int, default=None, help="at most this many images per set (quick runs)")
     ap.add_argument("--crop", type=int, default=None, help="evaluate a top-left LR crop only (quick runs)")
