@@ -79,6 +79,14 @@ def _input_channels(art) -> int:
     return art.tensors[art.inputs[0]].channels
 
 
+def _refuse_overwrite(out, inputs, what: str) -> None:
+    """Refuse (exit 2) an output path that is one of the command's own inputs: never destroy an input."""
+    o = Path(out).resolve()
+    for p in inputs:
+        if p is not None and Path(p).exists() and Path(p).resolve() == o:
+            raise UsageError(f"{out}: {what} would overwrite the input {p}; choose another path")
+
+
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
@@ -96,6 +104,8 @@ def cmd_run(args) -> int:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"{out_dir}: exists and is not a folder")
+    if args.counters:
+        _refuse_overwrite(args.counters, [args.artifact] + [im.path for im in images], "--counters")
     check_sizes(art, images, notices)
     held, bands = 0, []  # outputs are held until all images ran: they count against the budget
     for im in images:
@@ -112,6 +122,7 @@ def cmd_run(args) -> int:
             k += 1
             name = f"{im.name}_{k}"
         used.add(name)
+        _refuse_overwrite(out_dir / f"{name}.png", [args.artifact] + [i.path for i in images], "the SR output")
         results.append((im, name, res))
     for im, name, res in results:
         atomic_write_bytes(out_dir / f"{name}.png", png_bytes(res.tensors[art.outputs[0]]))
@@ -294,6 +305,8 @@ def cmd_cost(args) -> int:
         raise UsageError("cost: give ARTIFACT (and --images INPUT... or --counters FILE), or --list")
     if bool(args.images) == bool(args.counters):
         raise UsageError("cost: give exactly one of --images INPUT... or --counters FILE")
+    if args.output:
+        _refuse_overwrite(args.output, [args.artifact, args.counters, args.accel], "-o")
     art = load_artifact(args.artifact)
     acc = _load_accel(args.accel)
     if args.counters:

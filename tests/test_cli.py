@@ -381,3 +381,36 @@ def test_torch_free_commands(art_file, golden_ok, tmp_path):
                            text=True, timeout=600)
         assert r.returncode == EXIT_BAD_INPUT, (argv, r.stderr)
         one_line_error(r.stderr, needle)
+
+
+def test_outputs_never_overwrite_inputs(capsys, art_file, img_dir, tmp_path):
+    """run -o <input folder>, run --counters <artifact>, cost -o <artifact>: refused, inputs untouched."""
+    before = {p.name: p.read_bytes() for p in img_dir.iterdir()}
+    art_bytes = art_file.read_bytes()
+    code, _, err = cli(capsys, "run", art_file, img_dir, "-o", img_dir)
+    assert code == EXIT_BAD_INPUT
+    one_line_error(err, "would overwrite the input")
+    code, _, err = cli(capsys, "run", art_file, img_dir, "-o", tmp_path / "out", "--counters", art_file)
+    assert code == EXIT_BAD_INPUT
+    one_line_error(err, "--counters would overwrite the input")
+    assert not (tmp_path / "out").exists()
+    code, _, err = cli(capsys, "cost", art_file, "--images", img_dir, "-o", art_file)
+    assert code == EXIT_BAD_INPUT
+    one_line_error(err, "would overwrite the input")
+    assert {p.name: p.read_bytes() for p in img_dir.iterdir()} == before
+    assert art_file.read_bytes() == art_bytes
+
+
+def test_calibrate_refuses_to_overwrite_its_weights(capsys, tmp_path):
+    pytest.importorskip("torch")
+    import shutil
+
+    from reports.demo import DEMO_WEIGHTS
+
+    w = tmp_path / "w.pt"
+    shutil.copy(DEMO_WEIGHTS, w)
+    code, _, err = cli(capsys, "calibrate", "--model", "tiny_sr", "--scale", "2", "--bits", "W4A4", "--weights", w,
+                       "-o", w)
+    assert code == EXIT_BAD_INPUT
+    one_line_error(err, "weights file itself")
+    assert w.read_bytes() == DEMO_WEIGHTS.read_bytes()
