@@ -250,6 +250,14 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     if out is None:
         raise ValueError("an output artifact path is required")
     bw, ba = parse_bits(bits)
+    if weights is not None and Path(weights).exists() and Path(out).resolve() == Path(weights).resolve():
+        raise ValueError(f"output {out} is the weights file itself; refusing to overwrite an input")
+    if policy_file is not None and budget is not None:
+        raise ValueError("give either a policy file or a budget, not both")
+    if budget is not None:
+        from calib.mixed_precision import parse_budget
+
+        parse_budget(budget)  # refuse a malformed budget before any work
     entry = _zoo_entry(model)
     rec = resolve_recipe(method, n_images=n_images, patch=patch, batch_size=batch_size, bp_init=bp_init,
                          per_channel=per_channel, recon=recon, seed=int(seed),
