@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="imdn")
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--out", default="results/mixed_precision")
-    ap.add_argument("--fractions", type=float, nargs="*", default=[0.0, 0.1, 0.2, 0.4, 0.6])
+    ap.add_argument("--fractions", type=float, nargs="*", default=[0.1, 0.3, 0.6])
+    ap.add_argument("--uniform", type=int, nargs="*", default=[4, 8], help="uniform WbAb points to include")
     ap.add_argument("--datasets", default="Set5")
     ap.add_argument("--accel", default="edge_npu")
     a = ap.parse_args(argv)
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
         with fixed_threads():
             table = measure(net, g, imgs, rr, accel=acc)
         atomic_write_json(tpath, {**table.to_json(), "seconds": round(time.time() - t0, 1)})
-    allocs = [(f"W{b}A{b}", {n: b for n in table.layers}) for b in table.bits]
+    allocs = [(f"W{b}A{b}", {n: b for n in table.layers}) for b in a.uniform]
     allocs += [(f"mixed {al['relative_budget']:.3f}xW8A8", al["bits"]) for al in
                budget_sweep(table, "energy", a.fractions)]
     u8 = [_to_u8(i, rr) for i in imgs[:2]]

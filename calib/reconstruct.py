@@ -107,16 +107,20 @@ class _Stop(Exception):
 
 @torch.no_grad()
 def _capture(model: nn.Module, unit: str, x: torch.Tensor, calls: int, eval_batch: int):
-    """Per call of ``unit`` (``calls`` per forward): (inputs, output) over all patches of ``x``."""
+    """Per call of ``unit`` (``calls`` per forward): (positional inputs, keyword inputs, output) over all
+    patches of ``x``. Keyword inputs must not be tensors (CARN's upsampler takes ``scale=…``)."""
     mod = model.get_submodule(unit)
-    got: list[tuple[tuple, torch.Tensor]] = []
+    got: list[tuple[tuple, dict, torch.Tensor]] = []
 
-    def hook(m, args, out):
-        got.append((tuple(a.detach().clone() if torch.is_tensor(a) else a for a in args), out.detach().clone()))
+    def hook(m, args, kwargs, out):
+        if any(torch.is_tensor(v) for v in kwargs.values()):
+            raise ValueError(f"reconstruction unit {unit!r} takes a tensor keyword argument; not supported")
+        got.append((tuple(a.detach().clone() if torch.is_tensor(a) else a for a in args), dict(kwargs),
+                    out.detach().clone()))
         if len(got) % calls == 0:
             raise _Stop
 
-    h = mod.register_forward_hook(hook)
+    h = mod.register_forward_hook(hook, with_kwargs=True)
     per_call: list[list] = [[] for _ in range(calls)]
     try:
         for i in range(0, x.shape[0], eval_batch):
@@ -133,7 +137,7 @@ def _capture(model: nn.Module, unit: str, x: torch.Tensor, calls: int, eval_batc
     for items in per_call:
         args = tuple(torch.cat([it[0][k] for it in items]) if torch.is_tensor(items[0][0][k]) else items[0][0][k]
                      for k in range(len(items[0][0])))
-        out.append((args, torch.cat([it[1] for it in items])))
+        out.append((args, items[0][1], torch.cat([it[2] for it in items])))
     return out
 
 
@@ -186,10 +190,10 @@ def _state_of(mod: nn.Module) -> dict[str, torch.Tensor]:
 @torch.no_grad()
 def _unit_loss(mod: nn.Module, data, eval_batch: int) -> float:
     tot, n = 0.0, 0
-    for args, target in data:
+    for args, kw, target in data:
         for i in range(0, target.shape[0], eval_batch):
             a = tuple(t[i:i + eval_batch] if torch.is_tensor(t) else t for t in args)
-            tot += float(((mod(*a) - target[i:i + eval_batch]) ** 2).sum())
+            tot += float(((mod(*a, **kw) - target[i:i + eval_batch]) ** 2).sum())
             n += target[i:i + eval_batch].numel()
     return tot / max(n, 1)
 
@@ -203,7 +207,7 @@ def _train_unit(mod: nn.Module, q_data, fp_data, cfg: ReconConfig, k: int, froze
         p.requires_grad_(True)
     opt = (torch.optim.Adam([{"params": [p], "lr": cfg.lr_quant * max(float(p.detach().abs().max()), 1e-8)}
                              for _, p in others]) if others else None)
-    n = q_data[0][1].shape[0]
+    n = q_data[0][2].shape[0]
     rng = np.random.default_rng([cfg.seed, k])
     gen = torch.Generator().manual_seed(int(rng.integers(1 << 62)))
     bs = min(cfg.batch_size, n)
@@ -211,7 +215,7 @@ def _train_unit(mod: nn.Module, q_data, fp_data, cfg: ReconConfig, k: int, froze
         for it in range(cfg.iters):
             idx = torch.from_numpy(rng.choice(n, bs, replace=False))
             loss = 0.0
-            for (qa, target), (fa, _) in zip(q_data, fp_data):
+            for (qa, kw, target), (fa, _, _) in zip(q_data, fp_data):
                 args = []
                 for a, f in zip(qa, fa):
                     if torch.is_tensor(a) and a.is_floating_point():
@@ -220,7 +224,7 @@ def _train_unit(mod: nn.Module, q_data, fp_data, cfg: ReconConfig, k: int, froze
                             keep_fp = torch.rand(a.shape, generator=gen) < cfg.qdrop
                             a = torch.where(keep_fp, f, a)
                     args.append(a)
-                loss = loss + ((mod(*args) - target[idx]) ** 2).mean()
+                loss = loss + ((mod(*args, **kw) - target[idx]) ** 2).mean()
             for p in offsets:
                 p.grad = None
             if opt is not None:
@@ -305,7 +309,7 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
             tu = time.time()
             q_data = _capture(fq, unit, x, calls[unit], eval_batch)
             fp_data = _capture(teacher, unit, x, calls[unit], eval_batch)
-            target = [(qa, t) for (qa, _), (_, t) in zip(q_data, fp_data)]
+            target = [(qa, kw, t) for (qa, kw, _), (_, _, t) in zip(q_data, fp_data)]
             mod = fq.get_submodule(unit)
             before_state = _state_of(mod)
             before = _unit_loss(mod, target, eval_batch)

@@ -41,6 +41,16 @@ def test_default_calibration_of_imdn_beats_its_init_and_bicubic_and_is_bit_exact
     a, g = run(rec.artifact, px), run_golden(rec.artifact, px)
     for t, ref in g.tensors.items():
         assert np.array_equal(np.asarray(a.tensors[t], np.int64), np.asarray(ref, np.int64)), t
+    # `eval --engine float` rebuilds the fake-quant model from the artifact's learned integers
+    from calib.evaluate import FloatFakeQuant
+    from calib.quant.fakequant import build_fakequant_model
+    from intsim.artifact import load_artifact
+
+    fq_art = FloatFakeQuant(load_artifact(tmp_path / "recon.intsim"))(px).astype(np.int64)
+    with torch.no_grad():
+        y = build_fakequant_model(rec.net, rec.calibration)(torch.from_numpy(px.transpose(2, 0, 1))[None].float() / 255)
+    fq_mem = np.clip(np.floor(y[0].numpy().transpose(1, 2, 0) * 255 + 0.5), 0, 255).astype(np.int64)
+    assert np.abs(fq_art - fq_mem).max() <= 1 and (fq_art != fq_mem).mean() < 0.01
 
 
 def _hr_folder(tmp_path):

@@ -154,3 +154,32 @@ def test_learned_biases_are_exported_and_rebuilt():
     res_i, gold = run(art, img), run_golden(art, img)
     for t, ref in gold.tensors.items():
         assert np.array_equal(np.asarray(res_i.tensors[t], np.int64), np.asarray(ref, np.int64)), t
+
+
+class _ScaledBlock(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x, gain=1.0):
+        return self.conv(x) * gain
+
+
+class _KwargNet(torch.nn.Module):
+    """A unit called with a keyword argument (as CARN's upsampler takes ``scale=…``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Conv2d(3, 3, 3, padding=1)
+        self.block = _ScaledBlock()
+
+    def forward(self, x):
+        return self.block(self.head(x), gain=0.5)
+
+
+def test_units_called_with_keyword_arguments():
+    torch.manual_seed(0)
+    net = _KwargNet().eval()
+    res = calibrate_method(net, tiny_images(4, 8), 8, 8, "dual_region")
+    info = reconstruct(net, res, tiny_images(4, 8), ReconConfig(iters=3, batch_size=2))
+    assert [u["unit"] for u in info["units"]] == ["head", "block"]
