@@ -19,6 +19,7 @@ The result is a :class:`calib.calibrate.LayerPolicy` ``overrides`` dict, which
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import tomllib
@@ -191,6 +192,29 @@ def measure(net, graph, images: Sequence[torch.Tensor], rgb_range: float, *, bit
     return LayerTable(layers, bits, sens, cost, fixed, per_bits)
 
 
+@contextlib.contextmanager
+def _native_stdout_silenced():
+    """HiGHS (inside scipy's milp) can print solver notes straight to file descriptor 1, which would corrupt
+    ``--json`` output; point fd 1 at /dev/null for the solve only, then restore it."""
+    import os
+    import sys
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):  # captured or replaced stdout: nothing native to silence
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def allocate(table: LayerTable, budget: Budget) -> dict:
     """Exact allocation (MILP): ``{"bits": {layer: b}, "sensitivity", "cost", "budget", "feasible"}``."""
     from scipy.optimize import Bounds, LinearConstraint, milp
@@ -205,7 +229,8 @@ def allocate(table: LayerTable, budget: Budget) -> dict:
     cons = [LinearConstraint(a_one, 1.0, 1.0), LinearConstraint(c_metric.reshape(1, -1), -np.inf, limit - fixed)]
     sens = table.sensitivity.reshape(-1)
     scale = max(float(np.abs(sens).max()), 1e-30)
-    res = milp(sens / scale, constraints=cons, integrality=np.ones(nl * nb), bounds=Bounds(0, 1))
+    with _native_stdout_silenced():
+        res = milp(sens / scale, constraints=cons, integrality=np.ones(nl * nb), bounds=Bounds(0, 1))
     if res.x is None:
         cheapest = float(c_metric.min(axis=1).sum() + fixed)
         raise ValueError(f"budget {budget.describe()} ({limit:.4g}) is infeasible: the cheapest allocation costs "
