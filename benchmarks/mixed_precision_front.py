@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--uniform", type=int, nargs="*", default=[4, 8], help="uniform WbAb points to include")
     ap.add_argument("--datasets", default="Set5")
     ap.add_argument("--accel", default="edge_npu")
+    ap.add_argument("--reuse", default="results/quality",
+                    help="take uniform points from reports.quality_table rows here (same default recipe)")
     a = ap.parse_args(argv)
     from calib.calibrate import LayerPolicy, load_calibration_images
     from calib.cli_calibrate import build_model, calibrate_run, to_model_inputs
@@ -82,9 +84,9 @@ def main(argv=None) -> int:
         with fixed_threads():
             table = measure(net, g, imgs, rr, accel=acc)
         atomic_write_json(tpath, {**table.to_json(), "seconds": round(time.time() - t0, 1)})
-    allocs = [(f"W{b}A{b}", {n: b for n in table.layers}) for b in a.uniform]
-    allocs += [(f"mixed {al['relative_budget']:.3f}xW8A8", al["bits"]) for al in
-               budget_sweep(table, "energy", a.fractions)]
+    allocs = [(f"mixed {al['relative_budget']:.3f}xW8A8", al["bits"]) for al in
+              budget_sweep(table, "energy", a.fractions)]
+    allocs += [(f"W{b}A{b}", {n: b for n in table.layers}) for b in a.uniform]
     u8 = [_to_u8(i, rr) for i in imgs[:2]]
     datasets = [d.strip() for d in a.datasets.split(",")]
     for label, bits in allocs:
@@ -92,18 +94,30 @@ def main(argv=None) -> int:
         if p.is_file():
             print(f"{label}: done earlier", flush=True)
             continue
-        art_path = out / f"{_slug(label)}.intsim"
         t0 = time.time()
-        pol = LayerPolicy(overrides={n: (b, b) for n, b in bits.items()})
-        run = calibrate_run(a.model, weights, a.scale, "W4A4", None, None, str(art_path), policy=pol)
-        ev = run_eval(str(art_path), datasets, engine="intsim", progress=False)
-        point = {"label": label, "bits": bits, "energy_pj": _energy(run.artifact, u8, acc),
-                 "psnr": {k: v["psnr"] for k, v in ev["datasets"].items()},
-                 "holdout": run.summary["holdout"], "calib_seconds": round(time.time() - t0, 1),
-                 "histogram": {str(b): sum(1 for v in bits.values() if v == b) for b in table.bits}}
+        reuse = Path(a.reuse) / f"{a.model}_{a.scale}_{label.lower()}_default.json" if a.reuse else None
+        hist = {str(b): sum(1 for v in bits.values() if v == b) for b in table.bits}
+        if reuse is not None and reuse.is_file():  # a uniform point that reports.quality_table already made
+            from intsim.artifact import load_artifact
+
+            row = json.loads(reuse.read_text())
+            art = load_artifact(reuse.with_suffix(".intsim"))
+            point = {"label": label, "bits": bits, "energy_pj": _energy(art, u8, acc),
+                     "psnr": {k: v["intsim"]["psnr"] for k, v in row["datasets"].items()},
+                     "holdout": row["holdout"], "calib_seconds": row["calib_seconds"], "histogram": hist,
+                     "from": str(reuse)}
+        else:
+            art_path = out / f"{_slug(label)}.intsim"
+            pol = LayerPolicy(overrides={n: (b, b) for n, b in bits.items()})
+            run = calibrate_run(a.model, weights, a.scale, "W4A4", None, None, str(art_path), policy=pol)
+            ev = run_eval(str(art_path), datasets, engine="intsim", progress=False)
+            point = {"label": label, "bits": bits, "energy_pj": _energy(run.artifact, u8, acc),
+                     "psnr": {k: v["psnr"] for k, v in ev["datasets"].items()},
+                     "holdout": run.summary["holdout"], "calib_seconds": round(time.time() - t0, 1),
+                     "histogram": hist}
+            del run
         atomic_write_json(p, point)
         print(f"{label}: {point['psnr']} dB, {point['energy_pj'] * 1e-6:.1f} µJ", flush=True)
-        del run
     pts = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
     write_front(pts, out, datasets[0], " ".join(sys.argv[1:] if argv is None else argv))
     return 0
