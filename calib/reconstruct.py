@@ -31,6 +31,7 @@ iteration and loss.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 import json
 import os
 import time
@@ -88,16 +89,20 @@ def find_units(model: nn.Module, example: torch.Tensor, convs: Sequence[str] | N
 
     blocks = [b for b in find_blocks(model) if any(inside(c, b) for c in convs)]
     loose = [c for c in convs if not any(inside(c, b) for b in blocks)]
-    order: list[str] = []
-    hooks = [model.get_submodule(u).register_forward_pre_hook(
-        lambda mod, inp, n=u: order.append(n) if n not in order else None) for u in blocks + loose]
+    return list(dict.fromkeys(_call_log(model, blocks + loose, example)))
+
+
+def _call_log(model: nn.Module, paths: Sequence[str], example: torch.Tensor) -> list[str]:
+    """The module paths among ``paths`` in the order they are called by one forward on ``example``."""
+    log: list[str] = []
+    hooks = [model.get_submodule(p).register_forward_pre_hook(lambda m, a, p=p: log.append(p)) for p in paths]
     try:
         with torch.no_grad():
             model(example)
     finally:
         for h in hooks:
             h.remove()
-    return order
+    return log
 
 
 # --------------------------------------------------------------------------- capture
@@ -139,19 +144,6 @@ def _capture(model: nn.Module, unit: str, x: torch.Tensor, calls: int, eval_batc
                      for k in range(len(items[0][0])))
         out.append((args, items[0][1], torch.cat([it[2] for it in items])))
     return out
-
-
-def _count_calls(model: nn.Module, units: Sequence[str], example: torch.Tensor) -> dict[str, int]:
-    n = {u: 0 for u in units}
-    hooks = [model.get_submodule(u).register_forward_pre_hook(
-        lambda m, a, u=u: n.__setitem__(u, n[u] + 1)) for u in units]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in hooks:
-            h.remove()
-    return n
 
 
 # --------------------------------------------------------------------------- parameters
@@ -281,7 +273,7 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
             wq.offset.requires_grad_(False)
     frozen_acts = {id(fq.get_submodule(result.layers[n].module).act_quant) for n in frozen_act_layers}
     units = find_units(model, x[:1], [l.module for l in result.layers.values()])
-    calls = _count_calls(model, units, x[:1])
+    calls = Counter(_call_log(model, units, x[:1]))
     sd = Path(state_dir) if state_dir is not None else None
     fp = cfg.fingerprint()
     done: list[dict] = []
