@@ -31,10 +31,10 @@ iteration and loss.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
