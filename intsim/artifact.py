@@ -313,6 +313,48 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
     return art
 
 
+#: graph.json larger than this (uncompressed) is refused before it is inflated
+GRAPH_MAX_BYTES = 64 << 20
+#: header allowance of one .npy member beyond its declared data bytes
+NPY_HEADER_MAX = 4096
+
+
+def _no_duplicate_keys(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def loads_strict(text: str):
+    """``json.loads`` that refuses duplicate object keys (ValueError) instead of keeping the last one."""
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+
+
+def _check_members(z: zipfile.ZipFile, where: str) -> None:
+    """Judge every member from its directory entry before anything is inflated: only stored or deflated
+    members (the spec's), and graph.json within :data:`GRAPH_MAX_BYTES`."""
+    for info in z.infolist():
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ArtifactError(f"{where}: member {info.filename!r} uses compression method {info.compress_type} "
+                                "(an artifact's members are stored or deflated)")
+        if info.filename == GRAPH_MEMBER and info.file_size > GRAPH_MAX_BYTES:
+            raise ArtifactError(f"{where}: {GRAPH_MEMBER} inflates to {info.file_size} bytes "
+                                f"(more than the {GRAPH_MAX_BYTES >> 20} MiB cap)")
+
+
+def _declared_bytes(decl: dict, what: str) -> int:
+    dt, shape = decl.get("dtype"), decl.get("shape")
+    if dt not in ALLOWED_DTYPES:
+        raise ArtifactError(f"{what}: dtype {dt} not allowed (allowed: {', '.join(ALLOWED_DTYPES)})")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                               for d in shape):
+        raise ArtifactError(f"{what}: declared shape must be a list of non-negative integers, got {shape!r}")
+    return int(np.dtype(dt).itemsize) * int(np.prod(shape, dtype=object))
+
+
 def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
     try:
         z = zipfile.ZipFile(io.BytesIO(data))
@@ -325,6 +367,7 @@ def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
         raise ArtifactError(f"{where}: unsafe member name {bad[0]!r} (absolute, '..' or backslash)")
     if len(set(names)) != len(names):
         raise ArtifactError(f"{where}: duplicate member names")
+    _check_members(z, where)
 
     def read(name: str) -> bytes:
         try:
@@ -337,8 +380,8 @@ def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
     if GRAPH_MEMBER not in names:
         raise ArtifactError(f"{where}: missing {GRAPH_MEMBER}")
     try:
-        graph = json.loads(read(GRAPH_MEMBER).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        graph = loads_strict(read(GRAPH_MEMBER).decode("utf-8"))
+    except ValueError as e:  # not UTF-8, not JSON, or a duplicate key
         raise ArtifactError(f"{where}: {GRAPH_MEMBER} is not valid JSON ({e})") from None
     except RecursionError:  # e.g. [[[[…]]]] 100000 deep (found by fuzzing)
         raise ArtifactError(f"{where}: {GRAPH_MEMBER} is nested too deeply to parse") from None
@@ -369,6 +412,10 @@ def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
         what = f"{where}: array {name!r}"
         if not isinstance(decl, dict) or set(decl) != {"dtype", "shape", "sha256"}:
             raise ArtifactError(f"{what}: declaration must have exactly dtype, shape, sha256")
+        size = z.getinfo(members[name]).file_size
+        if size > _declared_bytes(decl, what) + NPY_HEADER_MAX:  # judged before inflating (decompression bombs)
+            raise ArtifactError(f"{what}: member inflates to {size} bytes, more than its declared "
+                                f"{decl['dtype']} {decl['shape']} can need")
         a = read_npy(read(members[name]), what)
         if str(a.dtype) not in ALLOWED_DTYPES:
             raise ArtifactError(f"{what}: dtype {a.dtype} not allowed (allowed: {', '.join(ALLOWED_DTYPES)})")

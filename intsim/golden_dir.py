@@ -40,7 +40,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from intsim.artifact import array_sha256
+from intsim.artifact import array_sha256, loads_strict
 
 FORMAT = "intsim-golden"
 VERSION = 1
@@ -466,8 +466,8 @@ def read_golden_dir(path: str | os.PathLike, *, check_hashes: bool = True) -> Go
     if not mpath.is_file():
         raise GoldenError(f"{mpath}: missing (not a golden directory)")
     try:
-        manifest = json.loads(mpath.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        manifest = loads_strict(mpath.read_bytes().decode("utf-8"))
+    except ValueError as e:  # not UTF-8, not JSON, or a duplicate key
         raise GoldenError(f"{mpath}: not valid JSON ({e})") from None
     except RecursionError:  # e.g. [[[[…]]]] 100000 deep (found by fuzzing)
         raise GoldenError(f"{mpath}: nested too deeply to parse") from None

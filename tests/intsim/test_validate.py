@@ -828,3 +828,39 @@ def test_corrupt_deflate_stream(saved, tmp_path):
         data[i] ^= 0xFF
     saved.write_bytes(bytes(data))
     load_refused(saved, "corrupt")
+
+
+def test_duplicate_json_keys_refused(saved, tmp_path):
+    with zipfile.ZipFile(saved) as z:
+        text = z.read("graph.json").decode()
+    dup = text.replace('"format":', '"format": "x", "format":', 1)
+    assert dup != text
+    bad = rewrite(saved, tmp_path / "d.intsim", {"graph.json": dup.encode()})
+    load_refused(bad, "duplicate key 'format'")
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+def test_other_compression_methods_refused(saved, tmp_path, method):
+    dst = tmp_path / "c.intsim"
+    with zipfile.ZipFile(saved) as zin, zipfile.ZipFile(dst, "w", method) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+    load_refused(dst, "compression method")
+
+
+def test_decompression_bombs_refused_before_inflating(saved, tmp_path):
+    """A member is judged by its directory entry: graph.json over the cap, an array bigger than declared."""
+    import tracemalloc
+
+    from intsim.artifact import GRAPH_MAX_BYTES
+
+    big_graph = rewrite(saved, tmp_path / "g.intsim", {"graph.json": b" " * (GRAPH_MAX_BYTES + 1)})
+    with zipfile.ZipFile(saved) as z:
+        name = next(n for n in z.namelist() if n.startswith("arrays/"))
+    big_array = rewrite(saved, tmp_path / "bomb_array.intsim", {name: b"\0" * (64 << 20)})
+    for path, msg in ((big_graph, "inflates to"), (big_array, "more than its declared")):
+        tracemalloc.start()
+        load_refused(path, msg)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 16 << 20, peak  # refused without inflating the member

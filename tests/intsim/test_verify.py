@@ -301,3 +301,15 @@ def test_incomplete_golden_never_passes(tmp_path, gut):
     g = engine_golden(art, tmp_path / "g", inputs, alter=alter)
     with pytest.raises(GoldenError, match="no inputs|lacks|no event counters"):
         verify(art, g)
+
+
+def test_manifest_with_duplicate_keys_refused(tmp_path):
+    from intsim.golden_dir import read_golden_dir
+
+    art = make_artifact(Numerics())
+    engine_golden(art, tmp_path / "g", images(1))
+    m = tmp_path / "g" / "manifest.json"
+    text = m.read_text()
+    m.write_text(text.replace('"format":', '"format": "x", "format":', 1))
+    with pytest.raises(GoldenError, match="duplicate key 'format'"):
+        read_golden_dir(tmp_path / "g")
