@@ -247,7 +247,12 @@ def init_uniform(kind: str, st: ActStats, bits: int, range_mode: str = "ema") ->
 RANGE_SHRINKS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
-def search_bp(st: ActStats, bits: int, allocation: str, counts=None, range_mode: str = "ema") -> TwoRegionSpec:
+#: shrinks of the all-batch extremes that :func:`search_bp` also tries with ``wide_ranges``
+WIDE_SHRINKS = (0.8, 0.9, 1.0)
+
+
+def search_bp(st: ActStats, bits: int, allocation: str, counts=None, range_mode: str = "ema",
+              wide_ranges: bool = False) -> TwoRegionSpec:
     """Two-region spec minimising the MSE on the samples, jointly over bp and a shrink of (l, u).
 
     (l, u) = α·(observer bounds for ``range_mode``), α ∈ :data:`RANGE_SHRINKS`
@@ -259,14 +264,17 @@ def search_bp(st: ActStats, bits: int, allocation: str, counts=None, range_mode:
     lo, hi = o.bounds(range_mode)
     v = st.samples[:: max(1, st.samples.numel() // 32768)]
     mag = v.abs()
-    amax = max(-lo, hi, 1e-12)
+    ranges = [(a * lo, a * hi) for a in RANGE_SHRINKS]
+    if wide_ranges:  # the extremes over all batches too: at ≥ 6 bits clipping costs more than resolution
+        glo, ghi = o.bounds("max")
+        ranges += [(a * glo, a * ghi) for a in WIDE_SHRINKS]
     cands = {o.bp}
     for q in (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 0.9999):
         cands.add(_quantile(mag, q))
     for f in (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7):
-        cands.add(f * amax)
-    specs = [TwoRegionSpec(a * lo, a * hi, float(bp), bits, allocation, counts)
-             for a in RANGE_SHRINKS for bp in sorted(cands) if 0 < bp <= a * amax]
+        cands.add(f * max(-lo, hi, 1e-12))
+    specs = [TwoRegionSpec(l, u, float(bp), bits, allocation, counts)
+             for l, u in ranges for bp in sorted(cands) if 0 < bp <= max(-l, u)]
     return min(specs, key=lambda s: _mse(s, v))
 
 
@@ -313,11 +321,12 @@ def _image_range(st: ActStats) -> float | None:
     return None
 
 
-def init_two_region(st: ActStats, bits: int, allocation: str, bp_init: str, range_mode: str = "ema") -> TwoRegionSpec:
+def init_two_region(st: ActStats, bits: int, allocation: str, bp_init: str, range_mode: str = "ema",
+                    wide_ranges: bool = False) -> TwoRegionSpec:
     if allocation == "budgeted":
         return search_budgeted(st, bits, range_mode)
     if bp_init == "search":
-        return search_bp(st, bits, allocation, range_mode=range_mode)
+        return search_bp(st, bits, allocation, range_mode=range_mode, wide_ranges=wide_ranges)
     if bp_init != "percentile":
         raise ValueError(f"bp_init must be 'percentile' or 'search', got {bp_init!r}")
     return st.observer.spec(bits, allocation, range_mode)
@@ -329,7 +338,7 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
                      batch_size: int = 2, graph=None, finetune_config=None, state_dir=None,
                      progress: bool = False, log: Callable[[str], None] | None = None,
                      exact_image_input: bool = True, range_mode: str = "ema",
-                     recon_config=None) -> CalibrationResult:
+                     recon_config=None, wide_range_bits: int | None = None) -> CalibrationResult:
     """Calibrate ``model`` with ``method`` (see the module table) → :class:`CalibrationResult`.
 
     ``images``: float C×H×W tensors in the model's input range. ``allocation``
@@ -339,7 +348,9 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
     export lands) convs are discovered by hooks and ``stream_absmax`` is empty.
     ``finetune_config``: a :class:`calib.finetune.FinetuneConfig` (defaults to
     the paper recipe) for the finetuning methods; ``recon_config`` a
-    :class:`calib.reconstruct.ReconConfig` for ``recon``; ``state_dir`` makes
+    :class:`calib.reconstruct.ReconConfig` for ``recon``; ``wide_range_bits``:
+    layers with at least this many activation bits also try the all-batch
+    extremes in the bp/range search (:func:`search_bp`); ``state_dir`` makes
     the finetuning / reconstruction resumable. ``exact_image_input``: the head conv, when its input
     is the (non-negative) image in [0, 1] or [0, 255] and it has ≥ 8 bits,
     gets the uniform quantizer on [0, rgb_range] that is exact on uint8 pixels
@@ -384,7 +395,8 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
             act = TwoRegionSpec(0.0, rr, rr, ba, "uniform")
             exact_inputs.append(name)
         else:
-            act = (init_two_region(st, ba, alloc, bp_init, range_mode) if two_region
+            wide = wide_range_bits is not None and ba >= wide_range_bits
+            act = (init_two_region(st, ba, alloc, bp_init, range_mode, wide) if two_region
                    else init_uniform(spec.act_init, st, ba, range_mode))
         conv = model.get_submodule(mod_path)
         # per-output-channel scales: the torch weight's output-channel axis (1 for a transposed conv)

@@ -170,7 +170,8 @@ def measure(net, graph, images: Sequence[torch.Tensor], rgb_range: float, *, bit
     u8 = [_to_u8(i, rgb_range) for i in images[:n_cost]]
     per_bits = {}
     for b in bits:
-        per_bits[b] = calibrate_method(net, images, b, b, "dual_region", pol, bp_init="search", graph=graph)
+        per_bits[b] = calibrate_method(net, images, b, b, "dual_region", pol, bp_init="search", graph=graph,
+                                       wide_range_bits=6)  # the default recipe's init (calib/recipe.py)
     roles = graph.conv_roles()
     layers = [n for n in per_bits[bits[0]].layers if roles[n] == "body"]
     sens = np.zeros((len(layers), len(bits)))

@@ -10,7 +10,8 @@ keeps its own published recipe.
 method          recipe
 ==============  ======================================================================
 recon (default) block reconstruction with learned weight rounding (calib/reconstruct.py)
-                on a two-region init with error-searched bp; per-channel weight scales;
+                on a two-region init with error-searched bp and range (layers with ≥ 6
+                activation bits also try the all-batch extremes); per-channel weight scales;
                 64 LR patches of 48×48 from the calibration folder; 300 steps per unit,
                 batch 4, QDrop 0.5
 paper methods   (oaq, dual_region, baselines) the paper's recipe: 100 LR patches of
@@ -43,13 +44,15 @@ class Recipe:
     bp_init: str  # 'percentile' | 'search'
     per_channel: bool  # per-output-channel weight scales
     recon: ReconConfig | None = None  # block reconstruction settings (method recon)
+    wide_range_bits: int | None = None  # layers with ≥ this many act bits also search the all-batch extremes
 
     def describe(self) -> str:
         """One line for the user: what this recipe does."""
         w = "per-channel" if self.per_channel else "per-tensor"
         if self.recon is not None:
             r = self.recon
-            return (f"{self.method}: two-region init (bp {self.bp_init}), {w} weights, block reconstruction with "
+            wide = f", ranges searched up to the extremes at ≥{self.wide_range_bits} bits" if self.wide_range_bits else ""
+            return (f"{self.method}: two-region init (bp {self.bp_init}{wide}), {w} weights, block reconstruction with "
                     f"learned rounding ({r.iters} steps/unit, batch {r.batch_size}, QDrop {r.qdrop}) on "
                     f"{self.n_images} patches of {self.patch}×{self.patch}")
         return (f"{self.method}: bp {self.bp_init}, {w} weights, {self.n_images} patches of "
@@ -62,7 +65,7 @@ class Recipe:
 
 
 _PAPER = dict(n_images=100, patch=96, batch_size=2, bp_init="percentile", per_channel=False)
-_RECON = dict(n_images=64, patch=48, batch_size=2, bp_init="search", per_channel=True)
+_RECON = dict(n_images=64, patch=48, batch_size=2, bp_init="search", per_channel=True, wide_range_bits=6)
 
 
 def resolve_recipe(method: str | None = None, *, n_images: int | None = None, patch: int | None = None,
