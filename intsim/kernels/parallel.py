@@ -43,9 +43,12 @@ def num_threads() -> int:
     env = os.environ.get("INTSIM_THREADS", "").strip()
     if env:
         try:
-            return max(1, int(env))
+            n = int(env)
         except ValueError:
-            raise ValueError(f"INTSIM_THREADS must be a positive integer, got {env!r}") from None
+            n = 0
+        if n < 1:
+            raise ValueError(f"INTSIM_THREADS must be a positive integer, got {env!r}")
+        return n
     return max(1, int(numba.get_num_threads()))
 
 

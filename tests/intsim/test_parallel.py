@@ -68,3 +68,14 @@ def test_single_thread_runs_in_caller(monkeypatch):
     monkeypatch.setenv("INTSIM_THREADS", "1")
     main = threading.get_ident()
     assert set(KP.run_bands(lambda lo, hi: threading.get_ident(), [(0, 1), (1, 2)])) == {main}
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5"])
+def test_intsim_threads_must_be_a_positive_integer(monkeypatch, value):
+    from intsim.kernels.parallel import num_threads
+
+    monkeypatch.setenv("INTSIM_THREADS", value)
+    with pytest.raises(ValueError, match="INTSIM_THREADS must be a positive integer"):
+        num_threads()
+    monkeypatch.setenv("INTSIM_THREADS", "3")
+    assert num_threads() == 3
