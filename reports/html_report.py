@@ -250,7 +250,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     title = f"intsim report — {summary.get('model')} ×{summary.get('scale')} {summary.get('bits')}"
     parts.append(f"<h1>{_esc(title)}</h1>")
     parts.append(f'<p class="muted">generated {time.strftime("%Y-%m-%d %H:%M:%S")} from '
-                 f'<code>{_esc(root)}</code>; {summary.get("images")} evaluation image(s), '
+                 f'<code>{_esc(root)}</code>; {_esc(summary.get("images"))} evaluation image(s), '
                  f'{_fmt(summary.get("seconds"), 1)} s end to end.</p>')
 
     ok = summary.get("bit_exact")
@@ -259,7 +259,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     qcls = {"good": "ok", "fair": "warn"}.get(q.get("level"), "bad")
     parts.append("<h2>Verdicts</h2>")
     parts.append(f"<p><b>Bit-exactness</b> — intsim (integer engine) against golden (torch float64 fake-quant): "
-                 f"{verdict}, {summary.get('mismatches')} differing element(s). "
+                 f"{verdict}, {_esc(summary.get('mismatches'))} differing element(s). "
                  f"{_esc(summary.get('verify_line', ''))}</p>")
     if q:
         parts.append(f'<p><b>Quality</b> — integer engine on the evaluation images: '
@@ -267,7 +267,7 @@ def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                      f'model matches its golden; this line says whether the result is worth shipping.</p>')
     ho = (summary.get("calibrate") or {}).get("holdout")
     if ho and ho.get("quantized_psnr_db") is not None:
-        parts.append(f'<p class="muted">Held-out calibration images ({ho.get("images")}, '
+        parts.append(f'<p class="muted">Held-out calibration images ({_esc(ho.get("images"))}, '
                      f'{"disjoint from" if ho.get("disjoint") else "overlapping"} the calibration patches): '
                      f'{_esc(ho.get("verdict_text", ""))}.</p>')
 

@@ -108,3 +108,19 @@ def test_readme_table_rewrites_marked_section(tmp_path):
     assert "| random | ×2 |" in text and "29.40" in text and "yes (0)" in text
     readme.write_text("no markers")
     assert main([str(d), "--readme", str(readme)]) == 2
+
+
+def test_summary_fields_are_escaped_and_quality_verdict_shown(tmp_path):
+    from calib.quality import verdict
+
+    _run_dir(tmp_path, with_extras=False)
+    s = json.loads((tmp_path / "summary.json").read_text())
+    evil = "<script>alert(1)</script>"
+    v = verdict(30.0, 27.0, 28.0)
+    s.update(model=evil, images=evil, mismatches=evil, method=evil, recipe=evil,
+             quality={"level": v.level, "ok": v.ok, "text": v.text + evil},
+             calibrate={"holdout": {"images": evil, "quantized_psnr_db": 1.0, "verdict_text": evil}})
+    (tmp_path / "summary.json").write_text(json.dumps(s))
+    html = build_report(tmp_path).read_text()
+    assert "<script>" not in html
+    assert "quality BAD: below bicubic" in html and 'class="bad"' in html
