@@ -199,6 +199,24 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _foreign_file(root: Path) -> str | None:
+    """The first path under a golden folder that a golden does not write itself (manifest.json,
+    inputs/<k>.npy, tensors/<k>/<name>.npy), or None: only such a folder may be replaced."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        parts = rel.parts
+        for d in dirnames:
+            ok = (not parts and d in ("inputs", "tensors")) or (parts == ("tensors",) and d.isdigit())
+            if not ok or (Path(dirpath) / d).is_symlink():
+                return str(rel / d)
+        for f in filenames:
+            ok = ((not parts and f == MANIFEST) or (parts == ("inputs",) and f.endswith(".npy"))
+                  or (len(parts) == 2 and parts[0] == "tensors" and f.endswith(".npy")))
+            if not ok or (Path(dirpath) / f).is_symlink():
+                return str(rel / f)
+    return None
+
+
 def is_golden_dir(path: str | os.PathLike) -> bool:
     """True if ``path`` is a folder holding a golden manifest (format ``intsim-golden``)."""
     m = Path(path) / MANIFEST
@@ -247,6 +265,10 @@ def write_golden_dir(
             raise GoldenError(f"{out_dir}: exists and is not a folder; refusing to overwrite")
         if any(out_dir.iterdir()) and not is_golden_dir(out_dir):
             raise GoldenError(f"{out_dir}: exists, is not empty and is not a golden directory; refusing to overwrite")
+        foreign = _foreign_file(out_dir)
+        if foreign is not None:
+            raise GoldenError(f"{out_dir}: holds {foreign}, which is not one of the golden's own files; "
+                              "refusing to replace the folder")
     parent = out_dir.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))

@@ -313,3 +313,22 @@ def test_manifest_with_duplicate_keys_refused(tmp_path):
     m.write_text(text.replace('"format":', '"format": "x", "format":', 1))
     with pytest.raises(GoldenError, match="duplicate key 'format'"):
         read_golden_dir(tmp_path / "g")
+
+
+@pytest.mark.parametrize("extra", ["notes.txt", "vectors/in0/000_x.hex", "tensors/0/readme.md"])
+def test_golden_never_deletes_foreign_files(tmp_path, extra):
+    """Writing a golden over an old one replaces it only when it holds nothing but a golden's own files."""
+    art = make_artifact(Numerics())
+    engine_golden(art, tmp_path / "g", images(1))
+    f = tmp_path / "g" / extra
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text("the user's own file")
+    with pytest.raises(GoldenError, match="not one of the golden's own files"):
+        engine_golden(art, tmp_path / "g", images(1))
+    assert f.read_text() == "the user's own file"
+    f.unlink()
+    if extra.startswith("vectors/"):
+        import shutil
+
+        shutil.rmtree(tmp_path / "g" / "vectors")
+    engine_golden(art, tmp_path / "g", images(2))  # a pure golden is still replaced
