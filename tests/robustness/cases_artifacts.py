@@ -154,6 +154,26 @@ def _truncated(folder: Path) -> bytes:
     return data[: len(data) // 2]
 
 
+def _duplicate_key(folder: Path) -> bytes:
+    members = _members(folder)
+    members["graph.json"] = members["graph.json"].replace(b'"format":', b'"format": "x", "format":', 1)
+    return _write_zip(folder / "dup.intsim", members).read_bytes()
+
+
+def _bzip2(folder: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_BZIP2) as z:
+        for name, data in _members(folder).items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _array_bomb(folder: Path) -> bytes:
+    members = _members(folder)
+    members[f"arrays/{WEIGHT}.npy"] = b"\0" * (256 << 20)  # deflates to about 250 KB
+    return _write_zip(folder / "bomb.intsim", members).read_bytes()
+
+
 CASES: list[Case] = [
     Case("artifact-missing", "Artifacts", "artifact path does not exist",
          lambda f: _run_on(f / "nowhere.intsim", f), "no such artifact file"),
@@ -190,4 +210,11 @@ CASES: list[Case] = [
     Case("artifact-cycle", "Artifacts", "a cycle in the graph", _edited(_cycle), "cycle"),
     Case("artifact-codes-exceed-bits", "Artifacts", "code range does not fit the declared code bits "
          "(qmax 300 with 8-bit codes)", _edited(_codes_exceed_bits), "more than the 8 its declaration allows"),
+    Case("artifact-duplicate-json-key", "Artifacts", "graph.json repeats a key (the last one would silently win)",
+         _raw(_duplicate_key), "duplicate key 'format'"),
+    Case("artifact-bzip2-member", "Artifacts", "a member compressed with bzip2 (the format allows stored or "
+         "deflated only)", _raw(_bzip2), "compression method 12"),
+    Case("artifact-array-bomb", "Artifacts", "an array member that inflates far beyond its declared shape "
+         "(judged from the zip directory, before inflating)", _raw(_array_bomb), "more than its declared"),
 ]
+
