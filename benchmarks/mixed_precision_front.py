@@ -50,7 +50,14 @@ def main(argv=None) -> int:
     ap.add_argument("--accel", default="edge_npu")
     ap.add_argument("--reuse", default="results/quality",
                     help="take uniform points from reports.quality_table rows here (same default recipe)")
+    ap.add_argument("--report-only", action="store_true", help="regenerate front.* from the points present")
     a = ap.parse_args(argv)
+    out = Path(a.out)
+    datasets = [d.strip() for d in a.datasets.split(",")]
+    if a.report_only:
+        pts = [json.loads(p.read_text()) for p in sorted((out / "points").glob("*.json"))]
+        write_front(pts, out, datasets[0], " ".join(sys.argv[1:] if argv is None else argv))
+        return 0
     from calib.calibrate import LayerPolicy, load_calibration_images
     from calib.cli_calibrate import build_model, calibrate_run, to_model_inputs
     from calib.data_root import data_root
@@ -63,7 +70,6 @@ def main(argv=None) -> int:
     from calib.recipe import resolve_recipe
     from intsim.cost import load_accelerator
 
-    out = Path(a.out)
     (out / "points").mkdir(parents=True, exist_ok=True)
     weights = str(resolve_checkpoint(a.model, a.scale, None, None))
     folder = data_root() / "data" / "SunHays80"
@@ -88,7 +94,6 @@ def main(argv=None) -> int:
               budget_sweep(table, "energy", a.fractions)]
     allocs += [(f"W{b}A{b}", {n: b for n in table.layers}) for b in a.uniform]
     u8 = [_to_u8(i, rr) for i in imgs[:2]]
-    datasets = [d.strip() for d in a.datasets.split(",")]
     for label, bits in allocs:
         p = out / "points" / f"{_slug(label)}.json"
         if p.is_file():
