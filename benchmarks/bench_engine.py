@@ -1,4 +1,4 @@
-"""Side-by-side speed benchmark of the integer engine (design.md §8).
+"""Side-by-side speed benchmark of the integer engine (docs/arithmetic.md).
 
 For each configuration (model × scale × bits × realization) on a real input
 (Set5 ``baby`` LR ×scale):

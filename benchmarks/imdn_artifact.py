@@ -54,7 +54,7 @@ class _FeedRNG:
 
 
 class _IMDNBuilder(_Builder):
-    BP_PERCENTILE = 99.0  # breakpoint at the 99th percentile of |x| (design.md §7), not the factory's 75th
+    BP_PERCENTILE = 99.0  # breakpoint at the 99th percentile of |x| (docs/calibration.md), not the factory's 75th
     GRID_BITS = 12
 
     def codebook_units(self) -> tuple[int, int]:

@@ -5,7 +5,7 @@ calibration patches through an fx interpreter with taps, and collects
 
 * per conv input: a :class:`~calib.quant.two_region.MinMaxObserver`
   (EMA β = 0.9 of per-batch min/max, breakpoint at the EMA of the per-batch
-  99th percentile of |x|) → a :class:`TwoRegionSpec` (design.md §7);
+  99th percentile of |x|) → a :class:`TwoRegionSpec` (docs/calibration.md);
 * per conv weight: a MinMax symmetric :class:`WeightQuantSpec`;
 * per stream tensor (every op output, arithmetic.md §1.2): the largest |x|
   seen over all batches (a true max, not an EMA: stream fracs must not
@@ -42,7 +42,7 @@ from calib.quant.weight import WeightQuantSpec, minmax_weight_spec
 
 @dataclass
 class LayerPolicy:
-    """Which bits each conv gets (design.md §7 "layer policy").
+    """Which bits each conv gets (docs/calibration.md "layer policy").
 
     Convs whose role (see :meth:`CapturedGraph.conv_roles`) is in
     ``high_roles`` get ``max(high_bits, b)`` for weights and activations (the

@@ -308,6 +308,10 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
                           acc_bits=acc_bits, stream_bits=stream_bits, mult_bits=mult_bits, grid_bits=grid_bits,
                           model_meta=meta, source=model_source(model, int(scale), weights))
     digest = save_artifact(art, out)
+    if mixed is not None:
+        from calib.mixed_precision import write_front
+
+        mixed["front_files"] = write_front(mixed, out)
 
     fq_psnr = _fakequant_psnr(net, calib, images, rgb_range)
     quality = None

@@ -8,7 +8,7 @@ Urban100 and scores the uint8 SR output against the HR with :mod:`reports.metric
 * ``golden`` — the float64 fake-quant reference (:func:`golden.executor.run_golden`); bit-identical
   to ``intsim`` by construction, and slower;
 * ``float`` — the float32 fake-quant model with the *unsnapped* learned quantizer parameters
-  (design.md §5, the "third model"), rebuilt from the artifact's metadata: the float model is
+  (docs/arithmetic.md, the "third model"), rebuilt from the artifact's metadata: the float model is
   reloaded from ``metadata.source`` (zoo name, scale, checkpoint; its state dict must match the
   recorded ``state_dict_sha256``), traced again, and every conv (per call, so shared modules get
   their own quantizers) fake-quantizes its input with the recorded two-region quantizer and its

@@ -1,7 +1,7 @@
 """Export: snap a calibrated model to an intsim artifact (docs/artifact.md).
 
 Everything the engine executes becomes an integer or a dyadic number
-(design.md §2); the learned real parameters and what snapping cost are
+(docs/arithmetic.md); the learned real parameters and what snapping cost are
 recorded in ``metadata``. The numbers (docs/arithmetic.md):
 
 * **stream fracs** (§1.2): ``f = stream_bits − 2 − ceil(log2(1.25·max|x|))``

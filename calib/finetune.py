@@ -1,4 +1,4 @@
-"""Sensitivity-aware finetuning of quantizer parameters (design.md §7).
+"""Sensitivity-aware finetuning of quantizer parameters (docs/calibration.md).
 
 Only quantizer parameters train (activation ``l``, ``u``, ``bp``; weight
 clips); the float model is the frozen teacher. Loss per batch::

@@ -9,7 +9,7 @@ list of :class:`LNode` — the ops of an intsim artifact (docs/artifact.md)
 ``encode`` op in front of every conv (activation quantizers sit at conv inputs
 only; every other op works on the wide stream) and snaps everything to integers.
 
-Lowering rules (design.md §2):
+Lowering rules (docs/arithmetic.md):
 
 * the model input (a float image in [0, rgb_range]) becomes ``image_in`` with
   the per-channel affine ``v = a·P + b`` of the uint8 pixel P
@@ -168,7 +168,7 @@ class CapturedGraph:
         return out
 
     def conv_roles(self) -> dict[str, str]:
-        """Role of each conv for the layer policy (design.md §7).
+        """Role of each conv for the layer policy (docs/calibration.md).
 
         ``head`` = first conv, ``tail`` = last conv, ``upsampler`` = a conv
         whose output feeds only ``pixel_shuffle``, ``body`` = the rest.

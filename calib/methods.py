@@ -1,4 +1,4 @@
-"""Calibration methods (design.md §7): OAQ, its ablations and the baselines on one harness.
+"""Calibration methods (docs/calibration.md): OAQ, its ablations and the baselines on one harness.
 
 :func:`calibrate_method` is the single entry point. Every method produces a
 :class:`~calib.calibrate.CalibrationResult` (the interface export consumes)

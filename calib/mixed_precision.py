@@ -337,3 +337,36 @@ def plan(net, graph, images, rgb_range: float, budget: str, *, candidate_bits=No
                 + (f", held-out {p['holdout_psnr_db_init']:.2f} dB (before reconstruction)" if pairs else ""))
     return {**chosen, "table": table.to_json(), "front": points}
 
+
+
+def write_front(mixed: dict, artifact: str | Path) -> list[str]:
+    """``<artifact>.pareto.json`` (the plan) and, with matplotlib, ``.pareto.png`` (held-out PSNR before
+    reconstruction vs estimated energy); returns the paths written."""
+    from intsim.artifact import atomic_write_json
+
+    artifact = Path(artifact)
+    js, png = artifact.with_name(artifact.name + ".pareto.json"), artifact.with_name(artifact.name + ".pareto.png")
+    atomic_write_json(js, {k: v for k, v in mixed.items() if k != "front_files"})
+    written = [str(js)]
+    pts = [p for p in mixed["front"] if p.get("holdout_psnr_db_init") is not None]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return written
+    if pts:
+        fig, ax = plt.subplots(figsize=(6.0, 4.2))
+        for p in pts:
+            ax.scatter([p["energy"] * 1e-6], [p["holdout_psnr_db_init"]], s=28)
+            ax.annotate(p["label"], (p["energy"] * 1e-6, p["holdout_psnr_db_init"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        ax.set_xlabel("estimated energy per calibration patch [µJ]")
+        ax.set_ylabel("held-out Y-PSNR before reconstruction [dB]")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(png, dpi=120)
+        plt.close(fig)
+        written.append(str(png))
+    return written

@@ -231,30 +231,12 @@ def cmd_calibrate(args) -> int:
         _print_json(summary)
     else:
         print(f"wrote {args.output}", file=sys.stderr)
-    if summary.get("mixed_precision"):
-        _write_front(summary["mixed_precision"], Path(args.output))
+    mp = summary.get("mixed_precision")
+    if mp:
+        print(f"chosen: {mp['budget']} → cost {mp['cost']:.4g} ({mp['metric']}); Pareto front (calibration data): "
+              f"{', '.join(mp.get('front_files', []))}", file=sys.stderr)
     _print_quality(summary.get("holdout"))
     return EXIT_OK
-
-
-def _write_front(mp: dict, artifact: Path) -> None:
-    """``<artifact>.pareto.json`` and ``.pareto.png``: the budget sweep on calibration data."""
-    from intsim.artifact import atomic_write_json
-
-    js, png = artifact.with_name(artifact.name + ".pareto.json"), artifact.with_name(artifact.name + ".pareto.png")
-    atomic_write_json(js, mp)
-    pts = [{"label": p["label"], "energy": p["energy"] * 1e-6, "psnr": p["holdout_psnr_db_init"]}
-           for p in mp["front"] if p.get("holdout_psnr_db_init") is not None]
-    msg = f"Pareto front (calibration data): {js}"
-    if pts:
-        try:
-            from reports.cost_plots import plot_pareto
-
-            plot_pareto(pts, png, title="held-out calibration PSNR (before reconstruction) vs estimated energy")
-            msg += f" and {png}"
-        except ImportError:
-            pass
-    print(f"chosen: {mp['budget']} → cost {mp['cost']:.4g} ({mp['metric']}); {msg}", file=sys.stderr)
 
 
 def _print_quality(q: dict | None) -> None:

@@ -1,4 +1,4 @@
-"""Export golden tensors as test vectors for hardware test benches and firmware tests (design.md §6).
+"""Export golden tensors as test vectors for hardware test benches and firmware tests (docs/arithmetic.md).
 
 ``export_vectors(golden_dir, out_dir, fmt)`` writes, for every input ``k`` and every
 stored tensor of a golden directory (graph order):

@@ -1,4 +1,4 @@
-"""Verify the integer engine against stored golden tensors (design.md §6).
+"""Verify the integer engine against stored golden tensors (docs/arithmetic.md).
 
 ``verify(art, golden)`` re-runs :func:`intsim.engine.run` on every recorded
 input, compares every stored tensor in graph order for exact equality and the

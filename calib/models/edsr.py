@@ -15,7 +15,7 @@ so the official ``edsr_baseline_x{2,3,4}`` checkpoints load with
 
 Forward input: float tensor N×n_colors×H×W in [0, rgb_range]; output in the
 same range (not clamped). The mean shifts are folded into the artifact's
-``image_in`` / ``image_out`` at export (design.md §2, arithmetic.md §6.1–6.2).
+``image_in`` / ``image_out`` at export (docs/arithmetic.md §6.1–6.2).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
   quantizers (arithmetic.md §3.3 allocations) and the MinMax observer;
 * :mod:`calib.quant.weight` — symmetric weight quantizers;
 * :mod:`calib.quant.fakequant` — ``nn.Module`` wrappers (``QuantConv2d``) that
-  run a float model with these quantizers (the "third model" of design.md §5,
+  run a float model with these quantizers (the "third model" of docs/arithmetic.md,
   and the starting point of finetuning).
 
 Everything here is real-valued (float). Snapping to the dyadic/integer forms

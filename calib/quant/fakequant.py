@@ -7,7 +7,7 @@
 ``nn.ConvTranspose2d`` (FSRCNN's last layer; torch weight layout
 ``[C_in, C_out/groups, kh, kw]``, so per-channel weight scales must be along
 ``channel_dim = 1``, as export requires). The result is the float32 fake-quant
-model with *unsnapped* learned parameters (design.md §5: the "third model",
+model with *unsnapped* learned parameters (docs/arithmetic.md: the "third model",
 whose PSNR is reported beside the golden/integer PSNR) and the model the
 finetuning stage trains (only the quantizer parameters require grad).
 

@@ -7,7 +7,7 @@ upper bound ``u``, breakpoint ``bp`` — the nominal bits ``b`` and an
 that export snaps to a dyadic codebook; :class:`TwoRegionQuantizer` is the
 trainable ``nn.Module`` (l, u, bp are parameters; straight-through rounding) the
 finetuning stage will optimise; :class:`MinMaxObserver` initialises them from
-calibration batches (design.md §7).
+calibration batches (docs/calibration.md).
 
 Allocations implemented (§3.3):
 
@@ -483,7 +483,7 @@ class _UniformFn(torch.autograd.Function):
 
 
 class MinMaxObserver:
-    """Range and breakpoint initialisation (design.md §7).
+    """Range and breakpoint initialisation (docs/calibration.md).
 
     Per batch: min, max and the ``percentile``-th percentile of |x| (for a
     one-sided tensor |x| = x). Each is smoothed by an exponential moving

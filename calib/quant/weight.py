@@ -1,4 +1,4 @@
-"""Symmetric weight quantizers (design.md §7), real-valued.
+"""Symmetric weight quantizers (docs/calibration.md), real-valued.
 
 A b-bit weight quantizer is symmetric and narrow-range: integer weights
 ``w_int ∈ [−(2^(b−1)−1), 2^(b−1)−1]``, real weight ``w_int · s`` with one scale
@@ -156,7 +156,7 @@ class WeightQuantizer(nn.Module):
         return (torch.clamp(_round_half_away_ste(r), -self.qmax, self.qmax) * s).to(dtype)
 
 
-#: shrink factors of the MSE clip search (design.md §7): c = α·max|w|, α ∈ {0.30, 0.31, …, 1.00}.
+#: shrink factors of the MSE clip search (docs/calibration.md): c = α·max|w|, α ∈ {0.30, 0.31, …, 1.00}.
 DEFAULT_SHRINKS = tuple(round(0.30 + 0.01 * i, 2) for i in range(71))
 
 

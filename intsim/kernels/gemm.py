@@ -1,4 +1,4 @@
-"""Kernels of the exactness-guarded GEMM path of the convolution (arithmetic.md §5, design.md §8).
+"""Kernels of the exactness-guarded GEMM path of the convolution (arithmetic.md §5, docs/arithmetic.md).
 
 The reference :func:`intsim.kernels.conv.conv_kernel` accumulates every
 product in int64, one output pixel at a time. When the load-time analysis

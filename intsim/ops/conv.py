@@ -11,7 +11,7 @@ The engine takes the ordered/unordered decision from
 :func:`intsim.bounds.conv_can_overflow` (the load-time analysis);
 :func:`conv_can_overflow` here is the same test on bare arrays, for direct calls.
 
-Execution paths (design.md §8), chosen per call by :func:`select_conv_path`:
+Execution paths (docs/arithmetic.md), chosen per call by :func:`select_conv_path`:
 
 * ``reference`` — :func:`intsim.kernels.conv.conv_kernel`, the straightforward
   int64 kernel; the only path for an op that can overflow (ordered, §5.4).
@@ -135,7 +135,7 @@ def accumulator_worst(weight: np.ndarray, codebook: Codebook, realization: str) 
 
 
 # --------------------------------------------------------------------------
-# path selection (design.md §8)
+# path selection (docs/arithmetic.md)
 
 PATH_ENV = "INTSIM_CONV_PATH"
 PATHS = ("auto", "reference", "gemm32", "gemm64", "int8")
@@ -185,7 +185,7 @@ def gemm_split_plan(codebook: Codebook, realization: str, seg_counts, can_sparse
 
 
 def select_conv_path(worst: dict[str, int], gemm_accs: list[str], ordered: bool, requested: str = "auto") -> str:
-    """``'reference'``, ``'gemm32'`` or ``'gemm64'`` for one conv call (design.md §8).
+    """``'reference'``, ``'gemm32'`` or ``'gemm64'`` for one conv call (docs/arithmetic.md).
 
     ``worst``: ``W_j`` per accumulator name (§5.4, e.g. from
     :func:`intsim.bounds.conv_accumulators`); ``gemm_accs``: the accumulators the

@@ -1,4 +1,4 @@
-"""fx capture and lowering (calib/graph.py; design.md §2)."""
+"""fx capture and lowering (calib/graph.py; docs/arithmetic.md)."""
 from __future__ import annotations
 
 import pytest

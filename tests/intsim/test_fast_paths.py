@@ -1,4 +1,4 @@
-"""Fast exact kernels against the reference kernel: zero mismatches (design.md §8, arithmetic.md §5).
+"""Fast exact kernels against the reference kernel: zero mismatches (docs/arithmetic.md §5).
 
 Every fast path must reproduce :func:`intsim.kernels.conv.conv_kernel` (the
 reference, itself checked against pure-Python references in test_conv.py) on

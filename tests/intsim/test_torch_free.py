@@ -1,4 +1,4 @@
-"""The engine must import and run without torch (design.md §1)."""
+"""The engine must import and run without torch (docs/arithmetic.md)."""
 import subprocess
 import sys
 import textwrap

@@ -1,4 +1,4 @@
-"""verify(): engine vs stored golden tensors (design.md §6).
+"""verify(): engine vs stored golden tensors (docs/arithmetic.md).
 
 The first tests are torch-free: the golden set is written from an engine run
 and then altered. The last ones (skipped without torch) write the golden set
