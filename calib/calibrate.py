@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from calib.augment import Stress, stress_patches
 from calib.bicubic import bicubic_downsample
 from calib.datasets import list_images, read_rgb
 from calib.graph import CapturedGraph, capture
@@ -229,7 +230,8 @@ def _looks_lr(folder: Path, files: list[Path]) -> bool:
 
 
 def load_calibration_images(folder: str | os.PathLike, n: int, patch: int | None, scale: int, seed: int, *,
-                            rgb_range: float = 255, lr: bool | None = None) -> list[torch.Tensor]:
+                            rgb_range: float = 255, lr: bool | None = None,
+                            stress: Stress | None = None) -> list[torch.Tensor]:
     """Read ``n`` LR calibration patches from real images, deterministic under ``seed``.
 
     Images are read as uint8 RGB (:func:`calib.datasets.read_rgb`: gray is
@@ -242,6 +244,9 @@ def load_calibration_images(folder: str | os.PathLike, n: int, patch: int | None
     image if ``patch`` is None; the largest fitting square if the image is
     smaller than ``patch``). Images are drawn in a seeded random order, cycling
     if ``n`` exceeds the folder's count.
+
+    ``stress`` (:class:`calib.augment.Stress`) replaces a seeded fraction of
+    the crops by colour-saturated, contrast-stretched copies (same positions).
 
     Returns float32 tensors 3×p×p with values ``pixel · rgb_range / 255``.
     """
@@ -262,7 +267,7 @@ def load_calibration_images(folder: str | os.PathLike, n: int, patch: int | None
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(files))
     cache: dict[int, np.ndarray] = {}
-    out: list[torch.Tensor] = []
+    crops: list[np.ndarray] = []
     for i in range(n):
         j = int(order[i % len(files)])
         if j not in cache:
@@ -281,9 +286,11 @@ def load_calibration_images(folder: str | os.PathLike, n: int, patch: int | None
             top = int(rng.integers(0, h - p + 1))
             left = int(rng.integers(0, w - p + 1))
             crop = arr[top:top + p, left:left + p]
-        t = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1))).float() * (float(rgb_range) / 255.0)
-        out.append(t)
-    return out
+        crops.append(crop)
+    if stress is not None:
+        crops = stress_patches(crops, stress, seed)
+    return [torch.from_numpy(np.ascontiguousarray(c.transpose(2, 0, 1))).float() * (float(rgb_range) / 255.0)
+            for c in crops]
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor, peak: float = 255.0) -> float:

@@ -216,7 +216,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
                   allocation: str | None = None, bp_init: str | None = None, finetune=None, recon=None,
                   state_dir: str | None = None, progress: bool = False, range_mode: str = "ema",
                   per_channel: bool | None = None, log=None, holdout: bool = True, policy_file: str | None = None,
-                  budget: str | None = None, candidate_bits=None, accel: str = "edge_npu") -> CalibrationRun:
+                  budget: str | None = None, candidate_bits=None, accel: str = "edge_npu",
+                  stress: float | None = None) -> CalibrationRun:
     """Calibrate ``model`` and write its artifact to ``out`` (atomically).
 
     Settings left as None come from the method's recipe (calib/recipe.py, the one
@@ -230,6 +231,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     or dict (method ``recon``). ``state_dir``: resumable finetuning /
     reconstruction state. ``log``: a callable for stage lines. ``holdout``:
     score the artifact on held-out calibration images (:mod:`calib.quality`).
+    ``stress``: fraction of colour/contrast-stressed calibration patches
+    (:mod:`calib.augment`; None = the recipe's, 0 = none).
     ``policy_file``: per-layer bits (TOML, :func:`calib.mixed_precision.read_policy`);
     ``budget``: choose per-layer bits among ``candidate_bits`` (default 3/4/6/8)
     under ``energy=…|latency=…|storage=…`` on ``accel`` (:mod:`calib.mixed_precision`);
@@ -261,7 +264,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     entry = _zoo_entry(model)
     rec = resolve_recipe(method, n_images=n_images, patch=patch, batch_size=batch_size, bp_init=bp_init,
                          per_channel=per_channel, recon=recon, seed=int(seed),
-                         input_upscale=int(scale) if entry is not None and entry.upsampled_input else 1)
+                         input_upscale=int(scale) if entry is not None and entry.upsampled_input else 1,
+                         stress=stress)
     method = rec.method
     if realization not in ("split", "grid"):
         raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")
@@ -277,7 +281,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
         f"calibration images {folder}")
     say(f"recipe {rec.describe()}")
     graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)  # refuses unsupported ops by name
-    images = load_calibration_images(folder, rec.n_images, rec.patch, int(scale), int(seed), rgb_range=rgb_range)
+    images = load_calibration_images(folder, rec.n_images, rec.patch, int(scale), int(seed), rgb_range=rgb_range,
+                                     stress=rec.stress)
     images = to_model_inputs(model, int(scale), images, rgb_range)
     from calib.calibrate import LayerPolicy
     from calib.finetune import FinetuneConfig

@@ -88,14 +88,21 @@ def _fp_runner(model_name: str, net, rgb_range: float, scale: int):
     return run
 
 
+#: the fixed photometric stress of the held-out check's second variant (calib/augment.py): the middle of
+#: the calibration stress ranges
+HOLDOUT_STRESS = (1.5, 1.25)
+
+
 def holdout_pairs(folder: str | os.PathLike, scale: int, n_used: int, seed: int, *, n_eval: int = 8,
-                  patch: int = 96) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], bool]:
+                  patch: int = 96, stressed: bool = False) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], bool]:
     """Held-out (name, LR, HR) crops and whether they are disjoint from the calibration images.
 
     Held out = images ``n_used … n_used+n_eval−1`` of the seeded calibration order
     (:func:`calib.calibrate.load_calibration_images`); if the folder has fewer
     images, the remainder come from used images (``disjoint`` is then False).
     Each image: a centred LR crop of at most ``patch``² and its HR region.
+    ``stressed``: the HR image is first saturated and contrast-stretched by
+    :data:`HOLDOUT_STRESS` (:func:`calib.augment.stress`), then made LR.
     """
     from calib.datasets import list_images, read_rgb
 
@@ -105,6 +112,10 @@ def holdout_pairs(folder: str | os.PathLike, scale: int, n_used: int, seed: int,
     pairs = []
     for j in picks:
         hr = read_rgb(files[j])
+        if stressed:
+            from calib.augment import stress
+
+            hr = stress(hr, *HOLDOUT_STRESS)
         if hr.shape[0] >= 2 * scale and hr.shape[1] >= 2 * scale:
             lr, hr = _crop_pair(hr, scale, patch)
             pairs.append((files[j].name, lr, hr))
@@ -124,7 +135,7 @@ def score(model_name: str, net, rgb_range: float, scale: int, pairs) -> float | 
 def holdout_quality(model_name: str, net, art, folder: str | os.PathLike, scale: int, rgb_range: float,
                     n_used: int, seed: int, *, n_eval: int = 8, patch: int = 96) -> dict:
     """Mean Y-PSNR of FP, the artifact on the integer engine, and bicubic on held-out calibration images
-    (:func:`holdout_pairs`)."""
+    (:func:`holdout_pairs`), plainly and ``stressed`` (the same images saturated and contrast-stretched)."""
     from calib.bicubic import bicubic_upsample_rounded
     from calib.evaluate import artifact_input, make_runner
     from reports.metrics import psnr_y
@@ -135,22 +146,32 @@ def holdout_quality(model_name: str, net, art, folder: str | os.PathLike, scale:
     if _looks_lr(Path(folder), list_images(Path(folder))):
         return {"images": 0, "skipped": "the calibration folder holds LR images: no HR to score against",
                 "quantized_psnr_db": None, "verdict": "unknown", "verdict_text": "quality: not measured"}
-    pairs, disjoint = holdout_pairs(folder, scale, n_used, seed, n_eval=n_eval, patch=patch)
     fp_run = _fp_runner(model_name, net, rgb_range, scale)
     q_run = make_runner(art, "intsim")
-    rows = []
-    for name, lr, hr in pairs:
-        q = q_run(artifact_input(art, lr))
-        q = q[:, :, 0] if q.ndim == 3 and q.shape[2] == 1 else q
-        rows.append({"image": name, "fp": psnr_y(fp_run(lr), hr, scale), "quantized": psnr_y(q, hr, scale),
-                     "bicubic": psnr_y(bicubic_upsample_rounded(lr, scale), hr, scale)})
 
-    def mean(k):
-        v = [r[k] for r in rows if math.isfinite(r[k])]
-        return float(np.mean(v)) if v else None
+    def measure(pairs) -> dict:
+        rows = []
+        for name, lr, hr in pairs:
+            q = q_run(artifact_input(art, lr))
+            q = q[:, :, 0] if q.ndim == 3 and q.shape[2] == 1 else q
+            rows.append({"image": name, "fp": psnr_y(fp_run(lr), hr, scale), "quantized": psnr_y(q, hr, scale),
+                         "bicubic": psnr_y(bicubic_upsample_rounded(lr, scale), hr, scale)})
 
-    fp, qu, bi = mean("fp"), mean("quantized"), mean("bicubic")
-    v = verdict(fp, qu, bi)
-    return {"images": len(rows), "disjoint": bool(disjoint), "patch": int(patch), "fp_psnr_db": fp,
-            "quantized_psnr_db": qu, "bicubic_psnr_db": bi, "verdict": v.level, "verdict_text": v.text,
-            "per_image": rows}
+        def mean(k):
+            v = [r[k] for r in rows if math.isfinite(r[k])]
+            return float(np.mean(v)) if v else None
+
+        fp, qu, bi = mean("fp"), mean("quantized"), mean("bicubic")
+        v = verdict(fp, qu, bi)
+        return {"images": len(rows), "fp_psnr_db": fp, "quantized_psnr_db": qu, "bicubic_psnr_db": bi,
+                "verdict": v.level, "verdict_text": v.text, "per_image": rows}
+
+    pairs, disjoint = holdout_pairs(folder, scale, n_used, seed, n_eval=n_eval, patch=patch)
+    out = measure(pairs)
+    out.update({"disjoint": bool(disjoint), "patch": int(patch)})
+    # the same images, colour-saturated and contrast-stretched: muted calibration data hides range clipping
+    # that saturated content (flowers, insects, graphics) exposes
+    out["stressed"] = measure(holdout_pairs(folder, scale, n_used, seed, n_eval=n_eval, patch=patch,
+                                            stressed=True)[0])
+    out["stressed"]["stress"] = {"saturation": HOLDOUT_STRESS[0], "contrast": HOLDOUT_STRESS[1]}
+    return out

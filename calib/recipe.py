@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
+from calib.augment import Stress
 from calib.reconstruct import ReconConfig
 
 __all__ = ["DEFAULT_METHOD", "Recipe", "resolve_recipe"]
@@ -45,6 +46,7 @@ class Recipe:
     per_channel: bool  # per-output-channel weight scales
     recon: ReconConfig | None = None  # block reconstruction settings (method recon)
     wide_range_bits: int | None = None  # layers with ≥ this many act bits also search the all-batch extremes
+    stress: Stress | None = None  # photometric stress mixed into the calibration patches (calib/augment.py)
 
     def describe(self) -> str:
         """One line for the user: what this recipe does."""
@@ -52,15 +54,18 @@ class Recipe:
         if self.recon is not None:
             r = self.recon
             wide = f", ranges searched up to the extremes at ≥{self.wide_range_bits} bits" if self.wide_range_bits else ""
+            st = (f" ({self.stress.fraction:.0%} colour/contrast-stressed)" if self.stress and self.stress.fraction
+                  else "")
             return (f"{self.method}: two-region init (bp {self.bp_init}{wide}), {w} weights, block reconstruction with "
                     f"learned rounding ({r.iters} steps/unit, batch {r.batch_size}, QDrop {r.qdrop}) on "
-                    f"{self.n_images} patches of {self.patch}×{self.patch}")
+                    f"{self.n_images} patches of {self.patch}×{self.patch}{st}")
         return (f"{self.method}: bp {self.bp_init}, {w} weights, {self.n_images} patches of "
                 f"{self.patch}×{self.patch}, batch {self.batch_size}")
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["recon"] = asdict(self.recon) if self.recon is not None else None
+        d["stress"] = asdict(self.stress) if self.stress is not None else None
         return d
 
 
@@ -70,12 +75,15 @@ _RECON = dict(n_images=64, patch=48, batch_size=2, bp_init="search", per_channel
 
 def resolve_recipe(method: str | None = None, *, n_images: int | None = None, patch: int | None = None,
                    batch_size: int | None = None, bp_init: str | None = None, per_channel: bool | None = None,
-                   recon: ReconConfig | dict | None = None, seed: int = 0, input_upscale: int = 1) -> Recipe:
+                   recon: ReconConfig | dict | None = None, seed: int = 0, input_upscale: int = 1,
+                   stress: float | None = None) -> Recipe:
     """The recipe of ``method`` (default :data:`DEFAULT_METHOD`) with the given overrides (None = default).
 
     ``input_upscale``: how much larger than the LR patch the network's input is
     (VDSR takes the bicubic-upsampled image: the scale); the default patch of
     ``recon`` shrinks by it, so every model reconstructs on inputs of about 48².
+    ``stress``: the fraction of calibration patches that are colour/contrast
+    stressed (calib/augment.py; 0 turns it off).
     """
     from calib.methods import check_method
 
@@ -94,4 +102,5 @@ def resolve_recipe(method: str | None = None, *, n_images: int | None = None, pa
             rc = recon
         elif isinstance(recon, dict):
             rc = replace(rc, **recon)
-    return Recipe(method=m, recon=rc, **base)
+    frac = base.pop("stress_fraction", 0.0) if stress is None else float(stress)
+    return Recipe(method=m, recon=rc, stress=Stress(fraction=frac) if frac else None, **base)

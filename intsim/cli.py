@@ -221,7 +221,7 @@ def cmd_calibrate(args) -> int:
                 "progress": sys.stderr.isatty(), "range_mode": args.range_mode, "per_channel": args.per_channel,
                 "log": lambda line: print(line, file=sys.stderr, flush=True),
                 "recon": {"iters": args.iters} if args.iters is not None else None,
-                "policy_file": args.policy, "budget": args.budget,
+                "policy_file": args.policy, "budget": args.budget, "stress": args.stress,
                 "candidate_bits": args.candidates,
                 "finetune": {k: v for k, v in (("epochs", args.epochs), ("lr_mode", args.lr_mode)) if v is not None}
                 or None}
@@ -246,7 +246,10 @@ def _print_quality(q: dict | None) -> None:
     where = (f"{q['images']} held-out calibration image(s)" if q.get("disjoint")
              else f"{q['images']} calibration image crop(s) (folder too small to hold images out)")
     print(f"{q['verdict_text']} — on {where}, integer engine", file=sys.stderr)
-    if q.get("verdict") == "bad":
+    st = q.get("stressed") or {}
+    if st.get("quantized_psnr_db") is not None:
+        print(f"  same images colour/contrast-stressed: {st['verdict_text']}", file=sys.stderr)
+    if q.get("verdict") == "bad" or st.get("verdict") == "bad":
         print("warning: the quantized model is worse than bicubic upsampling on held-out images; "
               "try more bits or the default method", file=sys.stderr)
 
@@ -506,6 +509,17 @@ def _positive_int(lo: int, hi: int):
     return parse
 
 
+def _unit_fraction(text: str) -> float:
+    """A number in [0, 1] (``--stress``)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= v <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return v
+
+
 def _bits_spec(text: str) -> str:
     """``--bits``: ``W<b>A<b>`` with both widths in 2..16 (checked here, before torch is imported)."""
     import re
@@ -557,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "omse, ptq4sr, 2dquant, dual_region, plain_ft, sa_ft")
     c.add_argument("--iters", type=_positive_int(1, 100000), default=None,
                    help="reconstruction steps per unit (method recon; default 300)")
+    c.add_argument("--stress", type=_unit_fraction, default=None, metavar="FRACTION",
+                   help="fraction of calibration patches made colour-saturated and contrast-stretched, so ranges "
+                        "cover saturated content (0 = off; default: the recipe's)")
     c.add_argument("--policy", default=None, metavar="FILE",
                    help="per-layer bits from a TOML file ([bits] \"layer\" = b or [w, a])")
     c.add_argument("--budget", default=None, metavar="METRIC=VALUE",

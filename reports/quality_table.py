@@ -61,6 +61,7 @@ def run_row(spec: str, a, out_dir: Path) -> dict:
                         n_images=int(o["n"]) if "n" in o else None, patch=int(o["patch"]) if "patch" in o else None,
                         allocation=o.get("allocation"), budget=o.get("budget"), policy_file=o.get("policy"),
                         recon={"iters": int(o["iters"])} if "iters" in o else None,
+                        stress=float(o["stress"]) if "stress" in o else None,
                         progress=a.progress, log=lambda m: print(f"  {m}", flush=True))
     s = run.summary
     row = {"row": spec, "model": r["model"], "scale": r["scale"], "bits": r["bits"], "method": s["method"],

@@ -38,3 +38,19 @@ def test_cli_and_api_leave_defaults_to_the_recipe():
         assert sig[k].default is None, k
     a = build_parser().parse_args(["calibrate", "--model", "imdn", "--scale", "4", "--bits", "W4A4", "-o", "x"])
     assert (a.method, a.n_images, a.patch, a.bp_init, a.per_channel) == (None, None, None, None, None)
+
+
+def test_stress_is_a_recipe_setting_with_a_cli_flag():
+    from intsim.cli import UsageError, build_parser
+
+    assert resolve_recipe("recon", stress=0.0).stress is None
+    r = resolve_recipe("recon", stress=0.25)
+    assert r.stress.fraction == 0.25 and "25% colour/contrast-stressed" in r.describe()
+    assert r.to_json()["stress"]["fraction"] == 0.25
+    assert resolve_recipe("oaq").stress is None  # the paper's recipe is unchanged
+    p = build_parser()
+    assert p.parse_args(["calibrate", "--model", "imdn", "--scale", "4", "--bits", "W4A4", "-o", "x",
+                         "--stress", "0.5"]).stress == 0.5
+    for bad in ("1.5", "nan", "x"):
+        with pytest.raises(UsageError, match="--stress"):
+            p.parse_args(["calibrate", "--model", "imdn", "--scale", "4", "--bits", "W4A4", "-o", "x", "--stress", bad])

@@ -5,15 +5,18 @@ from tests.robustness import (
     cases_artifacts,
     cases_checkpoints,
     cases_config,
+    cases_environment,
     cases_goldens,
     cases_images,
+    cases_vectors,
 )
 from tests.robustness.harness import Case
 
-GROUPS = ("Images", "Artifacts", "Goldens", "Checkpoints", "Configuration")
+GROUPS = ("Images", "Artifacts", "Goldens", "Checkpoints", "Configuration", "Environment", "Test vectors")
 
 ALL_CASES: list[Case] = [*cases_images.CASES, *cases_artifacts.CASES, *cases_goldens.CASES,
-                         *cases_checkpoints.CASES, *cases_config.CASES]
+                         *cases_checkpoints.CASES, *cases_config.CASES, *cases_environment.CASES,
+                         *cases_vectors.CASES]
 
 
 def _check_registry() -> None:

@@ -1,0 +1,6 @@
+"""Robustness cases: vectors (see harness.py)."""
+from __future__ import annotations
+
+from tests.robustness.harness import Case
+
+CASES: list[Case] = []
