@@ -18,6 +18,7 @@ import sys
 import time
 
 os.environ.setdefault("INTSIM_THREADS", "1")
+os.environ.setdefault("INTSIM_MALLOC", "keep")  # as the intsim command runs the engine (intsim/allocator.py)
 
 FAMILIES = {
     "GEMM (numpy matmul, inside the band closures)": ("conv.py:band",),

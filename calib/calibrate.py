@@ -229,6 +229,44 @@ def _looks_lr(folder: Path, files: list[Path]) -> bool:
     return bool(files) and all(re.search(r"x\d+$", f.stem.lower()) for f in files)
 
 
+CALIB_LAYOUTS = ("auto", "hr", "lr")
+
+
+def calibration_layout(folder: str | os.PathLike, layout: str, scale: int) -> tuple[bool, str]:
+    """Whether ``folder``'s images are LR (``layout`` ``'lr'``, ``'hr'``, or ``'auto'``: the path
+    guess of :func:`load_calibration_images`) and the stage line that says what was found, so a wrong
+    guess is visible rather than silent."""
+    if layout not in CALIB_LAYOUTS:
+        raise ValueError(f"calib_layout must be one of {', '.join(CALIB_LAYOUTS)}, got {layout!r}")
+    folder = Path(folder)
+    try:
+        files = list_images(folder)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
+    if layout != "auto":
+        is_lr, why = layout == "lr", f"--calib-layout {layout}"
+    elif _looks_lr(folder, []):
+        is_lr, why = True, "auto-detected: a folder named like 'LR…' in the path; --calib-layout hr if they are HR"
+    elif _looks_lr(Path(), files):
+        is_lr, why = True, "auto-detected: every file is named '…x<s>'; --calib-layout hr if they are HR"
+    else:
+        is_lr, why = False, "auto-detected; --calib-layout lr if they are already LR"
+    n = f"{len(files)} {'LR' if is_lr else 'HR'} image{'s' if len(files) != 1 else ''} in {folder}"
+    use = "used as they are" if is_lr or scale == 1 else f"made LR by bicubic ×{scale}"
+    return is_lr, f"calibration images: {n}, {use} ({why})"
+
+
+#: when a folder holds more than twice this many images, the last HOLDOUT_RESERVE of the seeded order are
+#: never calibrated on, however many patches are asked for: calibrate's held-out check (calib/quality.py)
+#: scores on them, so a recipe with more patches is still judged on unseen images
+HOLDOUT_RESERVE = 16
+
+
+def calibration_pool(n_files: int) -> int:
+    """How many images (a prefix of the seeded order) calibration patches are drawn from."""
+    return n_files - HOLDOUT_RESERVE if n_files > 2 * HOLDOUT_RESERVE else n_files
+
+
 def load_calibration_images(folder: str | os.PathLike, n: int, patch: int | None, scale: int, seed: int, *,
                             rgb_range: float = 255, lr: bool | None = None,
                             stress: Stress | None = None) -> list[torch.Tensor]:
@@ -243,7 +281,8 @@ def load_calibration_images(folder: str | os.PathLike, n: int, patch: int | None
     ``patch``×``patch`` crop is taken at a seeded random position (the whole
     image if ``patch`` is None; the largest fitting square if the image is
     smaller than ``patch``). Images are drawn in a seeded random order, cycling
-    if ``n`` exceeds the folder's count.
+    over the first :func:`calibration_pool` of them if ``n`` exceeds that (a new
+    seeded crop each time round).
 
     ``stress`` (:class:`calib.augment.Stress`) replaces a seeded fraction of
     the crops by colour-saturated, contrast-stretched copies (same positions).
@@ -266,10 +305,11 @@ def load_calibration_images(folder: str | os.PathLike, n: int, patch: int | None
     is_lr = _looks_lr(folder, files) if lr is None else lr
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(files))
+    pool = calibration_pool(len(files))
     cache: dict[int, np.ndarray] = {}
     crops: list[np.ndarray] = []
     for i in range(n):
-        j = int(order[i % len(files)])
+        j = int(order[i % pool])
         if j not in cache:
             arr = read_rgb(files[j])
             if not is_lr and scale > 1:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from calib.calibrate import load_calibration_images, psnr
+from calib.calibrate import CALIB_LAYOUTS, calibration_layout, load_calibration_images, psnr
 from calib.data_root import data_root
 from calib.determinism import fixed_threads
 from calib.export import export_artifact, model_source
@@ -70,6 +70,50 @@ def known_models() -> list[str]:
     return sorted(set(ZOO) | set(LOCAL_MODELS))
 
 
+def _unknown_model(model: str) -> ValueError:
+    return ValueError(f"unknown model {model!r} (known: {', '.join(known_models())})")
+
+
+#: Default checkpoints of models outside the zoo (name → file): reports.demo registers tiny_sr's committed weights.
+LOCAL_WEIGHTS: dict[str, Path] = {}
+
+
+def resolve_weights(model: str, scale: int, weights: str | None, random_init: bool,
+                    seed: int) -> tuple[str | None, str]:
+    """The checkpoint to calibrate (None: random init) and the stage line that says which.
+
+    ``weights`` if given; else the zoo checkpoint under the data root
+    (:func:`calib.models.zoo.resolve_checkpoint`) or a local model's registered file
+    (:data:`LOCAL_WEIGHTS`). Random weights only when ``random_init`` asks for them: the
+    artifact of a random model is no super-resolution, and made by accident it looked like success.
+    """
+    if weights is not None and random_init:
+        raise ValueError("give either --weights or --random-init, not both")
+    if weights is not None:
+        return str(weights), f"weights: {weights}"
+    if random_init:
+        return None, f"weights: random init (seed {seed}, --random-init): a test model, not super-resolution"
+    ask = "pass --weights FILE, or --random-init for random weights"
+    entry = _zoo_entry(model)
+    if entry is None:
+        if model not in LOCAL_MODELS:
+            raise _unknown_model(model)
+        if model not in LOCAL_WEIGHTS:
+            raise ValueError(f"model {model!r} has no published checkpoint: {ask}")
+        return str(LOCAL_WEIGHTS[model]), f"weights: {LOCAL_WEIGHTS[model]} (the {model} model's own checkpoint)"
+    rel = entry.default_checkpoint(scale)  # refuses a scale the model does not have
+    if rel is None:
+        raise ValueError(f"model {model!r} has no published checkpoint for ×{scale}: {ask}")
+    from calib.models.zoo import resolve_checkpoint
+
+    try:
+        path = resolve_checkpoint(entry.name, scale)
+    except FileNotFoundError:
+        raise ValueError(f"no --weights given and the {entry.name} ×{scale} checkpoint {data_root() / rel} is not "
+                         f"there: {ask}, or set INTSIM_DATA_ROOT to the folder that holds weights/") from None
+    return str(path), f"weights: {path} (the {entry.name} ×{scale} zoo checkpoint under the data root)"
+
+
 def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple[torch.nn.Module, float, int]:
     """The float model (eval mode), its input range (rgb_range) and image channels.
 
@@ -87,18 +131,20 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
             torch.manual_seed(seed)
             net = entry.build(scale)
         else:
-            if not Path(weights).is_file():
+            if not Path(weights).exists():
                 raise ValueError(f"weights file {weights} does not exist")
             try:
+                from calib.models._checkpoint_io import check_checkpoint_file
                 from calib.models.zoo import verify_if_official
 
+                check_checkpoint_file(weights)  # a FIFO, device or folder is refused before anything opens it
                 verify_if_official(entry.name, weights)  # an official file name must carry the published sha256
                 net = entry.load(weights, scale)
             except (ValueError, RuntimeError, FileNotFoundError) as e:
                 raise ValueError(" ".join(str(e).split())) from None
         return net.eval(), float(entry.rgb_range), int(entry.in_channels)
     if model not in LOCAL_MODELS:
-        raise ValueError(f"unknown model {model!r} (known: {', '.join(known_models())})")
+        raise _unknown_model(model)
     ctor, kwargs, scales = LOCAL_MODELS[model]
     if scale not in scales:
         raise ValueError(f"--scale {scale}: model {model!r} supports scales {', '.join(map(str, scales))}")
@@ -106,7 +152,7 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
     net = ctor(scale, **kwargs)
     if weights is not None:
         p = Path(weights)
-        if not p.is_file():
+        if not p.exists():  # read_torch_checkpoint refuses what is not a regular file
             raise ValueError(f"weights file {weights} does not exist")
         from calib.models._loading import (
             load_state_dict_strict,
@@ -123,7 +169,7 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
     return net.eval(), float(net.rgb_range), int(net.n_colors)
 
 
-def _layer_policy(policy, rec, policy_file, budget, net, graph, images, rgb_range, folder, scale, seed, model,
+def _layer_policy(policy, rec, policy_file, budget, net, graph, images, rgb_range, folder, is_lr, scale, seed, model,
                   candidate_bits, accel, say):
     """The layer policy of this run (recipe weight granularity, a TOML policy or a budget's allocation) and
     the mixed-precision plan (None without a budget)."""
@@ -145,9 +191,92 @@ def _layer_policy(policy, rec, policy_file, budget, net, graph, images, rgb_rang
     say(f"mixed precision: measuring per-layer sensitivity and cost ({budget})")
     with fixed_threads():
         mixed = plan(net, graph, images, rgb_range, budget, candidate_bits=candidate_bits, accel=accel,
-                     policy=policy, holdout=None if _hr_free(folder) else (folder, scale, rec.n_images, seed),
+                     policy=policy, holdout=None if is_lr else (folder, scale, rec.n_images, seed),
                      model_name=model, log=say)
     return replace(policy, overrides={**policy.overrides, **{k: (b, b) for k, b in mixed["bits"].items()}}), mixed
+
+
+def _checked_request(model: str, scale: int, bits: str, out: str | None, realization: str, policy_file, budget,
+                     method: str | None, **recipe_settings):
+    """The settings checked before anything is read: ``(weight bits, activation bits, resolved recipe)``."""
+    from calib.recipe import resolve_recipe
+
+    if out is None:
+        raise ValueError("an output artifact path is required")
+    bw, ba = parse_bits(bits)
+    if policy_file is not None and budget is not None:
+        raise ValueError("give either a policy file or a budget, not both")
+    if budget is not None:
+        from calib.mixed_precision import parse_budget
+
+        parse_budget(budget)  # refuse a malformed budget before any work
+    entry = _zoo_entry(model)
+    rec = resolve_recipe(method, input_upscale=scale if entry is not None and entry.upsampled_input else 1,
+                         **recipe_settings)
+    if realization not in ("split", "grid"):
+        raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")
+    if rec.n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {rec.n_images}")
+    if rec.patch < 1:
+        raise ValueError(f"patch must be >= 1, got {rec.patch}")
+    return bw, ba, rec
+
+
+def _resolve_inputs(model: str, scale: int, weights: str | None, random_init: bool, seed: int, out: str,
+                    calib_data: str | None, calib_layout: str, state_dir: str | None):
+    """Everything calibration reads, checked before any work: ``(weights, its stage line, calibration
+    folder, whether it holds LR images, its stage line)``."""
+    weights, weights_line = resolve_weights(model, scale, weights, random_init, seed)
+    if weights is not None and Path(weights).exists() and Path(out).resolve() == Path(weights).resolve():
+        raise ValueError(f"output {out} is the weights file itself; refusing to overwrite an input")
+    folder = Path(calib_data) if calib_data else data_root() / "data" / "SunHays80"
+    if not folder.is_dir():
+        raise ValueError(f"calibration data folder {folder} does not exist (set INTSIM_DATA_ROOT or pass calib_data)")
+    is_lr, layout_line = calibration_layout(folder, calib_layout, scale)
+    if state_dir is not None:
+        from calib.finetune import check_state_dir
+
+        check_state_dir(Path(state_dir))  # a state that cannot be resumed is refused before any work
+    return weights, weights_line, folder, is_lr, layout_line
+
+
+def _finetune_config(finetune, seed: int, batch_size: int):
+    """``finetune`` (None, a dict of :class:`calib.finetune.FinetuneConfig` fields, or one) → the config."""
+    from calib.finetune import FinetuneConfig
+
+    if finetune is None:
+        return FinetuneConfig(seed=seed, batch_size=batch_size)
+    if isinstance(finetune, dict):
+        return FinetuneConfig(**{"seed": seed, "batch_size": batch_size, **finetune})
+    return finetune
+
+
+def _model_and_images(model: str, scale: int, weights: str | None, seed: int, folder: Path, is_lr: bool, rec,
+                      stage_lines: list[str], say):
+    """The float model (eval), its input range, its captured graph and the calibration inputs; the stage
+    lines are said once the model is built (a checkpoint it refuses stays the only line of output)."""
+    net, rgb_range, in_channels = build_model(model, scale, weights, seed)
+    for line in stage_lines:
+        say(line)
+    graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)  # refuses unsupported ops by name
+    images = load_calibration_images(folder, rec.n_images, rec.patch, scale, seed, rgb_range=rgb_range, lr=is_lr,
+                                     stress=rec.stress)
+    return net, rgb_range, graph, to_model_inputs(model, scale, images, rgb_range)
+
+
+def _accumulator_overruns(art, say) -> list[dict]:
+    """Convs whose worst-case accumulator does not fit ``acc_bits`` (:func:`intsim.bounds.accumulator_overruns`,
+    widest first); under overflow ``error`` one warning line says so now, not when ``intsim run`` first
+    meets such an input."""
+    from intsim.bounds import accumulator_overruns
+
+    found = accumulator_overruns(art)
+    if found and art.numerics.overflow == "error":
+        named = ", ".join(f"{name} needs {b} bits" for name, b in found[:3]) + (", …" if len(found) > 3 else "")
+        say(f"warning: under --overflow error, {len(found)} conv(s) can exceed the {art.numerics.acc_bits}-bit "
+            f"accumulator in the worst case ({named}); `intsim run` stops on an input that gets there "
+            f"(--acc-bits {found[0][1]} or --overflow saturate avoids it)")
+    return [{"op": name, "bits": b} for name, b in found]
 
 
 @torch.no_grad()
@@ -161,14 +290,6 @@ def _fakequant_psnr(net, calib, images, rgb_range: float) -> float | None:
           for x in (img.unsqueeze(0) for img in images[:SUMMARY_EVAL_PATCHES])]
     finite = [p for p in ps if math.isfinite(p)]
     return (sum(finite) / len(finite)) if finite else None
-
-
-def _hr_free(folder: Path) -> bool:
-    """True when the calibration folder holds LR images only (nothing to score SR output against)."""
-    from calib.calibrate import _looks_lr
-    from calib.datasets import list_images
-
-    return _looks_lr(folder, list_images(folder))
 
 
 def to_model_inputs(model: str, scale: int, images: list[torch.Tensor], rgb_range: float) -> list[torch.Tensor]:
@@ -217,14 +338,19 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
                   state_dir: str | None = None, progress: bool = False, range_mode: str = "ema",
                   per_channel: bool | None = None, log=None, holdout: bool = True, policy_file: str | None = None,
                   budget: str | None = None, candidate_bits=None, accel: str = "edge_npu",
-                  stress: float | None = None) -> CalibrationRun:
+                  stress: float | None = None, random_init: bool = False,
+                  calib_layout: str = "auto") -> CalibrationRun:
     """Calibrate ``model`` and write its artifact to ``out`` (atomically).
 
     Settings left as None come from the method's recipe (calib/recipe.py, the one
     place defaults live): ``method`` None = the best measured method
     (:data:`calib.recipe.DEFAULT_METHOD`), with its patches, batch, bp init and
     weight granularity; the paper's methods (``oaq`` …) keep the paper recipe.
-    ``calib_data``: a folder of HR (downsampled by ``scale``) or LR images;
+    ``weights`` None: the model's checkpoint under the data root (:func:`resolve_weights`;
+    refused when there is none), or random weights with ``random_init=True``.
+    ``calib_data``: a folder of HR (downsampled by ``scale``) or LR images
+    (``calib_layout`` ``'hr'``, ``'lr'`` or ``'auto'``: guessed from the path,
+    :func:`calib.calibrate.calibration_layout`);
     default ``<data root>/data/SunHays80`` (the offline stand-in for DIV2K).
     ``finetune``: a :class:`calib.finetune.FinetuneConfig` or dict of its fields
     (finetuning methods); ``recon``: a :class:`calib.reconstruct.ReconConfig`
@@ -246,56 +372,24 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     """
     from intsim.artifact import save_artifact
 
-    from calib.recipe import resolve_recipe
-
     t0 = time.time()
     say = log or (lambda msg: None)
-    if out is None:
-        raise ValueError("an output artifact path is required")
-    bw, ba = parse_bits(bits)
-    if weights is not None and Path(weights).exists() and Path(out).resolve() == Path(weights).resolve():
-        raise ValueError(f"output {out} is the weights file itself; refusing to overwrite an input")
-    if policy_file is not None and budget is not None:
-        raise ValueError("give either a policy file or a budget, not both")
-    if budget is not None:
-        from calib.mixed_precision import parse_budget
-
-        parse_budget(budget)  # refuse a malformed budget before any work
-    entry = _zoo_entry(model)
-    rec = resolve_recipe(method, n_images=n_images, patch=patch, batch_size=batch_size, bp_init=bp_init,
-                         per_channel=per_channel, recon=recon, seed=int(seed),
-                         input_upscale=int(scale) if entry is not None and entry.upsampled_input else 1,
-                         stress=stress)
+    bw, ba, rec = _checked_request(model, int(scale), bits, out, realization, policy_file, budget, method,
+                                   n_images=n_images, patch=patch, batch_size=batch_size, bp_init=bp_init,
+                                   per_channel=per_channel, recon=recon, seed=int(seed), stress=stress)
     method = rec.method
-    if realization not in ("split", "grid"):
-        raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")
-    if rec.n_images < 1:
-        raise ValueError(f"n_images must be >= 1, got {rec.n_images}")
-    if rec.patch < 1:
-        raise ValueError(f"patch must be >= 1, got {rec.patch}")
-    folder = Path(calib_data) if calib_data else data_root() / "data" / "SunHays80"
-    if not folder.is_dir():
-        raise ValueError(f"calibration data folder {folder} does not exist (set INTSIM_DATA_ROOT or pass calib_data)")
-    net, rgb_range, in_channels = build_model(model, int(scale), weights, int(seed))
-    say(f"calibrate {model} ×{scale} W{bw}A{ba}, weights {weights or f'random-init(seed={seed})'}, "
-        f"calibration images {folder}")
-    say(f"recipe {rec.describe()}")
-    graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)  # refuses unsupported ops by name
-    images = load_calibration_images(folder, rec.n_images, rec.patch, int(scale), int(seed), rgb_range=rgb_range,
-                                     stress=rec.stress)
-    images = to_model_inputs(model, int(scale), images, rgb_range)
+    weights, weights_line, folder, is_lr, layout_line = _resolve_inputs(
+        model, int(scale), weights, random_init, int(seed), out, calib_data, calib_layout, state_dir)
+    net, rgb_range, graph, images = _model_and_images(
+        model, int(scale), weights, int(seed), folder, is_lr, rec,
+        [f"calibrate {model} ×{scale} W{bw}A{ba}", weights_line, layout_line, f"recipe {rec.describe()}"], say)
     from calib.calibrate import LayerPolicy
-    from calib.finetune import FinetuneConfig
     from calib.methods import calibrate_method
 
-    if finetune is None:
-        ft_cfg = FinetuneConfig(seed=int(seed), batch_size=rec.batch_size)
-    elif isinstance(finetune, dict):
-        ft_cfg = FinetuneConfig(**{"seed": int(seed), "batch_size": rec.batch_size, **finetune})
-    else:
-        ft_cfg = finetune
+    ft_cfg = _finetune_config(finetune, int(seed), rec.batch_size)
     policy, mixed = _layer_policy(LayerPolicy.parse(policy), rec, policy_file, budget, net, graph, images,
-                                  rgb_range, folder, int(scale), int(seed), model, candidate_bits, accel, say)
+                                  rgb_range, folder, is_lr, int(scale), int(seed), model, candidate_bits, accel,
+                                  say)
     with fixed_threads():  # the artifact must not depend on the machine's thread count
         calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=rec.bp_init,
                                  batch_size=rec.batch_size, graph=graph, finetune_config=ft_cfg,
@@ -313,6 +407,7 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
                           acc_bits=acc_bits, stream_bits=stream_bits, mult_bits=mult_bits, grid_bits=grid_bits,
                           model_meta=meta, source=model_source(model, int(scale), weights))
     digest = save_artifact(art, out)
+    overruns = _accumulator_overruns(art, say)
     if mixed is not None:
         from calib.mixed_precision import write_front
 
@@ -324,13 +419,15 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
         from calib.quality import holdout_quality
 
         say("held-out check (integer engine)")
-        quality = holdout_quality(model, net, art, folder, int(scale), rgb_range, rec.n_images, int(seed))
+        quality = holdout_quality(model, net, art, folder, int(scale), rgb_range, rec.n_images, int(seed),
+                                  lr_only=is_lr)
     summary = {
         "out": str(out), "sha256": digest, "model": model, "scale": int(scale), "bits": f"W{bw}A{ba}",
         "method": method, "recipe": rec.to_json(), "recipe_text": rec.describe(),
         "allocation": calib.settings["allocation"], "realization": realization, "rounding": art.numerics.rounding,
-        "overflow": art.numerics.overflow, "acc_bits": acc_bits, "stream_bits": stream_bits,
-        "mult_bits": mult_bits, "weights": weights, "calib_data": str(folder), "n_images": rec.n_images,
+        "overflow": art.numerics.overflow, "acc_bits": acc_bits, "accumulator_overruns": overruns,
+        "stream_bits": stream_bits, "mult_bits": mult_bits, "weights": weights, "calib_data": str(folder),
+        "calib_is_lr": is_lr, "n_images": rec.n_images,
         "patch": rec.patch, "seed": int(seed), "ops": len(art.ops),
         "code_bits": dict(art.model["code_bits"]),
         "fakequant_vs_fp_psnr_db": fq_psnr,
@@ -346,7 +443,9 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m calib.cli_calibrate", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="edsr_baseline", help=f"one of {', '.join(known_models())}")
-    ap.add_argument("--weights", default=None, help="float checkpoint (.pt/.pth state dict); random init if absent")
+    ap.add_argument("--weights", default=None,
+                    help="float checkpoint (default: the model's checkpoint under the data root)")
+    ap.add_argument("--random-init", action="store_true", help="random weights (tests only) instead of a checkpoint")
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--bits", default="W4A4")
     ap.add_argument("--method", default=None, help=f"one of {', '.join(METHODS)} (default: the best measured, recon)")
@@ -357,6 +456,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--state-dir", default=None, help="resumable finetuning state folder")
     ap.add_argument("--progress", action="store_true", help="tqdm progress bar")
     ap.add_argument("--calib-data", default=None)
+    ap.add_argument("--calib-layout", default="auto", choices=CALIB_LAYOUTS,
+                    help="calibration images are HR (made LR by bicubic), LR, or guessed from the path")
     ap.add_argument("--out", required=True)
     ap.add_argument("--realization", default="split", choices=("split", "grid"))
     ap.add_argument("--rounding", default="half_up", choices=("half_up", "half_away", "half_even", "floor"))
@@ -377,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                                 a.rounding, a.overflow, a.acc_bits, a.stream_bits, a.n_images, a.patch, a.seed,
                                 mult_bits=a.mult_bits, grid_bits=a.grid_bits, allocation=a.allocation,
                                 bp_init=a.bp_init, finetune={"epochs": a.epochs}, state_dir=a.state_dir,
-                                progress=a.progress, range_mode=a.range_mode, per_channel=a.per_channel)
+                                progress=a.progress, range_mode=a.range_mode, per_channel=a.per_channel,
+                                random_init=a.random_init, calib_layout=a.calib_layout)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

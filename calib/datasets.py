@@ -9,10 +9,10 @@ Two layouts:
   ``LR_bicubic/X{s}/<name>x{s}.png``; when the LR folder for a scale is absent the LR is
   generated as above (Set14, B100-68 and Urban100 ship HR only).
 
-Images are returned as uint8 H×W×3 RGB. Policy for other modes: grayscale (L, I;16 is refused),
-palette and RGBA/LA are converted to RGB (alpha dropped); gray is replicated to 3 channels as
-EDSR-PyTorch and BasicSR do (Set14 ``bridge.png`` is mode L). 16-bit, float and CMYK images are
-refused with a clear error.
+Images are returned as uint8 H×W×3 RGB, read as ``intsim run`` reads its inputs (intsim/images.py):
+grayscale, palette, RGBA/LA and CMYK are converted to RGB (alpha dropped); gray is replicated to 3
+channels as EDSR-PyTorch and BasicSR do (Set14 ``bridge.png`` is mode L). 16-bit and float images,
+and PPM/PGM with a maxval other than 255, are refused with a clear error.
 
 Each item is an :class:`SRPair` ``(name, lr, hr, scale)`` with ``hr`` already modcropped to a
 multiple of the scale, so ``hr.shape[:2] == (lr.shape[0] * s, lr.shape[1] * s)``.
@@ -60,33 +60,19 @@ class SRPair:
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as uint8 H×W×3 RGB under the module's mode policy (clear errors)."""
-    from PIL import Image, UnidentifiedImageError
+    """Read an image as uint8 H×W×3 RGB under ``intsim run``'s input policy (:func:`intsim.images.read_image`:
+    regular files of bounded size, 8-bit only, modes converted to RGB), so a calibration or benchmark image is
+    read exactly as the engine's inputs are."""
+    from intsim.images import ImageError as IntsimImageError
+    from intsim.images import read_image
 
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: image not found")
     try:
-        with Image.open(p) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                raise ImageError(f"{p}: {mode} (16-bit/float) images are not supported; use 8-bit RGB or gray")
-            if mode == "CMYK":
-                raise ImageError(f"{p}: CMYK images are not supported; convert to RGB first")
-            if mode in ("RGBA", "LA", "PA"):
-                im = im.convert("RGB")  # alpha dropped
-            elif mode != "RGB":
-                im = im.convert("RGB")  # L/1/P: gray replicated / palette expanded
-            arr = np.asarray(im, dtype=np.uint8)
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"{p}: not a readable image ({exc})") from exc
-    except OSError as exc:
-        raise ImageError(f"{p}: cannot read image ({exc})") from exc
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ImageError(f"{p}: decoded to shape {arr.shape}, expected H×W×3")
-    return np.ascontiguousarray(arr)
-
+        return read_image(p, 3).pixels
+    except IntsimImageError as exc:
+        raise ImageError(str(exc)) from None
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -232,12 +218,18 @@ def benchmark(name: str, scale: int, root: str | os.PathLike | None = None,
     ``root`` is the data root (default :func:`calib.data_root.data_root`); the folder is
     ``<root>/data/<Name>``. Raises :class:`FileNotFoundError` with a hint when it is absent.
     """
+    folder, display = BENCHMARKS[benchmark_key(name)]
+    path = require(Path("data") / folder, root)
+    return BenchmarkFolder(path, scale, display_name=display, cache_dir=cache_dir)
+
+
+def benchmark_key(name: str) -> str:
+    """The :data:`BENCHMARKS` key of a set's name as users write it (``B100-68``, ``set_5``), or a
+    :class:`KeyError` naming the known sets; touches no file, so a list of names can be checked first."""
     key = name.strip().lower().replace("-68", "").replace("_", "")
     if key not in BENCHMARKS:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(v[0] for v in BENCHMARKS.values())}")
-    folder, display = BENCHMARKS[key]
-    path = require(Path("data") / folder, root)
-    return BenchmarkFolder(path, scale, display_name=display, cache_dir=cache_dir)
+    return key
 
 
 def hr_folder(folder: str | os.PathLike, scale: int, cache_dir: str | os.PathLike | None = None,

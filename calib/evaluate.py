@@ -1,22 +1,29 @@
 """Evaluate an artifact on the SR benchmarks (Y-PSNR / Y-SSIM, the protocol of the shared README).
 
-:func:`run_eval` runs one of three models on the LR images of Set5 / Set14 / B100-68 /
-Urban100 and scores the uint8 SR output against the HR with :mod:`reports.metrics`
-(Y of MATLAB ``rgb2ycbcr``, ``scale`` border pixels cropped, SSIM 11×11 σ 1.5):
+:func:`run_eval` runs one of four models on the LR images of Set5 / Set14 / B100-68 /
+Urban100, or of a folder of HR images (LR by the project's MATLAB-compatible bicubic), and scores
+the uint8 SR output against the HR with :mod:`reports.metrics` (Y of MATLAB ``rgb2ycbcr``,
+``scale`` border pixels cropped, SSIM 11×11 σ 1.5):
 
 * ``intsim`` — the integer engine (:func:`intsim.engine.run`);
 * ``golden`` — the float64 fake-quant reference (:func:`golden.executor.run_golden`); bit-identical
   to ``intsim`` by construction, and slower;
-* ``float`` — the float32 fake-quant model with the *unsnapped* learned quantizer parameters
+* ``fakequant`` — the float32 fake-quant model with the *unsnapped* learned quantizer parameters
   (docs/arithmetic.md, the "third model"), rebuilt from the artifact's metadata: the float model is
   reloaded from ``metadata.source`` (zoo name, scale, checkpoint; its state dict must match the
   recorded ``state_dict_sha256``), traced again, and every conv (per call, so shared modules get
   their own quantizers) fake-quantizes its input with the recorded two-region quantizer and its
-  weight with the recorded weight quantizer (``metadata.layers[op].act`` / ``.weight``).
+  weight with the recorded weight quantizer (``metadata.layers[op].act`` / ``.weight``);
+  ``float`` is its deprecated name (``demo`` and ``report`` call the *unquantized* model "float");
+* ``fp`` — that unquantized float model itself, reloaded the same way and run as
+  :mod:`calib.fp_eval` runs it (its own pre/post-processing on the LR image).
+
+With ``baselines`` the FP model and the bicubic upsampling (:func:`calib.bicubic.bicubic_upsample_rounded`)
+are scored on the same images, beside the result.
 
 Inputs: every engine reads the same uint8 image the artifact takes — the LR RGB image, or for a
 Y-channel artifact (1 input channel) the Y plane of the model's own preprocessing rounded to
-uint8 (FSRCNN: Y of the LR; VDSR: Y of the MATLAB-bicubic-upsampled LR). The float engine turns
+uint8 (FSRCNN: Y of the LR; VDSR: Y of the MATLAB-bicubic-upsampled LR). The fakequant engine turns
 it into ``pixel·rgb_range/255`` as the artifact's ``image_in`` does.
 """
 from __future__ import annotations
@@ -29,11 +36,25 @@ from pathlib import Path
 import numpy as np
 
 DATASETS = ("Set5", "Set14", "B100", "Urban100")
-ENGINES = ("intsim", "golden", "float")
+ENGINES = ("intsim", "golden", "fakequant", "fp")
+#: old engine names: "float" meant the fake-quant model, which the demo and the report call "fake_quant"
+ENGINE_ALIASES = {"float": "fakequant"}
 
 
 class RebuildError(ValueError):
-    """The float fake-quant model cannot be rebuilt from the artifact's metadata."""
+    """The float model or its fake-quant form cannot be rebuilt from the artifact's metadata."""
+
+
+def resolve_engine(name: str) -> tuple[str, str | None]:
+    """``(engine, notice)`` for an engine name as users write it; ``notice`` is the one-line deprecation
+    notice of an old name, else ``None``. Unknown names raise :class:`ValueError`."""
+    if name in ENGINE_ALIASES:
+        new = ENGINE_ALIASES[name]
+        return new, (f"--engine {name} is deprecated: it is the float32 fake-quant model, now --engine {new} "
+                     "(--engine fp is the unquantized float model)")
+    if name not in ENGINES:
+        raise ValueError(f"unknown engine {name!r}; expected one of {', '.join(ENGINES)}")
+    return name, None
 
 
 # --------------------------------------------------------------------------- inputs
@@ -64,25 +85,74 @@ def _zoo_entry(art):
     return MODELS.get(str(name).lower().replace("-", "_")) if name else None
 
 
+def model_scale(art) -> int:
+    """The artifact's ``model.scale``, checked: it picks the benchmark LR and the cropped border."""
+    if art.model.get("scale") is None:
+        raise RebuildError("the artifact records no model.scale; cannot pick the benchmark LR")
+    return _meta(art.model, "scale", "model", "small")
+
+
 # --------------------------------------------------------------------------- float fake-quant
 
 
-def _act_spec(j: dict):
+def _finite(v) -> bool:
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:  # an integer beyond float range
+        return False
+
+
+_KINDS = {
+    "number": (_finite, "a finite number"),
+    "positive": (lambda v: _finite(v) and v > 0, "a finite positive number"),
+    "small": (lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 32, "an integer in 1..32"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "dict": (lambda v: isinstance(v, dict), "an object"),
+}
+
+
+def _meta(j, key: str, what: str, kind: str, default=None):
+    """``j[key]`` of the artifact's metadata (``default`` when absent and given) if it is of ``kind``, else a
+    :class:`RebuildError` naming the key: the metadata is free-form to the engine, so the evaluator checks
+    what it reads (``1e999``, ``null`` or a string would otherwise fail deep inside torch)."""
+    if not isinstance(j, dict):
+        raise RebuildError(f"{what} must be an object, got {type(j).__name__}")
+    if key not in j and default is not None:
+        return default
+    ok, text = _KINDS[kind]
+    v = j.get(key)
+    if isinstance(v, list) and kind == "positive" and v and all(ok(x) for x in v):
+        return v  # per-channel weight scales
+    if not ok(v):
+        raise RebuildError(f"{what}.{key} must be {text}, got {type(v).__name__} {str(v)[:40]}")
+    return v
+
+
+def _act_spec(j: dict, what: str = "metadata.layers[…].act"):
     from calib.quant.two_region import TwoRegionSpec
 
-    counts = j.get("region_counts") if j.get("allocation") == "budgeted" else None
-    if counts is not None and j.get("l", 0.0) >= 0:
+    l, u, bp = (float(_meta(j, k, what, "number")) for k in ("l", "u", "bp"))
+    allocation = _meta(j, "allocation", what, "str", "released")
+    counts = j.get("region_counts") if allocation == "budgeted" else None
+    if counts is not None and l >= 0:
         counts = None  # one-sided: the recorded counts are the folded ones; the allocation default applies
-    return TwoRegionSpec(float(j["l"]), float(j["u"]), float(j["bp"]), int(j["bits"]), j.get("allocation", "released"),
+    if counts is not None and not (isinstance(counts, list) and len(counts) == 3 and all(
+            isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 1 << 16 for c in counts)):
+        raise RebuildError(f"{what}.region_counts must be three non-negative integers")
+    return TwoRegionSpec(l, u, bp, _meta(j, "bits", what, "small"), allocation,
                          tuple(counts) if counts is not None else None)
 
 
-def _weight_spec(j: dict):
+def _weight_spec(j: dict, what: str = "metadata.layers[…].weight"):
     from calib.quant.weight import WeightQuantSpec
 
-    sc = j["scale"]
-    scale = tuple(float(v) for v in sc) if isinstance(sc, (list, tuple)) else (float(sc),)
-    return WeightQuantSpec(int(j["bits"]), scale, bool(j.get("per_channel", False)), int(j.get("channel_dim", 0)))
+    sc = _meta(j, "scale", what, "positive")
+    scale = tuple(float(v) for v in sc) if isinstance(sc, list) else (float(sc),)
+    per_channel = j.get("per_channel", False)
+    channel_dim = j.get("channel_dim", 0)
+    if not isinstance(per_channel, bool) or channel_dim not in (0, 1):
+        raise RebuildError(f"{what}.per_channel must be true or false and .channel_dim 0 or 1")
+    return WeightQuantSpec(_meta(j, "bits", what, "small"), scale, per_channel, channel_dim)
 
 
 def _artifact_weight(art, op, meta: dict, weight):
@@ -90,13 +160,14 @@ def _artifact_weight(art, op, meta: dict, weight):
     included) times the *unsnapped* weight scale of the layer's metadata."""
     import torch
 
-    spec = _weight_spec(meta["weight"])
+    what = f"metadata.layers[{meta.get('module')!r}]" if isinstance(meta, dict) else "metadata.layers"
+    spec = _weight_spec(_meta(meta, "weight", what, "dict"), f"{what}.weight")
     if op is None or "weight" not in op.arrays:
         raise RebuildError(f"the artifact has no weight array for layer {meta.get('module')!r}")
     w_int = torch.from_numpy(art.array(op, "weight").astype(np.int64)).permute(0, 3, 1, 2)  # OHWI → OIHW
     if op.op == "conv_transpose2d":
         w_int = w_int.permute(1, 0, 2, 3)  # export's [Co, Ci, kh, kw] → torch's [Ci, Co, kh, kw]
-    if float(meta.get("post_scale", 1.0)) < 0:
+    if _meta(meta, "post_scale", what, "number", 1.0) < 0:
         w_int = -w_int  # export negates the integers for a negative folded constant
     if tuple(w_int.shape) != tuple(weight.shape):
         raise RebuildError(f"the artifact's weight {list(w_int.shape)} does not match the model's "
@@ -112,15 +183,15 @@ def _load_float_model(art, data_root=None):
     src = art.metadata.get("source")
     if not isinstance(src, dict) or not src.get("model"):
         raise RebuildError("the artifact records no float-model source (metadata.source.model); it was exported "
-                           "before sources were recorded — re-export it to evaluate the float fake-quant model")
+                           "before sources were recorded — re-export it to evaluate the float and fake-quant models")
     try:
-        entry = get_model(src["model"])
+        entry = get_model(_meta(src, "model", "metadata.source", "str"))
     except KeyError as e:
-        raise RebuildError(f"the artifact's model {src['model']!r} is not in the model zoo: {e}") from None
-    scale = int(src.get("scale") or art.model.get("scale"))
+        raise RebuildError(f"the artifact's model {src['model']!r} is not in the model zoo: {e.args[0]}") from None
+    scale = _meta(src, "scale", "metadata.source", "small") if src.get("scale") is not None else model_scale(art)
     want = src.get("state_dict_sha256")
     candidates: list[Path] = []
-    ck = src.get("checkpoint")
+    ck = _meta(src, "checkpoint", "metadata.source", "str") if src.get("checkpoint") is not None else None
     if ck and Path(ck).is_file():
         candidates.append(Path(ck))
     rel = entry.checkpoints.get(scale)
@@ -132,7 +203,7 @@ def _load_float_model(art, data_root=None):
             candidates.append(root / rel)
     if not candidates:
         raise RebuildError(f"no checkpoint for {entry.name} ×{scale} found (recorded {ck!r}, default {rel!r} under "
-                           f"the data root); the float fake-quant model cannot be rebuilt")
+                           f"the data root); the float model cannot be rebuilt")
     tried = []
     for p in candidates:
         if src.get("checkpoint_sha256") and Path(p) == Path(ck or ""):
@@ -159,11 +230,15 @@ class FloatFakeQuant:
         from calib.graph import capture
 
         entry, model, scale = _load_float_model(art, data_root)
-        cap = art.metadata.get("capture", {})
-        self.rgb_range = float(cap.get("rgb_range", entry.rgb_range))
-        g = capture(model, rgb_range=self.rgb_range, in_channels=int(cap.get("in_channels", entry.in_channels)),
-                    concrete_args=cap.get("concrete_args") or None)
-        layers = art.metadata.get("layers", {})
+        cap = _meta(art.metadata, "capture", "metadata", "dict", {})
+        self.rgb_range = float(_meta(cap, "rgb_range", "metadata.capture", "positive", entry.rgb_range))
+        concrete = cap.get("concrete_args") or None
+        if concrete is not None and not isinstance(concrete, dict):
+            raise RebuildError("metadata.capture.concrete_args must be an object")
+        g = capture(model, rgb_range=self.rgb_range, in_channels=_meta(cap, "in_channels", "metadata.capture",
+                                                                       "small", entry.in_channels),
+                    concrete_args=concrete)
+        layers = _meta(art.metadata, "layers", "metadata", "dict", {})
         convs = g.convs()
         missing = [c.name for c in convs if c.name not in layers]
         if missing or len(convs) != len(layers):
@@ -173,12 +248,19 @@ class FloatFakeQuant:
         self.quant = {}
         ops = {op.name: op for op in art.ops}
         for c in convs:
-            meta = layers[c.name]
+            meta = _meta(layers, c.name, "metadata.layers", "dict")
             mod = g.gm.get_submodule(c.module)
             wq = _artifact_weight(art, ops.get(c.name), meta, mod.weight)
-            bias = (torch.tensor(meta["bias_learned"], dtype=torch.float32) if "bias_learned" in meta
-                    else mod.bias)
-            self.quant[c.call_node] = (c.op, _act_spec(meta["act"]), wq, mod, bias)
+            bias = mod.bias
+            if "bias_learned" in meta:
+                b = meta["bias_learned"]
+                if not (isinstance(b, list) and all(_finite(v) for v in b) and mod.bias is not None
+                        and len(b) == mod.bias.numel()):
+                    raise RebuildError(f"metadata.layers[{c.name!r}].bias_learned must list one finite number per "
+                                       "output channel")
+                bias = torch.tensor(b, dtype=torch.float32)
+            what = f"metadata.layers[{c.name!r}]"
+            self.quant[c.call_node] = (c.op, _act_spec(_meta(meta, "act", what, "dict"), f"{what}.act"), wq, mod, bias)
         quant = self.quant
 
         class _Interp(fx.Interpreter):
@@ -215,22 +297,126 @@ class FloatFakeQuant:
         return to_uint8(a)
 
 
+class FloatModel:
+    """The unquantized float model the artifact was exported from (the checkpoint whose state dict it
+    recorded), run as :func:`calib.fp_eval.super_resolve` runs it: on the LR image, with the model's own
+    pre/post-processing, so its scores are :func:`calib.fp_eval.evaluate_fp`'s."""
+
+    def __init__(self, art, data_root=None):
+        self.entry, self.model, self.scale = _load_float_model(art, data_root)
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        from calib.fp_eval import super_resolve
+
+        return super_resolve(self.entry, self.model, lr, self.scale)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
 def make_runner(art, engine: str, data_root=None):
-    """A function uint8 artifact input → uint8 H×W×C output for ``engine``."""
+    """A function uint8 RGB LR image → uint8 SR image (H×W×C, or H×W Y for ``fp`` of a Y model) for ``engine``."""
     if engine == "intsim":
         from intsim.engine import run
 
-        return lambda img: run(art, img, keep_tensors=False).tensors[art.outputs[0]]
+        return lambda lr: run(art, artifact_input(art, lr), keep_tensors=False).tensors[art.outputs[0]]
     if engine == "golden":
         from golden.executor import run_golden
 
-        return lambda img: run_golden(art, img, keep_tensors=False).tensors[art.outputs[0]]
-    if engine == "float":
-        return FloatFakeQuant(art, data_root)
+        return lambda lr: run_golden(art, artifact_input(art, lr), keep_tensors=False).tensors[art.outputs[0]]
+    if engine == "fakequant":
+        fq = FloatFakeQuant(art, data_root)
+        return lambda lr: fq(artifact_input(art, lr))
+    if engine == "fp":
+        return FloatModel(art, data_root)
     raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+
+
+def baseline_runners(art, engine: str, scale: int, data_root=None) -> tuple[dict, dict]:
+    """``(runners, unavailable)``: the FP and bicubic baselines as :func:`make_runner` functions, and for a
+    baseline that cannot run, why. FP needs the artifact's recorded source and a checkpoint with its state dict;
+    without them eval still reports the quantized result, and says why FP is missing."""
+    from calib.bicubic import bicubic_upsample_rounded
+
+    runners, unavailable = {}, {}
+    if engine == "fp":
+        runners["fp"] = None  # the evaluated model is the FP model: its own scores, not a second run
+    else:
+        try:
+            runners["fp"] = make_runner(art, "fp", data_root)
+        except (ImportError, OSError, RuntimeError, ValueError) as e:  # torch.load's errors included
+            unavailable["fp"] = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    runners["bicubic"] = lambda lr: bicubic_upsample_rounded(lr, scale)
+    return runners, unavailable
+
+
+def open_datasets(names: list[str], scale: int, data_root=None) -> list:
+    """The image sets ``names`` name: a benchmark (Set5, Set14, B100, Urban100, under the data root) or a
+    folder — in the benchmark layout (``HR/`` + ``LR_bicubic/``) or of HR images only, whose LR is made with
+    the project's MATLAB-compatible bicubic (:func:`calib.datasets.hr_folder`). Every name is checked before
+    any folder is listed, so a typo costs nothing; a set named twice is evaluated once."""
+    from calib.datasets import BENCHMARKS, BenchmarkFolder, benchmark, benchmark_key, hr_folder
+
+    picked: list[tuple[str, str]] = []
+    for name in names:
+        try:
+            which = ("benchmark", benchmark_key(name))
+        except KeyError:
+            if not Path(name).is_dir():
+                known = ", ".join(v[0] for v in BENCHMARKS.values())
+                raise ValueError(f"unknown benchmark {name!r} and no folder of that name; known: {known}, or a "
+                                 "folder of HR images") from None
+            which = ("folder", str(Path(name).resolve()))
+        if which not in picked:
+            picked.append(which)
+    sets = []
+    for kind, key in picked:
+        if kind == "benchmark":
+            sets.append(benchmark(key, scale, root=data_root))
+        elif (Path(key) / "HR").is_dir():
+            sets.append(BenchmarkFolder(key, scale))
+        else:
+            sets.append(hr_folder(key, scale))
+    return sets
+
+
+def _plane(sr: np.ndarray) -> np.ndarray:
+    return sr[:, :, 0] if sr.ndim == 3 and sr.shape[2] == 1 else sr
+
+
+def _eval_set(ds, n: int, crop: int | None, runner, baselines: dict | None, bar) -> dict:
+    """Scores of ``runner`` (and of each baseline runner) on the first ``n`` images of ``ds``."""
+    from reports.metrics import psnr_y, ssim_y
+
+    scale = ds.scale
+    rows = []
+    for i in range(n):
+        pair = ds[i]
+        lr, hr = pair.lr, pair.hr
+        if crop is not None:
+            lr = lr[:crop, :crop]
+            hr = hr[:lr.shape[0] * scale, :lr.shape[1] * scale]
+        t0 = time.time()
+        sr = _plane(runner(lr))
+        dt = time.time() - t0
+        p, s = float(psnr_y(sr, hr, scale)), float(ssim_y(sr, hr, scale))
+        digest = hashlib.sha256(np.ascontiguousarray(sr, dtype=np.uint8).tobytes()).hexdigest()
+        row = {"image": pair.name, "psnr": p, "ssim": s, "lr_shape": list(lr.shape[:2]), "seconds": round(dt, 3),
+               "sr_sha256": digest}
+        if baselines is not None:
+            row["baselines"] = {}
+            for k, f in baselines.items():
+                b = None if f is None else _plane(f(lr))
+                row["baselines"][k] = ({"psnr": p, "ssim": s} if b is None else
+                                       {"psnr": float(psnr_y(b, hr, scale)), "ssim": float(ssim_y(b, hr, scale))})
+        rows.append(row)
+        if bar is not None:
+            bar.set_postfix(psnr=f"{p:.2f}")
+            bar.update(1)
+    return {"psnr": _finite_mean([r["psnr"] for r in rows]), "ssim": _finite_mean([r["ssim"] for r in rows]),
+            "n": len(rows),
+            "lr_source": "official LR_bicubic" if getattr(ds, "official_lr", False) else "MATLAB-compatible bicubic",
+            "images": rows}
 
 
 def _finite_mean(v: list[float]) -> float | None:
@@ -239,73 +425,66 @@ def _finite_mean(v: list[float]) -> float | None:
 
 
 def run_eval(artifact_path: str, datasets: list[str], engine: str = "intsim", data_root=None, progress: bool = True,
-             limit: int | None = None, crop: int | None = None) -> dict:
+             limit: int | None = None, crop: int | None = None, baselines: bool = False) -> dict:
     """PSNR/SSIM (Y, shared README protocol) of an artifact on benchmark sets; JSON-able dict.
 
     ``datasets``: names among Set5, Set14, B100 (the 68-image subset, reported as "B100-68"),
-    Urban100. ``engine``: 'intsim', 'golden' or 'float' (module doc). ``limit``: at most this many
+    Urban100, or folders (:func:`open_datasets`). ``engine``: 'intsim', 'golden', 'fakequant' or 'fp'
+    (module doc; 'float' is a deprecated alias of 'fakequant'). ``limit``: at most this many
     images per set (in file order). ``crop``: evaluate only the top-left ``crop``×``crop`` LR
-    region (and the matching HR region) — for quick tests; ``None`` = full images.
+    region (and the matching HR region) — for quick tests; ``None`` = full images. ``baselines``: score the
+    FP model and bicubic upsampling on the same images too (:func:`baseline_runners`).
 
     Returns ``{"artifact", "artifact_sha256", "model", "scale", "bits", "realization", "engine",
     "datasets": {display name: {"psnr", "ssim", "n", "lr_source", "images": [{"image", "psnr",
     "ssim", "lr_shape", "seconds", "sr_sha256"}]}}, "seconds"}``; ``sr_sha256`` is the hash of the
-    uint8 SR output, so two engines' outputs can be compared bit for bit.
+    uint8 SR output, so two engines' outputs can be compared bit for bit. With ``baselines`` every set and
+    image also has ``"baselines": {"fp": {"psnr", "ssim"}, "bicubic": {...}}``, a set's FP entry being
+    ``{"unavailable": reason}`` when the FP model cannot run.
     """
-    from calib.datasets import benchmark
-    from intsim.artifact import load_artifact
-    from reports.metrics import psnr_y, ssim_y
+    import warnings
 
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
+    from intsim.artifact import load_artifact
+
+    engine, notice = resolve_engine(engine)
+    if notice:
+        warnings.warn(notice, DeprecationWarning, stacklevel=2)
     if limit is not None and limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     art = load_artifact(artifact_path)
-    scale = art.model.get("scale")
-    if scale is None:
-        raise ValueError(f"{artifact_path}: the artifact records no model.scale; cannot pick the benchmark LR")
-    scale = int(scale)
-    runner = make_runner(art, engine, data_root)
+    try:
+        scale = model_scale(art)
+    except ValueError as e:
+        raise RebuildError(f"{artifact_path}: {e}") from None
+    sets = open_datasets(datasets, scale, data_root)  # before any model is built: a typo costs nothing
+    try:
+        runner = make_runner(art, engine, data_root)
+    except ValueError as e:  # metadata the evaluator cannot use (RebuildError, a quantizer spec refused)
+        raise RebuildError(f"{artifact_path}: {e}") from None
+    base, unavailable = baseline_runners(art, engine, scale, data_root) if baselines else (None, {})
     t_all = time.time()
     out = {"artifact": str(artifact_path), "artifact_sha256": art.sha256, "model": art.model.get("name"),
            "scale": scale, "bits": art.model.get("bits"), "realization": art.numerics.realization,
            "rounding": art.numerics.rounding, "engine": engine, "crop": crop, "limit": limit,
            "protocol": "Y (MATLAB rgb2ycbcr), scale-pixel border cropped, SR rounded to uint8; SSIM 11x11 gaussian "
                        "sigma 1.5", "datasets": {}}
-    for ds_name in datasets:
-        ds = benchmark(ds_name, scale, root=data_root)
+    for ds in sets:
         n = len(ds) if limit is None else min(limit, len(ds))
-        rows = []
-        it = range(n)
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=n, desc=f"{ds.display_name} ×{scale} [{engine}]", unit="img")
-        for i in it:
-            pair = ds[i]
-            lr, hr = pair.lr, pair.hr
-            if crop is not None:
-                lr = lr[:crop, :crop]
-                hr = hr[:lr.shape[0] * scale, :lr.shape[1] * scale]
-            t0 = time.time()
-            img = artifact_input(art, lr)
-            sr = runner(img)
-            sr = sr[:, :, 0] if sr.ndim == 3 and sr.shape[2] == 1 else sr
-            dt = time.time() - t0
-            p, s = psnr_y(sr, hr, scale), ssim_y(sr, hr, scale)
-            digest = hashlib.sha256(np.ascontiguousarray(sr, dtype=np.uint8).tobytes()).hexdigest()
-            rows.append({"image": pair.name, "psnr": float(p), "ssim": float(s), "lr_shape": list(lr.shape[:2]),
-                         "seconds": round(dt, 3), "sr_sha256": digest})
-            if bar is not None:
-                bar.set_postfix(psnr=f"{p:.2f}")
-                bar.update(1)
+        res = _eval_set(ds, n, crop, runner, base, bar)
         if bar is not None:
             bar.close()
-        out["datasets"][ds.display_name] = {
-            "psnr": _finite_mean([r["psnr"] for r in rows]), "ssim": _finite_mean([r["ssim"] for r in rows]),
-            "n": len(rows), "lr_source": "official LR_bicubic" if ds.official_lr else "MATLAB-compatible bicubic",
-            "images": rows}
+        if base is not None:
+            res["baselines"] = {k: {m: _finite_mean([r["baselines"][k][m] for r in res["images"]])
+                                    for m in ("psnr", "ssim")} for k in base}
+            res["baselines"].update({k: {"unavailable": why} for k, why in unavailable.items()})
+        # two folders of the same name stay apart under their paths
+        key = ds.display_name if ds.display_name not in out["datasets"] else str(ds.folder)
+        out["datasets"][key] = res
     out["seconds"] = round(time.time() - t_all, 2)
     return out
 
@@ -317,7 +496,7 @@ def main(argv=None) -> int:  # pragma: no cover - thin wrapper; `intsim eval` is
     ap = argparse.ArgumentParser(description="Y-PSNR/SSIM of an artifact on SR benchmarks")
     ap.add_argument("artifact")
     ap.add_argument("--datasets", default="Set5")
-    ap.add_argument("--engine", default="intsim", choices=ENGINES)
+    ap.add_argument("--engine", default="intsim", choices=ENGINES + tuple(ENGINE_ALIASES))
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--crop", type=int, default=None)

@@ -49,6 +49,8 @@ __all__ = ["FinetuneConfig", "FinetuneInterrupted", "finetune_calibration", "sen
            "block_feature_std", "finetune_loss"]
 
 STATE_JSON = "finetune_state.json"
+#: the keys of STATE_JSON and their types (:func:`read_state`)
+STATE_KEYS = {"fingerprint": str, "epoch": int, "own_epochs": list, "history": list, "tensors": str}
 
 
 class FinetuneInterrupted(RuntimeError):
@@ -205,23 +207,85 @@ def _save_state(state_dir: Path, epoch: int, fq: nn.Module, opts: list, names: l
             old.unlink(missing_ok=True)
 
 
-def _load_state(state_dir: Path, fq: nn.Module, opts: list) -> dict | None:
-    js = state_dir / STATE_JSON
-    if not js.is_file():
+#: a resume state's tensors file (quantizer parameters and Adam moments: a few MiB for the zoo models)
+STATE_TENSORS_MAX_BYTES = 1 << 30
+
+
+def read_state(sd: Path, json_name: str, keys: dict[str, type]) -> tuple[dict, dict] | None:
+    """The (metadata, tensors) a resumable run saved in ``sd``, or ``None`` when it holds none yet.
+
+    A state that is not what this code writes (not a JSON object, a key of ``keys`` missing or of another
+    type, a tensors file outside the folder, not a dict of tensors) is refused (ValueError naming the file):
+    resuming from it would fail deep inside the run or silently train from garbage."""
+    from intsim.artifact import open_regular, read_json
+
+    js = sd / json_name
+    if not js.exists() and not js.is_symlink():
         return None
-    meta = json.loads(js.read_text())
-    tensors = torch.load(state_dir / meta["tensors"], map_location="cpu", weights_only=True)
+    meta = read_json(js, what="a calibration state file")
+    fresh = "; use a fresh state directory"
+    if not isinstance(meta, dict):
+        raise ValueError(f"{js}: must hold a JSON object, got {type(meta).__name__}{fresh}")
+    for key, typ in keys.items():
+        if key not in meta:
+            raise ValueError(f"{js}: missing key {key!r}{fresh}")
+        if not isinstance(meta[key], typ) or (isinstance(meta[key], bool) and typ is not bool):
+            raise ValueError(f"{js}: {key!r} must be a {typ.__name__}, got {type(meta[key]).__name__}{fresh}")
+    name = meta["tensors"]
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"{js}: 'tensors' is {name[:80]!r}, not the name of a file in the state folder{fresh}")
+    with open_regular(sd / name, STATE_TENSORS_MAX_BYTES, ValueError, "a calibration state tensors file") as f:
+        try:
+            tensors = torch.load(f, map_location="cpu", weights_only=True)
+        except Exception as e:  # truncated, not a torch file, pickled objects (weights_only refuses them)
+            raise ValueError(f"{sd / name}: not a readable state tensors file "
+                             f"({type(e).__name__}: {' '.join(str(e).split())[:120]}){fresh}") from None
+    if not isinstance(tensors, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                                for k, v in tensors.items()):
+        raise ValueError(f"{sd / name}: must hold a dict of named tensors{fresh}")
+    return meta, tensors
+
+
+def check_state_dir(sd: Path) -> None:
+    """Refuse, before any work, a ``--state-dir`` whose saved state could not be resumed (:func:`read_state`);
+    whether it fits this run's configuration and model is judged when it is resumed."""
+    from calib import reconstruct
+
+    if sd.is_dir():
+        read_state(sd, reconstruct.STATE_JSON, reconstruct.STATE_KEYS)
+        read_state(sd, STATE_JSON, STATE_KEYS)
+
+
+def _load_state(state_dir: Path, fq: nn.Module, opts: list, fp: str, epochs: int) -> dict | None:
+    """The saved metadata, after restoring its parameters and optimizer moments into ``fq`` and ``opts``."""
+    js = state_dir / STATE_JSON
+    got = read_state(state_dir, STATE_JSON, STATE_KEYS)
+    if got is None:
+        return None
+    meta, tensors = got
+    if meta["fingerprint"] != fp:
+        raise ValueError(f"{state_dir}: finetuning state was made with a different configuration "
+                         f"({meta['fingerprint'][:80]} != {fp}); use a fresh state directory")
+    own = meta["own_epochs"]
+    if not 0 <= meta["epoch"] <= epochs or len(own) != len(opts) or not all(
+            isinstance(e, int) and not isinstance(e, bool) and e >= 0 for e in own):
+        raise ValueError(f"{js}: 'epoch' or 'own_epochs' does not fit this run ({epochs} epochs, {len(opts)} "
+                         "parameter groups); use a fresh state directory")
     params = dict(fq.named_parameters())
-    with torch.no_grad():
-        for k, v in tensors.items():
-            if k.startswith("param."):
-                params[k[len("param."):]].copy_(v)
-    for gi, opt in enumerate(opts):
-        for pi, p in enumerate(_opt_params(opt)):
-            key = f"opt{gi}.{pi}.step"
-            if key in tensors:
-                opt.state[p] = {"step": tensors[key].clone(), "exp_avg": tensors[f"opt{gi}.{pi}.exp_avg"].clone(),
-                                "exp_avg_sq": tensors[f"opt{gi}.{pi}.exp_avg_sq"].clone()}
+    try:
+        with torch.no_grad():
+            for k, v in tensors.items():
+                if k.startswith("param."):
+                    params[k[len("param."):]].copy_(v)
+        for gi, opt in enumerate(opts):
+            for pi, p in enumerate(_opt_params(opt)):
+                key = f"opt{gi}.{pi}.step"
+                if key in tensors:
+                    opt.state[p] = {"step": tensors[key].clone(), "exp_avg": tensors[f"opt{gi}.{pi}.exp_avg"].clone(),
+                                    "exp_avg_sq": tensors[f"opt{gi}.{pi}.exp_avg_sq"].clone()}
+    except (KeyError, RuntimeError) as e:  # a parameter this model lacks, or a tensor of another shape
+        raise ValueError(f"{state_dir / meta['tensors']}: does not fit this model "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:120]}); use a fresh state directory") from None
     return meta
 
 
@@ -269,12 +333,9 @@ def finetune_calibration(model: nn.Module, result, images: Sequence[torch.Tensor
     fp = cfg.fingerprint()
     if sd is not None:
         sd.mkdir(parents=True, exist_ok=True)
-        meta = _load_state(sd, fq, opts)
+        meta = _load_state(sd, fq, opts, fp, cfg.epochs)
         if meta is not None:
-            if meta.get("fingerprint") != fp:
-                raise ValueError(f"{sd}: finetuning state was made with a different configuration "
-                                 f"({meta.get('fingerprint')} != {fp}); use a fresh state directory")
-            start, own, history = int(meta["epoch"]), list(meta["own_epochs"]), list(meta["history"])
+            start, own, history = meta["epoch"], list(meta["own_epochs"]), list(meta["history"])
     taps_t, taps_q = _Taps(teacher, blocks), _Taps(fq, blocks)
     n_iter = min(len(all_batches), cfg.max_iters_per_epoch or len(all_batches))
     bar = None

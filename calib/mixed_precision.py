@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -254,15 +253,12 @@ def read_policy(path: str | Path, known: Sequence[str] | None = None) -> dict[st
         "IMDB1.c1" = 4
         "LR_conv" = [8, 8]
     """
+    from intsim.cost._toml import read_toml
+
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ValueError(f"policy file {p} does not exist")
-    if p.stat().st_size > 1 << 20:
-        raise ValueError(f"policy file {p} is larger than 1 MiB")
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"policy file {p}: not valid TOML: {e}") from None
+    doc = read_toml(p, ValueError, "a precision policy file")
     extra = set(doc) - {"bits"}
     if extra or not isinstance(doc.get("bits"), dict):
         raise ValueError(f"policy file {p}: expected exactly one [bits] table (got sections {sorted(doc)})")

@@ -88,17 +88,19 @@ def _fp_runner(model_name: str, net, rgb_range: float, scale: int):
     return run
 
 
-#: the fixed photometric stress of the held-out check's second variant (calib/augment.py): the middle of
-#: the calibration stress ranges
-HOLDOUT_STRESS = (1.5, 1.25)
+#: the fixed photometric stress (saturation, contrast) of the held-out check's second variant
+#: (calib/augment.py): the strongest stress calibration may apply
+HOLDOUT_STRESS = (2.0, 1.5)
 
 
 def holdout_pairs(folder: str | os.PathLike, scale: int, n_used: int, seed: int, *, n_eval: int = 8,
                   patch: int = 96, stressed: bool = False) -> tuple[list[tuple[str, np.ndarray, np.ndarray]], bool]:
     """Held-out (name, LR, HR) crops and whether they are disjoint from the calibration images.
 
-    Held out = images ``n_used … n_used+n_eval−1`` of the seeded calibration order
-    (:func:`calib.calibrate.load_calibration_images`); if the folder has fewer
+    Held out = images ``n … n+n_eval−1`` of the seeded calibration order
+    (:func:`calib.calibrate.load_calibration_images`), ``n`` = the number of
+    images patches were drawn from (``n_used`` patches cycle over at most
+    :func:`calib.calibrate.calibration_pool` images); if the folder has fewer
     images, the remainder come from used images (``disjoint`` is then False).
     Each image: a centred LR crop of at most ``patch``² and its HR region.
     ``stressed``: the HR image is first saturated and contrast-stretched by
@@ -106,7 +108,10 @@ def holdout_pairs(folder: str | os.PathLike, scale: int, n_used: int, seed: int,
     """
     from calib.datasets import list_images, read_rgb
 
+    from calib.calibrate import calibration_pool
+
     files = list_images(Path(folder))
+    n_used = min(int(n_used), calibration_pool(len(files)))
     order = np.random.default_rng(seed).permutation(len(files))
     picks = [int(order[(n_used + i) % len(files)]) for i in range(min(n_eval, len(files)))]
     pairs = []
@@ -133,17 +138,18 @@ def score(model_name: str, net, rgb_range: float, scale: int, pairs) -> float | 
 
 
 def holdout_quality(model_name: str, net, art, folder: str | os.PathLike, scale: int, rgb_range: float,
-                    n_used: int, seed: int, *, n_eval: int = 8, patch: int = 96) -> dict:
+                    n_used: int, seed: int, *, lr_only: bool, n_eval: int = 8, patch: int = 96) -> dict:
     """Mean Y-PSNR of FP, the artifact on the integer engine, and bicubic on held-out calibration images
-    (:func:`holdout_pairs`), plainly and ``stressed`` (the same images saturated and contrast-stretched)."""
+    (:func:`holdout_pairs`), plainly and ``stressed`` (the same images saturated and contrast-stretched).
+    ``lr_only``: the folder holds LR images (:func:`calib.calibrate.calibration_layout`): nothing to score
+    against. An artifact with overflow policy ``error`` that overflows on a held-out image is not measured
+    (``overflow`` names the op): the artifact is as asked for, the check reports it rather than failing."""
     from calib.bicubic import bicubic_upsample_rounded
-    from calib.evaluate import artifact_input, make_runner
+    from calib.evaluate import make_runner
+    from intsim.overflow import EngineOverflowError
     from reports.metrics import psnr_y
 
-    from calib.calibrate import _looks_lr
-    from calib.datasets import list_images
-
-    if _looks_lr(Path(folder), list_images(Path(folder))):
+    if lr_only:
         return {"images": 0, "skipped": "the calibration folder holds LR images: no HR to score against",
                 "quantized_psnr_db": None, "verdict": "unknown", "verdict_text": "quality: not measured"}
     fp_run = _fp_runner(model_name, net, rgb_range, scale)
@@ -152,7 +158,7 @@ def holdout_quality(model_name: str, net, art, folder: str | os.PathLike, scale:
     def measure(pairs) -> dict:
         rows = []
         for name, lr, hr in pairs:
-            q = q_run(artifact_input(art, lr))
+            q = q_run(lr)  # make_runner takes the LR image and forms the artifact's input itself
             q = q[:, :, 0] if q.ndim == 3 and q.shape[2] == 1 else q
             rows.append({"image": name, "fp": psnr_y(fp_run(lr), hr, scale), "quantized": psnr_y(q, hr, scale),
                          "bicubic": psnr_y(bicubic_upsample_rounded(lr, scale), hr, scale)})
@@ -167,11 +173,14 @@ def holdout_quality(model_name: str, net, art, folder: str | os.PathLike, scale:
                 "verdict": v.level, "verdict_text": v.text, "per_image": rows}
 
     pairs, disjoint = holdout_pairs(folder, scale, n_used, seed, n_eval=n_eval, patch=patch)
-    out = measure(pairs)
-    out.update({"disjoint": bool(disjoint), "patch": int(patch)})
-    # the same images, colour-saturated and contrast-stretched: muted calibration data hides range clipping
-    # that saturated content (flowers, insects, graphics) exposes
-    out["stressed"] = measure(holdout_pairs(folder, scale, n_used, seed, n_eval=n_eval, patch=patch,
-                                            stressed=True)[0])
+    try:
+        out = measure(pairs)
+        # the same images, colour-saturated and contrast-stretched: muted calibration data hides range clipping
+        # that saturated content (flowers, insects, graphics) exposes
+        stressed = measure(holdout_pairs(folder, scale, n_used, seed, n_eval=n_eval, patch=patch, stressed=True)[0])
+    except EngineOverflowError as e:
+        return {"images": 0, "skipped": "the integer engine stopped on a held-out image", "overflow": str(e),
+                "quantized_psnr_db": None, "verdict": "unknown", "verdict_text": "quality: not measured"}
+    out.update({"disjoint": bool(disjoint), "patch": int(patch), "stressed": stressed})
     out["stressed"]["stress"] = {"saturation": HOLDOUT_STRESS[0], "contrast": HOLDOUT_STRESS[1]}
     return out

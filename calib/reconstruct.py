@@ -43,11 +43,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from calib.finetune import read_state
 from calib.quant.fakequant import QuantConv2d, build_fakequant_model, project_quantizers
 
 __all__ = ["ReconConfig", "find_units", "reconstruct"]
 
 STATE_JSON = "recon_state.json"
+#: the keys of STATE_JSON and their types (:func:`calib.finetune.read_state`)
+STATE_KEYS = {"fingerprint": str, "units": list, "done": list, "tensors": str}
 
 
 @dataclass(frozen=True)
@@ -279,15 +282,21 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
     done: list[dict] = []
     if sd is not None:
         sd.mkdir(parents=True, exist_ok=True)
-        js = sd / STATE_JSON
-        if js.is_file():
-            meta = json.loads(js.read_text())
-            if meta.get("fingerprint") != fp or meta.get("units") != units:
+        got = read_state(sd, STATE_JSON, STATE_KEYS)
+        if got is not None:
+            meta, tensors = got
+            if meta["fingerprint"] != fp or meta["units"] != units:
                 raise ValueError(f"{sd}: reconstruction state was made with a different configuration or model; "
                                  "use a fresh state directory")
-            done = list(meta["done"])
-            tensors = torch.load(sd / meta["tensors"], map_location="cpu", weights_only=True)
-            fq.load_state_dict(tensors, strict=False)
+            done = meta["done"]
+            if len(done) > len(units) or not all(isinstance(d, dict) for d in done):
+                raise ValueError(f"{sd / STATE_JSON}: 'done' must list at most {len(units)} unit records; "
+                                 "use a fresh state directory")
+            try:
+                fq.load_state_dict(tensors, strict=False)
+            except RuntimeError as e:  # a tensor of another shape
+                raise ValueError(f"{sd / meta['tensors']}: does not fit this model ({' '.join(str(e).split())[:160]}); "
+                                 "use a fresh state directory") from None
     bar = None
     if progress:
         from tqdm import tqdm

@@ -11,13 +11,15 @@ import io
 import json
 import math
 import os
-import tempfile
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
+
+from intsim.outputs import write_atomic
 
 FORMAT = "intsim-artifact"
 VERSION = 1
@@ -226,25 +228,104 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename
+    (:func:`intsim.outputs.write_atomic`: the umask's mode, errors name ``path``, nothing left on failure)."""
+    write_atomic(path, data)
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     """:func:`atomic_write_bytes` of ``obj`` as indented UTF-8 JSON."""
     atomic_write_bytes(path, json.dumps(obj, indent=1).encode("utf-8"))
+
+
+# --------------------------------------------------------------------------
+# capped reads of regular files (every input file goes through these)
+
+#: JSON that intsim writes and reads back (golden manifests, counters, run summaries, calibration state)
+JSON_MAX_BYTES = 256 << 20
+
+
+def _size(n: int) -> str:
+    if n < 1 << 20:
+        return f"{n} bytes"
+    return f"{n >> 20} MiB" if n % (1 << 20) == 0 else f"{n / (1 << 20):.2f} MiB"
+
+
+def _check_regular(path: Path, st: os.stat_result, max_bytes: int, error: type[Exception], what: str) -> None:
+    if stat.S_ISDIR(st.st_mode):
+        raise error(f"{path}: is a folder, not {what}")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
+                else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket")
+        raise error(f"{path}: is {kind}, not a regular file; refused unread ({what} must be a regular file)")
+    if st.st_size > max_bytes:
+        raise error(f"{path}: is {_size(st.st_size)}, more than the {_size(max_bytes)} accepted for {what}")
+
+
+def open_regular(path: str | os.PathLike, max_bytes: int, error: type[Exception] = ValueError,
+                 what: str = "an input file") -> BinaryIO:
+    """``path`` opened for binary reading, or ``error`` (one line naming it) unless it is a regular file of at
+    most ``max_bytes``. Judged by ``stat`` before the open, so a FIFO (whose open blocks until a writer comes)
+    or a device such as /dev/zero (endless) is never opened; the open does not block and the descriptor is
+    judged again, so a file swapped in between is caught too. A file may still grow: read at most
+    ``max_bytes + 1`` bytes (:func:`read_regular` does)."""
+    path = Path(path)
+    try:
+        _check_regular(path, os.stat(path), max_bytes, error, what)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise error(f"{path}: cannot read (no such file)") from None
+    except OSError as e:  # permission, a name too long, a loop of links, ...
+        raise error(f"{path}: cannot read ({e.strerror or e})") from None
+    f = os.fdopen(fd, "rb")
+    try:
+        _check_regular(path, os.fstat(fd), max_bytes, error, what)
+    except BaseException:
+        f.close()
+        raise
+    return f
+
+
+def read_regular(path: str | os.PathLike, max_bytes: int, error: type[Exception] = ValueError,
+                 what: str = "an input file") -> bytes:
+    """The bytes of ``path`` under :func:`open_regular`'s rules."""
+    with open_regular(path, max_bytes, error, what) as f:
+        try:
+            # read(n) reserves n bytes up front: ask for what the file holds, plus one byte to see it grew
+            expect = min(os.fstat(f.fileno()).st_size, max_bytes)
+            data = f.read(expect + 1)
+            if len(data) > expect:  # it grew, or reports no size (/proc): read on in steps, up to the cap
+                parts, total = [data], len(data)
+                while total <= max_bytes:
+                    more = f.read(min(1 << 20, max_bytes + 1 - total))
+                    if not more:
+                        break
+                    parts.append(more)
+                    total += len(more)
+                data = b"".join(parts)
+        except OSError as e:
+            raise error(f"{path}: cannot read ({e.strerror or e})") from None
+    if len(data) > max_bytes:
+        raise error(f"{path}: grew past the {_size(max_bytes)} accepted for {what} while being read")
+    return data
+
+
+def read_json(path: str | os.PathLike, error: type[Exception] = ValueError, what: str = "a JSON file",
+              max_bytes: int = JSON_MAX_BYTES):
+    """Parse a JSON file read by :func:`read_regular` with :func:`loads_strict`; every refusal names the file."""
+    data = read_regular(path, max_bytes, error, what)
+    try:
+        return loads_strict(data.decode("utf-8"))
+    except RecursionError:  # e.g. [[[[…]]]] 100000 deep (found by fuzzing)
+        raise error(f"{path}: nested too deeply to parse") from None
+    except ValueError as e:  # not UTF-8, not JSON, a duplicate key, or an integer over Python's 4300-digit limit
+        raise error(f"{path}: not valid JSON ({text_error(e)})") from None
+
+
+def text_error(e: ValueError) -> str:
+    """A parser's message without Python's advice to raise the int-string limit (``sys.set_int_max_str_digits``),
+    which a user of the command cannot act on."""
+    return str(e).split("; use sys.set_int_max_str_digits")[0]
 
 
 def npy_bytes(a: np.ndarray) -> bytes:
@@ -302,17 +383,16 @@ def _member_name_ok(name: str) -> bool:
 def load_artifact(path: str | os.PathLike) -> Artifact:
     """Read and fully validate an artifact; raise :class:`ArtifactError` on any defect."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise ArtifactError(f"{path}: no such artifact file")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ArtifactError(f"{path}: cannot read ({e.strerror})") from None
+    data = read_regular(path, ARTIFACT_MAX_BYTES, ArtifactError, "an artifact")
     art = parse_artifact_bytes(data, str(path))
     art.sha256 = hashlib.sha256(data).hexdigest()
     return art
 
 
+#: an artifact file larger than this is refused unread (zoo models export to tens of MiB)
+ARTIFACT_MAX_BYTES = 2 << 30
 #: graph.json larger than this (uncompressed) is refused before it is inflated
 GRAPH_MAX_BYTES = 64 << 20
 #: header allowance of one .npy member beyond its declared data bytes

@@ -185,6 +185,19 @@ def conv_can_overflow(art: Artifact, op: OpSpec) -> bool:
     return any(max(worst, default=0) > limit for _, _, _, _, worst in _conv_terms(art, op))
 
 
+def accumulator_overruns(art: Artifact) -> list[tuple[str, int]]:
+    """``(conv op name, signed bits its worst-case accumulator needs)`` for every conv whose §5.4 worst
+    case does not fit ``numerics.acc_bits``, widest first. Under overflow ``error`` each is an op that an
+    input reaching the worst case stops (a bound, not a prediction: typical images stay far below it)."""
+    out = []
+    for op in art.ops:
+        if op.op in ("conv2d", "conv_transpose2d"):
+            bits = max(worst_case_bits(max(worst, default=0)) for *_, worst in _conv_terms(art, op))
+            if bits > art.numerics.acc_bits:
+                out.append((op.name, bits))
+    return sorted(out, key=lambda t: -t[1])
+
+
 def conv_envelope(art: Artifact, op: OpSpec) -> tuple[int, str]:
     """Largest integer intermediate of a conv (§5.3, §9) and what it is.
 

@@ -1,18 +1,28 @@
 """The ``intsim`` command: one front for every stage.
 
 Exit codes: 0 success, 1 verification mismatch, 2 bad input or usage (one line
-on stderr, nothing half-written), 3 an internal error (a bug: please report). ``--debug`` shows tracebacks. Stages that
+on stderr, nothing half-written; environment errors such as a read-only or full disk count,
+see intsim/outputs.py), 3 an internal error (a bug: please report), 4 an arithmetic overflow under the
+artifact's ``error`` overflow policy (engine or golden; one line naming the op). ``--debug`` shows tracebacks. Stages that
 need torch (calibrate, golden) import it lazily so the engine runs without it.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+import time
 import traceback
 from pathlib import Path
 
-EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+from intsim.cli_logging import STATUS, command_logging
+from intsim.outputs import ENV_ERRNOS, Staged, check_output, env_error_line
+
+# not __name__: run as ``python -m intsim.cli`` that is "__main__", outside the "intsim" loggers
+log = logging.getLogger("intsim.cli")
+
+EXIT_OK, EXIT_MISMATCH, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OVERFLOW = 0, 1, 2, 3, 4
 
 
 class UsageError(Exception):
@@ -20,22 +30,59 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        raise UsageError(f"{self.prog}: {message}")
+    def error(self, message):  # one line, no usage dump; main() prefixes "intsim: error: "
+        where = self.prog.removeprefix("intsim").strip()  # the subcommand, if any
+        raise UsageError(f"{where}: {message}" if where else message)
+
+
+class _Version(argparse.Action):
+    """``--version``: read from the installed package's metadata only when asked (importlib.metadata
+    is slow to import for every command)."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0,
+                         help="print intsim's version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import intsim
+
+        print(f"intsim {intsim.__version__}")
+        parser.exit()
+
+
+def _chatty() -> bool:
+    """Progress bars and status lines are shown (not under ``--quiet``)."""
+    return log.isEnabledFor(logging.INFO)
+
+
+def _bars_off() -> bool | None:
+    """tqdm's ``disable``: off under ``--quiet``, else None (shown on a terminal only)."""
+    return None if _chatty() else True
 
 
 def _bad_input_types() -> tuple[type, ...]:
     from intsim.artifact import ArtifactError
     from intsim.images import ImageError
-    from intsim.overflow import EngineOverflowError
 
-    types: list[type] = [UsageError, ArtifactError, ImageError, EngineOverflowError, ValueError, FileNotFoundError, PermissionError]
+    types: list[type] = [UsageError, ArtifactError, ImageError, ValueError, FileNotFoundError, PermissionError]
     try:
         from intsim.golden_dir import GoldenError
 
         types.append(GoldenError)
     except ImportError:
         pass
+    return tuple(types)
+
+
+def _overflow_types() -> tuple[type, ...]:
+    """Overflows under the ``error`` policy (exit 4): the artifact is valid, its arithmetic is not wide
+    enough for this input, which a script should tell apart from a bad input."""
+    from intsim.overflow import EngineOverflowError
+
+    types: list[type] = [EngineOverflowError]
+    golden = sys.modules.get("golden.numerics")  # only when golden ran: importing it would import torch
+    if golden is not None:
+        types.append(golden.GoldenOverflowError)
     return tuple(types)
 
 
@@ -62,14 +109,14 @@ def cmd_inspect(args) -> int:
 
 def _load_inputs(paths: list[str], channels: int, notices: list[str] | None = None, max_bytes: int | None = None):
     """Read every input image; mode notices go to ``notices`` when given (printed once the
-    command has succeeded), else straight to stderr."""
+    command has succeeded), else straight to the log."""
     from intsim.images import collect_image_paths, read_image
 
     images = [read_image(p, channels, max_bytes) for p in collect_image_paths(paths)]
     for im in images:
         if im.notice:
             if notices is None:
-                print(f"intsim: notice: {im.notice}", file=sys.stderr)
+                log.info(im.notice)
             else:
                 notices.append(im.notice)
     return images
@@ -90,22 +137,23 @@ def _refuse_overwrite(out, inputs, what: str) -> None:
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
-    from intsim.artifact import atomic_write_bytes, atomic_write_json, load_artifact
+    from intsim.artifact import load_artifact
     from intsim.engine import run, run_tiled
     from intsim.footprint import tensor_shapes
     from intsim.images import png_bytes
     from intsim.input_checks import check_sizes, memory_budget, tile_plan
+    from intsim.kernels.parallel import num_threads
+    from intsim.overflow import event_summary, events_notice
 
     art = load_artifact(args.artifact)
     acc = _load_accel(args.accel) if args.accel is not None else None
     budget = memory_budget(args.max_memory)
     notices: list[str] = []  # printed once everything succeeded: a refusal stays one line
     images = _load_inputs(args.inputs, _input_channels(art), notices, budget)
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: exists and is not a folder")
+    out_dir = check_output(args.output, "folder")
     if args.counters:
         _refuse_overwrite(args.counters, [args.artifact] + [im.path for im in images], "--counters")
+        check_output(args.counters)
     check_sizes(art, images, notices)
     held, bands = 0, []  # outputs are held until all images ran: they count against the budget
     for im in images:
@@ -114,8 +162,13 @@ def cmd_run(args) -> int:
         held += oh * ow * art.tensors[art.outputs[0]].channels
     # Compute everything first so a failure leaves no partial outputs behind.
     results, used = [], set()
-    for im, rows in tqdm(list(zip(images, bands)), desc="intsim run", unit="img", disable=None, file=sys.stderr):
+    log.debug(f"engine threads: {num_threads()} (INTSIM_THREADS, else numba's); memory budget {budget >> 20} MiB")
+    for im, rows in tqdm(list(zip(images, bands)), desc="intsim run", unit="img", disable=_bars_off(),
+                         file=sys.stderr):
+        t0 = time.perf_counter()
         res = run(art, im.pixels, keep_tensors=False) if rows is None else run_tiled(art, im.pixels, rows)
+        log.debug(f"{im.path}: {im.pixels.shape[1]}×{im.pixels.shape[0]}, "
+                  f"{'untiled' if rows is None else f'bands of {rows} rows'}, {time.perf_counter() - t0:.2f} s")
         name = im.name
         k = 1
         while name in used:
@@ -124,26 +177,59 @@ def cmd_run(args) -> int:
         used.add(name)
         _refuse_overwrite(out_dir / f"{name}.png", [args.artifact] + [i.path for i in images], "the SR output")
         results.append((im, name, res))
-    for im, name, res in results:
-        atomic_write_bytes(out_dir / f"{name}.png", png_bytes(res.tensors[art.outputs[0]]))
-    if args.counters:
-        record = {
-            "artifact_sha256": art.sha256,
-            "images": [{"source": im.path, "output": f"{name}.png", "counters": res.counters} for im, name, res in results],
-        }
-        atomic_write_json(args.counters, record)
+    with Staged() as staged:  # all or nothing: a full disk leaves no image, temp file or new folder behind
+        for im, name, res in results:
+            staged.write(out_dir / f"{name}.png", png_bytes(res.tensors[art.outputs[0]]))
+        if args.counters:
+            record = {
+                "artifact_sha256": art.sha256,
+                "images": [{"source": im.path, "output": f"{name}.png", "counters": res.counters}
+                           for im, name, res in results],
+            }
+            staged.write(args.counters, json.dumps(record, indent=1).encode("utf-8"))
+        staged.commit()
+    # saturated or wrapped values change the image without failing the run: say so, once
+    events = event_summary([res.counters for _, _, res in results])
+    notice = events_notice(events, art.numerics.overflow)
+    notices += [notice] if notice else []
     for n in notices:
-        print(f"intsim: notice: {n}", file=sys.stderr)
-    print(f"wrote {len(results)} image(s) to {out_dir}", file=sys.stderr)
+        log.info(n)
+    log.info(f"wrote {len(results)} image(s) to {out_dir}", extra=STATUS)
+    cost = None
     if acc is not None:
         from intsim.cost import estimate_cost
 
-        print(_cost_line(estimate_cost(art, [res.counters for _, _, res in results], acc)), file=sys.stderr)
+        cost = estimate_cost(art, [res.counters for _, _, res in results], acc)
+        print(_cost_line(cost), file=sys.stderr)
+    if args.json:
+        _print_json(_run_summary(art, results, out_dir, args.counters, events, notices, cost))
     return EXIT_OK
+
+
+def _run_summary(art, results, out_dir, counters_path, events: dict, notices: list[str], cost) -> dict:
+    """``intsim run --json``: the images written, the overflow/saturation events (counts of values,
+    per op, summed over the images) and the cost summary when ``--accel`` was given."""
+    summary = {
+        "artifact_sha256": art.sha256,
+        "output_dir": str(out_dir),
+        "images": [{"source": str(im.path), "output": f"{name}.png",
+                    "out_shape": [int(d) for d in res.tensors[art.outputs[0]].shape]} for im, name, res in results],
+        "counters": str(counters_path) if counters_path else None,
+        "overflow_policy": art.numerics.overflow,
+        "events": events,
+        "notices": notices,
+        "cost": None,
+    }
+    if cost is not None:
+        from intsim.cost.model import summary_row
+
+        summary["cost"] = summary_row(cost)
+    return summary
 
 
 def cmd_golden(args) -> int:
     from intsim.artifact import load_artifact
+    from intsim.golden_dir import check_golden_target
     from intsim.input_checks import check_golden_memory, check_sizes, memory_budget
 
     art = load_artifact(args.artifact)  # refuse a bad artifact before importing torch
@@ -152,14 +238,23 @@ def cmd_golden(args) -> int:
     images = _load_inputs(args.inputs, _input_channels(art), notices, budget)
     check_sizes(art, images, notices)
     check_golden_memory(art, images, budget)
+    check_output(args.output, "whole-folder")  # refused before torch is imported and anything computed
+    check_golden_target(args.output)
     try:
         from golden.writer import write_golden
     except ImportError as e:
         raise UsageError(f"golden needs torch (pip install torch==2.13.0): {e}") from None
-    write_golden(args.artifact, [(im.path, im.pixels) for im in images], args.output)
+    # per-input lines are progress, shown on a terminal only (like the other commands' bars), so a
+    # failure while writing stays the one stderr line
+    out = write_golden(args.artifact, [(im.path, im.pixels) for im in images], args.output,
+                       progress=sys.stderr.isatty() and _chatty())
     for n in notices:
-        print(f"intsim: notice: {n}", file=sys.stderr)
-    print(f"wrote golden tensors for {len(images)} input(s) to {args.output}", file=sys.stderr)
+        log.info(n)
+    log.info(f"wrote golden tensors for {len(images)} input(s) to {args.output}", extra=STATUS)
+    if args.json:
+        _print_json({"artifact_sha256": art.sha256, "golden_dir": str(out),
+                     "inputs": [{"source": str(im.path), "shape": [int(d) for d in im.pixels.shape]}
+                                for im in images], "notices": notices})
     return EXIT_OK
 
 
@@ -189,18 +284,20 @@ def _bit_list(text: str) -> tuple[int, ...]:
 
 
 def cmd_calibrate(args) -> int:
+    check_output(args.output)  # before hours of calibration, not after
+    if args.state_dir is not None:
+        check_output(args.state_dir, "folder")
     try:
         from calib.cli_calibrate import calibrate_run
-        from reports.demo import DEMO_WEIGHTS, TINY_SR_NAME, register_tiny_sr
+        from reports.demo import register_tiny_sr
     except ImportError as e:
         raise UsageError(f"calibrate needs torch (pip install torch==2.13.0): {e}") from None
-    register_tiny_sr()
-    weights = args.weights
-    if weights is None and args.model == TINY_SR_NAME:
-        weights = str(DEMO_WEIGHTS)
+    register_tiny_sr()  # tiny_sr and its committed weights
     kwargs = dict(
         model=args.model,
-        weights=weights,
+        weights=args.weights,
+        random_init=args.random_init,
+        calib_layout=args.calib_layout,
         scale=args.scale,
         bits=args.bits,
         method=args.method,
@@ -218,8 +315,8 @@ def cmd_calibrate(args) -> int:
         grid_bits=args.grid_bits,
     )
     optional = {"allocation": args.allocation, "bp_init": args.bp_init, "state_dir": args.state_dir,
-                "progress": sys.stderr.isatty(), "range_mode": args.range_mode, "per_channel": args.per_channel,
-                "log": lambda line: print(line, file=sys.stderr, flush=True),
+                "progress": sys.stderr.isatty() and _chatty(), "range_mode": args.range_mode,
+                "per_channel": args.per_channel, "log": lambda line: log.info(line, extra=STATUS),
                 "recon": {"iters": args.iters} if args.iters is not None else None,
                 "policy_file": args.policy, "budget": args.budget, "stress": args.stress,
                 "candidate_bits": args.candidates,
@@ -230,7 +327,7 @@ def cmd_calibrate(args) -> int:
     if args.json:
         _print_json(summary)
     else:
-        print(f"wrote {args.output}", file=sys.stderr)
+        log.info(f"wrote {args.output}", extra=STATUS)
     mp = summary.get("mixed_precision")
     if mp:
         print(f"chosen: {mp['budget']} → cost {mp['cost']:.4g} ({mp['metric']}); Pareto front (calibration data): "
@@ -241,6 +338,10 @@ def cmd_calibrate(args) -> int:
 
 def _print_quality(q: dict | None) -> None:
     """The one line calibrate ends with: quantized vs FP and bicubic on held-out calibration images."""
+    if q and q.get("overflow"):  # overflow policy error met a real image: the artifact is written, as asked
+        print(f"warning: quality not measured, the integer engine stopped on a held-out image: {q['overflow']}",
+              file=sys.stderr)
+        return
     if not q or q.get("quantized_psnr_db") is None:
         return
     where = (f"{q['images']} held-out calibration image(s)" if q.get("disjoint")
@@ -272,6 +373,7 @@ def cmd_cost(args) -> int:
 
     from intsim.artifact import atomic_write_json, load_artifact
     from intsim.cost import compare_schemes, estimate_cost
+    from intsim.cost.layer_policy import describe as describe_policy
     from intsim.cost.model import load_counters
 
     if args.list:
@@ -292,6 +394,7 @@ def cmd_cost(args) -> int:
         raise UsageError("cost: give exactly one of --images INPUT... or --counters FILE")
     if args.output:
         _refuse_overwrite(args.output, [args.artifact, args.counters, args.accel], "-o")
+        check_output(args.output)
     art = load_artifact(args.artifact)
     acc = _load_accel(args.accel)
     if args.counters:
@@ -301,15 +404,15 @@ def cmd_cost(args) -> int:
 
         images = _load_inputs(args.images, _input_channels(art))
         counters = [run(art, im.pixels, keep_tensors=False).counters
-                    for im in tqdm(images, desc="intsim run", unit="img", disable=None, file=sys.stderr)]
-    cost = estimate_cost(art, counters, acc, args.scheme)
-    comp = compare_schemes(art, counters, acc) if args.compare else None
+                    for im in tqdm(images, desc="intsim run", unit="img", disable=_bars_off(), file=sys.stderr)]
+    cost = estimate_cost(art, counters, acc, args.scheme, uniform_policy=args.uniform_policy)
+    comp = compare_schemes(art, counters, acc, uniform_policy=args.uniform_policy) if args.compare else None
     if args.output:
         atomic_write_json(args.output, cost)
     if args.json:
         from intsim.cost.model import summary_row
 
-        obj = {"summary": summary_row(cost), "warnings": cost["warnings"]}
+        obj = {"summary": summary_row(cost), "warnings": cost["warnings"], "uniform_policy": args.uniform_policy}
         if comp is not None:
             obj["compare"] = comp
         _print_json(obj)
@@ -321,33 +424,44 @@ def cmd_cost(args) -> int:
             for r in comp:
                 print(f"  {r['scheme']:9s} {r['realization']:11s} {r['energy_uj']:10.2f} {r['latency_ms']:10.3f} "
                       f"{r['weight_storage_kib']:11.1f} {r['dram_mib']:9.2f}  {r['conv_input_bits']}")
+            print(f"  {describe_policy(args.uniform_policy, art)}; fp32: the table's fp32 MAC energy, "
+                  f"24-bit significand products in ⌈24/{acc.weight_bits}⌉·⌈24/{acc.activation_bits}⌉ "
+                  "passes of the integer array")
         for w in cost["warnings"]:
-            print(f"intsim: warning: {w}", file=sys.stderr)
+            log.warning(w)
     return EXIT_OK
 
 
 def cmd_eval(args) -> int:
     from intsim.artifact import load_artifact
 
-    if args.engine != "float":
+    if args.engine in ("intsim", "golden"):
         load_artifact(args.artifact)  # refuse a bad artifact with the usual one-line message
     elif not Path(args.artifact).exists():
         raise FileNotFoundError(f"{args.artifact}: no such file")
     try:
-        from calib.evaluate import run_eval
+        from calib.evaluate import resolve_engine, run_eval
     except ImportError as e:
         if getattr(e, "name", "") in ("calib.evaluate", "calib") or "calib.evaluate" in str(e):
             raise UsageError("eval: calib.evaluate is not available in this installation") from None
         raise UsageError(f"eval needs torch (pip install torch==2.13.0): {e}") from None
+    engine, notice = resolve_engine(args.engine)
     extra = {"crop": args.crop} if args.crop is not None else {}
+    # the table shows the baselines by default (FP and bicubic cost little beside the engine); the JSON
+    # stays the engine's own result unless they are asked for
+    if args.baselines if args.baselines is not None else not args.json:
+        extra["baselines"] = True
     datasets = [d.strip() for item in args.dataset for d in item.split(",") if d.strip()]
-    res = run_eval(args.artifact, datasets, args.engine, data_root=args.data_root, progress=True,
+    res = run_eval(args.artifact, datasets, engine, data_root=args.data_root, progress=_chatty(),
                    limit=args.limit, **extra)
     if args.json:
         _print_json(res)
     else:
-        for line in _flatten_lines(res):
-            print(line)
+        from reports.eval_table import format_eval
+
+        print(format_eval(res, per_image=args.per_image))
+    if notice:  # after the run, so that a refusal stays one line
+        log.info(notice)
     return EXIT_OK
 
 
@@ -359,32 +473,6 @@ def cmd_sweep(args) -> int:
     return sweep_main(args.spec, args.address, args.resume, args.num_cpus)
 
 
-def _flatten_lines(obj, prefix: str = "") -> list[str]:
-    """``key.sub: value`` lines of a nested result (lists of scalars on one line)."""
-    lines: list[str] = []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            key = f"{prefix}.{k}" if prefix else str(k)
-            if isinstance(v, (dict, list)) and not (isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v)):
-                lines.extend(_flatten_lines(v, key))
-            else:
-                lines.append(f"{key}: {_fmt_value(v)}")
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            lines.extend(_flatten_lines(v, f"{prefix}[{i}]"))
-    else:
-        lines.append(f"{prefix}: {_fmt_value(obj)}")
-    return lines
-
-
-def _fmt_value(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    if isinstance(v, list):
-        return ", ".join(_fmt_value(x) for x in v)
-    return str(v)
-
-
 def cmd_report(args) -> int:
     from reports.html_report import build_report
 
@@ -392,7 +480,7 @@ def cmd_report(args) -> int:
     if args.json:
         _print_json({"report": str(path)})
     else:
-        print(f"wrote {path}", file=sys.stderr)
+        log.info(f"wrote {path}", extra=STATUS)
     return EXIT_OK
 
 
@@ -423,7 +511,7 @@ def cmd_models(args) -> int:
             if name in zoo:
                 continue
             for sc in scales:
-                rows.append({"model": name, "scale": sc, "description": f"EDSR {kw} (random init or --weights)",
+                rows.append({"model": name, "scale": sc, "description": f"EDSR {kw} (--weights FILE, or --random-init)",
                              "color": "rgb", "format": "torch state dict", "checkpoint": None, "path": None,
                              "found": False, "sha256": None, "verified": None})
     except ImportError:  # calibrate (torch) not installed: the zoo listing is still useful
@@ -449,14 +537,17 @@ def cmd_models(args) -> int:
 def cmd_export_vectors(args) -> int:
     from intsim.vectors import export_vectors
 
+    notices: list[str] = []
     index = export_vectors(args.golden_dir, args.output, args.format, tensors=args.tensor or None,
-                           inputs=args.input or None, progress=True)
+                           inputs=args.input or None, progress=_chatty(), notices=notices)
+    for n in notices:
+        log.info(n)
     if args.json:
         _print_json({k: v for k, v in index.items() if k != "files"} | {"files": len(index["files"]),
                                                                          "out": args.output})
     else:
-        print(f"wrote {len(index['files'])} {args.format} file(s) to {args.output} (index: "
-              f"{Path(args.output) / 'index.json'})", file=sys.stderr)
+        log.info(f"wrote {len(index['files'])} {args.format} file(s) to {args.output} (index: "
+                 f"{Path(args.output) / 'index.json'})", extra=STATUS)
     return EXIT_OK
 
 
@@ -466,6 +557,7 @@ def cmd_demo(args) -> int:
     except ImportError as e:
         raise UsageError(f"demo needs torch and scikit-image (make setup): {e}") from None
     out = args.out or ("intsim-demo-real" if args.real else "intsim-demo")
+    check_output(out, "folder")
     summary = run_demo(out, quick=args.quick, real=args.real, data_root=args.data_root, bits=args.bits,
                        method=args.method, accel=args.accel)
     if args.json:
@@ -491,9 +583,29 @@ examples:
   intsim export-vectors golden/ --format readmemh -o vectors/
   intsim models --json
 
-exit codes: 0 ok, 1 verification mismatch, 2 bad input or usage, 3 internal error.
---debug shows tracebacks.
+exit codes: 0 ok, 1 verification mismatch, 2 bad input or usage, 3 internal error,
+  4 arithmetic overflow under the artifact's 'error' overflow policy.
+--debug shows tracebacks; -q hides notices, progress and status lines, -v adds debug lines.
+Notices are Python logging records of the "intsim" loggers (silence them there when embedding).
 """
+
+
+CALIBRATE_EPILOG = """\
+examples:
+  intsim calibrate --model fsrcnn --scale 3 --bits W8A8 -o fsrcnn_x3_w8a8.intsim   # its checkpoint under the data root
+  intsim calibrate --model imdn --weights IMDN_x4.pth --scale 4 --bits W4A4 -o imdn_x4_w4a4.intsim
+"""
+
+
+def _calibrate_models() -> str:
+    """``calibrate --model`` names for its help, without importing torch: the zoo, full EDSR
+    (calib.cli_calibrate.LOCAL_MODELS) and the demo's tiny_sr; tests/test_cli.py checks this list
+    against calib.cli_calibrate.known_models."""
+    try:
+        from calib.models.zoo import MODELS
+    except ImportError:  # the engine alone installed: calibrate cannot run anyway
+        return "the models `intsim models` lists"
+    return ", ".join(sorted({*MODELS, "edsr", "tiny_sr"}))
 
 
 def _positive_int(lo: int, hi: int):
@@ -543,70 +655,102 @@ def _positive_mb(text: str) -> float:
     return v
 
 
+def _global_flags(p: argparse.ArgumentParser, short_verbose: bool = False) -> None:
+    """--debug, -q/--quiet, --verbose: before the command name and after it. -v only before it:
+    after it a command may give -v a meaning of its own (eval: --per-image)."""
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # SUPPRESS: a subcommand's default must not undo the flag given before the command name
+    p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                   help="no notices, progress bars or status lines (warnings and errors only)")
+    p.add_argument(*(["-v"] if short_verbose else []), "--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="also debug lines (thread counts, per-image times)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="intsim", description="Bit-exact integer simulation of two-region quantized SR networks.",
                 epilog=MAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--version", action=_Version)
+    _global_flags(p, short_verbose=True)
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    # every subcommand also accepts --debug (after the command name)
+    # every subcommand also accepts the global flags (after the command name)
     _orig_add = sub.add_parser
 
     def _add(name, **kw):
         kw.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         sp = _orig_add(name, **kw)
-        sp.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+        _global_flags(sp)
         return sp
 
     sub.add_parser = _add
 
     c = sub.add_parser("calibrate", help="calibrate a float model and export an artifact",
-                       description="Calibrate two-region quantizers and export an integer artifact.",
-                       epilog="example: intsim calibrate --model edsr_baseline --scale 4 --bits W4A4 -o edsr_w4a4.intsim")
-    c.add_argument("--model", required=True)
-    c.add_argument("--weights", default=None, help="checkpoint file (random init when omitted, where allowed)")
+                       description="Calibrate two-region quantizers and export an integer artifact. "
+                                   "'default: from the method's recipe' means calib/recipe.py decides.",
+                       epilog=CALIBRATE_EPILOG)
+    c.add_argument("--model", required=True, help=f"one of {_calibrate_models()}")
+    c.add_argument("--weights", default=None, metavar="FILE",
+                   help="float checkpoint (default: the model's checkpoint under the data root, see `intsim models`; "
+                        "refused when there is none)")
+    c.add_argument("--random-init", action="store_true",
+                   help="random weights instead of a checkpoint (tests only: the artifact is no super-resolution)")
     c.add_argument("--scale", type=_positive_int(2, 8), required=True)
     c.add_argument("--bits", type=_bits_spec, required=True, help="e.g. W4A4, W8A8")
     c.add_argument("--method", default=None, help="default recon (the best measured: block reconstruction with "
                    "learned rounding on two-region codes); the paper's method: oaq; baselines: minmax, percentile, "
                    "omse, ptq4sr, 2dquant, dual_region, plain_ft, sa_ft")
     c.add_argument("--iters", type=_positive_int(1, 100000), default=None,
-                   help="reconstruction steps per unit (method recon; default 300)")
+                   help="reconstruction steps per unit (method recon; default: from the method's recipe, 300)")
     c.add_argument("--stress", type=_unit_fraction, default=None, metavar="FRACTION",
                    help="fraction of calibration patches made colour-saturated and contrast-stretched, so ranges "
                         "cover saturated content (0 = off; default: the recipe's)")
     c.add_argument("--policy", default=None, metavar="FILE",
-                   help="per-layer bits from a TOML file ([bits] \"layer\" = b or [w, a])")
+                   help="per-layer bits from a TOML file ([bits] \"layer\" = b or [w, a]; default: none, "
+                        "every layer at --bits)")
     c.add_argument("--budget", default=None, metavar="METRIC=VALUE",
                    help="mixed precision: choose per-layer bits under energy=…|latency=…|storage=… "
-                        "(relative: 0.5x = half of uniform W8A8, 1.25xW4A4; absolute: 3uJ, 4ms, 200kB)")
+                        "(relative: 0.5x = half of uniform W8A8, 1.25xW4A4; absolute: 3uJ, 4ms, 200kB; "
+                        "default: none, uniform bits)")
     c.add_argument("--candidates", type=_bit_list, default=None, metavar="B,B,…",
                    help="candidate widths for --budget (default 3,4,6,8)")
     c.add_argument("--allocation", choices=["released", "paper", "budgeted"], default=None,
                    help="code allocation of the two-region methods (default released)")
     c.add_argument("--bp-init", choices=["percentile", "search"], default=None,
-                   help="two-region init: percentile (bp at the EMA p99, the recipe) or search "
-                        "(joint MSE search of bp and a shrink of l, u)")
-    c.add_argument("--state-dir", default=None, metavar="DIR", help="finetuning state (resumable runs)")
+                   help="two-region init: percentile (bp at the EMA p99) or search "
+                        "(joint MSE search of bp and a shrink of l, u); default: from the method's recipe")
+    c.add_argument("--state-dir", default=None, metavar="DIR",
+                   help="finetuning state (resumable runs; default: none, not resumable)")
     c.add_argument("--epochs", type=_positive_int(1, 1000), default=None, help="finetuning epochs (default 10)")
     c.add_argument("--lr-mode", choices=["absolute", "relative"], default=None,
-                   help="finetuning Adam lr: absolute (the recipe) or scaled by each parameter's initial magnitude")
+                   help="finetuning Adam lr: absolute or scaled by each parameter's initial magnitude "
+                        "(default: from the method's recipe, absolute)")
     c.add_argument("--range", dest="range_mode", choices=["ema", "max"], default=None,
-                   help="activation bounds: EMA of batch min/max (recipe, default) or extremes over all batches")
+                   help="activation bounds: EMA of batch min/max or extremes over all batches "
+                        "(default: from the method's recipe, ema)")
     c.add_argument("--per-channel", action="store_true", default=None, help="per-output-channel weight scales")
-    c.add_argument("--calib-data", default=None, help="folder of calibration images (default: <data root>/data/SunHays80)")
-    c.add_argument("--realization", choices=["split", "grid"], default="split")
-    c.add_argument("--rounding", choices=["half_up", "half_away", "half_even", "floor"], default="half_up")
-    c.add_argument("--overflow", choices=["error", "saturate", "wrap"], default="saturate")
-    c.add_argument("--acc-bits", type=_positive_int(8, 48), default=32)
-    c.add_argument("--stream-bits", type=_positive_int(8, 40), default=24)
-    c.add_argument("--mult-bits", type=_positive_int(8, 31), default=31)
+    c.add_argument("--calib-data", default=None, metavar="DIR",
+                   help="folder of calibration images (default: <data root>/data/SunHays80)")
+    c.add_argument("--calib-layout", choices=["auto", "hr", "lr"], default="auto",
+                   help="the --calib-data images are HR (made LR by bicubic ×scale) or LR (used as they are); "
+                        "auto guesses from the path: a folder named LR… or files named …x<s> "
+                        "(default: %(default)s)")
+    c.add_argument("--realization", choices=["split", "grid"], default="split", help="default: %(default)s")
+    c.add_argument("--rounding", choices=["half_up", "half_away", "half_even", "floor"], default="half_up",
+                   help="default: %(default)s")
+    c.add_argument("--overflow", choices=["error", "saturate", "wrap"], default="saturate",
+                   help="accumulator/stream overflow policy (default: %(default)s; error warns at calibration "
+                        "when a conv's worst case exceeds --acc-bits)")
+    c.add_argument("--acc-bits", type=_positive_int(8, 48), default=32, help="accumulator width (default: %(default)s)")
+    c.add_argument("--stream-bits", type=_positive_int(8, 40), default=24, help="stream width (default: %(default)s)")
+    c.add_argument("--mult-bits", type=_positive_int(8, 31), default=31,
+                   help="requantization multiplier width (default: %(default)s)")
     c.add_argument("--grid-bits", type=_positive_int(6, 16), default=None, help="LUT width for the grid realization (default: activation bits + 6)")
     c.add_argument("--n-images", type=_positive_int(1, 100000), default=None,
-                   help="calibration patches (default: the method's recipe, calib/recipe.py)")
-    c.add_argument("--patch", type=_positive_int(8, 4096), default=None, help="LR patch side (default: the recipe's)")
-    c.add_argument("--seed", type=int, default=0)
+                   help="calibration patches (default: from the method's recipe)")
+    c.add_argument("--patch", type=_positive_int(8, 4096), default=None,
+                   help="LR patch side (default: from the method's recipe)")
+    c.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     c.add_argument("--json", action="store_true")
-    c.add_argument("-o", "--output", required=True)
+    c.add_argument("-o", "--output", required=True, metavar="ARTIFACT")
     c.set_defaults(func=cmd_calibrate)
 
     g = sub.add_parser("golden", help="write golden tensors (torch float64 fake-quant)",
@@ -616,6 +760,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", required=True, metavar="GOLDEN_DIR")
     g.add_argument("--max-memory", type=_positive_mb, default=None, metavar="MB",
                    help="memory budget (default: half of the available memory); larger inputs are refused")
+    g.add_argument("--json", action="store_true", help="print a JSON summary (golden folder, inputs) on stdout")
     g.set_defaults(func=cmd_golden)
 
     r = sub.add_parser("run", help="run the integer engine on images",
@@ -629,6 +774,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-memory", type=_positive_mb, default=None, metavar="MB",
                    help="memory budget (default: half of the available memory); above it an image runs in "
                         "bit-exact bands, or is refused with the estimate")
+    r.add_argument("--json", action="store_true", help="print a JSON summary (images written, overflow and "
+                   "saturation events per op, cost with --accel) on stdout")
     r.set_defaults(func=cmd_run)
 
     v = sub.add_parser("verify", help="re-run intsim on a golden's inputs and compare every tensor",
@@ -644,13 +791,22 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_inspect)
 
-    e = sub.add_parser("eval", help="Y-PSNR/SSIM of an artifact on benchmark sets (intsim, golden or float)",
+    e = sub.add_parser("eval", help="Y-PSNR/SSIM of an artifact on benchmark sets, beside the FP and bicubic "
+                       "baselines",
                        epilog="examples:\n  intsim eval imdn_x4.intsim --dataset Set5 Set14 --engine intsim\n"
-                              "  intsim eval imdn_x4.intsim --dataset Set5 --engine float --json")
+                              "  intsim eval imdn_x4.intsim --dataset my_hr_images/ -v\n"
+                              "  intsim eval imdn_x4.intsim --dataset Set5 --engine fakequant --json")
     e.add_argument("artifact")
     e.add_argument("--dataset", "--data", dest="dataset", nargs="+", default=["Set5"], metavar="NAME",
-                   help="Set5, Set14, B100, Urban100 (space- or comma-separated)")
-    e.add_argument("--engine", choices=["intsim", "golden", "float"], default="intsim")
+                   help="Set5, Set14, B100, Urban100, or a folder of HR images (LR made with the MATLAB-compatible "
+                        "bicubic); space- or comma-separated")
+    e.add_argument("--engine", choices=["intsim", "golden", "fakequant", "fp", "float"], default="intsim",
+                   help="intsim: the integer engine; golden: its float64 reference; fakequant: the float32 "
+                        "fake-quant model; fp: the unquantized float model the artifact came from "
+                        "(float: old name of fakequant)")
+    e.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=None,
+                   help="score the FP model and bicubic on the same images (default: in the table, not in --json)")
+    e.add_argument("-v", "--per-image", action="store_true", help="one table row per image")
     e.add_argument("--data-root", default=None, metavar="DIR")
     e.add_argument("--limit", type=_positive_int(1, 100000), default=None, help="first N images per set")
     e.add_argument("--crop", type=_positive_int(8, 4096), default=None, metavar="P",
@@ -658,7 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(func=cmd_eval)
 
-    sw = sub.add_parser("sweep", help="the paper's protocol: a resumable grid of calibrate+evaluate cells on Ray",
+    sw = sub.add_parser("sweep", help="a resumable grid of calibrate+evaluate cells on Ray (e.g. the paper's protocol)",
                         epilog="examples:\n  intsim sweep sweeps/imdn_x4_w4a4.toml\n"
                                "  intsim sweep sweeps/full.toml --resume --address ray://head:10001")
     sw.add_argument("spec", metavar="SWEEP.toml")
@@ -680,6 +836,9 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--counters", default=None, metavar="FILE", help="counters written by `intsim run --counters`")
     co.add_argument("--scheme", default="artifact", help="artifact | fp32 | W<b>A<b> (default artifact)")
     co.add_argument("--compare", action="store_true", help="also compare with fp32, W8A8 and W4A4")
+    co.add_argument("--uniform-policy", choices=["follow", "all"], default="follow",
+                    help="uniform W<b>A<b> schemes: follow = head/upsampler/tail at >= 8 bits as the method's "
+                         "layer policy (default), all = every conv at b bits")
     co.add_argument("-o", "--output", default=None, metavar="FILE", help="write the full cost result as JSON")
     co.add_argument("--list", action="store_true", help="list the packaged accelerators")
     co.add_argument("--json", action="store_true")
@@ -687,7 +846,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="build report.html from a run directory (summary.json)",
                         epilog="example: intsim report intsim-demo  (writes intsim-demo/report.html)")
-    rp.add_argument("run_dir", metavar="RUN_DIR", help="folder with summary.json (or the summary.json file)")
+    rp.add_argument("run_dir", metavar="RUN_DIR",
+                    help="folder with summary.json (or the summary.json file), or a folder of calibrate / golden / "
+                         "verify --json / run --counters / cost -o outputs (the report says what is missing)")
     rp.add_argument("-o", "--output", default=None, metavar="FILE", help="default RUN_DIR/report.html")
     rp.add_argument("--json", action="store_true")
     rp.set_defaults(func=cmd_report)
@@ -734,9 +895,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "func", None):
-            raise UsageError("intsim: a command is required (try intsim --help)")
-        return args.func(args)
-    except SystemExit as e:  # --help
+            raise UsageError("a command is required (try intsim --help)")
+        with command_logging(_log_level(args)):
+            return args.func(args)
+    except SystemExit as e:  # --help, --version
         return int(e.code or 0)
     except KeyboardInterrupt:
         print("intsim: interrupted", file=sys.stderr)
@@ -747,6 +909,12 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if debug:
             traceback.print_exc()
+        if isinstance(e, OSError) and e.errno in ENV_ERRNOS:  # the environment, not a bug: name the path
+            print(f"intsim: error: {env_error_line(e)}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        if isinstance(e, _overflow_types()):
+            print(f"intsim: error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+            return EXIT_OVERFLOW
         if isinstance(e, _bad_input_types()):
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             print(f"intsim: error: {msg}", file=sys.stderr)
@@ -755,5 +923,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
-if __name__ == "__main__":
+def _log_level(args) -> int:
+    """Which notices the command shows: ``-q`` warnings only, ``-v`` also debug lines."""
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    if quiet and verbose:
+        raise UsageError("--quiet and --verbose exclude each other")
+    return logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+
+
+def console() -> None:
+    """The ``intsim`` command (its console-script entry point): a process of its own, so the engine
+    may keep freed memory for its large tensors (intsim/allocator.py). :func:`main`, which tests and
+    programs call in their own process, leaves that process's allocator alone."""
+    from intsim.allocator import tune_allocator
+
+    tune_allocator()
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

@@ -17,12 +17,11 @@ from typing import Callable
 
 import numpy as np
 
-from intsim import bounds
+from intsim import allocator, bounds
 from intsim.artifact import Artifact, OpSpec
 from intsim.encoder import encode
 from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels import encode as encode_kernels
-from intsim.kernels import parallel as KP
 from intsim.kernels import resample as resample_kernels
 from intsim.ops import conv as conv_ops
 from intsim.ops import elementwise, image, no_events, pooling, resample, sigmoid
@@ -505,7 +504,7 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
     added to it under the op's name (a fused group's time is charged to its producer).
     """
     in_name = _check_image(art, image)
-    KP.tune_allocator()  # speed only: large tensors reuse process memory (see intsim.kernels.parallel)
+    allocator.tune_allocator_if_requested()  # process-wide: only where INTSIM_MALLOC=keep asks for it
     img = np.asarray(image)
     if img.ndim == 2:
         img = img[:, :, None]

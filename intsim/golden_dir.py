@@ -40,7 +40,8 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
-from intsim.artifact import array_sha256, loads_strict
+from intsim.artifact import NPY_HEADER_MAX, array_sha256, open_regular, read_json
+from intsim.outputs import fsync_dir, make_folders, naming, publish_mode, remove_folders, temp_folder
 
 FORMAT = "intsim-golden"
 VERSION = 1
@@ -124,19 +125,6 @@ def _write_file(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -184,7 +172,7 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     """Put the complete folder ``tmp`` at ``out_dir`` (which exists) atomically; delete the old one."""
     parent = out_dir.parent
     if _exchange_dirs(tmp, out_dir):
-        _fsync_dir(parent)
+        fsync_dir(parent)
         shutil.rmtree(tmp, ignore_errors=True)  # now holds the old golden
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=parent))
@@ -195,7 +183,7 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
     except BaseException:
         os.rename(old, out_dir)  # put the previous golden back
         raise
-    _fsync_dir(parent)
+    fsync_dir(parent)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -221,8 +209,8 @@ def is_golden_dir(path: str | os.PathLike) -> bool:
     """True if ``path`` is a folder holding a golden manifest (format ``intsim-golden``)."""
     m = Path(path) / MANIFEST
     try:
-        return m.is_file() and json.loads(m.read_text("utf-8")).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError, RecursionError):
+        return m.is_file() and read_json(m, GoldenError, "a golden manifest").get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
         return False
 
 
@@ -247,8 +235,7 @@ def write_golden_dir(
     for graph inputs, written as ``""``); ``dtypes`` maps tensor name → storage dtype (see
     :func:`storage_dtypes`; default: each array's own dtype).
 
-    An existing ``out_dir`` is replaced only if it is an empty folder or a
-    previous golden directory; anything else is refused.
+    Only an empty folder or a previous golden is replaced (:func:`check_golden_target`).
     """
     out_dir = Path(out_dir)
     if not isinstance(artifact_sha256, str) or not _HEX64.match(artifact_sha256):
@@ -260,6 +247,32 @@ def write_golden_dir(
         stranded = _stranded_old(out_dir)
         if len(stranded) == 1:  # a killed fallback swap: put the previous golden back first
             os.rename(stranded[0], out_dir)
+    check_golden_target(out_dir)
+    made, tmp = make_folders(out_dir.parent), None
+    try:
+        tmp = temp_folder(out_dir)
+        manifest = _write_contents(tmp, artifact_sha256, inputs, tensors, events, producer, tensor_ops, dtypes)
+        _write_file(tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
+        publish_mode(tmp, folder=True)
+        fsync_dir(tmp)
+        if out_dir.exists():
+            _replace_dir(tmp, out_dir)
+        else:
+            os.rename(tmp, out_dir)
+        fsync_dir(out_dir.parent)
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        remove_folders(made)
+        if isinstance(e, OSError):  # a full disk, a read-only folder: name the golden, not a temp file
+            raise naming(e, out_dir) from e
+        raise
+    return out_dir
+
+
+def check_golden_target(out_dir: str | os.PathLike) -> None:
+    """Refuse (:class:`GoldenError`) an ``out_dir`` that is not absent, an empty folder or a previous golden."""
+    out_dir = Path(out_dir)
     if out_dir.exists() or out_dir.is_symlink():
         if out_dir.is_symlink() or not out_dir.is_dir():
             raise GoldenError(f"{out_dir}: exists and is not a folder; refusing to overwrite")
@@ -269,22 +282,6 @@ def write_golden_dir(
         if foreign is not None:
             raise GoldenError(f"{out_dir}: holds {foreign}, which is not one of the golden's own files; "
                               "refusing to replace the folder")
-    parent = out_dir.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=parent))
-    try:
-        manifest = _write_contents(tmp, artifact_sha256, inputs, tensors, events, producer, tensor_ops, dtypes)
-        _write_file(tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
-        _fsync_dir(tmp)
-        if out_dir.exists():
-            _replace_dir(tmp, out_dir)
-        else:
-            os.rename(tmp, out_dir)
-        _fsync_dir(parent)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
 
 
 def _write_contents(tmp: Path, artifact_sha256, inputs, tensors, events, producer, tensor_ops, dtypes) -> dict:
@@ -299,7 +296,7 @@ def _write_contents(tmp: Path, artifact_sha256, inputs, tensors, events, produce
         _write_file(tmp / rel, _npy_bytes(img))
         m_inputs.append({"index": k, "source": str(source), "file": rel, "shape": list(img.shape),
                          "dtype": "uint8", "sha256": array_sha256(img)})
-    _fsync_dir(tmp / "inputs")
+    fsync_dir(tmp / "inputs")
     for k, tset in enumerate(tensors):
         folder = tmp / "tensors" / str(k)
         folder.mkdir()
@@ -319,8 +316,8 @@ def _write_contents(tmp: Path, artifact_sha256, inputs, tensors, events, produce
             op_name = tensor_ops[name] if tensor_ops[name] is not None else GRAPH_INPUT_OP
             m_tensors.append({"input": k, "tensor": name, "op": op_name, "file": rel,
                               "dtype": str(a.dtype), "shape": list(a.shape), "sha256": array_sha256(a)})
-        _fsync_dir(folder)
-    _fsync_dir(tmp / "tensors")
+        fsync_dir(folder)
+    fsync_dir(tmp / "tensors")
     for k, ev in enumerate(events):
         for op_name, counters in ev.items():
             entry = {"input": k, "op": op_name}
@@ -404,27 +401,52 @@ class GoldenSet:
 _OTHER_INPUT_HINT = f"{MANIFEST} was written for another input image, or the file changed"
 
 
+#: one golden array larger than this is refused from its header, unread (a 4K ×4 output is ~100 MiB as int32)
+ARRAY_MAX_BYTES = 2 << 30
+
+
+def _npy_header(f, where: Path, dtype: str, shape: tuple[int, ...], size: int) -> None:
+    """Judge a .npy file from its header before its data is read: the dtype and shape the manifest lists,
+    within :data:`ARRAY_MAX_BYTES`, and a file size that holds exactly that much data."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(f)
+        readers = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}
+        if version not in readers:
+            raise ValueError(f"unsupported .npy version {version}")
+        hshape, _, hdtype = readers[version](f)
+    except Exception as e:  # bad magic, truncated or malformed header
+        raise GoldenError(f"{where}: not a valid .npy array ({type(e).__name__}: {e})") from None
+    if hdtype.hasobject:
+        raise GoldenError(f"{where}: holds a pickled/object array, refused (pickle is never loaded)")
+    if str(hdtype) != dtype:
+        raise GoldenError(f"{where}: dtype is {hdtype}, {MANIFEST} says {dtype}")
+    if tuple(hshape) != tuple(shape):
+        raise GoldenError(f"{where}: shape is {list(hshape)}, {MANIFEST} says {list(shape)}")
+    nbytes = hdtype.itemsize * int(np.prod(hshape, dtype=object))
+    if nbytes > ARRAY_MAX_BYTES:
+        raise GoldenError(f"{where}: a {dtype} {list(hshape)} array is {nbytes} bytes, more than the "
+                          f"{ARRAY_MAX_BYTES >> 20} MiB accepted for one golden array")
+    if size != f.tell() + nbytes:
+        raise GoldenError(f"{where}: not a valid .npy array (the file holds {size - f.tell()} data bytes, its "
+                          f"header declares {nbytes}: truncated or padded)")
+
+
 def _load_checked(root: Path, rel: str, dtype: str, shape: tuple[int, ...], sha: str,
                   mismatch_hint: str = "data changed or corrupt") -> np.ndarray:
     where = root / rel
     if not _is_file(where):
         raise GoldenError(f"{where}: listed in {MANIFEST} but missing")
-    try:
-        data = where.read_bytes()
-    except OSError as e:
-        raise GoldenError(f"{where}: cannot read ({e.strerror})") from None
-    try:
-        a = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as e:  # bad magic, truncated, pickled object arrays (refused)
-        if "allow_pickle" in str(e):
-            raise GoldenError(f"{where}: holds a pickled/object array, refused (pickle is never loaded)") from None
-        raise GoldenError(f"{where}: not a valid .npy array ({type(e).__name__}: {e})") from None
-    if not isinstance(a, np.ndarray):
-        raise GoldenError(f"{where}: not a single .npy array")
-    if str(a.dtype) != dtype:
-        raise GoldenError(f"{where}: dtype is {a.dtype}, {MANIFEST} says {dtype}")
-    if tuple(a.shape) != tuple(shape):
-        raise GoldenError(f"{where}: shape is {list(a.shape)}, {MANIFEST} says {list(shape)}")
+    with open_regular(where, ARRAY_MAX_BYTES + NPY_HEADER_MAX, GoldenError, "a golden array") as f:
+        size = os.fstat(f.fileno()).st_size
+        _npy_header(f, where, dtype, shape, size)
+        f.seek(0)
+        try:
+            a = np.load(f, allow_pickle=False)
+        except Exception as e:  # an I/O error, or the file changed since its header was judged
+            raise GoldenError(f"{where}: not a valid .npy array ({type(e).__name__}: {e})") from None
+    if not isinstance(a, np.ndarray) or str(a.dtype) != dtype or tuple(a.shape) != tuple(shape):
+        raise GoldenError(f"{where}: changed while being read")
     digest = array_sha256(a)
     if digest != sha:
         raise GoldenError(f"{where}: sha256 mismatch ({mismatch_hint}: {digest[:12]}… != {sha[:12]}…)")
@@ -485,14 +507,9 @@ def read_golden_dir(path: str | os.PathLike, *, check_hashes: bool = True) -> Go
                               f"{stranded[0]}; the next `intsim golden` to this path moves it back)")
         raise GoldenError(f"{root}: no such golden directory")
     mpath = root / MANIFEST
-    if not mpath.is_file():
+    if not mpath.exists():
         raise GoldenError(f"{mpath}: missing (not a golden directory)")
-    try:
-        manifest = loads_strict(mpath.read_bytes().decode("utf-8"))
-    except ValueError as e:  # not UTF-8, not JSON, or a duplicate key
-        raise GoldenError(f"{mpath}: not valid JSON ({e})") from None
-    except RecursionError:  # e.g. [[[[…]]]] 100000 deep (found by fuzzing)
-        raise GoldenError(f"{mpath}: nested too deeply to parse") from None
+    manifest = read_json(mpath, GoldenError, "a golden manifest")
     if not isinstance(manifest, dict):
         raise GoldenError(f"{mpath}: must hold a JSON object")
     if manifest.get("format") != FORMAT:

@@ -4,6 +4,8 @@ smaller than the receptive field get a notice, and memory is budgeted (``run`` t
 above the budget; ``golden`` does not tile and refuses). Sizes in bytes unless named MiB."""
 from __future__ import annotations
 
+import logging
+
 from intsim.footprint import (
     default_budget_bytes,
     golden_bytes,
@@ -15,15 +17,26 @@ from intsim.footprint import (
 )
 from intsim.images import ImageError
 
+log = logging.getLogger(__name__)
+
+
+def _note(notices: list[str] | None, text: str) -> None:
+    """To the caller's list (the command prints it only once it succeeded, so a refusal stays one
+    line), else to the ``intsim.input_checks`` logger."""
+    if notices is None:
+        log.info(text)
+    else:
+        notices.append(text)
+
 
 def memory_budget(max_memory_mb: float | None) -> int:
     """Bytes a command may use: ``--max-memory MB``, else half of the available memory."""
     return int(max_memory_mb * (1 << 20)) if max_memory_mb is not None else default_budget_bytes()
 
 
-def check_sizes(art, images, notices: list[str]) -> None:
+def check_sizes(art, images, notices: list[str] | None = None) -> None:
     """Refuse an image the graph cannot run on; note one smaller than the receptive field
-    (policy: intsim/images.py; tests: tests/robustness)."""
+    (policy: intsim/images.py; tests: tests/robustness). Notes go to ``notices``, else the logger."""
     rf = receptive_field(art)
     for im in images:
         h, w = im.pixels.shape[:2]
@@ -31,14 +44,14 @@ def check_sizes(art, images, notices: list[str]) -> None:
         if problem:
             raise ImageError(f"{im.path}: {problem}")
         if rf.rows is not None and (h < rf.rows or w < rf.cols):
-            notices.append(f"{im.path}: the {w}×{h} image is smaller than the network's receptive field "
+            _note(notices, f"{im.path}: the {w}×{h} image is smaller than the network's receptive field "
                            f"({rf.cols}×{rf.rows}): every output pixel depends on zero padding")
 
 
-def tile_plan(art, im, budget: int, notices: list[str], held: int = 0) -> int | None:
+def tile_plan(art, im, budget: int, notices: list[str] | None = None, held: int = 0) -> int | None:
     """``None`` (untiled) when the run fits ``budget`` bytes (less ``held``: the outputs of earlier
     images, kept until all ran), else band rows for ``run_tiled``; refuses with the estimate when
-    even bands of one row do not fit."""
+    even bands of one row do not fit. The note that it tiles goes to ``notices``, else the logger."""
     h, w = im.pixels.shape[:2]
     budget -= held
     peak = untiled_peak_bytes(art, h, w)
@@ -46,7 +59,7 @@ def tile_plan(art, im, budget: int, notices: list[str], held: int = 0) -> int | 
         return None
     for rows in (256, 128, 64, 32, 16, 8, 4, 2, 1):
         if rows < h and tiled_peak_bytes(art, h, w, rows) <= budget:
-            notices.append(f"{im.path}: an untiled run needs about {mib(peak)}, above the memory budget of "
+            _note(notices, f"{im.path}: an untiled run needs about {mib(peak)}, above the memory budget of "
                            f"{mib(budget)}; running in bands of {rows} rows (bit-exact: same outputs and counters)")
             return rows
     after = f" left after the {mib(held)} of outputs held for earlier inputs" if held else ""

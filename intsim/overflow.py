@@ -73,3 +73,48 @@ def apply_overflow(values, bits: int, policy: "OverflowPolicy | str", where: str
     half = np.int64(1) << (bits - 1)
     mask = (np.int64(1) << bits) - 1
     return ((v + half) & mask) - half, events
+
+
+#: engine counter keys of the events a run reports (arithmetic.md §7)
+EVENT_KEYS = ("saturations", "acc_overflow", "stream_overflow")
+
+
+def event_summary(counters_list: list[dict]) -> dict:
+    """Overflow and saturation events of engine runs, summed over the images.
+
+    ``counters_list``: ``RunResult.counters``, one per image. Returns ``{"images": n, "totals":
+    {key: count}, "ops": {op name: {key: count}}}``, ``ops`` holding only ops with events, the
+    op with the most events first (counts are values, not bits)."""
+    totals = dict.fromkeys(EVENT_KEYS, 0)
+    ops: dict[str, dict[str, int]] = {}
+    for c in counters_list:
+        for name, oc in c["ops"].items():
+            counts = {k: int(oc.get(k, 0)) for k in EVENT_KEYS}
+            if any(counts.values()):
+                mine = ops.setdefault(name, dict.fromkeys(EVENT_KEYS, 0))
+                for k, v in counts.items():
+                    mine[k] += v
+                    totals[k] += v
+    worst = sorted(ops, key=lambda n: -sum(ops[n].values()))  # stable: graph order among equals
+    return {"images": len(counters_list), "totals": totals, "ops": {n: ops[n] for n in worst}}
+
+
+def events_notice(summary: dict, policy: str, worst: int = 3) -> str | None:
+    """One line for a run's stderr naming the totals and the ``worst`` ops, None without events."""
+    t = summary["totals"]
+    if not any(t.values()):
+        return None
+    verb = "wrapped" if OverflowPolicy.parse(policy) is OverflowPolicy.WRAP else "saturated"
+    parts = []
+    if t["saturations"]:
+        parts.append(f"{t['saturations']} values clamped (encoder, output and LUT index saturations)")
+    for key, what in (("acc_overflow", "accumulator"), ("stream_overflow", "stream")):
+        if t[key]:
+            parts.append(f"{t[key]} {what} overflows {verb}")
+    short = {"saturations": "clamped", "acc_overflow": "acc", "stream_overflow": "stream"}
+    names = list(summary["ops"])
+    tops = ["{} ({})".format(n, ", ".join(f"{short[k]} {v}" for k, v in summary["ops"][n].items() if v))
+            for n in names[:worst]]
+    more = f" and {len(names) - worst} more op(s)" if len(names) > worst else ""
+    return (f"{'; '.join(parts)} over {summary['images']} image(s); worst: {', '.join(tops)}{more} "
+            "(every op's counts: --counters FILE)")

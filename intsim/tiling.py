@@ -41,10 +41,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from intsim import engine
+from intsim import allocator, engine
 from intsim.artifact import Artifact, OpSpec
 from intsim.kernels import conv as K
-from intsim.kernels import parallel as KP
 from intsim.ops import conv as conv_ops
 from intsim.ops import requantize
 from intsim.ops.resample import bilinear_taps
@@ -455,7 +454,7 @@ class _Tiled:
                 del self.full[t]
 
     def run(self) -> engine.RunResult:
-        KP.tune_allocator()
+        allocator.tune_allocator_if_requested()  # process-wide: opt-in (intsim.allocator)
         P = self.plan
         for p in range(len(P.pass_ops)):
             self._run_pass(p)

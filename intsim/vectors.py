@@ -13,25 +13,35 @@ stored tensor of a golden directory (graph order):
   dimension macros and ``static const <int type> <id>[<ID>_LEN]`` in the same order.
 
 ``OUT/index.json`` lists every file with its tensor, op, shape, dtype and sha256 of the
-golden array. numpy only (no torch); the golden directory is validated on read.
+golden array (and its C array name). numpy only (no torch); the golden directory is validated on read.
+
+Manifest names (input source, tensor, op) are free text: they reach the generated code only
+through :func:`comment_text` (comments: one line, ``*/`` and ``/*`` broken) and
+:func:`c_identifiers` (``[A-Za-z0-9_]``, unique), so no name can add a line of C or a data word.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
-from pathlib import Path
 
 import numpy as np
 
-from intsim.artifact import atomic_write_bytes
-from intsim.golden_dir import read_golden_dir, tensor_file_name
+from intsim.golden_dir import MANIFEST, read_golden_dir, tensor_file_name
+from intsim.outputs import Staged, check_output
 
+log = logging.getLogger(__name__)
 FORMATS = ("readmemh", "c")
 _C_TYPES = {"uint8": "uint8_t", "int8": "int8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t"}
 _DIM_NAMES = {3: ("H", "W", "C"), 2: ("H", "W"), 1: ("N",), 4: ("N", "H", "W", "C")}
 #: Values per line in C headers.
 C_PER_LINE = 16
+#: Longest tensor part of a vector file name (with the position prefix well under the usual 255 bytes).
+STEM_CHARS = 100
+_PLAIN = re.compile(r"[ !#-)+->@-\[\]-~]*")  # printable ASCII except the quote, star, question mark, backslash
+_BREAK = re.compile(r"(?<=\*)(?=/)|(?<=/)(?=\*)|(?<=\?)(?=\?)")
+_NOT_IDENT = re.compile(r"[^A-Za-z0-9_]")
 
 
 def hex_words(a: np.ndarray, bits: int) -> list[str]:
@@ -51,27 +61,59 @@ def _layout(shape: tuple[int, ...]) -> str:
     return f"{''.join(names)} row-major"
 
 
-def _ident(text: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9_]", "_", text)
-    if not s or s[0].isdigit():
-        s = "t_" + s
-    return s
+def is_plain(name: str) -> bool:
+    """True if ``name`` goes into generated comments as it is: non-empty printable ASCII without
+    ``\\ " * ?`` and without leading or trailing spaces."""
+    return bool(name) and name == name.strip() and _PLAIN.fullmatch(name) is not None
+
+
+def comment_text(name: str) -> str:
+    """``name`` made safe inside a C block comment and a ``//`` line comment.
+
+    Manifest names (source, tensor, op) are free text anyone can edit, and a newline would start
+    a line of code or a data word, ``*/`` would end the comment. Plain names stay as they are;
+    any other is written as a JSON string — one line of ASCII (newlines, control and bidi
+    characters escaped), never ending in a backslash — with ``*/``, ``/*`` and ``??`` (trigraphs)
+    split by a space. index.json keeps the exact names.
+    """
+    if is_plain(name):
+        return name
+    return _BREAK.sub(" ", json.dumps(name, ensure_ascii=True).replace("\x7f", "\\u007f"))
+
+
+def _ident_base(k: int, tensor: str) -> str:
+    return _NOT_IDENT.sub("_", f"golden_in{k}_{tensor}")
+
+
+def c_identifiers(golden) -> dict[tuple[int, str], str]:
+    """C array name of every (input, tensor) of ``golden``: ``golden_in<k>_<tensor>`` with characters
+    outside ``[A-Za-z0-9_]`` as ``_``, then ``_<n>`` where needed to stay unique also in upper case
+    (the dimension macros and include guard are the upper-cased name). Computed over the whole
+    golden, so a ``--tensor``/``--input`` selection never renames an array."""
+    out: dict[tuple[int, str], str] = {}
+    used: set[str] = set()
+    for k in range(len(golden)):
+        for t in golden.tensor_names(k):
+            base = _ident_base(k, t)
+            ident, n = base, 1
+            while ident.upper() in used:
+                ident, n = f"{base}_{n}", n + 1
+            used.add(ident.upper())
+            out[(k, t)] = ident
+    return out
 
 
 def _header_lines(meta: dict, comment: str) -> list[str]:
     return [f"{comment} {line}" for line in (
-        f"intsim golden vector: input {meta['input']} ({meta['source']})",
-        f"tensor {meta['tensor']}  produced by op {meta['op'] or '(graph input)'}",
+        f"intsim golden vector: input {meta['input']} ({comment_text(meta['source'])})",
+        f"tensor {comment_text(meta['tensor'])}  produced by op "
+        f"{comment_text(meta['op']) if meta['op'] else '(graph input)'}",
         f"shape {'x'.join(map(str, meta['shape']))} ({_layout(tuple(meta['shape']))}), {meta['count']} values",
         f"storage {meta['dtype']}: {meta['bits']}-bit two's complement" if meta["dtype"] != "uint8"
         else "storage uint8: 8-bit unsigned",
         f"artifact sha256 {meta['artifact_sha256']}",
         f"golden sha256 {meta['sha256']}",
     )]
-
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _readmemh(a: np.ndarray, meta: dict) -> str:
@@ -115,20 +157,37 @@ def _c_header(a: np.ndarray, meta: dict, ident: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _name_notices(golden, items: list[tuple[int, str]], idents: dict[tuple[int, str], str]) -> list[str]:
+    """What the user should know about the exported names (see :func:`export_vectors`)."""
+    where = golden.path / MANIFEST
+    names = {n for k, t in items for n in (golden.inputs[k].source, t, golden.entry(k, t).op) if n}
+    escaped = sorted(n for n in names if not is_plain(n))
+    out = []
+    if escaped:
+        out.append(f"{where}: {len(escaped)} name(s) hold characters unsafe in generated code (e.g. "
+                   f"{comment_text(escaped[0])[:60]}): written escaped as JSON strings in comments; "
+                   "index.json keeps the exact names")
+    suffixed = [idents[(k, t)] for k, t in items if (k, t) in idents and idents[(k, t)] != _ident_base(k, t)]
+    if suffixed:
+        out.append(f"{where}: {len(suffixed)} tensor name(s) map to the same C identifier as another (e.g. "
+                   f"{suffixed[0]}): given a suffix _<n> to stay unique")
+    return out
+
+
 def export_vectors(golden_dir: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "readmemh",
                    *, tensors: list[str] | None = None, inputs: list[int] | None = None,
-                   progress: bool = False) -> dict:
+                   progress: bool = False, notices: list[str] | None = None) -> dict:
     """Write test vectors of ``golden_dir`` into ``out_dir`` (``fmt``: 'readmemh' or 'c').
 
     ``tensors`` / ``inputs`` restrict the export (default: everything). Returns the index
-    (also written to ``out_dir/index.json``).
+    (also written to ``out_dir/index.json``). ``notices`` receives a line when manifest names
+    were escaped in comments (:func:`comment_text`) or C identifiers needed a suffix to stay unique;
+    without it the lines go to the ``intsim.vectors`` logger (level INFO).
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     golden = read_golden_dir(golden_dir)
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
+    out = check_output(out_dir, "folder")
     ks = list(range(len(golden))) if inputs is None else list(inputs)
     for k in ks:
         if not 0 <= k < len(golden):
@@ -144,34 +203,40 @@ def export_vectors(golden_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
              "encoding": "two's complement hex at the storage width, one value per line" if fmt == "readmemh"
              else "C const arrays with dimension macros", "files": []}
     items = [(k, t) for k in ks for t in golden.tensor_names(k) if tensors is None or t in tensors]
+    idents = c_identifiers(golden)
     bar = None
     if progress:
         import sys
 
         from tqdm import tqdm
         bar = tqdm(total=len(items), desc="export-vectors", unit="tensor", disable=None, file=sys.stderr)
-    for n, (k, t) in enumerate(items):
-        e = golden.entry(k, t)
-        a = golden.tensor(k, t)
-        sub = out / f"in{k}"
-        sub.mkdir(parents=True, exist_ok=True)
-        pos = golden.tensor_names(k).index(t)
-        stem = f"{pos:03d}_{tensor_file_name(t)}"
-        bits = np.dtype(e.dtype).itemsize * 8
-        meta = {"input": k, "source": golden.inputs[k].source, "tensor": t, "op": e.op, "shape": list(e.shape),
-                "dtype": e.dtype, "bits": bits, "count": int(a.size), "sha256": e.sha256,
-                "artifact_sha256": golden.artifact_sha256}
-        if fmt == "readmemh":
-            text = _readmemh(a, meta)
-        else:
-            text = _c_header(a, meta, _ident(f"golden_in{k}_{t}"))
-        path = sub / (stem + ext)
-        _write_text(path, text)
-        index["files"].append({**meta, "file": str(path.relative_to(out))})
+    with Staged() as staged:  # all or nothing: a full disk leaves no file or folder of this export
+        for k, t in items:
+            e = golden.entry(k, t)
+            a = golden.tensor(k, t)
+            pos = golden.tensor_names(k).index(t)
+            stem = f"{pos:03d}_{tensor_file_name(t)[:STEM_CHARS]}"  # the position keeps cut names distinct
+            bits = np.dtype(e.dtype).itemsize * 8
+            meta = {"input": k, "source": golden.inputs[k].source, "tensor": t, "op": e.op,
+                    "shape": list(e.shape), "dtype": e.dtype, "bits": bits, "count": int(a.size),
+                    "sha256": e.sha256, "artifact_sha256": golden.artifact_sha256}
+            if fmt == "readmemh":
+                text = _readmemh(a, meta)
+            else:
+                text = _c_header(a, meta, idents[(k, t)])
+            path = out / f"in{k}" / (stem + ext)
+            staged.write(path, text.encode("utf-8"))
+            index["files"].append({**meta, "file": str(path.relative_to(out)),
+                                   **({"c_identifier": idents[(k, t)]} if fmt == "c" else {})})
+            if bar is not None:
+                bar.update(1)
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    out.mkdir(parents=True, exist_ok=True)
-    _write_text(out / "index.json", json.dumps(index, indent=1))
+            bar.close()
+        staged.write(out / "index.json", json.dumps(index, indent=1).encode("utf-8"))
+        staged.commit()
+    for line in _name_notices(golden, items, idents if fmt == "c" else {}):
+        if notices is None:
+            log.info(line)
+        else:
+            notices.append(line)
     return index

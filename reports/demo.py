@@ -57,11 +57,13 @@ class DemoError(ValueError):
 
 # --------------------------------------------------------------------------- the embedded model
 def register_tiny_sr() -> None:
-    """Make ``tiny_sr`` known to ``calibrate`` (``calib.cli_calibrate.LOCAL_MODELS``)."""
+    """Make ``tiny_sr`` known to ``calibrate`` (``calib.cli_calibrate.LOCAL_MODELS``), with its committed
+    weights as the checkpoint used when none is given (``LOCAL_WEIGHTS``)."""
     from calib import cli_calibrate
     from calib.models.edsr import EDSR
 
     cli_calibrate.LOCAL_MODELS.setdefault(TINY_SR_NAME, (EDSR, dict(TINY_SR), (TINY_SR_SCALE,)))
+    cli_calibrate.LOCAL_WEIGHTS.setdefault(TINY_SR_NAME, DEMO_WEIGHTS)
 
 
 def build_tiny_sr(scale: int = TINY_SR_SCALE):
@@ -327,7 +329,8 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
             sr_f = _to_uint8(net(x), rgb_range)
             sr_q = _to_uint8(fq(x), rgb_range) if fq is not None else None
         bic = bicubic_upsample_rounded(lr, cfg.scale)
-        files = {"lr": f"data/lr/{name}.png", "bicubic": f"sr/{name}_bicubic.png", "float": f"sr/{name}_float.png"}
+        files = {"lr": f"data/lr/{name}.png", "bicubic": f"sr/{name}_bicubic.png", "float": f"sr/{name}_float.png",
+                 "hr": f"data/hr/{name}.png"}  # the report's SSIM, HR crop and error map
         _write_png(out / files["bicubic"], bic)
         _write_png(out / files["float"], sr_f)
         per.append({"name": name, "lr_size": f"{lr.shape[1]}×{lr.shape[0]}",

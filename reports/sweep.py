@@ -1,10 +1,11 @@
-"""The paper's protocol as a resumable grid of cells run as Ray tasks (``intsim sweep``).
+"""A resumable grid of calibrate+evaluate cells run as Ray tasks (``intsim sweep``), such as the paper's protocol.
 
     intsim sweep SWEEP.toml [--address RAY_ADDRESS] [--resume] [--num-cpus N]
 
 SWEEP.toml (paths relative to its folder)::
 
     [sweep]
+    title = "IMDN ×4 and ×2 at low bits"   # optional: the results page's title (default: the file's name)
     out = "results/sweep"                  # cell JSONs, artifacts, results page
     models = ["imdn:4", "imdn:2"]          # zoo name:scale
     bits = ["W4A4", "W6A6", "W8A8"]
@@ -16,9 +17,16 @@ SWEEP.toml (paths relative to its folder)::
     n_images = 100  patch = 48  epochs = 10  iters_per_epoch = 25  seed = 0
     per_channel = true  range = "ema"  bp_init = "percentile"  accel = "edge_npu"
     limit = 0  crop = 0                    # > 0: quick runs on few images / LR crops
+    calib_data = "calib_images"            # default: <data root>/data/SunHays80; accel: a name or a TOML file
 
     [report]                               # optional
     page = "../docs/results.md"            # also write the results page here
+
+Every field is checked, for every cell, when the file is read (before Ray starts):
+bits calibrate cannot take, a model × scale without a zoo checkpoint, an unknown
+accelerator, a missing or empty ``calib_data`` folder and unwritable ``out``/``page``
+paths are refused in one line naming the file and the field. Only what a worker finds
+(a checkpoint or data set absent from the data root) fails its cells one by one.
 
 Each configuration (model × scale × bits × method × allocation) is one Ray task
 that calibrates (:func:`reports.sweep_cell.calibrate_config`); each of its cells
@@ -51,7 +59,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from intsim.artifact import atomic_write_json
+from intsim.artifact import atomic_write_json, read_json
 from intsim.cost._toml import ConfigError, Section, check_sections, read_toml
 from reports.sweep_cell import (
     DUAL_REGION_METHODS,
@@ -63,7 +71,7 @@ from reports.sweep_cell import (
     failed_cell,
 )
 
-_BITS = re.compile(r"^W([1-9]|1[0-6])A([1-9]|1[0-6])$")
+_BITS = re.compile(r"^W\d+A\d+$")  # the form; the range is calibrate's (calib.cli_calibrate.parse_bits)
 # Share of the Ray node's memory a cell reserves, by dataset: golden (float64) on Urban100's large
 # images is the peak (a few GiB for IMDN ×4 with intermediates freed), so at most two run at once.
 MEMORY_SHARE = {"Set5": 0.1, "Set14": 0.15, "B100": 0.15, "Urban100": 0.4}
@@ -80,6 +88,7 @@ class Sweep:
     cells: tuple[Cell, ...]
     recipe: Recipe
     page: Path | None
+    title: str
 
     @property
     def configs(self) -> list[Config]:
@@ -88,6 +97,7 @@ class Sweep:
 
 def load_sweep(path: str | os.PathLike) -> Sweep:
     """Parse and check SWEEP.toml; every refusal is a :class:`ConfigError` naming file, section and key."""
+    from calib.cli_calibrate import parse_bits
     from calib.evaluate import DATASETS
     from calib.methods import METHODS, TWO_REGION_ALLOCATIONS
     from calib.models.zoo import MODELS
@@ -97,6 +107,9 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     doc = read_toml(path)
     check_sections(doc, ("sweep", "recipe", "report"), where)
     s = Section(doc, "sweep", where)
+    title = s.string("title", required=False, default=f"Results of {path.name}")
+    if not title.strip() or "\n" in title:  # the page's heading: one line
+        raise ConfigError(f"{where}: [sweep] title: must be one non-empty line, got {title!r}")
     out = path.parent / s.string("out")
     models = []
     for m in s.strings("models"):
@@ -104,11 +117,19 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
         if name.lower() not in MODELS or not scale.isdigit() or int(scale) not in (2, 3, 4):
             raise ConfigError(f"{where}: [sweep] models: {m!r} must be name:scale with a zoo model "
                               f"({', '.join(sorted(MODELS))}) and scale 2, 3 or 4")
+        have = sorted(MODELS[name.lower()].checkpoints)
+        if int(scale) not in have:  # every cell of it would fail (calibration needs the real checkpoint)
+            raise ConfigError(f"{where}: [sweep] models: {m!r}: the zoo knows no {name.lower()} ×{scale} checkpoint "
+                              f"(it has: {', '.join(f'×{x}' for x in have) or 'none'})")
         models.append((name.lower(), int(scale)))
     bits = s.strings("bits")
     for b in bits:
         if not _BITS.match(b):
-            raise ConfigError(f"{where}: [sweep] bits: {b!r} must look like W4A4 (1 to 16 bits)")
+            raise ConfigError(f"{where}: [sweep] bits: {b!r} must look like W4A4 (2 to 16 bits)")
+        try:
+            parse_bits(b)
+        except ValueError as e:
+            raise ConfigError(f"{where}: [sweep] bits: {e}") from None
     methods = s.strings("methods", choices=METHODS)
     allocations = s.strings("allocations", required=False, default=["released"], choices=TWO_REGION_ALLOCATIONS)
     datasets = s.strings("datasets", choices=DATASETS)
@@ -131,11 +152,13 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     r.done()
     if recipe.crop is not None and recipe.crop < 8:
         raise ConfigError(f"{where}: [recipe] crop: must be 0 (whole images) or ≥ 8, got {recipe.crop}")
-    if recipe.calib_data is not None:
-        recipe = replace(recipe, calib_data=str(path.parent / recipe.calib_data))
+    recipe = _check_recipe(recipe, where, path.parent)
     rep = Section(doc, "report", where, required=False)
     page = rep.string("page", required=False, default=None)
     rep.done()
+    _check_output(out, True, f"{where}: [sweep] out")
+    if page:
+        _check_output(path.parent / page, False, f"{where}: [report] page")
     cells = []
     for model, scale in models:
         for b in bits:
@@ -143,7 +166,46 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
                 for alloc in (allocations if m in DUAL_REGION_METHODS else [None]):
                     cfg = Config(model, scale, b, m, alloc)
                     cells += [Cell(cfg, d) for d in datasets]
-    return Sweep(path, out, tuple(cells), recipe, path.parent / page if page else None)
+    return Sweep(path, out, tuple(cells), recipe, path.parent / page if page else None, title.strip())
+
+
+def _check_recipe(recipe: Recipe, where: str, folder: Path) -> Recipe:
+    """The recipe with its files resolved against the sweep file's ``folder``, refused now where they
+    would fail every cell only after its calibration: the accelerator, the calibration images."""
+    from calib.datasets import list_images
+    from intsim.cost import load_accelerator, packaged_accelerators
+
+    shipped = packaged_accelerators()
+    if recipe.accel not in shipped:
+        accel = folder / recipe.accel
+        if not accel.is_file():
+            raise ConfigError(f"{where}: [recipe] accel: {recipe.accel!r} is neither a packaged accelerator "
+                              f"({', '.join(shipped)}) nor a file ({accel})")
+        recipe = replace(recipe, accel=str(accel))
+    try:
+        load_accelerator(recipe.accel)
+    except (ValueError, OSError) as e:
+        raise ConfigError(f"{where}: [recipe] accel: {_first_line(e)}") from None
+    if recipe.calib_data is not None:
+        recipe = replace(recipe, calib_data=str(folder / recipe.calib_data))
+        try:
+            list_images(recipe.calib_data)
+        except OSError as e:
+            raise ConfigError(f"{where}: [recipe] calib_data: {_first_line(e)}") from None
+    return recipe
+
+
+def _check_output(p: Path, folder: bool, what: str) -> None:
+    """Refuse an output path that cannot be written: it is written only once the cells are done."""
+    if p.exists() and p.is_dir() != folder:
+        raise ConfigError(f"{what}: {p} {'exists and is not' if folder else 'is'} a folder")
+    parent = next(q for q in p.parents if q.exists())  # created when written, if it is a folder
+    if not parent.is_dir():
+        raise ConfigError(f"{what}: {parent} is not a folder")
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
 
 def cell_path(out: Path, cell: Cell) -> Path:
@@ -151,9 +213,9 @@ def cell_path(out: Path, cell: Cell) -> Path:
 
 
 def read_cell(path: Path) -> dict | None:
-    """A cell JSON, or None if it is missing or unreadable (then the cell is simply redone)."""
+    """A cell JSON, or None if it is missing or unreadable, or not a plain file (then the cell is simply redone)."""
     try:
-        return json.loads(path.read_text())
+        return read_json(path, what="a sweep cell record")
     except (OSError, ValueError):
         return None
 
@@ -305,13 +367,14 @@ def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, nu
            "seconds": round(time.time() - t0, 1), "interrupted": interrupted}
     runs_path = sweep.out / "runs.json"
     runs = json.loads(runs_path.read_text()) if runs_path.is_file() else []
-    runs.append({"command": command, "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)),
+    runs.append({"command": command, "title": sweep.title,
+                 "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)),
                  "seconds": res["seconds"], "done": len(done), "failed": len(failed), "skipped": len(skipped),
                  "interrupted": interrupted})
     atomic_write_json(runs_path, runs)
     from reports.results_page import write_results
 
-    write_results(sweep.out, sweep.page)
+    write_results(sweep.out, sweep.page, sweep.title)
     return res
 
 

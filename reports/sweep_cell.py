@@ -163,7 +163,7 @@ def evaluate_cell(calib_record: dict, cell: Cell, recipe: Recipe) -> dict:
     art = calib_record["artifact"]
     t0 = time.time()
     engines = {}
-    for name, engine in (("fake_quant", "float"), ("golden", "golden"), ("intsim", "intsim")):
+    for name, engine in (("fake_quant", "fakequant"), ("golden", "golden"), ("intsim", "intsim")):
         engines[name] = _scores(run_eval(art, [cell.dataset], engine=engine, progress=False,
                                          limit=recipe.limit, crop=recipe.crop))
     gold = [i["sr_sha256"] for i in engines["golden"]["per_image"]]

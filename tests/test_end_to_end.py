@@ -42,7 +42,7 @@ def _calibrate(tmp: Path, *, scale: int, bits: str, realization: str, rounding: 
     run_calibrate(model="edsr_baseline", weights=None, scale=scale, bits=bits, method="dual_region",
                   calib_data=str(SET5 / f"X{scale}"), out=str(out), realization=realization,
                   rounding=rounding, overflow=overflow, acc_bits=acc_bits, stream_bits=24,
-                  n_images=4, patch=32, seed=0)
+                  n_images=4, patch=32, seed=0, random_init=True)
     return out
 
 

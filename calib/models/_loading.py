@@ -1,21 +1,25 @@
 """Shared checkpoint-loading helpers: safe reads, unwrapping, strict loads with clear errors.
 
-Only ``torch.load(path, map_location="cpu", weights_only=True)`` is ever used (no
-pickled code can run); Keras HDF5 files are read with h5py by the model modules.
+Only ``torch.load(..., map_location="cpu", weights_only=True)`` is ever used (no pickled code
+can run), on the bytes of a regular file of bounded size (:mod:`._checkpoint_io`, which also
+opens Keras HDF5 files for the model modules).
 """
 from __future__ import annotations
 
+import io
 import os
 import re
+import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ._checkpoint_io import MAX_CHECKPOINT_BYTES, CheckpointError, read_checkpoint_bytes
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the architecture; the message says why."""
+__all__ = ["CheckpointError", "load_state_dict_strict", "read_torch_checkpoint", "strip_prefix", "unwrap_state_dict"]
 
 
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model_state_dict", "model", "net", "generator")
@@ -26,10 +30,8 @@ _IMAGE_MAGICS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
                  (b"BM", "a BMP image"))
 
 
-def _sniff(p: Path) -> str | None:
-    """What ``p`` is when it clearly is not a torch checkpoint (``None``: it may be one)."""
-    with open(p, "rb") as f:
-        head = f.read(16)
+def _sniff(head: bytes) -> str | None:
+    """What a file starting with ``head`` is when it clearly is not a torch checkpoint (``None``: it may be one)."""
     if not head:
         return "is empty (0 bytes), not a torch checkpoint"
     if head.startswith(_HDF5_MAGIC):
@@ -43,9 +45,17 @@ def _sniff(p: Path) -> str | None:
     return None
 
 
-def _load_error(p: Path, exc: Exception) -> str:
-    """One line saying why ``torch.load(p, weights_only=True)`` failed; it never advises a full (unsafe) load."""
+def _load_error(p: Path, exc: Exception, head: bytes, protocol: str | None) -> str:
+    """One line saying why ``torch.load(p, weights_only=True)`` failed; it never advises a full (unsafe) load.
+
+    ``protocol``: the pickle protocol torch warned about (4 and 5 frame their data, which the
+    weights-only unpickler cannot read, so such a file is refused even if it holds only tensors).
+    """
     text = " ".join(str(exc).split())
+    if protocol is not None and "Unsupported operand" in text:
+        return (f"{p}: was saved with pickle protocol {protocol}, which torch.load(weights_only=True) cannot "
+                "read; it was refused unread (no code from the file was run): save it again with the default "
+                "protocol, torch.save(model.state_dict(), path)")
     if "Weights only load failed" in text or type(exc).__name__ == "UnpicklingError":
         m = (re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
              or re.search(r"unsupported GLOBAL ([\w.]+)", text))
@@ -53,32 +63,55 @@ def _load_error(p: Path, exc: Exception) -> str:
         return (f"{p}: holds pickled Python objects{what}, not just tensors; it was refused unread "
                 "(torch.load weights_only=True; no code from the file was run): save a plain state_dict, "
                 "torch.save(model.state_dict(), path)")
-    with open(p, "rb") as f:
-        is_zip = f.read(4) == b"PK\x03\x04"
-    if is_zip or isinstance(exc, (EOFError, OSError)) or "EOF" in text:  # a torch zip that fails to read
+    # a torch zip that fails to read
+    if head.startswith(b"PK\x03\x04") or isinstance(exc, (EOFError, OSError)) or "EOF" in text:
         return (f"{p}: is truncated or corrupt, not a complete torch checkpoint "
                 f"({type(exc).__name__}: {text.split('. ')[0][:160] or 'unexpected end of file'}); download or save it again")
     return f"{p}: cannot be read as a torch checkpoint ({type(exc).__name__}: {text[:160]})"
 
 
+def _zip_declared_bytes(data: bytes) -> int:
+    """What a torch zip's records declare once inflated (0 if it is no readable zip: torch.load says why).
+
+    torch allocates each record's declared size and inflates into it, so a small deflated file
+    could otherwise claim terabytes; torch.save itself writes the records uncompressed.
+    """
+    if not data.startswith(b"PK\x03\x04"):
+        return 0
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            return sum(info.file_size for info in z.infolist())
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError):
+        return 0
+
+
 def read_torch_checkpoint(path: str | os.PathLike) -> dict:
     """Read a ``.pt``/``.pth`` file safely (``weights_only=True``) into a plain dict.
 
-    Refusals are :class:`CheckpointError` with one line naming the file and the problem: empty,
-    not a checkpoint at all (HDF5, image, other), truncated/corrupt, or holding pickled objects
-    (a saved ``nn.Module`` or a custom class: refused by ``weights_only=True`` before any of its
-    code can run).
+    Refusals are :class:`CheckpointError` with one line naming the file and the problem: not a
+    regular file or over the size cap (refused unread), empty, not a checkpoint at all (HDF5,
+    image, other), zip records inflating past the cap, truncated/corrupt, pickle protocol 4/5, or
+    holding pickled objects (a saved ``nn.Module`` or a custom class: refused by
+    ``weights_only=True`` before any of its code can run).
     """
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: checkpoint not found")
-    what = _sniff(p)
+    data = read_checkpoint_bytes(p)  # a regular file of at most the cap, else refused unread
+    what = _sniff(data[:16])
     if what is not None:
         raise CheckpointError(f"{p}: {what}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(_load_error(p, exc)) from exc
+    declared = _zip_declared_bytes(data)
+    if declared > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(f"{p}: its zip records declare {declared} bytes once inflated, over the 1 GiB a "
+                              "checkpoint may hold; it was refused unread")
+    # torch warns (e.g. about pickle protocols 4/5) before failing: that would be a second stderr line,
+    # and what it says goes into the one-line refusal instead
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            protocols = [m.group(1) for w in caught if (m := re.search(r"pickle protocol (\d+)", str(w.message)))]
+            raise CheckpointError(_load_error(p, exc, data[:4], protocols[0] if protocols else None)) from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{p}: expected a state_dict (a mapping of tensors), got {type(obj).__name__}")
     return dict(obj)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._checkpoint_io import open_keras_h5, read_dataset
 from ._loading import (CheckpointError, load_state_dict_strict, read_torch_checkpoint, strip_prefix,
                        unwrap_state_dict)
 
@@ -157,74 +158,90 @@ def build_idealo(scale: int) -> RDNIdealo:
     return RDNIdealo(scale, C=3, D=10, G=64, G0=64)
 
 
-def _read_keras_h5(path: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict | None]:
-    import h5py
+def _check_config_scale(p: Path, raw, scale: int) -> None:
+    """Refuse a Keras ``model_config`` whose UpSampling2D factor is not ``scale``.
 
+    The attribute is the file's own JSON, so every level is type-checked: a malformed config is
+    refused in one line naming the file, not by a KeyError deep in the lookup.
+    """
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    if not isinstance(raw, str):
+        raise CheckpointError(f"{p}: model_config attribute is not JSON text (it is a {type(raw).__name__})")
     try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise CheckpointError(f"{path}: not a readable HDF5 file ({exc})") from exc
-    with f:
-        cfg = None
-        if "model_config" in f.attrs:
-            raw = f.attrs["model_config"]
-            cfg = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-        g = f["model_weights"] if "model_weights" in f else f
-        layers: dict[str, dict[str, np.ndarray]] = {}
-        for lname in g:
-            grp = g[lname]
-            ws: dict[str, np.ndarray] = {}
+        cfg = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{p}: model_config attribute is not JSON ({exc})") from None
 
-            def visit(name, obj, ws=ws):
-                if hasattr(obj, "shape"):
-                    leaf = name.split("/")[-1].split(":")[0]  # 'F_0/kernel:0' -> 'kernel'
-                    ws[leaf] = np.asarray(obj[()])
+    def malformed(why: str) -> CheckpointError:
+        return CheckpointError(f"{p}: model_config attribute is not a Keras model config ({why})")
 
-            grp.visititems(visit)
-            if ws:
-                layers[lname] = ws
-    return layers, cfg
+    if not isinstance(cfg, dict):
+        raise malformed(f"a JSON {type(cfg).__name__}, not an object")
+    inner = cfg.get("config")
+    layers = inner.get("layers") if isinstance(inner, dict) else inner  # Keras 2.2 Sequential: a bare list
+    if not isinstance(layers, list):
+        raise malformed("no config.layers list")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict) or not isinstance(layer.get("class_name"), str):
+            raise malformed(f"layer {i} has no class_name")
+        if layer["class_name"] != "UpSampling2D":
+            continue
+        size = layer["config"].get("size") if isinstance(layer.get("config"), dict) else None
+        size = [size, size] if type(size) is int else size
+        if not (isinstance(size, list) and len(size) == 2 and all(type(v) is int for v in size)):
+            raise malformed(f"UpSampling2D layer {i} has no config.size [h, w]")
+        if size[0] != int(scale):
+            raise CheckpointError(f"{p}: is an idealo RDN for ×{size[0]}, not ×{scale}")
+
+
+def _idealo_mismatch(p: Path, scale: int, missing: list, unexpected: list, shapes: list) -> CheckpointError:
+    parts = [f"{p}: does not fit the idealo RDN psnr-small (C=3, D=10, G=G0=64) ×{scale} architecture"]
+    if missing:
+        parts.append(f"missing layers ({len(missing)}): {', '.join(sorted(missing)[:12])}")
+    if unexpected:
+        parts.append(f"unexpected layers ({len(unexpected)}): {', '.join(sorted(unexpected)[:12])}")
+    if shapes:
+        parts.append(f"shape mismatches ({len(shapes)}): " + "; ".join(shapes[:8]))
+    return CheckpointError("; ".join(parts))
 
 
 def load_idealo(path: str | os.PathLike, scale: int) -> RDNIdealo:
-    """idealo ``psnr-small`` Keras HDF5 weights → :class:`RDNIdealo` (strict: every conv, every shape)."""
+    """idealo ``psnr-small`` Keras HDF5 weights → :class:`RDNIdealo` (strict: every conv, every shape).
+
+    Links, external storage and virtual datasets are refused before anything is read
+    (:func:`open_keras_h5`), and a dataset is read only once its shape matched the architecture.
+    """
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: checkpoint not found")
-    layers, cfg = _read_keras_h5(p)
-    if cfg is not None:
-        for layer in cfg.get("config", {}).get("layers", []):
-            if layer.get("class_name") == "UpSampling2D":
-                size = layer["config"].get("size", [scale, scale])
-                if int(size[0]) != int(scale):
-                    raise CheckpointError(f"{p}: is an idealo RDN for ×{size[0]}, not ×{scale}")
     model = build_idealo(scale)
     targets = model.keras_names()
-    missing = [n for n in targets if n not in layers]
-    unexpected = [n for n in layers if n not in targets]
-    shapes = []
-    with torch.no_grad():
+    with open_keras_h5(p) as (f, layers):
+        try:
+            raw = f.attrs.get("model_config")
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{p}: model_config attribute cannot be read ({exc})") from None
+        if raw is not None:
+            _check_config_scale(p, raw, scale)
+        missing = [n for n in targets if n not in layers]
+        unexpected = [n for n in layers if n not in targets]
+        shapes, matched = [], []
         for name, conv in targets.items():
             if name not in layers:
                 continue
-            w = layers[name].get("kernel")
-            b = layers[name].get("bias")
+            w, b = layers[name].get("kernel"), layers[name].get("bias")
             if w is None or b is None:
                 missing.append(f"{name}/kernel or bias")
                 continue
-            w_oihw = np.ascontiguousarray(w.transpose(3, 2, 0, 1))  # HWIO -> OIHW
-            if tuple(w_oihw.shape) != tuple(conv.weight.shape) or tuple(b.shape) != tuple(conv.bias.shape):
-                shapes.append(f"{name}: kernel {tuple(w.shape)} (HWIO) vs model {tuple(conv.weight.shape)} (OIHW)")
+            hwio = tuple(conv.weight.shape[i] for i in (2, 3, 1, 0))
+            if w.shape != hwio or b.shape != tuple(conv.bias.shape):
+                shapes.append(f"{name}: kernel {w.shape} (HWIO) vs model {tuple(conv.weight.shape)} (OIHW)")
                 continue
-            conv.weight.copy_(torch.from_numpy(w_oihw))
-            conv.bias.copy_(torch.from_numpy(np.asarray(b)))
-    if missing or unexpected or shapes:
-        parts = [f"{p}: does not fit the idealo RDN psnr-small (C=3, D=10, G=G0=64) ×{scale} architecture"]
-        if missing:
-            parts.append(f"missing layers ({len(missing)}): {', '.join(sorted(missing)[:12])}")
-        if unexpected:
-            parts.append(f"unexpected layers ({len(unexpected)}): {', '.join(sorted(unexpected)[:12])}")
-        if shapes:
-            parts.append(f"shape mismatches ({len(shapes)}): " + "; ".join(shapes[:8]))
-        raise CheckpointError("; ".join(parts))
+            matched.append((conv, w, b))
+        if missing or unexpected or shapes:
+            raise _idealo_mismatch(p, scale, missing, unexpected, shapes)
+        with torch.no_grad():
+            for conv, w, b in matched:  # HWIO -> OIHW; native float32 whatever the stored float type
+                conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(
+                    read_dataset(p, w).transpose(3, 2, 0, 1), dtype=np.float32)))
+                conv.bias.copy_(torch.from_numpy(np.ascontiguousarray(read_dataset(p, b), dtype=np.float32)))
     return model.eval()

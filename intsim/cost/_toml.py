@@ -13,27 +13,30 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from intsim.artifact import read_regular, text_error
+
 
 class ConfigError(ValueError):
     """A refused accelerator or energy-table file; the message names file, section and key."""
 
 
-def read_toml(path: str | os.PathLike) -> dict:
+#: a configuration file (accelerator, energy table, sweep, precision policy) larger than this is refused unread
+TOML_MAX_BYTES = 1 << 20
+
+
+def read_toml(path: str | os.PathLike, error: type[Exception] = ConfigError, what: str = "a configuration file") -> dict:
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    data = read_regular(path, TOML_MAX_BYTES, error, what)
     try:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e})") from None
+        raise error(f"{path}: not UTF-8 text ({e})") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+        raise error(f"{path}: not valid TOML ({e})") from None
+    except ValueError as e:  # an integer over Python's 4300-digit limit
+        raise error(f"{path}: not valid TOML ({text_error(e)})") from None
     except RecursionError:  # e.g. a = [[[[…]]]] 100000 deep (found by fuzzing)
-        raise ConfigError(f"{path}: not valid TOML (nested too deeply to parse)") from None
+        raise error(f"{path}: not valid TOML (nested too deeply to parse)") from None
 
 
 class Section:

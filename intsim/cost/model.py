@@ -14,9 +14,10 @@
 Schemes (``scheme=``): ``"artifact"`` costs the artifact as it is (two-region codes,
 ``split`` or ``grid`` realization); ``"fp32"``, ``"W8A8"``, ``"W4A4"`` (any ``"W<b>A<b>"``)
 cost the *same network* (same graph, shapes and MAC counts) with fp32 or uniform
-integer quantization, for the comparison table. With ``uniform_policy="follow"``
-(default) a uniform scheme keeps the layers the artifact runs at ≥ 8 bits (head,
-upsampler, tail by the method's layer policy) at W8A8, like the artifact does.
+integer quantization, for the comparison table. A uniform scheme's per-conv bits come
+from the scheme, never from the artifact's widths (:mod:`intsim.cost.layer_policy`): with
+``uniform_policy="follow"`` (default) the convs the method's layer policy keeps high
+(head, upsampler, tail) run at ``max(8, b)`` bits, with ``"all"`` every conv at ``b``.
 
 Modelling decisions (stated once here, repeated in the result's ``"model"`` entry):
 
@@ -24,6 +25,9 @@ Modelling decisions (stated once here, repeated in the result's ``"model"`` entr
   grouped convs run their groups one after another; a transposed conv is decomposed
   into ``stride²`` sub-pixel convs (``K = ⌈kh/sh⌉·⌈kw/sw⌉·Ci``). A product wider than the
   native multiplier takes ``⌈w/w_native⌉·⌈a/a_native⌉`` passes (cycles × passes).
+  fp32 on the integer array: each product is its 24-bit significand product split over
+  the native multipliers, ``⌈24/w_native⌉·⌈24/a_native⌉`` passes (so fp32 is never faster
+  than int8); its energy is the table's fp32 multiply and add.
 * **MAC energy** counts the products the engine counted (padding taps hold no code and
   are skipped); **cycles** count the full GEMM including padding taps (the array still
   spends the slot). Split: each product in segment ``s`` is a ``w_bits × index_bits(s)``
@@ -70,7 +74,9 @@ import numpy as np
 
 from intsim.artifact import Artifact, Codebook, OpSpec
 from intsim.cost.accel import AcceleratorConfig
+from intsim.cost.counters import check_counters
 from intsim.cost.energy import EnergyModel
+from intsim.cost.layer_policy import UNIFORM_POLICIES, uniform_layer_bits
 from intsim.cost.systolic import (
     compute_cycles,
     first_fold_elements,
@@ -83,6 +89,7 @@ SCHEMA = "intsim-cost"
 VERSION = 1
 CATEGORIES = ("mac", "accumulate", "decode", "rescale", "vector", "sram", "dram")
 CONV_OPS = ("conv2d", "conv_transpose2d")
+FP32_SIGNIFICAND_BITS = 24  # an fp32 product on integer multipliers: the 24×24-bit significand product
 # single-input ops a producer's output pipeline can apply on the fly (element-wise maths or
 # pure address transforms): a tensor whose only consumer is one of them never leaves the chip
 FUSABLE = frozenset({"encode", "relu", "leaky_relu", "prelu", "sigmoid", "pixel_shuffle", "split",
@@ -97,6 +104,7 @@ RESCALE_OPS = frozenset({"encode", "image_in", "image_out"})
 MODEL_NOTES = [
     "conv = GEMM (M=Ho*Wo, K=kh*kw*Ci/g, N=Co/g) on the PE array, SCALE-Sim fold model, folds back to back",
     "os: folds*(T+R+C-2) cycles; ws/is: folds*(T+2R+C-2); passes multiply T when a product is wider than the native multiplier",
+    "fp32 on the integer array: ceil(24/w_native)*ceil(24/a_native) passes (24-bit significand products); energy at the table's fp32 multiply/add",
     "MAC energy from the engine's counted products (padding taps skipped); cycles from the full GEMM (padding included)",
     "split: per product one w x index(s) multiply + one add into P_s, plus one add into Q_s when origin_s != 0",
     "grid: per product one w x grid_bits multiply + one add; one LUT decode per code entering the array",
@@ -317,13 +325,7 @@ class _Ctx:
         # uniform-scheme layer bits and codes-tensor widths
         self.layer_bits: dict[str, tuple[int, int]] = {}
         if scheme.kind == "int":
-            for op in art.ops:
-                if op.op in CONV_OPS:
-                    cb = art.tensors[op.inputs[0]].codebook
-                    if uniform_policy == "follow" and cb is not None and cb.bits >= 8:
-                        self.layer_bits[op.name] = (8, 8)
-                    else:
-                        self.layer_bits[op.name] = (scheme.weight_bits, scheme.act_bits)
+            self.layer_bits = uniform_layer_bits(art, scheme.weight_bits, scheme.act_bits, uniform_policy)
         self.enc_mult_bits = max(
             (max((e.mult.bit_length() for e in t.codebook.encoder), default=16)
              for t in art.tensors.values() if t.kind == "codes" and t.codebook is not None),
@@ -482,7 +484,9 @@ def _conv_cost(ctx: _Ctx, op: OpSpec, shapes: dict, oc: dict | None) -> dict:
                 raise ValueError(f"op {op.name!r}: the artifact scheme needs engine counters")
     n_acc = len(accs)
     n_offset = sum(1 for t in accs if t["name"].startswith("Q"))
-    passes = 1 if sch.kind == "fp32" else math.ceil(wb / acc.weight_bits) * math.ceil(ab / acc.activation_bits)
+    # fp32 costs its significand products, not 32-bit ones: the exponent path runs alongside
+    pw, pa = (FP32_SIGNIFICAND_BITS, FP32_SIGNIFICAND_BITS) if sch.kind == "fp32" else (wb, ab)
+    passes = math.ceil(pw / acc.weight_bits) * math.ceil(pa / acc.activation_bits)
     if sch.kind != "fp32" and req_bits is not None and req_bits > acc.accumulator_bits:
         ctx.warnings.append(f"op {op.name!r}: worst-case accumulator needs {req_bits} bits > accelerator "
                             f"accumulator_bits {acc.accumulator_bits} (overflow possible)")
@@ -845,8 +849,8 @@ def estimate_cost(art: Artifact, counters_list: Iterable | None, accel: Accelera
     ``accelerator``, ``energy_model``, ``model`` notes and ``warnings``.
     """
     sch = parse_scheme(scheme)
-    if uniform_policy not in ("follow", "all"):
-        raise ValueError(f"uniform_policy must be 'follow' or 'all', got {uniform_policy!r}")
+    if uniform_policy not in UNIFORM_POLICIES:
+        raise ValueError(f"uniform_policy must be one of {', '.join(UNIFORM_POLICIES)}, got {uniform_policy!r}")
     if accel.realization == "artifact":
         realization = art.numerics.realization
     else:
@@ -948,27 +952,22 @@ def load_counters(path_or_obj, artifact_sha256: str | None = None) -> list[dict]
 
     A record whose ``artifact_sha256`` differs from ``artifact_sha256`` (when both are
     known) is refused: counters of another artifact would be costed wrongly."""
-    import json
     import os
+
+    from intsim.artifact import read_json
 
     obj = path_or_obj
     where = "counters"
     if isinstance(path_or_obj, (str, os.PathLike)):
         where = str(path_or_obj)
-        try:
-            with open(path_or_obj, "rb") as f:
-                obj = json.loads(f.read().decode("utf-8"))
-        except OSError as e:
-            raise ValueError(f"{where}: cannot read ({e.strerror})") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValueError(f"{where}: not valid JSON ({e})") from None
-        except RecursionError:  # [[[[…]]]] nested 100000 deep
-            raise ValueError(f"{where}: nested too deeply to parse") from None
+        obj = read_json(path_or_obj, what="a counters file")
     if isinstance(obj, dict) and "images" in obj:
         sha = obj.get("artifact_sha256")
         if sha and artifact_sha256 and sha != artifact_sha256:
             raise ValueError(f"{where}: counters are of artifact {sha[:12]}…, not of this artifact "
                              f"{artifact_sha256[:12]}…")
+        if not isinstance(obj["images"], list):
+            raise ValueError(f"{where}: 'images' must be a list of per-image records")
         items = [im.get("counters") if isinstance(im, dict) else None for im in obj["images"]]
     elif isinstance(obj, dict) and "ops" in obj:
         items = [obj]
@@ -979,6 +978,7 @@ def load_counters(path_or_obj, artifact_sha256: str | None = None) -> list[dict]
     for i, c in enumerate(items):
         if not isinstance(c, dict) or not isinstance(c.get("ops"), dict):
             raise ValueError(f"{where}: entry {i} is not an engine counters dict (no 'ops')")
+        check_counters(c, where, i)
     if not items:
         raise ValueError(f"{where}: no counters in it")
     return items

@@ -12,7 +12,7 @@ load, a band loop ``im2col → GEMM → rescale`` ran 5–10× slower with
 So the fast path splits its work into bands of output rows, runs them on a
 small persistent :class:`~concurrent.futures.ThreadPoolExecutor` (dynamic
 scheduling: more bands than threads), and holds BLAS at one thread while it
-does (:func:`blas_single_thread`). The kernels release the GIL
+does (:func:`blas_single_thread`, through threadpoolctl). The kernels release the GIL
 (``nogil=True``); numpy's matmul releases it too.
 
 Threads: ``numba.get_num_threads()`` (honours ``NUMBA_NUM_THREADS``), or the
@@ -21,20 +21,18 @@ Threads: ``numba.get_num_threads()`` (honours ``NUMBA_NUM_THREADS``), or the
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import glob
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
+from threadpoolctl import ThreadpoolController
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
-_blas = None  # (get, set) ctypes functions, False when not found
-_blas_depth = 0
-_blas_saved = 0
+_blas = None  # numpy's BLAS pools (a threadpoolctl controller), looked up on first use
+_blas_held = False  # a thread holds BLAS at one thread (blas_single_thread)
 _local = threading.local()  # per thread: inside a band of run_bands
 
 
@@ -134,45 +132,19 @@ def run_bands(fn, band_list) -> list:
     return results
 
 
-def _find_blas():
-    """``(get_num_threads, set_num_threads)`` of the OpenBLAS numpy uses, or ``False``."""
-    import numpy as np
-
-    names = [("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-             ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
-             ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
-             ("openblas_get_num_threads", "openblas_set_num_threads")]
-    base = os.path.dirname(np.__file__)
-    cands = sorted(glob.glob(os.path.join(base, "..", "numpy.libs", "*openblas*")))
-    cands += sorted(glob.glob(os.path.join(base, ".dylibs", "*openblas*")))
-    try:  # libraries already mapped into the process (a system numpy)
-        with open("/proc/self/maps") as f:
-            cands += sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower() and ln.strip().endswith(".so")
-                             or "openblas" in ln.lower() and ".so." in ln})
-    except OSError:
-        pass
-    for path in cands:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for g, s in names:
-            if hasattr(lib, g) and hasattr(lib, s):
-                get, set_ = getattr(lib, g), getattr(lib, s)
-                get.restype = ctypes.c_int
-                set_.argtypes = [ctypes.c_int]
-                set_.restype = None
-                return get, set_
-    return False
-
-
-def blas_controllable() -> bool:
-    """True if the BLAS thread count can be held at one (OpenBLAS found)."""
+def _blas_pools():
+    """numpy's BLAS libraries as threadpoolctl sees them, looked up once (a lookup scans every
+    loaded library, about 0.4 ms: too slow for each conv; numpy loads its BLAS on import)."""
     global _blas
     with _lock:
         if _blas is None:
-            _blas = _find_blas()
-        return bool(_blas)
+            _blas = ThreadpoolController().select(user_api="blas")
+        return _blas
+
+
+def blas_controllable() -> bool:
+    """True if the BLAS thread count can be held at one (a BLAS threadpoolctl knows was found)."""
+    return bool(_blas_pools().lib_controllers)
 
 
 @contextlib.contextmanager
@@ -181,60 +153,26 @@ def blas_single_thread():
 
     Yields True when BLAS is controlled; False when it is not (unknown BLAS):
     callers then let BLAS thread itself and do not add threads of their own.
+
+    One thread at a time holds the limit, as a threadpoolctl context in that thread: a BLAS
+    with one process-wide pool (OpenBLAS on pthreads) takes limits from one thread only, and
+    a thread that entered while another held it would otherwise "restore" the held count of
+    one on leaving, and leave BLAS at one thread for the rest of the process. Threads that
+    enter while it is held rely on the holder; if it leaves first, their next block takes it.
     """
-    global _blas_depth, _blas_saved
-    if not blas_controllable():
+    global _blas_held
+    pools = _blas_pools()
+    if not pools.lib_controllers:
         yield False
         return
-    get, set_ = _blas
     with _lock:
-        if _blas_depth == 0:
-            _blas_saved = int(get())
-            if _blas_saved != 1:
-                set_(1)
-        _blas_depth += 1
-    try:
+        hold, _blas_held = not _blas_held, True
+    if not hold:
         yield True
+        return
+    try:
+        with pools.limit(limits=1):
+            yield True
     finally:
         with _lock:
-            _blas_depth -= 1
-            if _blas_depth == 0 and _blas_saved != 1:
-                set_(_blas_saved)
-
-
-_alloc_tuned = False
-
-
-def tune_allocator() -> bool:
-    """Keep freed memory in the process (glibc only; once per process). Returns True if applied.
-
-    glibc serves allocations above 32 MiB with fresh ``mmap`` pages and gives them
-    back with ``munmap`` on free. On virtual machines where touching a page the
-    guest gave back is expensive (a Firecracker VM like the CI machine: 128 MiB of
-    fresh pages cost about 0.5 s, reused ones 17 ms), the engine's large per-op
-    tensors then spend more time in page faults than in arithmetic. With
-    ``M_MMAP_MAX = 0`` and a high trim threshold, big blocks come from the heap
-    and are reused by the next op. Peak memory is unchanged; the process simply
-    keeps its high-water mark until it exits. Opt out with ``INTSIM_MALLOC=system``.
-    """
-    global _alloc_tuned
-    if _alloc_tuned:
-        return True
-    if os.environ.get("INTSIM_MALLOC", "").strip().lower() == "system":
-        return False
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-    ok = mallopt(M_MMAP_MAX, 0) == 1
-    ok = (mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1) == 1) and ok
-    _alloc_tuned = ok
-    return ok
+            _blas_held = False

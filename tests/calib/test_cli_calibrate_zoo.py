@@ -69,7 +69,8 @@ def test_calibrate_export_verify_bit_exact(tmp_path, one_thread, name, scale, ck
 
     weights = str(data_root() / ckpt) if ckpt else None
     out = tmp_path / f"{name}_x{scale}_{bits}.intsim"
-    s = run_calibrate(name, weights, scale, bits, "dual_region", None, str(out), n_images=4, patch=24, seed=0)
+    s = run_calibrate(name, weights, scale, bits, "dual_region", None, str(out), n_images=4, patch=24, seed=0,
+                      random_init=weights is None)
     art = load_artifact(out)
     entry = get_model(name)
 

@@ -41,7 +41,7 @@ def test_default_calibration_of_imdn_beats_its_init_and_bicubic_and_is_bit_exact
     a, g = run(rec.artifact, px), run_golden(rec.artifact, px)
     for t, ref in g.tensors.items():
         assert np.array_equal(np.asarray(a.tensors[t], np.int64), np.asarray(ref, np.int64)), t
-    # `eval --engine float` rebuilds the fake-quant model from the artifact's learned integers
+    # `eval --engine fakequant` rebuilds the fake-quant model from the artifact's learned integers
     from calib.evaluate import FloatFakeQuant
     from calib.quant.fakequant import build_fakequant_model
     from intsim.artifact import load_artifact

@@ -9,7 +9,7 @@ import torch
 
 from calib.calibrate import calibrate_minmax, load_calibration_images
 from calib.data_root import available, data_root
-from calib.evaluate import FloatFakeQuant, RebuildError, artifact_input, run_eval
+from calib.evaluate import FloatFakeQuant, RebuildError, artifact_input, resolve_engine, run_eval
 from calib.export import export_artifact, model_source
 from calib.graph import capture
 from calib.models.zoo import get_model
@@ -40,7 +40,7 @@ def test_run_eval_engines_agree(imdn_art):
     kw = dict(datasets=["Set5"], data_root=None, progress=False, limit=2, crop=20)
     r_int = run_eval(str(path), engine="intsim", **kw)
     r_gold = run_eval(str(path), engine="golden", **kw)
-    r_flt = run_eval(str(path), engine="float", **kw)
+    r_flt = run_eval(str(path), engine="fakequant", **kw)
     json.dumps(r_int), json.dumps(r_flt)  # JSON-able
     s_int, s_gold, s_flt = (r["datasets"]["Set5"] for r in (r_int, r_gold, r_flt))
     assert s_int["n"] == 2 and [x["image"] for x in s_int["images"]] == ["baby", "bird"]
@@ -79,8 +79,9 @@ def test_float_engine_refuses_unrebuildable_artifact(tmp_path):
     art = export_artifact(model, cal, model_meta={"name": "imdn", "scale": 4})
     p = tmp_path / "rand.intsim"
     save_artifact(art, p)
-    with pytest.raises(RebuildError, match="state dict differs"):
-        run_eval(str(p), ["Set5"], engine="float", progress=False, limit=1, crop=8)
+    for engine in ("fakequant", "fp"):
+        with pytest.raises(RebuildError, match="state dict differs"):
+            run_eval(str(p), ["Set5"], engine=engine, progress=False, limit=1, crop=8)
     art.metadata.pop("source")
     p2 = tmp_path / "nosrc.intsim"
     save_artifact(art, p2)
@@ -91,6 +92,58 @@ def test_float_engine_refuses_unrebuildable_artifact(tmp_path):
 def test_run_eval_rejects_bad_engine(imdn_art):
     with pytest.raises(ValueError, match="unknown engine"):
         run_eval(str(imdn_art[0]), ["Set5"], engine="fp64", progress=False)
+
+
+def test_float_is_a_deprecated_alias_of_fakequant(imdn_art):
+    engine, notice = resolve_engine("float")
+    assert engine == "fakequant" and "deprecated" in notice
+    assert resolve_engine("fp") == ("fp", None) and resolve_engine("fakequant") == ("fakequant", None)
+    with pytest.warns(DeprecationWarning, match="fakequant"):
+        r = run_eval(str(imdn_art[0]), ["Set5"], engine="float", progress=False, limit=1, crop=12)
+    assert r["engine"] == "fakequant"
+
+
+def test_fp_engine_is_the_float_model(imdn_art):
+    """``--engine fp``: the unquantized model the artifact came from, run as calib.fp_eval runs it."""
+    from calib.datasets import benchmark
+    from calib.fp_eval import super_resolve
+    from reports.metrics import psnr_y
+
+    path, model, _ = imdn_art
+    r = run_eval(str(path), ["Set5"], engine="fp", progress=False, limit=2, crop=20)
+    s = r["datasets"]["Set5"]
+    assert r["engine"] == "fp" and s["n"] == 2
+    entry = get_model("imdn")
+    for row, pair in zip(s["images"], benchmark("Set5", 4)):
+        lr = pair.lr[:20, :20]
+        assert row["psnr"] == psnr_y(super_resolve(entry, model, lr, 4), pair.hr[:80, :80], 4)
+
+
+def test_baselines_beside_the_result(imdn_art):
+    path = str(imdn_art[0])
+    kw = dict(progress=False, limit=2, crop=20)
+    r = run_eval(path, ["Set5"], engine="intsim", baselines=True, **kw)
+    fp = run_eval(path, ["Set5"], engine="fp", baselines=True, **kw)["datasets"]["Set5"]
+    s = r["datasets"]["Set5"]
+    assert s["baselines"]["fp"] == {"psnr": fp["psnr"], "ssim": fp["ssim"]}
+    assert fp["baselines"]["fp"] == {"psnr": fp["psnr"], "ssim": fp["ssim"]}  # fp against itself: Δ 0
+    assert s["baselines"]["bicubic"] == fp["baselines"]["bicubic"]
+    assert s["baselines"]["bicubic"]["psnr"] < s["psnr"] < fp["psnr"] + 0.5
+    assert [im["baselines"]["fp"]["psnr"] for im in s["images"]] == [im["psnr"] for im in fp["images"]]
+
+
+def test_dataset_folders(imdn_art):
+    """A folder is a dataset: in the benchmark layout (HR/ + LR_bicubic/) it scores as the named benchmark, an HR
+    folder gets its LR from the project's MATLAB-compatible bicubic."""
+    path = str(imdn_art[0])
+    kw = dict(engine="intsim", progress=False, limit=2, crop=16)
+    named = run_eval(path, ["Set5"], **kw)["datasets"]["Set5"]
+    layout = run_eval(path, [str(data_root() / "data/Set5")], **kw)["datasets"]["Set5"]
+    assert [i["sr_sha256"] for i in layout["images"]] == [i["sr_sha256"] for i in named["images"]]
+    hr = run_eval(path, [str(data_root() / "data/Set5/HR")], **kw)["datasets"]["HR"]
+    assert hr["lr_source"] == "MATLAB-compatible bicubic" and [i["image"] for i in hr["images"]] == ["baby", "bird"]
+    with pytest.raises(ValueError, match="unknown benchmark 'DIV2K' and no folder.*Urban100.*folder of HR images"):
+        run_eval(path, ["Set5", "DIV2K"], **kw)
 
 
 def test_imdn_full_image_lean_run_equals_golden(imdn_art):

@@ -223,6 +223,15 @@ def test_can_overflow_threshold(acc_bits):
         assert (a.bits <= acc_bits) == (W <= lim)
 
 
+def test_accumulator_overruns_name_convs_past_acc_bits():
+    # q ∈ [−1, 1]: W = 3·127 = 381 needs 10 signed bits
+    cb = Codebook(unit_m=1, unit_e=F_IN, segments=(Segment(0, 1, -1, 1),), thresholds=(),
+                  encoder=(EncoderStage(0, 1, 0),))
+    w = np.full((1, 1, 3, 1), 127, np.int8)
+    assert bounds.accumulator_overruns(tiny_artifact(w, cb, "split", acc_bits=10)) == []
+    assert bounds.accumulator_overruns(tiny_artifact(w, cb, "split", acc_bits=9)) == [("conv", 10)]
+
+
 def test_worst_case_bits_brute():
     assert worst_case_bits(0) == 1
     for v in list(range(0, 600)) + [2**31 - 1, 2**31, 2**52, -5]:

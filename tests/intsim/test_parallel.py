@@ -79,3 +79,77 @@ def test_intsim_threads_must_be_a_positive_integer(monkeypatch, value):
         num_threads()
     monkeypatch.setenv("INTSIM_THREADS", "3")
     assert num_threads() == 3
+
+
+def _blas_threads() -> set[int]:
+    from threadpoolctl import threadpool_info
+
+    return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+
+def test_blas_single_thread_holds_blas_at_one_then_restores():
+    """Through threadpoolctl: one thread inside, nested or not; the count before afterwards, however
+    two threads' blocks overlap (never left at one thread for the rest of the process)."""
+    if not KP.blas_controllable():
+        pytest.skip("threadpoolctl finds no BLAS to control")
+    before = _blas_threads()
+    if before == {1}:
+        pytest.skip("BLAS runs one thread already (OPENBLAS_NUM_THREADS=1?)")
+    with KP.blas_single_thread() as single, KP.blas_single_thread():
+        assert single is True and _blas_threads() == {1}
+    assert _blas_threads() == before
+    for other_first in (True, False):
+        inside, release = threading.Event(), threading.Event()
+
+        def other():
+            with KP.blas_single_thread():
+                inside.set()
+                release.wait(10)
+
+        t = threading.Thread(target=other)
+        if other_first:
+            t.start()
+            inside.wait(10)
+        with KP.blas_single_thread():
+            if not other_first:
+                t.start()
+                inside.wait(10)
+            assert _blas_threads() == {1}
+        release.set()
+        t.join()
+        assert _blas_threads() == before, other_first
+
+
+def test_blas_control_is_threadpoolctl_for_any_blas_it_knows(monkeypatch):
+    """Any BLAS threadpoolctl controls (MKL, BLIS, FlexiBLAS, OpenBLAS) is held at one thread, not only
+    an OpenBLAS found by file name."""
+    log = []
+
+    class Limit:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            log.append("restore")
+
+    class Controller:
+        lib_controllers = ["mkl"]
+
+        def select(self, **kw):
+            log.append(("select", kw))
+            return self
+
+        def limit(self, **kw):
+            log.append(("limit", kw))
+            return Limit()
+
+    monkeypatch.setattr(KP, "ThreadpoolController", Controller)
+    monkeypatch.setattr(KP, "_blas", None)
+    with KP.blas_single_thread() as single, KP.blas_single_thread():
+        assert single is True
+    assert log == [("select", {"user_api": "blas"}), ("limit", {"limits": 1}), "restore"]
+    monkeypatch.setattr(Controller, "lib_controllers", [])
+    monkeypatch.setattr(KP, "_blas", None)
+    with KP.blas_single_thread() as single:
+        assert single is False  # unknown BLAS: it threads itself, callers add no threads
+

@@ -8,11 +8,14 @@ pytest.importorskip("matplotlib")
 
 from intsim.cost import estimate_cost, load_accelerator  # noqa: E402
 from reports.cost_plots import (  # noqa: E402
+    energy_shares,
     layer_energy_table,
     pareto_front,
     pareto_points,
+    plot_energy_overview,
     plot_layer_energy,
     plot_pareto,
+    vector_op_groups,
 )
 
 
@@ -32,7 +35,9 @@ def test_layer_energy_table_sums_to_total(costs):
     c = costs[0]
     labels, data = layer_energy_table(c, unit=1.0)
     n_conv = sum(l["kind"] == "conv" for l in c["layers"])
-    assert len(labels) == n_conv + 1 and labels[-1] == "other ops"
+    groups = [g for g in vector_op_groups(c, unit=1.0) if g["total"] > 0]
+    assert "other ops" not in labels
+    assert labels[n_conv:] == [f"{g['group']} ×{g['ops']}" for g in groups]
     total = sum(sum(v) for v in data.values())
     assert total == pytest.approx(c["totals"]["energy_pj"]["total"])
     labels_all, _ = layer_energy_table(c, include_vector=True)
@@ -59,3 +64,29 @@ def test_pareto_front():
            {"label": "c", "energy": 3.0, "psnr": 26.5}, {"label": "d", "energy": 4.0, "psnr": 28.0},
            {"label": "e", "energy": 1.0, "psnr": 25.0}]
     assert [p["label"] for p in pareto_front(pts)] == ["a", "b", "d"]
+
+
+def test_vector_ops_and_dram_are_broken_down(costs):
+    """No single "other ops" bar: encode, add, concat, pools, mul and split each get their own
+    group, with their DRAM traffic, and the groups plus the conv layers add up to the total."""
+    c = costs[0]
+    groups = {g["group"]: g for g in vector_op_groups(c, unit=1.0)}
+    assert {"encode", "add", "concat", "pools", "mul", "split"} <= set(groups)
+    assert groups["encode"]["ops"] == sum(l["op"] == "encode" for l in c["layers"])
+    assert groups["pools"]["ops"] == sum(l["op"] in ("mean_pool", "std_pool") for l in c["layers"])
+    for g in groups.values():
+        assert g["dram"] == pytest.approx(g["energy"]["dram"]) and g["dram"] <= g["total"] + 1e-9
+    conv = sum(l["energy_pj"]["total"] for l in c["layers"] if l["kind"] == "conv")
+    assert conv + sum(g["total"] for g in groups.values()) == pytest.approx(c["totals"]["energy_pj"]["total"])
+    shares = energy_shares(c)
+    assert sum(f for _, _, f in shares) == pytest.approx(1.0)
+    assert [r[1] for r in shares] == sorted((r[1] for r in shares), reverse=True)
+
+
+def test_energy_overview_bars_start_at_zero(costs):
+    fig = plot_energy_overview(costs[0])
+    bars, shares = fig.axes[:2]
+    assert bars.get_ylim()[0] == 0.0 and shares.get_xlim()[0] == 0.0
+    assert "µJ" in bars.get_ylabel() and "µJ" in shares.get_xlabel()
+    assert any(t.get_text().startswith("encode ×") for t in bars.get_xticklabels())
+    assert any("%" in t.get_text() for t in shares.texts)

@@ -12,7 +12,8 @@ from intsim.artifact import load_artifact, save_artifact
 from intsim.cost import compare_schemes, estimate_cost, load_accelerator
 from intsim.engine import run
 from intsim.images import write_png
-from reports.html_report import ReportError, build_report, codebook_values, load_summary
+from reports.html_report import ReportError, build_report, load_summary
+from reports.report_plots import codebook_values
 from tests.artifact_factory import make_random_artifact
 from tests.intsim.test_verify import engine_golden
 

@@ -72,3 +72,40 @@ def test_cells_the_sweep_asked_for_but_never_ran_are_named():
     cells = [_cell("minmax", "Set5", 25.7)]
     md = markdown(cells, [], [], grid=[cells[0]["cell"], "imdn_x4_w4a4_oaq_released_urban100"])
     assert "**1 not computed yet**" in md and "`imdn_x4_w4a4_oaq_released_urban100`" in md
+
+
+def test_page_is_titled_by_the_sweep_not_the_paper():
+    cells = [_cell("minmax", "Set5", 25.7, bits="W8A8")]
+    md = markdown(cells, [], [], title="My edge-NPU study")
+    assert md.splitlines()[1] == "# My edge-NPU study"
+    assert "paper's protocol" not in md and "Quick run" not in md
+    assert "For orientation" not in md  # the paper's EDSR ×4 W4A4 numbers compare with no cell here
+    assert "For orientation: the paper's EDSR-baseline ×4 W4A4" in markdown([_cell("minmax", "Set5", 25.7)], [], [])
+
+
+def test_quick_runs_are_labelled_as_such():
+    quick = _cell("minmax", "Set5", 25.7)
+    quick["recipe_fields"] = {"seed": 0, "limit": 1, "crop": 24}
+    md = markdown([quick, _cell("oaq", "Set5", 29.0, "released")], [], [], title="t")
+    assert md.splitlines()[1] == "# t (quick run)"
+    assert "**Quick run**" in md and "at most 1 image(s) per set" in md and "top-left 24×24 LR crops" in md
+    assert "## imdn ×4 W4A4 (quick run)" in md
+    assert "Quick run" not in markdown([_cell("minmax", "Set5", 25.7)], [], [], title="t")
+
+
+def test_calibration_data_of_the_recipe_is_named():
+    c = _cell("minmax", "Set5", 25.7)
+    c["recipe_fields"] = {"calib_data": "/data/my_photos"}
+    md = markdown([c], [], [])
+    assert "Calibration data: `/data/my_photos`" in md and "SunHays80" not in md
+
+
+def test_write_results_takes_the_title_of_the_last_sweep_run(tmp_path):
+    (tmp_path / "cells").mkdir()
+    c = _cell("minmax", "Set5", 25.7)
+    (tmp_path / "cells" / f"{c['cell']}.json").write_text(json.dumps(c))
+    assert write_results(tmp_path).read_text().splitlines()[1] == f"# Results of {tmp_path.name}"
+    (tmp_path / "runs.json").write_text(json.dumps([{"command": "a", "seconds": 1, "title": "Old"},
+                                                    {"command": "b", "seconds": 1, "title": "New"}]))
+    assert write_results(tmp_path).read_text().splitlines()[1] == "# New"
+    assert write_results(tmp_path, title="Given").read_text().splitlines()[1] == "# Given"

@@ -147,6 +147,19 @@ def test_grid_expands_dual_region_methods_per_allocation(tmp_path):
     assert {c.config.allocation for c in s.cells if c.config.method == "minmax"} == {None}
     assert "imdn_x2_w4a4_oaq_budgeted_urban100" in {c.id for c in s.cells}
     assert s.out == tmp_path / "o" and s.recipe.limit is None and s.recipe.crop is None
+    assert s.title == "Results of s.toml"  # no title field: the file's name
+
+
+def test_sweep_title_field(tmp_path):
+    from reports.sweep import load_sweep
+
+    p = tmp_path / "s.toml"
+    p.write_text('[sweep]\ntitle="W8A8 on my camera"\nout="o"\nmodels=["imdn:4"]\nbits=["W8A8"]\n'
+                 'methods=["minmax"]\ndatasets=["Set5"]\n')
+    assert load_sweep(p).title == "W8A8 on my camera"
+    p.write_text(p.read_text().replace('"W8A8 on my camera"', '""'))
+    with pytest.raises(ValueError, match=r"\[sweep\] title"):
+        load_sweep(p)
 
 
 def test_committed_sweeps_share_one_out_folder_and_recipe():
@@ -161,6 +174,7 @@ def test_committed_sweeps_share_one_out_folder_and_recipe():
     assert len(parts) >= 3
     for part in parts:
         assert part.out.resolve() == full.out.resolve() and part.recipe == full.recipe, part.path
+        assert part.title == full.title == "Results: the paper's protocol on the real checkpoints", part.path
         # W3A3 is asked for only where it does not collapse: probes of it are the one addition
         assert {c for c in part.cells if c.config.bits != "W3A3"} <= set(full.cells), part.path
         assert part.page.resolve() == full.page.resolve() == (root.parent / "docs" / "results.md").resolve()

@@ -158,6 +158,135 @@ def _torch_to_idealo(folder: Path) -> Setup:
     return _calibrate(folder, "rdn_idealo", p)
 
 
+# ---------------------------------------------------------------- crafted HDF5: data or links outside the file
+_F_M1_KERNEL = "F_m1/F_m1/kernel:0"  # the first conv of the idealo RDN: (3, 3, 3, 64) float32, 6912 bytes
+
+
+def _keras_h5(folder: Path, fill, name: str = "rdn-weights.h5", config: str | None = None) -> Path:
+    """A Keras-layout HDF5 file (``model_weights/<layer>/<layer>/kernel:0``); ``fill(group)`` adds the crafted part."""
+    import h5py
+
+    p = folder / name
+    with h5py.File(p, "w") as f:
+        if config is not None:
+            f.attrs["model_config"] = config
+        fill(f.create_group("model_weights"))
+    return p
+
+
+def _external_storage(folder: Path) -> Setup:
+    secret = folder / "shadow"  # stands for /etc/shadow: before the fix its bytes became conv weights
+    secret.write_bytes(b"root:$6$not-a-real-hash:19000:0:99999:7:::\n" * 200)
+
+    def fill(g):
+        g.create_dataset(_F_M1_KERNEL, shape=(3, 3, 3, 64), dtype="<f4", external=[(str(secret), 0, 6912)])
+
+    return _calibrate(folder, "rdn_idealo", _keras_h5(folder, fill))
+
+
+def _external_fifo(folder: Path) -> Setup:
+    fifo = folder / "pipe"  # before the fix, reading the dataset waited forever for a writer
+    os.mkfifo(fifo)
+
+    def fill(g):
+        g.create_dataset(_F_M1_KERNEL, shape=(3, 3, 3, 64), dtype="<f4", external=[(str(fifo), 0, 6912)])
+
+    return _calibrate(folder, "rdn_idealo", _keras_h5(folder, fill))
+
+
+def _virtual_dataset(folder: Path) -> Setup:
+    import h5py
+    import numpy as np
+
+    other = folder / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("data", data=np.ones((3, 3, 3, 64), np.float32))
+
+    def fill(g):
+        layout = h5py.VirtualLayout(shape=(3, 3, 3, 64), dtype="<f4")
+        layout[...] = h5py.VirtualSource(str(other), "data", shape=(3, 3, 3, 64))
+        g.create_group("F_m1/F_m1").create_virtual_dataset("kernel:0", layout)
+
+    return _calibrate(folder, "rdn_idealo", _keras_h5(folder, fill))
+
+
+def _soft_link(folder: Path) -> Setup:
+    import h5py
+    import numpy as np
+
+    def fill(g):
+        g.file.create_dataset("stash/kernel:0", data=np.zeros((3, 3, 3, 64), np.float32))
+        g.create_group("F_m1/F_m1")["kernel:0"] = h5py.SoftLink("/stash/kernel:0")
+
+    return _calibrate(folder, "rdn_idealo", _keras_h5(folder, fill))
+
+
+def _external_link(folder: Path) -> Setup:
+    import h5py
+    import numpy as np
+
+    other = folder / "other.h5"
+    with h5py.File(other, "w") as f:
+        f.create_dataset("F_m1/kernel:0", data=np.zeros((3, 3, 3, 64), np.float32))
+
+    def fill(g):
+        g["F_m1"] = h5py.ExternalLink(str(other), "/F_m1")
+
+    return _calibrate(folder, "rdn_idealo", _keras_h5(folder, fill))
+
+
+def _oversized_dataset(folder: Path) -> Setup:
+    def fill(g):  # 4 TiB declared, nothing written: the file stays a few KiB; before the fix: MemoryError, exit 3
+        g.create_dataset(_F_M1_KERNEL, shape=(1 << 20, 1 << 20), dtype="<f4", chunks=(64, 64))
+
+    return _calibrate(folder, "rdn_idealo", _keras_h5(folder, fill))
+
+
+def _keras_config(config: str):
+    def build(folder: Path) -> Setup:
+        import numpy as np
+
+        def fill(g):
+            g.create_dataset(_F_M1_KERNEL, data=np.zeros((3, 3, 3, 64), np.float32))
+
+        return _calibrate(folder, "rdn_idealo", _keras_h5(folder, fill, config=config))
+
+    return build
+
+
+# ---------------------------------------------------------------- not a regular file, too big, pickle protocol
+def _fifo(folder: Path) -> Setup:
+    p = folder / "weights.pt"
+    os.mkfifo(p)
+    return _calibrate(folder, "tiny_sr", p)
+
+
+def _directory(folder: Path) -> Setup:
+    p = folder / "weights.pt"
+    p.mkdir()
+    return _calibrate(folder, "tiny_sr", p)
+
+
+def _device(folder: Path) -> Setup:
+    return _calibrate(folder, "tiny_sr", Path("/dev/zero"))
+
+
+def _oversized_file(folder: Path) -> Setup:
+    p = folder / "huge.pt"
+    with open(p, "wb") as f:  # sparse: 2 GiB long, a few bytes on disk
+        f.write(b"PK\x03\x04")
+        f.truncate(2 << 30)
+    return _calibrate(folder, "tiny_sr", p)
+
+
+def _pickle_protocol_4(folder: Path) -> Setup:
+    import torch
+
+    p = folder / "tiny_sr_p4.pt"
+    torch.save(_tiny_state_dict(), p, pickle_protocol=4)
+    return _calibrate(folder, "tiny_sr", p)
+
+
 _T, _TD = ("torch",), ("torch", "data")
 _SHA_POLICY = ("a file named like an official checkpoint (IMDN_x4.pth, carn_m.pth, edsr_baseline_x2-1bc95232.pt…) "
                "must carry its published sha256; any other name (a finetuned checkpoint) is not hashed but loaded strictly")
@@ -170,6 +299,9 @@ def _models_verify(folder: Path) -> Setup:
 
 
 _SAFE = "only torch.load(weights_only=True): pickled objects are refused unread, never unpickled"
+_UNREAD = ("links, external storage and virtual datasets are refused before any data is read; "
+           "nothing outside the file is opened")
+_REGULAR = "only a regular file of at most 1 GiB is opened (checked with stat before anything reads it)"
 
 CASES: list[Case] = [
     Case("checkpoint-sha256-mismatch-listing", "Checkpoints", "`intsim models --verify` finds a checkpoint "
@@ -208,4 +340,41 @@ CASES: list[Case] = [
          needs=_T),
     Case("checkpoint-torch-to-keras-model", "Checkpoints", "a torch checkpoint given to rdn_idealo (Keras HDF5)",
          _torch_to_idealo, "not a readable HDF5 file", needs=_T),
+    Case("checkpoint-hdf5-external-storage", "Checkpoints",
+         "a Keras HDF5 file whose dataset keeps its bytes in another file (it could be /etc/shadow)",
+         _external_storage, "keeps its data in another file", policy=_UNREAD, needs=_T),
+    Case("checkpoint-hdf5-external-fifo", "Checkpoints",
+         "a Keras HDF5 file whose dataset's external storage is a FIFO (reading it would wait forever)",
+         _external_fifo, "keeps its data in another file", policy=_UNREAD, needs=_T),
+    Case("checkpoint-hdf5-virtual-dataset", "Checkpoints",
+         "a Keras HDF5 file with a virtual dataset (data mapped from another HDF5 file)", _virtual_dataset,
+         "is a virtual dataset", policy=_UNREAD, needs=_T),
+    Case("checkpoint-hdf5-soft-link", "Checkpoints", "a Keras HDF5 file whose kernel is a soft link",
+         _soft_link, "is a soft link", policy=_UNREAD, needs=_T),
+    Case("checkpoint-hdf5-external-link", "Checkpoints",
+         "a Keras HDF5 file whose layer is an external link into another file", _external_link,
+         "is an external link", policy=_UNREAD, needs=_T),
+    Case("checkpoint-hdf5-oversized-dataset", "Checkpoints",
+         "a small Keras HDF5 file declaring a 4 TiB dataset", _oversized_dataset, "over the",
+         policy="shapes and sizes are checked before any data is read", needs=_T),
+    Case("checkpoint-keras-config-not-json", "Checkpoints", "a Keras HDF5 file whose model_config is not JSON",
+         _keras_config("{not json"), "model_config attribute is not JSON", needs=_T),
+    Case("checkpoint-keras-config-wrong-type", "Checkpoints",
+         "a Keras HDF5 file whose model_config is JSON but not a model config (a list)",
+         _keras_config('["not", "a", "model"]'), "model_config attribute is not a Keras model config", needs=_T),
+    Case("checkpoint-keras-config-missing-key", "Checkpoints",
+         "a Keras HDF5 file whose model_config has an UpSampling2D layer without its config",
+         _keras_config('{"class_name": "Model", "config": {"layers": [{"class_name": "UpSampling2D"}]}}'),
+         "model_config attribute is not a Keras model config", needs=_T),
+    Case("checkpoint-fifo", "Checkpoints", "--weights is a FIFO (reading it would wait for a writer)", _fifo,
+         "is not a regular file (a FIFO)", policy=_REGULAR, needs=_T),
+    Case("checkpoint-directory", "Checkpoints", "--weights is a folder", _directory,
+         "is not a regular file (a directory)", policy=_REGULAR, needs=_T),
+    Case("checkpoint-device", "Checkpoints", "--weights /dev/zero (endless)", _device,
+         "is not a regular file (a character device)", policy=_REGULAR, needs=_T),
+    Case("checkpoint-oversized-file", "Checkpoints", "a 2 GiB file passed as --weights", _oversized_file,
+         "larger than the 1 GiB", policy=_REGULAR, needs=_T),
+    Case("checkpoint-pickle-protocol-4", "Checkpoints",
+         "a state_dict saved with torch.save(..., pickle_protocol=4)", _pickle_protocol_4,
+         "pickle protocol 4", policy="torch's own warning is not shown; the one line says what to do", needs=_T),
 ]

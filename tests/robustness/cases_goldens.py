@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -68,6 +69,12 @@ def _truncated_tensor(g: Path) -> None:
     (g / TENSOR).write_bytes(data[: len(data) // 2])
 
 
+def _padded_tensor(g: Path) -> None:
+    # np.load ignores what follows the data, and the sha256 is of the array: only the size gives it away
+    p = g / TENSOR
+    os.truncate(p, p.stat().st_size + (64 << 20))
+
+
 def _pickled_tensor(g: Path) -> None:
     import io
 
@@ -118,6 +125,9 @@ CASES: list[Case] = [
     Case("golden-hash-mismatch", "Goldens", "a tensor file changed, the manifest keeps its old sha256",
          _verify(_changed_tensor), "sha256"),
     Case("golden-truncated-tensor", "Goldens", "a truncated tensor file", _verify(_truncated_tensor), "not a valid .npy array"),
+    Case("golden-padded-tensor", "Goldens", "a tensor file with 64 MiB after its data", _verify(_padded_tensor),
+         "its header declares 2880", policy="every .npy file is judged from its header (dtype, shape, size against "
+         "the manifest and the file size) before its data is read"),
     Case("golden-pickled-tensor", "Goldens", "a tensor file holding a pickled object (hash updated to match)",
          _verify(_pickled_tensor), "holds a pickled/object array, refused", policy="never unpickled: np.load(allow_pickle=False)"),
     Case("golden-other-artifact", "Goldens", "a golden made from another artifact",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from functools import cache
@@ -215,6 +216,28 @@ def _large(mb: str, cmd=_run):
     return build
 
 
+def _padded_png(size: int):
+    """A valid 10×12 PNG followed by a hole up to ``size`` bytes (sparse: no disk space, no time to make)."""
+
+    def build(folder: Path) -> Setup:
+        p = valid_image(folder, "padded.png")
+        os.truncate(p, size)
+        return _run(folder, p)
+
+    return build
+
+
+def _ppm(maxval: int):
+    """A binary 10×12 RGB PPM with ``maxval`` (2-byte samples above 255, as the format says)."""
+
+    def build(folder: Path) -> Setup:
+        width = 2 if maxval > 255 else 1
+        body = np.random.default_rng(0).integers(0, maxval + 1, 10 * 12 * 3).astype(">u2" if width == 2 else "u1")
+        return _run(folder, _write(folder, f"maxval{maxval}.ppm", b"P6\n10 12\n%d\n" % maxval + body.tobytes()))
+
+    return build
+
+
 def _empty_folder(folder: Path) -> Setup:
     d = folder / "lr"
     d.mkdir()
@@ -292,5 +315,14 @@ CASES: list[Case] = [
          _large("0.005"), "just to decode",
          policy="refused from the header, before any pixel is decoded"),
     Case("image-folder-empty", "Images", "input folder holds no images", _empty_folder, "folder holds no images"),
+    Case("image-sparse-3gib", "Images", "a 3 GiB image file (a small PNG and a sparse hole)", _padded_png(3 << 30),
+         "accepted for an image", policy="judged by stat before it is opened: a file larger than the largest image "
+         "PIL decodes is refused unread"),
+    Case("image-png-trailing-data", "Images", "a 10×12 PNG followed by 64 MiB of other data", _padded_png(64 << 20),
+         "more than a 10×12 PNG can need", policy="a PNG is judged from its IHDR header before any chunk is read"),
+    Case("image-ppm-16bit", "Images", "16-bit PPM (maxval 65535)", _ppm(65535), "16-bit images (PPM/PGM maxval 65535)",
+         policy="refused, as 16-bit PNG is: PIL would scale it to 8 bits silently"),
+    Case("image-ppm-maxval-100", "Images", "PPM with maxval 100", _ppm(100), "PPM/PGM images with maxval 100",
+         policy="refused: PIL would stretch its samples to 0..255 silently"),
 ]
 

@@ -20,6 +20,8 @@ import hashlib
 import io
 import os
 import shutil
+import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -39,6 +41,9 @@ class Setup:
     argv: list[str]
     names: str  # path (or other identifier) the error line must contain
     outputs: list[Path] = field(default_factory=list)  # must be neither created nor changed (refused cases)
+    # An environment failure (read-only or full file system) simulated while the command runs:
+    # permission bits cannot make a folder read-only for root, and a full disk cannot be made on demand.
+    fault: Callable[[], contextlib.AbstractContextManager] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,22 @@ def _fingerprint(p: Path):
     return None
 
 
+def _print_warning(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+@contextlib.contextmanager
+def _terminal_warnings():
+    """Warnings reach stderr as in a user's terminal (Python's default filters), not pytest's record:
+    a library warning printed before the refusal is a second stderr line the contract must see."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.showwarning = _print_warning
+        yield
+
+
 def run_case(case: Case, scratch: Path) -> tuple[Setup, Outcome]:
     from intsim.cli import main
 
@@ -84,7 +105,8 @@ def run_case(case: Case, scratch: Path) -> tuple[Setup, Outcome]:
     cwd = os.getcwd()
     try:
         os.chdir(scratch)  # relative outputs land in the scratch folder, never in the repo
-        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        fault = setup.fault() if setup.fault else contextlib.nullcontext()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out), _terminal_warnings(), fault:
             code = main([str(a) for a in setup.argv])
     finally:
         os.chdir(cwd)

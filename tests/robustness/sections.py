@@ -31,7 +31,8 @@ DURABILITY_TESTS = [
      "the reader names the stranded old folder and the next writer puts it back first"),
     ("test_run_killed_leaves_each_png_old_or_new",
      "`intsim run` over two images killed at five points (mid-write of the first and second PNG, after "
-     "the second fsync, after each rename): each PNG is its old bytes or the complete new image"),
+     "the second fsync, after each rename): each PNG is its old bytes or the complete new image, and both are "
+     "old until the first rename"),
 ]
 
 DURABILITY = """
@@ -39,17 +40,25 @@ DURABILITY = """
 
 Every output (artifacts, golden folders, PNGs, counters/cost/report JSON, HTML
 reports, plots, finetuning state, checkpoints) is written through
-`intsim.artifact.atomic_write_bytes`: a temp file in the same folder, fsync,
-rename (`os.replace`), so a reader sees the old file or the complete new one.
+`intsim.artifact.atomic_write_bytes` (several files at once: `intsim.outputs.Staged`):
+a temp file in the same folder, fsync, rename (`os.replace`), so a reader sees the
+old file or the complete new one; published files and folders get the mode the
+umask gives (temp files are created private).
 A golden folder is written whole under a temp name, fsynced file by file and
 folder by folder, and swapped with the old folder in one step by
 `renameat2(RENAME_EXCHANGE)` (glibc; where the file system refuses it, the old
 rename-old / rename-new sequence is used, and a kill between the two renames is
 recovered by the next writer). Commands compute everything before writing
-anything, so a refused input never leaves a partial result.
+anything, so a refused input never leaves a partial result; output locations are
+checked before the work, and the files of one command (`run`'s images and
+counters, `export-vectors`' files) are renamed into place only once all are
+written, so a full disk leaves no file, temp file or new folder behind.
 
 A SIGKILL can leave a hidden temp file (`.<name>.*.tmp`) or folder beside the
-output; it is never read, and later runs do not delete what they do not own.
+output; it is never read. A golden temp folder is named with its writer's process
+id and host (`.<name>.<pid>-<host>.*.tmp`), and the next `intsim golden` to the
+same path removes those whose process is gone (a golden can be hundreds of MB);
+a concurrent writer's folder, and anything named otherwise, is left alone.
 
 The kill tests (`tests/test_durability.py`) run the real command in a
 subprocess through `tests/kill_points.py`, which makes the process SIGKILL
