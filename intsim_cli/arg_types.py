@@ -14,7 +14,6 @@ def bit_list(text: str) -> tuple[int, ...]:
     return bits
 
 
-
 def positive_int(lo: int, hi: int):
     def parse(text: str) -> int:
         try:
@@ -60,4 +59,3 @@ def positive_mb(text: str) -> float:
     if not v > 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of MB, got {text}")
     return v
-

@@ -25,7 +25,6 @@ def cmd_inspect(args) -> int:
     return EXIT_OK
 
 
-
 def cmd_run(args) -> int:
     from tqdm import tqdm
 
@@ -134,7 +133,6 @@ def cmd_verify(args) -> int:
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
-
 def _load_accel(name_or_path: str):
     from intsim.cost import load_accelerator
 
@@ -212,7 +210,6 @@ def cmd_cost(args) -> int:
     return EXIT_OK
 
 
-
 def cmd_export_vectors(args) -> int:
     from intsim.vectors import export_vectors
 
@@ -228,4 +225,3 @@ def cmd_export_vectors(args) -> int:
         log.info(f"wrote {len(index['files'])} {args.format} file(s) to {args.output} (index: "
                  f"{Path(args.output) / 'index.json'})", extra=STATUS)
     return EXIT_OK
-

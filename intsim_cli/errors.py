@@ -19,7 +19,6 @@ class UsageError(Exception):
     """Bad command-line usage (exit 2)."""
 
 
-
 def _bad_input_types() -> tuple[type, ...]:
     from intsim.artifact import ArtifactError
     from intsim.images import ImageError
@@ -44,7 +43,6 @@ def _overflow_types() -> tuple[type, ...]:
     if golden is not None:
         types.append(golden.GoldenOverflowError)
     return tuple(types)
-
 
 
 def exit_code(e: Exception, debug: bool) -> int:

@@ -8,6 +8,7 @@ from intsim_cli.torch_commands import (
     cmd_calibrate, cmd_demo, cmd_eval, cmd_golden, cmd_models, cmd_report, cmd_sweep,
 )
 
+
 CALIBRATE_EPILOG = """\
 examples:
   intsim calibrate --model fsrcnn --scale 3 --bits W8A8 -o fsrcnn_x3_w8a8.intsim   # its checkpoint under the data root

@@ -20,8 +20,6 @@ def bars_off() -> bool | None:
     return None if chatty() else True
 
 
-
 def print_json(obj) -> None:
     json.dump(obj, sys.stdout, indent=1)
     sys.stdout.write("\n")
-

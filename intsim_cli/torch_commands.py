@@ -44,7 +44,6 @@ def cmd_golden(args) -> int:
     return EXIT_OK
 
 
-
 def cmd_calibrate(args) -> int:
     check_output(args.output)  # before hours of calibration, not after
     if args.state_dir is not None:
@@ -115,7 +114,6 @@ def _print_quality(q: dict | None) -> None:
     if q.get("verdict") == "bad" or st.get("verdict") == "bad":
         print("warning: the quantized model is worse than bicubic upsampling on held-out images; "
               "try more bits or the default method", file=sys.stderr)
-
 
 
 def cmd_eval(args) -> int:
@@ -220,7 +218,6 @@ def cmd_models(args) -> int:
     return EXIT_OK
 
 
-
 def cmd_demo(args) -> int:
     try:
         from reports.demo import result_table, run_demo
@@ -236,4 +233,3 @@ def cmd_demo(args) -> int:
         print(result_table(summary))
         print(f"report: {Path(out) / 'report.html'}   summary: {Path(out) / 'summary.json'}")
     return EXIT_OK if summary["bit_exact"] else EXIT_MISMATCH
-
