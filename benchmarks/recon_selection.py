@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     from calib.quality import _crop_pair, score
     from calib.quant.fakequant import build_fakequant_model
     from calib.reconstruct import ReconConfig, reconstruct
-    from reports.metrics import psnr_y
+    from calib.metrics import psnr_y
 
     folder = data_root() / "data" / "SunHays80"
     files = list_images(Path(folder))

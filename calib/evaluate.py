@@ -2,7 +2,7 @@
 
 :func:`run_eval` runs one of four models on the LR images of Set5 / Set14 / B100-68 /
 Urban100, or of a folder of HR images (LR by the project's MATLAB-compatible bicubic), and scores
-the uint8 SR output against the HR with :mod:`reports.metrics` (Y of MATLAB ``rgb2ycbcr``,
+the uint8 SR output against the HR with :mod:`calib.metrics` (Y of MATLAB ``rgb2ycbcr``,
 ``scale`` border pixels cropped, SSIM 11×11 σ 1.5):
 
 * ``intsim`` — the integer engine (:func:`intsim.engine.run`);
@@ -73,7 +73,7 @@ def artifact_input(art, lr: np.ndarray) -> np.ndarray:
     scale = int(art.model.get("scale", 1))
     if entry is not None and entry.color == "y":
         return entry.y_plane_uint8(lr, scale)[:, :, None]
-    from reports.metrics import rgb2y
+    from calib.metrics import rgb2y
 
     return np.clip(np.floor(rgb2y(_as_rgb_uint8(lr)) + 0.5), 0, 255).astype(np.uint8)[:, :, None]
 
@@ -287,7 +287,7 @@ class FloatFakeQuant:
         """uint8 H×W×C (the artifact's input) → uint8 H×W×C output."""
         import torch
 
-        from reports.metrics import to_uint8
+        from calib.metrics import to_uint8
 
         x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))[None].astype(np.float32))
         x = x * (self.rgb_range / 255.0)
@@ -386,7 +386,7 @@ def _plane(sr: np.ndarray) -> np.ndarray:
 
 def _eval_set(ds, n: int, crop: int | None, runner, baselines: dict | None, bar) -> dict:
     """Scores of ``runner`` (and of each baseline runner) on the first ``n`` images of ``ds``."""
-    from reports.metrics import psnr_y, ssim_y
+    from calib.metrics import psnr_y, ssim_y
 
     scale = ds.scale
     rows = []

@@ -12,7 +12,7 @@ import numpy as np
 
 from calib.datasets import benchmark
 from calib.models.zoo import ModelEntry, get_model, resolve_checkpoint
-from reports.metrics import psnr_y, ssim_y
+from calib.metrics import psnr_y, ssim_y
 
 __all__ = ["evaluate_fp", "super_resolve"]
 

@@ -72,7 +72,7 @@ def _fp_runner(model_name: str, net, rgb_range: float, scale: int):
     import torch
 
     from calib.models.zoo import MODELS
-    from reports.metrics import to_uint8
+    from calib.metrics import to_uint8
 
     entry = MODELS.get(model_name)
     if entry is not None:
@@ -129,7 +129,7 @@ def holdout_pairs(folder: str | os.PathLike, scale: int, n_used: int, seed: int,
 
 def score(model_name: str, net, rgb_range: float, scale: int, pairs) -> float | None:
     """Mean Y-PSNR of a float (or fake-quant) torch model on (name, LR, HR) pairs."""
-    from reports.metrics import psnr_y
+    from calib.metrics import psnr_y
 
     run = _fp_runner(model_name, net, rgb_range, scale)
     v = [psnr_y(run(lr), hr, scale) for _, lr, hr in pairs]
@@ -147,7 +147,7 @@ def holdout_quality(model_name: str, net, art, folder: str | os.PathLike, scale:
     from calib.bicubic import bicubic_upsample_rounded
     from calib.evaluate import make_runner
     from intsim.overflow import EngineOverflowError
-    from reports.metrics import psnr_y
+    from calib.metrics import psnr_y
 
     if lr_only:
         return {"images": 0, "skipped": "the calibration folder holds LR images: no HR to score against",

@@ -98,7 +98,7 @@ def evaluate(net) -> dict:
     import torch
 
     from calib.bicubic import bicubic_upsample_rounded
-    from reports.metrics import psnr_y
+    from calib.metrics import psnr_y
 
     rows = {}
     for name in EVAL_FILES:

@@ -1,7 +1,7 @@
 """glibc's allocator for the engine's large tensors: keep freed memory in the process.
 
 A process-wide setting, so it is opt-in: the ``intsim`` command turns it on for its own
-process (``intsim.cli.console``); a library caller (a Jupyter kernel, a Ray worker, pytest)
+process (``intsim_cli.console``); a library caller (a Jupyter kernel, a Ray worker, pytest)
 keeps its allocator unless it calls :func:`tune_allocator` or sets ``INTSIM_MALLOC=keep``.
 It imports neither numpy nor numba, so the command tunes first, before any large allocation.
 """

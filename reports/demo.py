@@ -318,7 +318,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
 
     # 3. float / fake-quant --------------------------------------------------------------------
     from calib.bicubic import bicubic_upsample_rounded
-    from reports.metrics import psnr_y
+    from calib.metrics import psnr_y
 
     t = time.time()
     bar = st.bar("float", len(cfg.eval_pairs))

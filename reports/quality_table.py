@@ -87,7 +87,7 @@ def _baselines(models: set[tuple[str, int]], datasets: list[str]) -> dict:
     from calib.bicubic import bicubic_upsample_rounded
     from calib.datasets import benchmark
     from calib.fp_eval import evaluate_fp
-    from reports.metrics import psnr_y
+    from calib.metrics import psnr_y
 
     out = {}
     for m, s in sorted(models):

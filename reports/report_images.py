@@ -3,7 +3,7 @@
 For each evaluation image (``summary["per_image"][i]["files"]``: label → path) the LR input is
 nearest-upsampled to the HR size, so every crop of one image is the *same* window of the scene:
 LR, bicubic, float, fake-quant, golden, intsim, HR, and ``|intsim − HR|`` on the Y channel as a
-heat map. SSIM (Wang et al., Y channel, ``scale`` border pixels cropped; :func:`reports.metrics.ssim_y`)
+heat map. SSIM (Wang et al., Y channel, ``scale`` border pixels cropped; :func:`calib.metrics.ssim_y`)
 is measured against the HR image when the folder has it. numpy + PIL; matplotlib only colours
 the error map (grey without it).
 """
@@ -35,7 +35,7 @@ class ImageRow:
 def load_rows(root: Path, summary: dict) -> list[ImageRow]:
     """One :class:`ImageRow` per ``summary["per_image"]`` row, with SSIM when the HR image is listed."""
     from intsim.images import read_image
-    from reports.metrics import ssim_y
+    from calib.metrics import ssim_y
 
     scale = int(summary.get("scale", 1))
     rows = []
@@ -76,7 +76,7 @@ def _window(row: ImageRow, crop: int) -> tuple[int, int, int, tuple[int, int]] |
 
 def error_map(sr: np.ndarray, hr: np.ndarray, colour: bool) -> np.ndarray:
     """uint8 RGB heat map of ``|Y(sr) − Y(hr)| × ERROR_GAIN`` (inferno when ``colour``, else grey)."""
-    from reports.metrics import to_y
+    from calib.metrics import to_y
 
     err = np.clip(np.abs(to_y(sr) - to_y(hr)) * ERROR_GAIN, 0, 255).astype(np.uint8)
     if not colour:

@@ -332,7 +332,7 @@ def _measure(rf: RunFolder, row: dict, scale: int) -> dict:
     """Y-PSNR of intsim, golden and bicubic against the row's HR image (what can be measured)."""
     from calib.bicubic import bicubic_upsample_rounded
     from intsim.images import read_image
-    from reports.metrics import psnr_y
+    from calib.metrics import psnr_y
 
     files, out = row["files"], {}
     if "hr" not in files:

@@ -163,7 +163,7 @@ def main(argv: list[str]) -> int:
     if len(argv) < 4 or argv[3] != "--":
         raise SystemExit("usage: python -m tests.kill_points POINT N PATTERN -- <intsim argv...>")
     install(argv[0], int(argv[1]), argv[2])
-    from intsim.cli import main as intsim_main
+    from intsim_cli import main as intsim_main
 
     return intsim_main(argv[4:])
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from intsim.artifact import load_artifact, save_artifact
-from intsim.cli import EXIT_BAD_INPUT, EXIT_MISMATCH, EXIT_OK, main
+from intsim_cli import EXIT_BAD_INPUT, EXIT_MISMATCH, EXIT_OK, main
 from intsim.images import write_png
 from tests.artifact_factory import make_random_artifact
 from tests.intsim.test_verify import engine_golden
@@ -294,7 +294,7 @@ def test_calibrate_bad_bits_and_missing_folder(capsys, tmp_path):
 
 
 def _calibrate_parser():
-    from intsim.cli import build_parser
+    from intsim_cli import build_parser
 
     (sub,) = [a for a in build_parser()._actions if a.dest == "command"]
     return sub.choices["calibrate"]
@@ -434,7 +434,7 @@ def test_torch_free_commands(art_file, golden_ok, tmp_path):
     from tests.intsim.test_torch_free import BLOCK_TORCH, REPO
 
     def run(*argv):
-        code = BLOCK_TORCH + "import sys\nfrom intsim.cli import main\nrc = main(sys.argv[1:])\n" \
+        code = BLOCK_TORCH + "import sys\nfrom intsim_cli import main\nrc = main(sys.argv[1:])\n" \
             "assert 'torch' not in sys.modules\nsys.exit(rc)\n"
         return subprocess.run([sys.executable, "-c", code, *map(str, argv)], cwd=REPO, capture_output=True,
                               text=True, timeout=600)
@@ -447,7 +447,7 @@ def test_torch_free_commands(art_file, golden_ok, tmp_path):
     for argv, needle in ((("demo", "--quick", "--out", tmp_path / "d"), "torch"),
                          (("calibrate", "--model", "tiny_sr", "--scale", "2", "--bits", "W4A4", "-o",
                            tmp_path / "m.intsim"), "torch")):
-        r = subprocess.run([sys.executable, "-c", BLOCK_TORCH + "import sys\nfrom intsim.cli import main\n"
+        r = subprocess.run([sys.executable, "-c", BLOCK_TORCH + "import sys\nfrom intsim_cli import main\n"
                             "sys.exit(main(sys.argv[1:]))\n", *map(str, argv)], cwd=REPO, capture_output=True,
                            text=True, timeout=600)
         assert r.returncode == EXIT_BAD_INPUT, (argv, r.stderr)
@@ -538,7 +538,7 @@ def test_notices_go_through_logging_and_quiet_silences_them(capsys, art_file, tm
         code, _, err = cli(capsys, *argv)
         assert code == EXIT_OK and err == "", err  # neither notices nor status lines
     # the CLI's handler is gone after the command: a library user's logging is theirs again
-    assert not [h for h in logging.getLogger("intsim").handlers if type(h).__module__ == "intsim.cli_logging"]
+    assert not [h for h in logging.getLogger("intsim").handlers if type(h).__module__ == "intsim_cli.logging_handler"]
 
 
 def test_quiet_keeps_the_one_error_line(capsys, art_file, tmp_path):
@@ -565,7 +565,7 @@ def test_only_the_command_process_tunes_the_allocator(monkeypatch, capsys, art_f
     """main() (in-process, as tests and embedding code call it) leaves glibc's allocator alone; the
     console entry point (a process of its own) keeps freed memory for the engine's big tensors."""
     from intsim import allocator
-    from intsim import cli as cli_mod
+    import intsim_cli as cli_mod
 
     calls = []
     monkeypatch.setattr(allocator, "tune_allocator", lambda: calls.append(1) or True)

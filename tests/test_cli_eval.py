@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from intsim.artifact import save_artifact
-from intsim.cli import EXIT_BAD_INPUT, EXIT_OK
+from intsim_cli import EXIT_BAD_INPUT, EXIT_OK
 from intsim.images import write_png
 from tests.test_cli import cli, one_line_error
 

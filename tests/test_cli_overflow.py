@@ -9,7 +9,7 @@ from dataclasses import replace
 import pytest
 
 from intsim.artifact import load_artifact, save_artifact
-from intsim.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_OVERFLOW
+from intsim_cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_OVERFLOW
 from intsim.engine import run
 from intsim.images import write_png
 from intsim.overflow import event_summary, events_notice

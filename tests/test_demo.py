@@ -22,7 +22,7 @@ def demo_run(tmp_path_factory):
     empty_root.mkdir()
     env = dict(os.environ, INTSIM_DATA_ROOT=str(empty_root))
     out = tmp / "run"
-    r = subprocess.run([sys.executable, "-m", "intsim.cli", "demo", "--quick", "--out", str(out)],
+    r = subprocess.run([sys.executable, "-m", "intsim_cli", "demo", "--quick", "--out", str(out)],
                        capture_output=True, text=True, env=env, cwd=tmp, timeout=900)
     return r, out
 
@@ -62,7 +62,7 @@ def test_demo_outputs(demo_run):
 def test_report_rebuild_and_verify_cli(demo_run, tmp_path):
     r, out = demo_run
     assert r.returncode == 0
-    from intsim.cli import main
+    from intsim_cli import main
 
     s = json.loads((out / "summary.json").read_text())
     assert main(["report", str(out), "-o", str(tmp_path / "r.html")]) == 0

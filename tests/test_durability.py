@@ -26,7 +26,7 @@ pytest.importorskip("torch")
 from PIL import Image
 
 from intsim.artifact import load_artifact
-from intsim.cli import main as intsim_main
+from intsim_cli import main as intsim_main
 from intsim.golden_dir import GoldenError, read_golden_dir
 
 REPO = Path(__file__).resolve().parents[1]

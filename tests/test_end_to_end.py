@@ -19,7 +19,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from intsim.artifact import load_artifact  # noqa: E402
-from intsim.cli import main as cli  # noqa: E402
+from intsim_cli import main as cli  # noqa: E402
 from intsim.engine import run  # noqa: E402
 from intsim.golden_dir import read_golden_dir  # noqa: E402
 from intsim.images import read_image  # noqa: E402

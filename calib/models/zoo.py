@@ -20,7 +20,7 @@ msrresnet  RGB     [0, 1]       LR (BasicSR MSRResNet ×4)
 ========== ======= ============ ==============================================================
 
 Y is MATLAB ``rgb2ycbcr``'s luma on 0–255, unrounded, for the network input. Y models'
-postprocess returns the uint8 Y plane (H×W); :mod:`reports.metrics` compares such a plane with the
+postprocess returns the uint8 Y plane (H×W); :mod:`calib.metrics` compares such a plane with the
 HR's uint8 Y plane (see its single-channel policy).
 
 Checksum policy (``intsim calibrate --weights FILE``, :func:`verify_if_official`): a file whose
@@ -114,7 +114,7 @@ def _rgb_in(lr: np.ndarray, rgb_range: float):
 
 
 def _rgb_out(out, rgb_range: float) -> np.ndarray:
-    from reports.metrics import to_uint8
+    from calib.metrics import to_uint8
 
     a = out.detach().float().cpu()[0].numpy().transpose(1, 2, 0).astype(np.float64)
     if rgb_range != 255:
@@ -123,7 +123,7 @@ def _rgb_out(out, rgb_range: float) -> np.ndarray:
 
 
 def _y_out(out) -> np.ndarray:
-    from reports.metrics import to_uint8
+    from calib.metrics import to_uint8
 
     a = out.detach().float().cpu()[0, 0].numpy().astype(np.float64) * 255.0
     return to_uint8(a)
@@ -143,7 +143,7 @@ def _as_rgb_uint8(lr: np.ndarray) -> np.ndarray:
 def _y_in_lr(lr: np.ndarray, scale: int):
     import torch
 
-    from reports.metrics import rgb2y
+    from calib.metrics import rgb2y
 
     y = rgb2y(_as_rgb_uint8(lr)) / 255.0
     return torch.from_numpy(y.astype(np.float32))[None, None]
@@ -153,7 +153,7 @@ def _y_in_upsampled(lr: np.ndarray, scale: int):
     import torch
 
     from calib.bicubic import bicubic_upsample_rounded
-    from reports.metrics import rgb2y
+    from calib.metrics import rgb2y
 
     # MATLAB bicubic ×s, float between the passes, one rounding to uint8 at the end; Y unrounded.
     up = bicubic_upsample_rounded(_as_rgb_uint8(lr), scale)

@@ -111,7 +111,7 @@ def test_modcrop_and_errors():
 
 def test_numpy_modules_import_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import calib.bicubic, calib.data_root, calib.datasets, reports.metrics\n"
+            "import calib.bicubic, calib.data_root, calib.datasets, calib.metrics\n"
             "print('ok')")
     root = Path(__file__).resolve().parents[2]
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from calib.data_root import data_root
-from intsim.cli import main as cli_main
+from intsim_cli import main as cli_main
 
 ROOT = data_root()
 IMDN = ROOT / "weights" / "imdn" / "IMDN_x4.pth"

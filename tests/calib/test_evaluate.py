@@ -107,7 +107,7 @@ def test_fp_engine_is_the_float_model(imdn_art):
     """``--engine fp``: the unquantized model the artifact came from, run as calib.fp_eval runs it."""
     from calib.datasets import benchmark
     from calib.fp_eval import super_resolve
-    from reports.metrics import psnr_y
+    from calib.metrics import psnr_y
 
     path, model, _ = imdn_art
     r = run_eval(str(path), ["Set5"], engine="fp", progress=False, limit=2, crop=20)

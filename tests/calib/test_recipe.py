@@ -31,7 +31,7 @@ def test_overrides_and_errors():
 def test_cli_and_api_leave_defaults_to_the_recipe():
     """Neither entry point hard-codes a method, patch count or patch size of its own."""
     from calib.cli_calibrate import calibrate_run
-    from intsim.cli import build_parser
+    from intsim_cli import build_parser
 
     sig = inspect.signature(calibrate_run).parameters
     for k in ("method", "n_images", "patch", "batch_size", "bp_init", "per_channel"):
@@ -41,7 +41,7 @@ def test_cli_and_api_leave_defaults_to_the_recipe():
 
 
 def test_stress_is_a_recipe_setting_with_a_cli_flag():
-    from intsim.cli import UsageError, build_parser
+    from intsim_cli import UsageError, build_parser
 
     assert resolve_recipe("recon", stress=0.0).stress is None
     r = resolve_recipe("recon", stress=0.25)

@@ -22,7 +22,7 @@ from calib.graph import capture
 from calib.models.zoo import get_model
 from golden.executor import run_golden
 from intsim.engine import run
-from reports.metrics import psnr, to_y
+from calib.metrics import psnr, to_y
 
 CALIB_DIR = "data/SunHays80"
 CROP = 24
@@ -80,7 +80,7 @@ def _fp_output(entry, model, g, img: np.ndarray) -> np.ndarray:
 
 
 def _ypsnr(a: np.ndarray, b: np.ndarray) -> float:
-    from reports.metrics import to_uint8
+    from calib.metrics import to_uint8
 
     a, b = to_uint8(a), to_uint8(b)
     ya = to_y(a) if a.shape[-1] == 3 else a[..., 0].astype(np.float64)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from intsim.artifact import Artifact, Numerics, save_artifact
-from intsim.cli import EXIT_BAD_INPUT, EXIT_OK, main
+from intsim_cli import EXIT_BAD_INPUT, EXIT_OK, main
 from intsim.cost import compare_schemes, estimate_cost, load_accelerator
 from intsim.cost.layer_policy import conv_roles, uniform_layer_bits
 from intsim.engine import run

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from intsim import footprint as F
-from intsim.cli import main
+from intsim_cli import main
 from intsim.engine import run
 from intsim.images import ImageError, read_image, write_png
 from tests.artifact_factory import make_random_artifact

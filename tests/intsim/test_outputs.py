@@ -14,7 +14,7 @@ import pytest
 
 from intsim import outputs
 from intsim.artifact import atomic_write_bytes
-from intsim.cli import EXIT_BAD_INPUT, main
+from intsim_cli import EXIT_BAD_INPUT, main
 from intsim.outputs import Staged, check_output, env_error_line, temp_folder, umask
 from tests.intsim.test_golden_dir import write as write_golden
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from intsim.artifact import load_artifact, save_artifact
-from intsim.cli import EXIT_OK, main
+from intsim_cli import EXIT_OK, main
 from intsim.engine import run
 from intsim.images import write_png
 from reports.html_report import ReportError, build_report

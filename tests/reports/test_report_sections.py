@@ -16,7 +16,7 @@ from intsim.artifact import load_artifact, save_artifact
 from intsim.engine import run
 from intsim.images import write_png
 from reports.html_report import build_report
-from reports.metrics import ssim_y
+from calib.metrics import ssim_y
 from reports.report_images import ImageRow, crops
 from tests.artifact_factory import make_random_artifact
 from tests.intsim.test_verify import engine_golden

@@ -44,7 +44,7 @@ def _spec(folder: Path, models: str, extra: str = "") -> Path:
 
 def _intsim(*args: str) -> subprocess.CompletedProcess:
     # A subprocess, as a user runs it: Ray starts (and stops) its local instance in the command.
-    return subprocess.run([sys.executable, "-m", "intsim.cli", *args], capture_output=True, text=True, timeout=900)
+    return subprocess.run([sys.executable, "-m", "intsim_cli", *args], capture_output=True, text=True, timeout=900)
 
 
 @needs_data

@@ -193,7 +193,7 @@ def _calibrated(method: str, model: str = "tiny_sr") -> Path:
     import io
     import tempfile
 
-    from intsim.cli import main
+    from intsim_cli import main
 
     d = Path(tempfile.mkdtemp(prefix=f"intsim-robust-{method}-"))
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:

@@ -97,7 +97,7 @@ def _terminal_warnings():
 
 
 def run_case(case: Case, scratch: Path) -> tuple[Setup, Outcome]:
-    from intsim.cli import main
+    from intsim_cli import main
 
     setup = case.build(scratch)
     before = {str(p): _fingerprint(p) for p in setup.outputs}

@@ -1,4 +1,4 @@
-"""Y-PSNR / SSIM (reports.metrics) on known cases."""
+"""Y-PSNR / SSIM (calib.metrics) on known cases."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from reports import metrics as M
+from calib import metrics as M
 
 
 def _fspecial_gaussian(size=11, sigma=1.5):

@@ -1,5 +1,8 @@
 """Y-PSNR and SSIM with the protocol every SR paper uses (numpy only).
 
+In calib, not reports: calibration's held-out check and the evaluation score with them, and calib sits
+below reports (pyproject.toml, [tool.importlinter]); reports imports them from here.
+
 Protocol (shared README, "Evaluation protocol"):
 
 * the SR output is rounded to uint8 first (:func:`to_uint8`: round half to even
