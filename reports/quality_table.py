@@ -108,7 +108,9 @@ def markdown(rows: list[dict], base: dict, command: str) -> str:
              "data: SunHays80 (the offline stand-in for DIV2K); every choice of recipe and hyper-parameter was "
              "made on SunHays80 patches and held-out SunHays80 images, never on a test set. `held-out` is "
              "calibrate's own closing check (integer engine, held-out SunHays80 images). `default` is what "
-             "`intsim calibrate` does without `--method`; `oaq` is the paper's method, unchanged.", ""]
+             "`intsim calibrate` does without `--method`; `oaq` is the paper's method, unchanged. Options after the "
+             "method override the recipe (`n=64`: 64 calibration patches, the default before the 256-patch "
+             "recipe was selected, docs/calibration.md).", ""]
     ds_names = sorted({d for r in rows for d in r["datasets"]})
     for d in ds_names:
         lines += [f"## {d}", "",
