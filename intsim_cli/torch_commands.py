@@ -100,8 +100,7 @@ def cmd_calibrate(args) -> int:
 def _print_quality(q: dict | None) -> None:
     """The one line calibrate ends with: quantized vs FP and bicubic on held-out calibration images."""
     if q and q.get("overflow"):  # overflow policy error met a real image: the artifact is written, as asked
-        print(f"warning: quality not measured, the integer engine stopped on a held-out image: {q['overflow']}",
-              file=sys.stderr)
+        log.warning(f"quality not measured, the integer engine stopped on a held-out image: {q['overflow']}")
         return
     if not q or q.get("quantized_psnr_db") is None:
         return
@@ -112,8 +111,8 @@ def _print_quality(q: dict | None) -> None:
     if st.get("quantized_psnr_db") is not None:
         print(f"  same images colour/contrast-stressed: {st['verdict_text']}", file=sys.stderr)
     if q.get("verdict") == "bad" or st.get("verdict") == "bad":
-        print("warning: the quantized model is worse than bicubic upsampling on held-out images; "
-              "try more bits or the default method", file=sys.stderr)
+        log.warning("the quantized model is worse than bicubic upsampling on held-out images; "
+                    "try more bits, a --budget allocation, or the default method")
 
 
 def cmd_eval(args) -> int:

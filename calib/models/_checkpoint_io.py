@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from intsim.artifact import open_regular, read_regular
+
 # The largest supported checkpoint (EDSR-PyTorch RDN config B) is about 90 MB and a checkpoint is
 # read into memory whole: a bigger file is the wrong file or a hostile one.
 MAX_CHECKPOINT_BYTES = 1 << 30
@@ -64,29 +66,16 @@ def check_checkpoint_file(path: str | os.PathLike) -> int:
 
 
 def open_checkpoint(path: str | os.PathLike) -> BinaryIO:
-    """``path`` opened for binary reading, once it and then its open descriptor passed :func:`check_checkpoint_file`."""
-    p = Path(path)
-    check_checkpoint_file(p)  # before opening: opening a device can have effects of its own
-    try:
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO swapped in since the stat must not block the open
-    except OSError as exc:
-        raise CheckpointError(f"{p}: cannot be read ({exc.strerror})") from None
-    f = os.fdopen(fd, "rb")
-    try:
-        _check_stat(p, os.fstat(fd))
-    except BaseException:
-        f.close()
-        raise
-    return f
+    """``path`` opened for binary reading, once it passed :func:`check_checkpoint_file` (whose messages name
+    the checkpoint); the open itself is :func:`intsim.artifact.open_regular`'s (non-blocking, re-checked)."""
+    check_checkpoint_file(path)  # before opening: opening a device can have effects of its own
+    return open_regular(path, MAX_CHECKPOINT_BYTES, CheckpointError, "a checkpoint")
 
 
 def read_checkpoint_bytes(path: str | os.PathLike) -> bytes:
     """The whole checkpoint file, never more than the cap (a file that grows while read is refused)."""
-    with open_checkpoint(path) as f:
-        data = f.read(MAX_CHECKPOINT_BYTES + 1)
-    if len(data) > MAX_CHECKPOINT_BYTES:
-        raise CheckpointError(f"{path}: grew past the {_CAP_TEXT} a checkpoint may have while it was read")
-    return data
+    check_checkpoint_file(path)
+    return read_regular(path, MAX_CHECKPOINT_BYTES, CheckpointError, "a checkpoint")
 
 
 # --------------------------------------------------------------------------- HDF5 (Keras weights)

@@ -42,9 +42,14 @@ def test_held_out_images_stay_unseen_however_many_patches(tmp_path):
     files = list_images(folder)
     used = {files[int(order[i % calibration_pool(n_files)])].name for i in range(5 * n_files)}
     assert not held & used
-    # the patches really come from the pool only: whole images (patch None) match pool files
+    # the patches really come from the pool only: whole images (patch None) match pool files, never held-out ones
+    from calib.datasets import read_rgb
+
+    pixels = {f.name: read_rgb(f) for f in files}
     imgs = load_calibration_images(folder, 3 * n_files, None, 1, seed=1)
-    assert len(imgs) == 3 * n_files
+    seen = {name for t in imgs for name, px in pixels.items()
+            if np.array_equal(np.rint(t.numpy().transpose(1, 2, 0)).astype(np.uint8), px)}
+    assert len(imgs) == 3 * n_files and seen == used
 
 
 def test_stressed_held_out_pairs_are_the_same_images_saturated(tmp_path):
