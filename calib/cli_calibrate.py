@@ -24,6 +24,7 @@ from calib.determinism import fixed_threads
 from calib.export import export_artifact, model_source
 from calib.graph import capture
 from calib.models.edsr import EDSR
+from calib.models.user import UserModelEntry, is_model_spec, load_user_model
 
 #: Models calibrate builds itself (not in the zoo registry, calib/models/zoo.py): full EDSR
 #: (32 blocks, 256 features, res_scale 0.1 — the constant factor is folded into the conv at export).
@@ -51,7 +52,9 @@ def parse_bits(bits: str) -> tuple[int, int]:
     return bw, ba
 
 
-def _zoo_entry(model: str):
+def _zoo_entry(model):
+    if not isinstance(model, str) or is_model_spec(model):
+        return None  # a user model (calib/models/user.py)
     try:
         from calib.models.zoo import get_model
     except ImportError:  # the registry is optional here
@@ -89,11 +92,21 @@ def resolve_weights(model: str, scale: int, weights: str | None, random_init: bo
     """
     if weights is not None and random_init:
         raise ValueError("give either --weights or --random-init, not both")
+    if isinstance(model, UserModelEntry):  # an in-memory module (calib.quantize): its own weights
+        if weights is not None or random_init:
+            raise ValueError("an in-memory model brings its own weights: no weights or random_init")
+        return None, "weights: the module's own (in memory)"
+    if is_model_spec(model) and str(model).lower().endswith(".onnx"):
+        if weights is not None or random_init:
+            raise ValueError(f"--model {model}: an ONNX file carries its own weights; drop --weights/--random-init")
+        return None, f"weights: inside {model}"
     if weights is not None:
         return str(weights), f"weights: {weights}"
     if random_init:
         return None, f"weights: random init (seed {seed}, --random-init): a test model, not super-resolution"
     ask = "pass --weights FILE, or --random-init for random weights"
+    if is_model_spec(model):
+        raise ValueError(f"--model {model}: {ask}")
     entry = _zoo_entry(model)
     if entry is None:
         if model not in LOCAL_MODELS:
@@ -115,7 +128,19 @@ def resolve_weights(model: str, scale: int, weights: str | None, random_init: bo
 
 
 def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple[torch.nn.Module, float, int]:
-    """The float model (eval mode), its input range (rgb_range) and image channels.
+    """The float model (eval mode), its input range (rgb_range) and image channels (:func:`build_entry`)."""
+    net, _entry, rgb_range, in_channels = build_entry(model, scale, weights, seed)
+    return net, rgb_range, in_channels
+
+
+def build_entry(model, scale: int, weights: str | None, seed: int, *, rgb_range: float | None = None,
+                in_channels: int | None = None):
+    """``(float model in eval mode, its entry, input range rgb_range, image channels)``.
+
+    The entry is the zoo's :class:`calib.models.zoo.ModelEntry`, a user model's
+    :class:`calib.models.user.UserModelEntry` (``model`` a spec such as ``net.py:factory`` or ``model.onnx``,
+    or an entry of an in-memory module; ``rgb_range`` / ``in_channels`` apply to these only), or None for
+    the models calibrate builds itself (:data:`LOCAL_MODELS`).
 
     Random init under ``torch.manual_seed(seed)`` when ``weights`` is None.
     Models of the zoo registry (calib/models/zoo.py) are built/loaded through
@@ -123,6 +148,18 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
     EDSR) is built here. Whether the graph can be exported is decided later by
     the capture (unsupported ops are refused by name).
     """
+    if isinstance(model, UserModelEntry):
+        if rgb_range is not None or in_channels is not None:
+            raise ValueError("an in-memory model's rgb_range and in_channels are set when its entry is made")
+        if int(scale) < 1:
+            raise ValueError(f"scale must be >= 1, got {scale}")
+        return model.prebuilt.eval(), model, float(model.rgb_range), int(model.in_channels)
+    if is_model_spec(model):
+        entry, net = load_user_model(model, int(scale), weights, seed, rgb_range=rgb_range, in_channels=in_channels)
+        return net, entry, float(entry.rgb_range), int(entry.in_channels)
+    if rgb_range is not None or in_channels is not None:
+        raise ValueError(f"model {model!r}: rgb_range and in_channels are the zoo's; they apply to your own "
+                         "models (--model net.py:factory)")
     entry = _zoo_entry(model)
     if entry is not None:
         if scale not in entry.scales:
@@ -142,7 +179,7 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
                 net = entry.load(weights, scale)
             except (ValueError, RuntimeError, FileNotFoundError) as e:
                 raise ValueError(" ".join(str(e).split())) from None
-        return net.eval(), float(entry.rgb_range), int(entry.in_channels)
+        return net.eval(), entry, float(entry.rgb_range), int(entry.in_channels)
     if model not in LOCAL_MODELS:
         raise _unknown_model(model)
     ctor, kwargs, scales = LOCAL_MODELS[model]
@@ -166,7 +203,7 @@ def build_model(model: str, scale: int, weights: str | None, seed: int) -> tuple
             load_state_dict_strict(net, sd, f"{model} ×{scale}", weights)
         except (ValueError, RuntimeError) as e:
             raise ValueError(" ".join(str(e).split())) from None
-    return net.eval(), float(net.rgb_range), int(net.n_colors)
+    return net.eval(), None, float(net.rgb_range), int(net.n_colors)
 
 
 def _layer_policy(policy, rec, policy_file, budget, net, graph, images, rgb_range, folder, is_lr, scale, seed, model,
@@ -251,17 +288,21 @@ def _finetune_config(finetune, seed: int, batch_size: int):
     return finetune
 
 
-def _model_and_images(model: str, scale: int, weights: str | None, seed: int, folder: Path, is_lr: bool, rec,
-                      stage_lines: list[str], say):
-    """The float model (eval), its input range, its captured graph and the calibration inputs; the stage
-    lines are said once the model is built (a checkpoint it refuses stays the only line of output)."""
-    net, rgb_range, in_channels = build_model(model, scale, weights, seed)
+def _model_and_images(model, scale: int, weights: str | None, seed: int, folder: Path, is_lr: bool, rec,
+                      stage_lines: list[str], say, io: dict):
+    """The float model (eval), its entry, its input range, its captured graph and the calibration inputs; the
+    stage lines are said once the model is built (a checkpoint it refuses stays the only line of output).
+    ``io``: a user model's ``rgb_range`` / ``in_channels`` (:func:`build_entry`)."""
+    net, entry, rgb_range, in_channels = build_entry(model, scale, weights, seed, **io)
     for line in stage_lines:
         say(line)
+    if isinstance(entry, UserModelEntry):
+        say(f"model: {entry.spec} ({entry.kind}), rgb_range {entry.rgb_range:g}, {in_channels} channel(s)")
     graph = capture(net, rgb_range=rgb_range, in_channels=in_channels)  # refuses unsupported ops by name
     images = load_calibration_images(folder, rec.n_images, rec.patch, scale, seed, rgb_range=rgb_range, lr=is_lr,
                                      stress=rec.stress)
-    return net, rgb_range, graph, to_model_inputs(model, scale, images, rgb_range)
+    return net, entry, rgb_range, graph, to_model_inputs(entry if entry is not None else model, scale, images,
+                                                         rgb_range)
 
 
 def _accumulator_overruns(art, say) -> list[dict]:
@@ -292,7 +333,7 @@ def _fakequant_psnr(net, calib, images, rgb_range: float) -> float | None:
     return (sum(finite) / len(finite)) if finite else None
 
 
-def to_model_inputs(model: str, scale: int, images: list[torch.Tensor], rgb_range: float) -> list[torch.Tensor]:
+def to_model_inputs(model, scale: int, images: list[torch.Tensor], rgb_range: float) -> list[torch.Tensor]:
     """Calibration patches (RGB, ``pixel·rgb_range/255``) → the network's own inputs.
 
     RGB models take them as they are. Y-channel zoo models (VDSR, FSRCNN) take
@@ -300,7 +341,7 @@ def to_model_inputs(model: str, scale: int, images: list[torch.Tensor], rgb_rang
     the uint8-rounded Y plane of the model's preprocessing (FSRCNN: Y of the LR
     patch; VDSR: Y of its MATLAB-bicubic upsampling), times ``rgb_range/255``.
     """
-    entry = _zoo_entry(model)
+    entry = model if isinstance(model, UserModelEntry) else _zoo_entry(model)
     if entry is None or entry.color != "y":
         return images
     import numpy as np
@@ -311,6 +352,13 @@ def to_model_inputs(model: str, scale: int, images: list[torch.Tensor], rgb_rang
         y = torch.from_numpy(entry.y_plane_uint8(rgb.astype(np.uint8), scale)).double()[None]  # 1×H'×W'
         out.append((y * (rgb_range / 255.0)).float())
     return out
+
+
+def _source(entry, label: str, scale: int, weights: str | None, seed: int) -> dict:
+    """The artifact's ``metadata.source``: a user model's spec and source hash, else the zoo name and checkpoint."""
+    if isinstance(entry, UserModelEntry):
+        return entry.source_record(scale, weights, seed)
+    return model_source(label, scale, weights)
 
 
 @dataclass
@@ -339,7 +387,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
                   per_channel: bool | None = None, log=None, holdout: bool = True, policy_file: str | None = None,
                   budget: str | None = None, candidate_bits=None, accel: str = "edge_npu",
                   stress: float | None = None, random_init: bool = False,
-                  calib_layout: str = "auto") -> CalibrationRun:
+                  calib_layout: str = "auto", rgb_range: float | None = None,
+                  in_channels: int | None = None) -> CalibrationRun:
     """Calibrate ``model`` and write its artifact to ``out`` (atomically).
 
     Settings left as None come from the method's recipe (calib/recipe.py, the one
@@ -369,6 +418,10 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     (:func:`to_model_inputs`). The artifact's ``metadata.source`` records the
     zoo name, scale and checkpoint (path and sha256, :func:`calib.export.model_source`)
     so :mod:`calib.evaluate` can rebuild the float fake-quant model.
+
+    Your own model: ``model`` a spec (``path/to/net.py:factory``, ``package.module:Class`` or
+    ``model.onnx``, :mod:`calib.models.user`) with ``rgb_range`` (default 1.0) and ``in_channels``
+    (default: the first conv's); the source records the spec and the source file's sha256.
     """
     from intsim.artifact import save_artifact
 
@@ -380,16 +433,18 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     method = rec.method
     weights, weights_line, folder, is_lr, layout_line = _resolve_inputs(
         model, int(scale), weights, random_init, int(seed), out, calib_data, calib_layout, state_dir)
-    net, rgb_range, graph, images = _model_and_images(
+    label = model.spec if isinstance(model, UserModelEntry) else str(model)
+    net, entry, rgb_range, graph, images = _model_and_images(
         model, int(scale), weights, int(seed), folder, is_lr, rec,
-        [f"calibrate {model} ×{scale} W{bw}A{ba}", weights_line, layout_line, f"recipe {rec.describe()}"], say)
+        [f"calibrate {label} ×{scale} W{bw}A{ba}", weights_line, layout_line, f"recipe {rec.describe()}"], say,
+        {"rgb_range": rgb_range, "in_channels": in_channels})
     from calib.calibrate import LayerPolicy
     from calib.methods import calibrate_method
 
     ft_cfg = _finetune_config(finetune, int(seed), rec.batch_size)
     policy, mixed = _layer_policy(LayerPolicy.parse(policy), rec, policy_file, budget, net, graph, images,
-                                  rgb_range, folder, is_lr, int(scale), int(seed), model, candidate_bits, accel,
-                                  say)
+                                  rgb_range, folder, is_lr, int(scale), int(seed), entry or label, candidate_bits,
+                                  accel, say)
     with fixed_threads():  # the artifact must not depend on the machine's thread count
         calib = calibrate_method(net, images, bw, ba, method, policy, allocation=allocation, bp_init=rec.bp_init,
                                  batch_size=rec.batch_size, graph=graph, finetune_config=ft_cfg,
@@ -398,14 +453,14 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     calib.settings["recipe"] = rec.to_json()
     if mixed is not None:
         calib.settings["mixed_precision"] = {k: mixed[k] for k in ("budget", "metric", "limit", "cost", "bits")}
-    meta = {"name": model, "scale": int(scale), "method": method, "allocation": calib.settings["allocation"],
+    meta = {"name": label, "scale": int(scale), "method": method, "allocation": calib.settings["allocation"],
             "weights": os.path.basename(weights) if weights else f"random-init(seed={seed})",
             "calib_data": folder.name + (" (offline stand-in for DIV2K)" if folder.name == "SunHays80" else ""),
             "n_images": rec.n_images, "patch": rec.patch, "seed": int(seed)}
     say("export")
     art = export_artifact(net, calib, realization=realization, rounding=rounding, overflow=overflow,
                           acc_bits=acc_bits, stream_bits=stream_bits, mult_bits=mult_bits, grid_bits=grid_bits,
-                          model_meta=meta, source=model_source(model, int(scale), weights))
+                          model_meta=meta, source=_source(entry, label, int(scale), weights, int(seed)))
     digest = save_artifact(art, out)
     overruns = _accumulator_overruns(art, say)
     if mixed is not None:
@@ -419,10 +474,10 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
         from calib.quality import holdout_quality
 
         say("held-out check (integer engine)")
-        quality = holdout_quality(model, net, art, folder, int(scale), rgb_range, rec.n_images, int(seed),
+        quality = holdout_quality(entry or label, net, art, folder, int(scale), rgb_range, rec.n_images, int(seed),
                                   lr_only=is_lr)
     summary = {
-        "out": str(out), "sha256": digest, "model": model, "scale": int(scale), "bits": f"W{bw}A{ba}",
+        "out": str(out), "sha256": digest, "model": label, "scale": int(scale), "bits": f"W{bw}A{ba}",
         "method": method, "recipe": rec.to_json(), "recipe_text": rec.describe(),
         "allocation": calib.settings["allocation"], "realization": realization, "rounding": art.numerics.rounding,
         "overflow": art.numerics.overflow, "acc_bits": acc_bits, "accumulator_overruns": overruns,

@@ -10,7 +10,8 @@ the uint8 SR output against the HR with :mod:`calib.metrics` (Y of MATLAB ``rgb2
   to ``intsim`` by construction, and slower;
 * ``fakequant`` — the float32 fake-quant model with the *unsnapped* learned quantizer parameters
   (docs/arithmetic.md, the "third model"), rebuilt from the artifact's metadata: the float model is
-  reloaded from ``metadata.source`` (zoo name, scale, checkpoint; its state dict must match the
+  reloaded from ``metadata.source`` (zoo name, scale, checkpoint — or a user model's spec and source
+  file, :mod:`calib.models.user`, re-imported when its sha256 is the recorded one; its state dict must match the
   recorded ``state_dict_sha256``), traced again, and every conv (per call, so shared modules get
   their own quantizers) fake-quantizes its input with the recorded two-region quantizer and its
   weight with the recorded weight quantizer (``metadata.layers[op].act`` / ``.weight``);
@@ -184,6 +185,8 @@ def _load_float_model(art, data_root=None):
     if not isinstance(src, dict) or not src.get("model"):
         raise RebuildError("the artifact records no float-model source (metadata.source.model); it was exported "
                            "before sources were recorded — re-export it to evaluate the float and fake-quant models")
+    if src.get("kind") is not None:  # your own model (calib/models/user.py): re-imported from its recorded source
+        return _load_user_model(src)
     try:
         entry = get_model(_meta(src, "model", "metadata.source", "str"))
     except KeyError as e:
@@ -218,6 +221,23 @@ def _load_float_model(art, data_root=None):
             continue
         return entry, model, scale
     raise RebuildError(f"none of the checkpoints matches the exported float model: {'; '.join(tried)}")
+
+
+def _load_user_model(src: dict):
+    """A user model rebuilt from its recorded spec (:func:`calib.models.user.rebuild`: the source file's sha256
+    and the checkpoint's are checked) whose state dict must be the exported one's."""
+    from calib.export import state_dict_fingerprint
+    from calib.models.user import rebuild
+
+    try:
+        entry, model, scale = rebuild(src)
+    except ValueError as e:  # ModelSpecError, CheckpointError: one line each
+        raise RebuildError(" ".join(str(e).split())) from None
+    want = src.get("state_dict_sha256")
+    if want and state_dict_fingerprint(model) != want:
+        raise RebuildError(f"the rebuilt {src.get('model')} ×{scale} has another state dict than the exported model "
+                           "(its factory or checkpoint is not the one calibrated)")
+    return entry, model, scale
 
 
 class FloatFakeQuant:

@@ -68,13 +68,14 @@ def _crop_pair(hr: np.ndarray, scale: int, patch: int) -> tuple[np.ndarray, np.n
             hr[top * scale:(top + ph) * scale, left * scale:(left + pw) * scale])
 
 
-def _fp_runner(model_name: str, net, rgb_range: float, scale: int):
+def _fp_runner(model_name, net, rgb_range: float, scale: int):
+    """``model_name``: a zoo name, or an entry (a user model's, :mod:`calib.models.user`) with its own I/O."""
     import torch
 
-    from calib.models.zoo import MODELS
+    from calib.models.zoo import MODELS, ModelEntry
     from calib.metrics import to_uint8
 
-    entry = MODELS.get(model_name)
+    entry = model_name if isinstance(model_name, ModelEntry) else MODELS.get(model_name)
     if entry is not None:
         from calib.fp_eval import super_resolve
 

@@ -59,3 +59,14 @@ def positive_mb(text: str) -> float:
     if not v > 0 or v == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of MB, got {text}")
     return v
+
+
+def positive_float(text: str) -> float:
+    """A finite positive number (``--rgb-range``)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < v < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a finite positive number, got {text}")
+    return v

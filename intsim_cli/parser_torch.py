@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from intsim_cli.arg_types import bit_list, bits_spec, positive_int, positive_mb, unit_fraction
+from intsim_cli.arg_types import bit_list, bits_spec, positive_float, positive_int, positive_mb, unit_fraction
 from intsim_cli.torch_commands import (
     cmd_calibrate, cmd_demo, cmd_eval, cmd_golden, cmd_models, cmd_report, cmd_sweep,
 )
@@ -13,6 +13,8 @@ CALIBRATE_EPILOG = """\
 examples:
   intsim calibrate --model fsrcnn --scale 3 --bits W8A8 -o fsrcnn_x3_w8a8.intsim   # its checkpoint under the data root
   intsim calibrate --model imdn --weights IMDN_x4.pth --scale 4 --bits W4A4 -o imdn_x4_w4a4.intsim
+  intsim calibrate --model examples/espcn_like.py:build --weights espcn_x3.pt --scale 3 --bits W8A8 -o espcn.intsim
+  intsim calibrate --model imdn_x4.onnx --scale 4 --bits W4A4 -o imdn_onnx.intsim
 """
 
 
@@ -32,7 +34,13 @@ def add_calibrate(sub) -> None:
                        description="Calibrate two-region quantizers and export an integer artifact. "
                                    "'default: from the method's recipe' means calib/recipe.py decides.",
                        epilog=CALIBRATE_EPILOG)
-    c.add_argument("--model", required=True, help=f"one of {_calibrate_models()}")
+    c.add_argument("--model", required=True,
+                   help=f"one of {_calibrate_models()}; or your own: path/to/net.py:factory (factory(scale) returns "
+                        "the nn.Module), package.module:Class, or model.onnx (docs/own_model.md)")
+    c.add_argument("--rgb-range", type=positive_float, default=None, metavar="R",
+                   help="your own model's input range: pixels 0..255 are [0, R] (default 1; zoo models know theirs)")
+    c.add_argument("--in-channels", type=int, choices=(1, 3), default=None,
+                   help="your own model's image channels: 3 RGB, 1 Y (default: the first conv's in_channels)")
     c.add_argument("--weights", default=None, metavar="FILE",
                    help="float checkpoint (default: the model's checkpoint under the data root, see `intsim models`; "
                         "refused when there is none)")

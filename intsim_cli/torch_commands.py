@@ -80,7 +80,7 @@ def cmd_calibrate(args) -> int:
                 "per_channel": args.per_channel, "log": lambda line: log.info(line, extra=STATUS),
                 "recon": {"iters": args.iters} if args.iters is not None else None,
                 "policy_file": args.policy, "budget": args.budget, "stress": args.stress,
-                "candidate_bits": args.candidates,
+                "candidate_bits": args.candidates, "rgb_range": args.rgb_range, "in_channels": args.in_channels,
                 "finetune": {k: v for k, v in (("epochs", args.epochs), ("lr_mode", args.lr_mode)) if v is not None}
                 or None}
     kwargs.update({k: v for k, v in optional.items() if v is not None})
