@@ -354,6 +354,15 @@ def to_model_inputs(model, scale: int, images: list[torch.Tensor], rgb_range: fl
     return out
 
 
+def _weights_label(model, label: str, seed: int) -> str:
+    """``model.weights`` of an artifact calibrated without a checkpoint file."""
+    if isinstance(model, UserModelEntry):
+        return "the module's own (in memory)"
+    if label.lower().endswith(".onnx"):
+        return os.path.basename(label)
+    return f"random-init(seed={seed})"
+
+
 def _source(entry, label: str, scale: int, weights: str | None, seed: int) -> dict:
     """The artifact's ``metadata.source``: a user model's spec and source hash, else the zoo name and checkpoint."""
     if isinstance(entry, UserModelEntry):
@@ -454,7 +463,7 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     if mixed is not None:
         calib.settings["mixed_precision"] = {k: mixed[k] for k in ("budget", "metric", "limit", "cost", "bits")}
     meta = {"name": label, "scale": int(scale), "method": method, "allocation": calib.settings["allocation"],
-            "weights": os.path.basename(weights) if weights else f"random-init(seed={seed})",
+            "weights": os.path.basename(weights) if weights else _weights_label(model, label, int(seed)),
             "calib_data": folder.name + (" (offline stand-in for DIV2K)" if folder.name == "SunHays80" else ""),
             "n_images": rec.n_images, "patch": rec.patch, "seed": int(seed)}
     say("export")

@@ -409,6 +409,10 @@ def capture(model: nn.Module, *, rgb_range: float | None = None, in_channels: in
         raise UnsupportedOpError(f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: {msg}); "
                                  f"data-dependent control flow is not supported (fix such forward arguments "
                                  f"with concrete_args)") from None
+    for nd in graph.nodes:  # an imported graph's scopes (calib/onnx_import.py) name its functional ops
+        scope = (getattr(model, "fx_node_scopes", None) or {}).get(nd.name)
+        if scope and not nd.meta.get("nn_module_stack"):
+            nd.meta["nn_module_stack"] = {scope: (scope, nn.Module)}
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     cg = _lower(gm, rgb_range, in_channels)
     n_ph = sum(1 for nd in gm.graph.nodes if nd.op == "placeholder")

@@ -191,6 +191,7 @@ class UserModelEntry(ModelEntry):
                      "in_channels": int(self.in_channels)}
         if self.source_file is not None:
             out.update(source_file=self.source_file, source_sha256=self.source_sha256)
+        out["checkpoint"] = None  # export would otherwise record the metadata's weights label here
         if checkpoint is not None:
             out.update(checkpoint=os.path.abspath(str(checkpoint)), checkpoint_sha256=sha256_file(checkpoint))
         elif seed is not None and self.kind in ("python", "module"):
