@@ -95,6 +95,7 @@ class _Builder:
         self.numpy_helper = numpy_helper
         #: fx node name → the ONNX node's scope (module path), for the capture's op names (:func:`load_onnx`)
         self.scopes: dict[str, str] = {}
+        self.keys: dict[str, tuple] = {}  # module path → what makes a later call the same module (add_module)
 
     # -- helpers
     def fail(self, node, why: str) -> OnnxImportError:
@@ -122,9 +123,18 @@ class _Builder:
                                   "constants are supported")
         raise self.fail(node, f"operand {name!r} is not produced by an earlier node")
 
-    def add_module(self, node, module, *args):
+    def add_module(self, node, module, *args, key=None):
+        """Call ``module`` (made for ``node``) on ``args``. The exporter names a module's second call
+        ``/blk/act_1/…``: when ``blk.act`` exists with the same key (type, settings, initializer names),
+        that module is called again, as the torch model shares it (one op per call either way)."""
+        key = (type(module).__name__, repr(module), key)
+        scope = ".".join(_scope_parts(node.name))
+        base = re.sub(r"_\d+$", "", scope)
+        if base and base != scope and self.keys.get(base) == key:
+            return self.graph.call_module(base, tuple(args))
         path = _module_path(node.name, node.op_type, self.taken)
         self.modules[path] = module
+        self.keys[path] = key
         return self.graph.call_module(path, tuple(args))
 
     def tensor(self, arr: np.ndarray):
@@ -158,7 +168,7 @@ class _Builder:
         m.weight = self.tensor(w)
         if bias:
             m.bias = self.tensor(self.const(node, node.input[2], "bias"))
-        return self.add_module(node, m, self.value(node, node.input[0]))
+        return self.add_module(node, m, self.value(node, node.input[0]), key=tuple(node.input[1:]))
 
     def activation(self, node, a: dict):
         import torch.nn as nn
@@ -173,7 +183,7 @@ class _Builder:
             m.weight = self.tensor(slope)
         else:
             m = {"Relu": nn.ReLU, "Sigmoid": nn.Sigmoid}[node.op_type]()
-        return self.add_module(node, m, self.value(node, node.input[0]))
+        return self.add_module(node, m, self.value(node, node.input[0]), key=tuple(node.input[1:]))
 
     def binary(self, node):
         x, y = (self.value(node, n) for n in node.input[:2])
