@@ -96,6 +96,13 @@ class _Builder:
         #: fx node name → the ONNX node's scope (module path), for the capture's op names (:func:`load_onnx`)
         self.scopes: dict[str, str] = {}
         self.keys: dict[str, tuple] = {}  # module path → what makes a later call the same module (add_module)
+        self.scope_nodes: dict[str, int] = {}  # scope → its number of (non-Constant) nodes
+        self.containers: set[str] = set()  # scopes with scopes below them
+        for n in model.graph.node:
+            parts = _scope_parts(n.name)
+            if n.op_type != "Constant" and parts:
+                self.scope_nodes[".".join(parts)] = self.scope_nodes.get(".".join(parts), 0) + 1
+            self.containers.update(".".join(parts[:i]) for i in range(1, len(parts)))
 
     # -- helpers
     def fail(self, node, why: str) -> OnnxImportError:
@@ -171,8 +178,16 @@ class _Builder:
         return self.add_module(node, m, self.value(node, node.input[0]), key=tuple(node.input[1:]))
 
     def activation(self, node, a: dict):
+        import torch
         import torch.nn as nn
+        import torch.nn.functional as F
 
+        x = self.value(node, node.input[0])
+        if node.op_type != "PRelu" and not self.is_leaf_call(node):
+            # F.relu(x) inside a module's forward: the capture names it after that module (``att.relu``)
+            if node.op_type == "LeakyRelu":
+                return self.graph.call_function(F.leaky_relu, (x, float(str(np.float32(a.get("alpha", 0.01))))))
+            return self.graph.call_function({"Relu": F.relu, "Sigmoid": torch.sigmoid}[node.op_type], (x,))
         if node.op_type == "LeakyRelu":
             # ONNX keeps the slope as float32; its shortest decimal (0.05, not 0.0500000007…) is the value the
             # torch model was written with, so the export snaps the same number either way
@@ -183,7 +198,13 @@ class _Builder:
             m.weight = self.tensor(slope)
         else:
             m = {"Relu": nn.ReLU, "Sigmoid": nn.Sigmoid}[node.op_type]()
-        return self.add_module(node, m, self.value(node, node.input[0]), key=tuple(node.input[1:]))
+        return self.add_module(node, m, x, key=tuple(node.input[1:]))
+
+    def is_leaf_call(self, node) -> bool:
+        """Whether ``node`` is the call of a leaf module (``nn.ReLU`` at ``blk.act``: the only node of its scope,
+        no scope below it) rather than a function called in a container's forward (``F.relu`` in ``att``)."""
+        scope = ".".join(_scope_parts(node.name))
+        return bool(scope) and self.scope_nodes.get(scope, 0) == 1 and scope not in self.containers
 
     def binary(self, node):
         x, y = (self.value(node, n) for n in node.input[:2])
