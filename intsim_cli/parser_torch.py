@@ -35,8 +35,8 @@ def add_calibrate(sub) -> None:
                                    "'default: from the method's recipe' means calib/recipe.py decides.",
                        epilog=CALIBRATE_EPILOG)
     c.add_argument("--model", required=True,
-                   help=f"one of {_calibrate_models()}; or your own: path/to/net.py:factory (factory(scale) returns "
-                        "the nn.Module), package.module:Class, or model.onnx (docs/own_model.md)")
+                   help="your own model — path/to/net.py:factory (factory(scale) returns the nn.Module), "
+                        f"package.module:Class or model.onnx (docs/own_model.md) — or one of {_calibrate_models()}")
     c.add_argument("--rgb-range", type=positive_float, default=None, metavar="R",
                    help="your own model's input range: pixels 0..255 are [0, R] (default 1; zoo models know theirs)")
     c.add_argument("--in-channels", type=int, choices=(1, 3), default=None,
