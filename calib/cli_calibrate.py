@@ -341,7 +341,9 @@ def to_model_inputs(model, scale: int, images: list[torch.Tensor], rgb_range: fl
     the uint8-rounded Y plane of the model's preprocessing (FSRCNN: Y of the LR
     patch; VDSR: Y of its MATLAB-bicubic upsampling), times ``rgb_range/255``.
     """
-    entry = model if isinstance(model, UserModelEntry) else _zoo_entry(model)
+    from calib.models.zoo import ModelEntry
+
+    entry = model if isinstance(model, ModelEntry) else _zoo_entry(model)  # an entry (zoo or user) or a name
     if entry is None or entry.color != "y":
         return images
     import numpy as np
