@@ -7,7 +7,7 @@ SWEEP.toml (paths relative to its folder)::
     [sweep]
     title = "IMDN ×4 and ×2 at low bits"   # optional: the results page's title (default: the file's name)
     out = "results/sweep"                  # cell JSONs, artifacts, results page
-    models = ["imdn:4", "imdn:2"]          # zoo name:scale
+    models = ["imdn:4", "imdn:2"]          # name:scale, a zoo model or one of [own_models]
     bits = ["W4A4", "W6A6", "W8A8"]
     methods = ["minmax", "percentile", "omse", "ptq4sr", "2dquant", "dual_region", "plain_ft", "sa_ft", "oaq"]
     allocations = ["released", "budgeted"] # dual-region methods run once per allocation
@@ -21,6 +21,10 @@ SWEEP.toml (paths relative to its folder)::
 
     [report]                               # optional
     page = "../docs/results.md"            # also write the results page here
+
+    [own_models.espcn]                     # optional: your own models (docs/own_model.md), "espcn:3" above
+    model = "../examples/espcn_like.py:build"   # path/net.py:factory, package.module:Class or model.onnx
+    weights = "espcn_x3.pt"                # required, except for ONNX (weights inside)
 
 Every field is checked, for every cell, when the file is read (before Ray starts):
 bits calibrate cannot take, a model × scale without a zoo checkpoint, an unknown
@@ -105,7 +109,8 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     path = Path(path)
     where = path.name
     doc = read_toml(path)
-    check_sections(doc, ("sweep", "recipe", "report"), where)
+    check_sections(doc, ("sweep", "recipe", "report", "own_models"), where)
+    own = _own_models(doc, where, path.parent)
     s = Section(doc, "sweep", where)
     title = s.string("title", required=False, default=f"Results of {path.name}")
     if not title.strip() or "\n" in title:  # the page's heading: one line
@@ -114,14 +119,19 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     models = []
     for m in s.strings("models"):
         name, _, scale = m.partition(":")
+        if name in own:
+            if not scale.isdigit() or not 1 <= int(scale) <= 8:
+                raise ConfigError(f"{where}: [sweep] models: {m!r} must be name:scale with a scale in 1..8")
+            models.append((name, int(scale), *own[name]))
+            continue
         if name.lower() not in MODELS or not scale.isdigit() or int(scale) not in (2, 3, 4):
             raise ConfigError(f"{where}: [sweep] models: {m!r} must be name:scale with a zoo model "
-                              f"({', '.join(sorted(MODELS))}) and scale 2, 3 or 4")
+                              f"({', '.join(sorted(MODELS))}) or one of [own_models] and scale 2, 3 or 4")
         have = sorted(MODELS[name.lower()].checkpoints)
         if int(scale) not in have:  # every cell of it would fail (calibration needs the real checkpoint)
             raise ConfigError(f"{where}: [sweep] models: {m!r}: the zoo knows no {name.lower()} ×{scale} checkpoint "
                               f"(it has: {', '.join(f'×{x}' for x in have) or 'none'})")
-        models.append((name.lower(), int(scale)))
+        models.append((name.lower(), int(scale), None, None))
     bits = s.strings("bits")
     for b in bits:
         if not _BITS.match(b):
@@ -160,13 +170,48 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     if page:
         _check_output(path.parent / page, False, f"{where}: [report] page")
     cells = []
-    for model, scale in models:
+    for model, scale, spec, weights in models:
         for b in bits:
             for m in methods:
                 for alloc in (allocations if m in DUAL_REGION_METHODS else [None]):
-                    cfg = Config(model, scale, b, m, alloc)
+                    cfg = Config(model, scale, b, m, alloc, spec, weights)
                     cells += [Cell(cfg, d) for d in datasets]
     return Sweep(path, out, tuple(cells), recipe, path.parent / page if page else None, title.strip())
+
+
+def _own_models(doc: dict, where: str, folder: Path) -> dict[str, tuple[str, str | None]]:
+    """``[own_models.NAME]`` tables → ``{NAME: (model spec, weights file or None)}``, paths resolved against the
+    sweep file's ``folder`` and checked now (a missing file would fail every cell of the model)."""
+    from calib.models.zoo import MODELS
+
+    raw = doc.get("own_models") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [own_models] must be tables [own_models.NAME]")
+    out = {}
+    for name, table in raw.items():
+        sec = Section({f"own_models.{name}": table}, f"own_models.{name}", where)
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or name.lower() in MODELS:
+            raise ConfigError(f"{where}: [own_models.{name}] the name must be a word that is not a zoo model's")
+        spec, weights = sec.string("model"), sec.string("weights", required=False, default=None)
+        sec.done()
+        target, sep, attr = spec.rpartition(":")
+        onnx = spec.lower().endswith(".onnx")
+        path = folder / spec if onnx else folder / target if sep and (target.endswith(".py") or "/" in target) else None
+        if path is not None:
+            if not path.is_file():
+                raise ConfigError(f"{where}: [own_models.{name}] model: {path} is not a file")
+            spec = str(path) if onnx else f"{path}:{attr}"
+        if onnx and weights is not None:
+            raise ConfigError(f"{where}: [own_models.{name}] weights: an ONNX file carries its own weights")
+        if not onnx and weights is None:
+            raise ConfigError(f"{where}: [own_models.{name}] weights: required (the sweep calibrates real "
+                              "checkpoints, never a random init)")
+        if weights is not None:
+            if not (folder / weights).is_file():
+                raise ConfigError(f"{where}: [own_models.{name}] weights: {folder / weights} is not a file")
+            weights = str(folder / weights)
+        out[name] = (spec, weights)
+    return out
 
 
 def _check_recipe(recipe: Recipe, where: str, folder: Path) -> Recipe:

@@ -61,13 +61,16 @@ class Recipe:
 
 @dataclass(frozen=True)
 class Config:
-    """One calibration: ``allocation`` is None for methods without two-region codes."""
+    """One calibration: ``allocation`` is None for methods without two-region codes. ``spec``/``weights``:
+    a user model's source and checkpoint (``[own_models]``; ``model`` is then its name in the sweep)."""
 
     model: str
     scale: int
     bits: str
     method: str
     allocation: str | None = None
+    spec: str | None = None
+    weights: str | None = None
 
     @property
     def id(self) -> str:
@@ -96,7 +99,10 @@ def calibrate_config(config: Config, recipe: Recipe, out_dir: str, reuse: bool) 
     from calib.models.zoo import resolve_checkpoint
 
     # the real checkpoint or nothing: a missing one fails the configuration (no random-init stand-in)
-    weights = str(resolve_checkpoint(config.model, config.scale, None, None))
+    if config.spec is not None:  # your own model: its spec and checkpoint (None: an ONNX file's own weights)
+        model, weights = config.spec, config.weights
+    else:
+        model, weights = config.model, str(resolve_checkpoint(config.model, config.scale, None, None))
     folder = Path(out_dir) / "artifacts"
     folder.mkdir(parents=True, exist_ok=True)
     art = folder / f"{config.id}.intsim"
@@ -107,7 +113,7 @@ def calibrate_config(config: Config, recipe: Recipe, out_dir: str, reuse: bool) 
             return rec
     finetune = {"epochs": recipe.epochs, "max_iters_per_epoch": recipe.iters_per_epoch, "seed": recipe.seed}
     t0 = time.time()
-    summary = run_calibrate(config.model, weights, config.scale, config.bits, config.method, recipe.calib_data,
+    summary = run_calibrate(model, weights, config.scale, config.bits, config.method, recipe.calib_data,
                             str(art), n_images=recipe.n_images, patch=recipe.patch, seed=recipe.seed,
                             allocation=config.allocation, finetune=finetune, range_mode=recipe.range_mode,
                             per_channel=recipe.per_channel, bp_init=recipe.bp_init)
@@ -126,9 +132,14 @@ def _scores(res: dict) -> dict:
                            **({"sr_sha256": i["sr_sha256"]} if "sr_sha256" in i else {})} for i in d["images"]]}
 
 
-def _fp_scores(config: Config, dataset: str, recipe: Recipe) -> dict | None:
+def _fp_scores(config: Config, dataset: str, recipe: Recipe, artifact: str) -> dict | None:
     if recipe.limit is not None or recipe.crop is not None:
         return None  # no FP reference on crops / partial sets
+    if config.spec is not None:  # your own model: rebuilt from the artifact's recorded source
+        from calib.evaluate import run_eval
+
+        r = _scores(run_eval(artifact, [dataset], engine="fp", progress=False))
+        return {"psnr": r["psnr"], "ssim": r["ssim"], "n": r["n"]}
     from calib.fp_eval import evaluate_fp
 
     r = evaluate_fp(config.model, config.scale, dataset)
@@ -178,7 +189,7 @@ def evaluate_cell(calib_record: dict, cell: Cell, recipe: Recipe) -> dict:
         "dataset": cell.dataset,
         "recipe": recipe.digest(),
         "recipe_fields": asdict(recipe),
-        "fp": _fp_scores(c, cell.dataset, recipe),
+        "fp": _fp_scores(c, cell.dataset, recipe, art),
         **engines,
         "golden_equals_intsim": gold == ints,
         "code_bits": calib_record["code_bits"],
