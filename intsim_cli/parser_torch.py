@@ -190,5 +190,12 @@ def add_demo(sub) -> None:
     d.add_argument("--method", default=None, help="calibration method (default: the best measured recipe, recon — "
                    "block reconstruction with learned rounding on two-region codes; oaq: the paper's method)")
     d.add_argument("--accel", default="edge_npu", metavar="FILE|NAME")
+    d.add_argument("--model", default=None, metavar="SPEC",
+                   help="your own RGB model instead: path/to/net.py:factory, package.module:Class or model.onnx, "
+                        "calibrated on SunHays80 and run on Set5 from the data root (docs/own_model.md)")
+    d.add_argument("--weights", default=None, metavar="FILE", help="--model's checkpoint (not for ONNX)")
+    d.add_argument("--scale", type=positive_int(1, 8), default=None, help="--model's scale")
+    d.add_argument("--rgb-range", type=positive_float, default=None, metavar="R",
+                   help="--model's input range (default 1: pixels as [0, 1])")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_demo)

@@ -222,10 +222,19 @@ def cmd_demo(args) -> int:
         from reports.demo import result_table, run_demo
     except ImportError as e:
         raise UsageError(f"demo needs torch and scikit-image (make setup): {e}") from None
-    out = args.out or ("intsim-demo-real" if args.real else "intsim-demo")
+    own = None
+    if args.model is not None:
+        if args.scale is None:
+            raise UsageError("demo --model needs --scale")
+        if not args.model.lower().endswith(".onnx") and args.weights is None:
+            raise UsageError("demo --model needs --weights FILE (the demo shows a trained model)")
+        own = {"model": args.model, "weights": args.weights, "scale": args.scale, "rgb_range": args.rgb_range}
+    elif args.weights is not None or args.scale is not None or args.rgb_range is not None:
+        raise UsageError("demo --weights/--scale/--rgb-range go with --model")
+    out = args.out or ("intsim-demo-real" if args.real or own else "intsim-demo")
     check_output(out, "folder")
     summary = run_demo(out, quick=args.quick, real=args.real, data_root=args.data_root, bits=args.bits,
-                       method=args.method, accel=args.accel)
+                       method=args.method, accel=args.accel, own=own)
     if args.json:
         print_json({k: v for k, v in summary.items() if k != "per_image"})
     else:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -104,7 +105,7 @@ def lr_hr_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
 class DemoConfig:
     model: str
     scale: int
-    weights: str
+    weights: str | None  # None: an ONNX model's own
     bits: str
     method: str | None
     calib_dir: Path | None  # None: write the skimage calibration images into the run dir
@@ -139,7 +140,9 @@ def _tiny_config(quick: bool, bits: str, method: str) -> DemoConfig:
                       recon={"iters": 100} if quick else None)
 
 
-def _real_config(quick: bool, bits: str, method: str, data_root: str | None) -> DemoConfig:
+def _real_config(quick: bool, bits: str, method: str, data_root: str | None, own: dict | None = None) -> DemoConfig:
+    """IMDN ×4 with its checkpoint — or ``own``, your model (``{"model": spec, "weights": file or None,
+    "scale": s}``, docs/own_model.md) — calibrated on SunHays80 and run on Set5 from the data root."""
     from calib.data_root import data_root as default_root
     from calib.datasets import benchmark
 
@@ -147,11 +150,12 @@ def _real_config(quick: bool, bits: str, method: str, data_root: str | None) -> 
     if not root.is_dir():
         raise DemoError(f"--real needs the data root {root} (data/Set5, data/SunHays80, weights/): "
                         "pass --data-root DIR or set $INTSIM_DATA_ROOT")
+    model, scale = (own["model"], int(own["scale"])) if own else ("imdn", 4)
     try:
         from calib.models.zoo import resolve_checkpoint
 
-        ckpt = resolve_checkpoint("imdn", 4, None, root)
-        ds = benchmark("Set5", 4, root)
+        ckpt = own["weights"] if own else resolve_checkpoint("imdn", 4, None, root)
+        ds = benchmark("Set5", scale, root)
     except (FileNotFoundError, KeyError) as e:
         raise DemoError(str(e).strip("'\"")) from None
     calib_dir = root / "data" / "SunHays80"
@@ -167,9 +171,9 @@ def _real_config(quick: bool, bits: str, method: str, data_root: str | None) -> 
             h, w = min(64, H), min(64, W)
             y, x = (H - h) // 2, (W - w) // 2
             lr = np.ascontiguousarray(lr[y:y + h, x:x + w])
-            hr = np.ascontiguousarray(hr[y * 4:(y + h) * 4, x * 4:(x + w) * 4])
+            hr = np.ascontiguousarray(hr[y * scale:(y + h) * scale, x * scale:(x + w) * scale])
         pairs.append((pair.name, lr, hr))
-    return DemoConfig("imdn", 4, str(ckpt), bits, method, calib_dir,
+    return DemoConfig(model, scale, None if ckpt is None else str(ckpt), bits, method, calib_dir,
                       n_calib=8 if quick else None, patch=32 if quick else None, eval_pairs=pairs,
                       recon={"iters": 60} if quick else None)
 
@@ -251,8 +255,11 @@ def _mean(xs):
 # --------------------------------------------------------------------------- the pipeline
 def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False, data_root: str | None = None,
              bits: str = "W4A4", method: str = DEFAULT_METHOD, accel: str = ACCELERATOR, progress: bool = True,
-             report: bool = True) -> dict:
-    """Run the demo into ``out``; return the summary (also written to ``out/summary.json``)."""
+             report: bool = True, own: dict | None = None) -> dict:
+    """Run the demo into ``out``; return the summary (also written to ``out/summary.json``).
+
+    ``own``: your model instead of tiny_sr / IMDN — ``{"model": spec, "weights": file or None, "scale": s,
+    "rgb_range": r or None}`` (docs/own_model.md) — on the real data, as ``real=True``."""
     t_start = time.time()
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -267,7 +274,8 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
 
     # 1. images -------------------------------------------------------------------------------
     t = time.time()
-    cfg = _real_config(quick, bits, method, data_root) if real else _tiny_config(quick, bits, method)
+    cfg = (_real_config(quick, bits, method, data_root, own) if real or own
+           else _tiny_config(quick, bits, method))
     out.mkdir(parents=True, exist_ok=True)
     bar = st.bar("images", len(cfg.eval_pairs) + (0 if cfg.calib_dir else len(CALIB_FILES)))
     if cfg.calib_dir is None:
@@ -292,14 +300,16 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
 
     t = time.time()
     bar = st.bar("calibrate", 2)
-    tag = f"{cfg.model}_x{cfg.scale}_{cfg.bits.lower()}"
+    name = re.sub(r"\W+", "_", Path(cfg.model).name).strip("_")  # a spec (net.py:build) names no folder
+    tag = f"{name}_x{cfg.scale}_{cfg.bits.lower()}"
     art_rel = f"{tag}.intsim"
     state_dir = out / "calib_state"
     try:
         crun = calibrate_run(model=cfg.model, weights=cfg.weights, scale=cfg.scale, bits=cfg.bits,
                              method=cfg.method, calib_data=str(calib_dir), out=str(out / art_rel),
                              realization=cfg.realization, n_images=cfg.n_calib, patch=cfg.patch, seed=0,
-                             recon=cfg.recon, state_dir=str(state_dir), progress=progress and sys.stderr.isatty())
+                             recon=cfg.recon, state_dir=str(state_dir), progress=progress and sys.stderr.isatty(),
+                             **({"rgb_range": own.get("rgb_range")} if own else {}))
     except Exception as e:  # noqa: BLE001 - e.g. an op the exporter cannot take yet
         if isinstance(e, (ValueError, NotImplementedError, KeyError)):
             raise DemoError(f"calibrating {cfg.model} ×{cfg.scale} failed: {' '.join(str(e).split())}") from None
@@ -315,6 +325,9 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
 
     art = load_artifact(out / art_rel)
     out_name = art.outputs[0]
+    if art.tensors[art.inputs[0]].channels != 3:
+        raise DemoError(f"the demo runs RGB models; {cfg.model} takes a 1-channel (Y) image: evaluate it with "
+                        f"intsim eval {out / art_rel} --dataset Set5")
 
     # 3. float / fake-quant --------------------------------------------------------------------
     from calib.bicubic import bicubic_upsample_rounded
@@ -410,10 +423,11 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     summary = {
         "model": cfg.model, "scale": int(cfg.scale), "bits": cfg.bits, "code_bits": _body_code_bits(art, cfg.bits),
         "code_bits_per_layer": dict(art.model.get("code_bits", {})),
-        "realization": art.numerics.realization, "weights": os.path.basename(cfg.weights),
+        "realization": art.numerics.realization,
+        "weights": os.path.basename(cfg.weights) if cfg.weights else "inside the ONNX file",
         "images": len(cfg.eval_pairs), "eval_images": [r["name"] for r in per],
         "calib_images": str(calib_dir if cfg.calib_dir else "skimage: " + ", ".join(CALIB_FILES)),
-        "quick": bool(quick), "real": bool(real),
+        "quick": bool(quick), "real": bool(real or own),
         "psnr_db": psnr, "bit_exact": bool(rep.ok), "mismatches": int(rep.mismatches),
         "event_mismatches": int(rep.event_mismatches), "verify_line": rep.format(),
         "cost_summary": {"accelerator": acc.name, "energy_uj": cost["totals"]["energy_pj"]["total"] * 1e-6,

@@ -189,3 +189,23 @@ def test_set5_eval_fp_and_intsim_without_patching(tmp_path, capsys, model_files,
     # the intsim run's FP baseline is the fp engine's own result, image for image
     assert q["baselines"]["fp"]["psnr"] == pytest.approx(fp["psnr"], abs=0)
     assert np.isfinite(q["psnr"]) and abs(q["psnr"] - fp["psnr"]) < 1.0  # W8A8 of a smooth random net
+
+
+def test_demo_and_report_with_own_model(tmp_path, capsys, model_files, one_thread):
+    """`intsim demo --model SPEC`: the demo's whole pipeline (calibrate … report) on a model not in the zoo."""
+    for rel in ("data/Set5/LR_bicubic/X3", "data/SunHays80"):
+        if not available(rel):
+            pytest.skip(f"{rel} not present under the data root {data_root()} (set INTSIM_DATA_ROOT)")
+    src, w = model_files
+    out = tmp_path / "demo"
+    code, stdout, err = cli(capsys, "demo", "--model", f"{src}:build", "--weights", w, "--scale", 3, "--quick",
+                            "--bits", "W8A8", "--method", "minmax", "--out", out, "--json")
+    assert code == 0, err
+    s = json.loads(stdout)
+    assert s["model"] == f"{src}:build" and s["scale"] == 3 and s["bit_exact"] is True
+    assert s["psnr_db"]["golden"] == s["psnr_db"]["intsim"] and s["images"] == 2
+    assert (out / "report.html").is_file() and (out / "net_py_build_x3_w8a8.intsim").is_file()
+    code, _, err = cli(capsys, "report", out, "-o", tmp_path / "again.html")
+    assert code == 0 and (tmp_path / "again.html").is_file(), err
+    code, _, err = cli(capsys, "demo", "--model", f"{src}:build", "--scale", 3, "--out", tmp_path / "d2")
+    assert code == 2 and "needs --weights" in err and len(err.strip().splitlines()) == 1
