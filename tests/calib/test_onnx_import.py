@@ -139,3 +139,33 @@ def test_imdn_x4_from_onnx_equals_the_torch_path_and_verifies(tmp_path):
                         progress=False, art=b)
     rep = verify(b, read_golden_dir(gdir))
     assert rep.ok and rep.mismatches == 0 and rep.event_mismatches == 0 and rep.compared_tensors > 0
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_onnx_artifact_rebuilds_its_float_model_and_refuses_a_changed_file(tmp_path):
+    """``calib.quantize('x.onnx', …)``: the artifact records the file's sha256; eval's FP model is rebuilt from
+    it (same state dict as exported), and a rewritten file is refused in one line."""
+    import calib
+    from calib.evaluate import FloatModel, RebuildError
+
+    net = _espcn(2)
+    p = _export(net, tmp_path / "espcn_x2.onnx")
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(3)]
+    art = calib.quantize(str(p), imgs, scale=2, bits="W8A8", method="minmax", n_images=3, patch=16, holdout=False)
+    src = art.metadata["source"]
+    assert src["kind"] == "onnx" and src["source_file"] == str(p.resolve()) and art.model["weights"] == p.name
+    lr = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+    x = torch.from_numpy(lr.transpose(2, 0, 1).copy())[None].float() / 255
+    with torch.no_grad():
+        want = (net(x)[0].double().numpy().transpose(1, 2, 0) * 255)
+    from calib.metrics import to_uint8
+
+    assert np.array_equal(FloatModel(art)(lr), to_uint8(want))  # the rebuilt float model is the exported one
+    other = _espcn(2)  # same architecture, other weights, exported over the recorded file
+    with torch.no_grad():
+        other.head.weight.add_(1.0)
+    _export(other, p)
+    with pytest.raises(RebuildError, match="changed since the artifact was exported") as e:
+        FloatModel(art)
+    assert "\n" not in str(e.value)

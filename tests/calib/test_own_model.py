@@ -209,3 +209,20 @@ def test_demo_and_report_with_own_model(tmp_path, capsys, model_files, one_threa
     assert code == 0 and (tmp_path / "again.html").is_file(), err
     code, _, err = cli(capsys, "demo", "--model", f"{src}:build", "--scale", 3, "--out", tmp_path / "d2")
     assert code == 2 and "needs --weights" in err and len(err.strip().splitlines()) == 1
+
+
+def test_module_class_spec(tmp_path, capsys, one_thread):
+    """``--model package.module:function``: an importable module; its file is what the artifact records."""
+    import calib.models.fsrcnn as fsrcnn
+    from calib.models.zoo import sha256_file
+    from intsim.artifact import load_artifact
+
+    out = tmp_path / "m.intsim"
+    code, _, err = cli(capsys, "calibrate", "--model", "calib.models.fsrcnn:build", "--random-init", "--scale", 2,
+                       "--bits", "W8A8", *FAST, "--calib-data", calib_folder(tmp_path / "cal"), "-o", out)
+    assert code == 0, err
+    art = load_artifact(out)
+    src = art.metadata["source"]
+    assert src["kind"] == "module" and src["source_file"] == str(Path(fsrcnn.__file__).resolve())
+    assert src["source_sha256"] == sha256_file(fsrcnn.__file__)
+    assert src["in_channels"] == 1 and art.tensors[art.inputs[0]].channels == 1  # FSRCNN's first conv: Y
