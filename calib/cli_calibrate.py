@@ -24,7 +24,7 @@ from calib.determinism import fixed_threads
 from calib.export import export_artifact, model_source
 from calib.graph import capture
 from calib.models.edsr import EDSR
-from calib.models.user import UserModelEntry, is_model_spec, load_user_model
+from calib.models.user import UserModelEntry, check_io, is_model_spec, load_user_model
 
 #: Models calibrate builds itself (not in the zoo registry, calib/models/zoo.py): full EDSR
 #: (32 blocks, 256 features, res_scale 0.1 — the constant factor is folded into the conv at export).
@@ -153,9 +153,11 @@ def build_entry(model, scale: int, weights: str | None, seed: int, *, rgb_range:
             raise ValueError("an in-memory model's rgb_range and in_channels are set when its entry is made")
         if int(scale) < 1:
             raise ValueError(f"scale must be >= 1, got {scale}")
-        return model.prebuilt.eval(), model, float(model.rgb_range), int(model.in_channels)
+        check_io(model, model.prebuilt.eval(), int(scale))
+        return model.prebuilt, model, float(model.rgb_range), int(model.in_channels)
     if is_model_spec(model):
         entry, net = load_user_model(model, int(scale), weights, seed, rgb_range=rgb_range, in_channels=in_channels)
+        check_io(entry, net, int(scale))
         return net, entry, float(entry.rgb_range), int(entry.in_channels)
     if rgb_range is not None or in_channels is not None:
         raise ValueError(f"model {model!r}: rgb_range and in_channels are the zoo's; they apply to your own "

@@ -265,6 +265,26 @@ def object_entry(net, *, name: str | None = None, rgb_range: float | None = None
                   None, prebuilt=net)
 
 
+def check_io(entry: UserModelEntry, net, scale: int, side: int = 16) -> None:
+    """Refuse (one line) a model whose output is not ``in_channels`` × (side·scale)² for a side² input: a wrong
+    ``--scale`` or ``--in-channels`` is named here, not met as a shape error deep in calibration."""
+    import torch
+
+    c = int(entry.in_channels)
+    try:
+        with torch.no_grad():
+            y = net(torch.full((1, c, side, side), 0.5 * entry.rgb_range))
+    except Exception as e:  # noqa: BLE001 - the user's forward may raise anything
+        raise ModelSpecError(f"--model {entry.spec}: its forward fails on a 1×{c}×{side}×{side} input "
+                             f"({type(e).__name__}: {' '.join(str(e).split())[:160]}); check --in-channels") from None
+    want = (1, c, side * scale, side * scale)
+    got = tuple(getattr(y, "shape", ()))
+    if got != want:
+        raise ModelSpecError(f"--model {entry.spec}: at scale {scale} a 1×{c}×{side}×{side} input should give "
+                             f"{'×'.join(map(str, want))}, the model gives {'×'.join(map(str, got)) or type(y).__name__}; "
+                             "check --scale (and --in-channels)")
+
+
 def rebuild(src: dict):
     """``(entry, float model in eval mode, scale)`` from an artifact's ``metadata.source`` of a user model.
 

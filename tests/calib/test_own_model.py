@@ -120,6 +120,10 @@ def raises(scale):
 def not_a_module(scale):
     return 42
 
+def fixed_x4(scale):
+    return nn.Sequential(nn.Conv2d(3, 48, 3, padding=1), nn.PixelShuffle(4))
+
+
 class Wide(nn.Module):
     def __init__(self, scale):
         super().__init__()
@@ -139,6 +143,7 @@ class Wide(nn.Module):
     ("{d}/broken.py:build", "importing"),
     ("no_such_package_xyz.mod:Net", "cannot import module 'no_such_package_xyz.mod'"),
     ("{d}/missing.onnx", "no such ONNX file"),
+    ("{d}/bad.py:fixed_x4", "at scale 2 a 1×3×16×16 input should give 1×3×32×32, the model gives 1×3×64×64"),
 ])
 def test_bad_specs_are_one_line_exit_2(tmp_path, capsys, spec, needle):
     (tmp_path / "bad.py").write_text(BAD_FACTORIES)
@@ -150,6 +155,14 @@ def test_bad_specs_are_one_line_exit_2(tmp_path, capsys, spec, needle):
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and needle in err, err
     assert not (tmp_path / "x.intsim").exists()
+
+
+def test_wrong_in_channels_is_named_before_calibration(tmp_path, capsys):
+    code, _, err = cli(capsys, "calibrate", "--model", f"{EXAMPLE}:build", "--random-init", "--in-channels", 1,
+                       "--scale", 2, "--bits", "W8A8", "--calib-data", calib_folder(tmp_path / "cal", 1),
+                       "-o", tmp_path / "x.intsim")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "its forward fails on a 1×1×16×16 input" in err and "check --in-channels" in err
 
 
 def test_a_spec_needs_weights_or_random_init(tmp_path, capsys):
