@@ -38,6 +38,8 @@ Lowering rules (docs/arithmetic.md):
   by c ≠ 1 it is folded into the conv producing its operand (the conv's real
   weights and bias are scaled by c at export), provided that conv output has
   no other user;
+* ``nn.BatchNorm2d`` (eval mode) directly after an ``nn.Conv2d`` is folded into that conv's
+  float weights and bias before tracing (:mod:`calib.batchnorm`, arithmetic.md §5.7);
 * ``nn.Identity`` / ``nn.Dropout`` are removed;
 * forward arguments after the image with a default value (CARN-M's
   ``forward(x, scale=None)``) are fixed at that value by torch.fx
@@ -74,7 +76,7 @@ SUPPORTED = (
     "nearest / bilinear (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
     "x[:, a:b] on channels (concat, split), global mean (mean, AdaptiveAvgPool2d(1), sum/(H·W)) and population "
     "std over H×W (mean_pool, std_pool), full-size × 1×1 per-channel gate (mul), "
-    "MeanShift (folded into image_in/image_out), multiplication/division by a constant "
+    "MeanShift (folded into image_in/image_out), BatchNorm2d right after a Conv2d (folded into it), multiplication/division by a constant "
     "(removed if 1, else folded into the producing conv), nn.Identity/nn.Dropout (removed)"
 )
 
@@ -401,9 +403,14 @@ def capture(model: nn.Module, *, rgb_range: float | None = None, in_channels: in
         raise ValueError(f"rgb_range must be positive, got {rgb_range}")
     concrete = _default_concrete_args(model)
     concrete.update(concrete_args or {})
+    from calib.batchnorm import fold_batchnorm
+
     tracer = _Tracer(tuple(extra_leaves))
     try:
+        model = fold_batchnorm(model, extra_leaves=tuple(extra_leaves), concrete_args=concrete_args)  # §5.7
         graph = tracer.trace(model, concrete_args=concrete or None)
+    except UnsupportedOpError:
+        raise
     except Exception as e:  # noqa: BLE001 - fx raises TraceError, TypeError, ... for untraceable code
         msg = " ".join(str(e).split())
         raise UnsupportedOpError(f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: {msg}); "

@@ -152,7 +152,10 @@ def build_fakequant_model(model: nn.Module, calib) -> nn.Module:
     several call sites (layers naming the same ``module``) gets one shared
     quantizer pair if their specs agree, else one pair per call site (module doc).
     """
-    fq = copy.deepcopy(model).eval()
+    from calib.batchnorm import fold_batchnorm
+
+    folded = fold_batchnorm(model)  # a copy already when it folds anything (arithmetic.md §5.7)
+    fq = (folded if folded is not model else copy.deepcopy(model)).eval()
     multi_site = False
     by_module: dict[str, list] = {}
     for layer in calib.layers.values():

@@ -413,3 +413,25 @@ def test_s6_14_mul_example():
     y, _ = mul(np.array([[[1000]]], dtype=np.int64), np.array([[[23955]]], dtype=np.int64), f_x=16, f_g=15, f_out=16)
     assert y.tolist() == [[[731]]]
     assert shown(Fraction(23955000, 2**15), "731.05")
+
+
+# ---------------------------------------------------------------------------
+# examples of the ops added by issue 21 (item 4)
+
+
+def test_s5_7_batchnorm_fold_example():
+    import torch
+    import torch.nn as nn
+
+    from calib.batchnorm import folded_conv_params
+
+    conv, bn = nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1, eps=1.0)
+    with torch.no_grad():
+        conv.weight.fill_(3.0)
+        conv.bias.fill_(0.25)
+        bn.weight.fill_(2.0)
+        bn.bias.fill_(1.0)
+        bn.running_mean.fill_(0.5)
+        bn.running_var.fill_(3.0)
+    w, b = folded_conv_params(conv, bn)
+    assert float(w) == 3.0 and float(b) == 0.75
