@@ -752,6 +752,17 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
             add_stream(node.output, node.channels, fracs[node.inputs[0]])  # f_o = f_i (§6.6, §6.8, §6.9)
             attrs = {"factor": int(node.attrs["factor"])} if "factor" in node.attrs else {}
             ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,), attrs, {}))
+        elif node.op == "clamp":
+            from calib.export_ops import ClampBoundsError, clamp_bounds
+
+            f = fracs[node.inputs[0]]
+            add_stream(node.output, node.channels, f)  # f_o = f_i (§6.16)
+            try:
+                lo, hi = clamp_bounds(node.attrs["lo"], node.attrs["hi"], f, numerics)
+            except ClampBoundsError as e:
+                raise ExportError(f"layer '{node.name}': {e}") from None
+            ops.append(OpSpec(node.name, "clamp", node.inputs, (node.output,), {"lo": lo, "hi": hi}, {}))
+            stream_meta[node.name] = {"lo": node.attrs["lo"], "hi": node.attrs["hi"], "lo_int": lo, "hi_int": hi}
         elif node.op == "upsample_bilinear":
             add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.10
             M, k = bilinear_multiplier(int(node.attrs["factor"]), numerics)

@@ -20,6 +20,9 @@ Lowering rules (docs/arithmetic.md):
 * ``nn.Conv2d`` → conv2d, ``nn.ConvTranspose2d`` → conv_transpose2d (§5.5); a
   module called several times (CARN-M's shared blocks) gives one op per call
   (same weights, own activation quantizer each);
+* ``nn.ReLU6`` / ``nn.Hardtanh`` / ``F.relu6`` / ``F.hardtanh`` / ``torch.clamp`` / ``torch.clip`` /
+  ``x.clamp(min, max)`` with constant bounds → clamp (bounds snapped inwards to the stream grid at
+  export, §6.16);
 * ``nn.LeakyReLU`` / ``F.leaky_relu`` → leaky_relu, ``nn.PReLU`` → prelu (slopes
   kept real here, fixed-point at export, §6.7); ``nn.Sigmoid`` / ``torch.sigmoid``
   → sigmoid (a LUT at export, §6.13);
@@ -72,7 +75,8 @@ import torch.nn.functional as F
 
 SUPPORTED = (
     "conv2d (nn.Conv2d, zero padding; shared modules become one op per call), conv_transpose2d "
-    "(nn.ConvTranspose2d), add (two tensors), relu, leaky_relu, prelu, sigmoid, pixel_shuffle, "
+    "(nn.ConvTranspose2d), add (two tensors), relu, clamp (ReLU6, Hardtanh, torch.clamp/clip with constant bounds), "
+    "leaky_relu, prelu, sigmoid, pixel_shuffle, "
     "nearest / bilinear (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
     "x[:, a:b] on channels (concat, split), global mean (mean, AdaptiveAvgPool2d(1), sum/(H·W)) and population "
     "std over H×W (mean_pool, std_pool), full-size × 1×1 per-channel gate (mul), "
@@ -346,6 +350,8 @@ _POW = {operator.pow, torch.pow}
 _RELU_FN = {F.relu, torch.relu, torch.relu_}
 _LRELU_FN = {F.leaky_relu, F.leaky_relu_}
 _SIGMOID_FN = {torch.sigmoid, F.sigmoid, torch.sigmoid_}
+_CLAMP_FN = {torch.clamp, torch.clip, torch.clamp_, F.hardtanh, F.relu6, torch._C._nn.hardtanh_}
+_CLAMP_METHODS = ("clamp", "clamp_", "clip", "clip_")
 _PS_FN = {F.pixel_shuffle, torch.pixel_shuffle}
 _CAT_FN = {torch.cat, torch.concat, torch.concatenate}
 _SPLIT_FN = {torch.split, torch.chunk, torch.tensor_split}
@@ -599,6 +605,14 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
             raise fail(node, f"the upsampling factor must be one constant positive integer, got {factor!r}")
         simple("upsample_" + mode, node, x, base, module, {"factor": int(f)})
 
+    def clamp_node(node: fx.Node, x: str, lo: float | None, hi: float | None, module: str | None = None,
+                   base: str = "clamp") -> None:
+        if lo is None and hi is None:
+            raise fail(node, "a clamp needs a lower or an upper bound")
+        if lo is not None and hi is not None and lo > hi:
+            raise fail(node, f"clamp bounds min {lo} > max {hi}")
+        simple("clamp", node, x, base, module, {"lo": lo, "hi": hi})
+
     def pool_mean(node: fx.Node, x: str) -> None:
         env[node.name] = _Reduce("mean", x, _SPATIAL, node.name)
 
@@ -684,6 +698,9 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 if len(w) != channels[x]:
                     raise fail(node, f"{len(w)} PReLU slopes for {channels[x]} channels")
                 simple("prelu", node, x, "prelu", target, {"slope": w})
+                continue
+            if type(mod) in (nn.ReLU6, nn.Hardtanh):
+                clamp_node(node, stream_of(node, node.args[0]), float(mod.min_val), float(mod.max_val), target)
                 continue
             if type(mod) is nn.Sigmoid:
                 simple("sigmoid", node, stream_of(node, node.args[0]), "sigmoid", target)
@@ -862,6 +879,8 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 kind = "leaky_relu"
             elif (is_fn and t in _SIGMOID_FN) or (not is_fn and t in ("sigmoid", "sigmoid_")):
                 kind = "sigmoid"
+            elif (is_fn and t in _CLAMP_FN) or (not is_fn and t in _CLAMP_METHODS):
+                kind = "clamp"
             elif is_fn and t in _PS_FN:
                 kind = "pixel_shuffle"
             elif is_fn and t in _CAT_FN:
@@ -935,6 +954,20 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 simple("leaky_relu", node, stream_of(node, args[0]), "leaky_relu", attrs={"slope": float(slope)})
             elif kind == "sigmoid":
                 simple("sigmoid", node, stream_of(node, args[0]), "sigmoid")
+            elif kind == "clamp":
+                if is_fn and t is F.relu6:
+                    lo, hi = 0.0, 6.0
+                elif is_fn and t in (F.hardtanh, torch._C._nn.hardtanh_):
+                    lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+                    hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
+                else:
+                    lo = args[1] if len(args) > 1 else kwargs.get("min")
+                    hi = args[2] if len(args) > 2 else kwargs.get("max")
+                for v in (lo, hi):
+                    if v is not None and scalar(v) is None:
+                        raise fail(node, f"clamp bounds must be constants, got {v!r}")
+                clamp_node(node, stream_of(node, args[0]), scalar(lo) if lo is not None else None,
+                           scalar(hi) if hi is not None else None, base=str(getattr(t, "__name__", t)).rstrip("_"))
             elif kind == "pixel_shuffle":
                 r = args[1] if len(args) > 1 else kwargs.get("upscale_factor")
                 if not isinstance(r, int):

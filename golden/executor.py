@@ -49,6 +49,7 @@ OPS: dict[str, Callable] = {
     "concat": S.concat,
     "split": S.split,
     "relu": S.relu,
+    "clamp": S.clamp,
     "leaky_relu": S.leaky_relu,
     "prelu": S.prelu,
     "pixel_shuffle": S.pixel_shuffle,

@@ -244,6 +244,12 @@ def _slope_fast(art, op, xs, split_op=None, encoders=None):
     return outs, events
 
 
+def _clamp(art, op, xs):
+    _same_frac(art, op)
+    x, ev = elementwise.clamp(xs[0], lo=op.attrs["lo"], hi=op.attrs["hi"], name=op.name)
+    return [x], ev
+
+
 def _leaky_relu(art, op, xs, encode=None):
     _same_frac(art, op)
     fast = _slope_fast(art, op, xs, encoders=[encode])
@@ -324,6 +330,7 @@ OPS: dict[str, Adapter] = {
     "concat": _concat,
     "split": _split,
     "relu": _relu,
+    "clamp": _clamp,
     "leaky_relu": _leaky_relu,
     "prelu": _prelu,
     "pixel_shuffle": _pixel_shuffle,

@@ -88,6 +88,7 @@ OP_ATTRS: dict[str, dict[str, str]] = {
     "concat": {},
     "split": {"sizes": "sizes"},
     "relu": {},
+    "clamp": {"lo": "int", "hi": "int"},
     "leaky_relu": {"mult": "int", "shift": "shift"},
     "prelu": {"shift": "shift"},
     "pixel_shuffle": {"factor": "pos"},
@@ -127,7 +128,7 @@ OP_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "split": (("stream",), ("stream*",)),
     "mul": (("stream", "stream"), ("stream",)),
 }
-for _k in ("relu", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear",
+for _k in ("relu", "clamp", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear",
            "mean_pool", "std_pool", "sigmoid"):
     OP_KINDS[_k] = (("stream",), ("stream",))
 
@@ -771,6 +772,12 @@ def _check_op(v: _V, op: OpSpec) -> None:
                 v.fail(f"{lab}: output {i} tensor {op.outputs[i]!r} has {c} channels, sizes[{i}] = {s}")
     elif kind in ("relu", "upsample_nearest", "mean_pool", "std_pool"):
         same_channels()
+    elif kind == "clamp":
+        same_channels()
+        lo, hi = -(1 << (v.nx.stream_bits - 1)), (1 << (v.nx.stream_bits - 1)) - 1
+        if not lo <= a["lo"] <= a["hi"] <= hi:
+            v.fail(f"{lab}: bounds lo = {a['lo']}, hi = {a['hi']} must satisfy {lo} ≤ lo ≤ hi ≤ {hi} "
+                   f"(stream_bits = {v.nx.stream_bits}, §6.16)")
     elif kind == "leaky_relu":
         same_channels()
         _check_mults(v, op, "attribute mult", [a["mult"]])

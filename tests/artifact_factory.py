@@ -437,6 +437,13 @@ class _Builder:
     def relu(self, name, src):
         return self._same(name, "relu", src, np.maximum(self.val[src], 0.0))
 
+    def clamp(self, name, src):
+        # bounds at the 5 % / 95 % quantiles of the value, so the clamp acts on both sides (§6.16)
+        x, f = self.val[src], self.frac(src)
+        lo = math.ceil(float(np.quantile(x, 0.05)) * 2.0 ** f)
+        hi = max(lo, math.floor(float(np.quantile(x, 0.95)) * 2.0 ** f))
+        return self._same(name, "clamp", src, np.clip(x, lo * 2.0 ** -f, hi * 2.0 ** -f), {"lo": lo, "hi": hi})
+
     def _same(self, name, kind, src, y, attrs=None, arrays=None, out_name=None):
         out = self.stream(out_name or f"{name}.out", y, self.frac(src))
         self.op(name, kind, [src], [out], attrs, arrays)
@@ -563,7 +570,7 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
         conv2d(dilation 2) → leaky_relu → encode(signed2r) → conv2d(groups 2) → prelu →
         add(residual) → split → concat(swapped, new frac) → [mean_pool, std_pool] → add →
         encode(uniform) → conv1×1 → relu → encode(relu2r) → conv1×1 → sigmoid → mul →
-        encode(signed2r) → conv2d(stride 2) → [upsample_nearest r, upsample_bilinear r] → add →
+        encode(signed2r) → conv2d(stride 2) → [upsample_nearest r, upsample_bilinear r] → add → clamp →
         encode → conv2d(→12) → pixel_shuffle(2) → encode → conv_transpose2d(stride 2) → image_out
 
     Works for any input size H, W ≥ 1; the output is 4r·⌈H/2⌉ × 4r·⌈W/2⌉ × 3 with r ∈ {2, 3}.
@@ -617,7 +624,7 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
     r = int(rng.choice([2, 3]))
     un = B.upsample_nearest("up.nearest", s10, r)
     ub = B.upsample_bilinear("up.bilinear", s10, r)
-    s11 = B.add("up.add", un, ub)
+    s11 = B.clamp("up.clamp", B.add("up.add", un, ub))
     c11 = B.encode("up.enc1", s11, "signed2r", b())
     s12 = B.conv("up.conv", c11, 12)
     s13 = B.pixel_shuffle("up.shuffle", s12, 2)

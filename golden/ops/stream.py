@@ -106,6 +106,16 @@ def relu(ctx: OpContext, ins):
     return [torch.clamp(X, min=0.0)]
 
 
+def clamp(ctx: OpContext, ins):
+    """§6.16: x_o = min(max(x, lo·2^-f), hi·2^-f), evaluated on the integers X (same frac)."""
+    (X,) = ins
+    _same_frac(ctx)
+    lo, hi = int(ctx.attr("lo")), int(ctx.attr("hi"))
+    if lo > hi:
+        raise GoldenError(f"{ctx.where()}: clamp bounds lo {lo} > hi {hi}")
+    return [torch.minimum(torch.maximum(X, torch.tensor(float(lo), dtype=F64)), torch.tensor(float(hi), dtype=F64))]
+
+
 def _slope(ctx: OpContext, X: torch.Tensor, M: torch.Tensor | float, k: int):
     _same_frac(ctx)
     _shift(ctx, k, "k")

@@ -435,3 +435,17 @@ def test_s5_7_batchnorm_fold_example():
         bn.running_var.fill_(3.0)
     w, b = folded_conv_params(conv, bn)
     assert float(w) == 3.0 and float(b) == 0.75
+
+
+def test_s6_16_clamp_examples():
+    from calib.export_ops import clamp_bounds
+    from intsim.artifact import Numerics
+    from intsim.ops.elementwise import clamp
+
+    nx = Numerics()
+    lo, hi = clamp_bounds(0.0, 6.0, 4, nx)
+    assert (lo, hi) == (0, 96)
+    y, _ = clamp(np.array([-5, 50, 100], dtype=np.int64).reshape(1, 3, 1), lo=lo, hi=hi)
+    assert y.reshape(-1).tolist() == [0, 50, 96]
+    assert clamp_bounds(0.3, None, 2, nx) == (2, (1 << 23) - 1)
+    assert math.ceil(Fraction(3, 10) * 4) == 2

@@ -36,7 +36,7 @@ from intsim.ops import pooling, resample
 from intsim.ops import sigmoid as sg
 from intsim.overflow import EngineOverflowError
 
-ALL_OPS = {"image_in", "image_out", "encode", "conv2d", "conv_transpose2d", "add", "concat", "split", "relu",
+ALL_OPS = {"image_in", "image_out", "encode", "conv2d", "conv_transpose2d", "add", "concat", "split", "relu", "clamp",
            "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear", "mean_pool",
            "std_pool", "sigmoid", "mul"}
 
@@ -106,6 +106,7 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
     codes("c2", 2, cb_signed())
     stream("tc", 3, 12)
     stream("un", 3, 12)
+    stream("unc", 3, 12)
     stream("out_s", 3, 12)
 
     arrays = {
@@ -157,7 +158,8 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
            {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1], "output_padding": [1, 1], "w_exp": 10},
            {"weight": "tc.weight", "w_mant": "tc.w_mant", "bias": "tc.bias"}),
         op("up_nn", "upsample_nearest", ["x0"], ["un"], {"factor": 8}),
-        op("skip", "add", ["tc", "un"], ["out_s"]),
+        op("clip", "clamp", ["un"], ["unc"], {"lo": -(1 << 12), "hi": 1 << 11}),
+        op("skip", "add", ["tc", "unc"], ["out_s"]),
         op("out", "image_out", ["out_s"], ["output"], {"exp": 4}, {"mult": "out.mult", "offset": "out.offset"}),
     ]
     return Artifact(model={"name": "test"}, numerics=numerics, inputs=("input",), outputs=("output",),
@@ -193,7 +195,8 @@ def direct_chain(art: Artifact, img: np.ndarray) -> dict:
     t["tc"], _ = conv_ops.conv_transpose2d(t["c2"], cb_signed(), A["tc.weight"], A["tc.w_mant"], A["tc.bias"],
                                            w_exp=10, f_out=12, stride=2, padding=1, output_padding=1, numerics=n)
     t["un"], _ = resample.upsample_nearest(t["x0"], 8)
-    t["out_s"], _ = ew.add(t["tc"], t["un"], f_a=12, f_b=12, f_out=12, numerics=n)
+    t["unc"], _ = ew.clamp(t["un"], lo=-(1 << 12), hi=1 << 11)
+    t["out_s"], _ = ew.add(t["tc"], t["unc"], f_a=12, f_b=12, f_out=12, numerics=n)
     t["output"], _ = im.image_out(t["out_s"], A["out.mult"], A["out.offset"], exp=4, f_in=12, numerics=n)
     return t
 
