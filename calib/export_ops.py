@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
+
 from intsim.artifact import Numerics
 
 
@@ -33,3 +35,37 @@ def clamp_bounds(lo: float | None, hi: float | None, frac: int, numerics: Numeri
     if L > H:
         raise ClampBoundsError(f"the clamp interval [{lo}, {hi}] holds no value of the stream grid 2^-{frac}")
     return int(L), int(H)
+
+
+#: LUT activations: at most 2^LUT_BITS entries over the input range ±R (§6.17).
+LUT_BITS = 13
+#: Bounded functions (sigmoid, tanh) saturate: their range R is capped at 2^SATURATING_RANGE_LOG2.
+SATURATING_RANGE_LOG2 = 4
+
+
+def export_lut(fn: str, absmax_in: float, f_i: int, numerics: Numerics) -> dict:
+    """The §6.17 table of ``fn`` for an input stream at frac ``f_i`` with calibrated ``max|x| = absmax_in``.
+
+    Range ``[−R, R)``, ``R = 2^r``, ``r = ⌈log2 max(|x|, 1)⌉`` (at most 2^4 for sigmoid and tanh,
+    which are flat beyond: σ(16) = 1 − 1.1·10^-7); input step ``2^-k_lut`` with ``2^LUT_BITS`` entries
+    and ``k_lut ≤ f_i`` (finer than the input grid is useless); output frac
+    ``f_o = min(30 − b, stream_bits − 2 − b)`` with ``2^b ≥ max|φ|`` over the range, so every entry
+    fits int32 and the stream with two guard bits. Inputs beyond the range saturate the index (§7).
+    """
+    from intsim.lut import build_lut, lut_function
+
+    f = lut_function(fn)
+    a = max(float(absmax_in), 1.0)
+    r = int(math.ceil(math.log2(a)))
+    if f.bound(float("inf")) <= 1.0:
+        r = min(r, SATURATING_RANGE_LOG2)
+    k_lut = min(LUT_BITS - 1 - r, int(f_i))
+    n = r + k_lut
+    imin, imax = (-(1 << n), (1 << n) - 1) if n >= 0 else (-1, 0)
+    b = max(0, int(math.ceil(math.log2(f.bound(2.0 ** r)))))
+    f_o = min(30 - b, numerics.stream_bits - 2 - b)
+    lut = build_lut(fn, int(imin), int(imax), int(k_lut), int(f_o))
+    return {"lut_exp": int(k_lut), "imin": int(imin), "imax": int(imax), "lut": lut.astype(np.int32),
+            "f_o": int(f_o),
+            "meta": {"fn": fn, "input_absmax": float(absmax_in), "range": [-(2.0 ** r), 2.0 ** r],
+                     "step": 2.0 ** -k_lut, "entries": int(imax - imin + 1), "out_frac": int(f_o)}}

@@ -5,7 +5,7 @@ list of :class:`LNode` — the ops of an intsim artifact (docs/artifact.md)
 *before* quantization: ``image_in``, ``conv2d``, ``conv_transpose2d``, ``relu``,
 ``leaky_relu``, ``prelu``, ``add``, ``concat``, ``split``, ``pixel_shuffle``,
 ``upsample_nearest``, ``upsample_bilinear``, ``mean_pool``, ``std_pool``,
-``sigmoid``, ``mul``, ``image_out``. Export (calib/export.py) later inserts one
+``lut`` (sigmoid, tanh, silu, gelu), ``clamp``, ``mul``, ``image_out``. Export (calib/export.py) later inserts one
 ``encode`` op in front of every conv (activation quantizers sit at conv inputs
 only; every other op works on the wide stream) and snaps everything to integers.
 
@@ -24,8 +24,9 @@ Lowering rules (docs/arithmetic.md):
   ``x.clamp(min, max)`` with constant bounds → clamp (bounds snapped inwards to the stream grid at
   export, §6.16);
 * ``nn.LeakyReLU`` / ``F.leaky_relu`` → leaky_relu, ``nn.PReLU`` → prelu (slopes
-  kept real here, fixed-point at export, §6.7); ``nn.Sigmoid`` / ``torch.sigmoid``
-  → sigmoid (a LUT at export, §6.13);
+  kept real here, fixed-point at export, §6.7); ``nn.Sigmoid`` / ``torch.sigmoid``,
+  ``nn.Tanh`` / ``torch.tanh``, ``nn.SiLU`` / ``F.silu``, ``nn.GELU`` / ``F.gelu`` (exact erf form)
+  → lut with ``fn`` = the function's name (a table at export, §6.13, §6.17);
 * ``torch.cat`` on channels → concat; ``torch.split`` / ``torch.chunk`` /
   ``x[:, a:b]`` on channels → split (§6.4, §6.5);
 * ``nn.Upsample`` / ``F.interpolate`` by an integer factor → upsample_nearest or
@@ -76,7 +77,7 @@ import torch.nn.functional as F
 SUPPORTED = (
     "conv2d (nn.Conv2d, zero padding; shared modules become one op per call), conv_transpose2d "
     "(nn.ConvTranspose2d), add (two tensors), relu, clamp (ReLU6, Hardtanh, torch.clamp/clip with constant bounds), "
-    "leaky_relu, prelu, sigmoid, pixel_shuffle, "
+    "leaky_relu, prelu, sigmoid / tanh / silu / gelu (lut), pixel_shuffle, "
     "nearest / bilinear (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
     "x[:, a:b] on channels (concat, split), global mean (mean, AdaptiveAvgPool2d(1), sum/(H·W)) and population "
     "std over H×W (mean_pool, std_pool), full-size × 1×1 per-channel gate (mul), "
@@ -349,7 +350,11 @@ _DIV = {operator.truediv, operator.itruediv, torch.div}
 _POW = {operator.pow, torch.pow}
 _RELU_FN = {F.relu, torch.relu, torch.relu_}
 _LRELU_FN = {F.leaky_relu, F.leaky_relu_}
-_SIGMOID_FN = {torch.sigmoid, F.sigmoid, torch.sigmoid_}
+# LUT activations (arithmetic.md §6.17): callable → the table function's name (intsim.lut.LUT_FUNCTIONS)
+_LUT_FN = {torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", torch.sigmoid_: "sigmoid", torch.tanh: "tanh",
+           F.tanh: "tanh", torch.tanh_: "tanh", F.silu: "silu", F.gelu: "gelu"}
+_LUT_METHODS = {"sigmoid": "sigmoid", "sigmoid_": "sigmoid", "tanh": "tanh", "tanh_": "tanh"}
+_LUT_MODULES = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.GELU: "gelu"}
 _CLAMP_FN = {torch.clamp, torch.clip, torch.clamp_, F.hardtanh, F.relu6, torch._C._nn.hardtanh_}
 _CLAMP_METHODS = ("clamp", "clamp_", "clip", "clip_")
 _PS_FN = {F.pixel_shuffle, torch.pixel_shuffle}
@@ -702,8 +707,11 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
             if type(mod) in (nn.ReLU6, nn.Hardtanh):
                 clamp_node(node, stream_of(node, node.args[0]), float(mod.min_val), float(mod.max_val), target)
                 continue
-            if type(mod) is nn.Sigmoid:
-                simple("sigmoid", node, stream_of(node, node.args[0]), "sigmoid", target)
+            if type(mod) in _LUT_MODULES:
+                if getattr(mod, "approximate", "none") != "none":
+                    raise fail(node, f"GELU approximate={mod.approximate!r} (only the exact erf form lowers)")
+                fn = _LUT_MODULES[type(mod)]
+                simple("lut", node, stream_of(node, node.args[0]), fn, target, {"fn": fn})
                 continue
             if type(mod) is nn.PixelShuffle:
                 x = stream_of(node, node.args[0])
@@ -877,8 +885,8 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 kind = "relu"
             elif (is_fn and t in _LRELU_FN):
                 kind = "leaky_relu"
-            elif (is_fn and t in _SIGMOID_FN) or (not is_fn and t in ("sigmoid", "sigmoid_")):
-                kind = "sigmoid"
+            elif (is_fn and t in _LUT_FN) or (not is_fn and t in _LUT_METHODS):
+                kind = "lut"
             elif (is_fn and t in _CLAMP_FN) or (not is_fn and t in _CLAMP_METHODS):
                 kind = "clamp"
             elif is_fn and t in _PS_FN:
@@ -952,8 +960,11 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 if scalar(slope) is None:
                     raise fail(node, "the negative slope must be a constant")
                 simple("leaky_relu", node, stream_of(node, args[0]), "leaky_relu", attrs={"slope": float(slope)})
-            elif kind == "sigmoid":
-                simple("sigmoid", node, stream_of(node, args[0]), "sigmoid")
+            elif kind == "lut":
+                fn = _LUT_FN[t] if is_fn else _LUT_METHODS[t]
+                if fn == "gelu" and kwargs.get("approximate", "none") != "none":
+                    raise fail(node, f"GELU approximate={kwargs['approximate']!r} (only the exact erf form lowers)")
+                simple("lut", node, stream_of(node, args[0]), fn, attrs={"fn": fn})
             elif kind == "clamp":
                 if is_fn and t is F.relu6:
                     lo, hi = 0.0, 6.0

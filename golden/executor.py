@@ -57,7 +57,8 @@ OPS: dict[str, Callable] = {
     "upsample_bilinear": S.upsample_bilinear,
     "mean_pool": S.mean_pool,
     "std_pool": S.std_pool,
-    "sigmoid": S.sigmoid,
+    "sigmoid": S.lut,
+    "lut": S.lut,
     "mul": S.mul,
 }
 

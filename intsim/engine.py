@@ -313,10 +313,11 @@ def _std_pool(art, op, xs):
     return [x], ev
 
 
-def _sigmoid(art, op, xs):
+def _lut(art, op, xs):
+    # ``sigmoid`` (§6.13) and ``lut`` (§6.17) run the same index rule and look-up; the function is in the table
     a = op.attrs
-    x, ev = sigmoid.sigmoid(xs[0], art.array(op, "lut"), lut_exp=a["lut_exp"], imin=a["imin"], imax=a["imax"],
-                            f_in=_frac(art, op.inputs[0]), numerics=art.numerics, name=op.name)
+    x, ev = sigmoid.lut(xs[0], art.array(op, "lut"), lut_exp=a["lut_exp"], imin=a["imin"], imax=a["imax"],
+                        f_in=_frac(art, op.inputs[0]), numerics=art.numerics, name=op.name)
     return [x], ev
 
 
@@ -338,7 +339,8 @@ OPS: dict[str, Adapter] = {
     "upsample_bilinear": _upsample_bilinear,
     "mean_pool": _mean_pool,
     "std_pool": _std_pool,
-    "sigmoid": _sigmoid,
+    "sigmoid": _lut,
+    "lut": _lut,
     "mul": _mul,
 }
 """Op type → adapter. Every op type of docs/artifact.md has an entry."""

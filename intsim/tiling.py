@@ -50,7 +50,7 @@ from intsim.ops.resample import bilinear_taps
 
 GLOBAL_OPS = frozenset({"mean_pool", "std_pool"})
 ROW_LOCAL_OPS = frozenset({"image_in", "image_out", "encode", "add", "concat", "split", "relu", "leaky_relu",
-                           "prelu", "sigmoid", "mul", "clamp"})
+                           "prelu", "sigmoid", "lut", "mul", "clamp"})
 CONV_OPS = frozenset({"conv2d", "conv_transpose2d"})
 UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
 

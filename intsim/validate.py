@@ -97,6 +97,7 @@ OP_ATTRS: dict[str, dict[str, str]] = {
     "mean_pool": {"shift": "shift"},
     "std_pool": {"shift": "shift", "pre_shift": "shift"},
     "sigmoid": {"lut_exp": "int", "imin": "int", "imax": "int"},
+    "lut": {"fn": "lut_fn", "lut_exp": "int", "imin": "int", "imax": "int"},
     "mul": {},
 }
 # Optional attributes: conv_transpose2d is groups = 1, dilation 1 (§5.5); an exporter
@@ -111,6 +112,7 @@ OP_ROLES: dict[str, tuple[str, ...]] = {
     "conv_transpose2d": ("weight", "w_mant", "bias"),
     "prelu": ("mult",),
     "sigmoid": ("lut",),
+    "lut": ("lut",),
 }
 ROLE_DTYPES = {"mult": ("int64",), "offset": ("int64",), "weight": ("int8", "int16"),
                "w_mant": ("int64",), "bias": ("int64",), "lut": ("int32",)}
@@ -129,7 +131,7 @@ OP_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mul": (("stream", "stream"), ("stream",)),
 }
 for _k in ("relu", "clamp", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear",
-           "mean_pool", "std_pool", "sigmoid"):
+           "mean_pool", "std_pool", "sigmoid", "lut"):
     OP_KINDS[_k] = (("stream",), ("stream",))
 
 
@@ -219,6 +221,11 @@ def _check_attr(v: Any, typ: str, what: str) -> None:
             raise ArtifactError(f"{what} must be a list of 2 integers, got {len(items)} items")
         for i, x in enumerate(items):
             _int(x, f"{what}[{i}]", 1 if typ == "pair+" else 0)
+    elif typ == "lut_fn":
+        from intsim.lut import LUT_FUNCTIONS
+
+        if not isinstance(v, str) or v not in LUT_FUNCTIONS:
+            raise ArtifactError(f"{what} must be one of {', '.join(map(repr, LUT_FUNCTIONS))}, got {v!r} (§6.17)")
     elif typ == "sizes":
         items = _list(v, what)
         if not items:
@@ -792,7 +799,7 @@ def _check_op(v: _V, op: OpSpec) -> None:
     elif kind == "upsample_bilinear":
         same_channels()
         _check_mults(v, op, "attribute mult", [a["mult"]], lo=1)
-    elif kind == "sigmoid":
+    elif kind in ("sigmoid", "lut"):
         same_channels()
         if a["imin"] > a["imax"]:
             v.fail(f"{lab}: imin {a['imin']} > imax {a['imax']} (§6.13)")
@@ -833,6 +840,8 @@ _SHIFT_WHY = {
     ("mul", "n"): "n = f_x + f_g − f_o, §6.14",
     ("sigmoid", "left"): "k_lut − f_i, §6.13",
     ("sigmoid", "right"): "f_i − k_lut, §6.13",
+    ("lut", "left"): "k_lut − f_i, §6.17",
+    ("lut", "right"): "f_i − k_lut, §6.17",
 }
 
 

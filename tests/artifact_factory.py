@@ -35,6 +35,7 @@ from intsim.artifact import (
     load_artifact,
     save_artifact,
 )
+from intsim.lut import build_lut
 from intsim.sigmoid_lut import build_sigmoid_lut
 from intsim.validate import validate_artifact
 
@@ -508,6 +509,21 @@ class _Builder:
         self.op(name, "sigmoid", [src], [out], {"lut_exp": k, "imin": imin, "imax": imax}, {"lut": lut})
         return out
 
+    def lut(self, name, src, fn):
+        # a ±2^r input range with 2^(r+k+1) ≤ 512 entries (k ≥ 0), output within 30 bits and the stream (§6.17)
+        x = self.val[src]
+        r = max(0, math.ceil(math.log2(max(float(np.abs(x).max()), 1.0))))
+        k = max(0, 8 - r)
+        imin, imax = -(1 << (r + k)), (1 << (r + k)) - 1
+        f_o = max(0, min(self.frac(src), 30 - r, self.nx.stream_bits - 2 - r))
+        table = build_lut(fn, imin, imax, k, f_o)
+        xc = np.clip(x, imin * 2.0 ** -k, imax * 2.0 ** -k)
+        y = {"tanh": np.tanh, "silu": lambda v: v / (1.0 + np.exp(-v)),
+             "gelu": lambda v: 0.5 * v * (1.0 + np.vectorize(math.erf)(v / math.sqrt(2.0)))}[fn](xc)
+        out = self.stream(f"{name}.out", y, f_o)
+        self.op(name, "lut", [src], [out], {"fn": fn, "lut_exp": k, "imin": imin, "imax": imax}, {"lut": table})
+        return out
+
     def mul(self, name, x, g):
         y = self.val[x] * self.val[g]
         out = self.stream(f"{name}.out", y, self.frac(x))
@@ -570,7 +586,7 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
         conv2d(dilation 2) → leaky_relu → encode(signed2r) → conv2d(groups 2) → prelu →
         add(residual) → split → concat(swapped, new frac) → [mean_pool, std_pool] → add →
         encode(uniform) → conv1×1 → relu → encode(relu2r) → conv1×1 → sigmoid → mul →
-        encode(signed2r) → conv2d(stride 2) → [upsample_nearest r, upsample_bilinear r] → add → clamp →
+        encode(signed2r) → conv2d(stride 2) → [upsample_nearest r, upsample_bilinear r] → add → clamp → lut(silu) →
         encode → conv2d(→12) → pixel_shuffle(2) → encode → conv_transpose2d(stride 2) → image_out
 
     Works for any input size H, W ≥ 1; the output is 4r·⌈H/2⌉ × 4r·⌈W/2⌉ × 3 with r ∈ {2, 3}.
@@ -624,7 +640,7 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
     r = int(rng.choice([2, 3]))
     un = B.upsample_nearest("up.nearest", s10, r)
     ub = B.upsample_bilinear("up.bilinear", s10, r)
-    s11 = B.clamp("up.clamp", B.add("up.add", un, ub))
+    s11 = B.lut("up.silu", B.clamp("up.clamp", B.add("up.add", un, ub)), "silu")
     c11 = B.encode("up.enc1", s11, "signed2r", b())
     s12 = B.conv("up.conv", c11, 12)
     s13 = B.pixel_shuffle("up.shuffle", s12, 2)

@@ -250,19 +250,20 @@ def std_pool(ctx: OpContext, ins):
 
 # -- §6.13 / §6.14 -----------------------------------------------------------
 
-def sigmoid(ctx: OpContext, ins):
+def lut(ctx: OpContext, ins):
+    """§6.13 / §6.17: index i = clamp(RND(x·2^k_lut), imin, imax), then the table (any function)."""
     (X,) = ins
     f_i = ctx.frac(ctx.op.inputs[0])
     out = ctx.op.outputs[0]
     k_lut = int(ctx.attr("lut_exp"))
     imin, imax = int(ctx.attr("imin")), int(ctx.attr("imax"))
-    lut = ctx.farray("lut")
-    if imax < imin or tuple(lut.shape) != (imax - imin + 1,):
-        raise GoldenError(f"{ctx.where()}: lut has shape {list(lut.shape)}, expected [{imax - imin + 1}]")
+    table = ctx.farray("lut")
+    if imax < imin or tuple(table.shape) != (imax - imin + 1,):
+        raise GoldenError(f"{ctx.where()}: lut has shape {list(table.shape)}, expected [{imax - imin + 1}]")
     t = X * pow2(-f_i) * pow2(k_lut)  # x·2^k_lut
     check_exact(t, max(0, f_i - k_lut), ctx.where(out))
     i = ctx.saturate_count(rnd(t, ctx.numerics.rounding), float(imin), float(imax))
-    y = lut[(i - imin).to(torch.int64)]
+    y = table[(i - imin).to(torch.int64)]
     return [ctx.ovf_stream(y, out)]
 
 

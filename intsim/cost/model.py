@@ -92,7 +92,7 @@ CONV_OPS = ("conv2d", "conv_transpose2d")
 FP32_SIGNIFICAND_BITS = 24  # an fp32 product on integer multipliers: the 24×24-bit significand product
 # single-input ops a producer's output pipeline can apply on the fly (element-wise maths or
 # pure address transforms): a tensor whose only consumer is one of them never leaves the chip
-FUSABLE = frozenset({"encode", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "pixel_shuffle", "split",
+FUSABLE = frozenset({"encode", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut", "pixel_shuffle", "split",
                      "upsample_nearest", "image_out"})
 # binary element-wise ops: the operand produced last (at the output's size) streams in from its
 # producer's pipeline; the other operand is read from memory
@@ -109,7 +109,7 @@ MODEL_NOTES = [
     "split: per product one w x index(s) multiply + one add into P_s, plus one add into Q_s when origin_s != 0",
     "grid: per product one w x grid_bits multiply + one add; one LUT decode per code entering the array",
     "rescale per conv output: one M_j x acc_j multiply and one add per accumulator, one rounding add",
-    "layer-by-layer through DRAM; a tensor whose only consumer is encode/relu/clamp/leaky_relu/prelu/sigmoid/pixel_shuffle/split/upsample_nearest/image_out, or the last-produced same-size operand of add/mul, is fused (stays on chip); concat is a view",
+    "layer-by-layer through DRAM; a tensor whose only consumer is encode/relu/clamp/leaky_relu/prelu/sigmoid/lut/pixel_shuffle/split/upsample_nearest/image_out, or the last-produced same-size operand of add/mul, is fused (stays on chip); concat is a view",
     "an operand is re-fetched from DRAM once per revisit when the revisited part does not fit the usable buffer; os takes the cheaper loop order",
     "ws/is partial sums (n_acc x accumulator_bits per output) that do not fit the ofmap buffer: the streamed dimension is tiled (fill/drain per tile), no spill",
     "time per fused group = compute + max(0, dram - compute) + first-fold fill at DRAM bandwidth",
@@ -280,7 +280,7 @@ def infer_shapes(art: Artifact, in_hw: tuple[int, int]) -> dict[str, tuple[int, 
     return shapes
 
 
-_SAME_HW = frozenset({"image_in", "image_out", "encode", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "add", "mul",
+_SAME_HW = frozenset({"image_in", "image_out", "encode", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut", "add", "mul",
                       "concat", "split"})
 
 
@@ -679,7 +679,7 @@ def _vector_prims(ctx: _Ctx, op: OpSpec, shapes: dict) -> tuple[str, int, list[t
         P = [("mult", sb, kb, 2), ("mult", sb, sb, 1), ("add", sb + kb, 0, 2), ("add", sb + 1, 0, 2),
              ("add", 2 * sb + kb, 0, 1)]
         out_e = in_e
-    elif k == "sigmoid":
+    elif k in ("sigmoid", "lut"):
         entries = int(a["imax"]) - int(a["imin"]) + 1
         P = [("add", sb, 0, 2), ("lut", entries, 32 if fp else sb, 1)]
     elif k == "mul":

@@ -449,3 +449,15 @@ def test_s6_16_clamp_examples():
     assert y.reshape(-1).tolist() == [0, 50, 96]
     assert clamp_bounds(0.3, None, 2, nx) == (2, (1 << 23) - 1)
     assert math.ceil(Fraction(3, 10) * 4) == 2
+
+
+def test_s6_17_lut_examples():
+    from intsim.lut import build_lut
+
+    assert int(build_lut("silu", 201, 201, 1, 0)[0]) == 100  # 100.5 − 100.5·σ(−100.5): just below the tie
+    assert int(build_lut("tanh", 8, 8, 4, 15)[0]) == 15143
+    # tanh(0.5) = (e − 1)/(e + 1) with e = Σ 1/k! (30 terms: error < 10^-30)
+    e = sum(Fraction(1, math.factorial(k)) for k in range(30))
+    t = (e - 1) / (e + 1)
+    assert shown(t, "0.4621171573")
+    assert rhu(t * 2**15) == 15143

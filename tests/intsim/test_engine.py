@@ -33,12 +33,13 @@ from intsim.ops import conv as conv_ops
 from intsim.ops import elementwise as ew
 from intsim.ops import image as im
 from intsim.ops import pooling, resample
+from intsim.lut import build_lut
 from intsim.ops import sigmoid as sg
 from intsim.overflow import EngineOverflowError
 
 ALL_OPS = {"image_in", "image_out", "encode", "conv2d", "conv_transpose2d", "add", "concat", "split", "relu", "clamp",
            "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear", "mean_pool",
-           "std_pool", "sigmoid", "mul"}
+           "std_pool", "sigmoid", "lut", "mul"}
 
 
 # --------------------------------------------------------------------------
@@ -107,6 +108,7 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
     stream("tc", 3, 12)
     stream("un", 3, 12)
     stream("unc", 3, 12)
+    stream("unt", 3, 15)
     stream("out_s", 3, 12)
 
     arrays = {
@@ -120,6 +122,7 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
         "c2.bias": rng.integers(-(1 << 16), 1 << 16, size=8).astype(np.int64),
         "pr.mult": rng.integers(0, 1 << 16, size=8).astype(np.int64),
         "sg.lut": sigmoid_lut(-128, 128, 4, 15),
+        "tn.lut": build_lut("tanh", -64, 64, 4, 15),
         "tc.weight": rng.integers(-128, 128, size=(3, 3, 3, 2)).astype(np.int8),
         "tc.w_mant": rng.integers(1, 64, size=3).astype(np.int64),
         "tc.bias": rng.integers(-(1 << 12), 1 << 12, size=3).astype(np.int64),
@@ -159,7 +162,8 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
            {"weight": "tc.weight", "w_mant": "tc.w_mant", "bias": "tc.bias"}),
         op("up_nn", "upsample_nearest", ["x0"], ["un"], {"factor": 8}),
         op("clip", "clamp", ["un"], ["unc"], {"lo": -(1 << 12), "hi": 1 << 11}),
-        op("skip", "add", ["tc", "unc"], ["out_s"]),
+        op("act", "lut", ["unc"], ["unt"], {"fn": "tanh", "lut_exp": 4, "imin": -64, "imax": 64}, {"lut": "tn.lut"}),
+        op("skip", "add", ["tc", "unt"], ["out_s"]),
         op("out", "image_out", ["out_s"], ["output"], {"exp": 4}, {"mult": "out.mult", "offset": "out.offset"}),
     ]
     return Artifact(model={"name": "test"}, numerics=numerics, inputs=("input",), outputs=("output",),
@@ -196,7 +200,8 @@ def direct_chain(art: Artifact, img: np.ndarray) -> dict:
                                            w_exp=10, f_out=12, stride=2, padding=1, output_padding=1, numerics=n)
     t["un"], _ = resample.upsample_nearest(t["x0"], 8)
     t["unc"], _ = ew.clamp(t["un"], lo=-(1 << 12), hi=1 << 11)
-    t["out_s"], _ = ew.add(t["tc"], t["unc"], f_a=12, f_b=12, f_out=12, numerics=n)
+    t["unt"], _ = sg.lut(t["unc"], A["tn.lut"], lut_exp=4, imin=-64, imax=64, f_in=12, numerics=n)
+    t["out_s"], _ = ew.add(t["tc"], t["unt"], f_a=12, f_b=15, f_out=12, numerics=n)
     t["output"], _ = im.image_out(t["out_s"], A["out.mult"], A["out.offset"], exp=4, f_in=12, numerics=n)
     return t
 
