@@ -710,13 +710,20 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
             enc_name, codes = fresh(f"{node.name}.encode"), fresh(f"{node.name}.codes")
             tensors[codes] = TensorSpec(codes, "codes", tensors[x].channels, codebook=r["codebook"])
             ops.append(OpSpec(enc_name, "encode", (x,), (codes,), {}, {}))
+            conv_padding = list(node.attrs["padding"])
+            if node.attrs.get("padding_mode", "zeros") != "zeros":  # encode → pad → conv without padding (§5.8)
+                pad_name, padded = fresh(f"{node.name}.pad"), fresh(f"{node.name}.padded")
+                tensors[padded] = TensorSpec(padded, "codes", tensors[x].channels, codebook=r["codebook"])
+                ops.append(OpSpec(pad_name, "pad", (codes,), (padded,),
+                                  {"padding": conv_padding, "mode": node.attrs["padding_mode"]}, {}))
+                codes, conv_padding = padded, [0, 0]
             add_stream(node.output, node.channels, r["f_out"])
             for role in ("weight", "w_mant", "bias"):
                 arrays[f"{node.name}.{role}"] = r[role]
             at = node.attrs
             if node.op == "conv2d":
                 cattrs = {"kernel": list(at["kernel"]), "stride": list(at["stride"]),
-                          "padding": list(at["padding"]), "dilation": list(at["dilation"]),
+                          "padding": conv_padding, "dilation": list(at["dilation"]),
                           "groups": int(at["groups"]), "w_exp": r["w_exp"]}
             else:
                 cattrs = {"kernel": list(at["kernel"]), "stride": list(at["stride"]),

@@ -75,7 +75,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 SUPPORTED = (
-    "conv2d (nn.Conv2d, zero padding; shared modules become one op per call), conv_transpose2d "
+    "conv2d (nn.Conv2d, zero / reflect / replicate padding; shared modules become one op per call), conv_transpose2d "
     "(nn.ConvTranspose2d), add (two tensors), relu, clamp (ReLU6, Hardtanh, torch.clamp/clip with constant bounds), "
     "leaky_relu, prelu, sigmoid / tanh / silu / gelu (lut), pixel_shuffle, "
     "nearest / bilinear (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
@@ -580,14 +580,16 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
 
     def conv_node(node: fx.Node, mod: nn.Module, target: str, op: str) -> None:
         x = stream_of(node, node.args[0])
-        if mod.padding_mode != "zeros":
-            raise fail(node, f"padding_mode {mod.padding_mode!r} (only zero padding is supported)")
+        if mod.padding_mode not in ("zeros", "reflect", "replicate") or \
+                (op == "conv_transpose2d" and mod.padding_mode != "zeros"):
+            raise fail(node, f"padding_mode {mod.padding_mode!r} (zeros, reflect and replicate lower; §5.8)")
         if isinstance(mod.padding, str):
             raise fail(node, f"string padding {mod.padding!r}; use explicit integers")
         if mod.in_channels != channels[x]:
             raise fail(node, f"conv expects {mod.in_channels} input channels, the graph gives {channels[x]}")
         attrs = {"kernel": list(mod.kernel_size), "stride": list(mod.stride), "padding": list(mod.padding),
-                 "dilation": list(mod.dilation), "groups": int(mod.groups), "post_scale": 1.0}
+                 "dilation": list(mod.dilation), "groups": int(mod.groups), "post_scale": 1.0,
+                 "padding_mode": str(mod.padding_mode)}
         if op == "conv_transpose2d":
             if mod.groups != 1 or tuple(mod.dilation) != (1, 1):
                 raise fail(node, "transposed conv needs groups = 1 and dilation 1 (arithmetic.md §5.5)")

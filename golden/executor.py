@@ -50,6 +50,7 @@ OPS: dict[str, Callable] = {
     "split": S.split,
     "relu": S.relu,
     "clamp": S.clamp,
+    "pad": S.pad,
     "leaky_relu": S.leaky_relu,
     "prelu": S.prelu,
     "pixel_shuffle": S.pixel_shuffle,

@@ -341,7 +341,7 @@ def _op_envelope(art: Artifact, op: OpSpec, V: dict[str, int]) -> tuple[int, str
     if kind == "concat":
         sh = op_shifts(art, op)
         return max(V[t] << sh[f"align{i}"] for i, t in enumerate(op.inputs)), "X_i·2^(F_i−f_i) (§6.4)"
-    if kind in ("split", "relu", "clamp", "pixel_shuffle", "upsample_nearest"):
+    if kind in ("split", "relu", "clamp", "pad", "pixel_shuffle", "upsample_nearest"):
         return vin, "input value (no arithmetic)"
     if kind == "leaky_relu":
         return vin * abs(a["mult"]), "X·M (§6.7)"

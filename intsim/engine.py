@@ -24,6 +24,7 @@ from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels import encode as encode_kernels
 from intsim.kernels import resample as resample_kernels
 from intsim.ops import conv as conv_ops
+from intsim.ops import pad as pad_ops
 from intsim.ops import elementwise, image, no_events, pooling, resample, sigmoid
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import RoundingMode
@@ -244,6 +245,11 @@ def _slope_fast(art, op, xs, split_op=None, encoders=None):
     return outs, events
 
 
+def _pad(art, op, xs):
+    x, ev = pad_ops.pad(xs[0], op.attrs["padding"], op.attrs["mode"], name=op.name)
+    return [x], ev
+
+
 def _clamp(art, op, xs):
     _same_frac(art, op)
     x, ev = elementwise.clamp(xs[0], lo=op.attrs["lo"], hi=op.attrs["hi"], name=op.name)
@@ -332,6 +338,7 @@ OPS: dict[str, Adapter] = {
     "split": _split,
     "relu": _relu,
     "clamp": _clamp,
+    "pad": _pad,
     "leaky_relu": _leaky_relu,
     "prelu": _prelu,
     "pixel_shuffle": _pixel_shuffle,

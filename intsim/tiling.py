@@ -45,6 +45,7 @@ from intsim import allocator, engine
 from intsim.artifact import Artifact, OpSpec
 from intsim.kernels import conv as K
 from intsim.ops import conv as conv_ops
+from intsim.ops import pad as pad_ops
 from intsim.ops import requantize
 from intsim.ops.resample import bilinear_taps
 
@@ -90,6 +91,9 @@ def infer_heights(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
         elif op.op in UPSAMPLE_OPS or op.op == "upsample_bilinear":
             r = int(a["factor"])
             out = (H * r, W * r)
+        elif op.op == "pad":
+            ph, pw = attr_pair(a["padding"])
+            out = (H + 2 * ph, W + 2 * pw)
         else:  # element-wise and channel ops keep H×W
             out = (H, W)
         for t in op.outputs:
@@ -107,6 +111,10 @@ def _row_needs(art: Artifact, op: OpSpec, in_h: int, out_h: int) -> tuple[np.nda
     if op.op in UPSAMPLE_OPS:
         r = int(a["factor"])
         return o // r, o // r + 1
+    if op.op == "pad":  # one source row per output row (§5.8), not monotonic at the top edge
+        ph = attr_pair(a["padding"])[0]
+        src = pad_ops.pad_index(in_h, ph, ph, a["mode"])
+        return src, src + 1
     if op.op == "upsample_bilinear":
         i0, i1, _, _ = bilinear_taps(in_h, int(a["factor"]))
         return np.minimum(i0, i1), np.maximum(i0, i1) + 1
@@ -340,6 +348,12 @@ class _Tiled:
             return self._conv(op, win, y0, a, b)
         if op.op == "upsample_bilinear":
             return self._bilinear(op, wins[0][0], wins[0][1], a, b)
+        if op.op == "pad":
+            win, y0 = wins[0]
+            ph, pw = attr_pair(op.attrs["padding"])
+            rows = pad_ops.pad_index(self.hw[op.inputs[0]][0], ph, ph, op.attrs["mode"])[a:b] - y0
+            cols = pad_ops.pad_index(win.shape[1], pw, pw, op.attrs["mode"])
+            return [np.ascontiguousarray(win[rows][:, cols])], engine.no_events()
         if op.op in UPSAMPLE_OPS:
             win, y0 = wins[0]
             r = int(op.attrs["factor"])

@@ -89,6 +89,7 @@ OP_ATTRS: dict[str, dict[str, str]] = {
     "split": {"sizes": "sizes"},
     "relu": {},
     "clamp": {"lo": "int", "hi": "int"},
+    "pad": {"padding": "pair0", "mode": "pad_mode"},
     "leaky_relu": {"mult": "int", "shift": "shift"},
     "prelu": {"shift": "shift"},
     "pixel_shuffle": {"factor": "pos"},
@@ -129,6 +130,7 @@ OP_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "concat": (("stream*",), ("stream",)),
     "split": (("stream",), ("stream*",)),
     "mul": (("stream", "stream"), ("stream",)),
+    "pad": (("codes",), ("codes",)),
 }
 for _k in ("relu", "clamp", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear",
            "mean_pool", "std_pool", "sigmoid", "lut"):
@@ -221,6 +223,9 @@ def _check_attr(v: Any, typ: str, what: str) -> None:
             raise ArtifactError(f"{what} must be a list of 2 integers, got {len(items)} items")
         for i, x in enumerate(items):
             _int(x, f"{what}[{i}]", 1 if typ == "pair+" else 0)
+    elif typ == "pad_mode":
+        if v not in ("reflect", "replicate"):
+            raise ArtifactError(f"{what} must be 'reflect' or 'replicate', got {v!r} (§5.8)")
     elif typ == "lut_fn":
         from intsim.lut import LUT_FUNCTIONS
 
@@ -726,6 +731,10 @@ def _check_op(v: _V, op: OpSpec) -> None:
             v.fail(f"{lab}: input frac {v.tin(op).frac} must be ≥ 0 (o_c·2^f_i must be an integer, §6.2)")
     elif kind == "encode":
         same_channels()
+    elif kind == "pad":
+        same_channels()
+        if art.tensors[op.inputs[0]].codebook != art.tensors[op.outputs[0]].codebook:
+            v.fail(f"{lab}: output tensor {op.outputs[0]!r} must have the input's codebook (a pad copies codes, §5.8)")
     elif kind in ("conv2d", "conv_transpose2d"):
         w = _array(v, op, "weight", None, ndim=4)
         co, kh, kw, ci_g = (int(x) for x in w.shape)
@@ -880,6 +889,10 @@ def _check_spatial(v: _V) -> None:
                 res = size == 1
         elif kind in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear"):
             res = g_in[0] and op.attrs["factor"] == 1
+        elif kind == "pad":
+            if g_in[0] and op.attrs["mode"] == "reflect" and max(op.attrs["padding"]) > 0:
+                v.fail(f"{lab}: reflect padding of the 1×1 tensor {op.inputs[0]!r} (needs padding < size, §5.8)")
+            res = g_in[0] and max(op.attrs["padding"]) == 0
         elif kind == "mul":
             if not g_in[1]:
                 v.fail(f"{lab}: second input {op.inputs[1]!r} must be a 1×1 (global) tensor, e.g. derived from "

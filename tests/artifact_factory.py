@@ -438,6 +438,16 @@ class _Builder:
     def relu(self, name, src):
         return self._same(name, "relu", src, np.maximum(self.val[src], 0.0))
 
+    def pad(self, name, src, padding, mode):
+        # copies codes (§5.8): the same codebook, values padded as numpy pads them
+        out = f"{name}.codes"
+        self.tensors[out] = TensorSpec(out, "codes", self.tensors[src].channels, codebook=self.tensors[src].codebook)
+        ph, pw = padding
+        self.val[out] = np.pad(self.val[src], ((ph, ph), (pw, pw), (0, 0)), mode="edge" if mode == "replicate"
+                               else "reflect")
+        self.op(name, "pad", [src], [out], {"padding": [ph, pw], "mode": mode})
+        return out
+
     def clamp(self, name, src):
         # bounds at the 5 % / 95 % quantiles of the value, so the clamp acts on both sides (§6.16)
         x, f = self.val[src], self.frac(src)
@@ -587,7 +597,7 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
         add(residual) → split → concat(swapped, new frac) → [mean_pool, std_pool] → add →
         encode(uniform) → conv1×1 → relu → encode(relu2r) → conv1×1 → sigmoid → mul →
         encode(signed2r) → conv2d(stride 2) → [upsample_nearest r, upsample_bilinear r] → add → clamp → lut(silu) →
-        encode → conv2d(→12) → pixel_shuffle(2) → encode → conv_transpose2d(stride 2) → image_out
+        encode → pad(replicate) → conv2d(→12) → pixel_shuffle(2) → encode → conv_transpose2d(stride 2) → image_out
 
     Works for any input size H, W ≥ 1; the output is 4r·⌈H/2⌉ × 4r·⌈W/2⌉ × 3 with r ∈ {2, 3}.
     ``ops='minimal'``: image_in → encode → conv2d → image_out.
@@ -642,7 +652,7 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
     ub = B.upsample_bilinear("up.bilinear", s10, r)
     s11 = B.lut("up.silu", B.clamp("up.clamp", B.add("up.add", un, ub)), "silu")
     c11 = B.encode("up.enc1", s11, "signed2r", b())
-    s12 = B.conv("up.conv", c11, 12)
+    s12 = B.conv("up.conv", B.pad("up.pad", c11, (1, 1), "replicate"), 12, padding=(0, 0))
     s13 = B.pixel_shuffle("up.shuffle", s12, 2)
     c13 = B.encode("up.enc2", s13, "signed2r", b())
     s14 = B.conv("tail.convT", c13, 3, transpose=True, stride=(2, 2), padding=(1, 1), output_padding=(1, 1))

@@ -106,6 +106,22 @@ def relu(ctx: OpContext, ins):
     return [torch.clamp(X, min=0.0)]
 
 
+def pad(ctx: OpContext, ins):
+    """§5.8: reflect / replicate padding of a codes tensor (torch's own padding, on N×C×H×W)."""
+    (X,) = ins
+    mode = str(ctx.attr("mode"))
+    ph, pw = (int(p) for p in ctx.attr("padding"))
+    if mode not in ("reflect", "replicate"):
+        raise GoldenError(f"{ctx.where()}: padding mode {mode!r}")
+    H, W = X.shape[0], X.shape[1]
+    if mode == "reflect" and (ph >= H or pw >= W):
+        raise GoldenError(f"{ctx.where()}: reflect padding ({ph}, {pw}) needs a tensor larger than {H}×{W} (§5.8)")
+    if ph == 0 and pw == 0:
+        return [X.clone()]
+    y = F.pad(X.permute(2, 0, 1)[None], (pw, pw, ph, ph), mode=mode)
+    return [y[0].permute(1, 2, 0).contiguous()]
+
+
 def clamp(ctx: OpContext, ins):
     """§6.16: x_o = min(max(x, lo·2^-f), hi·2^-f), evaluated on the integers X (same frac)."""
     (X,) = ins

@@ -92,7 +92,7 @@ CONV_OPS = ("conv2d", "conv_transpose2d")
 FP32_SIGNIFICAND_BITS = 24  # an fp32 product on integer multipliers: the 24×24-bit significand product
 # single-input ops a producer's output pipeline can apply on the fly (element-wise maths or
 # pure address transforms): a tensor whose only consumer is one of them never leaves the chip
-FUSABLE = frozenset({"encode", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut", "pixel_shuffle", "split",
+FUSABLE = frozenset({"encode", "pad", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut", "pixel_shuffle", "split",
                      "upsample_nearest", "image_out"})
 # binary element-wise ops: the operand produced last (at the output's size) streams in from its
 # producer's pipeline; the other operand is read from memory
@@ -273,6 +273,9 @@ def infer_shapes(art: Artifact, in_hw: tuple[int, int]) -> dict[str, tuple[int, 
         elif op.op in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear"):
             r = int(a["factor"])
             h, w = h * r, w * r
+        elif op.op == "pad":
+            ph, pw = _pair(a.get("padding"), 0)
+            h, w = h + 2 * ph, w + 2 * pw
         elif op.op in ("mean_pool", "std_pool"):
             h, w = 1, 1
         for t in op.outputs:
@@ -400,6 +403,8 @@ def _segment_macs(ctx: _Ctx, op: OpSpec, oc: dict, cb: Codebook) -> tuple[list[i
     total = sum(int(v) for v in macs.values())
     # grid counters: split the total by the input codes' histogram (border taps ignored)
     prod = ctx.producer.get(op.inputs[0])
+    while prod is not None and prod.op == "pad":  # a pad copies its encoder's codes (§5.8)
+        prod = ctx.producer.get(prod.inputs[0])
     hist = None
     if prod is not None:
         hist = ctx._cur_counters.get("ops", {}).get(prod.name, {}).get("code_histogram")
@@ -684,8 +689,8 @@ def _vector_prims(ctx: _Ctx, op: OpSpec, shapes: dict) -> tuple[str, int, list[t
         P = [("add", sb, 0, 2), ("lut", entries, 32 if fp else sb, 1)]
     elif k == "mul":
         P = [("mult", sb, sb, 1), ("add", 2 * sb, 0, 0 if fp else 1)]
-    elif k in ("concat", "split", "pixel_shuffle", "upsample_nearest"):
-        P = []
+    elif k in ("concat", "split", "pixel_shuffle", "upsample_nearest", "pad"):
+        P = []  # address transforms: no arithmetic (pad re-reads border codes, §5.8)
     else:
         raise ValueError(f"op {op.name!r}: unknown op {k!r} for the cost model")
     return cat, out_e, P

@@ -461,3 +461,11 @@ def test_s6_17_lut_examples():
     t = (e - 1) / (e + 1)
     assert shown(t, "0.4621171573")
     assert rhu(t * 2**15) == 15143
+
+
+def test_s5_8_pad_example():
+    from intsim.ops.pad import pad
+
+    row = np.array([4, 7, 9], dtype=np.uint8).reshape(1, 3, 1)
+    assert pad(row, (0, 2), "reflect")[0].reshape(-1).tolist() == [9, 7, 4, 7, 9, 7, 4]
+    assert pad(row, (0, 2), "replicate")[0].reshape(-1).tolist() == [4, 4, 4, 7, 9, 9, 9]

@@ -34,10 +34,11 @@ from intsim.ops import elementwise as ew
 from intsim.ops import image as im
 from intsim.ops import pooling, resample
 from intsim.lut import build_lut
+from intsim.ops import pad as pad_ops
 from intsim.ops import sigmoid as sg
 from intsim.overflow import EngineOverflowError
 
-ALL_OPS = {"image_in", "image_out", "encode", "conv2d", "conv_transpose2d", "add", "concat", "split", "relu", "clamp",
+ALL_OPS = {"image_in", "image_out", "encode", "conv2d", "conv_transpose2d", "add", "concat", "split", "relu", "clamp", "pad",
            "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear", "mean_pool",
            "std_pool", "sigmoid", "lut", "mul"}
 
@@ -90,6 +91,7 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
     stream("x1", 8, 12)
     stream("x1r", 8, 12)
     codes("c1", 8, cb_relu())
+    codes("c1p", 8, cb_relu())
     stream("x2", 8, 12)
     stream("s0", 3, 12)
     stream("s1", 5, 12)
@@ -141,8 +143,9 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
            {"weight": "c1.weight", "w_mant": "c1.w_mant", "bias": "c1.bias"}),
         op("relu1", "relu", ["x1"], ["x1r"]),
         op("enc1", "encode", ["x1r"], ["c1"]),
-        op("conv2", "conv2d", ["c1"], ["x2"],
-           {"kernel": [3, 3], "stride": [1, 1], "padding": [2, 2], "dilation": [2, 2], "groups": 2, "w_exp": 12},
+        op("pad2", "pad", ["c1"], ["c1p"], {"padding": [2, 2], "mode": "replicate"}),
+        op("conv2", "conv2d", ["c1p"], ["x2"],
+           {"kernel": [3, 3], "stride": [1, 1], "padding": [0, 0], "dilation": [2, 2], "groups": 2, "w_exp": 12},
            {"weight": "c2.weight", "w_mant": "c2.w_mant", "bias": "c2.bias"}),
         op("split", "split", ["x2"], ["s0", "s1"], {"sizes": [3, 5]}),
         op("res", "add", ["s0", "x0"], ["a0"]),
@@ -181,8 +184,9 @@ def direct_chain(art: Artifact, img: np.ndarray) -> dict:
                                  f_out=12, padding=1, numerics=n)
     t["x1r"], _ = ew.relu(t["x1"])
     t["c1"], _, _ = encode(t["x1r"], cb_relu(), n.rounding)
-    t["x2"], _ = conv_ops.conv2d(t["c1"], cb_relu(), A["c2.weight"], A["c2.w_mant"], A["c2.bias"], w_exp=12,
-                                 f_out=12, padding=2, dilation=2, groups=2, numerics=n)
+    t["c1p"], _ = pad_ops.pad(t["c1"], (2, 2), "replicate")
+    t["x2"], _ = conv_ops.conv2d(t["c1p"], cb_relu(), A["c2.weight"], A["c2.w_mant"], A["c2.bias"], w_exp=12,
+                                 f_out=12, padding=0, dilation=2, groups=2, numerics=n)
     (t["s0"], t["s1"]), _ = ew.split(t["x2"], [3, 5])
     t["a0"], _ = ew.add(t["s0"], t["x0"], f_a=12, f_b=12, f_out=11, numerics=n)
     t["cat"], _ = ew.concat([t["a0"], t["s1"]], [11, 12], f_out=12, numerics=n)
