@@ -753,6 +753,13 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
             M, k = bilinear_multiplier(int(node.attrs["factor"]), numerics)
             ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,),
                               {"factor": int(node.attrs["factor"]), "mult": int(M), "shift": int(k)}, {}))
+        elif node.op == "upsample_bicubic":
+            from calib.export_ops import bicubic_tap_bits
+
+            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.18
+            ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,),
+                              {"factor": int(node.attrs["factor"]),
+                               "tap_bits": bicubic_tap_bits(int(node.attrs["factor"]), numerics)}, {}))
         elif node.op == "split":
             f = fracs[node.inputs[0]]  # §6.5
             for t, c in zip(node.outputs, node.attrs["sizes"]):

@@ -69,3 +69,19 @@ def export_lut(fn: str, absmax_in: float, f_i: int, numerics: Numerics) -> dict:
             "f_o": int(f_o),
             "meta": {"fn": fn, "input_absmax": float(absmax_in), "range": [-(2.0 ** r), 2.0 ** r],
                      "step": 2.0 ** -k_lut, "entries": int(imax - imin + 1), "out_frac": int(f_o)}}
+
+
+def bicubic_tap_bits(factor: int, numerics: Numerics) -> int:
+    """Tap precision ``T`` of an ``upsample_bicubic`` (§6.18): the largest ``T ≤ 16`` whose worst case
+    ``(max Σ|W|)²·2^(stream_bits−1)`` stays below 2^52 (§9 with one bit of margin). The taps are exact
+    (``32r³ | 2^T``) for r = 2 from T = 8 and r = 4 from T = 11; at the default 24-bit stream T = 14."""
+    from intsim.ops.bicubic import MAX_TAP_BITS, tap_l1_max
+
+    best = 0
+    for T in range(1, MAX_TAP_BITS + 1):
+        if tap_l1_max(factor, T) ** 2 << (numerics.stream_bits - 1) < 1 << 52:
+            best = T
+    if best == 0:
+        raise ValueError(f"bicubic ×{factor}: no tap precision keeps the §9 envelope at stream_bits "
+                         f"{numerics.stream_bits}")
+    return best

@@ -29,8 +29,8 @@ Lowering rules (docs/arithmetic.md):
   → lut with ``fn`` = the function's name (a table at export, §6.13, §6.17);
 * ``torch.cat`` on channels → concat; ``torch.split`` / ``torch.chunk`` /
   ``x[:, a:b]`` on channels → split (§6.4, §6.5);
-* ``nn.Upsample`` / ``F.interpolate`` by an integer factor → upsample_nearest or
-  upsample_bilinear (align_corners=False);
+* ``nn.Upsample`` / ``F.interpolate`` by an integer factor → upsample_nearest,
+  upsample_bilinear or upsample_bicubic (align_corners=False; §6.10, §6.18);
 * a global mean over H×W (``AdaptiveAvgPool2d(1)``, ``x.mean((2, 3), keepdim=True)``,
   ``x.sum(3, keepdim=True).sum(2, keepdim=True) / (x.size(2)·x.size(3))``) →
   mean_pool; a population std over H×W (``sqrt``/``pow(0.5)`` of the mean of
@@ -78,7 +78,7 @@ SUPPORTED = (
     "conv2d (nn.Conv2d, zero / reflect / replicate padding; shared modules become one op per call), conv_transpose2d "
     "(nn.ConvTranspose2d), add (two tensors), relu, clamp (ReLU6, Hardtanh, torch.clamp/clip with constant bounds), "
     "leaky_relu, prelu, sigmoid / tanh / silu / gelu (lut), pixel_shuffle, "
-    "nearest / bilinear (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
+    "nearest / bilinear / bicubic (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
     "x[:, a:b] on channels (concat, split), global mean (mean, AdaptiveAvgPool2d(1), sum/(H·W)) and population "
     "std over H×W (mean_pool, std_pool), full-size × 1×1 per-channel gate (mul), "
     "MeanShift (folded into image_in/image_out), BatchNorm2d right after a Conv2d (folded into it), multiplication/division by a constant "
@@ -603,10 +603,11 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
 
     def upsample(node: fx.Node, x: str, factor: Any, mode: str, align: Any, base: str,
                  module: str | None = None) -> None:
-        if mode not in ("nearest", "bilinear"):
-            raise fail(node, f"interpolation mode {mode!r} (only 'nearest' and 'bilinear' lower)")
-        if mode == "bilinear" and align:
-            raise fail(node, "bilinear upsampling with align_corners=True (only align_corners=False lowers, §6.10)")
+        if mode not in ("nearest", "bilinear", "bicubic"):
+            raise fail(node, f"interpolation mode {mode!r} (only 'nearest', 'bilinear' and 'bicubic' lower)")
+        if mode in ("bilinear", "bicubic") and align:
+            raise fail(node, f"{mode} upsampling with align_corners=True (only align_corners=False lowers, "
+                             f"§6.10, §6.18)")
         f = factor[0] if isinstance(factor, (tuple, list)) and len(set(factor)) == 1 else factor
         if scalar(f) is None or float(f) != int(f) or int(f) < 1:
             raise fail(node, f"the upsampling factor must be one constant positive integer, got {factor!r}")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from intsim.artifact import Artifact, Codebook, OpSpec
+from intsim.ops.bicubic import MAX_TAP_BITS, tap_l1_max
 
 EXACT_LIMIT = 1 << 53  # §9: every integer intermediate must stay below 2^53
 INT64_MAX = (1 << 63) - 1
@@ -29,7 +30,7 @@ INT64_MAX = (1 << 63) - 1
 # Ops whose output frac must equal the input frac (§6.5–6.12): no rescale.
 SAME_FRAC_OPS = frozenset({
     "split", "relu", "clamp", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest",
-    "upsample_bilinear", "mean_pool", "std_pool",
+    "upsample_bilinear", "upsample_bicubic", "mean_pool", "std_pool",
 })
 
 
@@ -264,6 +265,8 @@ def op_shifts(art: Artifact, op: OpSpec) -> dict[str, int]:
     if kind in ("sigmoid", "lut"):
         fi, k = _frac(art, op.inputs[0]), a["lut_exp"]
         return {"left": max(0, k - fi), "right": max(0, fi - k)}  # §6.13
+    if kind == "upsample_bicubic":
+        return {"n": 2 * a["tap_bits"]}  # §6.18
     if kind in ("leaky_relu", "prelu", "upsample_bilinear", "mean_pool"):
         return {"shift": a["shift"]}
     if kind == "std_pool":
@@ -350,6 +353,11 @@ def _op_envelope(art: Artifact, op: OpSpec, V: dict[str, int]) -> tuple[int, str
     if kind == "upsample_bilinear":
         r2 = (2 * a["factor"]) ** 2
         return r2 * vin * abs(a["mult"]), "I·M with I = Σ wy·wx·X ≤ (2r)²·|X| (§6.10)"
+    if kind == "upsample_bicubic":
+        if not 1 <= a["tap_bits"] <= MAX_TAP_BITS:
+            return 1 << 62, f"tap_bits {a['tap_bits']} outside [1, {MAX_TAP_BITS}] (§6.18)"
+        l1 = tap_l1_max(a["factor"], a["tap_bits"])
+        return l1 * l1 * vin, "I = Σ Wy·Wx·X ≤ (max Σ|W|)²·|X| (§6.18)"
     if kind == "mean_pool":
         # Size-independent part: Σ|X|·M_N ≤ max|X|·(2^k + N)/2 < max|X|·(2^k + N); at load N ≥ 1
         # is all that is known, the run time check of §6.11 covers the real N.

@@ -23,6 +23,7 @@ from intsim.encoder import encode
 from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels import encode as encode_kernels
 from intsim.kernels import resample as resample_kernels
+from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
 from intsim.ops import pad as pad_ops
 from intsim.ops import elementwise, image, no_events, pooling, resample, sigmoid
@@ -306,6 +307,13 @@ def _upsample_bilinear(art, op, xs):
     return [x], ev
 
 
+def _upsample_bicubic(art, op, xs):
+    _same_frac(art, op)
+    x, ev = bicubic_ops.upsample_bicubic(xs[0], factor=op.attrs["factor"], tap_bits=op.attrs["tap_bits"],
+                                         numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
 def _mean_pool(art, op, xs):
     _same_frac(art, op)
     x, ev = pooling.mean_pool(xs[0], shift=op.attrs["shift"], numerics=art.numerics, name=op.name)
@@ -344,6 +352,7 @@ OPS: dict[str, Adapter] = {
     "pixel_shuffle": _pixel_shuffle,
     "upsample_nearest": _upsample_nearest,
     "upsample_bilinear": _upsample_bilinear,
+    "upsample_bicubic": _upsample_bicubic,
     "mean_pool": _mean_pool,
     "std_pool": _std_pool,
     "sigmoid": _lut,

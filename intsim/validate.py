@@ -95,6 +95,7 @@ OP_ATTRS: dict[str, dict[str, str]] = {
     "pixel_shuffle": {"factor": "pos"},
     "upsample_nearest": {"factor": "pos"},
     "upsample_bilinear": {"factor": "pos", "mult": "int", "shift": "shift"},
+    "upsample_bicubic": {"factor": "pos", "tap_bits": "pos"},
     "mean_pool": {"shift": "shift"},
     "std_pool": {"shift": "shift", "pre_shift": "shift"},
     "sigmoid": {"lut_exp": "int", "imin": "int", "imax": "int"},
@@ -133,6 +134,7 @@ OP_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "pad": (("codes",), ("codes",)),
 }
 for _k in ("relu", "clamp", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear",
+           "upsample_bicubic",
            "mean_pool", "std_pool", "sigmoid", "lut"):
     OP_KINDS[_k] = (("stream",), ("stream",))
 
@@ -805,6 +807,10 @@ def _check_op(v: _V, op: OpSpec) -> None:
         r = a["factor"]
         if cin[0] != cout[0] * r * r:
             v.fail(f"{lab}: input channels {cin[0]} must be output channels {cout[0]} · factor² ({r}²) (§6.8)")
+    elif kind == "upsample_bicubic":
+        same_channels()
+        if a["tap_bits"] > bounds.MAX_TAP_BITS:
+            v.fail(f"{lab}: tap_bits {a['tap_bits']} exceeds {bounds.MAX_TAP_BITS} (§6.18)")
     elif kind == "upsample_bilinear":
         same_channels()
         _check_mults(v, op, "attribute mult", [a["mult"]], lo=1)
@@ -847,6 +853,7 @@ _SHIFT_WHY = {
     ("add", "align_a"): "F − f_a, §6.3",
     ("add", "align_b"): "F − f_b, §6.3",
     ("mul", "n"): "n = f_x + f_g − f_o, §6.14",
+    ("upsample_bicubic", "n"): "n = 2·tap_bits, §6.18",
     ("sigmoid", "left"): "k_lut − f_i, §6.13",
     ("sigmoid", "right"): "f_i − k_lut, §6.13",
     ("lut", "left"): "k_lut − f_i, §6.17",
@@ -887,7 +894,7 @@ def _check_spatial(v: _V) -> None:
                 if size < 1:
                     v.fail(f"{lab}: applied to the 1×1 tensor {op.inputs[0]!r} it has an empty output")
                 res = size == 1
-        elif kind in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear"):
+        elif kind in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic"):
             res = g_in[0] and op.attrs["factor"] == 1
         elif kind == "pad":
             if g_in[0] and op.attrs["mode"] == "reflect" and max(op.attrs["padding"]) > 0:

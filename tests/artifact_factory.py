@@ -36,6 +36,7 @@ from intsim.artifact import (
     save_artifact,
 )
 from intsim.lut import build_lut
+from intsim.ops.bicubic import bicubic_taps, tap_l1_max
 from intsim.sigmoid_lut import build_sigmoid_lut
 from intsim.validate import validate_artifact
 
@@ -550,6 +551,16 @@ class _Builder:
         return self._same(name, "upsample_bilinear", src, _bilinear_f(self.val[src], r),
                           {"factor": r, "mult": M, "shift": k})
 
+    def upsample_bicubic(self, name, src, r):
+        # T from the §9 envelope ((max Σ|W|)²·2^(sb−1) < 2^53), as the exporter picks it
+        T = max(t for t in range(1, 17) if tap_l1_max(r, t) ** 2 << (self.nx.stream_bits - 1) < 1 << 52)
+        x = self.val[src]
+        iy, wy = bicubic_taps(x.shape[0], r, T)
+        ix, wx = bicubic_taps(x.shape[1], r, T)
+        rows = sum(x[iy[:, k]] * (wy[:, k, None, None] / 2.0 ** T) for k in range(4))
+        y = sum(rows[:, ix[:, k]] * (wx[None, :, k, None] / 2.0 ** T) for k in range(4))
+        return self._same(name, "upsample_bicubic", src, y, {"factor": r, "tap_bits": T})
+
     def pixel_shuffle(self, name, src, r):
         return self._same(name, "pixel_shuffle", src, _pixel_shuffle_f(self.val[src], r), {"factor": r},
                           out_name=f"{name}.out")
@@ -596,7 +607,7 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
         conv2d(dilation 2) → leaky_relu → encode(signed2r) → conv2d(groups 2) → prelu →
         add(residual) → split → concat(swapped, new frac) → [mean_pool, std_pool] → add →
         encode(uniform) → conv1×1 → relu → encode(relu2r) → conv1×1 → sigmoid → mul →
-        encode(signed2r) → conv2d(stride 2) → [upsample_nearest r, upsample_bilinear r] → add → clamp → lut(silu) →
+        encode(signed2r) → conv2d(stride 2) → [upsample_nearest r, upsample_bilinear r, upsample_bicubic r] → add → add → clamp → lut(silu) →
         encode → pad(replicate) → conv2d(→12) → pixel_shuffle(2) → encode → conv_transpose2d(stride 2) → image_out
 
     Works for any input size H, W ≥ 1; the output is 4r·⌈H/2⌉ × 4r·⌈W/2⌉ × 3 with r ∈ {2, 3}.
@@ -650,7 +661,8 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
     r = int(rng.choice([2, 3]))
     un = B.upsample_nearest("up.nearest", s10, r)
     ub = B.upsample_bilinear("up.bilinear", s10, r)
-    s11 = B.lut("up.silu", B.clamp("up.clamp", B.add("up.add", un, ub)), "silu")
+    uc = B.upsample_bicubic("up.bicubic", s10, r)
+    s11 = B.lut("up.silu", B.clamp("up.clamp", B.add("up.add2", B.add("up.add", un, ub), uc)), "silu")
     c11 = B.encode("up.enc1", s11, "signed2r", b())
     s12 = B.conv("up.conv", B.pad("up.pad", c11, (1, 1), "replicate"), 12, padding=(0, 0))
     s13 = B.pixel_shuffle("up.shuffle", s12, 2)

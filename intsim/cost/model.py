@@ -270,7 +270,7 @@ def infer_shapes(art: Artifact, in_hw: tuple[int, int]) -> dict[str, tuple[int, 
             oh, ow = _pair(a.get("output_padding"), 0)
             h = (h - 1) * sh - 2 * ph + kh + oh
             w = (w - 1) * sw - 2 * pw + kw + ow
-        elif op.op in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear"):
+        elif op.op in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic"):
             r = int(a["factor"])
             h, w = h * r, w * r
         elif op.op == "pad":
@@ -675,6 +675,10 @@ def _vector_prims(ctx: _Ctx, op: OpSpec, shapes: dict) -> tuple[str, int, list[t
         mb = max(1, abs(int(a.get("mult", 1))).bit_length())
         P = [("mult", sb, wbits, 4), ("add", sb + 2 * wbits, 0, 3), ("mult", sb + 2 * wbits, mb, 1),
              ("add", sb + 2 * wbits + mb, 0, 0 if fp else 1)]
+    elif k == "upsample_bicubic":
+        # separable: 4 horizontal then 4 vertical taps per output (T+1-bit signed taps), one rounding (§6.18)
+        tb = int(a["tap_bits"]) + 1
+        P = [("mult", sb, tb, 8), ("add", sb + 2 * tb, 0, 6), ("add", sb + 2 * tb, 0, 0 if fp else 1)]
     elif k == "mean_pool":
         kb = max(1, int(a["shift"]))
         P = [("mult", sb, kb, 1), ("add", sb + kb, 0, 1)]

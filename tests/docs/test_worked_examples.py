@@ -469,3 +469,20 @@ def test_s5_8_pad_example():
     row = np.array([4, 7, 9], dtype=np.uint8).reshape(1, 3, 1)
     assert pad(row, (0, 2), "reflect")[0].reshape(-1).tolist() == [9, 7, 4, 7, 9, 7, 4]
     assert pad(row, (0, 2), "replicate")[0].reshape(-1).tolist() == [4, 4, 4, 7, 9, 9, 9]
+
+
+def test_s6_18_bicubic_example():
+    import torch
+    import torch.nn.functional as F
+
+    from intsim.artifact import Numerics
+    from intsim.ops.bicubic import bicubic_taps, upsample_bicubic
+
+    idx, W = bicubic_taps(2, 2, 8)
+    assert W[0].tolist() == [-9, 67, 225, -27] and idx[0].tolist() == [0, 0, 0, 1]
+    assert W[1].tolist() == [-27, 225, 67, -9] and idx[1].tolist() == [0, 0, 1, 1]
+    y, _ = upsample_bicubic(np.array([[[0]], [[256]]], dtype=np.int64), factor=2, tap_bits=8, numerics=Numerics())
+    assert y[:, 0, 0].tolist() == [-27, 58, 198, 283]
+    t = F.interpolate(torch.tensor([[[[0.0], [256.0]]]], dtype=torch.float64).expand(1, 1, 2, 3), scale_factor=2,
+                      mode="bicubic", align_corners=False)[0, 0, :, 0]
+    assert np.allclose(t.numpy(), [-27, 58, 198, 283], atol=1e-9)

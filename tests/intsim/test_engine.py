@@ -29,6 +29,7 @@ from intsim.encoder import encode
 from intsim import engine as engine_module
 from intsim.kernels import int8dot
 from intsim.engine import OPS, RunResult, run
+from intsim.ops import bicubic
 from intsim.ops import conv as conv_ops
 from intsim.ops import elementwise as ew
 from intsim.ops import image as im
@@ -39,7 +40,7 @@ from intsim.ops import sigmoid as sg
 from intsim.overflow import EngineOverflowError
 
 ALL_OPS = {"image_in", "image_out", "encode", "conv2d", "conv_transpose2d", "add", "concat", "split", "relu", "clamp", "pad",
-           "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear", "mean_pool",
+           "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic", "mean_pool",
            "std_pool", "sigmoid", "lut", "mul"}
 
 
@@ -106,6 +107,8 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
     stream("m2", 8, 12)
     stream("ps", 2, 12)
     stream("ub", 2, 12)
+    stream("ubc", 2, 12)
+    stream("ubs", 2, 11)
     codes("c2", 2, cb_signed())
     stream("tc", 3, 12)
     stream("un", 3, 12)
@@ -159,7 +162,9 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
         op("scale2", "mul", ["ml", "sp"], ["m2"]),
         op("shuffle", "pixel_shuffle", ["m2"], ["ps"], {"factor": 2}),
         op("up_bl", "upsample_bilinear", ["ps"], ["ub"], {"factor": 2, "mult": 1, "shift": 4}),
-        op("enc2", "encode", ["ub"], ["c2"]),
+        op("up_bc", "upsample_bicubic", ["ps"], ["ubc"], {"factor": 2, "tap_bits": 8}),
+        op("up_sum", "add", ["ub", "ubc"], ["ubs"]),
+        op("enc2", "encode", ["ubs"], ["c2"]),
         op("tconv", "conv_transpose2d", ["c2"], ["tc"],
            {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1], "output_padding": [1, 1], "w_exp": 10},
            {"weight": "tc.weight", "w_mant": "tc.w_mant", "bias": "tc.bias"}),
@@ -199,7 +204,9 @@ def direct_chain(art: Artifact, img: np.ndarray) -> dict:
     t["m2"], _ = ew.mul(t["ml"], t["sp"], f_x=12, f_g=12, f_out=12, numerics=n)
     t["ps"], _ = resample.pixel_shuffle(t["m2"], 2)
     t["ub"], _ = resample.upsample_bilinear(t["ps"], factor=2, mult=1, shift=4, numerics=n)
-    t["c2"], _, _ = encode(t["ub"], cb_signed(), n.rounding)
+    t["ubc"], _ = bicubic.upsample_bicubic(t["ps"], factor=2, tap_bits=8, numerics=n)
+    t["ubs"], _ = ew.add(t["ub"], t["ubc"], f_a=12, f_b=12, f_out=11, numerics=n)
+    t["c2"], _, _ = encode(t["ubs"], cb_signed(), n.rounding)
     t["tc"], _ = conv_ops.conv_transpose2d(t["c2"], cb_signed(), A["tc.weight"], A["tc.w_mant"], A["tc.bias"],
                                            w_exp=10, f_out=12, stride=2, padding=1, output_padding=1, numerics=n)
     t["un"], _ = resample.upsample_nearest(t["x0"], 8)
