@@ -81,7 +81,8 @@ SUPPORTED = (
     "nearest / bilinear / bicubic (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
     "x[:, a:b] on channels (concat, split), global mean (mean, AdaptiveAvgPool2d(1), sum/(H·W)) and population "
     "std over H×W (mean_pool, std_pool), full-size × 1×1 per-channel gate (mul), "
-    "MeanShift (folded into image_in/image_out), BatchNorm2d right after a Conv2d (folded into it), multiplication/division by a constant "
+    "MeanShift (folded into image_in/image_out), BatchNorm2d right after a Conv2d (folded into it), "
+    "multiplication/division by a constant "
     "(removed if 1, else folded into the producing conv), nn.Identity/nn.Dropout (removed)"
 )
 

@@ -64,7 +64,7 @@ def _pi_at(prec: int) -> decimal.Decimal:
 
 
 def _erf_pos(z: decimal.Decimal, ctx: decimal.Context) -> decimal.Decimal:
-    """erf(z) for z ≥ 0: ``2/√π · e^-z² · Σ_n z·(2z²)^n / (2n+1)!!`` — all terms positive (no cancellation)."""
+    """erf(z) for z ≥ 0: ``2/√π · e^-z² · Σ_n z·(2z²)^n / (2n+1)!!``, all terms positive (no cancellation)."""
     if z == 0:
         return decimal.Decimal(0)
     z2 = ctx.multiply(z, z)

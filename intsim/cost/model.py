@@ -92,8 +92,8 @@ CONV_OPS = ("conv2d", "conv_transpose2d")
 FP32_SIGNIFICAND_BITS = 24  # an fp32 product on integer multipliers: the 24×24-bit significand product
 # single-input ops a producer's output pipeline can apply on the fly (element-wise maths or
 # pure address transforms): a tensor whose only consumer is one of them never leaves the chip
-FUSABLE = frozenset({"encode", "pad", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut", "pixel_shuffle", "split",
-                     "upsample_nearest", "image_out"})
+FUSABLE = frozenset({"encode", "pad", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut", "pixel_shuffle",
+                     "split", "upsample_nearest", "image_out"})
 # binary element-wise ops: the operand produced last (at the output's size) streams in from its
 # producer's pipeline; the other operand is read from memory
 BINARY_FUSABLE = frozenset({"add", "mul"})
@@ -283,8 +283,8 @@ def infer_shapes(art: Artifact, in_hw: tuple[int, int]) -> dict[str, tuple[int, 
     return shapes
 
 
-_SAME_HW = frozenset({"image_in", "image_out", "encode", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut", "add", "mul",
-                      "concat", "split"})
+_SAME_HW = frozenset({"image_in", "image_out", "encode", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut",
+                      "add", "mul", "concat", "split"})
 
 
 def _input_hw(art: Artifact, counters: dict) -> tuple[int, int]:
