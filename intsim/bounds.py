@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from intsim.artifact import Artifact, Codebook, OpSpec
+from intsim.ops.bicubic import MAX_FACTOR as MAX_BICUBIC_FACTOR
 from intsim.ops.bicubic import MAX_TAP_BITS, tap_l1_max
 
 EXACT_LIMIT = 1 << 53  # §9: every integer intermediate must stay below 2^53
@@ -354,8 +355,8 @@ def _op_envelope(art: Artifact, op: OpSpec, V: dict[str, int]) -> tuple[int, str
         r2 = (2 * a["factor"]) ** 2
         return r2 * vin * abs(a["mult"]), "I·M with I = Σ wy·wx·X ≤ (2r)²·|X| (§6.10)"
     if kind == "upsample_bicubic":
-        if not 1 <= a["tap_bits"] <= MAX_TAP_BITS:
-            return 1 << 62, f"tap_bits {a['tap_bits']} outside [1, {MAX_TAP_BITS}] (§6.18)"
+        if not 1 <= a["tap_bits"] <= MAX_TAP_BITS or not 1 <= a["factor"] <= MAX_BICUBIC_FACTOR:
+            return 1 << 62, f"tap_bits {a['tap_bits']} or factor {a['factor']} out of range (§6.18)"
         l1 = tap_l1_max(a["factor"], a["tap_bits"])
         return l1 * l1 * vin, "I = Σ Wy·Wx·X ≤ (max Σ|W|)²·|X| (§6.18)"
     if kind == "mean_pool":

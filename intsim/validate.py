@@ -811,6 +811,8 @@ def _check_op(v: _V, op: OpSpec) -> None:
         same_channels()
         if a["tap_bits"] > bounds.MAX_TAP_BITS:
             v.fail(f"{lab}: tap_bits {a['tap_bits']} exceeds {bounds.MAX_TAP_BITS} (§6.18)")
+        if a["factor"] > bounds.MAX_BICUBIC_FACTOR:
+            v.fail(f"{lab}: factor {a['factor']} exceeds {bounds.MAX_BICUBIC_FACTOR} (§6.18)")
     elif kind == "upsample_bilinear":
         same_channels()
         _check_mults(v, op, "attribute mult", [a["mult"]], lo=1)

@@ -139,6 +139,8 @@ def test_golden_equals_intsim_real_size(rounding, overflow, r):
 def test_validate_refuses_too_fine_taps_and_envelope():
     with pytest.raises(ArtifactError, match=r"tap_bits 17 exceeds 16 \(§6.18\)"):
         one_op("upsample_bicubic", 2, 8, 8, attrs={"factor": 2, "tap_bits": 17})
+    with pytest.raises(ArtifactError, match=r"factor 65 exceeds 64 \(§6.18\)"):
+        one_op("upsample_bicubic", 2, 8, 8, attrs={"factor": 65, "tap_bits": 8})
     with pytest.raises(ArtifactError, match=r"exactness envelope exceeded: I = Σ Wy·Wx·X"):
         one_op("upsample_bicubic", 2, 8, 8, attrs={"factor": 2, "tap_bits": 16}, stream_bits=32)
 

@@ -55,7 +55,7 @@ def upsample_bicubic(ctx: OpContext, ins):
     if ctx.frac(out) != f:
         raise GoldenError(f"{ctx.where()}: output frac must equal the input frac {f}")
     r, T = int(ctx.attr("factor")), int(ctx.attr("tap_bits"))
-    if r < 1 or not 1 <= T <= 16:
+    if not 1 <= r <= 64 or not 1 <= T <= 16:
         raise GoldenError(f"{ctx.where()}: factor {r} / tap_bits {T} out of range")
     H, W, _ = X.shape
     iy, wy = (torch.tensor(v) for v in taps(H, r, T))

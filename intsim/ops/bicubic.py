@@ -22,6 +22,7 @@ from intsim.artifact import Numerics
 from intsim.ops import as_stream, check_shift, no_events, requantize
 
 MAX_TAP_BITS = 16
+MAX_FACTOR = 64  # the tap table has 2r phases: a bound keeps loading an artifact cheap (§6.18)
 KEYS_A = Fraction(-3, 4)  # torch's cubic convolution coefficient
 
 
@@ -72,8 +73,8 @@ def tap_l1_max(r: int, tap_bits: int) -> int:
 
 def _check(r, tap_bits, name: str) -> tuple[int, int]:
     r, T = int(r), int(tap_bits)
-    if r < 1:
-        raise ValueError(f"{name}: factor must be >= 1, got {r}")
+    if not 1 <= r <= MAX_FACTOR:
+        raise ValueError(f"{name}: factor must be in [1, {MAX_FACTOR}], got {r}")
     if not 1 <= T <= MAX_TAP_BITS:
         raise ValueError(f"{name}: tap_bits must be in [1, {MAX_TAP_BITS}], got {T}")
     return r, T
