@@ -140,3 +140,23 @@ def test_conv_bn_net_calibrates_exports_and_is_bit_exact(method):
     # even closer); an unfolded conv would be off by the BN affine, tens of levels.
     assert float(err.mean()) < 3.0, float(err.mean())
     assert float(np.abs(res.tensors["output"] - fq).mean()) < 1.5
+
+
+def test_conv_bn_net_saved_golden_written_and_verified(tmp_path):
+    """The whole user path: calibrate → save → golden directory → ``verify`` (every tensor and event)."""
+    from golden.writer import write_golden
+    from intsim.artifact import load_artifact, save_artifact
+    from intsim.golden_dir import read_golden_dir
+    from intsim.verify import verify
+
+    net = _net()
+    cal = calibrate_minmax(net, [torch.rand(3, 16, 16) * 255 for _ in range(3)], 4, 4, graph=capture(net))
+    path = tmp_path / "convbn.intsim"
+    save_artifact(export_artifact(net, cal, model_meta={"name": "convbn", "scale": 2}), path)
+    rng = np.random.default_rng(5)
+    inputs = [(f"im{i}.png", rng.integers(0, 256, (24, 21, 3), dtype=np.uint8)) for i in range(2)]
+    write_golden(str(path), inputs, str(tmp_path / "golden"), progress=False)
+    art = load_artifact(path)
+    report = verify(art, read_golden_dir(tmp_path / "golden"))
+    assert report.ok and report.mismatches == 0, report.format()
+    assert report.compared_tensors == 2 * len(art.tensors)
