@@ -297,7 +297,9 @@ class FloatFakeQuant:
                 op, act, wq, m, bias = q
                 x = act.fake_quant(args[0])
                 if op == "conv2d":
-                    return F.conv2d(x, wq, bias, m.stride, m.padding, m.dilation, m.groups)
+                    from calib.quant.fakequant import conv2d_padded
+
+                    return conv2d_padded(x, wq, bias, m)
                 return F.conv_transpose2d(x, wq, bias, m.stride, m.padding, m.output_padding, m.groups,
                                           m.dilation)
 

@@ -38,11 +38,10 @@ recorded in ``metadata``. The numbers (docs/arithmetic.md):
   image_in output frac is lowered if ``a·2^f`` would not fit ``mult_bits``).
 * **stream ops**: relu, split, pixel_shuffle, upsampling, leaky_relu/prelu,
   mean_pool/std_pool keep the input frac (as §6 requires); add, concat and mul
-  get their own calibrated frac; sigmoid's output frac is ``stream_bits − 2``
-  (values in (0, 1)). Slopes (§6.7): ``M·2^-k`` with ≤ 24-bit ``M``
-  (:func:`slope_multipliers`). Pool shifts: :func:`pool_shifts`. Sigmoid LUT
-  (:func:`export_sigmoid`): range ±R from the calibrated input max|x|
-  (R a power of two in [1, 16]), 2^13 entries.
+  get their own calibrated frac. Slopes (§6.7): ``M·2^-k`` with ≤ 24-bit ``M``
+  (:func:`slope_multipliers`). Pool shifts: :func:`pool_shifts`. LUT activations
+  (sigmoid, tanh, silu, gelu; :func:`calib.export_ops.export_lut`): range ±R from the
+  calibrated input max|x|, 2^13 entries; clamp bounds: :func:`calib.export_ops.clamp_bounds`.
 * **conv_transpose2d** (§5.5): as conv2d, weight stored [Co, kh, kw, Ci].
 * ``metadata.source`` records the float model (zoo name, scale, checkpoint,
   sha256s) so that :mod:`calib.evaluate` can rebuild the float fake-quant model.
@@ -583,27 +582,6 @@ def pool_shifts(numerics: Numerics) -> dict:
     return {"mean_shift": k_mean, "std_shift": k_std, "std_pre_shift": p}
 
 
-#: Sigmoid LUT: at most 2^SIGMOID_LUT_BITS entries; input range ±R, R a power of two in [1, 16].
-SIGMOID_LUT_BITS = 13
-
-
-def export_sigmoid(absmax_in: float, f_i: int, numerics: Numerics) -> dict:
-    """LUT over ``[−R, R)``, ``R = 2^ceil(log2(clamp(max|x|, 1, 16)))`` from the calibrated input
-    range; input step ``2^-k_lut`` with ``2^SIGMOID_LUT_BITS`` entries (finer than the input grid is
-    useless: ``k_lut ≤ f_i``); output frac ``min(30, stream_bits − 2)``."""
-    from intsim.sigmoid_lut import build_sigmoid_lut
-
-    r_log2 = int(math.ceil(math.log2(min(max(float(absmax_in), 1.0), 16.0))))
-    k_lut = min(SIGMOID_LUT_BITS - 1 - r_log2, f_i)
-    imin, imax = -(1 << (r_log2 + k_lut)) if r_log2 + k_lut >= 0 else -1, (1 << (r_log2 + k_lut)) - 1 \
-        if r_log2 + k_lut >= 0 else 0
-    f_o = min(30, numerics.stream_bits - 2)
-    lut = build_sigmoid_lut(int(imin), int(imax), int(k_lut), int(f_o))
-    return {"lut_exp": int(k_lut), "imin": int(imin), "imax": int(imax), "lut": lut.astype(np.int32), "f_o": int(f_o),
-            "meta": {"input_absmax": float(absmax_in), "range": [-(2.0 ** r_log2), 2.0 ** r_log2],
-                     "step": 2.0 ** -k_lut, "entries": int(imax - imin + 1), "out_frac": int(f_o)}}
-
-
 def bilinear_multiplier(factor: int, numerics: Numerics) -> tuple[int, int]:
     """(M, k) of 1/(2r)² (§6.10): exact when 2r is a power of two."""
     q = (2 * factor) ** 2
@@ -732,13 +710,20 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
             enc_name, codes = fresh(f"{node.name}.encode"), fresh(f"{node.name}.codes")
             tensors[codes] = TensorSpec(codes, "codes", tensors[x].channels, codebook=r["codebook"])
             ops.append(OpSpec(enc_name, "encode", (x,), (codes,), {}, {}))
+            conv_padding = list(node.attrs["padding"])
+            if node.attrs.get("padding_mode", "zeros") != "zeros":  # encode → pad → conv without padding (§5.8)
+                pad_name, padded = fresh(f"{node.name}.pad"), fresh(f"{node.name}.padded")
+                tensors[padded] = TensorSpec(padded, "codes", tensors[x].channels, codebook=r["codebook"])
+                ops.append(OpSpec(pad_name, "pad", (codes,), (padded,),
+                                  {"padding": conv_padding, "mode": node.attrs["padding_mode"]}, {}))
+                codes, conv_padding = padded, [0, 0]
             add_stream(node.output, node.channels, r["f_out"])
             for role in ("weight", "w_mant", "bias"):
                 arrays[f"{node.name}.{role}"] = r[role]
             at = node.attrs
             if node.op == "conv2d":
                 cattrs = {"kernel": list(at["kernel"]), "stride": list(at["stride"]),
-                          "padding": list(at["padding"]), "dilation": list(at["dilation"]),
+                          "padding": conv_padding, "dilation": list(at["dilation"]),
                           "groups": int(at["groups"]), "w_exp": r["w_exp"]}
             else:
                 cattrs = {"kernel": list(at["kernel"]), "stride": list(at["stride"]),
@@ -752,11 +737,29 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
             add_stream(node.output, node.channels, fracs[node.inputs[0]])  # f_o = f_i (§6.6, §6.8, §6.9)
             attrs = {"factor": int(node.attrs["factor"])} if "factor" in node.attrs else {}
             ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,), attrs, {}))
+        elif node.op == "clamp":
+            from calib.export_ops import ClampBoundsError, clamp_bounds
+
+            f = fracs[node.inputs[0]]
+            add_stream(node.output, node.channels, f)  # f_o = f_i (§6.16)
+            try:
+                lo, hi = clamp_bounds(node.attrs["lo"], node.attrs["hi"], f, numerics)
+            except ClampBoundsError as e:
+                raise ExportError(f"layer '{node.name}': {e}") from None
+            ops.append(OpSpec(node.name, "clamp", node.inputs, (node.output,), {"lo": lo, "hi": hi}, {}))
+            stream_meta[node.name] = {"lo": node.attrs["lo"], "hi": node.attrs["hi"], "lo_int": lo, "hi_int": hi}
         elif node.op == "upsample_bilinear":
             add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.10
             M, k = bilinear_multiplier(int(node.attrs["factor"]), numerics)
             ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,),
                               {"factor": int(node.attrs["factor"]), "mult": int(M), "shift": int(k)}, {}))
+        elif node.op == "upsample_bicubic":
+            from calib.export_ops import bicubic_tap_bits
+
+            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.18
+            ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,),
+                              {"factor": int(node.attrs["factor"]),
+                               "tap_bits": bicubic_tap_bits(int(node.attrs["factor"]), numerics)}, {}))
         elif node.op == "split":
             f = fracs[node.inputs[0]]  # §6.5
             for t, c in zip(node.outputs, node.attrs["sizes"]):
@@ -787,13 +790,15 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
             add_stream(node.output, node.channels, fracs[node.inputs[0]])  # f_o = f_i (§6.12)
             ops.append(OpSpec(node.name, "std_pool", node.inputs, (node.output,),
                               {"shift": pools["std_shift"], "pre_shift": pools["std_pre_shift"]}, {}))
-        elif node.op == "sigmoid":
+        elif node.op == "lut":
+            from calib.export_ops import export_lut
+
             x = node.inputs[0]
-            r = export_sigmoid(calib_result.stream_absmax.get(x, 1.0), fracs[x], numerics)
+            r = export_lut(node.attrs["fn"], calib_result.stream_absmax.get(x, 1.0), fracs[x], numerics)
             add_stream(node.output, node.channels, r["f_o"])
             arrays[f"{node.name}.lut"] = r["lut"]
-            ops.append(OpSpec(node.name, "sigmoid", node.inputs, (node.output,),
-                              {"lut_exp": r["lut_exp"], "imin": r["imin"], "imax": r["imax"]},
+            ops.append(OpSpec(node.name, "lut", node.inputs, (node.output,),
+                              {"fn": node.attrs["fn"], "lut_exp": r["lut_exp"], "imin": r["imin"], "imax": r["imax"]},
                               {"lut": f"{node.name}.lut"}))
             stream_meta[node.name] = r["meta"]
         else:  # capture() only produces the ops above

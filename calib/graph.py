@@ -5,7 +5,7 @@ list of :class:`LNode` — the ops of an intsim artifact (docs/artifact.md)
 *before* quantization: ``image_in``, ``conv2d``, ``conv_transpose2d``, ``relu``,
 ``leaky_relu``, ``prelu``, ``add``, ``concat``, ``split``, ``pixel_shuffle``,
 ``upsample_nearest``, ``upsample_bilinear``, ``mean_pool``, ``std_pool``,
-``sigmoid``, ``mul``, ``image_out``. Export (calib/export.py) later inserts one
+``lut`` (sigmoid, tanh, silu, gelu), ``clamp``, ``mul``, ``image_out``. Export (calib/export.py) later inserts one
 ``encode`` op in front of every conv (activation quantizers sit at conv inputs
 only; every other op works on the wide stream) and snaps everything to integers.
 
@@ -20,13 +20,17 @@ Lowering rules (docs/arithmetic.md):
 * ``nn.Conv2d`` → conv2d, ``nn.ConvTranspose2d`` → conv_transpose2d (§5.5); a
   module called several times (CARN-M's shared blocks) gives one op per call
   (same weights, own activation quantizer each);
+* ``nn.ReLU6`` / ``nn.Hardtanh`` / ``F.relu6`` / ``F.hardtanh`` / ``torch.clamp`` / ``torch.clip`` /
+  ``x.clamp(min, max)`` with constant bounds → clamp (bounds snapped inwards to the stream grid at
+  export, §6.16);
 * ``nn.LeakyReLU`` / ``F.leaky_relu`` → leaky_relu, ``nn.PReLU`` → prelu (slopes
-  kept real here, fixed-point at export, §6.7); ``nn.Sigmoid`` / ``torch.sigmoid``
-  → sigmoid (a LUT at export, §6.13);
+  kept real here, fixed-point at export, §6.7); ``nn.Sigmoid`` / ``torch.sigmoid``,
+  ``nn.Tanh`` / ``torch.tanh``, ``nn.SiLU`` / ``F.silu``, ``nn.GELU`` / ``F.gelu`` (exact erf form)
+  → lut with ``fn`` = the function's name (a table at export, §6.13, §6.17);
 * ``torch.cat`` on channels → concat; ``torch.split`` / ``torch.chunk`` /
   ``x[:, a:b]`` on channels → split (§6.4, §6.5);
-* ``nn.Upsample`` / ``F.interpolate`` by an integer factor → upsample_nearest or
-  upsample_bilinear (align_corners=False);
+* ``nn.Upsample`` / ``F.interpolate`` by an integer factor → upsample_nearest,
+  upsample_bilinear or upsample_bicubic (align_corners=False; §6.10, §6.18);
 * a global mean over H×W (``AdaptiveAvgPool2d(1)``, ``x.mean((2, 3), keepdim=True)``,
   ``x.sum(3, keepdim=True).sum(2, keepdim=True) / (x.size(2)·x.size(3))``) →
   mean_pool; a population std over H×W (``sqrt``/``pow(0.5)`` of the mean of
@@ -38,6 +42,8 @@ Lowering rules (docs/arithmetic.md):
   by c ≠ 1 it is folded into the conv producing its operand (the conv's real
   weights and bias are scaled by c at export), provided that conv output has
   no other user;
+* ``nn.BatchNorm2d`` (eval mode) directly after an ``nn.Conv2d`` is folded into that conv's
+  float weights and bias before tracing (:mod:`calib.batchnorm`, arithmetic.md §5.7);
 * ``nn.Identity`` / ``nn.Dropout`` are removed;
 * forward arguments after the image with a default value (CARN-M's
   ``forward(x, scale=None)``) are fixed at that value by torch.fx
@@ -69,12 +75,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 SUPPORTED = (
-    "conv2d (nn.Conv2d, zero padding; shared modules become one op per call), conv_transpose2d "
-    "(nn.ConvTranspose2d), add (two tensors), relu, leaky_relu, prelu, sigmoid, pixel_shuffle, "
-    "nearest / bilinear (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
+    "conv2d (nn.Conv2d, zero / reflect / replicate padding; shared modules become one op per call), conv_transpose2d "
+    "(nn.ConvTranspose2d), add (two tensors), relu, clamp (ReLU6, Hardtanh, torch.clamp/clip with constant bounds), "
+    "leaky_relu, prelu, sigmoid / tanh / silu / gelu (lut), pixel_shuffle, "
+    "nearest / bilinear / bicubic (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
     "x[:, a:b] on channels (concat, split), global mean (mean, AdaptiveAvgPool2d(1), sum/(H·W)) and population "
     "std over H×W (mean_pool, std_pool), full-size × 1×1 per-channel gate (mul), "
-    "MeanShift (folded into image_in/image_out), multiplication/division by a constant "
+    "MeanShift (folded into image_in/image_out), BatchNorm2d right after a Conv2d (folded into it), "
+    "multiplication/division by a constant "
     "(removed if 1, else folded into the producing conv), nn.Identity/nn.Dropout (removed)"
 )
 
@@ -343,7 +351,13 @@ _DIV = {operator.truediv, operator.itruediv, torch.div}
 _POW = {operator.pow, torch.pow}
 _RELU_FN = {F.relu, torch.relu, torch.relu_}
 _LRELU_FN = {F.leaky_relu, F.leaky_relu_}
-_SIGMOID_FN = {torch.sigmoid, F.sigmoid, torch.sigmoid_}
+# LUT activations (arithmetic.md §6.17): callable → the table function's name (intsim.lut.LUT_FUNCTIONS)
+_LUT_FN = {torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", torch.sigmoid_: "sigmoid", torch.tanh: "tanh",
+           F.tanh: "tanh", torch.tanh_: "tanh", F.silu: "silu", F.gelu: "gelu"}
+_LUT_METHODS = {"sigmoid": "sigmoid", "sigmoid_": "sigmoid", "tanh": "tanh", "tanh_": "tanh"}
+_LUT_MODULES = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.GELU: "gelu"}
+_CLAMP_FN = {torch.clamp, torch.clip, torch.clamp_, F.hardtanh, F.relu6, torch._C._nn.hardtanh_}
+_CLAMP_METHODS = ("clamp", "clamp_", "clip", "clip_")
 _PS_FN = {F.pixel_shuffle, torch.pixel_shuffle}
 _CAT_FN = {torch.cat, torch.concat, torch.concatenate}
 _SPLIT_FN = {torch.split, torch.chunk, torch.tensor_split}
@@ -401,9 +415,14 @@ def capture(model: nn.Module, *, rgb_range: float | None = None, in_channels: in
         raise ValueError(f"rgb_range must be positive, got {rgb_range}")
     concrete = _default_concrete_args(model)
     concrete.update(concrete_args or {})
+    from calib.batchnorm import fold_batchnorm
+
     tracer = _Tracer(tuple(extra_leaves))
     try:
+        model = fold_batchnorm(model, extra_leaves=tuple(extra_leaves), concrete_args=concrete_args)  # §5.7
         graph = tracer.trace(model, concrete_args=concrete or None)
+    except UnsupportedOpError:
+        raise
     except Exception as e:  # noqa: BLE001 - fx raises TraceError, TypeError, ... for untraceable code
         msg = " ".join(str(e).split())
         raise UnsupportedOpError(f"cannot trace {type(model).__name__} with torch.fx ({type(e).__name__}: {msg}); "
@@ -566,14 +585,16 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
 
     def conv_node(node: fx.Node, mod: nn.Module, target: str, op: str) -> None:
         x = stream_of(node, node.args[0])
-        if mod.padding_mode != "zeros":
-            raise fail(node, f"padding_mode {mod.padding_mode!r} (only zero padding is supported)")
+        if mod.padding_mode not in ("zeros", "reflect", "replicate") or \
+                (op == "conv_transpose2d" and mod.padding_mode != "zeros"):
+            raise fail(node, f"padding_mode {mod.padding_mode!r} (zeros, reflect and replicate lower; §5.8)")
         if isinstance(mod.padding, str):
             raise fail(node, f"string padding {mod.padding!r}; use explicit integers")
         if mod.in_channels != channels[x]:
             raise fail(node, f"conv expects {mod.in_channels} input channels, the graph gives {channels[x]}")
         attrs = {"kernel": list(mod.kernel_size), "stride": list(mod.stride), "padding": list(mod.padding),
-                 "dilation": list(mod.dilation), "groups": int(mod.groups), "post_scale": 1.0}
+                 "dilation": list(mod.dilation), "groups": int(mod.groups), "post_scale": 1.0,
+                 "padding_mode": str(mod.padding_mode)}
         if op == "conv_transpose2d":
             if mod.groups != 1 or tuple(mod.dilation) != (1, 1):
                 raise fail(node, "transposed conv needs groups = 1 and dilation 1 (arithmetic.md §5.5)")
@@ -587,14 +608,23 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
 
     def upsample(node: fx.Node, x: str, factor: Any, mode: str, align: Any, base: str,
                  module: str | None = None) -> None:
-        if mode not in ("nearest", "bilinear"):
-            raise fail(node, f"interpolation mode {mode!r} (only 'nearest' and 'bilinear' lower)")
-        if mode == "bilinear" and align:
-            raise fail(node, "bilinear upsampling with align_corners=True (only align_corners=False lowers, §6.10)")
+        if mode not in ("nearest", "bilinear", "bicubic"):
+            raise fail(node, f"interpolation mode {mode!r} (only 'nearest', 'bilinear' and 'bicubic' lower)")
+        if mode in ("bilinear", "bicubic") and align:
+            raise fail(node, f"{mode} upsampling with align_corners=True (only align_corners=False lowers, "
+                             f"§6.10, §6.18)")
         f = factor[0] if isinstance(factor, (tuple, list)) and len(set(factor)) == 1 else factor
         if scalar(f) is None or float(f) != int(f) or int(f) < 1:
             raise fail(node, f"the upsampling factor must be one constant positive integer, got {factor!r}")
         simple("upsample_" + mode, node, x, base, module, {"factor": int(f)})
+
+    def clamp_node(node: fx.Node, x: str, lo: float | None, hi: float | None, module: str | None = None,
+                   base: str = "clamp") -> None:
+        if lo is None and hi is None:
+            raise fail(node, "a clamp needs a lower or an upper bound")
+        if lo is not None and hi is not None and lo > hi:
+            raise fail(node, f"clamp bounds min {lo} > max {hi}")
+        simple("clamp", node, x, base, module, {"lo": lo, "hi": hi})
 
     def pool_mean(node: fx.Node, x: str) -> None:
         env[node.name] = _Reduce("mean", x, _SPATIAL, node.name)
@@ -682,8 +712,14 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                     raise fail(node, f"{len(w)} PReLU slopes for {channels[x]} channels")
                 simple("prelu", node, x, "prelu", target, {"slope": w})
                 continue
-            if type(mod) is nn.Sigmoid:
-                simple("sigmoid", node, stream_of(node, node.args[0]), "sigmoid", target)
+            if type(mod) in (nn.ReLU6, nn.Hardtanh):
+                clamp_node(node, stream_of(node, node.args[0]), float(mod.min_val), float(mod.max_val), target)
+                continue
+            if type(mod) in _LUT_MODULES:
+                if getattr(mod, "approximate", "none") != "none":
+                    raise fail(node, f"GELU approximate={mod.approximate!r} (only the exact erf form lowers)")
+                fn = _LUT_MODULES[type(mod)]
+                simple("lut", node, stream_of(node, node.args[0]), fn, target, {"fn": fn})
                 continue
             if type(mod) is nn.PixelShuffle:
                 x = stream_of(node, node.args[0])
@@ -857,8 +893,10 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 kind = "relu"
             elif (is_fn and t in _LRELU_FN):
                 kind = "leaky_relu"
-            elif (is_fn and t in _SIGMOID_FN) or (not is_fn and t in ("sigmoid", "sigmoid_")):
-                kind = "sigmoid"
+            elif (is_fn and t in _LUT_FN) or (not is_fn and t in _LUT_METHODS):
+                kind = "lut"
+            elif (is_fn and t in _CLAMP_FN) or (not is_fn and t in _CLAMP_METHODS):
+                kind = "clamp"
             elif is_fn and t in _PS_FN:
                 kind = "pixel_shuffle"
             elif is_fn and t in _CAT_FN:
@@ -930,8 +968,25 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 if scalar(slope) is None:
                     raise fail(node, "the negative slope must be a constant")
                 simple("leaky_relu", node, stream_of(node, args[0]), "leaky_relu", attrs={"slope": float(slope)})
-            elif kind == "sigmoid":
-                simple("sigmoid", node, stream_of(node, args[0]), "sigmoid")
+            elif kind == "lut":
+                fn = _LUT_FN[t] if is_fn else _LUT_METHODS[t]
+                if fn == "gelu" and kwargs.get("approximate", "none") != "none":
+                    raise fail(node, f"GELU approximate={kwargs['approximate']!r} (only the exact erf form lowers)")
+                simple("lut", node, stream_of(node, args[0]), fn, attrs={"fn": fn})
+            elif kind == "clamp":
+                if is_fn and t is F.relu6:
+                    lo, hi = 0.0, 6.0
+                elif is_fn and t in (F.hardtanh, torch._C._nn.hardtanh_):
+                    lo = args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)
+                    hi = args[2] if len(args) > 2 else kwargs.get("max_val", 1.0)
+                else:
+                    lo = args[1] if len(args) > 1 else kwargs.get("min")
+                    hi = args[2] if len(args) > 2 else kwargs.get("max")
+                for v in (lo, hi):
+                    if v is not None and scalar(v) is None:
+                        raise fail(node, f"clamp bounds must be constants, got {v!r}")
+                clamp_node(node, stream_of(node, args[0]), scalar(lo) if lo is not None else None,
+                           scalar(hi) if hi is not None else None, base=str(getattr(t, "__name__", t)).rstrip("_"))
             elif kind == "pixel_shuffle":
                 r = args[1] if len(args) > 1 else kwargs.get("upscale_factor")
                 if not isinstance(r, int):

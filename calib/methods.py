@@ -372,6 +372,9 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
         alloc = "uniform"
     pol = replace(pol, allocation=alloc)
     model.eval()
+    from calib.batchnorm import fold_batchnorm
+
+    model = fold_batchnorm(model)  # the conv weights observed and quantized are the folded ones (§5.7)
     batches = list(_batches(images, batch_size))
     if not batches:
         raise ValueError("no calibration images were given")

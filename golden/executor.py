@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from golden.numerics import F64, GoldenError, GoldenOverflowError, signed_bounds
+from golden.ops import bicubic
 from golden.ops import conv as conv_ops
 from golden.ops import stream as S
 from golden.ops.codes import code_tables, encode
@@ -49,14 +50,18 @@ OPS: dict[str, Callable] = {
     "concat": S.concat,
     "split": S.split,
     "relu": S.relu,
+    "clamp": S.clamp,
+    "pad": S.pad,
     "leaky_relu": S.leaky_relu,
     "prelu": S.prelu,
     "pixel_shuffle": S.pixel_shuffle,
     "upsample_nearest": S.upsample_nearest,
     "upsample_bilinear": S.upsample_bilinear,
+    "upsample_bicubic": bicubic.upsample_bicubic,
     "mean_pool": S.mean_pool,
     "std_pool": S.std_pool,
-    "sigmoid": S.sigmoid,
+    "sigmoid": S.lut,
+    "lut": S.lut,
     "mul": S.mul,
 }
 

@@ -22,14 +22,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from intsim.artifact import Artifact, Codebook, OpSpec
+from intsim.ops.bicubic import MAX_FACTOR as MAX_BICUBIC_FACTOR
+from intsim.ops.bicubic import MAX_TAP_BITS, tap_l1_max
 
 EXACT_LIMIT = 1 << 53  # §9: every integer intermediate must stay below 2^53
 INT64_MAX = (1 << 63) - 1
 
 # Ops whose output frac must equal the input frac (§6.5–6.12): no rescale.
 SAME_FRAC_OPS = frozenset({
-    "split", "relu", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest",
-    "upsample_bilinear", "mean_pool", "std_pool",
+    "split", "relu", "clamp", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest",
+    "upsample_bilinear", "upsample_bicubic", "mean_pool", "std_pool",
 })
 
 
@@ -261,9 +263,11 @@ def op_shifts(art: Artifact, op: OpSpec) -> dict[str, int]:
         return out
     if kind == "mul":
         return {"n": _frac(art, op.inputs[0]) + _frac(art, op.inputs[1]) - _frac(art, op.outputs[0])}  # §6.14
-    if kind == "sigmoid":
+    if kind in ("sigmoid", "lut"):
         fi, k = _frac(art, op.inputs[0]), a["lut_exp"]
         return {"left": max(0, k - fi), "right": max(0, fi - k)}  # §6.13
+    if kind == "upsample_bicubic":
+        return {"n": 2 * a["tap_bits"]}  # §6.18
     if kind in ("leaky_relu", "prelu", "upsample_bilinear", "mean_pool"):
         return {"shift": a["shift"]}
     if kind == "std_pool":
@@ -278,7 +282,7 @@ def op_shifts(art: Artifact, op: OpSpec) -> dict[str, int]:
 def tensor_value_bounds(art: Artifact) -> dict[str, int]:
     """Max ``|value|`` of every tensor, in its own integer units (§9).
 
-    images: 255; streams: ``2^(stream_bits−1)``, except outputs of ``sigmoid``:
+    images: 255; streams: ``2^(stream_bits−1)``, except outputs of ``sigmoid`` / ``lut``:
     ``max |lut|``; codes: the codebook extreme as a weight multiplicand, i.e.
     ``max |q|`` (split) or ``max |G|`` (grid) — see :func:`codes_value_bound`.
     """
@@ -292,7 +296,7 @@ def tensor_value_bounds(art: Artifact) -> dict[str, int]:
             out[name] = codes_value_bound(t.codebook, art.numerics.realization)
         else:
             op = producer.get(name)
-            if op is not None and op.op == "sigmoid":
+            if op is not None and op.op in ("sigmoid", "lut"):
                 out[name] = _max_abs(art.array(op, "lut"))
             else:
                 out[name] = 1 << (sb - 1)
@@ -341,7 +345,7 @@ def _op_envelope(art: Artifact, op: OpSpec, V: dict[str, int]) -> tuple[int, str
     if kind == "concat":
         sh = op_shifts(art, op)
         return max(V[t] << sh[f"align{i}"] for i, t in enumerate(op.inputs)), "X_i·2^(F_i−f_i) (§6.4)"
-    if kind in ("split", "relu", "pixel_shuffle", "upsample_nearest"):
+    if kind in ("split", "relu", "clamp", "pad", "pixel_shuffle", "upsample_nearest"):
         return vin, "input value (no arithmetic)"
     if kind == "leaky_relu":
         return vin * abs(a["mult"]), "X·M (§6.7)"
@@ -350,6 +354,11 @@ def _op_envelope(art: Artifact, op: OpSpec, V: dict[str, int]) -> tuple[int, str
     if kind == "upsample_bilinear":
         r2 = (2 * a["factor"]) ** 2
         return r2 * vin * abs(a["mult"]), "I·M with I = Σ wy·wx·X ≤ (2r)²·|X| (§6.10)"
+    if kind == "upsample_bicubic":
+        if not 1 <= a["tap_bits"] <= MAX_TAP_BITS or not 1 <= a["factor"] <= MAX_BICUBIC_FACTOR:
+            return 1 << 62, f"tap_bits {a['tap_bits']} or factor {a['factor']} out of range (§6.18)"
+        l1 = tap_l1_max(a["factor"], a["tap_bits"])
+        return l1 * l1 * vin, "I = Σ Wy·Wx·X ≤ (max Σ|W|)²·|X| (§6.18)"
     if kind == "mean_pool":
         # Size-independent part: Σ|X|·M_N ≤ max|X|·(2^k + N)/2 < max|X|·(2^k + N); at load N ≥ 1
         # is all that is known, the run time check of §6.11 covers the real N.
@@ -363,8 +372,8 @@ def _op_envelope(art: Artifact, op: OpSpec, V: dict[str, int]) -> tuple[int, str
         if mean_b >= var_b:
             return mean_b, "Σ X·M_N at N = 1 (§6.12; image size checked at run time)"
         return var_b, "Σ d²·M_N at N = 1 (§6.12; image size checked at run time)"
-    if kind == "sigmoid":
-        return vin << op_shifts(art, op)["left"], "X·2^max(0, k_lut−f_i) (§6.13)"
+    if kind in ("sigmoid", "lut"):
+        return vin << op_shifts(art, op)["left"], "X·2^max(0, k_lut−f_i) (§6.13, §6.17)"
     if kind == "mul":
         return V[op.inputs[0]] * V[op.inputs[1]], "I = X·G (§6.14)"
     raise ValueError(f"op {op.name!r}: unknown op {kind!r}")

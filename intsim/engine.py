@@ -23,7 +23,9 @@ from intsim.encoder import encode
 from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels import encode as encode_kernels
 from intsim.kernels import resample as resample_kernels
+from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
+from intsim.ops import pad as pad_ops
 from intsim.ops import elementwise, image, no_events, pooling, resample, sigmoid
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import RoundingMode
@@ -244,6 +246,17 @@ def _slope_fast(art, op, xs, split_op=None, encoders=None):
     return outs, events
 
 
+def _pad(art, op, xs):
+    x, ev = pad_ops.pad(xs[0], op.attrs["padding"], op.attrs["mode"], name=op.name)
+    return [x], ev
+
+
+def _clamp(art, op, xs):
+    _same_frac(art, op)
+    x, ev = elementwise.clamp(xs[0], lo=op.attrs["lo"], hi=op.attrs["hi"], name=op.name)
+    return [x], ev
+
+
 def _leaky_relu(art, op, xs, encode=None):
     _same_frac(art, op)
     fast = _slope_fast(art, op, xs, encoders=[encode])
@@ -294,6 +307,13 @@ def _upsample_bilinear(art, op, xs):
     return [x], ev
 
 
+def _upsample_bicubic(art, op, xs):
+    _same_frac(art, op)
+    x, ev = bicubic_ops.upsample_bicubic(xs[0], factor=op.attrs["factor"], tap_bits=op.attrs["tap_bits"],
+                                         numerics=art.numerics, name=op.name)
+    return [x], ev
+
+
 def _mean_pool(art, op, xs):
     _same_frac(art, op)
     x, ev = pooling.mean_pool(xs[0], shift=op.attrs["shift"], numerics=art.numerics, name=op.name)
@@ -307,10 +327,11 @@ def _std_pool(art, op, xs):
     return [x], ev
 
 
-def _sigmoid(art, op, xs):
+def _lut(art, op, xs):
+    # ``sigmoid`` (§6.13) and ``lut`` (§6.17) run the same index rule and look-up; the function is in the table
     a = op.attrs
-    x, ev = sigmoid.sigmoid(xs[0], art.array(op, "lut"), lut_exp=a["lut_exp"], imin=a["imin"], imax=a["imax"],
-                            f_in=_frac(art, op.inputs[0]), numerics=art.numerics, name=op.name)
+    x, ev = sigmoid.lut(xs[0], art.array(op, "lut"), lut_exp=a["lut_exp"], imin=a["imin"], imax=a["imax"],
+                        f_in=_frac(art, op.inputs[0]), numerics=art.numerics, name=op.name)
     return [x], ev
 
 
@@ -324,14 +345,18 @@ OPS: dict[str, Adapter] = {
     "concat": _concat,
     "split": _split,
     "relu": _relu,
+    "clamp": _clamp,
+    "pad": _pad,
     "leaky_relu": _leaky_relu,
     "prelu": _prelu,
     "pixel_shuffle": _pixel_shuffle,
     "upsample_nearest": _upsample_nearest,
     "upsample_bilinear": _upsample_bilinear,
+    "upsample_bicubic": _upsample_bicubic,
     "mean_pool": _mean_pool,
     "std_pool": _std_pool,
-    "sigmoid": _sigmoid,
+    "sigmoid": _lut,
+    "lut": _lut,
     "mul": _mul,
 }
 """Op type → adapter. Every op type of docs/artifact.md has an entry."""

@@ -86,6 +86,8 @@ def receptive_field(art: Artifact) -> ReceptiveField:
                 jump = jump / int(a["factor"])
             elif op.op == "upsample_bilinear":
                 ext, jump = ext + jump, jump / int(a["factor"])
+            elif op.op == "upsample_bicubic":  # four taps: three input steps
+                ext, jump = ext + 3 * jump, jump / int(a["factor"])
             out.append((ext, jump))
         for t in op.outputs:
             rf[t] = out

@@ -44,13 +44,15 @@ import numpy as np
 from intsim import allocator, engine
 from intsim.artifact import Artifact, OpSpec
 from intsim.kernels import conv as K
+from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
+from intsim.ops import pad as pad_ops
 from intsim.ops import requantize
 from intsim.ops.resample import bilinear_taps
 
 GLOBAL_OPS = frozenset({"mean_pool", "std_pool"})
 ROW_LOCAL_OPS = frozenset({"image_in", "image_out", "encode", "add", "concat", "split", "relu", "leaky_relu",
-                           "prelu", "sigmoid", "mul"})
+                           "prelu", "sigmoid", "lut", "mul", "clamp"})
 CONV_OPS = frozenset({"conv2d", "conv_transpose2d"})
 UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
 
@@ -87,9 +89,12 @@ def infer_heights(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
             oph, opw = attr_pair(a.get("output_padding", 0))
             out = (K.conv_transpose2d_output_size(H, kh, sh, ph, oph),
                    K.conv_transpose2d_output_size(W, kw, sw, pw, opw))
-        elif op.op in UPSAMPLE_OPS or op.op == "upsample_bilinear":
+        elif op.op in UPSAMPLE_OPS or op.op in ("upsample_bilinear", "upsample_bicubic"):
             r = int(a["factor"])
             out = (H * r, W * r)
+        elif op.op == "pad":
+            ph, pw = attr_pair(a["padding"])
+            out = (H + 2 * ph, W + 2 * pw)
         else:  # element-wise and channel ops keep H×W
             out = (H, W)
         for t in op.outputs:
@@ -107,6 +112,13 @@ def _row_needs(art: Artifact, op: OpSpec, in_h: int, out_h: int) -> tuple[np.nda
     if op.op in UPSAMPLE_OPS:
         r = int(a["factor"])
         return o // r, o // r + 1
+    if op.op == "upsample_bicubic":
+        idx, _ = bicubic_ops.bicubic_taps(in_h, int(a["factor"]), int(a["tap_bits"]))
+        return idx.min(axis=1), idx.max(axis=1) + 1
+    if op.op == "pad":  # one source row per output row (§5.8), not monotonic at the top edge
+        ph = attr_pair(a["padding"])[0]
+        src = pad_ops.pad_index(in_h, ph, ph, a["mode"])
+        return src, src + 1
     if op.op == "upsample_bilinear":
         i0, i1, _, _ = bilinear_taps(in_h, int(a["factor"]))
         return np.minimum(i0, i1), np.maximum(i0, i1) + 1
@@ -340,6 +352,18 @@ class _Tiled:
             return self._conv(op, win, y0, a, b)
         if op.op == "upsample_bilinear":
             return self._bilinear(op, wins[0][0], wins[0][1], a, b)
+        if op.op == "upsample_bicubic":
+            win, y0 = wins[0]
+            engine._same_frac(self.art, op)
+            y, ev = bicubic_ops.bicubic_rows(win, y0, self.hw[op.inputs[0]][0], a, b, factor=op.attrs["factor"],
+                                             tap_bits=op.attrs["tap_bits"], numerics=self.art.numerics, name=op.name)
+            return [y], ev
+        if op.op == "pad":
+            win, y0 = wins[0]
+            ph, pw = attr_pair(op.attrs["padding"])
+            rows = pad_ops.pad_index(self.hw[op.inputs[0]][0], ph, ph, op.attrs["mode"])[a:b] - y0
+            cols = pad_ops.pad_index(win.shape[1], pw, pw, op.attrs["mode"])
+            return [np.ascontiguousarray(win[rows][:, cols])], engine.no_events()
         if op.op in UPSAMPLE_OPS:
             win, y0 = wins[0]
             r = int(op.attrs["factor"])

@@ -88,14 +88,18 @@ OP_ATTRS: dict[str, dict[str, str]] = {
     "concat": {},
     "split": {"sizes": "sizes"},
     "relu": {},
+    "clamp": {"lo": "int", "hi": "int"},
+    "pad": {"padding": "pair0", "mode": "pad_mode"},
     "leaky_relu": {"mult": "int", "shift": "shift"},
     "prelu": {"shift": "shift"},
     "pixel_shuffle": {"factor": "pos"},
     "upsample_nearest": {"factor": "pos"},
     "upsample_bilinear": {"factor": "pos", "mult": "int", "shift": "shift"},
+    "upsample_bicubic": {"factor": "pos", "tap_bits": "pos"},
     "mean_pool": {"shift": "shift"},
     "std_pool": {"shift": "shift", "pre_shift": "shift"},
     "sigmoid": {"lut_exp": "int", "imin": "int", "imax": "int"},
+    "lut": {"fn": "lut_fn", "lut_exp": "int", "imin": "int", "imax": "int"},
     "mul": {},
 }
 # Optional attributes: conv_transpose2d is groups = 1, dilation 1 (§5.5); an exporter
@@ -110,6 +114,7 @@ OP_ROLES: dict[str, tuple[str, ...]] = {
     "conv_transpose2d": ("weight", "w_mant", "bias"),
     "prelu": ("mult",),
     "sigmoid": ("lut",),
+    "lut": ("lut",),
 }
 ROLE_DTYPES = {"mult": ("int64",), "offset": ("int64",), "weight": ("int8", "int16"),
                "w_mant": ("int64",), "bias": ("int64",), "lut": ("int32",)}
@@ -126,9 +131,11 @@ OP_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "concat": (("stream*",), ("stream",)),
     "split": (("stream",), ("stream*",)),
     "mul": (("stream", "stream"), ("stream",)),
+    "pad": (("codes",), ("codes",)),
 }
-for _k in ("relu", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear",
-           "mean_pool", "std_pool", "sigmoid"):
+for _k in ("relu", "clamp", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear",
+           "upsample_bicubic",
+           "mean_pool", "std_pool", "sigmoid", "lut"):
     OP_KINDS[_k] = (("stream",), ("stream",))
 
 
@@ -218,6 +225,14 @@ def _check_attr(v: Any, typ: str, what: str) -> None:
             raise ArtifactError(f"{what} must be a list of 2 integers, got {len(items)} items")
         for i, x in enumerate(items):
             _int(x, f"{what}[{i}]", 1 if typ == "pair+" else 0)
+    elif typ == "pad_mode":
+        if v not in ("reflect", "replicate"):
+            raise ArtifactError(f"{what} must be 'reflect' or 'replicate', got {v!r} (§5.8)")
+    elif typ == "lut_fn":
+        from intsim.lut import LUT_FUNCTIONS
+
+        if not isinstance(v, str) or v not in LUT_FUNCTIONS:
+            raise ArtifactError(f"{what} must be one of {', '.join(map(repr, LUT_FUNCTIONS))}, got {v!r} (§6.17)")
     elif typ == "sizes":
         items = _list(v, what)
         if not items:
@@ -718,6 +733,10 @@ def _check_op(v: _V, op: OpSpec) -> None:
             v.fail(f"{lab}: input frac {v.tin(op).frac} must be ≥ 0 (o_c·2^f_i must be an integer, §6.2)")
     elif kind == "encode":
         same_channels()
+    elif kind == "pad":
+        same_channels()
+        if art.tensors[op.inputs[0]].codebook != art.tensors[op.outputs[0]].codebook:
+            v.fail(f"{lab}: output tensor {op.outputs[0]!r} must have the input's codebook (a pad copies codes, §5.8)")
     elif kind in ("conv2d", "conv_transpose2d"):
         w = _array(v, op, "weight", None, ndim=4)
         co, kh, kw, ci_g = (int(x) for x in w.shape)
@@ -771,6 +790,12 @@ def _check_op(v: _V, op: OpSpec) -> None:
                 v.fail(f"{lab}: output {i} tensor {op.outputs[i]!r} has {c} channels, sizes[{i}] = {s}")
     elif kind in ("relu", "upsample_nearest", "mean_pool", "std_pool"):
         same_channels()
+    elif kind == "clamp":
+        same_channels()
+        lo, hi = -(1 << (v.nx.stream_bits - 1)), (1 << (v.nx.stream_bits - 1)) - 1
+        if not lo <= a["lo"] <= a["hi"] <= hi:
+            v.fail(f"{lab}: bounds lo = {a['lo']}, hi = {a['hi']} must satisfy {lo} ≤ lo ≤ hi ≤ {hi} "
+                   f"(stream_bits = {v.nx.stream_bits}, §6.16)")
     elif kind == "leaky_relu":
         same_channels()
         _check_mults(v, op, "attribute mult", [a["mult"]])
@@ -782,10 +807,16 @@ def _check_op(v: _V, op: OpSpec) -> None:
         r = a["factor"]
         if cin[0] != cout[0] * r * r:
             v.fail(f"{lab}: input channels {cin[0]} must be output channels {cout[0]} · factor² ({r}²) (§6.8)")
+    elif kind == "upsample_bicubic":
+        same_channels()
+        if a["tap_bits"] > bounds.MAX_TAP_BITS:
+            v.fail(f"{lab}: tap_bits {a['tap_bits']} exceeds {bounds.MAX_TAP_BITS} (§6.18)")
+        if a["factor"] > bounds.MAX_BICUBIC_FACTOR:
+            v.fail(f"{lab}: factor {a['factor']} exceeds {bounds.MAX_BICUBIC_FACTOR} (§6.18)")
     elif kind == "upsample_bilinear":
         same_channels()
         _check_mults(v, op, "attribute mult", [a["mult"]], lo=1)
-    elif kind == "sigmoid":
+    elif kind in ("sigmoid", "lut"):
         same_channels()
         if a["imin"] > a["imax"]:
             v.fail(f"{lab}: imin {a['imin']} > imax {a['imax']} (§6.13)")
@@ -824,8 +855,11 @@ _SHIFT_WHY = {
     ("add", "align_a"): "F − f_a, §6.3",
     ("add", "align_b"): "F − f_b, §6.3",
     ("mul", "n"): "n = f_x + f_g − f_o, §6.14",
+    ("upsample_bicubic", "n"): "n = 2·tap_bits, §6.18",
     ("sigmoid", "left"): "k_lut − f_i, §6.13",
     ("sigmoid", "right"): "f_i − k_lut, §6.13",
+    ("lut", "left"): "k_lut − f_i, §6.17",
+    ("lut", "right"): "f_i − k_lut, §6.17",
 }
 
 
@@ -862,8 +896,12 @@ def _check_spatial(v: _V) -> None:
                 if size < 1:
                     v.fail(f"{lab}: applied to the 1×1 tensor {op.inputs[0]!r} it has an empty output")
                 res = size == 1
-        elif kind in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear"):
+        elif kind in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic"):
             res = g_in[0] and op.attrs["factor"] == 1
+        elif kind == "pad":
+            if g_in[0] and op.attrs["mode"] == "reflect" and max(op.attrs["padding"]) > 0:
+                v.fail(f"{lab}: reflect padding of the 1×1 tensor {op.inputs[0]!r} (needs padding < size, §5.8)")
+            res = g_in[0] and max(op.attrs["padding"]) == 0
         elif kind == "mul":
             if not g_in[1]:
                 v.fail(f"{lab}: second input {op.inputs[1]!r} must be a 1×1 (global) tensor, e.g. derived from "

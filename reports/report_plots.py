@@ -55,7 +55,9 @@ def histogram_panels(rf, max_panels: int = MAX_HISTOGRAMS) -> tuple[list[tuple[s
     Tensors with fewer than :data:`MIN_HISTOGRAM_VALUES` values per image are skipped; of the
     rest at most ``max_panels``, evenly spread over the graph."""
     art = rf.art
-    codes = [n for n, t in art.tensors.items() if t.kind == "codes"]
+    # encoder outputs: a pad's codes (arithmetic.md §5.8) are a copy of its encoder's, not a panel of their own
+    encoded = {op.outputs[0] for op in art.ops if op.op == "encode"}
+    codes = [n for n, t in art.tensors.items() if t.kind == "codes" and n in encoded]
     counts: dict[str, np.ndarray] = {}
     per_image: dict[str, int] = {}
     if rf.counters:

@@ -35,6 +35,8 @@ from intsim.artifact import (
     load_artifact,
     save_artifact,
 )
+from intsim.lut import build_lut
+from intsim.ops.bicubic import bicubic_taps, tap_l1_max
 from intsim.sigmoid_lut import build_sigmoid_lut
 from intsim.validate import validate_artifact
 
@@ -437,6 +439,23 @@ class _Builder:
     def relu(self, name, src):
         return self._same(name, "relu", src, np.maximum(self.val[src], 0.0))
 
+    def pad(self, name, src, padding, mode):
+        # copies codes (§5.8): the same codebook, values padded as numpy pads them
+        out = f"{name}.codes"
+        self.tensors[out] = TensorSpec(out, "codes", self.tensors[src].channels, codebook=self.tensors[src].codebook)
+        ph, pw = padding
+        self.val[out] = np.pad(self.val[src], ((ph, ph), (pw, pw), (0, 0)), mode="edge" if mode == "replicate"
+                               else "reflect")
+        self.op(name, "pad", [src], [out], {"padding": [ph, pw], "mode": mode})
+        return out
+
+    def clamp(self, name, src):
+        # bounds at the 5 % / 95 % quantiles of the value, so the clamp acts on both sides (§6.16)
+        x, f = self.val[src], self.frac(src)
+        lo = math.ceil(float(np.quantile(x, 0.05)) * 2.0 ** f)
+        hi = max(lo, math.floor(float(np.quantile(x, 0.95)) * 2.0 ** f))
+        return self._same(name, "clamp", src, np.clip(x, lo * 2.0 ** -f, hi * 2.0 ** -f), {"lo": lo, "hi": hi})
+
     def _same(self, name, kind, src, y, attrs=None, arrays=None, out_name=None):
         out = self.stream(out_name or f"{name}.out", y, self.frac(src))
         self.op(name, kind, [src], [out], attrs, arrays)
@@ -501,6 +520,21 @@ class _Builder:
         self.op(name, "sigmoid", [src], [out], {"lut_exp": k, "imin": imin, "imax": imax}, {"lut": lut})
         return out
 
+    def lut(self, name, src, fn):
+        # a ±2^r input range with 2^(r+k+1) ≤ 512 entries (k ≥ 0), output within 30 bits and the stream (§6.17)
+        x = self.val[src]
+        r = max(0, math.ceil(math.log2(max(float(np.abs(x).max()), 1.0))))
+        k = max(0, 8 - r)
+        imin, imax = -(1 << (r + k)), (1 << (r + k)) - 1
+        f_o = max(0, min(self.frac(src), 30 - r, self.nx.stream_bits - 2 - r))
+        table = build_lut(fn, imin, imax, k, f_o)
+        xc = np.clip(x, imin * 2.0 ** -k, imax * 2.0 ** -k)
+        y = {"tanh": np.tanh, "silu": lambda v: v / (1.0 + np.exp(-v)),
+             "gelu": lambda v: 0.5 * v * (1.0 + np.vectorize(math.erf)(v / math.sqrt(2.0)))}[fn](xc)
+        out = self.stream(f"{name}.out", y, f_o)
+        self.op(name, "lut", [src], [out], {"fn": fn, "lut_exp": k, "imin": imin, "imax": imax}, {"lut": table})
+        return out
+
     def mul(self, name, x, g):
         y = self.val[x] * self.val[g]
         out = self.stream(f"{name}.out", y, self.frac(x))
@@ -516,6 +550,16 @@ class _Builder:
             Fraction(1, (2 * r) ** 2), self.mbits(16) - 5)  # (2r)² ≤ 36 < 2^6 more bits in I
         return self._same(name, "upsample_bilinear", src, _bilinear_f(self.val[src], r),
                           {"factor": r, "mult": M, "shift": k})
+
+    def upsample_bicubic(self, name, src, r):
+        # T from the §9 envelope ((max Σ|W|)²·2^(sb−1) < 2^53), as the exporter picks it
+        T = max(t for t in range(1, 17) if tap_l1_max(r, t) ** 2 << (self.nx.stream_bits - 1) < 1 << 52)
+        x = self.val[src]
+        iy, wy = bicubic_taps(x.shape[0], r, T)
+        ix, wx = bicubic_taps(x.shape[1], r, T)
+        rows = sum(x[iy[:, k]] * (wy[:, k, None, None] / 2.0 ** T) for k in range(4))
+        y = sum(rows[:, ix[:, k]] * (wx[None, :, k, None] / 2.0 ** T) for k in range(4))
+        return self._same(name, "upsample_bicubic", src, y, {"factor": r, "tap_bits": T})
 
     def pixel_shuffle(self, name, src, r):
         return self._same(name, "pixel_shuffle", src, _pixel_shuffle_f(self.val[src], r), {"factor": r},
@@ -563,8 +607,8 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
         conv2d(dilation 2) → leaky_relu → encode(signed2r) → conv2d(groups 2) → prelu →
         add(residual) → split → concat(swapped, new frac) → [mean_pool, std_pool] → add →
         encode(uniform) → conv1×1 → relu → encode(relu2r) → conv1×1 → sigmoid → mul →
-        encode(signed2r) → conv2d(stride 2) → [upsample_nearest r, upsample_bilinear r] → add →
-        encode → conv2d(→12) → pixel_shuffle(2) → encode → conv_transpose2d(stride 2) → image_out
+        encode(signed2r) → conv2d(stride 2) → [upsample_nearest r, upsample_bilinear r, upsample_bicubic r] → add → add → clamp → lut(silu) →
+        encode → pad(replicate) → conv2d(→12) → pixel_shuffle(2) → encode → conv_transpose2d(stride 2) → image_out
 
     Works for any input size H, W ≥ 1; the output is 4r·⌈H/2⌉ × 4r·⌈W/2⌉ × 3 with r ∈ {2, 3}.
     ``ops='minimal'``: image_in → encode → conv2d → image_out.
@@ -617,9 +661,10 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
     r = int(rng.choice([2, 3]))
     un = B.upsample_nearest("up.nearest", s10, r)
     ub = B.upsample_bilinear("up.bilinear", s10, r)
-    s11 = B.add("up.add", un, ub)
+    uc = B.upsample_bicubic("up.bicubic", s10, r)
+    s11 = B.lut("up.silu", B.clamp("up.clamp", B.add("up.add2", B.add("up.add", un, ub), uc)), "silu")
     c11 = B.encode("up.enc1", s11, "signed2r", b())
-    s12 = B.conv("up.conv", c11, 12)
+    s12 = B.conv("up.conv", B.pad("up.pad", c11, (1, 1), "replicate"), 12, padding=(0, 0))
     s13 = B.pixel_shuffle("up.shuffle", s12, 2)
     c13 = B.encode("up.enc2", s13, "signed2r", b())
     s14 = B.conv("tail.convT", c13, 3, transpose=True, stride=(2, 2), padding=(1, 1), output_padding=(1, 1))

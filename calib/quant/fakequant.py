@@ -68,8 +68,9 @@ class QuantConv2d(nn.Module):
         super().__init__()
         if type(conv) not in _CONV_TYPES:
             raise TypeError(f"QuantConv2d wraps nn.Conv2d or nn.ConvTranspose2d, got {type(conv).__name__}")
-        if conv.padding_mode != "zeros":
-            raise ValueError(f"QuantConv2d supports zero padding only, got padding_mode={conv.padding_mode!r}")
+        if conv.padding_mode not in PADDING_MODES:
+            raise ValueError(f"QuantConv2d supports padding modes {', '.join(PADDING_MODES)}, got "
+                             f"padding_mode={conv.padding_mode!r}")
         for _, w in [(act, weight)] + list(sites or []):
             _check_weight_spec(conv, w)
         self.conv = conv
@@ -102,7 +103,20 @@ class QuantConv2d(nn.Module):
         xq, w = aq(x), wq(c.weight)
         if self.transposed:
             return F.conv_transpose2d(xq, w, c.bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
-        return F.conv2d(xq, w, c.bias, c.stride, c.padding, c.dilation, c.groups)
+        return conv2d_padded(xq, w, c.bias, c)
+
+
+PADDING_MODES = ("zeros", "reflect", "replicate")
+
+
+def conv2d_padded(x: torch.Tensor, w: torch.Tensor, bias, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv`` applied with weight ``w`` and ``bias``, honouring its padding mode as torch does: reflect /
+    replicate pad the (already quantized) input, then a conv without padding (arithmetic.md §5.8)."""
+    if conv.padding_mode == "zeros":
+        return F.conv2d(x, w, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+    ph, pw = conv.padding
+    return F.conv2d(F.pad(x, (pw, pw, ph, ph), mode=conv.padding_mode), w, bias, conv.stride, 0, conv.dilation,
+                    conv.groups)
 
 
 def _set_submodule(root: nn.Module, path: str, new: nn.Module) -> None:
@@ -152,7 +166,10 @@ def build_fakequant_model(model: nn.Module, calib) -> nn.Module:
     several call sites (layers naming the same ``module``) gets one shared
     quantizer pair if their specs agree, else one pair per call site (module doc).
     """
-    fq = copy.deepcopy(model).eval()
+    from calib.batchnorm import fold_batchnorm
+
+    folded = fold_batchnorm(model)  # a copy already when it folds anything (arithmetic.md §5.7)
+    fq = (folded if folded is not model else copy.deepcopy(model)).eval()
     multi_site = False
     by_module: dict[str, list] = {}
     for layer in calib.layers.values():

@@ -106,6 +106,32 @@ def relu(ctx: OpContext, ins):
     return [torch.clamp(X, min=0.0)]
 
 
+def pad(ctx: OpContext, ins):
+    """§5.8: reflect / replicate padding of a codes tensor (torch's own padding, on N×C×H×W)."""
+    (X,) = ins
+    mode = str(ctx.attr("mode"))
+    ph, pw = (int(p) for p in ctx.attr("padding"))
+    if mode not in ("reflect", "replicate"):
+        raise GoldenError(f"{ctx.where()}: padding mode {mode!r}")
+    H, W = X.shape[0], X.shape[1]
+    if mode == "reflect" and (ph >= H or pw >= W):
+        raise GoldenError(f"{ctx.where()}: reflect padding ({ph}, {pw}) needs a tensor larger than {H}×{W} (§5.8)")
+    if ph == 0 and pw == 0:
+        return [X.clone()]
+    y = F.pad(X.permute(2, 0, 1)[None], (pw, pw, ph, ph), mode=mode)
+    return [y[0].permute(1, 2, 0).contiguous()]
+
+
+def clamp(ctx: OpContext, ins):
+    """§6.16: x_o = min(max(x, lo·2^-f), hi·2^-f), evaluated on the integers X (same frac)."""
+    (X,) = ins
+    _same_frac(ctx)
+    lo, hi = int(ctx.attr("lo")), int(ctx.attr("hi"))
+    if lo > hi:
+        raise GoldenError(f"{ctx.where()}: clamp bounds lo {lo} > hi {hi}")
+    return [torch.minimum(torch.maximum(X, torch.tensor(float(lo), dtype=F64)), torch.tensor(float(hi), dtype=F64))]
+
+
 def _slope(ctx: OpContext, X: torch.Tensor, M: torch.Tensor | float, k: int):
     _same_frac(ctx)
     _shift(ctx, k, "k")
@@ -240,19 +266,20 @@ def std_pool(ctx: OpContext, ins):
 
 # -- §6.13 / §6.14 -----------------------------------------------------------
 
-def sigmoid(ctx: OpContext, ins):
+def lut(ctx: OpContext, ins):
+    """§6.13 / §6.17: index i = clamp(RND(x·2^k_lut), imin, imax), then the table (any function)."""
     (X,) = ins
     f_i = ctx.frac(ctx.op.inputs[0])
     out = ctx.op.outputs[0]
     k_lut = int(ctx.attr("lut_exp"))
     imin, imax = int(ctx.attr("imin")), int(ctx.attr("imax"))
-    lut = ctx.farray("lut")
-    if imax < imin or tuple(lut.shape) != (imax - imin + 1,):
-        raise GoldenError(f"{ctx.where()}: lut has shape {list(lut.shape)}, expected [{imax - imin + 1}]")
+    table = ctx.farray("lut")
+    if imax < imin or tuple(table.shape) != (imax - imin + 1,):
+        raise GoldenError(f"{ctx.where()}: lut has shape {list(table.shape)}, expected [{imax - imin + 1}]")
     t = X * pow2(-f_i) * pow2(k_lut)  # x·2^k_lut
     check_exact(t, max(0, f_i - k_lut), ctx.where(out))
     i = ctx.saturate_count(rnd(t, ctx.numerics.rounding), float(imin), float(imax))
-    y = lut[(i - imin).to(torch.int64)]
+    y = table[(i - imin).to(torch.int64)]
     return [ctx.ovf_stream(y, out)]
 
 

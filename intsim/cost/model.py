@@ -92,8 +92,8 @@ CONV_OPS = ("conv2d", "conv_transpose2d")
 FP32_SIGNIFICAND_BITS = 24  # an fp32 product on integer multipliers: the 24×24-bit significand product
 # single-input ops a producer's output pipeline can apply on the fly (element-wise maths or
 # pure address transforms): a tensor whose only consumer is one of them never leaves the chip
-FUSABLE = frozenset({"encode", "relu", "leaky_relu", "prelu", "sigmoid", "pixel_shuffle", "split",
-                     "upsample_nearest", "image_out"})
+FUSABLE = frozenset({"encode", "pad", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut", "pixel_shuffle",
+                     "split", "upsample_nearest", "image_out"})
 # binary element-wise ops: the operand produced last (at the output's size) streams in from its
 # producer's pipeline; the other operand is read from memory
 BINARY_FUSABLE = frozenset({"add", "mul"})
@@ -109,7 +109,7 @@ MODEL_NOTES = [
     "split: per product one w x index(s) multiply + one add into P_s, plus one add into Q_s when origin_s != 0",
     "grid: per product one w x grid_bits multiply + one add; one LUT decode per code entering the array",
     "rescale per conv output: one M_j x acc_j multiply and one add per accumulator, one rounding add",
-    "layer-by-layer through DRAM; a tensor whose only consumer is encode/relu/leaky_relu/prelu/sigmoid/pixel_shuffle/split/upsample_nearest/image_out, or the last-produced same-size operand of add/mul, is fused (stays on chip); concat is a view",
+    "layer-by-layer through DRAM; a tensor whose only consumer is encode/relu/clamp/leaky_relu/prelu/sigmoid/lut/pixel_shuffle/split/upsample_nearest/image_out, or the last-produced same-size operand of add/mul, is fused (stays on chip); concat is a view",
     "an operand is re-fetched from DRAM once per revisit when the revisited part does not fit the usable buffer; os takes the cheaper loop order",
     "ws/is partial sums (n_acc x accumulator_bits per output) that do not fit the ofmap buffer: the streamed dimension is tiled (fill/drain per tile), no spill",
     "time per fused group = compute + max(0, dram - compute) + first-fold fill at DRAM bandwidth",
@@ -270,9 +270,12 @@ def infer_shapes(art: Artifact, in_hw: tuple[int, int]) -> dict[str, tuple[int, 
             oh, ow = _pair(a.get("output_padding"), 0)
             h = (h - 1) * sh - 2 * ph + kh + oh
             w = (w - 1) * sw - 2 * pw + kw + ow
-        elif op.op in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear"):
+        elif op.op in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic"):
             r = int(a["factor"])
             h, w = h * r, w * r
+        elif op.op == "pad":
+            ph, pw = _pair(a.get("padding"), 0)
+            h, w = h + 2 * ph, w + 2 * pw
         elif op.op in ("mean_pool", "std_pool"):
             h, w = 1, 1
         for t in op.outputs:
@@ -280,8 +283,8 @@ def infer_shapes(art: Artifact, in_hw: tuple[int, int]) -> dict[str, tuple[int, 
     return shapes
 
 
-_SAME_HW = frozenset({"image_in", "image_out", "encode", "relu", "leaky_relu", "prelu", "sigmoid", "add", "mul",
-                      "concat", "split"})
+_SAME_HW = frozenset({"image_in", "image_out", "encode", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut",
+                      "add", "mul", "concat", "split"})
 
 
 def _input_hw(art: Artifact, counters: dict) -> tuple[int, int]:
@@ -400,6 +403,8 @@ def _segment_macs(ctx: _Ctx, op: OpSpec, oc: dict, cb: Codebook) -> tuple[list[i
     total = sum(int(v) for v in macs.values())
     # grid counters: split the total by the input codes' histogram (border taps ignored)
     prod = ctx.producer.get(op.inputs[0])
+    while prod is not None and prod.op == "pad":  # a pad copies its encoder's codes (§5.8)
+        prod = ctx.producer.get(prod.inputs[0])
     hist = None
     if prod is not None:
         hist = ctx._cur_counters.get("ops", {}).get(prod.name, {}).get("code_histogram")
@@ -657,6 +662,8 @@ def _vector_prims(ctx: _Ctx, op: OpSpec, shapes: dict) -> tuple[str, int, list[t
             P = [("add", sb, 0, (S - 1) + 1), ("mult", sb + 1, eb, 1), ("add", sb + 1 + eb, 0, 1), ("add", ib, 0, 2)]
     elif k == "relu":
         P = [("add", sb, 0, 1)]
+    elif k == "clamp":
+        P = [("add", sb, 0, 2)]  # two comparisons (§6.16)
     elif k in ("leaky_relu", "prelu"):
         mv = a.get("mult", 1) if k == "leaky_relu" else int(np.abs(np.asarray(art.array(op, "mult"))).max())
         mb = max(1, abs(int(mv)).bit_length())
@@ -668,6 +675,10 @@ def _vector_prims(ctx: _Ctx, op: OpSpec, shapes: dict) -> tuple[str, int, list[t
         mb = max(1, abs(int(a.get("mult", 1))).bit_length())
         P = [("mult", sb, wbits, 4), ("add", sb + 2 * wbits, 0, 3), ("mult", sb + 2 * wbits, mb, 1),
              ("add", sb + 2 * wbits + mb, 0, 0 if fp else 1)]
+    elif k == "upsample_bicubic":
+        # separable: 4 horizontal then 4 vertical taps per output (T+1-bit signed taps), one rounding (§6.18)
+        tb = int(a["tap_bits"]) + 1
+        P = [("mult", sb, tb, 8), ("add", sb + 2 * tb, 0, 6), ("add", sb + 2 * tb, 0, 0 if fp else 1)]
     elif k == "mean_pool":
         kb = max(1, int(a["shift"]))
         P = [("mult", sb, kb, 1), ("add", sb + kb, 0, 1)]
@@ -677,13 +688,13 @@ def _vector_prims(ctx: _Ctx, op: OpSpec, shapes: dict) -> tuple[str, int, list[t
         P = [("mult", sb, kb, 2), ("mult", sb, sb, 1), ("add", sb + kb, 0, 2), ("add", sb + 1, 0, 2),
              ("add", 2 * sb + kb, 0, 1)]
         out_e = in_e
-    elif k == "sigmoid":
+    elif k in ("sigmoid", "lut"):
         entries = int(a["imax"]) - int(a["imin"]) + 1
         P = [("add", sb, 0, 2), ("lut", entries, 32 if fp else sb, 1)]
     elif k == "mul":
         P = [("mult", sb, sb, 1), ("add", 2 * sb, 0, 0 if fp else 1)]
-    elif k in ("concat", "split", "pixel_shuffle", "upsample_nearest"):
-        P = []
+    elif k in ("concat", "split", "pixel_shuffle", "upsample_nearest", "pad"):
+        P = []  # address transforms: no arithmetic (pad re-reads border codes, §5.8)
     else:
         raise ValueError(f"op {op.name!r}: unknown op {k!r} for the cost model")
     return cat, out_e, P

@@ -33,7 +33,9 @@ Pieces (all NHWC, output channel innermost):
   reference kernel, including its status reporting. (int64 arithmetic is a
   ring: the regrouped sum is the same integer as the reference's.)
 * :func:`kn2row_rows` — for narrow outputs and transposed convs: one GEMM of
-  the input plane with all taps' weights, then per-output tap sums.
+  the input plane with all taps' weights, then per-output tap sums;
+* :func:`depthwise_rows` — depthwise convs (one input channel per group): the
+  tap sums directly over all channels at once, not one-column GEMMs per group.
 
 Every kernel is serial and releases the GIL; it works on a band of rows given
 by its arguments, and :mod:`intsim.ops.conv` runs bands on the thread pool of
@@ -63,6 +65,41 @@ def value_plane(codes, table, out, y0, y1):
         for x in range(W):
             for c in range(C):
                 out[y, x, c] = table[codes[y, x, c]]
+
+
+@numba.njit(cache=True, nogil=True)
+def depthwise_rows(plane, iy_of, ix_of, oy0, oy1, wdw, cog, acc):
+    """A depthwise conv's accumulator (one input channel per group) for output rows ``[oy0, oy1)``.
+
+    ``acc[(oy − oy0)·Wo + ox, co] = Σ_{ky,kx} plane[iy_of[oy,ky], ix_of[ox,kx], co // cog]·wdw[ky, kx, co]``
+    (padding taps, index −1, add nothing): the tap sums directly, channels innermost, instead of a
+    one-column GEMM per group. Exact under the same bound as the GEMM: every partial sum is a sum of a
+    subset of the accumulator's terms (module doc).
+    """
+    kh = iy_of.shape[1]
+    kw = ix_of.shape[1]
+    wo = ix_of.shape[0]
+    co_n = acc.shape[1]
+    for r in range(oy1 - oy0):
+        oy = oy0 + r
+        for ox in range(wo):
+            row = r * wo + ox
+            for co in range(co_n):
+                acc[row, co] = 0
+            for ky in range(kh):
+                iy = iy_of[oy, ky]
+                if iy < 0:
+                    continue
+                for kx in range(kw):
+                    ix = ix_of[ox, kx]
+                    if ix < 0:
+                        continue
+                    if cog == 1:
+                        for co in range(co_n):
+                            acc[row, co] += plane[iy, ix, co] * wdw[ky, kx, co]
+                    else:
+                        for co in range(co_n):
+                            acc[row, co] += plane[iy, ix, co // cog] * wdw[ky, kx, co]
 
 
 @numba.njit(cache=True, nogil=True)

@@ -26,7 +26,9 @@ Execution paths (docs/arithmetic.md), chosen per call by :func:`select_conv_path
   outlier tails, ≤ :data:`SPARSE_FRACTION` of the input elements) by an exact
   int64 sparse pass over just their positions; grid: one GEMM of the grid
   values G. The rescale (5.3) is a separate pass with the same rounding and
-  overflow policy as the reference kernel.
+  overflow policy as the reference kernel. A depthwise conv (one input channel
+  per group) forms the same accumulators by direct tap sums over all channels
+  (:func:`intsim.kernels.gemm.depthwise_rows`), not one-column GEMMs per group.
 * ``int8`` — on CPUs with AVX-512 VNNI (:func:`intsim.kernels.int8dot.available`):
   the same accumulators (grid: its split decomposition, "grid as split" of §5.6) formed by an
   implicit GEMM of offset uint8 planes with int8 weights in int32
@@ -653,6 +655,23 @@ def _run_gemm(codes, codebook, consts: ConvConstants, bias, groups, iy_of, ix_of
                     np.matmul(planes[k][iy_lo:iy_hi].reshape(-1, cig), wall, out=Y)
                 KG.kn2row_rows(out, oy0, oy1, Y, iy_lo, W, iy_of, ix_of, factors[k], base, bias, nshift, rmode,
                                policy, stream_bits, k == 0, st_ev, status, status_ox)
+    elif groups > 1 and cig == 1:
+        # depthwise (one input channel per group): direct tap sums over all channels (§5.6: exact, any order)
+        wdw = np.ascontiguousarray(np.transpose(w[:, :, :, 0], (1, 2, 0)).astype(dtype))  # [kh, kw, Co]
+        rows = max(1, min(ho, GEMM_CHUNK_BYTES // max(1, wo * co_n * itemsize)))
+        if nthreads > 1:
+            rows = max(1, min(rows, -(-ho // (3 * nthreads))))
+
+        def band(oy0, oy1):
+            sparse_taps(oy0, oy1)
+            acc = np.empty(((oy1 - oy0) * wo, co_n), dtype=dtype)
+            for k in range(len(planes) - 1, -1, -1):  # the first accumulator last: fused with the rescale
+                KG.depthwise_rows(planes[k], iy_of, ix_of, oy0, oy1, wdw, cog, acc)
+                if k:
+                    KG.add_scaled_rows(out, oy0, acc, factors[k])
+                else:
+                    KG.finish_rows(out, oy0, acc, factors[0], base, bias, nshift, rmode, policy, stream_bits,
+                                   st_ev, status, status_ox)
     else:
         kdim = kh * kw * cig
         wmats = [np.ascontiguousarray(np.transpose(w[g * cog:(g + 1) * cog], (1, 2, 3, 0)).reshape(kdim, cog)

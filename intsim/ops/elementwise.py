@@ -142,6 +142,17 @@ def relu(x: np.ndarray, *, name: str = "relu") -> tuple[np.ndarray, dict]:
     return np.maximum(as_stream(x, name), 0), no_events()
 
 
+def clamp(x: np.ndarray, *, lo: int, hi: int, name: str = "clamp") -> tuple[np.ndarray, dict]:
+    """``min(max(X, lo), hi)`` with stream-integer bounds at the input frac; frac unchanged (arithmetic.md §6.16).
+
+    Only moves values towards ``[lo, hi]`` (within the stream range): no rounding, no events.
+    """
+    lo, hi = int(lo), int(hi)
+    if lo > hi:
+        raise ValueError(f"{name}: lo {lo} > hi {hi}")
+    return np.clip(as_stream(x, name), lo, hi), no_events()
+
+
 def _slope(X: np.ndarray, M: np.ndarray, k: int, numerics: Numerics, name: str) -> tuple[np.ndarray, dict]:
     # Negative inputs only are rescaled: X >= 0 -> X, else OVF(R(X·M, k)) (§6.7).
     k = check_shift(k, f"{name} shift")

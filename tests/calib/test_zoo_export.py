@@ -102,7 +102,7 @@ def _imdn_case(imdn, bits: tuple[int, int], min_psnr: float | None):
     for real in ("split", "grid"):
         art = export_artifact(model, cal, realization=real, model_meta={"name": "imdn", "scale": 4}, source=src)
         ops = {o.op for o in art.ops}
-        assert {"split", "concat", "leaky_relu", "std_pool", "mean_pool", "sigmoid", "mul"} <= ops
+        assert {"split", "concat", "leaky_relu", "std_pool", "mean_pool", "lut", "mul"} <= ops
         assert art.metadata["source"]["checkpoint_sha256"] == entry.sha256[4]
         sr = _bit_exact(art, img)
         out[real] = _ypsnr(sr, fp)

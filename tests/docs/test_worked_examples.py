@@ -413,3 +413,76 @@ def test_s6_14_mul_example():
     y, _ = mul(np.array([[[1000]]], dtype=np.int64), np.array([[[23955]]], dtype=np.int64), f_x=16, f_g=15, f_out=16)
     assert y.tolist() == [[[731]]]
     assert shown(Fraction(23955000, 2**15), "731.05")
+
+
+# ---------------------------------------------------------------------------
+# examples of the ops added by issue 21 (item 4)
+
+
+def test_s5_7_batchnorm_fold_example():
+    import torch
+    import torch.nn as nn
+
+    from calib.batchnorm import folded_conv_params
+
+    conv, bn = nn.Conv2d(1, 1, 1), nn.BatchNorm2d(1, eps=1.0)
+    with torch.no_grad():
+        conv.weight.fill_(3.0)
+        conv.bias.fill_(0.25)
+        bn.weight.fill_(2.0)
+        bn.bias.fill_(1.0)
+        bn.running_mean.fill_(0.5)
+        bn.running_var.fill_(3.0)
+    w, b = folded_conv_params(conv, bn)
+    assert float(w) == 3.0 and float(b) == 0.75
+
+
+def test_s6_16_clamp_examples():
+    from calib.export_ops import clamp_bounds
+    from intsim.artifact import Numerics
+    from intsim.ops.elementwise import clamp
+
+    nx = Numerics()
+    lo, hi = clamp_bounds(0.0, 6.0, 4, nx)
+    assert (lo, hi) == (0, 96)
+    y, _ = clamp(np.array([-5, 50, 100], dtype=np.int64).reshape(1, 3, 1), lo=lo, hi=hi)
+    assert y.reshape(-1).tolist() == [0, 50, 96]
+    assert clamp_bounds(0.3, None, 2, nx) == (2, (1 << 23) - 1)
+    assert math.ceil(Fraction(3, 10) * 4) == 2
+
+
+def test_s6_17_lut_examples():
+    from intsim.lut import build_lut
+
+    assert int(build_lut("silu", 201, 201, 1, 0)[0]) == 100  # 100.5 − 100.5·σ(−100.5): just below the tie
+    assert int(build_lut("tanh", 8, 8, 4, 15)[0]) == 15143
+    # tanh(0.5) = (e − 1)/(e + 1) with e = Σ 1/k! (30 terms: error < 10^-30)
+    e = sum(Fraction(1, math.factorial(k)) for k in range(30))
+    t = (e - 1) / (e + 1)
+    assert shown(t, "0.4621171573")
+    assert rhu(t * 2**15) == 15143
+
+
+def test_s5_8_pad_example():
+    from intsim.ops.pad import pad
+
+    row = np.array([4, 7, 9], dtype=np.uint8).reshape(1, 3, 1)
+    assert pad(row, (0, 2), "reflect")[0].reshape(-1).tolist() == [9, 7, 4, 7, 9, 7, 4]
+    assert pad(row, (0, 2), "replicate")[0].reshape(-1).tolist() == [4, 4, 4, 7, 9, 9, 9]
+
+
+def test_s6_18_bicubic_example():
+    import torch
+    import torch.nn.functional as F
+
+    from intsim.artifact import Numerics
+    from intsim.ops.bicubic import bicubic_taps, upsample_bicubic
+
+    idx, W = bicubic_taps(2, 2, 8)
+    assert W[0].tolist() == [-9, 67, 225, -27] and idx[0].tolist() == [0, 0, 0, 1]
+    assert W[1].tolist() == [-27, 225, 67, -9] and idx[1].tolist() == [0, 0, 1, 1]
+    y, _ = upsample_bicubic(np.array([[[0]], [[256]]], dtype=np.int64), factor=2, tap_bits=8, numerics=Numerics())
+    assert y[:, 0, 0].tolist() == [-27, 58, 198, 283]
+    t = F.interpolate(torch.tensor([[[[0.0], [256.0]]]], dtype=torch.float64).expand(1, 1, 2, 3), scale_factor=2,
+                      mode="bicubic", align_corners=False)[0, 0, :, 0]
+    assert np.allclose(t.numpy(), [-27, 58, 198, 283], atol=1e-9)

@@ -29,16 +29,19 @@ from intsim.encoder import encode
 from intsim import engine as engine_module
 from intsim.kernels import int8dot
 from intsim.engine import OPS, RunResult, run
+from intsim.ops import bicubic
 from intsim.ops import conv as conv_ops
 from intsim.ops import elementwise as ew
 from intsim.ops import image as im
 from intsim.ops import pooling, resample
+from intsim.lut import build_lut
+from intsim.ops import pad as pad_ops
 from intsim.ops import sigmoid as sg
 from intsim.overflow import EngineOverflowError
 
-ALL_OPS = {"image_in", "image_out", "encode", "conv2d", "conv_transpose2d", "add", "concat", "split", "relu",
-           "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear", "mean_pool",
-           "std_pool", "sigmoid", "mul"}
+ALL_OPS = {"image_in", "image_out", "encode", "conv2d", "conv_transpose2d", "add", "concat", "split", "relu", "clamp", "pad",
+           "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic", "mean_pool",
+           "std_pool", "sigmoid", "lut", "mul"}
 
 
 # --------------------------------------------------------------------------
@@ -89,6 +92,7 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
     stream("x1", 8, 12)
     stream("x1r", 8, 12)
     codes("c1", 8, cb_relu())
+    codes("c1p", 8, cb_relu())
     stream("x2", 8, 12)
     stream("s0", 3, 12)
     stream("s1", 5, 12)
@@ -103,9 +107,13 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
     stream("m2", 8, 12)
     stream("ps", 2, 12)
     stream("ub", 2, 12)
+    stream("ubc", 2, 12)
+    stream("ubs", 2, 11)
     codes("c2", 2, cb_signed())
     stream("tc", 3, 12)
     stream("un", 3, 12)
+    stream("unc", 3, 12)
+    stream("unt", 3, 15)
     stream("out_s", 3, 12)
 
     arrays = {
@@ -119,6 +127,7 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
         "c2.bias": rng.integers(-(1 << 16), 1 << 16, size=8).astype(np.int64),
         "pr.mult": rng.integers(0, 1 << 16, size=8).astype(np.int64),
         "sg.lut": sigmoid_lut(-128, 128, 4, 15),
+        "tn.lut": build_lut("tanh", -64, 64, 4, 15),
         "tc.weight": rng.integers(-128, 128, size=(3, 3, 3, 2)).astype(np.int8),
         "tc.w_mant": rng.integers(1, 64, size=3).astype(np.int64),
         "tc.bias": rng.integers(-(1 << 12), 1 << 12, size=3).astype(np.int64),
@@ -137,8 +146,9 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
            {"weight": "c1.weight", "w_mant": "c1.w_mant", "bias": "c1.bias"}),
         op("relu1", "relu", ["x1"], ["x1r"]),
         op("enc1", "encode", ["x1r"], ["c1"]),
-        op("conv2", "conv2d", ["c1"], ["x2"],
-           {"kernel": [3, 3], "stride": [1, 1], "padding": [2, 2], "dilation": [2, 2], "groups": 2, "w_exp": 12},
+        op("pad2", "pad", ["c1"], ["c1p"], {"padding": [2, 2], "mode": "replicate"}),
+        op("conv2", "conv2d", ["c1p"], ["x2"],
+           {"kernel": [3, 3], "stride": [1, 1], "padding": [0, 0], "dilation": [2, 2], "groups": 2, "w_exp": 12},
            {"weight": "c2.weight", "w_mant": "c2.w_mant", "bias": "c2.bias"}),
         op("split", "split", ["x2"], ["s0", "s1"], {"sizes": [3, 5]}),
         op("res", "add", ["s0", "x0"], ["a0"]),
@@ -152,12 +162,16 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
         op("scale2", "mul", ["ml", "sp"], ["m2"]),
         op("shuffle", "pixel_shuffle", ["m2"], ["ps"], {"factor": 2}),
         op("up_bl", "upsample_bilinear", ["ps"], ["ub"], {"factor": 2, "mult": 1, "shift": 4}),
-        op("enc2", "encode", ["ub"], ["c2"]),
+        op("up_bc", "upsample_bicubic", ["ps"], ["ubc"], {"factor": 2, "tap_bits": 8}),
+        op("up_sum", "add", ["ub", "ubc"], ["ubs"]),
+        op("enc2", "encode", ["ubs"], ["c2"]),
         op("tconv", "conv_transpose2d", ["c2"], ["tc"],
            {"kernel": [3, 3], "stride": [2, 2], "padding": [1, 1], "output_padding": [1, 1], "w_exp": 10},
            {"weight": "tc.weight", "w_mant": "tc.w_mant", "bias": "tc.bias"}),
         op("up_nn", "upsample_nearest", ["x0"], ["un"], {"factor": 8}),
-        op("skip", "add", ["tc", "un"], ["out_s"]),
+        op("clip", "clamp", ["un"], ["unc"], {"lo": -(1 << 12), "hi": 1 << 11}),
+        op("act", "lut", ["unc"], ["unt"], {"fn": "tanh", "lut_exp": 4, "imin": -64, "imax": 64}, {"lut": "tn.lut"}),
+        op("skip", "add", ["tc", "unt"], ["out_s"]),
         op("out", "image_out", ["out_s"], ["output"], {"exp": 4}, {"mult": "out.mult", "offset": "out.offset"}),
     ]
     return Artifact(model={"name": "test"}, numerics=numerics, inputs=("input",), outputs=("output",),
@@ -175,8 +189,9 @@ def direct_chain(art: Artifact, img: np.ndarray) -> dict:
                                  f_out=12, padding=1, numerics=n)
     t["x1r"], _ = ew.relu(t["x1"])
     t["c1"], _, _ = encode(t["x1r"], cb_relu(), n.rounding)
-    t["x2"], _ = conv_ops.conv2d(t["c1"], cb_relu(), A["c2.weight"], A["c2.w_mant"], A["c2.bias"], w_exp=12,
-                                 f_out=12, padding=2, dilation=2, groups=2, numerics=n)
+    t["c1p"], _ = pad_ops.pad(t["c1"], (2, 2), "replicate")
+    t["x2"], _ = conv_ops.conv2d(t["c1p"], cb_relu(), A["c2.weight"], A["c2.w_mant"], A["c2.bias"], w_exp=12,
+                                 f_out=12, padding=0, dilation=2, groups=2, numerics=n)
     (t["s0"], t["s1"]), _ = ew.split(t["x2"], [3, 5])
     t["a0"], _ = ew.add(t["s0"], t["x0"], f_a=12, f_b=12, f_out=11, numerics=n)
     t["cat"], _ = ew.concat([t["a0"], t["s1"]], [11, 12], f_out=12, numerics=n)
@@ -189,11 +204,15 @@ def direct_chain(art: Artifact, img: np.ndarray) -> dict:
     t["m2"], _ = ew.mul(t["ml"], t["sp"], f_x=12, f_g=12, f_out=12, numerics=n)
     t["ps"], _ = resample.pixel_shuffle(t["m2"], 2)
     t["ub"], _ = resample.upsample_bilinear(t["ps"], factor=2, mult=1, shift=4, numerics=n)
-    t["c2"], _, _ = encode(t["ub"], cb_signed(), n.rounding)
+    t["ubc"], _ = bicubic.upsample_bicubic(t["ps"], factor=2, tap_bits=8, numerics=n)
+    t["ubs"], _ = ew.add(t["ub"], t["ubc"], f_a=12, f_b=12, f_out=11, numerics=n)
+    t["c2"], _, _ = encode(t["ubs"], cb_signed(), n.rounding)
     t["tc"], _ = conv_ops.conv_transpose2d(t["c2"], cb_signed(), A["tc.weight"], A["tc.w_mant"], A["tc.bias"],
                                            w_exp=10, f_out=12, stride=2, padding=1, output_padding=1, numerics=n)
     t["un"], _ = resample.upsample_nearest(t["x0"], 8)
-    t["out_s"], _ = ew.add(t["tc"], t["un"], f_a=12, f_b=12, f_out=12, numerics=n)
+    t["unc"], _ = ew.clamp(t["un"], lo=-(1 << 12), hi=1 << 11)
+    t["unt"], _ = sg.lut(t["unc"], A["tn.lut"], lut_exp=4, imin=-64, imax=64, f_in=12, numerics=n)
+    t["out_s"], _ = ew.add(t["tc"], t["unt"], f_a=12, f_b=15, f_out=12, numerics=n)
     t["output"], _ = im.image_out(t["out_s"], A["out.mult"], A["out.offset"], exp=4, f_in=12, numerics=n)
     return t
 

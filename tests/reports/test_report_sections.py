@@ -101,7 +101,7 @@ def test_histograms_skip_attention_inputs_and_label_units(att_run, tmp_path):
     from reports.report_plots import MIN_HISTOGRAM_VALUES, activation_histograms, histogram_panels
 
     art, img, counters = att_run
-    codes = {n for n, t in art.tensors.items() if t.kind == "codes"}
+    codes = {op.outputs[0] for op in art.ops if op.op == "encode"}  # a pad's codes copy its encoder's (§5.8)
     for rf in (SimpleNamespace(art=art, counters=[counters], golden=None),
                SimpleNamespace(art=art, counters=None, golden=engine_golden(art, tmp_path / "g", [("a.png", img)]))):
         panels, source = histogram_panels(rf)
