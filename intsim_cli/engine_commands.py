@@ -213,15 +213,22 @@ def cmd_cost(args) -> int:
 def cmd_export_vectors(args) -> int:
     from intsim.vectors import export_vectors
 
+    art = None
+    if args.artifact is not None:
+        from intsim.artifact import load_artifact
+
+        art = load_artifact(args.artifact)
     notices: list[str] = []
     index = export_vectors(args.golden_dir, args.output, args.format, tensors=args.tensor or None,
-                           inputs=args.input or None, progress=chatty(), notices=notices)
+                           inputs=args.input or None, progress=chatty(), notices=notices, artifact=art,
+                           layers=args.layer, accumulators=args.accumulators, pack_bits=args.pack_bits)
     for n in notices:
         log.info(n)
     if args.json:
-        print_json({k: v for k, v in index.items() if k != "files"} | {"files": len(index["files"]),
-                                                                         "out": args.output})
+        print_json({k: v for k, v in index.items() if k not in ("files", "layers")}
+                   | {"files": len(index["files"]), "layers": len(index.get("layers", [])), "out": args.output})
     else:
-        log.info(f"wrote {len(index['files'])} {args.format} file(s) to {args.output} (index: "
+        cases = f" and {len(index['layers'])} layer case(s)" if "layers" in index else ""
+        log.info(f"wrote {len(index['files'])} {args.format} file(s){cases} to {args.output} (index: "
                  f"{Path(args.output) / 'index.json'})", extra=STATUS)
     return EXIT_OK
