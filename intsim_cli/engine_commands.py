@@ -1,4 +1,5 @@
-"""The commands that need only the engine (numpy + numba): inspect, run, verify, cost, export-vectors."""
+"""The commands that need only the engine (numpy + numba): inspect, run, verify, cost, export-vectors,
+compare."""
 from __future__ import annotations
 
 import json
@@ -126,6 +127,17 @@ def cmd_verify(args) -> int:
     art = load_artifact(args.artifact)
     golden = read_golden_dir(args.golden_dir)
     report = verify(art, golden)
+    if args.json:
+        print_json(report.to_json())
+    else:
+        print(report.format())
+    return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
+def cmd_compare(args) -> int:
+    from intsim.compare import compare_dumps
+
+    report = compare_dumps(args.golden_dir, args.dump_dir, index=args.index, ops=args.layer, inputs=args.input)
     if args.json:
         print_json(report.to_json())
     else:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from intsim_cli.arg_types import positive_int, positive_mb
-from intsim_cli.engine_commands import cmd_cost, cmd_export_vectors, cmd_inspect, cmd_run, cmd_verify
+from intsim_cli.engine_commands import cmd_compare, cmd_cost, cmd_export_vectors, cmd_inspect, cmd_run, cmd_verify
 
 
 def add_run(sub) -> None:
@@ -29,6 +29,24 @@ def add_verify(sub) -> None:
     v.add_argument("golden_dir")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
+
+
+def add_compare(sub) -> None:
+    c = sub.add_parser("compare", help="compare a simulator's dumps (hex or .npy) with a golden directory",
+                       epilog="examples:\n  intsim compare golden/ rtl_dumps/           # in<k>/<NNN>_<tensor>.hex\n"
+                              "  intsim compare golden/ dumps/ --index dumps/map.json --layer body.0.conv1\n"
+                              "exit 0 all identical, 1 a mismatch (first one named), 2 bad input")
+    c.add_argument("golden_dir")
+    c.add_argument("dump_dir")
+    c.add_argument("--index", default=None, metavar="FILE", help="JSON {\"dumps\": [{input, tensor, file, "
+                   "region?, bits?}]} mapping dumps to tensors (default: DUMP_DIR/dumps.json if present, else "
+                   "file names as export-vectors writes them)")
+    c.add_argument("--layer", action="append", default=None, metavar="OP", help="only the tensors of this op "
+                   "(repeatable); each must have a dump")
+    c.add_argument("--input", action="append", type=positive_int(0, 1 << 30), default=None, metavar="K",
+                   help="only input K (repeatable)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare)
 
 
 def add_inspect(sub) -> None:
