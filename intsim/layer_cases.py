@@ -40,7 +40,7 @@ ACC_KIND = {"P": 0, "Q": 1, "A": 2}
 CONFIG_FIELDS: tuple[str, ...] = (
     "kind", "transposed", "H", "W", "Ci", "Ho", "Wo", "Co", "kh", "kw", "sh", "sw", "ph", "pw", "dh", "dw",
     "oph", "opw", "groups", "realization", "rounding", "overflow", "acc_bits", "stream_bits", "shift",
-    "n_acc", "n_seg", "num_codes",
+    "n_acc", "n_seg", "num_codes", "in_bits", "w_bits", "out_bits",
     *[f"seg{s}_{k}" for s in range(MAX_SEGMENTS) for k in ("origin", "step", "qmin", "qmax", "base")],
     *[f"thr{s}" for s in range(MAX_SEGMENTS - 1)],
     *[f"enc{s}_{k}" for s in range(MAX_SEGMENTS) for k in ("center", "mult", "shift")],
@@ -182,6 +182,7 @@ def conv_case(art: Artifact, op: OpSpec, k: int, codes: np.ndarray, expected: np
     out_bits = np.dtype(out_dtype).itemsize * 8
     widths = {"input": code_bits, "weight": np.dtype(w.dtype).itemsize * 8, "w_mant": 64, "bias": 64, "mult": 64,
               "lut_seg": 32, "lut_q": 32, "lut_grid": 32, "expected": out_bits}
+    config |= {"in_bits": widths["input"], "w_bits": widths["weight"], "out_bits": out_bits}
     if accumulators and not ordered:
         iy_of, ix_of = _tap_tables(op, h, wi, kh, kw)
         arrays["acc"] = expected_accumulators(codes, cb, realization, w, iy_of, ix_of, config["groups"])
@@ -203,8 +204,17 @@ def encode_case(art: Artifact, op: OpSpec, k: int, stream: np.ndarray, expected:
               "lut_seg": seg_of, "lut_q": q_of, "lut_grid": g_of, "expected": np.asarray(expected, dtype=np.int64)}
     widths = {"input": np.dtype(in_dtype).itemsize * 8, "thresholds": 64, "lut_seg": 32, "lut_q": 32,
               "lut_grid": 32, "expected": np.dtype(cb.code_dtype).itemsize * 8}
+    config |= {"in_bits": widths["input"], "out_bits": widths["expected"]}
     info = {"input_tensor": op.inputs[0], "output_tensor": op.outputs[0]}
     return LayerCase(k, op.name, op.op, config, arrays, widths, info)
+
+
+def config_svh() -> str:
+    """rtl/tb/config_fields.svh: the word index of every config field, for the reference bench."""
+    lines = ["// Generated from intsim/layer_cases.py CONFIG_FIELDS (tests check it is current); do not edit.",
+             f"localparam integer CFG_WORDS = {len(CONFIG_FIELDS)};"]
+    lines += [f"localparam integer CFG_{f.upper()} = {i};" for i, f in enumerate(CONFIG_FIELDS)]
+    return "\n".join(lines) + "\n"
 
 
 def layer_cases(art: Artifact, golden, *, ops: list[str] | None = None, inputs: list[int] | None = None,
