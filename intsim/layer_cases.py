@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from intsim.artifact import Artifact, Codebook, OpSpec
+from intsim.artifact import Artifact, Codebook, Numerics, OpSpec
 from intsim.ops.conv import accumulator_layout
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import RoundingMode
@@ -86,8 +86,7 @@ def _codebook_words(cb: Codebook) -> dict[str, int]:
     return out
 
 
-def _numerics_words(art: Artifact) -> dict[str, int]:
-    nx = art.numerics
+def _numerics_words(nx: Numerics) -> dict[str, int]:
     return {"rounding": int(RoundingMode.parse(nx.rounding)), "overflow": int(OverflowPolicy.parse(nx.overflow)),
             "acc_bits": int(nx.acc_bits), "stream_bits": int(nx.stream_bits),
             "realization": 0 if nx.realization == "split" else 1}
@@ -135,13 +134,12 @@ def expected_accumulators(codes: np.ndarray, codebook: Codebook, realization: st
     return out
 
 
-def _tap_tables(op: OpSpec, h: int, w: int, kh: int, kw: int):
+def _tap_tables(op_type: str, a: dict, h: int, w: int, kh: int, kw: int):
     from intsim.kernels import conv as K
 
-    a = op.attrs
     sh, sw = _pair(a.get("stride"), (1, 1))
     ph, pw = _pair(a.get("padding"), (0, 0))
-    if op.op == "conv2d":
+    if op_type == "conv2d":
         dh, dw = _pair(a.get("dilation"), (1, 1))
         return K.conv2d_tap_table(h, kh, sh, ph, dh), K.conv2d_tap_table(w, kw, sw, pw, dw)
     oph, opw = _pair(a.get("output_padding"), (0, 0))
@@ -153,10 +151,35 @@ def conv_case(art: Artifact, op: OpSpec, k: int, codes: np.ndarray, expected: np
     """The case of conv op ``op`` for input ``k``: ``codes`` int[H, W, Ci] its input, ``expected``
     int[Ho, Wo, Co] its output (from the golden). ``accumulators`` adds ``acc`` when the op is not
     ``ordered`` (§5.4: an op that can overflow has no order-free accumulators)."""
-    cb = art.tensors[op.inputs[0]].codebook
-    w = art.array(op, "weight")
-    w_mant, bias = art.array(op, "w_mant"), art.array(op, "bias")
-    a = op.attrs
+    return conv_case_of(ConvLayer(op.name, op.op, dict(op.attrs), art.tensors[op.inputs[0]].codebook, art.numerics,
+                                  art.array(op, "weight"), art.array(op, "w_mant"), art.array(op, "bias"),
+                                  int(art.tensors[op.outputs[0]].frac), op.inputs[0], op.outputs[0]),
+                        k, codes, expected, out_dtype, accumulators=accumulators, ordered=ordered)
+
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """A conv layer's integers, from an artifact op or made by hand (synthetic bench layers):
+    ``attrs`` as the op's (kernel, stride, padding, dilation, groups, output_padding, w_exp),
+    ``weight`` int[Co, kh, kw, Ci/g], ``w_mant``/``bias`` int64[Co], ``f_out`` the output frac."""
+
+    name: str
+    op_type: str
+    attrs: dict
+    codebook: Codebook
+    numerics: Numerics
+    weight: np.ndarray
+    w_mant: np.ndarray
+    bias: np.ndarray
+    f_out: int
+    input_tensor: str = "input"
+    output_tensor: str = "output"
+
+
+def conv_case_of(layer: ConvLayer, k: int, codes: np.ndarray, expected: np.ndarray, out_dtype: str, *,
+                 accumulators: bool = False, ordered: bool = False) -> LayerCase:
+    """:func:`conv_case` of a :class:`ConvLayer`."""
+    cb, w, a, nx = layer.codebook, layer.weight, layer.attrs, layer.numerics
     co_n, kh, kw, _ = w.shape
     h, wi, ci = codes.shape
     ho, wo = expected.shape[:2]
@@ -164,40 +187,45 @@ def conv_case(art: Artifact, op: OpSpec, k: int, codes: np.ndarray, expected: np
     ph, pw = _pair(a.get("padding"), (0, 0))
     dh, dw = _pair(a.get("dilation"), (1, 1))
     oph, opw = _pair(a.get("output_padding"), (0, 0))
-    realization = art.numerics.realization
-    layout = accumulator_layout(cb, realization)
-    shift = int(a["w_exp"]) + int(cb.unit_e) - int(art.tensors[op.outputs[0]].frac)
-    config = {"kind": KIND_CONV, "transposed": int(op.op == "conv_transpose2d"), "H": h, "W": wi, "Ci": ci,
-              "Ho": ho, "Wo": wo, "Co": co_n, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "ph": ph, "pw": pw,
+    layout = accumulator_layout(cb, nx.realization)
+    shift = int(a["w_exp"]) + int(cb.unit_e) - int(layer.f_out)
+    config = {"kind": KIND_CONV, "transposed": int(layer.op_type == "conv_transpose2d"), "H": h, "W": wi,
+              "Ci": ci, "Ho": ho, "Wo": wo, "Co": co_n, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "ph": ph, "pw": pw,
               "dh": dh, "dw": dw, "oph": oph, "opw": opw, "groups": int(a.get("groups", 1)), "shift": shift,
-              "n_acc": len(layout), **_numerics_words(art), **_codebook_words(cb)}
+              "n_acc": len(layout), **_numerics_words(nx), **_codebook_words(cb)}
     for j, (kind, seg, _) in enumerate(layout):
         config |= {f"acc{j}_kind": ACC_KIND[kind], f"acc{j}_seg": 0 if seg is None else seg}
     seg_of, q_of, g_of = cb.code_table()
     code_bits = np.dtype(cb.code_dtype).itemsize * 8
     arrays = {"input": np.asarray(codes, dtype=np.int64), "weight": np.asarray(w, dtype=np.int64),
-              "w_mant": np.asarray(w_mant, dtype=np.int64), "bias": np.asarray(bias, dtype=np.int64),
-              "mult": accumulator_multipliers(cb, realization, w_mant), "lut_seg": seg_of, "lut_q": q_of,
+              "w_mant": np.asarray(layer.w_mant, dtype=np.int64), "bias": np.asarray(layer.bias, dtype=np.int64),
+              "mult": accumulator_multipliers(cb, nx.realization, layer.w_mant), "lut_seg": seg_of, "lut_q": q_of,
               "lut_grid": g_of, "expected": np.asarray(expected, dtype=np.int64)}
     out_bits = np.dtype(out_dtype).itemsize * 8
     widths = {"input": code_bits, "weight": np.dtype(w.dtype).itemsize * 8, "w_mant": 64, "bias": 64, "mult": 64,
               "lut_seg": 32, "lut_q": 32, "lut_grid": 32, "expected": out_bits}
     config |= {"in_bits": widths["input"], "w_bits": widths["weight"], "out_bits": out_bits}
     if accumulators and not ordered:
-        iy_of, ix_of = _tap_tables(op, h, wi, kh, kw)
-        arrays["acc"] = expected_accumulators(codes, cb, realization, w, iy_of, ix_of, config["groups"])
+        iy_of, ix_of = _tap_tables(layer.op_type, a, h, wi, kh, kw)
+        arrays["acc"] = expected_accumulators(codes, cb, nx.realization, w, iy_of, ix_of, config["groups"])
         widths["acc"] = 64
-    info = {"input_tensor": op.inputs[0], "output_tensor": op.outputs[0], "ordered": bool(ordered),
+    info = {"input_tensor": layer.input_tensor, "output_tensor": layer.output_tensor, "ordered": bool(ordered),
             "accumulators": [kind if seg is None else f"{kind}{seg}" for kind, seg, _ in layout]}
-    return LayerCase(k, op.name, op.op, config, arrays, widths, info)
+    return LayerCase(k, layer.name, layer.op_type, config, arrays, widths, info)
 
 
 def encode_case(art: Artifact, op: OpSpec, k: int, stream: np.ndarray, expected: np.ndarray,
                 in_dtype: str) -> LayerCase:
     """The case of encode op ``op`` for input ``k``: ``stream`` int[H, W, C] in, ``expected`` codes out."""
-    cb = art.tensors[op.outputs[0]].codebook
+    return encode_case_of(op.name, art.tensors[op.outputs[0]].codebook, art.numerics, k, stream, expected, in_dtype,
+                          op.inputs[0], op.outputs[0])
+
+
+def encode_case_of(name: str, cb: Codebook, numerics: Numerics, k: int, stream: np.ndarray, expected: np.ndarray,
+                   in_dtype: str, input_tensor: str = "input", output_tensor: str = "output") -> LayerCase:
+    """:func:`encode_case` of a codebook and numerics (synthetic bench layers)."""
     h, w, c = stream.shape
-    config = {"kind": KIND_ENCODE, "H": h, "W": w, "Ci": c, "Ho": h, "Wo": w, "Co": c, **_numerics_words(art),
+    config = {"kind": KIND_ENCODE, "H": h, "W": w, "Ci": c, "Ho": h, "Wo": w, "Co": c, **_numerics_words(numerics),
               **_codebook_words(cb)}
     seg_of, q_of, g_of = cb.code_table()
     arrays = {"input": np.asarray(stream, dtype=np.int64), "thresholds": np.asarray(cb.thresholds, dtype=np.int64),
@@ -205,8 +233,8 @@ def encode_case(art: Artifact, op: OpSpec, k: int, stream: np.ndarray, expected:
     widths = {"input": np.dtype(in_dtype).itemsize * 8, "thresholds": 64, "lut_seg": 32, "lut_q": 32,
               "lut_grid": 32, "expected": np.dtype(cb.code_dtype).itemsize * 8}
     config |= {"in_bits": widths["input"], "out_bits": widths["expected"]}
-    info = {"input_tensor": op.inputs[0], "output_tensor": op.outputs[0]}
-    return LayerCase(k, op.name, op.op, config, arrays, widths, info)
+    info = {"input_tensor": input_tensor, "output_tensor": output_tensor}
+    return LayerCase(k, name, "encode", config, arrays, widths, info)
 
 
 def config_svh() -> str:

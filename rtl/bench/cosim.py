@@ -127,16 +127,43 @@ def run_cosim(artifact: str | os.PathLike, golden_dir: str | os.PathLike, out: s
     index = export_vectors(golden_dir, out / "vectors", "readmemh", artifact=art, layers=layers, inputs=inputs,
                            tensors=[])
     lines, dumps, outputs = _jobs(index, out, region)
+    (out / "dumps" / "dumps.json").write_text(json.dumps({"dumps": dumps}, indent=1))
+    seconds, log = run_jobs(lines, out, defines)
+    report = compare_dumps(golden_dir, out / "dumps")
+    return CosimResult(report, len(lines), seconds, outputs, log)
+
+
+def run_jobs(lines: list[str], out: Path, defines: dict | None = None) -> tuple[float, str]:
+    """Build the bench and run the job lines (see rtl/tb/tb_layer.sv); returns (seconds, simulation log)."""
     jobs_file = out / "jobs.txt"
     jobs_file.write_text("\n".join(lines) + "\n")
-    (out / "dumps" / "dumps.json").write_text(json.dumps({"dumps": dumps}, indent=1))
     t0 = time.perf_counter()
     runner = build(out / "sim_build", defines)
     simulate(runner, out / "sim_build", jobs_file, len(lines))
-    seconds = time.perf_counter() - t0
-    report = compare_dumps(golden_dir, out / "dumps")
-    log = (out / "sim_build" / "sim.log").read_text(errors="replace")
-    return CosimResult(report, len(lines), seconds, outputs, log)
+    return time.perf_counter() - t0, (out / "sim_build" / "sim.log").read_text(errors="replace")
+
+
+def run_cases(cases: list, out: str | os.PathLike, defines: dict | None = None) -> list:
+    """Run :class:`~intsim.layer_cases.LayerCase` objects (e.g. synthetic layers) through the RTL, every
+    output of each; returns what the RTL computed for each case, int64 arrays shaped as its expected."""
+    from intsim.layer_vectors import parse_hex, readmemh_files
+
+    check_tools()
+    out = Path(out).resolve()
+    lines, dumps = [], []
+    for i, case in enumerate(cases):
+        where = out / "cases" / f"{i:03d}"
+        where.mkdir(parents=True, exist_ok=True)
+        for name, text in readmemh_files(case, None, 1).items():
+            (where / name).write_text(text)
+        dump = out / "dumps" / f"{i:03d}.hex"
+        dump.parent.mkdir(parents=True, exist_ok=True)
+        c = case.config
+        lines.append(f"{where} {dump} 0 {c['Ho']} 0 {c['Wo']} 0 {c['Co']} 1")
+        dumps.append(dump)
+    run_jobs(lines, out, defines)
+    return [parse_hex(d.read_text(), case.config["out_bits"]).reshape(case.arrays["expected"].shape)
+            for d, case in zip(dumps, cases)]
 
 
 def main(argv: list[str] | None = None) -> int:
