@@ -147,3 +147,24 @@ def test_layer_cases_need_the_artifact(exported, tmp_path):
     with pytest.raises(ValueError, match="another artifact"):
         export_vectors(d / "g", tmp_path / "x", "readmemh", artifact=load_artifact(tmp_path / "o.intsim"))
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_layer_cases(exported, tmp_path, capsys):
+    from intsim_cli.main import main
+
+    art, d, _ = exported
+    code = main(["export-vectors", str(d / "g"), "-o", str(tmp_path / "v"), "--artifact", str(d / "m.intsim"),
+                 "--layer", "head.conv", "--layer", "head.enc", "--pack-bits", "16", "--json"])
+    assert code == 0
+    js = json.loads(capsys.readouterr().out)
+    assert js["layers"] == 2
+    idx = json.loads((tmp_path / "v" / "index.json").read_text())
+    assert [e["op"] for e in idx["layers"]] == ["head.enc", "head.conv"]
+    code = main(["export-vectors", str(d / "g"), "-o", str(tmp_path / "w"), "--layer", "head.conv"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--artifact" in err[0]
+    code = main(["export-vectors", str(d / "g"), "-o", str(tmp_path / "w"), "--artifact", str(d / "m.intsim"),
+                 "--pack-bits", "10"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "multiple of 4" in err[0]
+    assert not (tmp_path / "w").exists()
