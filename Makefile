@@ -26,8 +26,8 @@ test: $(STAMP)
 # iverilog 11 (installed here if missing; needs root or sudo) and cocotb (pinned in constraints.txt).
 # Debian's Verilator 5.006 is too old for current cocotb, so Icarus it is.
 rtl-tools: $(STAMP)
-	command -v iverilog >/dev/null || { if [ "$$(id -u)" = 0 ]; then apt-get install -y iverilog || \
-	  { apt-get update && apt-get install -y iverilog; }; else sudo apt-get install -y iverilog; fi; }
+	command -v iverilog >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y iverilog || { $$SUDO apt-get update && $$SUDO apt-get install -y iverilog; }; }
 	$(PY) -c "import cocotb_tools.runner" 2>/dev/null || $(PY) -m pip install cocotb -c constraints.txt
 
 rtl-test: rtl-tools

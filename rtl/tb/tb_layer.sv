@@ -85,6 +85,7 @@ module tb_layer;
     $readmemh({dir, "/config.hex"}, cfg);
     n_in = c(CFG_H) * c(CFG_W) * c(CFG_CI);
     if (n_in > MEM_N) $fatal(1, "%s: %0d input values exceed the bench's %0d", dir, n_in, MEM_N);
+    if (c(CFG_NUM_CODES) > LUT_N) $fatal(1, "%s: %0d codes exceed the bench's 16-bit codes", dir, c(CFG_NUM_CODES));
     $readmemh({dir, "/input.hex"}, in_m, 0, n_in - 1);
     if (c(CFG_KIND) == 1) begin
       co = c(CFG_CO);
