@@ -74,6 +74,15 @@ def build(build_dir: Path, defines: dict | None = None):
     return runner
 
 
+def _run_test(runner, **kw) -> Path:
+    """``runner.test(**kw)``; a failure is a ``RuntimeError`` naming the log (under pytest the runner
+    itself calls ``sys.exit`` when a test or the simulator fails)."""
+    try:
+        return runner.test(**kw)
+    except SystemExit as e:
+        raise RuntimeError(f"cocotb: the simulation failed (exit {e.code}; log {kw.get('log_file')})") from None
+
+
 def simulate(runner, build_dir: Path, jobs_file: Path, n_jobs: int) -> Path:
     """Run the cocotb test on the bench :func:`build` made; returns the results XML. Raises
     ``RuntimeError`` when the test fails."""
@@ -84,12 +93,32 @@ def simulate(runner, build_dir: Path, jobs_file: Path, n_jobs: int) -> Path:
     if str(RTL / "bench") not in sys.path:
         sys.path.append(str(RTL / "bench"))
     env = {"INTSIM_RTL_JOBS": str(n_jobs)}
-    xml = runner.test(test_module="tb_cocotb", hdl_toplevel=TOP, build_dir=build_dir, test_dir=build_dir,
-                      plusargs=[f"+jobs={jobs_file}"], extra_env=env, log_file=build_dir / "sim.log")
+    xml = _run_test(runner, test_module="tb_cocotb", hdl_toplevel=TOP, build_dir=build_dir, test_dir=build_dir,
+                    plusargs=[f"+jobs={jobs_file}"], extra_env=env, log_file=build_dir / "sim.log")
     total, failed = get_results(xml)
     if total != 1 or failed:
         raise RuntimeError(f"cocotb: {failed} of {total} test(s) failed (log {build_dir / 'sim.log'})")
     return xml
+
+
+def run_unit(unit: str, out: str | os.PathLike, defines: dict | None = None) -> None:
+    """The cocotb unit test of one block (``round``: isim_round, ``overflow``: isim_overflow) in
+    rtl/bench/tb_units.py; raises ``RuntimeError`` when it fails."""
+    from cocotb_tools.runner import get_results, get_runner
+
+    check_tools()
+    top = {"round": "isim_round", "overflow": "isim_overflow"}[unit]
+    build_dir = Path(out).resolve() / f"unit_{unit}"
+    runner = get_runner("icarus")
+    runner.build(sources=[RTL / f"{top}.sv"], hdl_toplevel=top, build_dir=build_dir, defines=defines or {},
+                 always=True, timescale=("1ns", "1ps"), log_file=build_dir / "build.log")
+    if str(RTL / "bench") not in sys.path:
+        sys.path.append(str(RTL / "bench"))
+    xml = _run_test(runner, test_module="tb_units", hdl_toplevel=top, build_dir=build_dir, test_dir=build_dir,
+                    extra_env={"INTSIM_RTL_UNIT": unit}, log_file=build_dir / "sim.log")
+    total, failed = get_results(xml)
+    if failed:
+        raise RuntimeError(f"cocotb: {failed} of {total} test(s) of {top} failed (log {build_dir / 'sim.log'})")
 
 
 def _jobs(index: dict, out: Path, region: Region) -> tuple[list[str], list[dict], int]:

@@ -129,3 +129,15 @@ def test_planted_threshold_bug_is_caught_at_the_breakpoints(tmp_path):
     bad = set(np.flatnonzero(got != case.arrays["expected"].reshape(-1)).tolist())
     at_u = {i for i, v in enumerate(x) if v in (case.config["thr0"], case.config["thr1"])}
     assert at_u and bad == at_u  # exactly the inputs equal to a threshold go to the next segment
+
+
+@needs_sim
+@pytest.mark.parametrize("unit", ["round", "overflow"])
+def test_blocks_match_intsim_value_by_value(unit, tmp_path):
+    cosim.run_unit(unit, tmp_path)
+
+
+@needs_sim
+def test_unit_bench_catches_the_planted_floor(tmp_path):
+    with pytest.raises(RuntimeError, match="failed"):
+        cosim.run_unit("round", tmp_path, defines={"PLANT_BUG_FLOOR": 1})
