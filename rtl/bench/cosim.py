@@ -7,7 +7,7 @@ cases (``intsim export-vectors --artifact``), runs every conv and encode case th
 the golden by ``intsim compare`` (dumps.json maps each dump to its tensor and region). Command line::
 
     python -m rtl.bench.cosim MODEL.intsim GOLDEN_DIR -o OUT [--rows N] [--channel-step S]
-                              [--layer OP ...] [--define PLANT_BUG_FLOOR]
+                              [--layer OP ...] [--define PLANT_BUG_FLOOR] [--requant-only]
 
 prints compare's report and exits with its code (0 bit-exact, 1 mismatch, 2 bad input or no simulator).
 """
@@ -121,10 +121,13 @@ def run_unit(unit: str, out: str | os.PathLike, defines: dict | None = None) -> 
         raise RuntimeError(f"cocotb: {failed} of {total} test(s) of {top} failed (log {build_dir / 'sim.log'})")
 
 
-def _jobs(index: dict, out: Path, region: Region) -> tuple[list[str], list[dict], int]:
-    """Job lines for tb_layer.sv, the dumps.json entries, and the number of outputs computed."""
+def _jobs(index: dict, out: Path, region: Region, requant_only: bool = False) -> tuple[list[str], list[dict], int]:
+    """Job lines for tb_layer.sv, the dumps.json entries, and the number of outputs computed.
+    ``requant_only``: only the convs with exported accumulators, through the requantizer alone."""
     lines, dumps, outputs = [], [], 0
     for e in index["layers"]:
+        if requant_only and "acc" not in e["arrays"]:
+            continue
         c = e["config"]
         y1 = c["Ho"] if region.rows is None else min(region.rows, c["Ho"])
         step = region.channel_step if e["op_type"] != "encode" else 1
@@ -134,7 +137,7 @@ def _jobs(index: dict, out: Path, region: Region) -> tuple[list[str], list[dict]
         for p in (case, dump):
             if any(ch.isspace() for ch in str(p)):
                 raise ValueError(f"{p}: the bench's job list cannot hold paths with spaces")
-        lines.append(f"{case} {dump} 0 {y1} 0 {c['Wo']} 0 {c['Co']} {step}")
+        lines.append(f"{case} {dump} 0 {y1} 0 {c['Wo']} 0 {c['Co']} {step} {int(requant_only)}")
         dumps.append({"input": e["input"], "tensor": e["output_tensor"], "file": str(dump.relative_to(out / "dumps")),
                       "region": {"y": [0, y1], "x": [0, c["Wo"]], "c": [0, c["Co"], step]}})
         outputs += y1 * c["Wo"] * len(range(0, c["Co"], step))
@@ -143,8 +146,10 @@ def _jobs(index: dict, out: Path, region: Region) -> tuple[list[str], list[dict]
 
 def run_cosim(artifact: str | os.PathLike, golden_dir: str | os.PathLike, out: str | os.PathLike, *,
               region: Region = Region(), layers: list[str] | None = None, defines: dict | None = None,
-              inputs: list[int] | None = None) -> CosimResult:
-    """Export the layer cases of ``golden_dir``, run them through the RTL, compare the dumps (see module doc)."""
+              inputs: list[int] | None = None, requant_only: bool = False) -> CosimResult:
+    """Export the layer cases of ``golden_dir``, run them through the RTL, compare the dumps (see module doc).
+    ``requant_only``: export the accumulators and run every conv that has them (the ops that cannot
+    overflow, §5.4) through the requantizer alone; encoders are skipped."""
     from intsim.artifact import load_artifact
     from intsim.compare import compare_dumps
     from intsim.vectors import export_vectors
@@ -154,8 +159,10 @@ def run_cosim(artifact: str | os.PathLike, golden_dir: str | os.PathLike, out: s
     out.mkdir(parents=True, exist_ok=True)
     art = load_artifact(artifact)
     index = export_vectors(golden_dir, out / "vectors", "readmemh", artifact=art, layers=layers, inputs=inputs,
-                           tensors=[])
-    lines, dumps, outputs = _jobs(index, out, region)
+                           tensors=[], accumulators=requant_only)
+    lines, dumps, outputs = _jobs(index, out, region, requant_only)
+    if not lines:
+        raise ValueError("no layer to run (requant-only needs convs that cannot overflow)")
     (out / "dumps" / "dumps.json").write_text(json.dumps({"dumps": dumps}, indent=1))
     seconds, log = run_jobs(lines, out, defines)
     report = compare_dumps(golden_dir, out / "dumps")
@@ -188,7 +195,7 @@ def run_cases(cases: list, out: str | os.PathLike, defines: dict | None = None) 
         dump = out / "dumps" / f"{i:03d}.hex"
         dump.parent.mkdir(parents=True, exist_ok=True)
         c = case.config
-        lines.append(f"{where} {dump} 0 {c['Ho']} 0 {c['Wo']} 0 {c['Co']} 1")
+        lines.append(f"{where} {dump} 0 {c['Ho']} 0 {c['Wo']} 0 {c['Co']} 1 0")
         dumps.append(dump)
     run_jobs(lines, out, defines)
     return [parse_hex(d.read_text(), case.config["out_bits"]).reshape(case.arrays["expected"].shape)
@@ -204,11 +211,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channel-step", type=int, default=1, help="only every S-th output channel of every conv")
     p.add_argument("--layer", action="append", default=None, help="only this conv/encode op (repeatable)")
     p.add_argument("--define", action="append", default=[], help="a build-time define (e.g. PLANT_BUG_FLOOR)")
+    p.add_argument("--requant-only", action="store_true", help="the requantizer alone, fed exported accumulators")
     p.add_argument("--json", action="store_true")
     a = p.parse_args(argv)
     try:
         r = run_cosim(a.artifact, a.golden_dir, a.out, region=Region(a.rows, a.channel_step), layers=a.layer,
-                      defines={d: 1 for d in a.define})
+                      defines={d: 1 for d in a.define}, requant_only=a.requant_only)
     except (SimulatorMissing, ValueError, OSError, RuntimeError) as e:
         print(f"rtl cosim: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2

@@ -3,9 +3,11 @@
 // `intsim compare` reads. Driven by cocotb (rtl/bench/test_layers.py); the tap loops live here so
 // the simulator, not Python, runs them.
 //
-// +jobs=FILE: one job per line, "CASE_DIR DUMP_FILE y0 y1 x0 x1 c0 c1 cstep": compute the outputs
+// +jobs=FILE: one job per line, "CASE_DIR DUMP_FILE y0 y1 x0 x1 c0 c1 cstep mode": compute the outputs
 // [y0,y1) x [x0,x1) x (c0..c1-1 step cstep) of the case in CASE_DIR (config.hex and the array
-// files) and write them, row-major over that region, to DUMP_FILE. `done` rises after the last job.
+// files) and write them, row-major over that region, to DUMP_FILE. mode 0: the whole layer (MAC and
+// requantizer, or the encoder); mode 1 (conv cases exported with --accumulators): the requantizer
+// alone, fed the exported accumulators (acc.hex). `done` rises after the last job.
 `timescale 1ns/1ps
 module tb_layer;
   `include "config_fields.svh"
@@ -19,6 +21,7 @@ module tb_layer;
   logic [63:0] mult_m [0:6*MAXCO-1];
   logic [63:0] bias_m [0:MAXCO-1];
   logic [63:0] lut_m [0:LUT_N-1];
+  logic [63:0] acc_m [0:MEM_N-1];
 
   logic clk = 0, clear = 0, en = 0, lut_we = 0, done = 0;
   integer jobs_done = 0, taps = 0;
@@ -80,7 +83,7 @@ module tb_layer;
     else $fwrite(fd, "%h\n", v);
   endtask
 
-  task automatic load(input string dir);
+  task automatic load(input string dir, input integer mode);
     integer n_in, n_w, co, n_acc;
     $readmemh({dir, "/config.hex"}, cfg);
     n_in = c(CFG_H) * c(CFG_W) * c(CFG_CI);
@@ -96,6 +99,10 @@ module tb_layer;
       $readmemh({dir, "/mult.hex"}, mult_m, 0, n_acc * co - 1);
       $readmemh({dir, "/bias.hex"}, bias_m, 0, co - 1);
       $readmemh({dir, "/lut_grid.hex"}, lut_m, 0, c(CFG_NUM_CODES) - 1);
+      if (mode == 1) begin
+        if (n_acc * c(CFG_HO) * c(CFG_WO) * co > MEM_N) $fatal(1, "%s: accumulators exceed the bench's memory", dir);
+        $readmemh({dir, "/acc.hex"}, acc_m, 0, n_acc * c(CFG_HO) * c(CFG_WO) * co - 1);
+      end
       if (c(CFG_REALIZATION) == 1) begin  // fill the grid MAC's LUT through its write port
         for (integer k = 0; k < c(CFG_NUM_CODES); k++) begin
           lut_we = 1; lut_addr = 16'(k); lut_data = 32'(sx(lut_m[k], 32));
@@ -104,6 +111,18 @@ module tb_layer;
         lut_we = 0;
       end
     end
+  endtask
+
+  // Requantize one output from the exported accumulators acc[j, oy, ox, co] (mode 1).
+  task automatic requant_output(input integer oy, input integer ox, input integer co, output logic signed [63:0] x);
+    integer n_acc;
+    n_acc = c(CFG_N_ACC);
+    for (integer j = 0; j < 6; j++) begin
+      accs[j] = (j >= n_acc) ? 0 : $signed(acc_m[((j * c(CFG_HO) + oy) * c(CFG_WO) + ox) * c(CFG_CO) + co]);
+      ms[j] = (j >= n_acc) ? 0 : $signed(mult_m[j * c(CFG_CO) + co]);
+    end
+    bias = $signed(bias_m[co]);
+    #1 x = xq;
   endtask
 
   // One output element of a conv: accumulate its taps in the order ky, kx, ci (§5.4), then requantize.
@@ -145,16 +164,17 @@ module tb_layer;
 
   task automatic run_job(input string dir, input string dump, input integer y0, input integer y1,
                          input integer x0, input integer x1, input integer c0, input integer c1,
-                         input integer cstep);
+                         input integer cstep, input integer mode);
     integer fd;
     logic signed [63:0] x;
-    load(dir);
+    load(dir, mode);
     fd = $fopen(dump, "w");
     if (fd == 0) $fatal(1, "cannot write %s", dump);
     for (integer oy = y0; oy < y1; oy++)
       for (integer ox = x0; ox < x1; ox++)
         for (integer co = c0; co < c1; co += cstep) begin
-          if (c(CFG_KIND) == 1) conv_output(oy, ox, co, x);
+          if (c(CFG_KIND) == 1 && mode == 1) requant_output(oy, ox, co, x);
+          else if (c(CFG_KIND) == 1) conv_output(oy, ox, co, x);
           else begin
             x_in = sx(in_m[(oy * c(CFG_W) + ox) * c(CFG_CI) + co], c(CFG_IN_BITS));
             #1 x = 64'(enc_code);
@@ -166,14 +186,14 @@ module tb_layer;
 
   initial begin
     string jobs, dir, dump;
-    integer fd, r, y0, y1, x0, x1, c0, c1, cstep;
+    integer fd, r, y0, y1, x0, x1, c0, c1, cstep, mode;
     if (!$value$plusargs("jobs=%s", jobs)) $fatal(1, "+jobs=FILE is required");
     fd = $fopen(jobs, "r");
     if (fd == 0) $fatal(1, "cannot read %s", jobs);
     while (!$feof(fd)) begin
-      r = $fscanf(fd, "%s %s %d %d %d %d %d %d %d\n", dir, dump, y0, y1, x0, x1, c0, c1, cstep);
-      if (r == 9) begin
-        run_job(dir, dump, y0, y1, x0, x1, c0, c1, cstep);
+      r = $fscanf(fd, "%s %s %d %d %d %d %d %d %d %d\n", dir, dump, y0, y1, x0, x1, c0, c1, cstep, mode);
+      if (r == 10) begin
+        run_job(dir, dump, y0, y1, x0, x1, c0, c1, cstep, mode);
         jobs_done++;
       end
     end
