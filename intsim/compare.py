@@ -109,7 +109,8 @@ def _from_index(path: Path, base: Path, golden) -> list[Dump]:
     for i, e in enumerate(items):
         where = f"{path}: dumps[{i}]"
         if not isinstance(e, dict) or not isinstance(e.get("file"), str) or not isinstance(e.get("tensor"), str) \
-                or not isinstance(e.get("input"), int) or set(e) - {"input", "tensor", "file", "region", "bits"}:
+                or not isinstance(e.get("input"), int) or isinstance(e.get("input"), bool) \
+                or set(e) - {"input", "tensor", "file", "region", "bits"}:
             raise DumpError(f"{where}: needs input (int), tensor and file (strings); optional region, bits")
         k, t = e["input"], e["tensor"]
         if not 0 <= k < len(golden) or t not in golden.tensor_names(k):
