@@ -150,3 +150,39 @@ def test_requantizer_alone_on_exported_accumulators(model, tmp_path):
     r = cosim.run_cosim(model / "m.intsim", model / "g", tmp_path / "rq", requant_only=True)
     assert r.report.ok, r.report.format()
     assert r.report.compared_tensors == 8 and all(t["op"] != "encode" for t in r.report.tensors)
+
+
+def _imdn_inputs():
+    """IMDN ×4 W4A4 (the default calibration) and Set5 baby ×4 LR, or why they are absent."""
+    import os
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    art = Path(os.environ.get("INTSIM_RTL_IMDN", repo / "results" / "quality" / "imdn_4_w4a4_default.intsim"))
+    root = Path(os.environ.get("INTSIM_DATA_ROOT", "").strip() or repo.parent / "shared")
+    lr = root / "data" / "Set5" / "LR_bicubic" / "X4" / "babyx4.png"
+    if not art.is_file():
+        return None, f"no IMDN x4 W4A4 artifact at {art} (calibrate it, or set INTSIM_RTL_IMDN)"
+    if not lr.is_file():
+        return None, f"needs the data root ({lr} is absent; set INTSIM_DATA_ROOT)"
+    return (art, lr), None
+
+
+@needs_sim
+def test_imdn_x4_every_conv_layer_on_a_set5_crop(tmp_path):
+    """With the data root: every conv and encode layer of IMDN ×4 W4A4 on an 8×8 crop of Set5 baby,
+    one output row and every 8th channel of each layer (docs/rtl.md has the full-row run)."""
+    found, why = _imdn_inputs()
+    if found is None:
+        pytest.skip(why)
+    from PIL import Image
+
+    art_path, lr = found
+    with Image.open(lr) as im:
+        crop = np.asarray(im.convert("RGB"), dtype=np.uint8)[64:72, 64:72].copy()
+    art = load_artifact(art_path)
+    engine_golden(art, tmp_path / "g", [("babyx4_crop64.png", crop)])
+    r = cosim.run_cosim(art_path, tmp_path / "g", tmp_path / "cos", region=cosim.Region(rows=1, channel_step=8))
+    convs = [op.name for op in art.ops if op.op in ("conv2d", "conv_transpose2d")]
+    assert r.report.ok, r.report.format()
+    assert len(convs) == 46 and set(convs) <= {t["op"] for t in r.report.tensors}
