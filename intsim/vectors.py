@@ -13,7 +13,9 @@ stored tensor of a golden directory (graph order):
   dimension macros and ``static const <int type> <id>[<ID>_LEN]`` in the same order.
 
 ``OUT/index.json`` lists every file with its tensor, op, shape, dtype and sha256 of the
-golden array (and its C array name). numpy only (no torch); the golden directory is validated on read.
+golden array (and its C array name). Given the artifact, the per-layer test cases of
+:mod:`intsim.layer_cases` are added under ``OUT/layers/`` (files: :mod:`intsim.layer_vectors`;
+index: ``"layers"``; docs/rtl.md). numpy only (no torch); the golden directory is validated on read.
 
 Manifest names (input source, tensor, op) are free text: they reach the generated code only
 through :func:`comment_text` (comments: one line, ``*/`` and ``/*`` broken) and
@@ -215,6 +217,8 @@ def export_vectors(golden_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
 
         if pack_bits is not None and (pack_bits % 4 or not 8 <= pack_bits <= 64):
             raise ValueError(f"pack width must be a multiple of 4 in [8, 64], got {pack_bits}")
+        if pack_bits is not None and fmt != "readmemh":
+            raise ValueError("stream-packed code files (--pack-bits) are written with --format readmemh")
         cases = layer_cases(artifact, golden, ops=layers, inputs=ks, accumulators=accumulators)
     elif layers or accumulators or pack_bits:
         raise ValueError("layer cases (--layer, --accumulators, --pack-bits) need the artifact (--artifact)")

@@ -168,3 +168,9 @@ def test_cli_layer_cases(exported, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "multiple of 4" in err[0]
     assert not (tmp_path / "w").exists()
+
+
+def test_packed_needs_readmemh(exported, tmp_path):
+    art, d, _ = exported
+    with pytest.raises(ValueError, match="--format readmemh"):
+        export_vectors(d / "g", tmp_path / "x", "c", artifact=art, pack_bits=32)
