@@ -52,14 +52,34 @@ class Region:
     channel_step: int = 1
 
 
+EVENT_KEYS = ("acc_overflow", "stream_overflow", "saturations")
+
+
 @dataclass
 class CosimResult:
+    """``report``: intsim compare's report on the dumps; ``event_mismatches``: per layer computed whole,
+    the RTL's event counts (§7) that differ from the golden's, as ``{input, op, counter, expected, got}``;
+    ``events_compared``: how many counters were compared."""
+
     report: object  # intsim.compare.CompareReport
     jobs: int
     seconds: float
     outputs: int
     log: str = ""
-    per_layer: list[dict] = field(default_factory=list)
+    events_compared: int = 0
+    event_mismatches: list[dict] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.report.ok) and not self.event_mismatches
+
+
+def read_events(dump: Path) -> dict:
+    """The event counts the bench wrote beside a dump (``<dump>.events``)."""
+    vals = (Path(str(dump) + ".events")).read_text().split()
+    if len(vals) != len(EVENT_KEYS):
+        raise RuntimeError(f"{dump}.events: expected {len(EVENT_KEYS)} counts, got {vals!r}")
+    return dict(zip(EVENT_KEYS, (int(v) for v in vals)))
 
 
 def build(build_dir: Path, defines: dict | None = None):
@@ -121,10 +141,11 @@ def run_unit(unit: str, out: str | os.PathLike, defines: dict | None = None) -> 
         raise RuntimeError(f"cocotb: {failed} of {total} test(s) of {top} failed (log {build_dir / 'sim.log'})")
 
 
-def _jobs(index: dict, out: Path, region: Region, requant_only: bool = False) -> tuple[list[str], list[dict], int]:
-    """Job lines for tb_layer.sv, the dumps.json entries, and the number of outputs computed.
+def _jobs(index: dict, out: Path, region: Region, requant_only: bool = False):
+    """Job lines for tb_layer.sv, the dumps.json entries, the number of outputs computed, and the
+    layers computed whole as ``(input, op, dump)`` (their events are comparable with the golden's).
     ``requant_only``: only the convs with exported accumulators, through the requantizer alone."""
-    lines, dumps, outputs = [], [], 0
+    lines, dumps, outputs, whole = [], [], 0, []
     for e in index["layers"]:
         if requant_only and "acc" not in e["arrays"]:
             continue
@@ -141,7 +162,9 @@ def _jobs(index: dict, out: Path, region: Region, requant_only: bool = False) ->
         dumps.append({"input": e["input"], "tensor": e["output_tensor"], "file": str(dump.relative_to(out / "dumps")),
                       "region": {"y": [0, y1], "x": [0, c["Wo"]], "c": [0, c["Co"], step]}})
         outputs += y1 * c["Wo"] * len(range(0, c["Co"], step))
-    return lines, dumps, outputs
+        if y1 == c["Ho"] and step == 1 and not requant_only:
+            whole.append((e["input"], e["op"], dump))
+    return lines, dumps, outputs, whole
 
 
 def run_cosim(artifact: str | os.PathLike, golden_dir: str | os.PathLike, out: str | os.PathLike, *,
@@ -152,6 +175,7 @@ def run_cosim(artifact: str | os.PathLike, golden_dir: str | os.PathLike, out: s
     overflow, §5.4) through the requantizer alone; encoders are skipped."""
     from intsim.artifact import load_artifact
     from intsim.compare import compare_dumps
+    from intsim.golden_dir import read_golden_dir
     from intsim.vectors import export_vectors
 
     check_tools()
@@ -160,13 +184,24 @@ def run_cosim(artifact: str | os.PathLike, golden_dir: str | os.PathLike, out: s
     art = load_artifact(artifact)
     index = export_vectors(golden_dir, out / "vectors", "readmemh", artifact=art, layers=layers, inputs=inputs,
                            tensors=[], accumulators=requant_only)
-    lines, dumps, outputs = _jobs(index, out, region, requant_only)
+    lines, dumps, outputs, whole = _jobs(index, out, region, requant_only)
     if not lines:
         raise ValueError("no layer to run (requant-only needs convs that cannot overflow)")
     (out / "dumps" / "dumps.json").write_text(json.dumps({"dumps": dumps}, indent=1))
     seconds, log = run_jobs(lines, out, defines)
     report = compare_dumps(golden_dir, out / "dumps")
-    return CosimResult(report, len(lines), seconds, outputs, log)
+    result = CosimResult(report, len(lines), seconds, outputs, log)
+    golden = read_golden_dir(golden_dir)
+    for k, op, dump in whole:
+        want, got = golden.events_for(k).get(op), read_events(dump)
+        if want is None:
+            continue
+        for key in EVENT_KEYS:
+            result.events_compared += 1
+            if int(want[key]) != got[key]:
+                result.event_mismatches.append({"input": k, "op": op, "counter": key, "expected": int(want[key]),
+                                                "got": got[key]})
+    return result
 
 
 def run_jobs(lines: list[str], out: Path, defines: dict | None = None) -> tuple[float, str]:
@@ -179,9 +214,10 @@ def run_jobs(lines: list[str], out: Path, defines: dict | None = None) -> tuple[
     return time.perf_counter() - t0, (out / "sim_build" / "sim.log").read_text(errors="replace")
 
 
-def run_cases(cases: list, out: str | os.PathLike, defines: dict | None = None) -> list:
+def run_cases(cases: list, out: str | os.PathLike, defines: dict | None = None) -> list[tuple]:
     """Run :class:`~intsim.layer_cases.LayerCase` objects (e.g. synthetic layers) through the RTL, every
-    output of each; returns what the RTL computed for each case, int64 arrays shaped as its expected."""
+    output of each; returns per case what the RTL computed (int64, shaped as its expected) and its
+    event counts (:data:`EVENT_KEYS`)."""
     from intsim.layer_vectors import parse_hex, readmemh_files
 
     check_tools()
@@ -198,7 +234,7 @@ def run_cases(cases: list, out: str | os.PathLike, defines: dict | None = None) 
         lines.append(f"{where} {dump} 0 {c['Ho']} 0 {c['Wo']} 0 {c['Co']} 1 0")
         dumps.append(dump)
     run_jobs(lines, out, defines)
-    return [parse_hex(d.read_text(), case.config["out_bits"]).reshape(case.arrays["expected"].shape)
+    return [(parse_hex(d.read_text(), case.config["out_bits"]).reshape(case.arrays["expected"].shape), read_events(d))
             for d, case in zip(dumps, cases)]
 
 
@@ -221,14 +257,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rtl cosim: error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     taps = [ln for ln in r.log.splitlines() if "MAC step(s)" in ln]
-    summary = {"ok": r.report.ok, "jobs": r.jobs, "outputs": r.outputs, "sim_seconds": round(r.seconds, 1),
+    summary = {"ok": r.ok, "events_compared": r.events_compared, "event_mismatches": r.event_mismatches[:5],
+               "jobs": r.jobs, "outputs": r.outputs, "sim_seconds": round(r.seconds, 1),
                "bench": taps[-1].split("intsim rtl bench: ")[-1] if taps else None}
     if a.json:
         print(json.dumps(summary | {"compare": r.report.to_json()}, indent=1))
     else:
         print(r.report.format())
         print(json.dumps(summary))
-    return 0 if r.report.ok else 1
+    return 0 if r.ok else 1
 
 
 if __name__ == "__main__":

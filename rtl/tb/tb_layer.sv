@@ -7,7 +7,9 @@
 // [y0,y1) x [x0,x1) x (c0..c1-1 step cstep) of the case in CASE_DIR (config.hex and the array
 // files) and write them, row-major over that region, to DUMP_FILE. mode 0: the whole layer (MAC and
 // requantizer, or the encoder); mode 1 (conv cases exported with --accumulators): the requantizer
-// alone, fed the exported accumulators (acc.hex). `done` rises after the last job.
+// alone, fed the exported accumulators (acc.hex). Beside each dump, DUMP_FILE.events holds the job's
+// event counts (arithmetic.md §7): "acc_overflow stream_overflow saturations". `done` rises after
+// the last job.
 `timescale 1ns/1ps
 module tb_layer;
   `include "config_fields.svh"
@@ -25,6 +27,7 @@ module tb_layer;
 
   logic clk = 0, clear = 0, en = 0, lut_we = 0, done = 0;
   integer jobs_done = 0, taps = 0;
+  integer n_acc_ev, n_stream_ev, n_sat;  // events of the current job (arithmetic.md §7)
   logic signed [15:0] w;
   logic [15:0] code, lut_addr;
   logic signed [31:0] lut_data;
@@ -123,6 +126,7 @@ module tb_layer;
     end
     bias = $signed(bias_m[co]);
     #1 x = xq;
+    n_stream_ev += ev_stream;
   endtask
 
   // One output element of a conv: accumulate its taps in the order ky, kx, ci (§5.4), then requantize.
@@ -160,6 +164,8 @@ module tb_layer;
     end
     bias = $signed(bias_m[co]);
     #1 x = xq;
+    n_stream_ev += ev_stream;
+    n_acc_ev += (c(CFG_REALIZATION) == 1) ? ev_grid : ev_split;
   endtask
 
   task automatic run_job(input string dir, input string dump, input integer y0, input integer y1,
@@ -170,6 +176,7 @@ module tb_layer;
     load(dir, mode);
     fd = $fopen(dump, "w");
     if (fd == 0) $fatal(1, "cannot write %s", dump);
+    n_acc_ev = 0; n_stream_ev = 0; n_sat = 0;
     for (integer oy = y0; oy < y1; oy++)
       for (integer ox = x0; ox < x1; ox++)
         for (integer co = c0; co < c1; co += cstep) begin
@@ -178,9 +185,14 @@ module tb_layer;
           else begin
             x_in = sx(in_m[(oy * c(CFG_W) + ox) * c(CFG_CI) + co], c(CFG_IN_BITS));
             #1 x = 64'(enc_code);
+            n_sat += enc_sat;
           end
           put(fd, x, c(CFG_OUT_BITS));
         end
+    $fclose(fd);
+    // the job's event counts beside the dump: acc_overflow stream_overflow saturations
+    fd = $fopen({dump, ".events"}, "w");
+    $fwrite(fd, "%0d %0d %0d\n", n_acc_ev, n_stream_ev, n_sat);
     $fclose(fd);
   endtask
 

@@ -53,7 +53,8 @@ def encoder_edges(mode: str, realization: str = "split", pow2: bool = False) -> 
     nx = Numerics(rounding=mode, realization=realization, stream_bits=STREAM_BITS)
     case = encode_case_of(f"enc_edges_{mode}_{realization}{'_pow2' if pow2 else ''}", cb, nx, 0, stream, codes,
                           "int32")
-    return case, {"ties": n_ties, "saturations": sats, "at_thresholds": len(cb.thresholds) * 5}
+    return case, {"ties": n_ties, "saturations": sats, "at_thresholds": len(cb.thresholds) * 5,
+                  "events": {"acc_overflow": 0, "stream_overflow": 0, "saturations": sats}}
 
 
 def _conv_layer(name, cb, nx, weight, bias, n, w_mant=None) -> ConvLayer:
@@ -105,7 +106,7 @@ def conv_ties(mode: str, policy: str, realization: str, seed: int = 0) -> tuple[
     tie = (i & ((1 << n) - 1)) == (1 << (n - 1))
     case = conv_case_of(layer, 0, codes, out, "int32")
     return case, {"ties": int(tie.sum()), "negative_ties": int((tie & (i < 0)).sum()),
-                  "stream_overflow": ev["stream_overflow"]}
+                  "stream_overflow": ev["stream_overflow"], "events": _events(ev)}
 
 
 def conv_max_acc(mode: str, policy: str, realization: str, seed: int = 1) -> tuple[LayerCase, dict]:
@@ -125,7 +126,12 @@ def conv_max_acc(mode: str, policy: str, realization: str, seed: int = 1) -> tup
     layer = _conv_layer(f"conv_maxacc_{mode}_{policy}_{realization}", cb, nx, weight, bias, 6)
     out, ev = _run_ref(layer, codes)
     case = conv_case_of(layer, 0, codes, out, "int32")
-    return case, {"acc_overflow": ev["acc_overflow"]}
+    return case, {"acc_overflow": ev["acc_overflow"], "events": _events(ev)}
+
+
+def _events(ev: dict) -> dict:
+    return {"acc_overflow": int(ev["acc_overflow"]), "stream_overflow": int(ev["stream_overflow"]),
+            "saturations": int(ev.get("saturations", 0))}
 
 
 def all_cases() -> list[tuple[LayerCase, dict]]:

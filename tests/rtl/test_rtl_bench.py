@@ -47,6 +47,7 @@ def test_every_layer_of_the_test_model_is_bit_exact(model, tmp_path):
     r = cosim.run_cosim(model / "m.intsim", model / "g", tmp_path / "cos")
     layers = [op for op in art.ops if op.op in ("conv2d", "conv_transpose2d", "encode")]
     assert r.report.ok, r.report.format()
+    assert r.event_mismatches == [] and r.events_compared == 3 * 16  # §7 counters of every layer
     assert r.report.compared_tensors == len(layers) == r.jobs == 16
     assert {t["op"] for t in r.report.tensors} == {op.name for op in layers}
     assert sum(t["compared"] for t in r.report.tensors) == r.outputs > 10000  # every output of every layer
@@ -64,7 +65,8 @@ def test_synthetic_modes_ties_and_edges(tmp_path):
     modes = {(c.config["rounding"], c.config["overflow"]) for c, _ in cases if c.op_type == "conv2d"}
     assert modes == {(m, p) for m in range(4) for p in (1, 2)}
     got = cosim.run_cases([c for c, _ in cases], tmp_path / "syn")
-    for (case, _), g in zip(cases, got):
+    for (case, st), (g, events) in zip(cases, got):
+        assert events == st["events"], (case.op, events, st["events"])  # overflow and saturation counts (§7)
         exp = case.arrays["expected"]
         bad = np.flatnonzero(exp.reshape(-1) != g.reshape(-1))
         assert bad.size == 0, f"{case.op}: {bad.size} mismatches, first at {bad[0]}: " \
@@ -124,7 +126,7 @@ def test_planted_floor_bug_is_named_by_compare(model, tmp_path, capsys):
 @needs_sim
 def test_planted_threshold_bug_is_caught_at_the_breakpoints(tmp_path):
     case, _ = edge_cases.encoder_edges("half_up")
-    got = cosim.run_cases([case], tmp_path / "thr", defines={"PLANT_BUG_THRESHOLD": 1})[0].reshape(-1)
+    got = cosim.run_cases([case], tmp_path / "thr", defines={"PLANT_BUG_THRESHOLD": 1})[0][0].reshape(-1)
     x = case.arrays["input"].reshape(-1)
     bad = set(np.flatnonzero(got != case.arrays["expected"].reshape(-1)).tolist())
     at_u = {i for i, v in enumerate(x) if v in (case.config["thr0"], case.config["thr1"])}
