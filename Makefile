@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= intsim-demo
 
-.PHONY: setup test fuzz demo demo-quick demo-real readme-table clean
+.PHONY: setup test rtl-tools rtl-test fuzz demo demo-quick demo-real readme-table clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -21,6 +21,17 @@ setup: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
+
+# The reference RTL (rtl/, docs/rtl.md) cosimulated through cocotb with Icarus Verilog: Debian's
+# iverilog 11 (installed here if missing; needs root or sudo) and cocotb (pinned in constraints.txt).
+# Debian's Verilator 5.006 is too old for current cocotb, so Icarus it is.
+rtl-tools: $(STAMP)
+	command -v iverilog >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y iverilog || { $$SUDO apt-get update && $$SUDO apt-get install -y iverilog; }; }
+	$(PY) -c "import cocotb_tools.runner" 2>/dev/null || $(PY) -m pip install cocotb -c constraints.txt
+
+rtl-test: rtl-tools
+	$(PY) -m pytest -q -p no:xdist tests/rtl
 
 # Fuzz the four readers at the full budget (random seeds; CI runs tests/fuzz at a small one);
 # writes benchmarks/results/fuzz.json. FUZZ_ATHERIS=N also runs the atheris harnesses N runs each.

@@ -13,7 +13,9 @@ stored tensor of a golden directory (graph order):
   dimension macros and ``static const <int type> <id>[<ID>_LEN]`` in the same order.
 
 ``OUT/index.json`` lists every file with its tensor, op, shape, dtype and sha256 of the
-golden array (and its C array name). numpy only (no torch); the golden directory is validated on read.
+golden array (and its C array name). Given the artifact, the per-layer test cases of
+:mod:`intsim.layer_cases` are added under ``OUT/layers/`` (files: :mod:`intsim.layer_vectors`;
+index: ``"layers"``; docs/rtl.md). numpy only (no torch); the golden directory is validated on read.
 
 Manifest names (input source, tensor, op) are free text: they reach the generated code only
 through :func:`comment_text` (comments: one line, ``*/`` and ``/*`` broken) and
@@ -176,13 +178,20 @@ def _name_notices(golden, items: list[tuple[int, str]], idents: dict[tuple[int, 
 
 def export_vectors(golden_dir: str | os.PathLike, out_dir: str | os.PathLike, fmt: str = "readmemh",
                    *, tensors: list[str] | None = None, inputs: list[int] | None = None,
-                   progress: bool = False, notices: list[str] | None = None) -> dict:
+                   progress: bool = False, notices: list[str] | None = None, artifact=None,
+                   layers: list[str] | None = None, accumulators: bool = False,
+                   pack_bits: int | None = None) -> dict:
     """Write test vectors of ``golden_dir`` into ``out_dir`` (``fmt``: 'readmemh' or 'c').
 
     ``tensors`` / ``inputs`` restrict the export (default: everything). Returns the index
     (also written to ``out_dir/index.json``). ``notices`` receives a line when manifest names
     were escaped in comments (:func:`comment_text`) or C identifiers needed a suffix to stay unique;
     without it the lines go to the ``intsim.vectors`` logger (level INFO).
+
+    ``artifact`` (the loaded artifact the golden was made from) adds the per-layer test cases of
+    :mod:`intsim.layer_cases` under ``layers/`` and in the index's ``"layers"`` (``layers``: only
+    these ops; ``accumulators``: also the expected accumulators; ``pack_bits``: also stream-packed
+    code files), see :mod:`intsim.layer_vectors`.
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -202,6 +211,17 @@ def export_vectors(golden_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
              "layout": "row-major over the stored shape; H×W×C tensors: index = (y*W + x)*C + c",
              "encoding": "two's complement hex at the storage width, one value per line" if fmt == "readmemh"
              else "C const arrays with dimension macros", "files": []}
+    cases = []
+    if artifact is not None:
+        from intsim.layer_cases import layer_cases
+
+        if pack_bits is not None and (pack_bits % 4 or not 8 <= pack_bits <= 64):
+            raise ValueError(f"pack width must be a multiple of 4 in [8, 64], got {pack_bits}")
+        if pack_bits is not None and fmt != "readmemh":
+            raise ValueError("stream-packed code files (--pack-bits) are written with --format readmemh")
+        cases = layer_cases(artifact, golden, ops=layers, inputs=ks, accumulators=accumulators)
+    elif layers or accumulators or pack_bits:
+        raise ValueError("layer cases (--layer, --accumulators, --pack-bits) need the artifact (--artifact)")
     items = [(k, t) for k in ks for t in golden.tensor_names(k) if tensors is None or t in tensors]
     idents = c_identifiers(golden)
     bar = None
@@ -232,6 +252,8 @@ def export_vectors(golden_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
                 bar.update(1)
         if bar is not None:
             bar.close()
+        if cases:
+            index["layers"] = _write_cases(staged, out, cases, fmt, artifact, pack_bits)
         staged.write(out / "index.json", json.dumps(index, indent=1).encode("utf-8"))
         staged.commit()
     for line in _name_notices(golden, items, idents if fmt == "c" else {}):
@@ -240,3 +262,30 @@ def export_vectors(golden_dir: str | os.PathLike, out_dir: str | os.PathLike, fm
         else:
             notices.append(line)
     return index
+
+
+def _write_cases(staged, out, cases, fmt: str, artifact, pack_bits: int | None) -> list[dict]:
+    """Stage the files of every layer case (:mod:`intsim.layer_vectors`); return their index entries."""
+    from intsim import layer_vectors as LV
+
+    position = {op.name: i for i, op in enumerate(artifact.ops)}
+    entries = []
+    for case, ident in zip(cases, LV.case_identifiers(cases)):
+        stem = LV.case_stem(case, position[case.op])
+        where = f"layers/in{case.input}/{stem}"
+        codes_at = case.info["output_tensor"] if case.op_type == "encode" else case.info["input_tensor"]
+        code_bits = artifact.tensors[codes_at].codebook.code_bits
+        if pack_bits is not None and pack_bits < code_bits:
+            raise ValueError(f"pack width {pack_bits} is narrower than the {code_bits}-bit codes of {codes_at!r}")
+        if fmt == "readmemh":
+            for name, text in LV.readmemh_files(case, pack_bits, code_bits).items():
+                staged.write(out / where / name, text.encode("utf-8"))
+            entry = LV.index_entry(case, where, fmt, None)
+        else:
+            staged.write(out / (where + ".h"), LV.c_header(case, ident).encode("utf-8"))
+            entry = LV.index_entry(case, where + ".h", fmt, ident)
+        if pack_bits is not None and fmt == "readmemh":
+            entry["packed"] = {"bits": pack_bits, "code_bits": code_bits, "per_word": pack_bits // code_bits,
+                               "files": [f"{where}/{n}.packed.hex" for n in LV.PACKABLE[case.op_type]]}
+        entries.append(entry)
+    return entries

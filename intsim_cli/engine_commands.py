@@ -1,4 +1,5 @@
-"""The commands that need only the engine (numpy + numba): inspect, run, verify, cost, export-vectors."""
+"""The commands that need only the engine (numpy + numba): inspect, run, verify, cost, export-vectors,
+compare."""
 from __future__ import annotations
 
 import json
@@ -133,6 +134,17 @@ def cmd_verify(args) -> int:
     return EXIT_OK if report.ok else EXIT_MISMATCH
 
 
+def cmd_compare(args) -> int:
+    from intsim.compare import compare_dumps
+
+    report = compare_dumps(args.golden_dir, args.dump_dir, index=args.index, ops=args.layer, inputs=args.input)
+    if args.json:
+        print_json(report.to_json())
+    else:
+        print(report.format())
+    return EXIT_OK if report.ok else EXIT_MISMATCH
+
+
 def _load_accel(name_or_path: str):
     from intsim.cost import load_accelerator
 
@@ -213,15 +225,22 @@ def cmd_cost(args) -> int:
 def cmd_export_vectors(args) -> int:
     from intsim.vectors import export_vectors
 
+    art = None
+    if args.artifact is not None:
+        from intsim.artifact import load_artifact
+
+        art = load_artifact(args.artifact)
     notices: list[str] = []
     index = export_vectors(args.golden_dir, args.output, args.format, tensors=args.tensor or None,
-                           inputs=args.input or None, progress=chatty(), notices=notices)
+                           inputs=args.input or None, progress=chatty(), notices=notices, artifact=art,
+                           layers=args.layer, accumulators=args.accumulators, pack_bits=args.pack_bits)
     for n in notices:
         log.info(n)
     if args.json:
-        print_json({k: v for k, v in index.items() if k != "files"} | {"files": len(index["files"]),
-                                                                         "out": args.output})
+        print_json({k: v for k, v in index.items() if k not in ("files", "layers")}
+                   | {"files": len(index["files"]), "layers": len(index.get("layers", [])), "out": args.output})
     else:
-        log.info(f"wrote {len(index['files'])} {args.format} file(s) to {args.output} (index: "
+        cases = f" and {len(index['layers'])} layer case(s)" if "layers" in index else ""
+        log.info(f"wrote {len(index['files'])} {args.format} file(s){cases} to {args.output} (index: "
                  f"{Path(args.output) / 'index.json'})", extra=STATUS)
     return EXIT_OK

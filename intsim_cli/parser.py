@@ -38,7 +38,8 @@ examples:
   intsim verify m.intsim golden/                        # exit 1 on the first mismatch
   intsim run m.intsim LR_DIR -o sr/ --counters c.json
   intsim cost m.intsim --counters c.json --accel edge_npu --compare
-  intsim export-vectors golden/ --format readmemh -o vectors/
+  intsim export-vectors golden/ --format readmemh -o vectors/ --artifact m.intsim
+  intsim compare golden/ rtl_dumps/                     # exit 1 on the first mismatch
   intsim models --json
 
 exit codes: 0 ok, 1 verification mismatch, 2 bad input or usage, 3 internal error,
@@ -76,6 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser = _add
     for add in (T.add_calibrate, T.add_golden, E.add_run, E.add_verify, E.add_inspect, T.add_eval, T.add_sweep,
-                E.add_cost, T.add_report, T.add_models, E.add_export_vectors, T.add_demo):
+                E.add_cost, T.add_report, T.add_models, E.add_export_vectors, E.add_compare, T.add_demo):
         add(sub)
     return p

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from intsim_cli.arg_types import positive_int, positive_mb
-from intsim_cli.engine_commands import cmd_cost, cmd_export_vectors, cmd_inspect, cmd_run, cmd_verify
+from intsim_cli.engine_commands import cmd_compare, cmd_cost, cmd_export_vectors, cmd_inspect, cmd_run, cmd_verify
 
 
 def add_run(sub) -> None:
@@ -29,6 +29,24 @@ def add_verify(sub) -> None:
     v.add_argument("golden_dir")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
+
+
+def add_compare(sub) -> None:
+    c = sub.add_parser("compare", help="compare a simulator's dumps (hex or .npy) with a golden directory",
+                       epilog="examples:\n  intsim compare golden/ rtl_dumps/           # in<k>/<NNN>_<tensor>.hex\n"
+                              "  intsim compare golden/ dumps/ --index dumps/map.json --layer body.0.conv1\n"
+                              "exit 0 all identical, 1 a mismatch (first one named), 2 bad input")
+    c.add_argument("golden_dir")
+    c.add_argument("dump_dir")
+    c.add_argument("--index", default=None, metavar="FILE", help="JSON {\"dumps\": [{input, tensor, file, "
+                   "region?, bits?}]} mapping dumps to tensors (default: DUMP_DIR/dumps.json if present, else "
+                   "file names as export-vectors writes them)")
+    c.add_argument("--layer", action="append", default=None, metavar="OP", help="only the tensors of this op "
+                   "(repeatable); each must have a dump")
+    c.add_argument("--input", action="append", type=positive_int(0, 1 << 30), default=None, metavar="K",
+                   help="only input K (repeatable)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare)
 
 
 def add_inspect(sub) -> None:
@@ -63,12 +81,23 @@ def add_cost(sub) -> None:
 def add_export_vectors(sub) -> None:
     x = sub.add_parser("export-vectors", help="golden tensors as $readmemh hex files or C headers",
                        epilog="examples:\n  intsim export-vectors golden/ --format readmemh -o vectors_hex\n"
-                              "  intsim export-vectors golden/ --format c -o vectors_c --input 0 --tensor t3")
+                              "  intsim export-vectors golden/ --format c -o vectors_c --input 0 --tensor t3\n"
+                              "  intsim export-vectors golden/ --artifact model.intsim -o vectors/  "
+                              "# + per-layer cases")
     x.add_argument("golden_dir")
     x.add_argument("--format", choices=["readmemh", "c"], default="readmemh")
     x.add_argument("-o", "--output", required=True, metavar="DIR")
     x.add_argument("--tensor", action="append", default=None, metavar="NAME", help="only this tensor (repeatable)")
     x.add_argument("--input", action="append", type=positive_int(0, 1 << 30), default=None, metavar="K",
                    help="only input K (repeatable)")
+    x.add_argument("--artifact", default=None, metavar="FILE", help="the artifact the golden was made from: also "
+                   "write per-layer test cases (conv and encode: inputs, parameters, LUTs, expected output) under "
+                   "layers/ (docs/rtl.md)")
+    x.add_argument("--layer", action="append", default=None, metavar="OP", help="only this conv/encode op's "
+                   "cases (repeatable; needs --artifact)")
+    x.add_argument("--accumulators", action="store_true", help="also the expected accumulators of convs that "
+                   "cannot overflow (needs --artifact)")
+    x.add_argument("--pack-bits", type=positive_int(8, 64), default=None, metavar="BITS",
+                   help="also write code arrays stream-packed, several codes per BITS-bit word (needs --artifact)")
     x.add_argument("--json", action="store_true")
     x.set_defaults(func=cmd_export_vectors)

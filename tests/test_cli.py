@@ -71,10 +71,10 @@ def test_help_and_examples(capsys):
     code, out, _ = cli(capsys, "--help")
     assert code == EXIT_OK
     for sub in ("calibrate", "golden", "run", "verify", "inspect", "eval", "cost", "report", "models",
-                "export-vectors", "demo"):
+                "export-vectors", "compare", "demo"):
         assert sub in out
     assert "examples:" in out and "exit codes" in out
-    for sub in ("cost", "export-vectors", "demo", "eval", "models", "report"):
+    for sub in ("cost", "export-vectors", "compare", "demo", "eval", "models", "report"):
         code, out, _ = cli(capsys, sub, "--help")
         assert code == EXIT_OK and "example" in out
 
