@@ -285,6 +285,27 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
                 c0 = j0 * LANES
                 nco = min(nrb * LANES, co_n - c0)
                 ldc = nrb * LANES
+                if fused and n_planes == 1:
+                    # the common case in one vector loop per pixel, no temporaries: the same integers
+                    # as the general loop below (I = M·acc'_0 + add + base·tail, then the shift)
+                    for r in range(npix):
+                        ob = (oy * wo + ox0 + r) * co_n + c0
+                        sb = r * ldc
+                        if row_sparse:
+                            tb = (ox0 + r) * co_n + c0
+                            for k in range(nco):
+                                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
+                                     + base[_u(c0 + k)] * tflat[_u(tb + k)]) >> nshift
+                                x = min(max(t, st_lo), st_hi)
+                                ev += x != t
+                                oflat[_u(ob + k)] = x
+                        else:
+                            for k in range(nco):
+                                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]) >> nshift
+                                x = min(max(t, st_lo), st_hi)
+                                ev += x != t
+                                oflat[_u(ob + k)] = x
+                    continue
                 for r in range(npix):
                     ob = (oy * wo + ox0 + r) * co_n + c0
                     sb = r * ldc
