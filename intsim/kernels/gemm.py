@@ -192,7 +192,7 @@ def sparse_row(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy, 
                 wb = ((ky * kw + kx) * cig + cl) * co_all + co0
                 ob = ox * co_n + co0
                 for k in range(cog):
-                    oflat[_u(ob + k)] += wflat[_u(wb + k)] * gv
+                    oflat[_u(ob + k)] += np.int64(wflat[_u(wb + k)]) * gv
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

@@ -254,11 +254,14 @@ def _plan(codebook: Codebook, realization: str, w_mant: np.ndarray):
 class Int8Weights:
     """The int8 path's weight operand (§5.6): ``packed`` int8 weights (layout of
     :func:`intsim.kernels.int8dot.pack_weights`), ``colsum`` ``Σ w`` per output channel
-    (int64[Co]), input channels padded to ``cin_pad`` (a multiple of 4)."""
+    (int64[Co]), input channels padded to ``cin_pad`` (a multiple of 4); ``hwio`` the weights
+    as int8[kh, kw, Ci, Co], the sparse tails' operand (a quarter of the int64 copy's bytes:
+    the tail taps stream these rows from cache; the products are formed in int64 as before)."""
 
     packed: np.ndarray
     colsum: np.ndarray
     cin_pad: int
+    hwio: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -303,7 +306,7 @@ def _int8_weights(w: np.ndarray, groups: int, transposed: bool) -> Int8Weights |
         return f"255·Σ|w| = {KI.OFFSET_MAX * l1} does not fit int32"
     cin_pad = -(-w.shape[3] // 4) * 4
     packed, colsum = KI.pack_weights(w, cin_pad)
-    return Int8Weights(packed, colsum, cin_pad)
+    return Int8Weights(packed, colsum, cin_pad, np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0)), dtype=np.int8))
 
 
 @dataclass(frozen=True)
@@ -562,7 +565,7 @@ def _run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geom
     lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts)
     if lists is None:
         lists = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    sparse = (codes, lists[0], lists[1], lists[2], lists[3], consts.weight_hwio, iy_of,
+    sparse = (codes, lists[0], lists[1], lists[2], lists[3], consts.int8.hwio, iy_of,
               inv_x if inv_x is not None else np.zeros((0, 0), np.int64), 1)
     sh, sw, dh, dw = geometry
     cp = consts.int8.cin_pad
