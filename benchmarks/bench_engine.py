@@ -28,7 +28,12 @@ Artifacts are built once and cached under ``--artifacts``: EDSR-baseline via
 ``run_calibrate`` with the official ``IMDN_x{s}.pth`` weights (or, if calib/
 cannot export IMDN, the stand-in of :mod:`benchmarks.imdn_artifact`). Both are
 MinMax-calibrated on 4 Set5 LR patches of 32×32 (speed and memory only: no
-PSNR claims).
+PSNR claims); one segment per codebook, so no outer region. Where the default
+calibration's two-region artifacts exist (``--default-artifacts``, default
+``results/quality/{model}_{scale}_{bits}_default.intsim`` as the quality sweep writes
+them), they are benchmarked too, labelled ``default two-region``: that is what real
+use runs, with about 1-14 % of each conv's input codes in the outer region. The
+race against ONNX Runtime int8 is :mod:`benchmarks.bench_vs_ort`.
 """
 from __future__ import annotations
 
@@ -559,6 +564,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-compile", dest="compile", action="store_false")
     ap.add_argument("--tiling", action="store_true", help="also IMDN/EDSR 512×512 tiled vs untiled (slow)")
     ap.add_argument("--artifacts", default=str(ROOT / "benchmarks" / "artifacts"))
+    ap.add_argument("--default-artifacts", default=str(ROOT / "results" / "quality"),
+                    help="where the default calibration's artifacts are ({model}_{scale}_{bits}_default.intsim)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "bench_engine.json"))
     args = ap.parse_args(argv)
     if args.quick:
@@ -578,26 +585,33 @@ def main(argv=None) -> int:
     adir = Path(args.artifacts)
     first = None
     n = 0
+    configs = []
     for model in args.models.split(","):
         for scale in (int(s) for s in args.scales.split(",")):
             if model == "imdn" and scale != 4 and args.quick:
                 continue
             for bits in args.bits.split(","):
+                # the default calibration's two-region artifact (about 1-14 % outer codes per layer) beside MinMax
+                q = Path(args.default_artifacts) / f"{model}_{scale}_{bits.lower()}_default.intsim"
+                if q.is_file():
+                    configs.append((model, scale, bits, "default two-region", q))
                 for real in args.realizations.split(","):
-                    p = ensure_artifact(adir, model, scale, bits, real)
-                    if p is None:
-                        print(f"  skip {model}: no weights", flush=True)
-                        continue
-                    first = first or (model, scale, bits, real, p)
-                    sub = argparse.Namespace(**vars(args))
-                    if n >= args.golden_configs:
-                        sub.golden_repeats = 0
-                    if n > 0:
-                        sub.ref_repeats = 0
-                        sub.rss = args.rss and not args.quick
-                    print(f"bench {model} x{scale} {bits} {real} ...", flush=True)
-                    result["configs"].append(bench_config(model, scale, bits, real, p, sub))
-                    n += 1
+                    configs.append((model, scale, bits, real, None))
+    for model, scale, bits, real, p in configs:
+        p = p or ensure_artifact(adir, model, scale, bits, real)
+        if p is None:
+            print(f"  skip {model}: no weights", flush=True)
+            continue
+        first = first or (model, scale, bits, real, p)
+        sub = argparse.Namespace(**vars(args))
+        if n >= args.golden_configs:
+            sub.golden_repeats = 0
+        if n > 0:
+            sub.ref_repeats = 0
+            sub.rss = args.rss and not args.quick
+        print(f"bench {model} x{scale} {bits} {real} ...", flush=True)
+        result["configs"].append(bench_config(model, scale, bits, real, p, sub))
+        n += 1
     if args.compile and first:
         model, scale, bits, real, p = first
         cp = compile_probe(p, SET5_LR / f"X{scale}" / f"babyx{scale}.png", scale)

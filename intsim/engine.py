@@ -110,10 +110,35 @@ def encoder_table(codebook, rounding) -> encode_kernels.EncoderTable | None:
         codebook.code_dtype)
 
 
-def _encode_fast(x: np.ndarray, codebook, rounding) -> tuple[np.ndarray, int, np.ndarray] | None:
+def _memo(art: Artifact, kind: str, obj, make, *extra):
+    """``make()`` computed once per artifact for the object ``obj`` (a codebook, the op list) and
+    ``extra`` (hashable settings it depends on), kept in ``art.derived``: per-image dispatch then
+    reads it instead of recomputing it. The entry holds ``obj`` itself and is used only while
+    it is the same object, so a replaced codebook or op list is never served a stale value."""
+    key = (kind, id(obj), *extra)
+    hit = art.derived.get(key)
+    if hit is not None and hit[0] is obj:
+        return hit[1]
+    value = make()
+    art.derived[key] = (obj, value)
+    return value
+
+
+def _codes_fit(art: Artifact, codebook) -> bool:
+    return _memo(art, "codes_fit", codebook, lambda: codes_fit(codebook))
+
+
+def _encoder_table(art: Artifact, codebook):
+    rounding = art.numerics.rounding
+    return _memo(art, "encoder_table", codebook, lambda: encoder_table(codebook, rounding), rounding)
+
+
+def _encode_fast(x: np.ndarray, codebook, rounding, table=False) -> tuple[np.ndarray, int, np.ndarray] | None:
     """:func:`intsim.encoder.encode` by the fused banded kernel (same results), or None when
-    the input or codebook is outside what the kernel handles (then the numpy encoder runs)."""
-    table = encoder_table(codebook, rounding)
+    the input or codebook is outside what the kernel handles (then the numpy encoder runs).
+    ``table``: the codebook's :func:`encoder_table` when the caller has it (None: it does not apply)."""
+    if table is False:
+        table = encoder_table(codebook, rounding)
     if x.ndim != 3 or x.dtype != np.int64 or table is None:
         return None
     return tuple(encode_kernels.encode_bands(np.ascontiguousarray(x), table))
@@ -126,7 +151,7 @@ def _encode_events(sats: int, hist: np.ndarray) -> dict:
 
 def _encode(art, op, xs):
     codebook = _codebook_of(art, op.outputs[0])
-    fast = _encode_fast(np.asarray(xs[0]), codebook, art.numerics.rounding)
+    fast = _encode_fast(np.asarray(xs[0]), codebook, art.numerics.rounding, _encoder_table(art, codebook))
     codes, sats, hist = fast if fast is not None else encode(xs[0], codebook, art.numerics.rounding)
     return [codes], _encode_events(sats, hist)
 
@@ -161,7 +186,7 @@ def _conv2d(art, op, xs, rows_sink=None):
                             stride=a.get("stride", (1, 1)), padding=a.get("padding", (0, 0)),
                             dilation=a.get("dilation", (1, 1)), groups=a.get("groups", 1),
                             numerics=art.numerics, name=op.name, constants=_conv_constants(art, op, False),
-                            codes_in_range=codes_fit(_codebook_of(art, op.inputs[0])), rows_sink=rows_sink)
+                            codes_in_range=_codes_fit(art, _codebook_of(art, op.inputs[0])), rows_sink=rows_sink)
     return [x], ev
 
 
@@ -176,7 +201,7 @@ def _conv_transpose2d(art, op, xs):
                                       output_padding=a.get("output_padding", (0, 0)),
                                       numerics=art.numerics, name=op.name,
                                       constants=_conv_constants(art, op, True),
-                                      codes_in_range=codes_fit(_codebook_of(art, op.inputs[0])))
+                                      codes_in_range=_codes_fit(art, _codebook_of(art, op.inputs[0])))
     return [x], ev
 
 
@@ -450,7 +475,7 @@ def fusion_plan(art: Artifact) -> dict[str, Fusion]:
 
 def _encoder_tables(art: Artifact, encodes: tuple) -> list:
     """Per fused encode op (or None), the :class:`EncoderTable` its producer encodes with (or None)."""
-    return [None if e is None else encoder_table(_codebook_of(art, e.outputs[0]), art.numerics.rounding)
+    return [None if e is None else _encoder_table(art, _codebook_of(art, e.outputs[0]))
             for e in encodes]
 
 
@@ -544,7 +569,8 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
 
     op_counters: dict[str, dict] = {}
     totals = {"macs": 0, **{k: 0 for k in _TOTAL_KEYS}}
-    plan = {} if keep_tensors else fusion_plan(art)
+    plan = {} if keep_tensors else _memo(art, "fusion_plan", art.ops, lambda: fusion_plan(art),
+                                         tuple(map(id, art.ops)), tuple(art.outputs))
     fused: dict[str, tuple[list, dict]] = {}  # op name → its outputs and events, computed with its producer
     for op in art.ops:
         adapter = OPS.get(op.op)

@@ -201,11 +201,16 @@ def sparse_fill_outside(codes, lo, hi, rowptr, y0, y1, pos_x, pos_c):
 @numba.njit(cache=True, nogil=True, inline="always")
 def sparse_row(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy, orow):
     """Add ``Σ w·G(code)`` of the listed input elements read by output row ``oy`` to
-    ``orow`` int64[Wo, Co] (see :func:`sparse_taps`)."""
+    ``orow`` int64[Wo, Co] (C-contiguous; see :func:`sparse_taps`). Flat offsets into
+    ``wt`` and ``orow`` (no per-tap array views): the channel loop is the only inner work."""
     kh = wt.shape[0]
     kw = wt.shape[1]
     cig = wt.shape[2]
-    cog = wt.shape[3] // groups
+    co_all = wt.shape[3]
+    cog = co_all // groups
+    co_n = orow.shape[1]
+    wflat = wt.reshape(wt.size)
+    oflat = orow.reshape(orow.size)
     for ky in range(kh):
         iy = iy_of[oy, ky]
         if iy < 0:
@@ -221,10 +226,10 @@ def sparse_row(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy, 
                 ox = inv_x[ix, kx]
                 if ox < 0:
                     continue
-                wrow = wt[ky, kx, cl]
-                o = orow[ox]
+                wb = ((ky * kw + kx) * cig + cl) * co_all + co0
+                ob = ox * co_n + co0
                 for k in range(cog):
-                    o[_u(co0 + k)] += wrow[_u(co0 + k)] * gv
+                    oflat[_u(ob + k)] += np.int64(wflat[_u(wb + k)]) * gv
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

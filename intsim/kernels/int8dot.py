@@ -217,51 +217,54 @@ def _tile(nrb, mr, a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c):
 
 
 @numba.njit(cache=True, nogil=True)
-def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k4n, offset, colsum,
-              factor, base, bias, nshift, rmode, policy, stream_bits, finish, accumulate, sparse, stream_events,
-              status, status_ox):
-    """One GEMM accumulator of output rows ``[oy0, oy1)``, then (``finish``) the rescale (5.3).
+def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, k4n, offsets, colsum,
+              factors, base, bias, nshift, rmode, policy, stream_bits, sparse, stream_events, status, status_ox):
+    """Output rows ``[oy0, oy1)``: every GEMM accumulator tile by tile, then the rescale (5.3).
 
-    ``plane`` flat uint8 (see :func:`offset_plane`, with slack); output ``(oy, ox)``
-    reads tap ``t`` at byte ``oy·row_stride + ox·pix_stride + tapoffs[t]``. ``acc = acc' − offset·colsum[co]``; ``finish`` False:
-    ``out += factor·acc``; True: ``I = base·(T + factor·acc) + bias`` with ``T`` the
-    partial sum in ``out`` (``accumulate``; else ``out`` is not read) plus, in the
-    finishing pass, the sparse tail elements' ``Σ w·G`` of the row (``sparse``: the
-    arguments of :func:`intsim.kernels.gemm.sparse_row` after ``codes`` up to ``groups``,
-    with ``codes`` first; an empty ``rowptr`` when there are none). The tail sum is
-    formed per output row in a row-sized scratch, which stays in cache. Then
-    ``X = OVF_stream(R(I, nshift))`` with the events, status and first error column
-    per row as :func:`intsim.kernels.gemm.finish_rows` reports them.
+    ``planes`` uint8[P, size + slack], one flat plane per GEMM accumulator (see
+    :func:`offset_plane`); output ``(oy, ox)`` reads tap ``t`` of plane ``p`` at byte
+    ``oy·row_stride + ox·pix_stride + tapoffs[t]``; ``acc_p = acc'_p − offsets[p]·colsum[co]``.
+    For each tile of output pixels × channels all ``P`` int32 tiles are formed one after the
+    other (they stay in cache) and combined in registers:
+    ``I = base·(T + factors[0]·acc_0) + bias`` with ``T = Σ_{p≥1} factors[p]·acc_p`` plus the
+    sparse tail elements' ``Σ w·G`` of the row (``sparse``: the arguments of
+    :func:`intsim.kernels.gemm.sparse_row` after ``codes`` up to ``groups``, with ``codes``
+    first; an empty ``rowptr`` when there are none), formed per output row in a row-sized
+    scratch that stays in cache. Then ``X = OVF_stream(R(I, nshift))`` with the events,
+    status and first error column per row as :func:`intsim.kernels.gemm.finish_rows`
+    reports them. ``out`` is written once (no partial sums in memory).
 
-    The products are formed as ``M·acc' + (bias − M·offset·colsum)`` with
-    ``M = base·factor``, one multiply per element: the same integer, and no int64
-    step overflows (numba's signed arithmetic must not): within the envelope (§9)
-    ``|M|·W_j < 2^53``, ``|base·T| < 2^53`` and ``|bias| < 2^53``, while
-    ``|acc'| ≤ 2·a_j·Σ|w|`` and ``offset ≤ a_j``, so every term is below 2^54 and the
-    sum, with a rounding half of at most 2^61, stays below 2^63.
+    The products are formed as ``M·acc'_0 + (bias − M·offsets[0]·colsum) + base·T`` with
+    ``M = base·factors[0]``: the same integer, and no int64 step overflows (numba's signed
+    arithmetic must not): within the envelope (§9) ``|M|·W_j < 2^53``, ``|base·T| < 2^53`` and
+    ``|bias| < 2^53``, while ``|acc'| ≤ 2·a_j·Σ|w|`` and ``offset ≤ a_j``, so every term is
+    below 2^54 and the sum, with a rounding half of at most 2^61, stays below 2^63.
     """
     wo = out.shape[1]
     co_n = out.shape[2]
+    n_planes = planes.shape[0]
     nb = (co_n + LANES - 1) // LANES
     mr = MR_NARROW if nb == 1 else MR_WIDE
     st_hi = (np.int64(1) << (stream_bits - 1)) - 1
     st_lo = -st_hi - 1
-    scratch = np.empty(MR_NARROW * 4 * LANES, dtype=np.int32)
+    scratch = np.empty((n_planes, MR_NARROW * 4 * LANES), dtype=np.int32)
     tmp = np.empty(4 * LANES, dtype=np.int64)
-    corr = np.empty(co_n, dtype=np.int64)
+    tsum = np.empty(4 * LANES, dtype=np.int64)
+    corr = np.empty((n_planes, co_n), dtype=np.int64)
     mul = np.empty(co_n, dtype=np.int64)
     add = np.empty(co_n, dtype=np.int64)
     sp_codes, sp_rowptr, sp_pos_x, sp_pos_c, sp_gval, sp_wt, sp_iy_of, sp_inv_x, sp_groups = sparse
-    has_sparse = finish and sp_rowptr.shape[0] > 0
+    has_sparse = sp_rowptr.shape[0] > 0
     trow = np.empty((wo if has_sparse else 0, co_n), dtype=np.int64)
     tflat = trow.reshape(trow.size)
     # half_up / floor with saturate: (I + half) >> n in one loop, the rounding half folded into add
-    fused = finish and policy == _POLICY_SATURATE and (rmode == 0 or rmode == 3)
+    fused = policy == _POLICY_SATURATE and (rmode == 0 or rmode == 3)
     half = (np.int64(1) << (nshift - 1)) if (nshift > 0 and rmode == 0) else np.int64(0)
     for co in range(co_n):
-        corr[co] = np.int64(offset) * colsum[co]
-        mul[co] = base[co] * factor
-        add[co] = bias[co] - mul[co] * corr[co] + (half if fused else 0)
+        for p in range(n_planes):
+            corr[p, co] = np.int64(offsets[p]) * colsum[co]
+        mul[co] = base[co] * factors[0]
+        add[co] = bias[co] - mul[co] * corr[0, co] + (half if fused else 0)
     oflat = out.reshape(out.size)
     for oy in range(oy0, oy1):
         ev = 0
@@ -277,26 +280,50 @@ def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k
             a_off = oy * row_stride + ox0 * pix_stride
             for j0 in range(0, nb, 4):
                 nrb = min(4, nb - j0)
-                _tile(nrb, mr, plane, a_off, pix_stride, tapoffs, c4n, wpk, j0 * k4n * 64, k4n, scratch)
+                for p in range(n_planes):
+                    _tile(nrb, mr, planes[p], a_off, pix_stride, tapoffs, c4n, wpk, j0 * k4n * 64, k4n, scratch[p])
                 c0 = j0 * LANES
                 nco = min(nrb * LANES, co_n - c0)
                 ldc = nrb * LANES
+                if fused and n_planes == 1:
+                    # the common case in one vector loop per pixel, no temporaries: the same integers
+                    # as the general loop below (I = M·acc'_0 + add + base·tail, then the shift)
+                    for r in range(npix):
+                        ob = (oy * wo + ox0 + r) * co_n + c0
+                        sb = r * ldc
+                        if row_sparse:
+                            tb = (ox0 + r) * co_n + c0
+                            for k in range(nco):
+                                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
+                                     + base[_u(c0 + k)] * tflat[_u(tb + k)]) >> nshift
+                                x = min(max(t, st_lo), st_hi)
+                                ev += x != t
+                                oflat[_u(ob + k)] = x
+                        else:
+                            for k in range(nco):
+                                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]) >> nshift
+                                x = min(max(t, st_lo), st_hi)
+                                ev += x != t
+                                oflat[_u(ob + k)] = x
+                    continue
                 for r in range(npix):
                     ob = (oy * wo + ox0 + r) * co_n + c0
                     sb = r * ldc
-                    if not finish:
-                        for k in range(nco):
-                            oflat[_u(ob + k)] += factor * (np.int64(scratch[_u(sb + k)]) - corr[_u(c0 + k)])
-                        continue
                     for k in range(nco):
-                        tmp[_u(k)] = mul[_u(c0 + k)] * np.int64(scratch[_u(sb + k)]) + add[_u(c0 + k)]
-                    if accumulate:
+                        tmp[_u(k)] = mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
+                    if n_planes > 1 or row_sparse:
                         for k in range(nco):
-                            tmp[_u(k)] += base[_u(c0 + k)] * oflat[_u(ob + k)]
-                    if row_sparse:
-                        tb = (ox0 + r) * co_n + c0
+                            tsum[_u(k)] = 0
+                        for p in range(1, n_planes):
+                            f = np.int64(factors[p])
+                            for k in range(nco):
+                                tsum[_u(k)] += f * (np.int64(scratch[p, _u(sb + k)]) - corr[p, _u(c0 + k)])
+                        if row_sparse:
+                            tb = (ox0 + r) * co_n + c0
+                            for k in range(nco):
+                                tsum[_u(k)] += tflat[_u(tb + k)]
                         for k in range(nco):
-                            tmp[_u(k)] += base[_u(c0 + k)] * tflat[_u(tb + k)]
+                            tmp[_u(k)] += base[_u(c0 + k)] * tsum[_u(k)]
                     if fused:
                         for k in range(nco):
                             t = tmp[_u(k)] >> nshift
@@ -311,7 +338,6 @@ def conv_rows(out, oy0, oy1, plane, pix_stride, row_stride, tapoffs, c4n, wpk, k
                         st_ox = ox0 + r
             if st != STATUS_OK:
                 break  # the wrapper raises; stop working on this row
-        if finish:
-            stream_events[oy] = ev
-            status[oy] = st
-            status_ox[oy] = st_ox
+        stream_events[oy] = ev
+        status[oy] = st
+        status_ox[oy] = st_ox

@@ -95,8 +95,10 @@ def run_bands(fn, band_list) -> list:
     A call from inside a band (a pool worker) runs its bands serially: waiting there on
     the pool could wait on itself.
     """
+    if len(band_list) <= 1:
+        return [fn(lo, hi) for lo, hi in band_list]
     n = num_threads()
-    if len(band_list) <= 1 or n == 1 or getattr(_local, "in_band", False):
+    if n == 1 or getattr(_local, "in_band", False):
         return [fn(lo, hi) for lo, hi in band_list]
     results: list = [None] * len(band_list)
     errors: list = [None] * len(band_list)

@@ -256,11 +256,14 @@ def _plan(codebook: Codebook, realization: str, w_mant: np.ndarray):
 class Int8Weights:
     """The int8 path's weight operand (§5.6): ``packed`` int8 weights (layout of
     :func:`intsim.kernels.int8dot.pack_weights`), ``colsum`` ``Σ w`` per output channel
-    (int64[Co]), input channels padded to ``cin_pad`` (a multiple of 4)."""
+    (int64[Co]), input channels padded to ``cin_pad`` (a multiple of 4); ``hwio`` the weights
+    as int8[kh, kw, Ci, Co], the sparse tails' operand (a quarter of the int64 copy's bytes:
+    the tail taps stream these rows from cache; the products are formed in int64 as before)."""
 
     packed: np.ndarray
     colsum: np.ndarray
     cin_pad: int
+    hwio: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -305,7 +308,7 @@ def _int8_weights(w: np.ndarray, groups: int, transposed: bool) -> Int8Weights |
         return f"255·Σ|w| = {KI.OFFSET_MAX * l1} does not fit int32"
     cin_pad = -(-w.shape[3] // 4) * 4
     packed, colsum = KI.pack_weights(w, cin_pad)
-    return Int8Weights(packed, colsum, cin_pad)
+    return Int8Weights(packed, colsum, cin_pad, np.ascontiguousarray(np.transpose(w, (1, 2, 3, 0)), dtype=np.int8))
 
 
 @dataclass(frozen=True)
@@ -556,16 +559,15 @@ def _run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geom
     co_n, kh, kw, _ = w.shape
     ho, wo = iy_of.shape[0], ix_of.shape[0]
     base = consts.w_mant * np.int64(codebook.unit_m)
-    # T accumulates in out when more than one plane forms it; else the last pass writes X alone.
-    # The sparse tails' Σ w·G is formed per output row inside that last pass (kernels.int8dot.conv_rows).
-    accumulate = len(plan.planes) > 1
-    out = (np.zeros if accumulate else np.empty)((ho, wo, co_n), dtype=np.int64)  # T, then X in place
+    # Every plane's tile is formed and combined in registers; out is written once, by the rescale.
+    # The sparse tails' Σ w·G is formed per output row in the same pass (kernels.int8dot.conv_rows).
+    out = np.empty((ho, wo, co_n), dtype=np.int64)
     if ho == 0 or wo == 0:
         return out
     lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts)
     if lists is None:
         lists = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    sparse = (codes, lists[0], lists[1], lists[2], lists[3], consts.weight_hwio, iy_of,
+    sparse = (codes, lists[0], lists[1], lists[2], lists[3], consts.int8.hwio, iy_of,
               inv_x if inv_x is not None else np.zeros((0, 0), np.int64), 1)
     sh, sw, dh, dw = geometry
     cp = consts.int8.cin_pad
@@ -575,22 +577,20 @@ def _run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geom
     k4n = kh * kw * cp // 4
     tapoffs = np.array([(ky * dh * wp + kx * dw) * cp for ky in range(kh) for kx in range(kw)], dtype=np.int64)
     size = hp * wp * cp
-    planes = []
-    for m in plan.planes:
-        buf = np.empty(size + KI.SLACK_PIXELS * sw * cp, dtype=np.uint8)
-        buf[size:] = 0  # a tile may read past the last row; those outputs are discarded
-        plane = buf[:size].reshape(hp, wp, cp)
+    planes = np.empty((len(plan.planes), size + KI.SLACK_PIXELS * sw * cp), dtype=np.uint8)
+    planes[:, size:] = 0  # a tile may read past the last row; those outputs are discarded
+    for i, m in enumerate(plan.planes):
+        plane = planes[i, :size].reshape(hp, wp, cp)
         KP.run_bands(lambda lo, hi, m=m, plane=plane:
                      KI.offset_plane(codes, m.lo, m.hi, m.slope, m.add, m.offset, -plan.y_off, -plan.x_off, lo, hi,
                                      plane),
                      KP.bands(hp, min_rows=8))
-        planes.append(buf)
+    offsets = np.array([m.offset for m in plan.planes], dtype=np.int64)
+    factors = np.array([m.factor for m in plan.planes], dtype=np.int64)
 
     def band(oy0, oy1):
-        for k in range(len(planes) - 1, -1, -1):  # the first accumulator last: fused with the rescale
-            KI.conv_rows(out, oy0, oy1, planes[k], sw * cp, sh * wp * cp, tapoffs, cp // 4, wpk, k4n,
-                         plan.planes[k].offset, colsum, plan.planes[k].factor, base, bias, nshift, rmode, policy,
-                         stream_bits, k == 0, accumulate, sparse, st_ev, status, status_ox)
+        KI.conv_rows(out, oy0, oy1, planes, sw * cp, sh * wp * cp, tapoffs, cp // 4, wpk, k4n, offsets, colsum,
+                     factors, base, bias, nshift, rmode, policy, stream_bits, sparse, st_ev, status, status_ox)
         if rows_sink is not None:
             rows_sink(oy0, oy1, out[oy0:oy1])
 

@@ -580,3 +580,24 @@ def test_conv_rows_go_into_slope_and_encoder(overflow, monkeypatch):
     np.testing.assert_array_equal(lean.tensors["output"], full.tensors["output"])
     assert lean.counters == full.counters
     assert handed_over == [int8dot.available() and overflow != "error"]
+
+
+def test_dispatch_memo_follows_a_replaced_codebook_and_rounding():
+    """The per-artifact memo of encoder tables (engine._memo) is keyed on the codebook object and
+    the rounding mode: swapping either gives the table of the new one, never a stale entry."""
+    from tests.artifact_factory import make_codebook
+
+    art = Artifact(model={}, numerics=Numerics(), inputs=(), outputs=(), tensors={}, ops=[], arrays={})
+    a = make_codebook("signed2r", 4, 16, "split")
+    b = make_codebook("uniform", 8, 16, "split")
+
+    def same(t, u):
+        return (t.rmode, t.num_codes, len(t.arrays)) == (u.rmode, u.num_codes, len(u.arrays)) and all(
+            np.array_equal(x, y) for x, y in zip(t.arrays, u.arrays))
+
+    assert same(engine_module._encoder_table(art, a), engine_module.encoder_table(a, "half_up"))
+    assert same(engine_module._encoder_table(art, b), engine_module.encoder_table(b, "half_up"))
+    assert not same(engine_module._encoder_table(art, a), engine_module._encoder_table(art, b))
+    art.numerics = replace(art.numerics, rounding="floor")
+    assert same(engine_module._encoder_table(art, a), engine_module.encoder_table(a, "floor"))
+    assert engine_module._codes_fit(art, a) is engine_module.codes_fit(a)

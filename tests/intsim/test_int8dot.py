@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from intsim.artifact import Codebook, Numerics, Segment
 from intsim.kernels import int8dot as KI
 from intsim.ops import conv as C
+from intsim.overflow import EngineOverflowError
 from tests.artifact_factory import make_codebook
 from tests.intsim.test_conv import codebook_3_3, extreme_codes
 
@@ -178,3 +179,38 @@ def test_pack_weights_layout():
                 assert p[co // 16, t * 2 + ci // 4, co % 16, ci % 4] == want
     assert not p[1, :, 3:, :].any()
     np.testing.assert_array_equal(colsum, w.reshape(19, -1).astype(np.int64).sum(axis=1))
+
+
+@pytest.mark.parametrize("sparse_fraction", [0.0, 1.0])  # the tails as dense planes (3 planes per tile) / sparse
+@pytest.mark.parametrize("rounding", ["half_up", "half_away", "half_even", "floor"])
+@pytest.mark.parametrize("overflow", ["saturate", "wrap"])
+def test_real_size_multi_plane_tiles(monkeypatch, sparse_fraction, rounding, overflow):
+    """IMDN's body conv size (128×128×48 → 64, k3) with ~9 % outer codes, as a default two-region
+    calibration gives: every plane's tile combined in registers (or the tails listed sparse)
+    equals the reference kernel, with a narrow stream so the policies and roundings act."""
+    monkeypatch.setattr(C, "SPARSE_FRACTION", sparse_fraction)
+    cb = codebook_3_3()
+    rng = np.random.default_rng(24)
+    codes = _codes(rng, cb, (128, 128, 48), 0.09)
+    w = rng.integers(-128, 128, size=(64, 3, 3, 48)).astype(np.int8)
+    num = Numerics(acc_bits=40, stream_bits=20, rounding=rounding, overflow=overflow)
+    ref, got = _both(codes, cb, w, dict(padding=(1, 1)), num=num, rng=rng)
+    _assert_same(ref, got)
+    assert ref[1]["stream_overflow"] > 0  # the policy acted somewhere
+
+
+def test_real_size_multi_plane_error_policy_names_the_first_column(monkeypatch):
+    monkeypatch.setattr(C, "SPARSE_FRACTION", 0.0)
+    cb = codebook_3_3()
+    rng = np.random.default_rng(25)
+    codes = _codes(rng, cb, (64, 64, 48), 0.09)
+    w = rng.integers(-128, 128, size=(64, 3, 3, 48)).astype(np.int8)
+    num = Numerics(acc_bits=40, stream_bits=20, overflow="error")
+    w_mant = rng.integers(1, 1 << 12, size=64)
+    msgs = []
+    for path in ("reference", "int8"):
+        with pytest.raises(EngineOverflowError) as e:
+            C.conv2d(codes, cb, w, w_mant, np.zeros(64, np.int64), w_exp=8, f_out=16,
+                     numerics=num, padding=(1, 1), path=path)
+        msgs.append(str(e.value))
+    assert msgs[0] == msgs[1]
