@@ -22,6 +22,7 @@ are in pixels of the graph's input image, memory in bytes.
   bands of ``tile_rows`` rows: the input image, the graph outputs, every
   materialized tensor (compact storage, see :mod:`intsim.tiling`) and the line
   buffers (band plus halo rows of each streamed tensor, int64).
+* :func:`verify_peak_bytes` — ``verify``: every tensor kept (``keep_tensors=True``) plus one comparison.
 * :func:`golden_bytes` — golden (torch float64) keeps every tensor of the whole
   image: all tensors at 8 bytes per element, twice (the torch run and the copy
   kept for writing).
@@ -266,6 +267,16 @@ def tiled_peak_bytes(art: Artifact, h: int, w: int, tile_rows: int) -> int:
             band = min(th, math.ceil(tile_rows * th / max(h, 1)) + halo)
             total += band * tw * c * 8 * 2  # the line buffer and the op's band output
     return int(total)
+
+
+def verify_peak_bytes(art: Artifact, h: int, w: int) -> int:
+    """Estimated peak bytes of ``verify`` on one ``h × w`` golden input: ``engine.run(keep_tensors=True)``
+    keeps every tensor (engine dtypes, codes counted as int64), plus ``WORKSPACE`` int64 temporaries of the
+    largest tensor, plus comparing it: the golden array and two int64 copies (8 bytes each) and a bool mask."""
+    hw = tensor_shapes(art, h, w)
+    n = {t: max(v[0], 0) * max(v[1], 0) * art.tensors[t].channels for t, v in hw.items()}
+    biggest = max(n.values(), default=0)
+    return int(sum(n[t] * _engine_bytes(art, t) for t in n) + (WORKSPACE * 8 + 3 * 8 + 1) * biggest)
 
 
 def golden_bytes(art: Artifact, h: int, w: int) -> int:
