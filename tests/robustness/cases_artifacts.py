@@ -35,7 +35,9 @@ def _members(folder: Path) -> dict[str, bytes]:
 def _write_zip(path: Path, members: dict[str, bytes]) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in members.items():
-            z.writestr(zipfile.ZipInfo(name), data)  # ZipInfo: the name is stored verbatim
+            info = zipfile.ZipInfo(name)  # ZipInfo: the name is stored verbatim
+            info.compress_type = zipfile.ZIP_DEFLATED  # as save_artifact writes (a ZipInfo defaults to stored)
+            z.writestr(info, data)
     return path
 
 

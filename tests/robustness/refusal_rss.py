@@ -2,8 +2,10 @@
 
 Each case of :data:`RESOURCE_CASES` (rows of the robustness table: decompression bombs, huge or
 endless files, FIFOs, external HDF5 storage, memory budgets, absurd graphs) is built in a scratch
-folder and run as a fresh ``python -m intsim_cli …`` process; its peak RSS is the child's
-``ru_maxrss`` (``os.wait4``), so imports count and nothing of an earlier case does. ``python -m
+folder and run as a fresh process (``python -m tests.robustness.refusal_rss --child OUT ARGV…``, which runs
+``intsim_cli.main(ARGV)`` and then records its own ``VmHWM``, the peak RSS of the process image since
+exec, from /proc/self/status: imports count, the parent does not — a forked child's ``ru_maxrss``
+would start at the parent's size). ``python -m
 tests.robustness.refusal_rss`` writes ``benchmarks/results/refusal_rss.json``, which
 docs/robustness.md shows (sections.py); ``test_refusal_rss.py`` checks the bound on every case.
 """
@@ -56,16 +58,31 @@ def runnable(case) -> str | None:
     return None
 
 
+def _vm_hwm_kib() -> int:
+    with open("/proc/self/status", encoding="ascii") as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:"))
+
+
+def _run_child(out: str, argv: list[str]) -> int:
+    """In the child: run the command in-process, then record this process's peak RSS (KiB) in ``out``."""
+    from intsim_cli import main as intsim_main
+
+    try:
+        code = intsim_main(argv)
+    finally:
+        Path(out).write_text(str(_vm_hwm_kib()))
+    return code
+
+
 def _child(argv: list[str], cwd: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    hwm = cwd / ".vmhwm"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "intsim_cli", *argv], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    err = proc.stderr.read().decode("utf-8", "replace")
-    proc.stderr.close()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
-    return {"exit": proc.returncode, "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    p = subprocess.run([sys.executable, "-m", "tests.robustness.refusal_rss", "--child", str(hwm), *argv], cwd=cwd,
+                       env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                       check=False)
+    err = p.stderr.decode("utf-8", "replace")
+    return {"exit": p.returncode, "peak_rss_mib": round(int(hwm.read_text()) / 1024, 1),
             "wall_s": round(time.perf_counter() - t0, 2),
             "stderr_lines": [ln for ln in err.splitlines() if ln.strip()]}
 
@@ -107,4 +124,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        sys.exit(_run_child(sys.argv[2], sys.argv[3:]))
     sys.exit(main())
