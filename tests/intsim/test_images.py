@@ -68,6 +68,29 @@ def test_memory_estimates_bound_measured_peaks(art):
     assert F.tiled_peak_bytes(art, 48, 40, 1) < F.untiled_peak_bytes(art, 48, 40)
 
 
+def test_verify_estimate_bounds_measured_peak(tmp_path):
+    """verify's budget (footprint.verify_peak_bytes) covers a real verify: the engine keeping every tensor,
+    the golden read one array at a time and compared."""
+    import tracemalloc
+
+    from intsim.artifact import load_artifact
+    from intsim.golden_dir import read_golden_dir
+    from intsim.verify import verify
+    from tests.intsim.test_verify import engine_golden
+
+    art = load_artifact(valid_artifact(tmp_path))
+    img = valid_pixels(48, 40)
+    engine_golden(art, tmp_path / "g", [("big.png", img)])
+    golden = read_golden_dir(tmp_path / "g", check_hashes=False)
+    verify(art, golden)  # kernels compiled outside the measurement
+    tracemalloc.start()
+    assert verify(art, golden).ok
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    est = F.verify_peak_bytes(art, 48, 40)
+    assert 0.8 * peak <= est <= 4 * peak, (est, peak)  # an upper bound, not a wild one
+
+
 def test_auto_tiling_is_bit_exact(tmp_path, capsys):
     a = valid_artifact(tmp_path)
     write_png(tmp_path / "big.png", valid_pixels(64, 64))
