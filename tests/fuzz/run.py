@@ -54,6 +54,8 @@ def main(argv=None) -> int:
     ap.add_argument("--atheris-runs", type=int, default=0)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fuzz.json"))
     ap.add_argument("--max-as-mb", type=int, default=2048, help="address-space limit of this process (MiB)")
+    ap.add_argument("--update", action="store_true", help="replace only these targets' rows in an existing --out "
+                    "(each row records its own command and date)")
     args = ap.parse_args(argv)
     limit = args.max_as_mb << 20
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
@@ -92,6 +94,20 @@ def main(argv=None) -> int:
            "python": platform.python_version(),
            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "hypothesis": rows, "atheris": ath}
+    for r in rows:
+        r["command"], r["date"] = doc["command"], doc["date"]
+    if args.update and Path(args.out).is_file():
+        old = json.loads(Path(args.out).read_text(encoding="utf-8"))
+        done = {r["target"] for r in rows}
+        for r in old.get("hypothesis", []):
+            r.setdefault("command", old.get("command"))
+            r.setdefault("date", old.get("date"))
+        rows[:0] = [r for r in old.get("hypothesis", []) if r["target"] not in done]
+        order = {t: i for i, t in enumerate(TARGETS)}
+        rows.sort(key=lambda r: order.get(r["target"], len(order)))
+        doc = {**old, "hypothesis": rows, "updated": doc["date"],
+               "peak_rss_mib": max(r.get("peak_rss_mib_after", 0) for r in rows),
+               "atheris": ath or old.get("atheris", [])}
     from intsim.artifact import atomic_write_bytes
 
     atomic_write_bytes(args.out, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))

@@ -62,12 +62,19 @@ def cases(draw):
     return data, kind
 
 
+#: the seeds' "architecture": the loaders read a dataset only once its shape matched the model's
+#: (calib/models/rdn.py load_idealo), so a dataset of any other shape is indexed (and size-checked) but not read
+ARCH_SHAPES = frozenset({(3, 3, 4, 4), (3, 3, 3, 4), (4,)})
+
+
 def read_all(p) -> None:
-    """What the loaders do: open and index (links, external storage, sizes checked), then read every dataset."""
+    """What the loaders do: open and index (links, external storage, declared sizes checked), then read every
+    dataset whose shape fits the architecture."""
     with open_keras_h5(p) as (_, layers):
         for weights in layers.values():
             for ds in weights.values():
-                read_dataset(p, ds)
+                if tuple(ds.shape) in ARCH_SHAPES:
+                    read_dataset(p, ds)
 
 
 def run_case(data: bytes, kind: str) -> None:

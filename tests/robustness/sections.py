@@ -102,6 +102,8 @@ FUZZ_FINDINGS = [
      "the file loaded, then `to_json()` raised OverflowError", "ConfigError: the energy factor must be finite and > 0"),
     ("`gb_per_s = 1e300` at `clock_mhz = 1e-300`", "refused, but naming the derived key `bytes_per_cycle`",
      "ConfigError naming gb_per_s and clock_mhz"),
+    ("PNG cut inside its IHDR chunk (26 bytes or fewer)", "the PNG size check raised struct.error",
+     "ImageError: not a readable image (Truncated File Read)"),
     ("HDF5 file with a mutated superblock offset", "h5py raised ValueError (\"cannot fit 'int' into an "
      "offset-sized integer\") from `h5py.File`", "CheckpointError: not a readable HDF5 file"),
 ]
@@ -113,10 +115,17 @@ def _fuzz_table() -> str:
     data = json.loads(FUZZ_JSON.read_text(encoding="utf-8"))
     lines = [f"\nLast full run (benchmarks/results/fuzz.json): `{data.get('command')}`, {data.get('date')}, "
              f"random seeds, a case running past {data.get('hang_limit_s')} s counts as a hang.\n",
-             f"Address-space limit {data.get('address_space_limit_mib', '—')} MiB; peak RSS of the whole run "
-             f"{data.get('peak_rss_mib', '—')} MiB (cumulative, after each target below).\n",
+             f"Address-space limit {data.get('address_space_limit_mib', '—')} MiB; largest peak RSS recorded "
+             f"{data.get('peak_rss_mib', '—')} MiB (each row: the fuzzing process's peak after that target, "
+             "cumulative within its run).\n",
              "| target | engine | cases | failures | wall time (s) | slowest case (s) | peak RSS (MiB) |",
              "|---|---|---|---|---|---|---|"]
+    reruns = {(r.get("command"), r.get("date")) for r in data.get("hypothesis", [])
+              if r.get("command") not in (None, data.get("command"))}
+    for cmd, date in sorted(reruns, key=str):
+        names = ", ".join(r["target"] for r in data["hypothesis"] if r.get("command") == cmd)
+        lines.insert(1, f"Rows {names}: re-run {date} with `{cmd}` after the fixes of what the full run found "
+                        "(below).\n")
     for r in data.get("hypothesis", []):
         lines.append(f"| {r['target']} | hypothesis | {r['cases']} | {r['failures']} | {r['wall_s']:.1f} | "
                      f"{r['max_case_s']:.2f} | {r.get('peak_rss_mib_after', '—')} |")
