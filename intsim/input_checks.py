@@ -1,7 +1,8 @@
 """What the commands check about their input images before running anything (policies in
 intsim/images.py and docs/robustness.md): sizes the graph cannot run on are refused, images
-smaller than the receptive field get a notice, and memory is budgeted (``run`` tiles bit-exactly
-above the budget; ``golden`` does not tile and refuses). Sizes in bytes unless named MiB."""
+smaller than the receptive field get a notice, and memory is budgeted (``run`` and ``cost --images``
+tile bit-exactly above the budget; ``golden`` and ``verify``, which hold every tensor, refuse with
+the estimate). Sizes in bytes unless named MiB."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +15,7 @@ from intsim.footprint import (
     size_problem,
     tiled_peak_bytes,
     untiled_peak_bytes,
+    verify_peak_bytes,
 )
 from intsim.images import ImageError
 
@@ -80,3 +82,26 @@ def check_golden_memory(art, images, budget: int) -> None:
             raise ImageError(f"{im.path}: golden keeps every tensor in float64: about {mib(kept + work)} for "
                              f"{k + 1} input(s) up to this {w}×{h} image, above the memory budget of {mib(budget)} "
                              f"(--max-memory MB); golden does not tile: give fewer or smaller inputs")
+
+
+def check_verify_memory(art, golden, budget: int) -> None:
+    """``verify`` compares every tensor, so the engine keeps them all and does not tile: judge each golden
+    input from its manifest shape, before any array is read, and refuse (``GoldenError`` naming the input
+    file, with the estimate) one the graph cannot run on or whose run would exceed ``budget`` bytes."""
+    from intsim.golden_dir import GoldenError
+
+    channels = art.tensors[art.inputs[0]].channels
+    for gin in golden.inputs:
+        where = golden.path / gin.file
+        if len(gin.shape) != 3 or gin.shape[2] != channels:
+            raise GoldenError(f"{where}: input {gin.index} has shape {list(gin.shape)}, this artifact takes "
+                              f"H×W×{channels} images")
+        h, w = gin.shape[:2]
+        problem = size_problem(art, h, w)
+        if problem:
+            raise GoldenError(f"{where}: input {gin.index}: {problem}")
+        need = verify_peak_bytes(art, h, w)
+        if need > budget:
+            raise GoldenError(f"{where}: verifying input {gin.index} ({w}×{h}) keeps every tensor of the graph: "
+                              f"about {mib(need)}, above the memory budget of {mib(budget)} (--max-memory MB); "
+                              "verify does not tile: use a golden made from smaller inputs")

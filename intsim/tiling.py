@@ -68,35 +68,35 @@ def attr_pair(v) -> tuple[int, int]:
     return int(v[0]), int(v[1])
 
 
+def axis_out_size(op: OpSpec, size, ax: int):
+    """Output size along axis ``ax`` (0 rows, 1 columns) of ``op`` for an input of ``size`` pixels.
+
+    ``size`` is an int or an int64 array of candidate sizes (evaluated element-wise); every
+    formula is non-decreasing in ``size`` (strides and factors are >= 1). Global pools give 1.
+    """
+    a = op.attrs
+    if op.op in GLOBAL_OPS:
+        return size * 0 + 1
+    if op.op == "conv2d":
+        return K.conv2d_output_size(size, int(a["kernel"][ax]), attr_pair(a.get("stride", 1))[ax],
+                                    attr_pair(a.get("padding", 0))[ax], attr_pair(a.get("dilation", 1))[ax])
+    if op.op == "conv_transpose2d":
+        return K.conv_transpose2d_output_size(size, int(a["kernel"][ax]), attr_pair(a.get("stride", 1))[ax],
+                                              attr_pair(a.get("padding", 0))[ax],
+                                              attr_pair(a.get("output_padding", 0))[ax])
+    if op.op in UPSAMPLE_OPS or op.op in ("upsample_bilinear", "upsample_bicubic"):
+        return size * int(a["factor"])
+    if op.op == "pad":
+        return size + 2 * attr_pair(a["padding"])[ax]
+    return size  # element-wise and channel ops keep the size
+
+
 def infer_heights(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
     """``tensor → (H, W)`` for an input image of ``h × w`` (globals are 1×1)."""
     hw: dict[str, tuple[int, int]] = {art.inputs[0]: (h, w)}
     for op in art.ops:
         H, W = hw[op.inputs[0]]
-        a = op.attrs
-        if op.op in GLOBAL_OPS:
-            out = (1, 1)
-        elif op.op == "conv2d":
-            kh, kw = (int(k) for k in a["kernel"])
-            sh, sw = attr_pair(a.get("stride", 1))
-            ph, pw = attr_pair(a.get("padding", 0))
-            dh, dw = attr_pair(a.get("dilation", 1))
-            out = (K.conv2d_output_size(H, kh, sh, ph, dh), K.conv2d_output_size(W, kw, sw, pw, dw))
-        elif op.op == "conv_transpose2d":
-            kh, kw = (int(k) for k in a["kernel"])
-            sh, sw = attr_pair(a.get("stride", 1))
-            ph, pw = attr_pair(a.get("padding", 0))
-            oph, opw = attr_pair(a.get("output_padding", 0))
-            out = (K.conv_transpose2d_output_size(H, kh, sh, ph, oph),
-                   K.conv_transpose2d_output_size(W, kw, sw, pw, opw))
-        elif op.op in UPSAMPLE_OPS or op.op in ("upsample_bilinear", "upsample_bicubic"):
-            r = int(a["factor"])
-            out = (H * r, W * r)
-        elif op.op == "pad":
-            ph, pw = attr_pair(a["padding"])
-            out = (H + 2 * ph, W + 2 * pw)
-        else:  # element-wise and channel ops keep H×W
-            out = (H, W)
+        out = (axis_out_size(op, H, 0), axis_out_size(op, W, 1))
         for t in op.outputs:
             hw[t] = out
     return hw

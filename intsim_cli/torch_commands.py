@@ -128,6 +128,9 @@ def cmd_eval(args) -> int:
         if getattr(e, "name", "") in ("calib.evaluate", "calib") or "calib.evaluate" in str(e):
             raise UsageError("eval: calib.evaluate is not available in this installation") from None
         raise UsageError(f"eval needs torch (pip install torch==2.13.0): {e}") from None
+    from reports.demo import register_tiny_sr
+
+    register_tiny_sr()  # the embedded model's FP baseline is rebuilt like a zoo model's
     engine, notice = resolve_engine(args.engine)
     extra = {"crop": args.crop} if args.crop is not None else {}
     # the table shows the baselines by default (FP and bicubic cost little beside the engine); the JSON
