@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from golden.numerics import F64, GoldenError, check_exact, pow2, rnd
+from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd
 from golden.ops.context import OpContext
 
 
@@ -57,11 +57,17 @@ def _per_segment(values: list[float], s: torch.Tensor | None) -> float | torch.T
     """
     if s is None or all(v == values[0] for v in values):
         return values[0]
-    return torch.tensor(values, dtype=F64)[s]
+    return torch.tensor(values, dtype=F64).index_select(0, s.reshape(-1)).view(s.shape)
 
 
 def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
-    """§3.4 real form: segment by x ≤ U_s·2^-f, t = RND((x − C_s·2^-f)·E_s·2^(f−k_s)), clamp."""
+    """§3.4 real form: segment by x ≤ U_s·2^-f, t = RND((x − C_s·2^-f)·E_s·2^(f−k_s)), clamp.
+
+    Evaluated on the stream integers ``X = x·2^f`` (the same reals, scaled by a power of two):
+    the segment is the number of thresholds with ``X > U_s``, and
+    ``t = (X − C_s)·(E_s·2^-k_s)``, where ``(X − C_s)·E_s`` is an integer below 2^53 (checked),
+    so the one multiplication is exact.
+    """
     op = ctx.op
     f = ctx.frac(op.inputs[0])
     out = ctx.spec(op.outputs[0])
@@ -72,20 +78,22 @@ def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
     if len(cb.thresholds) != S - 1 or len(cb.encoder) != S:
         raise GoldenError(f"{ctx.where()}: codebook needs {S - 1} thresholds and {S} encoder stages")
     tables = code_tables(cb)
-    x = X * pow2(-f)
     s = None  # segment per element: min{s : x ≤ U_s}, S−1 if none
-    if S > 1:
-        s = torch.zeros(x.shape, dtype=torch.int64)
-        for u in cb.thresholds:  # they ascend, so the number exceeded is the segment
-            s += x > float(u) * pow2(-f)
-    center = _per_segment([float(e.center) * pow2(-f) for e in cb.encoder], s)
-    mult = _per_segment([float(e.mult) for e in cb.encoder], s)
-    post = _per_segment([pow2(f - int(e.shift)) for e in cb.encoder], s)
-    prod = (x - center) * mult  # (X − C_s)·E_s·2^-f, exact inside the envelope
-    check_exact(prod, f, ctx.where(op.outputs[0]))
-    t = rnd(prod * post, ctx.numerics.rounding)
+    if S > 1:  # the thresholds ascend, so the number exceeded is the segment
+        s = torch.gt(X, float(cb.thresholds[0])).to(torch.int64)
+        for u in cb.thresholds[1:]:
+            s += torch.gt(X, float(u))
+    center = _per_segment([float(e.center) for e in cb.encoder], s)
+    mult = [float(e.mult) for e in cb.encoder]
+    if X.numel():
+        lo, hi = extremes(X)
+        reach = max(abs(lo - float(e.center)) for e in cb.encoder)
+        reach = max(reach, max(abs(hi - float(e.center)) for e in cb.encoder))
+        if reach * max(abs(m) for m in mult) >= EXACT:  # a cheap bound failed: the exact check, per element
+            check_exact((X - center) * _per_segment(mult, s), 0, ctx.where(op.outputs[0]))
+    scale = _per_segment([float(e.mult) * pow2(-int(e.shift)) for e in cb.encoder], s)
+    t = rnd((X - center) * scale, ctx.numerics.rounding)
     qmin = _per_segment([float(sg.qmin) for sg in cb.segments], s)
     qmax = _per_segment([float(sg.qmax) for sg in cb.segments], s)
     q = ctx.saturate_count(t, qmin, qmax)
-    base = _per_segment([float(b) for b in tables.bases], s)
-    return (q - qmin) + base
+    return q.add_(_per_segment([float(b - sg.qmin) for b, sg in zip(tables.bases, cb.segments)], s))
