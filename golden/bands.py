@@ -39,8 +39,8 @@ ROW_LOCAL_OPS = frozenset({"image_in", "image_out", "encode", "add", "concat", "
                            "prelu", "sigmoid", "mul"})
 CONV_OPS = frozenset({"conv2d", "conv_transpose2d"})
 UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
-#: float64 elements of one band of the widest tensor when ``band_rows`` is not given (32 MiB)
-BAND_ELEMENTS = 1 << 22
+#: float64 elements of one band of the widest tensor when ``band_rows`` is not given (16 MiB)
+BAND_ELEMENTS = 1 << 21
 
 #: emit(tensor, full shape, first row, rows as storage integers): called in row order for kept tensors
 Emit = Callable[[str, tuple, int, np.ndarray], None]

@@ -119,6 +119,11 @@ def to_ints(art, name: str, t: torch.Tensor, dtype: str) -> np.ndarray:
     return a.numpy()
 
 
+def feed_image(art, name: str, image: np.ndarray) -> np.ndarray:
+    """An image for graph input ``name``, validated: contiguous uint8 H×W×C (a 2-D image gets C = 1)."""
+    return _feed(art, name, image, as_image=True)
+
+
 def _run_op(ctx: OpContext, ins: list) -> list:
     op = ctx.op
     fn = OPS.get(op.op)
@@ -158,7 +163,7 @@ def stream(art, feeds: dict[str, np.ndarray], emit: Emit, *, keep=None, force_or
     Every tensor in ``keep`` (default: all) is handed to ``emit(name, full shape, first row, rows)``
     as storage integers (:func:`intsim.golden_dir.storage_dtypes`), in row order, as it is produced,
     and not kept here. A graph with one image input runs in bands of ``band_rows`` input rows
-    (:mod:`golden.bands`; default: whole tensors up to about 32 MiB of float64 per band), any other
+    (:mod:`golden.bands`; default: whole tensors up to about 16 MiB of float64 per band), any other
     graph on whole tensors. ``force_ordered``: as :func:`execute`.
     """
     missing = [n for n in art.inputs if n not in feeds]

@@ -151,6 +151,8 @@ class GoldenStreamWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+            if isinstance(exc, OSError):  # a full disk, a read-only folder: name the golden, not a temp file
+                raise naming(exc, self.out_dir) from exc
 
     # -- inputs and tensors ---------------------------------------------
     def add_input(self, source: str, image: np.ndarray) -> int:

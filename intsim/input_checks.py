@@ -68,15 +68,18 @@ def tile_plan(art, im, budget: int, notices: list[str] | None = None, held: int 
                      f"holds whole), above the memory budget of {mib(max(budget, 0))}{after} (--max-memory MB)")
 
 
-def check_golden_memory(art, images, budget: int) -> None:
-    """Golden (torch float64, whole image, every tensor kept for writing) does not tile:
-    refuse, with the estimate, inputs whose tensors exceed ``budget`` bytes."""
-    kept, work = 0, 0
-    for k, im in enumerate(images):
-        b = golden_bytes(art, *im.pixels.shape[:2]) // 2  # one copy: kept for writing; the other: the run
-        kept, work = kept + b, max(work, b)
-        if kept + work > budget:
-            h, w = im.pixels.shape[:2]
-            raise ImageError(f"{im.path}: golden keeps every tensor in float64: about {mib(kept + work)} for "
-                             f"{k + 1} input(s) up to this {w}×{h} image, above the memory budget of {mib(budget)} "
-                             f"(--max-memory MB); golden does not tile: give fewer or smaller inputs")
+def check_golden_memory(art, images, budget: int) -> int:
+    """Golden runs one input at a time in bands of rows (golden.bands): return the most rows per band
+    that keep every input's estimate within ``budget`` bytes; refuse, with the estimate, an input that
+    does not fit even in bands of one row (the tensors the band plan holds whole)."""
+    best = None
+    for im in images:
+        h, w = im.pixels.shape[:2]
+        rows = next((r for r in (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+                     if golden_bytes(art, h, w, min(r, h)) <= budget), None)
+        if rows is None:
+            raise ImageError(f"{im.path}: golden on this {w}×{h} image needs about "
+                             f"{mib(golden_bytes(art, h, w, 1))} even in bands of 1 row (the tensors the band "
+                             f"plan holds whole), above the memory budget of {mib(budget)} (--max-memory MB)")
+        best = rows if best is None else min(best, rows)
+    return best or 1
