@@ -67,9 +67,13 @@ def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
     the segment is the number of thresholds with ``X > U_s``, and
     ``t = (X − C_s)·(E_s·2^-k_s)``, where ``(X − C_s)·E_s`` is an integer below 2^53 (checked),
     so the one multiplication is exact.
+
+    The encoder is a function of one integer. When the tensor spans fewer distinct integers
+    ``[min X, max X]`` than it has elements, that function is evaluated once per integer of the span
+    and looked up (one gather); the saturation count is the histogram of ``X`` weighted by the
+    saturated integers. The values and counts are those of the element-wise evaluation.
     """
     op = ctx.op
-    f = ctx.frac(op.inputs[0])
     out = ctx.spec(op.outputs[0])
     if out.kind != "codes" or out.codebook is None:
         raise GoldenError(f"{ctx.where()}: output {op.outputs[0]!r} is not a codes tensor")
@@ -77,23 +81,45 @@ def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
     S = len(cb.segments)
     if len(cb.thresholds) != S - 1 or len(cb.encoder) != S:
         raise GoldenError(f"{ctx.where()}: codebook needs {S - 1} thresholds and {S} encoder stages")
+    ctx.frac(op.inputs[0])  # the input must be a stream with a frac
+    if X.numel() == 0:
+        return X.clone()
+    lo, hi = extremes(X)
+    reach = max(max(abs(lo - float(e.center)), abs(hi - float(e.center))) for e in cb.encoder)
+    exact = reach * max(abs(float(e.mult)) for e in cb.encoder) < EXACT  # every (X − C_s)·E_s below 2^53
+    if exact and hi - lo + 1 < X.numel():
+        span = torch.arange(lo, hi + 1, dtype=F64)
+        codes, sat = _encode_values(ctx, cb, span, lo, hi)
+        idx = (X - lo).to(torch.int64).reshape(-1)
+        if sat.any():
+            ctx.events["saturations"] += int(torch.dot(torch.bincount(idx, minlength=span.numel()).to(F64),
+                                                       sat.to(F64)))
+        return codes.index_select(0, idx).view(X.shape)
+    codes, sat = _encode_values(ctx, cb, X, lo, hi)
+    ctx.events["saturations"] += int(torch.count_nonzero(sat))
+    return codes
+
+
+def _encode_values(ctx: OpContext, cb, X: torch.Tensor, lo: float, hi: float):
+    """(flat codes, saturated mask) of the stream integers ``X`` (all within [lo, hi])."""
     tables = code_tables(cb)
     s = None  # segment per element: min{s : x ≤ U_s}, S−1 if none
-    if S > 1:  # the thresholds ascend, so the number exceeded is the segment
+    if len(cb.segments) > 1:  # the thresholds ascend, so the number exceeded is the segment
         s = torch.gt(X, float(cb.thresholds[0])).to(torch.int64)
         for u in cb.thresholds[1:]:
             s += torch.gt(X, float(u))
     center = _per_segment([float(e.center) for e in cb.encoder], s)
     mult = [float(e.mult) for e in cb.encoder]
-    if X.numel():
-        lo, hi = extremes(X)
-        reach = max(abs(lo - float(e.center)) for e in cb.encoder)
-        reach = max(reach, max(abs(hi - float(e.center)) for e in cb.encoder))
-        if reach * max(abs(m) for m in mult) >= EXACT:  # a cheap bound failed: the exact check, per element
-            check_exact((X - center) * _per_segment(mult, s), 0, ctx.where(op.outputs[0]))
+    reach = max(max(abs(lo - float(e.center)), abs(hi - float(e.center))) for e in cb.encoder)
+    if reach * max(abs(m) for m in mult) >= EXACT:  # a cheap bound failed: the exact check, per element
+        check_exact((X - center) * _per_segment(mult, s), 0, ctx.where(ctx.op.outputs[0]))
     scale = _per_segment([float(e.mult) * pow2(-int(e.shift)) for e in cb.encoder], s)
     t = rnd((X - center) * scale, ctx.numerics.rounding)
     qmin = _per_segment([float(sg.qmin) for sg in cb.segments], s)
     qmax = _per_segment([float(sg.qmax) for sg in cb.segments], s)
-    q = ctx.saturate_count(t, qmin, qmax)
-    return q.add_(_per_segment([float(b - sg.qmin) for b, sg in zip(tables.bases, cb.segments)], s))
+    if torch.is_tensor(qmin) or torch.is_tensor(qmax):
+        q = torch.minimum(torch.maximum(t, torch.as_tensor(qmin, dtype=F64)), torch.as_tensor(qmax, dtype=F64))
+    else:
+        q = torch.clamp(t, qmin, qmax)
+    sat = q != t
+    return q.add_(_per_segment([float(b - sg.qmin) for b, sg in zip(tables.bases, cb.segments)], s)), sat

@@ -134,16 +134,34 @@ def axis_taps(a: int, b: int, size: int, k: int, s: int, p: int, d: int, transpo
     return torch.where(ok, n, -1), [k - 1 - t for t in range(k)], 1
 
 
+def _run(src: torch.Tensor, valid: torch.Tensor) -> tuple[int, int, int] | None:
+    """``(first position, first source, length)`` when the valid entries of ``src`` are one run of consecutive
+    sources at consecutive positions (plain zero padding), else None (zero insertion, scattered rows)."""
+    pos = torch.nonzero(valid).reshape(-1)
+    if pos.numel() == 0:
+        return None
+    p0, n = int(pos[0]), int(pos.numel())
+    if int(pos[-1]) - p0 + 1 != n or int(src[p0 + n - 1]) - int(src[p0]) + 1 != n:
+        return None
+    return p0, int(src[p0]), n
+
+
 def padded(x: torch.Tensor, y0: int, rows: torch.Tensor, cols: torch.Tensor, fill: float) -> torch.Tensor:
     """``x`` (input rows from ``y0``) gathered at input rows ``rows`` and columns ``cols``; −1 → ``fill``.
 
     A row outside the window is one no tap of the band reads (between the taps of a dilated kernel:
-    the window holds every row some tap reads, :func:`golden.bands.row_needs`); it is filled too."""
+    the window holds every row some tap reads, :func:`golden.bands.row_needs`); it is filled too.
+    Plain padding is one fill and one block copy; zero insertion (transposed) a gather."""
     ri = rows - y0
     rv = (rows >= 0) & (ri >= 0) & (ri < x.shape[0])
     cv = cols >= 0
-    if x.shape[0] == 0:  # a band whose taps read no input row (all padding)
+    if x.shape[0] == 0 or not bool(rv.any()) or not bool(cv.any()):  # taps read no input: all padding
         return torch.full((rows.numel(), cols.numel(), x.shape[2]), fill, dtype=x.dtype)
+    rr, rc = _run(ri, rv), _run(cols, cv)
+    if rr is not None and rc is not None:
+        P = torch.full((rows.numel(), cols.numel(), x.shape[2]), fill, dtype=x.dtype)
+        P[rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = x[rr[1]:rr[1] + rr[2], rc[1]:rc[1] + rc[2]]
+        return P
     P = x.index_select(0, torch.where(rv, ri, 0)).index_select(1, torch.where(cv, cols, 0))
     if not (bool(rv.all()) and bool(cv.all())):
         P = P.masked_fill_(~(rv[:, None] & cv[None, :]).unsqueeze(-1), fill)
