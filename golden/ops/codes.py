@@ -102,7 +102,9 @@ def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
 
 def _encode_values(ctx: OpContext, cb, X: torch.Tensor, lo: float, hi: float):
     """(flat codes, saturated mask) of the stream integers ``X`` (all within [lo, hi])."""
-    tables = code_tables(cb)
+    if "tables" not in ctx.cache:  # per op, once for all bands
+        ctx.cache["tables"] = code_tables(cb)
+    tables = ctx.cache["tables"]
     s = None  # segment per element: min{s : x ≤ U_s}, S−1 if none
     if len(cb.segments) > 1:  # the thresholds ascend, so the number exceeded is the segment
         s = torch.gt(X, float(cb.thresholds[0])).to(torch.int64)

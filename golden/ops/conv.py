@@ -146,26 +146,33 @@ def _run(src: torch.Tensor, valid: torch.Tensor) -> tuple[int, int, int] | None:
     return p0, int(src[p0]), n
 
 
-def padded(x: torch.Tensor, y0: int, rows: torch.Tensor, cols: torch.Tensor, fill: float) -> torch.Tensor:
+def padded(x: torch.Tensor, y0: int, rows: torch.Tensor, cols: torch.Tensor, fill: float,
+           chw: bool = False) -> torch.Tensor:
     """``x`` (input rows from ``y0``) gathered at input rows ``rows`` and columns ``cols``; −1 → ``fill``.
 
     A row outside the window is one no tap of the band reads (between the taps of a dilated kernel:
     the window holds every row some tap reads, :func:`golden.bands.row_needs`); it is filled too.
-    Plain padding is one fill and one block copy; zero insertion (transposed) a gather."""
+    Plain padding is one fill and one block copy; zero insertion (transposed) a gather. ``chw``: the result
+    channel-first, ``[C, rows, cols]`` (contiguous)."""
     ri = rows - y0
     rv = (rows >= 0) & (ri >= 0) & (ri < x.shape[0])
     cv = cols >= 0
+    shape = (x.shape[2], rows.numel(), cols.numel()) if chw else (rows.numel(), cols.numel(), x.shape[2])
     if x.shape[0] == 0 or not bool(rv.any()) or not bool(cv.any()):  # taps read no input: all padding
-        return torch.full((rows.numel(), cols.numel(), x.shape[2]), fill, dtype=x.dtype)
+        return torch.full(shape, fill, dtype=x.dtype)
     rr, rc = _run(ri, rv), _run(cols, cv)
     if rr is not None and rc is not None:
-        P = torch.full((rows.numel(), cols.numel(), x.shape[2]), fill, dtype=x.dtype)
-        P[rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = x[rr[1]:rr[1] + rr[2], rc[1]:rc[1] + rc[2]]
+        P = torch.full(shape, fill, dtype=x.dtype)
+        block = x[rr[1]:rr[1] + rr[2], rc[1]:rc[1] + rc[2]]
+        if chw:
+            P[:, rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block.permute(2, 0, 1)
+        else:
+            P[rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block
         return P
     P = x.index_select(0, torch.where(rv, ri, 0)).index_select(1, torch.where(cv, cols, 0))
     if not (bool(rv.all()) and bool(cv.all())):
         P = P.masked_fill_(~(rv[:, None] & cv[None, :]).unsqueeze(-1), fill)
-    return P
+    return P.permute(2, 0, 1).contiguous() if chw else P
 
 
 def tap_views(P: torch.Tensor, ry, rx, nb: int, Wo: int) -> list[torch.Tensor]:
@@ -205,7 +212,9 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     n = k_w + unit_e - f_o  # shift of the integer form (§5.2)
     if not 0 <= n <= 62:
         raise GoldenError(f"{ctx.where()}: shift n = k_w + unit_e − f_o = {n} is outside [0, 62]")
-    tables = code_tables(cb)
+    if "tables" not in ctx.cache:  # per op, once for all bands
+        ctx.cache["tables"] = code_tables(cb)
+    tables = ctx.cache["tables"]
     if codes.numel():
         lo, hi = extremes(codes)
         if lo < 0 or hi >= tables.n:
@@ -229,10 +238,37 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
         c1 = min(b, c0 + step)
         by = axis_taps(c0, c1, H, g["kh"], g["sh"], g["ph"], g["dh"], transposed)
         acc = (_shifted_gemm if shifted else _im2col_gemm)(G, y0, by, rx, c1 - c0, g, consts[0])
-        I = acc.mul_(consts[1]).add_(consts[2])  # Σ w·G·m_w·unit_m + B: exact integers (|I| ≤ bound < 2^53)
-        y = rnd_shift(I, n, ctx.numerics.rounding, consts[3])
+        y = _epilogue(acc, consts, n, ctx.numerics.rounding, Co)
         outs.append(ctx.ovf_stream(y, out_name))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
+
+
+def _epilogue(acc: torch.Tensor, consts, n: int, mode: str, Co: int) -> torch.Tensor:
+    """``R(I, n)`` with ``I = acc·m_w·unit_m + B`` per channel (unpacking channel pairs first).
+
+    For ``half_up`` with ``bound + 2^(n−1) < 2^53`` it is one ``addcmul`` and one ``floor``:
+    ``acc·(m_w·unit_m·2^-n) + (B + 2^(n−1))·2^-n``; both terms are exact (integers below 2^53 times a
+    power of two) and so is their sum, ``(I + 2^(n−1))·2^-n``, a multiple of 2^-n below 2^53·2^-n.
+    Otherwise :func:`rnd_shift` of ``I``."""
+    mats, scale, B, bound, S = consts
+    fast = mode == "half_up" and n > 0 and bound + pow2(n - 1) < EXACT
+    if S is None:
+        if not fast:
+            return rnd_shift(acc.mul_(scale).add_(B), n, mode, bound)
+        return torch.addcmul((B + pow2(n - 1)) * pow2(-n), acc, scale * pow2(-n)).floor_()
+    hi = torch.add(acc, pow2(S - 1)).mul_(pow2(-S)).floor_()  # pairs A + B·2^S (pack_shift): B, then A
+    lo = torch.addcmul(acc, hi, torch.tensor(-pow2(S), dtype=F64))
+    halves = []
+    for part, sl in ((lo, slice(0, None, 2)), (hi, slice(1, None, 2))):
+        k = part.shape[-1]
+        sc, b = scale[sl][:k], B[sl][:k]
+        if fast:
+            halves.append(torch.addcmul((b + pow2(n - 1)) * pow2(-n), part, sc * pow2(-n)).floor_())
+        else:
+            halves.append(rnd_shift(part * sc + b, n, mode, bound))
+    if halves[1].shape[-1] < halves[0].shape[-1]:  # odd Co: the last pair's B is a padding channel
+        halves[1] = torch.cat([halves[1], torch.zeros_like(halves[1][..., :1])], dim=-1)
+    return torch.stack(halves, dim=-1).flatten(-2)[..., :Co]
 
 
 def _im2col_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
@@ -243,7 +279,7 @@ def _im2col_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> 
     T, Ci = cols.shape[2], cols.shape[3]
     M = rows * g["Wo"]
     if g["groups"] == 1:
-        acc = torch.matmul(cols.reshape(M, T * Ci), mats.reshape(T * Ci, -1))
+        acc = torch.matmul(cols.reshape(M, T * Ci), mats.transpose(1, 2).reshape(T * Ci, -1))
     else:
         gr, cig = g["groups"], Ci // g["groups"]
         acc = torch.bmm(cols.reshape(M, T, gr, cig).permute(2, 0, 1, 3).reshape(gr, M, T * cig), mats)
@@ -254,26 +290,43 @@ def _im2col_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> 
 def _shifted_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
     """``Σ w·G`` for unit steps (stride 1, or a transposed conv's zero-inserted input) without im2col.
 
-    The padded input ``P`` (``[rows_p, Wp, Ci]``, one spare zero row) is read as a ``[rows_p·Wp, Ci]`` matrix:
-    output position ``m = y·Wp + x`` reads tap ``(ky, kx)`` at row ``m + oy[ky]·Wp + ox[kx]``, so each tap is
-    one contiguous shifted view and one ``addmm`` into ``[rows·Wp, Co]``; the last ``Wp − Wo`` columns of
-    each output row read across a row end and are dropped."""
+    The padded input is held channel-first, ``P = [Ci, rows_p, Wp]`` (one spare zero row), and read as
+    a ``[Ci, rows_p·Wp]`` matrix: output position ``m = y·Wp + x`` reads tap ``(ky, kx)`` at column
+    ``m + oy[ky]·Wp + ox[kx]``, so each tap is one shifted view and one ``addmm`` of its ``[Co, Ci]``
+    weights into ``[Co, rows·Wp]`` (this orientation keeps the long pixel axis innermost, the fastest
+    for the BLAS); the last ``Wp − Wo`` columns of each output row read across a row end and are
+    dropped. Returns an ``[rows, Wo, Co]`` view."""
     src = torch.cat([by[0], torch.tensor([-1])])  # the spare row: the shifted views of the last taps end in it
-    P = padded(G, y0, src, rx[0], 0.0)
-    Wp, Ci = P.shape[1], P.shape[2]
-    flat = P.view(-1, Ci)
+    P = padded(G, y0, src, rx[0], 0.0, chw=True)
+    Ci, Wp = P.shape[0], P.shape[2]
+    flat = P.view(Ci, -1)
     M = rows * Wp
-    acc = torch.zeros((M, mats.shape[-1]), dtype=F64)
+    acc = torch.zeros((mats.shape[1], M), dtype=F64)
     for t, (oy, ox) in enumerate((oy, ox) for oy in by[1] for ox in rx[1]):
         off = oy * Wp + ox
-        acc.addmm_(flat[off:off + M], mats[t])
-    return acc.view(rows, Wp, -1)[:, :g["Wo"]]
+        acc.addmm_(mats[t], flat[:, off:off + M])
+    return acc.view(-1, rows, Wp)[:, :, :g["Wo"]].permute(1, 2, 0)
+
+
+def pack_shift(wsum_max: int) -> int | None:
+    """The shift ``S`` that packs two output channels into one float64 GEMM column, or None.
+
+    A column of weights ``w_a + w_b·2^S`` gives ``Σ G·(w_a + w_b·2^S) = A + B·2^S`` for the two channels'
+    sums ``A``, ``B``. With ``|A|, |B| ≤ W`` (``W = max_co Σ|w|·max|G|``, §5.4) and ``W < 2^(S−1)``, every
+    partial sum is an integer of magnitude at most ``W·(1 + 2^S)``; below 2^53 the product is exact (the
+    same 2^53 argument), and ``B = ⌊(A + B·2^S + 2^(S−1))·2^-S⌋``, ``A = (A + B·2^S) − B·2^S`` are exact too.
+    Half the multiply-adds of the unpacked GEMM."""
+    S = int(wsum_max).bit_length() + 1  # W < 2^(S−1)
+    if wsum_max * (1 + 2 ** S) + 2 ** (S - 1) >= EXACT:
+        return None
+    return S
 
 
 def _gemm_constants(ctx: OpContext, weight: np.ndarray, w_mant: np.ndarray, bias: np.ndarray, tables, unit_m: int,
                     groups: int):
-    """The weight matrix, per-channel scale ``m_w·unit_m``, bias ``B`` and the bound on ``|I|``; refuses an op
-    outside the envelope (see the module docstring). Cached on the context: a banded run calls it per band."""
+    """The weight matrix, per-channel scale ``m_w·unit_m``, bias ``B``, the bound on ``|I|`` and the packing
+    shift (:func:`pack_shift`, None: not packed); refuses an op outside the envelope (see the module
+    docstring). Cached on the context: a banded run calls it per band."""
     if ctx.cache.get("gemm") is not None:
         return ctx.cache["gemm"]
     Co = weight.shape[0]
@@ -288,11 +341,17 @@ def _gemm_constants(ctx: OpContext, weight: np.ndarray, w_mant: np.ndarray, bias
         bound = max(bound, b_co)
     wf = torch.from_numpy(w.astype(np.float64))  # [Co, kh, kw, Ci/g]
     cog = Co // groups
+    S = pack_shift(int(wabs.max()) * max_g) if groups == 1 and Co > 1 else None
     if groups == 1:  # [taps, Ci, Co]: tap t = ky·kw + kx; as [taps·Ci, Co] rows in the im2col's (ky, kx, ci) order
         mats = wf.reshape(Co, -1, weight.shape[3]).permute(1, 2, 0).contiguous()
+        if S is not None:
+            if Co % 2:
+                mats = torch.cat([mats, torch.zeros_like(mats[..., :1])], dim=-1)
+            mats = mats[..., 0::2] + mats[..., 1::2] * pow2(S)  # exact: integers below 2^53
+        mats = mats.transpose(1, 2).contiguous()  # [taps, Co (packed: ⌈Co/2⌉), Ci]
     else:
         mats = wf.reshape(groups, cog, -1).transpose(1, 2).contiguous()  # [g, taps·Ci/g, Co/g]
     scale = torch.tensor([float(int(m) * unit_m) for m in w_mant], dtype=F64)
     B = torch.from_numpy(bias.astype(np.float64))
-    ctx.cache["gemm"] = (mats, scale, B, float(bound))
+    ctx.cache["gemm"] = (mats, scale, B, float(bound), S)
     return ctx.cache["gemm"]
