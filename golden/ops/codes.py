@@ -110,6 +110,9 @@ def _encode_values(ctx: OpContext, cb, X: torch.Tensor, lo: float, hi: float):
         s = torch.gt(X, float(cb.thresholds[0])).to(torch.int64)
         for u in cb.thresholds[1:]:
             s += torch.gt(X, float(u))
+    fused = _encode_half_up(ctx, cb, tables, X, s, lo, hi)
+    if fused is not None:
+        return fused
     center = _per_segment([float(e.center) for e in cb.encoder], s)
     mult = [float(e.mult) for e in cb.encoder]
     reach = max(max(abs(lo - float(e.center)), abs(hi - float(e.center))) for e in cb.encoder)
@@ -125,3 +128,36 @@ def _encode_values(ctx: OpContext, cb, X: torch.Tensor, lo: float, hi: float):
         q = torch.clamp(t, qmin, qmax)
     sat = q != t
     return q.add_(_per_segment([float(b - sg.qmin) for b, sg in zip(tables.bases, cb.segments)], s)), sat
+
+
+def _encode_half_up(ctx: OpContext, cb, tables, X: torch.Tensor, s, lo: float, hi: float):
+    """The encoder in few passes for ``half_up``: ``code = ⌊(X − C_s)·M_s + (½ + off_s)⌋`` clamped to segment
+    ``s``'s codes, with ``M_s = E_s·2^-k_s`` and ``off_s = base_s − qmin_s``; None where not provably exact.
+
+    ``RND(t) + off = ⌊t + ½⌋ + off = ⌊t + ½ + off⌋`` (``off`` an integer) for ``t = (X − C)·M``. With
+    ``k ≥ 1``, ``t`` and ``½ + off`` are integers times ``2^-k``, and while
+    ``max|X − C|·E + 2^(k−1) + |off|·2^k < 2^53`` the product and the sum are exact: this is the
+    element-wise real form's value."""
+    if ctx.numerics.rounding != "half_up":
+        return None
+    for e, sg, b in zip(cb.encoder, cb.segments, tables.bases):
+        k, E, C = int(e.shift), abs(int(e.mult)), float(e.center)
+        reach = max(abs(lo - C), abs(hi - C))
+        if k < 1 or reach * E + pow2(k - 1) + abs(b - int(sg.qmin)) * pow2(k) >= EXACT:
+            return None
+    C = _per_segment([float(e.center) for e in cb.encoder], s)
+    M = _per_segment([float(e.mult) * pow2(-int(e.shift)) for e in cb.encoder], s)
+    A = _per_segment([0.5 + float(b - sg.qmin) for sg, b in zip(cb.segments, tables.bases)], s)
+    D = X - C
+    if torch.is_tensor(M):
+        t = torch.addcmul(torch.as_tensor(A, dtype=F64), D, M) if torch.is_tensor(A) else D.mul_(M).add_(A)
+    else:
+        t = D.mul_(M).add_(A)
+    t = t.floor_()
+    lo_c = _per_segment([float(b) for b in tables.bases], s)
+    hi_c = _per_segment([float(b + int(sg.qmax) - int(sg.qmin)) for b, sg in zip(tables.bases, cb.segments)], s)
+    if torch.is_tensor(lo_c) or torch.is_tensor(hi_c):
+        q = torch.minimum(torch.maximum(t, torch.as_tensor(lo_c, dtype=F64)), torch.as_tensor(hi_c, dtype=F64))
+    else:
+        q = torch.clamp(t, lo_c, hi_c)
+    return q, q != t

@@ -181,6 +181,14 @@ def tap_views(P: torch.Tensor, ry, rx, nb: int, Wo: int) -> list[torch.Tensor]:
     return [P[y:y + (nb - 1) * sy + 1:sy, x:x + (Wo - 1) * sx + 1:sx] for y in oy for x in ox]
 
 
+def _from_encoder(ctx: OpContext) -> bool:
+    """True when the conv's input codes are produced by an ``encode`` op of the graph."""
+    if "from_encoder" not in ctx.cache:
+        name = ctx.op.inputs[0]
+        ctx.cache["from_encoder"] = any(op.op == "encode" and name in op.outputs for op in ctx.art.ops)
+    return ctx.cache["from_encoder"]
+
+
 def _band(ctx: OpContext, codes: torch.Tensor, Ho: int):
     """(output rows [a, b), first input row of the window, input height) of this call."""
     a, b = ctx.band if ctx.band is not None else (0, Ho)
@@ -215,7 +223,7 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     if "tables" not in ctx.cache:  # per op, once for all bands
         ctx.cache["tables"] = code_tables(cb)
     tables = ctx.cache["tables"]
-    if codes.numel():
+    if codes.numel() and not _from_encoder(ctx):  # an encoder's codes are in range by its clamp (§3.4)
         lo, hi = extremes(codes)
         if lo < 0 or hi >= tables.n:
             raise GoldenError(f"{ctx.where()}: input codes outside [0, {tables.n})")
@@ -255,7 +263,8 @@ def _epilogue(acc: torch.Tensor, consts, n: int, mode: str, Co: int) -> torch.Te
     if S is None:
         if not fast:
             return rnd_shift(acc.mul_(scale).add_(B), n, mode, bound)
-        return torch.addcmul((B + pow2(n - 1)) * pow2(-n), acc, scale * pow2(-n)).floor_()
+        y = torch.empty(acc.shape, dtype=F64)  # contiguous HWC, whatever the layout of acc
+        return torch.addcmul((B + pow2(n - 1)) * pow2(-n), acc, scale * pow2(-n), out=y).floor_()
     hi = torch.add(acc, pow2(S - 1)).mul_(pow2(-S)).floor_()  # pairs A + B·2^S (pack_shift): B, then A
     lo = torch.addcmul(acc, hi, torch.tensor(-pow2(S), dtype=F64))
     halves = []
@@ -301,10 +310,13 @@ def _shifted_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) ->
     Ci, Wp = P.shape[0], P.shape[2]
     flat = P.view(Ci, -1)
     M = rows * Wp
-    acc = torch.zeros((mats.shape[1], M), dtype=F64)
+    acc = None
     for t, (oy, ox) in enumerate((oy, ox) for oy in by[1] for ox in rx[1]):
         off = oy * Wp + ox
-        acc.addmm_(mats[t], flat[:, off:off + M])
+        if acc is None:
+            acc = torch.mm(mats[t], flat[:, off:off + M])
+        else:
+            acc.addmm_(mats[t], flat[:, off:off + M])
     return acc.view(-1, rows, Wp)[:, :, :g["Wo"]].permute(1, 2, 0)
 
 

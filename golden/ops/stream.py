@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from golden.numerics import EXACT, F64, GoldenError, check_exact, pow2, rnd
+from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd
 from golden.ops.context import OpContext
 
 
@@ -111,6 +111,14 @@ def _slope(ctx: OpContext, X: torch.Tensor, M: torch.Tensor | float, k: int):
     _same_frac(ctx)
     _shift(ctx, k, "k")
     out = ctx.op.outputs[0]
+    if ctx.numerics.rounding == "half_up" and k >= 1 and X.numel():
+        # ⌊X·M·2^-k + ½⌋ in one addcmul and a floor: X·M is an integer below 2^53 (bounded by max|X|·max|M|,
+        # else refused as below), plus 2^(k−1), times 2^-k: every step exact
+        mmax = float(M.abs().max()) if torch.is_tensor(M) else abs(M)
+        lo, hi = extremes(X)
+        if max(-lo, hi) * mmax + pow2(k - 1) < EXACT:
+            t = torch.mul(X, M * pow2(-k) if torch.is_tensor(M) else M * pow2(-k)).add_(0.5).floor_()
+            return [ctx.ovf_stream(torch.where(X < 0, t, X), out)]
     neg = X < 0
     t = torch.where(neg, X * M * pow2(-k), torch.zeros_like(X))  # (x·α)·2^f
     check_exact(t, k, ctx.where(out))
