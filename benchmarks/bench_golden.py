@@ -34,7 +34,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "intsim_cli"]
@@ -104,6 +103,14 @@ def make_large_lr(data_root: Path, out: Path) -> Path:
     return out
 
 
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def du(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
@@ -115,6 +122,9 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--skip-large", action="store_true")
     p.add_argument("--skip-disk", action="store_true")
+    p.add_argument("--disk-from", default=None, metavar="JSON",
+                   help="take the disk section from an earlier results file (golden sizes and the exit codes of "
+                        "verify and export-vectors do not depend on golden's speed) instead of re-measuring it")
     p.add_argument("-o", "--out", default=str(ROOT / "benchmarks" / "results" / "golden"), help="prefix: .json/.md")
     a = p.parse_args(argv)
     from intsim.artifact import load_artifact
@@ -128,7 +138,7 @@ def main(argv=None) -> int:
     res = {"artifact": Path(a.artifact).name, "artifact_sha256": art.sha256, "image": "Set5 babyx4.png",
            "image_shape": list(img.shape), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                                       "load_average_start": list(os.getloadavg())},
-           "threads": 1}
+           "threads": 1, "commit": _commit()}
     res["time"] = time_rounds(art, img, a.rounds)
     tmp = Path(tempfile.mkdtemp(prefix="bench_golden."))
     try:
@@ -147,7 +157,10 @@ def main(argv=None) -> int:
                             "verify_exit": vrc, "verify_ok": vrc == 0, "verify_peak_rss_mib": vmib,
                             "verify_wall_s": vwall}
             shutil.rmtree(tmp / "g_big", ignore_errors=True)
-        if not a.skip_disk:
+        if a.disk_from:
+            prev = json.loads(Path(a.disk_from).read_text())
+            res["disk"], res["disk_commit"] = prev["disk"], prev.get("commit")
+        elif not a.skip_disk:
             res["disk"] = disk(a.artifact, set5, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -191,7 +204,7 @@ def disk(artifact: str, set5: Path, tmp: Path) -> dict:
 def markdown(r: dict) -> str:
     t = r["time"]
     lines = [f"# Golden vs intsim run — {r['artifact']} on {r['image']} ({r['image_shape'][1]}×{r['image_shape'][0]})",
-             "", f"One thread, one process, {t['rounds']} interleaved rounds after a warm-up; median of per-round "
+             "", f"Commit {r.get('commit')}. One thread, one process, {t['rounds']} interleaved rounds after a warm-up; median of per-round "
              f"ratios. Load average {r['machine']['load_average_start'][0]:.1f} → "
              f"{r['machine']['load_average_end'][0]:.1f} on {r['machine']['cpus']} CPUs.", "",
              "| run | wall s | CPU s | wall ratio | CPU ratio |", "|---|---|---|---|---|",
@@ -212,7 +225,9 @@ def markdown(r: dict) -> str:
                   f"{L['verify_exit']} ({'OK' if L['verify_ok'] else 'FAILED'}), peak RSS "
                   f"{L['verify_peak_rss_mib']:.0f} MiB, {L['verify_wall_s']:.0f} s."]
     if "disk" in r:
-        lines += ["", "## Set5 ×4 golden on disk", "", "| --tensors | MiB | fraction of all | verify | export-vectors |",
+        when = f" (measured at commit {r['disk_commit']})" if r.get("disk_commit") else ""
+        lines += ["", f"## Set5 ×4 golden on disk{when}", "",
+                  "| --tensors | MiB | fraction of all | verify | export-vectors |",
                   "|---|---|---|---|---|"]
         for k, e in r["disk"].items():
             v = "" if "verify_exit" not in e else ("OK" if e["verify_exit"] == 0 else f"exit {e['verify_exit']}")

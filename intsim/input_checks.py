@@ -1,7 +1,8 @@
 """What the commands check about their input images before running anything (policies in
 intsim/images.py and docs/robustness.md): sizes the graph cannot run on are refused, images
 smaller than the receptive field get a notice, and memory is budgeted (``run`` tiles bit-exactly
-above the budget; ``golden`` does not tile and refuses). Sizes in bytes unless named MiB."""
+above the budget; ``golden`` runs in bands that fit it and refuses only what 1-row bands exceed).
+Sizes in bytes unless named MiB."""
 from __future__ import annotations
 
 import logging
