@@ -189,13 +189,6 @@ def _from_encoder(ctx: OpContext) -> bool:
     return ctx.cache["from_encoder"]
 
 
-def _band(ctx: OpContext, codes: torch.Tensor, Ho: int):
-    """(output rows [a, b), first input row of the window, input height) of this call."""
-    a, b = ctx.band if ctx.band is not None else (0, Ho)
-    y0, H = ctx.windows[0] if ctx.windows is not None else (0, codes.shape[0])
-    return a, b, y0, H
-
-
 def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     op = ctx.op
     in_spec = ctx.spec(op.inputs[0])
@@ -208,10 +201,9 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     k_w = int(ctx.attr("w_exp"))
     unit_e, unit_m = int(cb.unit_e), int(cb.unit_m)
     H_win, W, Ci = codes.shape
-    a, b, y0, H = _band(ctx, codes, 0)
+    y0, H = ctx.windows[0] if ctx.windows is not None else (0, H_win)  # the window's first row, full height
     g = _geometry(ctx, transposed, H, W, weight, Ci)
-    if ctx.band is None:
-        a, b = 0, g["Ho"]
+    a, b = ctx.band if ctx.band is not None else (0, g["Ho"])  # output rows of this call
     Co = weight.shape[0]
     w_mant = ctx.array("w_mant").astype(np.int64)
     bias = ctx.array("bias").astype(np.int64)
@@ -228,16 +220,16 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
         if lo < 0 or hi >= tables.n:
             raise GoldenError(f"{ctx.where()}: input codes outside [0, {tables.n})")
     codes_l = codes.to(torch.int64)
-    ry = axis_taps(a, b, H, g["kh"], g["sh"], g["ph"], g["dh"], transposed)
     rx = axis_taps(0, g["Wo"], W, g["kw"], g["sw"], g["pw"], g["dw"], transposed)
     ordered = ctx.force_ordered or can_overflow(weight, cb, ctx.numerics.realization, int(ctx.numerics.acc_bits))
     if ordered:
+        ry = axis_taps(a, b, H, g["kh"], g["sh"], g["ph"], g["dh"], transposed)
         P = padded(codes_l, y0, ry[0], rx[0], -1)
         v = ordered_band(ctx, tap_views(P, ry, rx, b - a, g["Wo"]), cb, tables, weight, w_mant, bias, g, k_w)
         return ctx.store(v * pow2(f_o), out_name, n)
     consts = _gemm_constants(ctx, weight, w_mant, bias, tables, unit_m, g["groups"])
     G = tables.grid.to(F64).index_select(0, codes_l.reshape(-1)).view(codes_l.shape)  # grid values (integers)
-    shifted = g["groups"] == 1 and ry[2] == 1 and rx[2] == 1 and Ci >= SHIFTED_MIN_CI
+    shifted = g["groups"] == 1 and rx[2] == 1 and (transposed or g["sh"] == 1) and Ci >= SHIFTED_MIN_CI
     Wp = rx[0].numel()
     per_row = 8 * (Wp * (Ci + Co) if shifted else g["Wo"] * g["kh"] * g["kw"] * Ci)
     step = max(1, COLS_BYTES // max(1, per_row))  # output rows per block
