@@ -7,6 +7,7 @@ accumulator path, and the real IMDN ×4 W4A4 artifact on a Set5 crop (skipped wi
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ from tests.artifact_factory import make_random_artifact  # noqa: E402
 from tests.intsim.test_tiling import MODES, make_pool_free_artifact  # noqa: E402
 
 EVENT_KEYS = ("acc_overflow", "stream_overflow", "saturations")
-IMDN = Path("/work/main/results/quality/imdn_4_w4a4_default.intsim")
+# the calibrated IMDN ×4 W4A4 artifact the quality runs write (untracked: results/quality/*.intsim)
+IMDN = Path(os.environ.get("INTSIM_IMDN_ARTIFACT",
+                           Path(__file__).resolve().parents[2] / "results" / "quality" / "imdn_4_w4a4_default.intsim"))
 
 
 def engine_reference(art, img):
