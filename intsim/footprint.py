@@ -22,10 +22,11 @@ are in pixels of the graph's input image, memory in bytes.
   bands of ``tile_rows`` rows: the input image, the graph outputs, every
   materialized tensor (compact storage, see :mod:`intsim.tiling`) and the line
   buffers (band plus halo rows of each streamed tensor, int64).
-* :func:`verify_peak_bytes` — ``verify``: every tensor kept (``keep_tensors=True``) plus one comparison.
-* :func:`golden_bytes` — golden (torch float64) keeps every tensor of the whole
-  image: all tensors at 8 bytes per element, twice (the torch run and the copy
-  kept for writing).
+* :func:`verify_peak_bytes` — ``verify``: the engine's untiled working set (tensors are compared as
+  they are produced, none kept) plus one comparison of the largest tensor.
+* :func:`golden_bytes` — golden (torch float64) in bands of rows: the tensors
+  the band plan materializes, float64 line buffers, and its conv blocks (golden
+  writes each kept tensor to disk as it is produced).
 
 Estimates are deliberately conservative (an upper bound up to allocator noise),
 not exact: they decide between an untiled run, a tiled run and a refusal.
@@ -274,19 +275,45 @@ def tiled_peak_bytes(art: Artifact, h: int, w: int, tile_rows: int) -> int:
 
 
 def verify_peak_bytes(art: Artifact, h: int, w: int) -> int:
-    """Estimated peak bytes of ``verify`` on one ``h × w`` golden input: ``engine.run(keep_tensors=True)``
-    keeps every tensor (engine dtypes, codes counted as int64), plus ``WORKSPACE`` int64 temporaries of the
-    largest tensor, plus comparing it: the golden array and two int64 copies (8 bytes each) and a bool mask."""
+    """Estimated peak bytes of ``verify`` on one ``h × w`` golden input: ``engine.run`` with an observer
+    (:func:`untiled_peak_bytes`: nothing kept beyond the engine's working set), plus comparing the largest
+    tensor: the golden array and two int64 copies (8 bytes each) and a bool mask."""
     hw = tensor_shapes(art, h, w)
-    n = {t: max(v[0], 0) * max(v[1], 0) * art.tensors[t].channels for t, v in hw.items()}
-    biggest = max(n.values(), default=0)
-    return int(sum(n[t] * _engine_bytes(art, t) for t in n) + (WORKSPACE * 8 + 3 * 8 + 1) * biggest)
+    biggest = max((max(v[0], 0) * max(v[1], 0) * art.tensors[t].channels for t, v in hw.items()), default=0)
+    return int(untiled_peak_bytes(art, h, w) + (3 * 8 + 1) * biggest)
 
 
-def golden_bytes(art: Artifact, h: int, w: int) -> int:
-    """Estimated bytes golden holds for one ``h × w`` input: every tensor in float64, twice."""
+def golden_bytes(art: Artifact, h: int, w: int, band_rows: int) -> int:
+    """Estimated peak bytes of golden (torch float64, :mod:`golden.bands`) on an ``h × w`` image in bands
+    of ``band_rows`` rows: the tensors the band plan materializes (storage integers), and per streamed
+    tensor its band plus halo rows in float64 three times (line buffer, the op's output, temporaries),
+    plus two conv blocks (a band's im2col, at most :data:`GOLDEN_CONV_BLOCK`). Kept tensors go to disk as produced."""
     hw = tensor_shapes(art, h, w)
-    return int(2 * 8 * sum(max(v[0], 0) * max(v[1], 0) * art.tensors[t].channels for t, v in hw.items()))
+    P = plan(art)
+    halo = 2 + max([(int(op.attrs["kernel"][0]) - 1) * attr_pair(op.attrs.get("dilation", 1))[0]
+                    for op in art.ops if op.op in ("conv2d", "conv_transpose2d")] + [2])
+    total = h * w * art.tensors[art.inputs[0]].channels
+    block = 0
+    for op in art.ops:
+        if op.op in ("conv2d", "conv_transpose2d") and not P.is_global.get(op.outputs[0], False):
+            (th, tw), taps = hw[op.outputs[0]], int(op.attrs["kernel"][0]) * int(op.attrs["kernel"][1])
+            rows = min(max(th, 0), math.ceil(band_rows * th / max(h, 1)) + halo)
+            block = max(block, rows * max(tw, 0) * taps * art.tensors[op.inputs[0]].channels * 8)
+    total += 2 * min(block, GOLDEN_CONV_BLOCK)
+    for t, (th, tw) in hw.items():
+        if P.is_global.get(t, False) or t == art.inputs[0]:
+            continue
+        c = art.tensors[t].channels
+        if t in P.materialize:
+            total += max(th, 0) * max(tw, 0) * c * store_dtype(art, t).itemsize
+        else:
+            band = min(max(th, 0), math.ceil(band_rows * th / max(h, 1)) + halo)
+            total += band * max(tw, 0) * c * 8 * 3
+    return int(total)
+
+
+#: bytes of one im2col / shifted-GEMM block of golden's convolution (golden.ops.conv.COLS_BYTES)
+GOLDEN_CONV_BLOCK = 48 << 20
 
 
 def default_budget_bytes() -> int:

@@ -1,8 +1,9 @@
 """What the commands check about their input images before running anything (policies in
 intsim/images.py and docs/robustness.md): sizes the graph cannot run on are refused, images
 smaller than the receptive field get a notice, and memory is budgeted (``run`` and ``cost --images``
-tile bit-exactly above the budget; ``golden`` and ``verify``, which hold every tensor, refuse with
-the estimate). Sizes in bytes unless named MiB."""
+tile bit-exactly above the budget; ``golden`` runs in bands that fit it and refuses only what 1-row
+bands exceed; ``verify`` compares tensors as the engine produces them and refuses, with the
+estimate, an input whose untiled run exceeds it). Sizes in bytes unless named MiB."""
 from __future__ import annotations
 
 import logging
@@ -70,22 +71,25 @@ def tile_plan(art, im, budget: int, notices: list[str] | None = None, held: int 
                      f"holds whole), above the memory budget of {mib(max(budget, 0))}{after} (--max-memory MB)")
 
 
-def check_golden_memory(art, images, budget: int) -> None:
-    """Golden (torch float64, whole image, every tensor kept for writing) does not tile:
-    refuse, with the estimate, inputs whose tensors exceed ``budget`` bytes."""
-    kept, work = 0, 0
-    for k, im in enumerate(images):
-        b = golden_bytes(art, *im.pixels.shape[:2]) // 2  # one copy: kept for writing; the other: the run
-        kept, work = kept + b, max(work, b)
-        if kept + work > budget:
-            h, w = im.pixels.shape[:2]
-            raise ImageError(f"{im.path}: golden keeps every tensor in float64: about {mib(kept + work)} for "
-                             f"{k + 1} input(s) up to this {w}×{h} image, above the memory budget of {mib(budget)} "
-                             f"(--max-memory MB); golden does not tile: give fewer or smaller inputs")
+def check_golden_memory(art, images, budget: int) -> int:
+    """Golden runs one input at a time in bands of rows (golden.bands): return the most rows per band
+    that keep every input's estimate within ``budget`` bytes; refuse, with the estimate, an input that
+    does not fit even in bands of one row (the tensors the band plan holds whole)."""
+    best = None
+    for im in images:
+        h, w = im.pixels.shape[:2]
+        rows = next((r for r in (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+                     if golden_bytes(art, h, w, min(r, h)) <= budget), None)
+        if rows is None:
+            raise ImageError(f"{im.path}: golden on this {w}×{h} image needs about "
+                             f"{mib(golden_bytes(art, h, w, 1))} even in bands of 1 row (the tensors the band "
+                             f"plan holds whole), above the memory budget of {mib(budget)} (--max-memory MB)")
+        best = rows if best is None else min(best, rows)
+    return best or 1
 
 
 def check_verify_memory(art, golden, budget: int) -> None:
-    """``verify`` compares every tensor, so the engine keeps them all and does not tile: judge each golden
+    """``verify`` runs the engine untiled (it compares each tensor as it is produced): judge each golden
     input from its manifest shape, before any array is read, and refuse (``GoldenError`` naming the input
     file, with the estimate) one the graph cannot run on or whose run would exceed ``budget`` bytes."""
     from intsim.golden_dir import GoldenError
@@ -102,6 +106,6 @@ def check_verify_memory(art, golden, budget: int) -> None:
             raise GoldenError(f"{where}: input {gin.index}: {problem}")
         need = verify_peak_bytes(art, h, w)
         if need > budget:
-            raise GoldenError(f"{where}: verifying input {gin.index} ({w}×{h}) keeps every tensor of the graph: "
+            raise GoldenError(f"{where}: verifying input {gin.index} ({w}×{h}) needs "
                               f"about {mib(need)}, above the memory budget of {mib(budget)} (--max-memory MB); "
                               "verify does not tile: use a golden made from smaller inputs")

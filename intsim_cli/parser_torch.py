@@ -109,12 +109,19 @@ def add_calibrate(sub) -> None:
 
 def add_golden(sub) -> None:
     g = sub.add_parser("golden", help="write golden tensors (torch float64 fake-quant)",
-                       epilog="example: intsim golden model.intsim Set5/LR_bicubic/X4 -o golden/")
+                       epilog="examples:\n  intsim golden model.intsim Set5/LR_bicubic/X4 -o golden/\n"
+                              "  intsim golden model.intsim big.png -o golden/ --tensors conv-io --compress")
     g.add_argument("artifact")
     g.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     g.add_argument("-o", "--output", required=True, metavar="GOLDEN_DIR")
     g.add_argument("--max-memory", type=positive_mb, default=None, metavar="MB",
-                   help="memory budget (default: half of the available memory); larger inputs are refused")
+                   help="memory budget (default: half of the available memory): golden runs in bands of rows "
+                        "that fit it; an input that does not fit even in 1-row bands is refused")
+    g.add_argument("--tensors", nargs="+", default=["all"], metavar="WHICH",
+                   help="tensors to keep: all, outputs, conv-io (every conv's input codes and output), or tensor "
+                        "names; the graph outputs are always kept, so verify works (default: all)")
+    g.add_argument("--compress", action="store_true",
+                   help="store tensors as deflated .npz (the manifest's dtype, shape and sha256 are unchanged)")
     g.add_argument("--json", action="store_true", help="print a JSON summary (golden folder, inputs) on stdout")
     g.set_defaults(func=cmd_golden)
 

@@ -314,9 +314,11 @@ CASES: list[Case] = [
     Case("image-too-large-refused", "Images", "image that exceeds the memory budget even in bands",
          _large("0.5"), "above the memory budget",
          policy="refused with the untiled and tiled estimates when even bands of one row do not fit"),
-    Case("image-too-large-golden", "Images", "image whose golden tensors exceed the memory budget",
-         _large("4", _golden), "golden does not tile",
-         policy="golden (float64, every tensor kept for writing) does not tile: refused with the estimate"),
+    Case("image-too-large-golden", "Images", "image whose golden run exceeds the memory budget even in bands",
+         _large("0.05", _golden), "even in bands of 1 row",
+         policy="golden runs one input at a time in bands of rows, writing each tensor as it is produced; "
+                "refused with the estimate only when even 1-row bands (and the tensors the band plan holds "
+                "whole) do not fit"),
     Case("image-too-large-cost-tiled", "Images", "`cost --images` on an image whose untiled run exceeds the "
          "memory budget", _large("4", _cost), "running in bands of", kind="accepted",
          policy="`cost --images` takes `run`'s budget and tiling: bit-exact bands give the same counters"),
