@@ -45,21 +45,26 @@ class ImageCost:
     mib: float
 
 
-def conv_macs(art, h: int, w: int) -> int:
-    """Multiply-accumulates of every conv / transposed conv of ``art`` on an ``h × w`` input image
-    (geometric count: every output × kernel tap × input channel of its group, padding included)."""
+def conv_macs_by_op(art, h: int, w: int) -> dict[str, int]:
+    """Multiply-accumulates of each conv / transposed conv of ``art`` on an ``h × w`` input image, by op name
+    (geometric count, padding included: what a dense float convolution computes)."""
     from intsim.footprint import tensor_shapes
 
     hw = tensor_shapes(art, h, w)
-    total = 0
+    out = {}
     for op in art.ops:
         if op.op == "conv2d":  # weight (Co, Ci/g, kh, kw): each output pixel uses all of it once
             ho, wo = hw[op.outputs[0]]
-            total += int(ho) * int(wo) * int(art.array(op, "weight").size)
+            out[op.name] = int(ho) * int(wo) * int(art.array(op, "weight").size)
         elif op.op == "conv_transpose2d":  # weight (Ci, Co/g, kh, kw): each input pixel scatters all of it
             hi, wi = hw[op.inputs[0]]
-            total += int(hi) * int(wi) * int(art.array(op, "weight").size)
-    return total
+            out[op.name] = int(hi) * int(wi) * int(art.array(op, "weight").size)
+    return out
+
+
+def conv_macs(art, h: int, w: int) -> int:
+    """Total of :func:`conv_macs_by_op`."""
+    return sum(conv_macs_by_op(art, h, w).values())
 
 
 def image_cost(art, name: str, h: int, w: int) -> ImageCost:
@@ -88,14 +93,13 @@ def plan_golden(costs: list[ImageCost], budget: GoldenBudget) -> dict:
         else:
             skipped.append(c.name)
             reasons.append(why)
-    text = {"gmac_image": f"over {budget.max_gmac_per_image:g} GMAC per image",
-            "mib_image": f"golden's memory estimate over {budget.max_mib_per_image:g} MiB per image",
-            "gmac_cell": f"the cell's golden total would pass {budget.max_gmac_per_cell:g} GMAC"} \
-        if reasons else {}
+    text = {"gmac_image": lambda: f"over {budget.max_gmac_per_image:g} GMAC per image",
+            "mib_image": lambda: f"golden's memory estimate over {budget.max_mib_per_image:g} MiB per image",
+            "gmac_cell": lambda: f"the cell's golden total would pass {budget.max_gmac_per_cell:g} GMAC"}
     reason = None
     if skipped:
-        counts = {k: reasons.count(k) for k in dict.fromkeys(reasons)}
-        reason = "; ".join(f"{n} image(s) {text[k]}" for k, n in counts.items())
+        counts = {k: reasons.count(k) for k in sorted(set(reasons), key=list(text).index)}
+        reason = "; ".join(f"{n} image(s) {text[k]()}" for k, n in counts.items())
     mode = "all" if not skipped else "some" if checked else "none"
     return {"mode": mode, "images": checked, "skipped": skipped, "gmac_checked": round(total, 3),
             "gmac_all": round(sum(c.gmac for c in costs), 3), "reason": reason,
