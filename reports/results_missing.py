@@ -40,7 +40,8 @@ def missing_section(missing: list[str], running: bool = False) -> list[str]:
     parsed = [(m, parse_cell_id(m)) for m in missing]
     known = [p for _, p in parsed if p is not None]
     why = ("the sweep is still running; these have not landed yet" if running else
-           "the sweep was stopped before these ran; `intsim sweep … --resume` computes them (and nothing else)")
+           "no sweep run has reached them yet (stopped, or run with `--only`); `intsim sweep … --resume` "
+           "computes them (and nothing else)")
     L = ["## Cells not computed yet", "", f"**{len(missing)} cell(s)** asked for are not computed: {why}.", ""]
     if known:
         bits = sorted({p["bits"] for p in known}, key=lambda b: (len(b), b))

@@ -510,7 +510,13 @@ def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, do
                             f"{calib} calibrating), queued {len(pending) - evaluating + len(queue)}, "
                             f"failed {len(failed)}")
 
+    def live() -> str:
+        return (f"a sweep is running: {len(done)} cell(s) of this run done, {len(failed)} failed, "
+                f"{len(pending) + len(queue)} to go; this page is rewritten as each cell lands "
+                f"(last: {time.strftime('%Y-%m-%d %H:%M:%S')})")
+
     submit()
+    _refresh_page(sweep, False, live())  # the page says at once that a sweep is running, and what is missing
     show()
     drawn = time.time()
     while pending:
@@ -531,9 +537,7 @@ def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, do
             submit()
             draw = time.time() - drawn >= PLOTS_EVERY_S
             drawn = time.time() if draw else drawn
-            _refresh_page(sweep, draw, f"a sweep is running: {len(done)} cell(s) of this run done, {len(failed)} "
-                                       f"failed, {len(pending) + len(queue)} to go; this page is rewritten as "
-                                       f"each cell lands (last: {time.strftime('%Y-%m-%d %H:%M:%S')})")
+            _refresh_page(sweep, draw, live())
         show()
     bar.close()
 

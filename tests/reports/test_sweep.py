@@ -170,13 +170,16 @@ def test_committed_sweeps_share_one_out_folder_and_recipe():
     root = Path(__file__).resolve().parents[2] / "sweeps"
     full = load_sweep(root / "paper_protocol.toml")
     assert len(full.cells) == 792
-    parts = [load_sweep(p) for p in sorted(root.glob("*.toml")) if p.name != "paper_protocol.toml"]
+    every = load_sweep(root / "protocol_all_checkpoints.toml")  # issue 23: every real checkpoint, the default
+    assert len(every.cells) == 13 * 3 * 7 * 4 and every.recipe == full.recipe and every.out == full.out
+    parts = [load_sweep(p) for p in sorted(root.glob("*.toml"))
+             if p.name not in ("paper_protocol.toml", "protocol_all_checkpoints.toml")]
     assert len(parts) >= 3
-    for part in parts:
+    for part in parts + [every]:
         assert part.out.resolve() == full.out.resolve() and part.recipe == full.recipe, part.path
         assert part.title == full.title == "Results: the paper's protocol on the real checkpoints", part.path
         # W3A3 is asked for only where it does not collapse: probes of it are the one addition
-        assert {c for c in part.cells if c.config.bits != "W3A3"} <= set(full.cells), part.path
+        assert {c for c in part.cells if c.config.bits != "W3A3"} <= set(full.cells) | set(every.cells), part.path
         assert part.page.resolve() == full.page.resolve() == (root.parent / "docs" / "results.md").resolve()
 
 
