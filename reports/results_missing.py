@@ -29,6 +29,15 @@ def parse_cell_id(cell_id: str) -> dict | None:
             "method": method, "allocation": alloc, "dataset": _DATASETS.get(m.group("dataset"), m.group("dataset"))}
 
 
+def _tier(p: dict) -> int:
+    """The tier of :func:`reports.sweep_order.priority` of a parsed cell id."""
+    from reports.sweep_cell import Cell, Config
+    from reports.sweep_order import priority
+
+    dataset = {"B100-68": "B100"}.get(p["dataset"], p["dataset"])  # the display name back to the sweep's
+    return priority(Cell(Config(p["model"], p["scale"], p["bits"], p["method"], p["allocation"]), dataset))[0]
+
+
 def _counts(c: Counter) -> str:
     return ", ".join(f"{k} {n}" for k, n in sorted(c.items(), key=lambda kv: (-kv[1], str(kv[0]))))
 
@@ -52,7 +61,10 @@ def missing_section(missing: list[str], running: bool = False) -> list[str]:
             L.append(f"| {model} | ×{scale} |" + "".join(f" {x} |" for x in n) + f" {sum(n)} |")
         L += ["", "By method: " + _counts(Counter(p["method"] + (f" [{p['allocation']}]" if p["allocation"] else "")
                                                   for p in known)) + ".",
-              "", "By dataset: " + _counts(Counter(p["dataset"] for p in known)) + ".", ""]
+              "", "By dataset: " + _counts(Counter(p["dataset"] for p in known)) + ".", "",
+              "By tier of the computing order (reports/sweep_order.py; tier 0: the new default, `oaq` and MinMax at "
+              "W4A4/W6A6 on Set5 and Set14): " + ", ".join(f"tier {k} {n}" for k, n in sorted(
+                  Counter(_tier(p) for p in known).items())) + ".", ""]
     L += ["<details><summary>every missing cell</summary>", "", ", ".join(f"`{m}`" for m in missing), "",
           "</details>", ""]
     return L

@@ -429,7 +429,7 @@ def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, nu
                               f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
         saved = _stop_on_signals()
         try:
-            _drive(ray, sweep, todo, resume, progress, done, failed)
+            _drive(ray, sweep, todo, resume, progress, done, failed, finished_before=len(skipped))
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: finished cells are on disk; log the run, rebuild the page
             interrupted = True
         finally:
@@ -468,7 +468,7 @@ def _refresh_page(sweep: Sweep, draw: bool, live: str | None) -> None:
 
 
 def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, done: list, failed: list,
-           window: int | None = None) -> None:
+           window: int | None = None, finished_before: int = 0) -> None:
     """Submit the calibrations and cells, record results as they finish (into ``done``/``failed``),
     rewrite the page as each lands, show progress.
 
@@ -499,8 +499,8 @@ def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, do
             task = cell_task.options(memory=int(MEMORY_SHARE[c.dataset] * node_memory)) if node_memory else cell_task
             pending[task.remote(calib_refs[c.config], c, sweep.recipe, out, sweep.golden)] = c
 
-    bar = tqdm(total=len(sweep.cells), initial=len(sweep.cells) - len(todo), unit="cell", desc="sweep",
-               disable=not progress, file=sys.stderr)
+    bar = tqdm(total=finished_before + len(todo), initial=finished_before, unit="cell", desc="sweep",
+               disable=not progress, file=sys.stderr)  # this run's cells (--only: the matching ones)
 
     def show():
         marked = _running(sweep.out)

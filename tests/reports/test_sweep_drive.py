@@ -186,3 +186,6 @@ def test_only_runs_the_matching_cells_and_the_page_counts_the_rest(world):
     assert "1 cells done, 0 failed, **23 not computed yet**" in page
     assert "| fsrcnn | ×4 | 6 | 5 | 11 |" in page and "| imdn | ×4 | 6 | 6 | 12 |" in page
     assert "By method: recon 12, minmax 11." in page and "By dataset: Set14 8, Urban100 8, Set5 7." in page
+    # tier 0: W4A4 recon/minmax on Set5/Set14 of both models (8); tier 3: W4A4 on Urban100 (4); tier 4: the same
+    # at W8A8 less the one cell run (7); tier 7: W8A8 on Urban100 (4)
+    assert ("W4A4/W6A6 on Set5 and Set14): tier 0 8, tier 3 4, tier 4 7, tier 7 4.") in page
