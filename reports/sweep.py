@@ -26,6 +26,7 @@ SWEEP.toml (paths relative to its folder)::
     max_gmac_per_image = 200               # conv GMAC of one image (10^9 MACs)
     max_mib_per_image = 4096               # golden's memory estimate for one image (MiB)
     max_gmac_per_cell = 2000               # sum over the images one cell checks, in file order
+    always = ["Set5", "Set14"]             # datasets golden checks in full whatever the estimate
 
     [own_models.espcn]                     # optional: your own models (docs/own_model.md), "espcn:3" above
     model = "../examples/espcn_like.py:build"   # path/net.py:factory, package.module:Class or model.onnx
@@ -198,10 +199,13 @@ def _golden_budget(doc: dict, where: str) -> GoldenBudget:
     """``[golden]``: limits on golden per cell (:mod:`reports.sweep_golden`); 0 or absent = no limit.
     Not part of the recipe: a cell's scores do not depend on it, only how much golden checked."""
     g = Section(doc, "golden", where, required=False)
+    from calib.evaluate import DATASETS
+
     vals = {k: g.number(k, required=False, default=0.0, nonnegative=True)
             for k in ("max_gmac_per_image", "max_mib_per_image", "max_gmac_per_cell")}
+    always = g.strings("always", required=False, default=[], choices=DATASETS)
     g.done()
-    return GoldenBudget(**{k: (v or None) for k, v in vals.items()})
+    return GoldenBudget(**{k: (v or None) for k, v in vals.items()}, always=tuple(always))
 
 
 def _own_models(doc: dict, where: str, folder: Path) -> dict[str, tuple[str, str | None]]:

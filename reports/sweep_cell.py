@@ -239,7 +239,7 @@ def evaluate_cell(calib_record: dict, cell: Cell, recipe: Recipe, golden_budget=
         engines[name] = _scores(run_eval(art, [cell.dataset], engine=engine, progress=False,
                                          limit=recipe.limit, crop=recipe.crop))
     budget = golden_budget or GoldenBudget()
-    plan = plan_golden(golden_costs(art, cell.dataset, recipe), budget)
+    plan = plan_golden(golden_costs(art, cell.dataset, recipe), budget, cell.dataset)
     if plan["mode"] == "all":
         engines["golden"] = _scores(run_eval(art, [cell.dataset], engine="golden", progress=False,
                                              limit=recipe.limit, crop=recipe.crop))

@@ -31,6 +31,7 @@ class GoldenBudget:
     max_gmac_per_image: float | None = None
     max_mib_per_image: float | None = None
     max_gmac_per_cell: float | None = None
+    always: tuple[str, ...] = ()  # datasets golden checks in full whatever the estimate (e.g. Set5, Set14)
 
     def unlimited(self) -> bool:
         return self.max_gmac_per_image is None and self.max_mib_per_image is None and self.max_gmac_per_cell is None
@@ -74,10 +75,14 @@ def image_cost(art, name: str, h: int, w: int) -> ImageCost:
     return ImageCost(name, conv_macs(art, h, w) / 1e9, golden_bytes(art, h, w) / MIB)
 
 
-def plan_golden(costs: list[ImageCost], budget: GoldenBudget) -> dict:
-    """Which images golden checks (see the module docstring). Returns the JSON-able plan recorded in the
-    cell: ``{"mode": "all"|"some"|"none", "images": [checked names], "skipped": [names],
-    "gmac_checked", "gmac_all", "reason" (None for "all"), "budget"}``."""
+def plan_golden(costs: list[ImageCost], budget: GoldenBudget, dataset: str | None = None) -> dict:
+    """Which images of ``dataset`` golden checks (see the module docstring; a dataset in ``budget.always``:
+    every image). Returns the JSON-able plan recorded in the cell: ``{"mode": "all"|"some"|"none",
+    "images": [checked names], "skipped": [names], "gmac_checked", "gmac_all", "reason" (None for "all"),
+    "budget"}``."""
+    if dataset is not None and dataset in budget.always:
+        plan = plan_golden(costs, GoldenBudget())
+        return {**plan, "budget": {"always": list(budget.always)}}
     checked, skipped, reasons, total = [], [], [], 0.0
     for c in costs:
         why = None
@@ -103,7 +108,7 @@ def plan_golden(costs: list[ImageCost], budget: GoldenBudget) -> dict:
     mode = "all" if not skipped else "some" if checked else "none"
     return {"mode": mode, "images": checked, "skipped": skipped, "gmac_checked": round(total, 3),
             "gmac_all": round(sum(c.gmac for c in costs), 3), "reason": reason,
-            "budget": {k: v for k, v in asdict(budget).items() if v is not None}}
+            "budget": {k: v for k, v in asdict(budget).items() if v not in (None, ())}}
 
 
 def coverage_text(plan: dict | None) -> str:

@@ -32,6 +32,13 @@ def test_each_limit_leaves_out_its_images_and_says_why():
     assert coverage_text(plan).startswith("2 of 5 images (1 image(s) over 50 GMAC")
 
 
+def test_datasets_listed_always_are_checked_in_full():
+    budget = GoldenBudget(max_gmac_per_image=1, always=("Set5", "Set14"))
+    plan = plan_golden(COSTS, budget, "Set14")
+    assert plan["mode"] == "all" and plan["images"] == list("abcde") and plan["budget"] == {"always": ["Set5", "Set14"]}
+    assert plan_golden(COSTS, budget, "Urban100")["mode"] == "none"
+
+
 def test_nothing_affordable_is_none_with_the_reason():
     plan = plan_golden(COSTS, GoldenBudget(max_gmac_per_image=1))
     assert plan["mode"] == "none" and plan["images"] == [] and plan["reason"] == "5 image(s) over 1 GMAC per image"
@@ -72,8 +79,11 @@ def test_golden_section_of_sweep_toml(tmp_path):
     assert load_sweep(p).golden == GoldenBudget() and GoldenBudget().unlimited()
     p.write_text(base + "[golden]\nmax_gmac_per_image = 60\nmax_gmac_per_cell = 0\n")
     assert load_sweep(p).golden == GoldenBudget(max_gmac_per_image=60.0)  # 0 = no limit
+    p.write_text(base + '[golden]\nalways = ["Set5", "B100"]\n')
+    assert load_sweep(p).golden == GoldenBudget(always=("Set5", "B100"))
     for bad, msg in (("max_gmac_per_image = -1", "must be ≥ 0"), ("max_gmacs = 3", "unknown key 'max_gmacs'"),
-                     ('max_mib_per_image = "4G"', "must be a number")):
+                     ('max_mib_per_image = "4G"', "must be a number"),
+                     ('always = ["DIV2K"]', "always: 'DIV2K' is not one of")):
         p.write_text(base + f"[golden]\n{bad}\n")
         with pytest.raises(ConfigError, match=msg):
             load_sweep(p)
