@@ -549,14 +549,14 @@ def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, do
 def main(path: str, address: str | None, resume: bool, num_cpus: int | None, only: list[str] | None = None) -> int:
     """``intsim sweep``: 0 when every cell is done, 1 when some failed (recorded in their JSONs)."""
     sweep = load_sweep(path)
+    if only and not any(fnmatch.fnmatchcase(c.id, g.lower()) for c in sweep.cells for g in only):
+        raise ConfigError(f"--only {' '.join(only)}: matches no cell of {sweep.path.name} "
+                          f"(cell ids look like {sweep.cells[0].id})")
     configs = sweep.configs
     print(f"sweep {sweep.path.name}: {len(sweep.cells)} cells ({len(configs)} calibrations) → {sweep.out}",
           flush=True)
     command = " ".join(["intsim sweep", path] + (["--resume"] if resume else [])
                        + ([f"--address {address}"] if address else []) + [f"--only {g}" for g in only or []])
-    if only and not any(fnmatch.fnmatchcase(c.id, g.lower()) for c in sweep.cells for g in only):
-        raise ConfigError(f"--only {' '.join(only)}: matches no cell of {sweep.path.name} "
-                          f"(cell ids look like {sweep.cells[0].id})")
     res = run_sweep(sweep, address=address, resume=resume, num_cpus=num_cpus, command=command, only=only)
     print(f"done {len(res['done'])}, skipped (finished earlier) {len(res['skipped'])}, "
           f"failed {len(res['failed'])} in {res['seconds']:.0f} s"

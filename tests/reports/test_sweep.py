@@ -188,3 +188,13 @@ def test_unreachable_ray_cluster_is_one_line(tmp_path):
     spec.write_text('[sweep]\nout="o"\nmodels=["imdn:4"]\nbits=["W8A8"]\nmethods=["minmax"]\ndatasets=["Set5"]\n')
     r = _intsim("sweep", str(spec), "--address", "127.0.0.1:1")
     assert r.returncode == 2 and r.stderr.startswith("intsim: error: cannot start or reach Ray at 127.0.0.1:1")
+
+
+def test_only_that_matches_no_cell_is_one_line(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text('[sweep]\nout="o"\nmodels=["imdn:4"]\nbits=["W8A8"]\nmethods=["minmax"]\ndatasets=["Set5"]\n')
+    r = _intsim("sweep", str(spec), "--only", "fsrcnn_*")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stdout == ""
+    assert "intsim: error: --only fsrcnn_*: matches no cell of s.toml (cell ids look like imdn_x4_w8a8_minmax_set5)" \
+        in r.stderr
+    assert not (tmp_path / "o").exists()
