@@ -26,7 +26,7 @@ SWEEP.toml (paths relative to its folder)::
     max_gmac_per_image = 200               # conv GMAC of one image (10^9 MACs)
     max_mib_per_image = 4096               # golden's memory estimate for one image (MiB)
     max_gmac_per_cell = 2000               # sum over the images one cell checks, in file order
-    always = ["Set5", "Set14"]             # datasets golden checks in full whatever the estimate
+    always = ["Set5", "Set14"]             # datasets golden checks whatever the GMAC (memory limit still applies)
 
     [own_models.espcn]                     # optional: your own models (docs/own_model.md), "espcn:3" above
     model = "../examples/espcn_like.py:build"   # path/net.py:factory, package.module:Class or model.onnx

@@ -31,7 +31,7 @@ class GoldenBudget:
     max_gmac_per_image: float | None = None
     max_mib_per_image: float | None = None
     max_gmac_per_cell: float | None = None
-    always: tuple[str, ...] = ()  # datasets golden checks in full whatever the estimate (e.g. Set5, Set14)
+    always: tuple[str, ...] = ()  # datasets golden checks whatever the GMAC (memory limit still applies)
 
     def unlimited(self) -> bool:
         return self.max_gmac_per_image is None and self.max_mib_per_image is None and self.max_gmac_per_cell is None
@@ -80,9 +80,9 @@ def plan_golden(costs: list[ImageCost], budget: GoldenBudget, dataset: str | Non
     every image). Returns the JSON-able plan recorded in the cell: ``{"mode": "all"|"some"|"none",
     "images": [checked names], "skipped": [names], "gmac_checked", "gmac_all", "reason" (None for "all"),
     "budget"}``."""
-    if dataset is not None and dataset in budget.always:
-        plan = plan_golden(costs, GoldenBudget())
-        return {**plan, "budget": {"always": list(budget.always)}}
+    if dataset is not None and dataset in budget.always:  # no time limit; memory still (a worker killed helps no one)
+        plan = plan_golden(costs, GoldenBudget(max_mib_per_image=budget.max_mib_per_image))
+        return {**plan, "budget": {**plan["budget"], "always": list(budget.always)}}
     checked, skipped, reasons, total = [], [], [], 0.0
     for c in costs:
         why = None

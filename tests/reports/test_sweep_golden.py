@@ -32,11 +32,15 @@ def test_each_limit_leaves_out_its_images_and_says_why():
     assert coverage_text(plan).startswith("2 of 5 images (1 image(s) over 50 GMAC")
 
 
-def test_datasets_listed_always_are_checked_in_full():
-    budget = GoldenBudget(max_gmac_per_image=1, always=("Set5", "Set14"))
+def test_datasets_listed_always_ignore_the_gmac_limits_not_the_memory_one():
+    budget = GoldenBudget(max_gmac_per_image=1, max_gmac_per_cell=1, always=("Set5", "Set14"))
     plan = plan_golden(COSTS, budget, "Set14")
     assert plan["mode"] == "all" and plan["images"] == list("abcde") and plan["budget"] == {"always": ["Set5", "Set14"]}
     assert plan_golden(COSTS, budget, "Urban100")["mode"] == "none"
+    plan = plan_golden(COSTS, GoldenBudget(max_gmac_per_image=1, max_mib_per_image=4096, always=("Set5",)), "Set5")
+    assert plan["images"] == ["a", "b", "d", "e"] and plan["skipped"] == ["c"]  # c: 5000 MiB
+    assert plan["reason"] == "1 image(s) golden's memory estimate over 4096 MiB per image"
+    assert plan["budget"] == {"max_mib_per_image": 4096, "always": ["Set5"]}
 
 
 def test_nothing_affordable_is_none_with_the_reason():
