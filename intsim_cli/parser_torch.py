@@ -147,7 +147,9 @@ def add_eval(sub) -> None:
 def add_sweep(sub) -> None:
     sw = sub.add_parser("sweep", help="a resumable grid of calibrate+evaluate cells on Ray (e.g. the paper's protocol)",
                         epilog="examples:\n  intsim sweep sweeps/imdn_x4_w4a4.toml\n"
-                               "  intsim sweep sweeps/full.toml --resume --address ray://head:10001")
+                               "  intsim sweep sweeps/full.toml --resume --address ray://head:10001\n"
+                               "  intsim sweep sweeps/protocol_all_checkpoints.toml --resume "
+                               "--only fsrcnn_x4_w8a8_minmax_set5   # a smoke test (docs/sweep.md)")
     sw.add_argument("spec", metavar="SWEEP.toml")
     sw.add_argument("--address", default=None, metavar="RAY_ADDRESS",
                     help="an existing Ray cluster (default: start a local Ray instance)")
