@@ -154,13 +154,18 @@ def add_eval(sub) -> None:
 def add_sweep(sub) -> None:
     sw = sub.add_parser("sweep", help="a resumable grid of calibrate+evaluate cells on Ray (e.g. the paper's protocol)",
                         epilog="examples:\n  intsim sweep sweeps/imdn_x4_w4a4.toml\n"
-                               "  intsim sweep sweeps/full.toml --resume --address ray://head:10001")
+                               "  intsim sweep sweeps/full.toml --resume --address ray://head:10001\n"
+                               "  intsim sweep sweeps/protocol_all_checkpoints.toml --resume "
+                               "--only fsrcnn_x4_w8a8_minmax_set5   # a smoke test (docs/sweep.md)")
     sw.add_argument("spec", metavar="SWEEP.toml")
     sw.add_argument("--address", default=None, metavar="RAY_ADDRESS",
                     help="an existing Ray cluster (default: start a local Ray instance)")
     sw.add_argument("--resume", action="store_true", help="keep the cells a previous run finished")
     sw.add_argument("--num-cpus", type=positive_int(1, 4096), default=None,
                     help="CPUs of the local Ray instance (default: all)")
+    sw.add_argument("--only", action="append", default=None, metavar="GLOB",
+                    help="run only the cells whose id matches GLOB (fnmatch; repeatable), e.g. a smoke test "
+                         "'fsrcnn_x4_w8a8_minmax_set5'; the page still counts the whole grid")
     sw.set_defaults(func=cmd_sweep)
 
 

@@ -161,7 +161,7 @@ def cmd_sweep(args) -> int:
         from reports.sweep import main as sweep_main
     except ImportError as e:
         raise UsageError(f"sweep needs torch (pip install torch==2.13.0) and the reports package: {e}") from None
-    return sweep_main(args.spec, args.address, args.resume, args.num_cpus)
+    return sweep_main(args.spec, args.address, args.resume, args.num_cpus, getattr(args, "only", None))
 
 
 def cmd_report(args) -> int:
