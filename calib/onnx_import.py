@@ -237,7 +237,8 @@ class _Builder:
         return self.add_module(node, m.eval(), self.value(node, node.input[0]), key=tuple(node.input[1:]))
 
     def clip(self, node, a: dict):
-        """``Clip`` with constant bounds → ``nn.Hardtanh`` (a leaf module: ReLU6, Hardtanh) or ``torch.clamp``."""
+        """``Clip`` with constant bounds → ``nn.Hardtanh`` (a leaf module: ReLU6, Hardtanh), else a function:
+        ``F.relu6`` for bounds (0, 6), ``torch.clamp`` otherwise (only the op's name depends on the guess)."""
         import torch
         import torch.nn as nn
 
@@ -252,6 +253,10 @@ class _Builder:
         x = self.value(node, node.input[0])
         if self.is_leaf_call(node) and None not in bounds:
             return self.add_module(node, nn.Hardtanh(bounds[0], bounds[1]), x)
+        if bounds == [0.0, 6.0]:  # F.relu6 in a forward: named ``relu6`` as the capture names the torch call
+            import torch.nn.functional as F
+
+            return self.graph.call_function(F.relu6, (x,))
         return self.graph.call_function(torch.clamp, (x, bounds[0], bounds[1]))
 
     def activation(self, node, a: dict):

@@ -65,8 +65,12 @@ def build(scale: int) -> nn.Module:
 
 
 def trained_like(scale: int, seed: int = 0) -> nn.Module:
-    """``build(scale)`` with seeded random weights and BatchNorm statistics (mean, var, γ, β) away from
-    their identity defaults, so that folding them changes the convs as a trained checkpoint's would."""
+    """``build(scale)`` with seeded random weights that stand in for a trained checkpoint: BatchNorm
+    statistics (mean, var, γ, β) away from their identity defaults, so that folding them changes the convs
+    as a trained checkpoint's would, and a head and upsampler that carry the image through (the head
+    copies R, G, B into its first three channels, the upsampler conv copies each into its scale² sub-pixel
+    channels: nearest-neighbour upsampling) with the random parts scaled down. Its output is then an
+    image, so PSNRs are meaningful: the walkthrough's Set5 numbers are this net's, not a trained RCAN's."""
     torch.manual_seed(seed)
     net = build(scale)
     with torch.no_grad():
@@ -76,4 +80,11 @@ def trained_like(scale: int, seed: int = 0) -> nn.Module:
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.1, 0.1)
+        up = net.up[0]
+        for conv, gain in ((net.head, 0.1), (net.body_tail, 0.1), (up, 0.05)):
+            conv.weight.mul_(gain)
+            conv.bias.mul_(gain)
+        for c in range(3):
+            net.head.weight[c, c, 1, 1] += 1.0
+            up.weight[c * scale * scale:(c + 1) * scale * scale, c, 1, 1] += 1.0  # pixel shuffle: c·s² + i·s + j
     return net.eval()
