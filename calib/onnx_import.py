@@ -24,11 +24,11 @@ exponent), Sqrt, Concat, Split, Slice (one axis, step 1), ReduceSum / ReduceMean
 GlobalAveragePool, DepthToSpace (CRD = pixel shuffle), Resize (integer scale; nearest/asymmetric/floor,
 linear/half_pixel = bilinear, or cubic/half_pixel with ``cubic_coeff_a`` −0.75 and ``exclude_outside`` 0 =
 torch's bicubic, align_corners=False), Shape + Gather (``x.size(d)``), Cast of sizes, Identity, Dropout,
-Constant, and constant subgraphs (calib/onnx_constants.py: the exporter's pad-width chains). The graph's spatial dims must be dynamic
-when the model divides by H·W (export with ``dynamic_axes``): with constant sizes a global mean is a
-division by a number the capture cannot tell from any other constant. Anything else is refused with
-one line naming the ONNX node and its op (:class:`OnnxImportError`); ops outside the capture's set are
-then refused by the capture itself, naming the fx node.
+Constant, and constant subgraphs (calib/onnx_constants.py: the exporter's pad-width chains). The
+graph's spatial dims must be dynamic when the model divides by H·W (export with ``dynamic_axes``): with
+constant sizes a global mean is a division by a number the capture cannot tell from any other constant.
+Anything else is refused with one line naming the ONNX node and its op (:class:`OnnxImportError`); ops
+outside the capture's set are then refused by the capture itself, naming the fx node.
 """
 from __future__ import annotations
 
@@ -213,7 +213,8 @@ class _Builder:
         if len(node.input) > 2 and node.input[2] and float(self.const(node, node.input[2], "value").reshape(-1)[0]):
             raise self.fail(node, "a constant pad with a value other than 0")
         if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or pads[2:4] != pads[6:8] or min(pads) < 0:
-            raise self.fail(node, f"pads {pads}: only the same width before and after on H and W (as a torch conv pads)")
+            raise self.fail(node, f"pads {pads}: only the same width before and after on H and W (as a torch "
+                                  "conv pads)")
         torch_mode = {"reflect": "reflect", "edge": "replicate", "constant": "zeros"}.get(mode)
         if torch_mode is None:
             raise self.fail(node, f"pad mode {mode!r} (reflect, edge and constant 0 import)")
@@ -269,8 +270,8 @@ class _Builder:
             # F.relu(x) inside a module's forward: the capture names it after that module (``att.relu``)
             if node.op_type == "LeakyRelu":
                 return self.graph.call_function(F.leaky_relu, (x, float(str(np.float32(a.get("alpha", 0.01))))))
-            return self.graph.call_function({"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh}[node.op_type],
-                                            (x,))
+            fn = {"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh}[node.op_type]
+            return self.graph.call_function(fn, (x,))
         if node.op_type == "LeakyRelu":
             # ONNX keeps the slope as float32; its shortest decimal (0.05, not 0.0500000007…) is the value the
             # torch model was written with, so the export snaps the same number either way

@@ -220,6 +220,7 @@ class _SymmetricPad(nn.Module):
 def test_a_pad_that_feeds_no_conv_is_refused(tmp_path):
     from calib.onnx_import import OnnxImportError, load_onnx
 
-    with pytest.raises(OnnxImportError, match=r"ONNX node '/Add' \(op Add\).*a Pad's output; a Pad may only feed a Conv") as e:
+    msg = r"ONNX node '/Add' \(op Add\).*a Pad's output; a Pad may only feed a Conv"
+    with pytest.raises(OnnxImportError, match=msg) as e:
         load_onnx(_export(_SymmetricPad(), tmp_path / "pad.onnx"))
     assert "\n" not in str(e.value)
