@@ -118,8 +118,25 @@ class BicubicNet(nn.Module):
         return self.up(self.tail(F.relu(self.head(x)))) + skip
 
 
+def _rcan_like() -> nn.Module:
+    """docs/own_model.md's RCAN-like ×2 (BatchNorm in residual blocks, channel attention: functional ops in
+    nested modules, whose names come from the ONNX scopes through the BatchNorm fold)."""
+    import sys
+    from pathlib import Path
+
+    ex = str(Path(__file__).resolve().parents[2] / "examples")
+    sys.path.insert(0, ex)
+    try:
+        import rcan_like
+    finally:
+        sys.path.remove(ex)
+        sys.modules.pop("rcan_like", None)
+    return rcan_like.trained_like(2, seed=3)
+
+
 NETS = {"clamp_depthwise": (ClampNet, 2, True), "batchnorm": (BnNet, 2, False), "tanh_sigmoid": (LutNet, 2, True),
-        "reflect_replicate_pad": (PadNet, 2, True), "bicubic_skip": (BicubicNet, 3, True)}
+        "reflect_replicate_pad": (PadNet, 2, True), "bicubic_skip": (BicubicNet, 3, True),
+        "rcan_like": (_rcan_like, 2, False)}
 
 
 def _net(name: str) -> nn.Module:
@@ -146,7 +163,8 @@ def test_onnx_op_imports_to_the_torch_path(name, tmp_path):
     p = _export(net, tmp_path / f"{name}.onnx", fold=fold)
     ops = {n.op_type for n in onnx.load(str(p)).graph.node}
     want_ops = {"clamp_depthwise": {"Clip"}, "batchnorm": {"BatchNormalization"}, "tanh_sigmoid": {"Tanh", "Sigmoid"},
-                "reflect_replicate_pad": {"Pad"}, "bicubic_skip": {"Resize"}}[name]
+                "reflect_replicate_pad": {"Pad"}, "bicubic_skip": {"Resize"},
+                "rcan_like": {"BatchNormalization", "Sigmoid", "GlobalAveragePool"}}[name]
     assert want_ops <= ops, ops  # the exported graph does contain the op under test
     gm = load_onnx(p)
     x = torch.rand(2, 3, 11, 13)  # another size than exported
