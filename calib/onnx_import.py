@@ -19,10 +19,10 @@ Supported ONNX ops: Conv, ConvTranspose (symmetric pads, NOTSET auto_pad, any gr
 is ``group`` = channels), Pad (reflect / edge / zero constant, symmetric on H and W, feeding a Conv
 without pads: ``padding_mode`` reflect / replicate / zeros), BatchNormalization (inference; an
 ``nn.BatchNorm2d``, folded into the conv before it by the capture, calib/batchnorm.py), Relu, LeakyRelu,
-PRelu, Sigmoid, Tanh, Clip (constant bounds: ReLU6, Hardtanh, clamp), Add, Sub, Mul, Div, Pow (constant
-exponent), Sqrt, Concat, Split, Slice (one axis, step 1), ReduceSum / ReduceMean (constant axes),
-GlobalAveragePool, DepthToSpace (CRD = pixel shuffle), Resize (integer scale; nearest/asymmetric/floor,
-linear/half_pixel = bilinear, or cubic/half_pixel with ``cubic_coeff_a`` −0.75 and ``exclude_outside`` 0 =
+PRelu, Sigmoid, Tanh, Clip (constant bounds: ReLU6, Hardtanh, clamp), SiLU (``Mul(x, Sigmoid(x))``),
+Add, Sub, Mul, Div, Pow (constant exponent), Sqrt, Concat, Split, Slice (one axis, step 1), ReduceSum /
+ReduceMean (constant axes), GlobalAveragePool, DepthToSpace (CRD = pixel shuffle), Resize (integer
+scale; nearest/asymmetric/floor, linear/half_pixel = bilinear, or cubic/half_pixel with ``cubic_coeff_a`` −0.75 and ``exclude_outside`` 0 =
 torch's bicubic, align_corners=False), Shape + Gather (``x.size(d)``), Cast of sizes, Identity, Dropout,
 Constant, and constant subgraphs (calib/onnx_constants.py: the exporter's pad-width chains). The
 graph's spatial dims must be dynamic when the model divides by H·W (export with ``dynamic_axes``): with
@@ -62,6 +62,13 @@ class _Padded:
 
     def __init__(self, of, mode: str, hw: tuple[int, int]):
         self.of, self.mode, self.hw = of, mode, hw
+
+
+class _SigmoidOf:
+    """A Sigmoid whose only reader is ``Mul(x, Sigmoid(x))``: not emitted; the Mul becomes one SiLU."""
+
+    def __init__(self, of):
+        self.of = of
 
 
 class _Shape:
@@ -115,7 +122,10 @@ class _Builder:
         self.keys: dict[str, tuple] = {}  # module path → what makes a later call the same module (add_module)
         self.scope_nodes: dict[str, int] = {}  # scope → its number of (non-Constant) nodes
         self.containers: set[str] = set()  # scopes with scopes below them
+        self.readers: dict[str, list] = {o.name: [None] for o in model.graph.output}  # value → its consumer nodes
         for n in model.graph.node:
+            for i in n.input:
+                self.readers.setdefault(i, []).append(n)
             parts = _scope_parts(n.name)
             if n.op_type != "Constant" and parts:
                 self.scope_nodes[".".join(parts)] = self.scope_nodes.get(".".join(parts), 0) + 1
@@ -266,6 +276,8 @@ class _Builder:
         import torch.nn.functional as F
 
         x = self.value(node, node.input[0])
+        if node.op_type == "Sigmoid" and self.is_silu_half(node):
+            return _SigmoidOf(x)
         if node.op_type != "PRelu" and not self.is_leaf_call(node):
             # F.relu(x) inside a module's forward: the capture names it after that module (``att.relu``)
             if node.op_type == "LeakyRelu":
@@ -296,8 +308,33 @@ class _Builder:
             if not isinstance(y, (int, float)):
                 raise self.fail(node, "the exponent must be a scalar constant")
             return self.graph.call_method("pow", (x, float(y)))
+        if node.op_type == "Mul":
+            silu = self.silu(node, x, y)
+            if silu is not None:
+                return silu
         fn = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": operator.truediv}[node.op_type]
         return self.graph.call_function(fn, (x, y))
+
+    def is_silu_half(self, node) -> bool:
+        """Whether the Sigmoid ``node`` is half of ``Mul(v, Sigmoid(v))`` — how the exporter writes ``nn.SiLU`` /
+        ``F.silu`` (opset < 22 has no SiLU op) — with nothing else reading the sigmoid."""
+        readers = self.readers.get(node.output[0], [])
+        return (len(readers) == 1 and readers[0] is not None and readers[0].op_type == "Mul"
+                and sorted(readers[0].input) == sorted([node.input[0], node.output[0]]))
+
+    def silu(self, node, x, y):
+        """The Mul of :meth:`is_silu_half` as one SiLU (the lut op, §6.17): an ``nn.SiLU`` where the scope
+        holds just these two nodes (a leaf module), ``F.silu`` otherwise; None if not that Mul."""
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        for v, s in ((x, y), (y, x)):
+            if isinstance(s, _SigmoidOf) and s.of is v:
+                scope = ".".join(_scope_parts(node.name))
+                if scope and self.scope_nodes.get(scope, 0) == 2 and scope not in self.containers:
+                    return self.add_module(node, nn.SiLU(), v)
+                return self.graph.call_function(F.silu, (v,))
+        return None
 
     def reduce(self, node, a: dict):
         axes = a.get("axes")

@@ -1,5 +1,6 @@
 """ONNX import of the issue-21 ops (calib/onnx_import.py, calib/onnx_constants.py): Clip (ReLU6, Hardtanh,
-clamp), BatchNormalization, Tanh, Sigmoid, Pad (reflect / edge) before a Conv, Resize cubic, depthwise Conv.
+clamp), BatchNormalization, Tanh, Sigmoid, SiLU (Mul(x, Sigmoid(x))), Pad (reflect / edge) before a Conv,
+Resize cubic, depthwise Conv.
 
 Each tiny net is exported as docs/own_model.md says (``dynamo=False``, opset 17, dynamic H and W) and must
 rebuild to the same float function (zero tolerance), capture to the same graph, and calibrate to the same
@@ -89,6 +90,24 @@ class LutNet(nn.Module):
         return self.up(self.tail(torch.cat([self.sig(z), torch.tanh(z) + torch.sigmoid(y)], 1)))
 
 
+class SiluNet(nn.Module):
+    """SiLU as a module and as a function (the exporter writes both as ``Mul(x, Sigmoid(x))``), and a
+    sigmoid whose input is also read elsewhere (stays a sigmoid)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.act = nn.SiLU()
+        self.mid = nn.Conv2d(8, 8, 3, padding=1)
+        self.tail = nn.Conv2d(16, 12, 3, padding=1)
+        self.up = nn.PixelShuffle(2)
+
+    def forward(self, x):
+        y = self.act(self.head(x))
+        z = self.mid(y)
+        return self.up(self.tail(torch.cat([F.silu(z), torch.sigmoid(z)], 1)))
+
+
 class PadNet(nn.Module):
     """Reflect and replicate conv padding (``Pad`` + ``Conv`` in ONNX), one of them depthwise."""
 
@@ -136,7 +155,7 @@ def _rcan_like() -> nn.Module:
 
 NETS = {"clamp_depthwise": (ClampNet, 2, True), "batchnorm": (BnNet, 2, False), "tanh_sigmoid": (LutNet, 2, True),
         "reflect_replicate_pad": (PadNet, 2, True), "bicubic_skip": (BicubicNet, 3, True),
-        "rcan_like": (_rcan_like, 2, False)}
+        "rcan_like": (_rcan_like, 2, False), "silu": (SiluNet, 2, True)}
 
 
 def _net(name: str) -> nn.Module:
@@ -164,7 +183,7 @@ def test_onnx_op_imports_to_the_torch_path(name, tmp_path):
     ops = {n.op_type for n in onnx.load(str(p)).graph.node}
     want_ops = {"clamp_depthwise": {"Clip"}, "batchnorm": {"BatchNormalization"}, "tanh_sigmoid": {"Tanh", "Sigmoid"},
                 "reflect_replicate_pad": {"Pad"}, "bicubic_skip": {"Resize"},
-                "rcan_like": {"BatchNormalization", "Sigmoid", "GlobalAveragePool"}}[name]
+                "rcan_like": {"BatchNormalization", "Sigmoid", "GlobalAveragePool"}, "silu": {"Sigmoid", "Mul"}}[name]
     assert want_ops <= ops, ops  # the exported graph does contain the op under test
     gm = load_onnx(p)
     x = torch.rand(2, 3, 11, 13)  # another size than exported
