@@ -22,8 +22,8 @@ without pads: ``padding_mode`` reflect / replicate / zeros), BatchNormalization 
 PRelu, Sigmoid, Tanh, Clip (constant bounds: ReLU6, Hardtanh, clamp), SiLU (``Mul(x, Sigmoid(x))``),
 Add, Sub, Mul, Div, Pow (constant exponent), Sqrt, Concat, Split, Slice (one axis, step 1), ReduceSum /
 ReduceMean (constant axes), GlobalAveragePool, DepthToSpace (CRD = pixel shuffle), Resize (integer
-scale; nearest/asymmetric/floor, linear/half_pixel = bilinear, or cubic/half_pixel with ``cubic_coeff_a`` −0.75 and ``exclude_outside`` 0 =
-torch's bicubic, align_corners=False), Shape + Gather (``x.size(d)``), Cast of sizes, Identity, Dropout,
+scale; nearest/asymmetric/floor, linear/half_pixel = bilinear, or cubic/half_pixel with ``cubic_coeff_a``
+−0.75 and ``exclude_outside`` 0 = torch's bicubic, align_corners=False), Shape + Gather (``x.size(d)``), Cast of sizes, Identity, Dropout,
 Constant, and constant subgraphs (calib/onnx_constants.py: the exporter's pad-width chains). The
 graph's spatial dims must be dynamic when the model divides by H·W (export with ``dynamic_axes``): with
 constant sizes a global mean is a division by a number the capture cannot tell from any other constant.
