@@ -15,20 +15,20 @@ keeps the modules named after the exporter's scopes: ``torch.onnx.export`` names
 ``/IMDB1/c1/Conv``, which becomes module ``IMDB1.c1`` — the torch model's own path, so op names and
 per-layer metadata of the two paths agree (docs/own_model.md).
 
-Supported ONNX ops: Conv, ConvTranspose (symmetric pads, NOTSET auto_pad, any group — a depthwise conv
-is ``group`` = channels), Pad (reflect / edge / zero constant, symmetric on H and W, feeding a Conv
-without pads: ``padding_mode`` reflect / replicate / zeros), BatchNormalization (inference; an
-``nn.BatchNorm2d``, folded into the conv before it by the capture, calib/batchnorm.py), Relu, LeakyRelu,
-PRelu, Sigmoid, Tanh, Clip (constant bounds: ReLU6, Hardtanh, clamp), SiLU (``Mul(x, Sigmoid(x))``),
-Add, Sub, Mul, Div, Pow (constant exponent), Sqrt, Concat, Split, Slice (one axis, step 1), ReduceSum /
-ReduceMean (constant axes), GlobalAveragePool, DepthToSpace (CRD = pixel shuffle), Resize (integer
-scale; nearest/asymmetric/floor, linear/half_pixel = bilinear, or cubic/half_pixel with ``cubic_coeff_a``
-−0.75 and ``exclude_outside`` 0 = torch's bicubic, align_corners=False), Shape + Gather (``x.size(d)``), Cast of sizes, Identity, Dropout,
-Constant, and constant subgraphs (calib/onnx_constants.py: the exporter's pad-width chains). The
-graph's spatial dims must be dynamic when the model divides by H·W (export with ``dynamic_axes``): with
-constant sizes a global mean is a division by a number the capture cannot tell from any other constant.
-Anything else is refused with one line naming the ONNX node and its op (:class:`OnnxImportError`); ops
-outside the capture's set are then refused by the capture itself, naming the fx node.
+Supported ONNX ops: Conv, ConvTranspose (symmetric pads, NOTSET auto_pad, any group — a depthwise conv is
+``group`` = channels), Pad (reflect / edge / zero constant, symmetric on H and W, feeding a Conv without pads:
+``padding_mode`` reflect / replicate / zeros), BatchNormalization (inference; an ``nn.BatchNorm2d``, folded
+into the conv before it by the capture, calib/batchnorm.py), Relu, LeakyRelu, PRelu, Sigmoid, Tanh, Clip
+(constant bounds: ReLU6, Hardtanh, clamp), SiLU (``Mul(x, Sigmoid(x))``), Add, Sub, Mul, Div, Pow (constant
+exponent), Sqrt, Concat, Split, Slice (one axis, step 1), ReduceSum / ReduceMean (constant axes),
+GlobalAveragePool, DepthToSpace (CRD = pixel shuffle), Resize (integer scale; nearest/asymmetric/floor,
+linear/half_pixel = bilinear, or cubic/half_pixel with ``cubic_coeff_a`` −0.75 and ``exclude_outside`` 0 =
+torch's bicubic, align_corners=False), Shape + Gather (``x.size(d)``), Cast of sizes, Identity, Dropout,
+Constant, and constant subgraphs (calib/onnx_constants.py: the exporter's pad-width chains). The graph's
+spatial dims must be dynamic when the model divides by H·W (export with ``dynamic_axes``): with constant sizes
+a global mean is a division by a number the capture cannot tell from any other constant. Anything else is
+refused with one line naming the ONNX node and its op (:class:`OnnxImportError`); ops outside the capture's
+set are then refused by the capture itself, naming the fx node.
 """
 from __future__ import annotations
 
