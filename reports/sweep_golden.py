@@ -70,9 +70,11 @@ def conv_macs(art, h: int, w: int) -> int:
 
 def image_cost(art, name: str, h: int, w: int) -> ImageCost:
     """:class:`ImageCost` of an ``h × w`` artifact input (pixels)."""
+    from golden.bands import default_band_rows
     from intsim.footprint import golden_bytes
 
-    return ImageCost(name, conv_macs(art, h, w) / 1e9, golden_bytes(art, h, w) / MIB)
+    # golden runs in bands of its default height (golden.bands), one input at a time
+    return ImageCost(name, conv_macs(art, h, w) / 1e9, golden_bytes(art, h, w, default_band_rows(art, h, w)) / MIB)
 
 
 def plan_golden(costs: list[ImageCost], budget: GoldenBudget, dataset: str | None = None) -> dict:
