@@ -38,8 +38,8 @@ from intsim.images import write_png  # noqa: E402
 README = Path(__file__).resolve().parents[1] / "README.md"
 SESSION = "## A worked session on real data"
 #: the subcommands of the README's session, in order (a README edit that changes them must update this test)
-EXPECTED = ["models", "calibrate", "inspect", "golden", "verify", "eval", "run", "cost", "export-vectors", "demo",
-            "report"]
+EXPECTED = ["models", "calibrate", "inspect", "golden", "verify", "eval", "run", "cost", "export-vectors", "compare",
+            "demo", "report"]
 FAST_CALIBRATION = ["--n-images", "4", "--patch", "24", "--iters", "2"]
 
 
@@ -110,6 +110,17 @@ def _set5_crops(root: Path, n: int, size: int) -> list[np.ndarray]:
     return out
 
 
+def _simulator_dump(folder: Path, golden: str, dumps: str) -> None:
+    """What an RTL simulation that reproduces the golden writes: the graph output of input 0 as .npy,
+    mapped by a dump index (docs/rtl.md); ``compare`` must then exit 0."""
+    m = json.loads((folder / golden / "manifest.json").read_text())
+    last = [e for e in m["tensors"] if e["input"] == 0][-1]
+    (folder / dumps).mkdir()
+    np.save(folder / dumps / "out.npy", np.load(folder / golden / last["file"]))
+    (folder / dumps / "dumps.json").write_text(json.dumps(
+        {"dumps": [{"input": 0, "tensor": last["tensor"], "file": "out.npy"}]}))
+
+
 def walkthrough(folder: Path, model: str, root: Path | None) -> dict:
     """Run the README's session in ``folder``; return what the assertions need."""
     session = readme_session()
@@ -142,6 +153,8 @@ def walkthrough(folder: Path, model: str, root: Path | None) -> dict:
             argv, stdout_to = argv + ["-o", "cost.json", "--json"], "cost_compare.json"
         elif cmd == "report":
             argv = ["report", "."]
+        elif cmd == "compare":
+            _simulator_dump(folder, argv[1], argv[2])
         code, out, err = _intsim(*argv)
         assert code == 0, f"intsim {shlex.join(argv)} exited {code}:\n{err}"
         if stdout_to:
