@@ -26,34 +26,20 @@ from golden.executor import EVENT_KEYS, feed_image, stream
 from golden.numerics import GoldenError
 from intsim.artifact import load_artifact
 from intsim.golden_dir import storage_dtypes, tensor_ops_of
+from intsim.golden_selection import kept_tensors, selection_items
 from intsim.golden_stream import GoldenStreamWriter
 
 PRODUCER = f"golden (torch float64 fake-quant; torch {torch.__version__})"
-SELECTIONS = ("all", "outputs", "conv-io")
-CONV_OPS = ("conv2d", "conv_transpose2d")
 
 
 def tensor_selection(art, spec: str | Iterable[str] = "all") -> set[str]:
-    """The tensors a golden keeps: the union of ``all`` (every tensor of the graph), ``outputs`` (the
-    graph outputs), ``conv-io`` (the input codes and output stream of every convolution: what a conv
-    engine's test bench needs) and tensor names. The graph outputs are always kept, so every golden
-    can be verified; the input image is always recorded (``inputs/<k>.npy``)."""
-    items = [spec] if isinstance(spec, str) else list(spec)
-    if not items:
-        raise GoldenError("--tensors needs at least one of all, outputs, conv-io or a tensor name")
-    keep = set(art.outputs)
-    for item in items:
-        if item == "all":
-            keep |= set(art.tensors)
-        elif item == "outputs":
-            pass
-        elif item == "conv-io":
-            keep |= {t for op in art.ops if op.op in CONV_OPS for t in (*op.inputs, *op.outputs)}
-        elif item in art.tensors:
-            keep.add(item)
-        else:
-            raise GoldenError(f"--tensors: {item!r} is neither {', '.join(SELECTIONS)} nor a tensor of the graph")
-    return keep
+    """The tensors a golden keeps (:func:`intsim.golden_selection.kept_tensors`: ``all``, ``outputs``,
+    ``conv-io`` and tensor names; the graph outputs always). The input image is always recorded
+    (``inputs/<k>.npy``)."""
+    try:
+        return kept_tensors(art, spec)
+    except ValueError as e:
+        raise GoldenError(f"--tensors: {e}") from None
 
 
 def write_golden(art_path, inputs: Iterable[tuple[str, np.ndarray]], out_dir, progress: bool = True,
@@ -70,7 +56,7 @@ def write_golden(art_path, inputs: Iterable[tuple[str, np.ndarray]], out_dir, pr
     if not art.sha256:
         raise ValueError("the artifact has no file sha256; load it from its file (load_artifact)")
     keep = tensor_selection(art, tensors)
-    label = tensors if isinstance(tensors, str) else " ".join(tensors)
+    label = selection_items(tensors)  # recorded: verify demands every tensor it implies
     with GoldenStreamWriter(out_dir, art.sha256, PRODUCER, tensor_ops_of(art), dtypes=storage_dtypes(art),
                             compress=compress, selection=label) as writer:
         for source, image in inputs:

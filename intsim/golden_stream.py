@@ -33,6 +33,7 @@ from intsim.golden_dir import (
     EVENT_KEYS, FORMAT, GRAPH_INPUT_OP, MANIFEST, NPZ_MEMBER, STORAGE_DTYPES, VERSION, GoldenError, _HEX64,
     _replace_dir, _stranded_old, check_golden_target, tensor_file_name,
 )
+from intsim.golden_selection import selection_items
 from intsim.outputs import fsync_dir, make_folders, naming, publish_mode, remove_folders, temp_folder
 
 #: deflate level of ``compress=True``: zlib's default. IMDN ×4 W4A4 on Set5 baby, conv-io tensors as a
@@ -111,7 +112,8 @@ class GoldenStreamWriter:
 
     ``tensor_ops`` maps every tensor to its producing op (``""``/None: a graph input), in graph order:
     the manifest lists each input's tensors in that order. ``dtypes`` maps tensor → storage dtype.
-    ``selection`` (free text, e.g. ``conv-io``) is recorded in the manifest as ``tensors_kept``.
+    ``selection`` (items as :mod:`intsim.golden_selection` reads them, e.g. ``["conv-io"]``) is recorded in
+    the manifest as ``tensors_kept``.
     ``graph_order=False`` lists each input's tensors in the order they were finished instead.
     """
 
@@ -245,8 +247,8 @@ class GoldenStreamWriter:
             manifest = {"format": FORMAT, "version": VERSION, "artifact_sha256": self.sha,
                         "producer": self.producer, "inputs": self._inputs, "tensors": tensors,
                         "events": [e for k in range(len(self._inputs)) for e in self._events[k]]}
-            if self.selection is not None:
-                manifest["tensors_kept"] = str(self.selection)
+            if self.selection is not None:  # verify demands every tensor it implies (intsim/golden_selection.py)
+                manifest["tensors_kept"] = selection_items(self.selection)
             _gd._write_file(self.tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
             publish_mode(self.tmp, folder=True)
             fsync_dir(self.tmp)

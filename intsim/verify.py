@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from intsim.golden_dir import EVENT_KEYS, GoldenError, GoldenSet
+from intsim.golden_selection import kept_tensors
 
 
 @dataclass
@@ -117,16 +118,26 @@ def _compare(expected: np.ndarray, got: np.ndarray | None) -> tuple[int, dict | 
 
 def _check_complete(art, golden: GoldenSet) -> None:
     """A golden that compares nothing must never pass: it needs at least one input, and for every input
-    every graph output tensor and every op's event counters. Intermediate tensors are optional (a golden
-    written with ``--tensors outputs`` or ``conv-io`` keeps some); verify compares those it holds."""
+    every tensor its recorded selection implies (``tensors_kept``, :mod:`intsim.golden_selection`; all
+    tensors when it records none, always the graph outputs) and every op's event counters."""
     if not golden.inputs:
         raise GoldenError(f"{golden.path}: the golden has no inputs; there is nothing to compare")
+    spec = golden.manifest.get("tensors_kept", ["all"])  # no record: written before selections, keeps all
+    if not (isinstance(spec, list) and all(isinstance(s, str) for s in spec)):
+        raise GoldenError(f"{golden.path}: manifest 'tensors_kept' must be a list of names, got {type(spec).__name__}")
+    try:
+        need = kept_tensors(art, spec)
+    except ValueError as e:
+        raise GoldenError(f"{golden.path}: manifest 'tensors_kept': {e}") from None
+    order = [t for t in art.tensors if t in need]
     for gin in golden.inputs:
         stored = set(golden.tensor_names(gin.index))
-        missing = [t for t in art.outputs if t not in stored]
+        missing = [t for t in order if t not in stored]
         if missing:
-            raise GoldenError(f"{golden.path}: input {gin.index} lacks graph output tensor {missing[0]!r}; "
-                              "a golden must hold every graph output")
+            what = "graph output tensor" if missing[0] in art.outputs else "tensor"
+            raise GoldenError(f"{golden.path}: input {gin.index} lacks {what} {missing[0]!r} ({len(missing)} "
+                              f"missing) although the golden keeps {' '.join(spec)[:80]!r}; a golden must hold "
+                              "every tensor its selection names and every graph output")
         ev = golden.events_for(gin.index)
         no_ev = [op.name for op in art.ops if op.name not in ev]
         if no_ev:

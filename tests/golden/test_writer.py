@@ -67,7 +67,7 @@ def test_selected_golden_matches_all_and_verifies(tmp_path, art, which):
     for key, e in sel.items():  # the same arrays as the full golden (written in bands of 3 rows here)
         assert (e["sha256"], e["shape"], e["dtype"]) == (full[key]["sha256"], full[key]["shape"], full[key]["dtype"])
     assert manifest(tmp_path / "sel")["events"] == manifest(tmp_path / "all")["events"]
-    assert manifest(tmp_path / "sel")["tensors_kept"] == which
+    assert manifest(tmp_path / "sel")["tensors_kept"] == [which]
     g = read_golden_dir(tmp_path / "sel")
     rep = verify(art, g)
     assert rep.ok and rep.compared_tensors == len(sel), rep.format(verbose=True)
@@ -90,6 +90,21 @@ def test_verify_catches_a_wrong_intermediate_in_a_selection(tmp_path, art):
     (tmp_path / "g" / MANIFEST).write_text(json.dumps(m))
     rep = verify(art, read_golden_dir(tmp_path / "g"))
     assert not rep.ok and rep.first["tensor"] == e["tensor"]
+
+
+@pytest.mark.parametrize("recorded", [None, ["conv-io"]])
+def test_verify_refuses_a_golden_missing_a_tensor_its_selection_implies(tmp_path, art, recorded):
+    """Dropping an intermediate entry from a golden (of every tensor, or of conv-io) is refused: verify
+    demands what the recorded selection (no record: all) implies, not only the graph outputs."""
+    write_golden(None, imgs(1), tmp_path / "g", progress=False, art=art, tensors=recorded or "all")
+    m = manifest(tmp_path / "g")
+    if recorded is None:
+        del m["tensors_kept"]
+    drop = next(e for e in m["tensors"] if e["tensor"] not in art.outputs and e["op"])
+    m["tensors"] = [e for e in m["tensors"] if e is not drop]
+    (tmp_path / "g" / MANIFEST).write_text(json.dumps(m))
+    with pytest.raises(GoldenError, match=f"lacks tensor '{drop['tensor']}'"):
+        verify(art, read_golden_dir(tmp_path / "g"))
 
 
 def test_golden_without_an_output_tensor_refused(tmp_path, art):

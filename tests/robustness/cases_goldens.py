@@ -155,7 +155,40 @@ def _verify_input(edit: Callable[[Path], None]) -> Callable[[Path], Setup]:
     return build
 
 
+def _gutted(g: Path) -> None:
+    m = _manifest(g)
+    m["inputs"], m["tensors"], m["events"] = [], [], []
+    _write_manifest(g, m)
+
+
+def _drop_entry(which: str) -> Callable[[Path], None]:
+    """Drop the manifest entry of the graph output (``'output'``) or of an intermediate tensor."""
+    def edit(g: Path) -> None:
+        m = _manifest(g)
+        outs = [e for e in m["tensors"] if e["tensor"] == m["tensors"][-1]["tensor"]]
+        drop = outs[0] if which == "output" else next(e for e in m["tensors"] if e["op"] and e not in outs)
+        m["tensors"] = [e for e in m["tensors"] if e is not drop]
+        _write_manifest(g, m)
+    return edit
+
+
+def _no_events(g: Path) -> None:
+    m = _manifest(g)
+    m["events"] = []
+    _write_manifest(g, m)
+
+
 CASES: list[Case] = [
+    Case("golden-gutted", "Goldens", "a manifest with inputs, tensors and events all empty",
+         _verify(_gutted), "nothing to compare",
+         policy="a golden that compares nothing never passes: at least one input, every tensor its recorded "
+                "selection implies (`tensors_kept`, all when absent; always the graph outputs) and every op's events"),
+    Case("golden-no-output-entry", "Goldens", "the graph output's entry dropped from the manifest",
+         _verify(_drop_entry("output")), "lacks graph output tensor"),
+    Case("golden-dropped-intermediate", "Goldens", "an intermediate tensor's entry dropped from a golden that "
+         "keeps all tensors", _verify(_drop_entry("intermediate")), "lacks tensor"),
+    Case("golden-no-events", "Goldens", "every op's event counters dropped from the manifest",
+         _verify(_no_events), "no event counters"),
     Case("golden-missing-tensor", "Goldens", "a tensor file listed in the manifest is missing",
          _verify(_drop_tensor), "missing"),
     Case("golden-hash-mismatch", "Goldens", "a tensor file changed, the manifest keeps its old sha256",
@@ -181,8 +214,9 @@ CASES: list[Case] = [
          _export(_drop_tensor), "missing"),
     Case("golden-verify-over-budget", "Goldens", "`verify` on a golden whose engine run exceeds the memory "
          "budget", _verify_budget("0.05"), "verify does not tile",
-         policy="verify keeps every tensor to compare it, so it does not tile: each input is judged from the "
-                "manifest's shape before any array is read, and refused with the estimate above the budget "
+         policy="verify runs the engine untiled (it compares each tensor as it is produced, none kept): each "
+                "input is judged from the manifest's shape before any array is read, and refused with the estimate "
+                "above the budget "
                 "(--max-memory MB, default half of the available memory)"),
     Case("golden-verify-huge-input", "Goldens", "a golden input declared 3000×4000 (a 36 MB sparse .npy), "
          "verify with --max-memory 512", _verify_input(_huge_input), "above the memory budget",
