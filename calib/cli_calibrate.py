@@ -25,6 +25,9 @@ from calib.export import export_artifact, model_source
 from calib.graph import capture
 from calib.models.edsr import EDSR
 from calib.models.user import UserModelEntry, check_io, is_model_spec, load_user_model
+from intsim.artifact import REALIZATIONS, Numerics
+from intsim.overflow import OverflowPolicy
+from intsim.rounding import RoundingMode
 
 #: Models calibrate builds itself (not in the zoo registry, calib/models/zoo.py): full EDSR
 #: (32 blocks, 256 features, res_scale 0.1 — the constant factor is folded into the conv at export).
@@ -527,9 +530,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib-layout", default="auto", choices=CALIB_LAYOUTS,
                     help="calibration images are HR (made LR by bicubic), LR, or guessed from the path")
     ap.add_argument("--out", required=True)
-    ap.add_argument("--realization", default="split", choices=("split", "grid"))
-    ap.add_argument("--rounding", default="half_up", choices=("half_up", "half_away", "half_even", "floor"))
-    ap.add_argument("--overflow", default="saturate", choices=("error", "saturate", "wrap"))
+    ap.add_argument("--realization", default=Numerics.realization, choices=REALIZATIONS)
+    ap.add_argument("--rounding", default=Numerics.rounding, choices=RoundingMode.names())
+    ap.add_argument("--overflow", default=Numerics.overflow, choices=OverflowPolicy.names())
     ap.add_argument("--acc-bits", type=int, default=32)
     ap.add_argument("--stream-bits", type=int, default=24)
     ap.add_argument("--mult-bits", type=int, default=31)

@@ -20,6 +20,8 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from intsim.outputs import write_atomic
+from intsim.overflow import OverflowPolicy
+from intsim.rounding import RoundingMode
 
 FORMAT = "intsim-artifact"
 VERSION = 1
@@ -47,6 +49,16 @@ class Numerics:
     acc_bits: int = 32
     stream_bits: int = 24
     mult_bits: int = 31
+
+    @property
+    def rounding_mode(self) -> RoundingMode:
+        """``rounding`` as the enum the ops and kernels take (ValueError if unknown)."""
+        return RoundingMode.parse(self.rounding)
+
+    @property
+    def overflow_policy(self) -> OverflowPolicy:
+        """``overflow`` as the enum the ops and kernels take (ValueError if unknown)."""
+        return OverflowPolicy.parse(self.overflow)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)

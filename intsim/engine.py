@@ -238,7 +238,7 @@ def _slope_sink(art: Artifact, op: OpSpec, split_op: OpSpec | None, encoders: li
     and with ``encoders`` (per output, None or an :class:`EncoderTable`; None: no encoder); None where the kernel
     does not apply: the 'error' policy (the numpy op names the value), a shift outside [0, 62],
     slopes or split sizes that do not fit the channels (the numpy ops say what is wrong)."""
-    policy = OverflowPolicy.parse(art.numerics.overflow)
+    policy = art.numerics.overflow_policy
     C = shape[2]
     mult = (np.full(C, int(op.attrs["mult"]), np.int64) if op.op == "leaky_relu"
             else np.asarray(art.array(op, "mult"), dtype=np.int64).reshape(-1))
@@ -251,7 +251,7 @@ def _slope_sink(art: Artifact, op: OpSpec, split_op: OpSpec | None, encoders: li
         if len(sizes) != len(split_op.outputs) or min(sizes, default=0) < 1 or sum(sizes) != C:
             return None
     return elementwise_kernels.SlopeSink(shape, mult, int(op.attrs["shift"]),
-                                         int(RoundingMode.parse(art.numerics.rounding)), int(policy),
+                                         int(art.numerics.rounding_mode), int(policy),
                                          art.numerics.stream_bits, sizes, encoders)
 
 

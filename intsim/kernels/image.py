@@ -19,6 +19,7 @@ import numpy as np
 from intsim.kernels import parallel as KP
 from intsim.kernels import uindex as _u
 from intsim.kernels import wrapping
+from intsim.rounding import round_shift_scalar
 
 
 @numba.njit(cache=True, nogil=True)
@@ -34,7 +35,7 @@ def image_out_rows(x, m, b, n, rmode, y0, y1, out):
     for y in range(y0, y1):
         for w in range(W):
             for c in range(C):
-                t = wrapping.round_shift(wrapping.add(wrapping.mul(x[y, w, _u(c)], m[_u(c)]), b[_u(c)]), n, rmode)
+                t = round_shift_scalar(wrapping.add(wrapping.mul(x[y, w, _u(c)], m[_u(c)]), b[_u(c)]), n, rmode)
                 p = min(max(t, 0), 255)
                 sats += p != t
                 out[y, w, _u(c)] = p

@@ -24,6 +24,7 @@ import numpy as np
 from intsim.kernels import parallel as KP
 from intsim.kernels import uindex as _u
 from intsim.kernels import wrapping
+from intsim.rounding import round_shift_scalar
 
 _INT64_MIN = np.int64(np.iinfo(np.int64).min)
 
@@ -54,7 +55,7 @@ def deviation_rows(x, mu, p, rmode, y0, y1):
     for y in range(y0, y1):
         for w in range(W):
             for c in range(C):
-                d = wrapping.round_shift(wrapping.sub(x[y, w, _u(c)], mu[_u(c)]), p, rmode)
+                d = round_shift_scalar(wrapping.sub(x[y, w, _u(c)], mu[_u(c)]), p, rmode)
                 s[_u(c)] = wrapping.add(s[_u(c)], wrapping.mul(d, d))
                 peak = max(peak, abs(d))
     return s, peak

@@ -57,8 +57,8 @@ from intsim.kernels import gemm as KG
 from intsim.kernels import int8dot as KI
 from intsim.kernels import parallel as KP
 from intsim.ops.conv_taps import ConvTaps, conv2d_taps, conv_taps, conv_transpose2d_taps
-from intsim.overflow import EngineOverflowError, OverflowPolicy
-from intsim.rounding import MAX_SHIFT, RoundingMode
+from intsim.overflow import EngineOverflowError
+from intsim.rounding import MAX_SHIFT
 
 
 def _pair(v, what: str) -> tuple[int, int]:
@@ -410,8 +410,8 @@ def _run(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTaps, w
                 chosen = "int8"
             elif requested == "int8":
                 raise ValueError(f"{name}: conv path 'int8' refused: {plan}")
-    policy = OverflowPolicy.parse(numerics.overflow)
-    rmode = int(RoundingMode.parse(numerics.rounding))
+    policy = numerics.overflow_policy
+    rmode = int(numerics.rounding_mode)
     ho, wo = iy_of.shape[0], ix_of.shape[0]
     acc_ev = np.zeros(ho, dtype=np.int64)
     st_ev = np.zeros(ho, dtype=np.int64)
