@@ -347,7 +347,7 @@ def bench_config(model: str, scale: int, bits: str, realization: str, art_path: 
     x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() * k
 
     runs = {"intsim": [], "torch_fp32": [], "intsim_ref": []}
-    per_op: list[dict[str, float]] = []  # a fused group's time is its producer's (engine.fusion_plan)
+    per_op: list[dict[str, float]] = []  # a fused group's time is its producer's (intsim.fusion.fusion_plan)
     counters = None
     with torch.no_grad():
         res = engine.run(art, img, keep_tensors=False)  # warm-up (and compile)
@@ -460,9 +460,9 @@ def _conv_path(art, name: str) -> str:
     a = op.attrs
     counts = [int(s == dense) for s in range(len(cb.segments))] if art.numerics.realization != "grid" else \
         [s.count for s in cb.segments]
-    from intsim.engine import _conv_constants
+    from intsim.op_dispatch import conv_constants
 
-    consts = _conv_constants(art, op, transposed=False)
+    consts = conv_constants(art, op, transposed=False)
     taps = conv2d_taps(16, 16, *a["kernel"], *a["stride"], *a["padding"], *a["dilation"])
     plan = C.int8_plan(consts, cb, counts, True, taps)
     return "int8" if isinstance(plan, C.Int8Plan) else path

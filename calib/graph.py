@@ -64,7 +64,6 @@ for functions (``body.0.add``; ``add`` at top level), made unique with ``_1``, `
 from __future__ import annotations
 
 import operator
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -74,26 +73,20 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-SUPPORTED = (
-    "conv2d (nn.Conv2d, zero / reflect / replicate padding; shared modules become one op per call), conv_transpose2d "
-    "(nn.ConvTranspose2d), add (two tensors), relu, clamp (ReLU6, Hardtanh, torch.clamp/clip with constant bounds), "
-    "leaky_relu, prelu, sigmoid / tanh / silu / gelu (lut), pixel_shuffle, "
-    "nearest / bilinear / bicubic (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
-    "x[:, a:b] on channels (concat, split), global mean (mean, AdaptiveAvgPool2d(1), sum/(H·W)) and population "
-    "std over H×W (mean_pool, std_pool), full-size × 1×1 per-channel gate (mul), "
-    "MeanShift (folded into image_in/image_out), BatchNorm2d right after a Conv2d (folded into it), "
-    "multiplication/division by a constant "
-    "(removed if 1, else folded into the producing conv), nn.Identity/nn.Dropout (removed)"
+from calib.tracing import (
+    SUPPORTED,
+    Tracer,
+    UnsupportedOpError,
+    default_concrete_args,
+    describe,
+    is_mean_shift,
+    place,
+    scope,
 )
 
-_TORCH_DIR = os.path.dirname(torch.__file__)
 
 INPUT_TENSOR = "input"
 OUTPUT_TENSOR = "output"
-
-
-class UnsupportedOpError(ValueError):
-    """The model contains an operation the engine cannot run (raised at export/capture time)."""
 
 
 @dataclass
@@ -237,22 +230,6 @@ class _TapInterpreter(fx.Interpreter):
 # tracing
 
 
-def is_mean_shift(m: nn.Module) -> bool:
-    return type(m).__name__ == "MeanShift"
-
-
-class _Tracer(fx.Tracer):
-    def __init__(self, extra_leaves: tuple[type, ...] = ()):
-        super().__init__()
-        self.record_stack_traces = True
-        self.extra_leaves = extra_leaves
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if is_mean_shift(m) or (self.extra_leaves and isinstance(m, self.extra_leaves)):
-            return True
-        return super().is_leaf_module(m, qualname)
-
-
 def mean_shift_affine(m: nn.Module, where: str) -> tuple[np.ndarray, np.ndarray]:
     """(diag, bias) of a MeanShift: a 1×1 conv C→C with a diagonal weight (own weight or one Conv2d child)."""
     conv = m if isinstance(m, nn.Conv2d) else None
@@ -301,49 +278,6 @@ class _AffineStream:
     place: str
 
 
-def _scope(node: fx.Node) -> tuple[str, str]:
-    stack = node.meta.get("nn_module_stack") or {}
-    if not stack:
-        return "", ""
-    key, val = list(stack.items())[-1]
-    path = val[0] if isinstance(val, tuple) else key
-    typ = val[1] if isinstance(val, tuple) else None
-    tname = getattr(typ, "__name__", str(typ)) if typ is not None else ""
-    return str(path), tname
-
-
-def _place(node: fx.Node, gm: fx.GraphModule) -> str:
-    if node.op == "call_module":
-        mod = gm.get_submodule(node.target)
-        where = f"module '{node.target}' ({type(mod).__name__})"
-    else:
-        path, tname = _scope(node)
-        where = f"module '{path}' ({tname})" if path else "the model's top-level forward"
-    src = ""
-    if node.stack_trace:
-        # The innermost frame outside torch itself is the model's source line.
-        lines = [ln.strip() for ln in node.stack_trace.strip().splitlines() if ln.strip()]
-        frames = [(ln, lines[i + 1] if i + 1 < len(lines) and not lines[i + 1].startswith("File ") else "")
-                  for i, ln in enumerate(lines) if ln.startswith("File ")]
-        user = [f for f in frames if _TORCH_DIR not in f[0]]
-        if user:
-            head, code = user[-1]
-            src = f"; {head}" + (f": {code}" if code else "")
-    return f"fx node '{node.name}' in {where}{src}"
-
-
-def _describe(node: fx.Node, gm: fx.GraphModule) -> str:
-    if node.op == "call_module":
-        return f"{type(gm.get_submodule(node.target)).__name__} module"
-    if node.op == "call_function":
-        return f"function {getattr(node.target, '__module__', '') or ''}.{getattr(node.target, '__name__', node.target)}".replace("None.", "")
-    if node.op == "call_method":
-        return f"tensor method .{node.target}()"
-    if node.op == "get_attr":
-        return f"constant tensor attribute '{node.target}'"
-    return f"{node.op} {node.target}"
-
-
 _ADD = {operator.add, operator.iadd, torch.add}
 _SUB = {operator.sub, operator.isub, torch.sub}
 _MUL = {operator.mul, operator.imul, torch.mul}
@@ -381,23 +315,6 @@ def _assert_fn_names() -> set:
 _IGNORED_FN = _assert_fn_names()
 
 
-def _default_concrete_args(model: nn.Module) -> dict:
-    """Every forward argument after the image that has a default value is fixed at that default.
-
-    A model whose ``forward(x, scale=None)`` branches on ``scale`` (CARN-M) is traced for the
-    value it uses by default (e.g. ``self.scale``); pass ``concrete_args`` to fix other values.
-    """
-    import inspect
-
-    try:
-        sig = inspect.signature(model.forward)
-    except (TypeError, ValueError):
-        return {}
-    params = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
-                                                                p.KEYWORD_ONLY)]
-    return {p.name: p.default for p in params[1:] if p.default is not inspect.Parameter.empty}
-
-
 def capture(model: nn.Module, *, rgb_range: float | None = None, in_channels: int | None = None,
             extra_leaves: tuple[type, ...] = (), concrete_args: dict | None = None) -> CapturedGraph:
     """Trace ``model`` (eval mode, float) and lower it to artifact-level ops.
@@ -413,11 +330,11 @@ def capture(model: nn.Module, *, rgb_range: float | None = None, in_channels: in
     in_channels = int(in_channels if in_channels is not None else getattr(model, "n_colors", 3))
     if rgb_range <= 0:
         raise ValueError(f"rgb_range must be positive, got {rgb_range}")
-    concrete = _default_concrete_args(model)
+    concrete = default_concrete_args(model)
     concrete.update(concrete_args or {})
     from calib.batchnorm import fold_batchnorm
 
-    tracer = _Tracer(tuple(extra_leaves))
+    tracer = Tracer(tuple(extra_leaves))
     try:
         model = fold_batchnorm(model, extra_leaves=tuple(extra_leaves), concrete_args=concrete_args)  # §5.7
         graph = tracer.trace(model, concrete_args=concrete or None)
@@ -429,9 +346,9 @@ def capture(model: nn.Module, *, rgb_range: float | None = None, in_channels: in
                                  f"data-dependent control flow is not supported (fix such forward arguments "
                                  f"with concrete_args)") from None
     for nd in graph.nodes:  # an imported graph's scopes (calib/onnx_import.py) name its functional ops
-        scope = (getattr(model, "fx_node_scopes", None) or {}).get(nd.name)
-        if scope and not nd.meta.get("nn_module_stack"):
-            nd.meta["nn_module_stack"] = {scope: (scope, nn.Module)}
+        node_scope = (getattr(model, "fx_node_scopes", None) or {}).get(nd.name)
+        if node_scope and not nd.meta.get("nn_module_stack"):
+            nd.meta["nn_module_stack"] = {node_scope: (node_scope, nn.Module)}
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     cg = _lower(gm, rgb_range, in_channels)
     n_ph = sum(1 for nd in gm.graph.nodes if nd.op == "placeholder")
@@ -493,7 +410,7 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
         return name
 
     def func_name(node: fx.Node, base: str) -> str:
-        path, _ = _scope(node)
+        path, _ = scope(node)
         return unique(f"{path}.{base}" if path else base)
 
     def emit(n: LNode) -> None:
@@ -508,7 +425,7 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
 
     def fail(node: fx.Node, why: str) -> UnsupportedOpError:
         return UnsupportedOpError(
-            f"cannot export {_describe(node, gm)} at {_place(node, gm)}: {why}. Supported: {SUPPORTED}"
+            f"cannot export {describe(node, gm)} at {place(node, gm)}: {why}. Supported: {SUPPORTED}"
         )
 
     def stream_of(node: fx.Node, arg: Any) -> str:
@@ -532,7 +449,7 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 src = fx_nodes[v.fx]
                 name = func_name(src, "mean_pool")
                 emit(LNode(name, "mean_pool", (v.tensor,), f"{name}.out", v.fx, channels[v.tensor],
-                           place=_place(src, gm), is_global=True))
+                           place=place(src, gm), is_global=True))
                 v.materialized = f"{name}.out"
             return v.materialized
         if isinstance(v, _AffineStream):
@@ -566,7 +483,7 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                out_channels: int | None = None) -> None:
         name = unique(module) if module else func_name(node, base)
         emit(LNode(name, op, (x,), f"{name}.out", node.name, channels[x] if out_channels is None else out_channels,
-                   module=module, attrs=attrs or {}, place=_place(node, gm), is_global=is_global[x]))
+                   module=module, attrs=attrs or {}, place=place(node, gm), is_global=is_global[x]))
         env[node.name] = _Stream(f"{name}.out")
 
     def emit_split(node: fx.Node, x: str, sizes: list[int], base: str = "split") -> list[str]:
@@ -579,7 +496,7 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 i = u.args[1] % len(sizes)
                 fxs[i] = u.name
         emit(LNode(name, "split", (x,), outs[0], fxs[0], sizes[0], attrs={"sizes": list(sizes)},
-                   place=_place(node, gm), extra_outputs=tuple(outs[1:]), extra_fx=tuple(fxs[1:]),
+                   place=place(node, gm), extra_outputs=tuple(outs[1:]), extra_fx=tuple(fxs[1:]),
                    is_global=is_global[x]))
         return outs
 
@@ -603,7 +520,7 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
             attrs["output_padding"] = list(mod.output_padding)
         name = unique(target)
         emit(LNode(name, op, (x,), f"{name}.out", node.name, mod.out_channels, module=target, attrs=attrs,
-                   place=_place(node, gm), call_node=node.name, is_global=is_global[x]))
+                   place=place(node, gm), call_node=node.name, is_global=is_global[x]))
         env[node.name] = _Stream(f"{name}.out")
 
     def upsample(node: fx.Node, x: str, factor: Any, mode: str, align: Any, base: str,
@@ -631,7 +548,7 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
 
     def pool_std(node: fx.Node, x: str) -> None:
         name = func_name(node, "std_pool")
-        emit(LNode(name, "std_pool", (x,), f"{name}.out", node.name, channels[x], place=_place(node, gm),
+        emit(LNode(name, "std_pool", (x,), f"{name}.out", node.name, channels[x], place=place(node, gm),
                    is_global=True))
         env[node.name] = _Stream(f"{name}.out")
 
@@ -678,12 +595,12 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 env[node.name] = env[node.args[0].name]
                 continue
             if is_mean_shift(mod):
-                a, b = mean_shift_affine(mod, _place(node, gm))
+                a, b = mean_shift_affine(mod, place(node, gm))
                 src = env[node.args[0].name] if isinstance(node.args[0], fx.Node) else None
                 if isinstance(src, _Image) and src.materialized is None:
                     env[node.name] = _Image(a * src.a, a * src.b + b, src.folded + (target,))
                 elif isinstance(src, _Stream):
-                    env[node.name] = _AffineStream(src.tensor, a, b, (target,), _place(node, gm))
+                    env[node.name] = _AffineStream(src.tensor, a, b, (target,), place(node, gm))
                 elif isinstance(src, _AffineStream):
                     env[node.name] = _AffineStream(src.tensor, a * src.a, a * src.b + b, src.folded + (target,),
                                                    src.place)
@@ -918,7 +835,7 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 if is_global[xa] != is_global[xb]:
                     raise fail(node, "adding a 1×1 (global) tensor to a full-size one (no broadcasting)")
                 name = func_name(node, "add")
-                emit(LNode(name, "add", (xa, xb), f"{name}.out", node.name, channels[xa], place=_place(node, gm),
+                emit(LNode(name, "add", (xa, xb), f"{name}.out", node.name, channels[xa], place=place(node, gm),
                            is_global=is_global[xa]))
                 env[node.name] = _Stream(f"{name}.out")
             elif kind == "mul" and len(args) == 2 and not kwargs and all(isinstance(a, fx.Node) for a in args):
@@ -936,7 +853,7 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                 if channels[xa] != channels[xb]:
                     raise fail(node, f"channel mismatch {channels[xa]} vs {channels[xb]}")
                 name = func_name(node, "mul")
-                emit(LNode(name, "mul", (xa, xb), f"{name}.out", node.name, channels[xa], place=_place(node, gm)))
+                emit(LNode(name, "mul", (xa, xb), f"{name}.out", node.name, channels[xa], place=place(node, gm)))
                 env[node.name] = _Stream(f"{name}.out")
             elif kind in ("mul", "div"):
                 if kwargs or len(args) != 2:
@@ -1009,7 +926,7 @@ def _lower(gm: fx.GraphModule, rgb_range: float, in_channels: int) -> CapturedGr
                     continue
                 name = func_name(node, "cat")
                 emit(LNode(name, "concat", tuple(xs), f"{name}.out", node.name, sum(channels[x] for x in xs),
-                           place=_place(node, gm), is_global=is_global[xs[0]]))
+                           place=place(node, gm), is_global=is_global[xs[0]]))
                 env[node.name] = _Stream(f"{name}.out")
             elif kind == "split":
                 x = stream_of(node, args[0])

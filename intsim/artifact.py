@@ -20,8 +20,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from intsim.outputs import write_atomic
-from intsim.overflow import OverflowPolicy
-from intsim.rounding import RoundingMode
+from intsim.numerics import Numerics  # noqa: F401  (part of the artifact's data model)
 
 FORMAT = "intsim-artifact"
 VERSION = 1
@@ -37,31 +36,6 @@ class ArtifactError(ValueError):
 
 # --------------------------------------------------------------------------
 # data model
-
-
-@dataclass(frozen=True)
-class Numerics:
-    """Execution-wide numeric settings (arithmetic.md §2, §4, §5.3, §8)."""
-
-    rounding: str = "half_up"
-    realization: str = "split"
-    overflow: str = "saturate"
-    acc_bits: int = 32
-    stream_bits: int = 24
-    mult_bits: int = 31
-
-    @property
-    def rounding_mode(self) -> RoundingMode:
-        """``rounding`` as the enum the ops and kernels take (ValueError if unknown)."""
-        return RoundingMode.parse(self.rounding)
-
-    @property
-    def overflow_policy(self) -> OverflowPolicy:
-        """``overflow`` as the enum the ops and kernels take (ValueError if unknown)."""
-        return OverflowPolicy.parse(self.overflow)
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from intsim.kernels import wrapping
+from intsim import wrapping
 from intsim.spec_enum import SpecEnum
 
 MAX_SHIFT = 62
@@ -36,7 +36,7 @@ class RoundingMode(SpecEnum):
 def round_shift_scalar(i, n, mode):
     """``R(i, n)`` (arithmetic.md §2) for int64 ``i``, ``0 ≤ n ≤ 62``, ``mode`` a
     :class:`RoundingMode` (numba scalar); the additions of ``half_up`` and ``half_away``
-    wrap as in numpy (:mod:`intsim.kernels.wrapping`: numba's signed additions must not
+    wrap as in numpy (:mod:`intsim.wrapping`: numba's signed additions must not
     overflow), the only steps of §2 that can leave int64."""
     if n == 0:
         return i

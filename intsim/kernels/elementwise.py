@@ -12,7 +12,7 @@ by :func:`~intsim.kernels.parallel.stream_bands`.
   (§6.4, written into its channel slice of the output) and ``mul`` (§6.14).
   Rounding (§2) and the policy ``saturate`` or ``wrap`` (§4), one event per
   out-of-range value, with the int64 arithmetic of
-  :mod:`intsim.kernels.wrapping` (it wraps as numpy's does). Under
+  :mod:`intsim.wrapping` (it wraps as numpy's does). Under
   ``error`` the ops run it with ``saturate`` to count: no event means no value
   was changed; otherwise they run their numpy form, whose message names the value.
 * :func:`copy_channels_rows` is ``split`` (§6.5): a channel slice copied.
@@ -37,7 +37,7 @@ import numpy as np
 
 from intsim.kernels import parallel as KP
 from intsim.kernels import uindex as _u
-from intsim.kernels import wrapping
+from intsim import wrapping
 from intsim.kernels.encode import Encoded, encode_scratch, encoded_bands, scratch_rows
 from intsim.overflow import OverflowPolicy, wrap_scalar
 from intsim.rounding import RoundingMode, round_shift_scalar

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from intsim.artifact import Codebook, Numerics
-from intsim.bounds import codebook_max_abs_grid
+from intsim.codebook_range import codebook_max_abs_grid
 from intsim.kernels import conv as K
 from intsim.kernels import gemm as KG
 from intsim.kernels import int8dot as KI
