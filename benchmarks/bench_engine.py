@@ -442,7 +442,7 @@ _TORCH_LAYER_CACHE: dict[tuple, dict] = {}  # torch conv timings per shape, shar
 def _conv_path(art, name: str) -> str:
     """The path ``auto`` takes for this conv (from the load-time bounds; the sparse split aside)."""
     from intsim import bounds
-    from intsim.ops import conv as C
+    from intsim.ops import conv_fast, conv_paths
     from intsim.ops.conv_taps import conv2d_taps
 
     op = next(o for o in art.ops if o.name == name)
@@ -453,7 +453,7 @@ def _conv_path(art, name: str) -> str:
     else:  # the dense segment (most populated in practice): origin 0, most codes
         dense = max(range(len(cb.segments)), key=lambda s: (cb.segments[s].origin == 0, cb.segments[s].count))
         gemm = [f"P{dense}"] + ([f"Q{dense}"] if cb.segments[dense].origin else [])
-    path = C.select_conv_path(worst, gemm, bounds.conv_can_overflow(art, op))
+    path = conv_paths.select_conv_path(worst, gemm, bounds.conv_can_overflow(art, op))
     if path == "reference" or op.op != "conv2d":
         return path
     # the int8 path where it applies (tap tables of a 16×16 input)
@@ -464,8 +464,8 @@ def _conv_path(art, name: str) -> str:
 
     consts = conv_constants(art, op, transposed=False)
     taps = conv2d_taps(16, 16, *a["kernel"], *a["stride"], *a["padding"], *a["dilation"])
-    plan = C.int8_plan(consts, cb, counts, True, taps)
-    return "int8" if isinstance(plan, C.Int8Plan) else path
+    plan = conv_fast.int8_plan(consts, cb, counts, True, taps)
+    return "int8" if isinstance(plan, conv_fast.Int8Plan) else path
 
 
 # --------------------------------------------------------------------------
