@@ -49,6 +49,7 @@ from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
 from intsim.ops import pad as pad_ops
 from intsim.ops import no_events, requantize
+from intsim.ops.conv_params import ConvParams, attr_pair
 from intsim.ops.resample import bilinear_taps
 from intsim.run_io import TOTAL_KEYS, RunResult, check_image, counter_entry
 
@@ -63,13 +64,6 @@ UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
 # shapes and row maps
 
 
-def attr_pair(v) -> tuple[int, int]:
-    """An op attribute given as one int or a [rows, cols] pair, as (rows, cols)."""
-    if np.ndim(v) == 0:
-        return int(v), int(v)
-    return int(v[0]), int(v[1])
-
-
 def infer_heights(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
     """``tensor → (H, W)`` for an input image of ``h × w`` (globals are 1×1)."""
     hw: dict[str, tuple[int, int]] = {art.inputs[0]: (h, w)}
@@ -79,18 +73,13 @@ def infer_heights(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
         if op.op in GLOBAL_OPS:
             out = (1, 1)
         elif op.op == "conv2d":
-            kh, kw = (int(k) for k in a["kernel"])
-            sh, sw = attr_pair(a.get("stride", 1))
-            ph, pw = attr_pair(a.get("padding", 0))
-            dh, dw = attr_pair(a.get("dilation", 1))
-            out = (K.conv2d_output_size(H, kh, sh, ph, dh), K.conv2d_output_size(W, kw, sw, pw, dw))
+            p = ConvParams.of(a)
+            out = tuple(K.conv2d_output_size(n, p.kernel[ax], p.stride[ax], p.padding[ax], p.dilation[ax])
+                        for ax, n in enumerate((H, W)))
         elif op.op == "conv_transpose2d":
-            kh, kw = (int(k) for k in a["kernel"])
-            sh, sw = attr_pair(a.get("stride", 1))
-            ph, pw = attr_pair(a.get("padding", 0))
-            oph, opw = attr_pair(a.get("output_padding", 0))
-            out = (K.conv_transpose2d_output_size(H, kh, sh, ph, oph),
-                   K.conv_transpose2d_output_size(W, kw, sw, pw, opw))
+            p = ConvParams.of(a)
+            out = tuple(K.conv_transpose2d_output_size(n, p.kernel[ax], p.stride[ax], p.padding[ax],
+                                                       p.output_padding[ax]) for ax, n in enumerate((H, W)))
         elif op.op in UPSAMPLE_OPS or op.op in ("upsample_bilinear", "upsample_bicubic"):
             r = int(a["factor"])
             out = (H * r, W * r)
@@ -125,13 +114,12 @@ def _row_needs(art: Artifact, op: OpSpec, in_h: int, out_h: int) -> tuple[np.nda
         i0, i1, _, _ = bilinear_taps(in_h, int(a["factor"]))
         return np.minimum(i0, i1), np.maximum(i0, i1) + 1
     if op.op in CONV_OPS:
-        kh = int(a["kernel"][0])
-        sh = attr_pair(a.get("stride", 1))[0]
-        ph = attr_pair(a.get("padding", 0))[0]
+        p = ConvParams.of(a)
+        kh, sh, ph = p.kernel[0], p.stride[0], p.padding[0]
         if op.op == "conv2d":
-            table = K.conv2d_tap_table(in_h, kh, sh, ph, attr_pair(a.get("dilation", 1))[0])
+            table = K.conv2d_tap_table(in_h, kh, sh, ph, p.dilation[0])
         else:
-            table = K.conv_transpose2d_tap_table(in_h, kh, sh, ph, attr_pair(a.get("output_padding", 0))[0])
+            table = K.conv_transpose2d_tap_table(in_h, kh, sh, ph, p.output_padding[0])
         valid = table >= 0
         lo = np.where(valid, table, in_h).min(axis=1)
         hi = np.where(valid, table + 1, 0).max(axis=1)

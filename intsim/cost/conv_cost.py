@@ -26,7 +26,7 @@ from intsim.cost.context import (
     valid_pairs_convT,
     weight_bits,
 )
-from intsim.cost.shapes import pair
+from intsim.ops.conv_params import ConvParams
 
 
 def acc_terms(art: Artifact, op: OpSpec, realization: str) -> list[dict]:
@@ -87,12 +87,10 @@ def conv_cost(ctx: CostContext, op: OpSpec, shapes: dict, oc: dict | None) -> di
         raise ValueError(f"op {op.name!r}: counters out_shape {oc['out_shape']} != shape from the graph "
                          f"{[Ho, Wo, Co]} (counters of another artifact or image?)")
     w = np.asarray(art.array(op, "weight"))
-    kh, kw = pair(a.get("kernel"), 1)
-    sh, sw = pair(a.get("stride"), 1)
-    ph, pw = pair(a.get("padding"), 0)
-    dh, dw = pair(a.get("dilation"), 1)
+    p = ConvParams.of(a)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = p.kernel, p.stride, p.padding, p.dilation
     transposed = op.op == "conv_transpose2d"
-    g = 1 if transposed else int(a.get("groups", 1))
+    g = 1 if transposed else p.groups
     M = Ho * Wo
     if transposed:
         K = math.ceil(kh / sh) * math.ceil(kw / sw) * Ci

@@ -3,17 +3,8 @@ model needs them without running the engine.
 """
 from __future__ import annotations
 
-import numpy as np
-
 from intsim.artifact import Artifact
-
-
-def pair(v, default) -> tuple[int, int]:
-    if v is None:
-        v = default
-    if isinstance(v, (int, np.integer)):
-        return int(v), int(v)
-    return int(v[0]), int(v[1])
+from intsim.ops.conv_params import ConvParams, attr_pair
 
 
 def infer_shapes(art: Artifact, in_hw: tuple[int, int]) -> dict[str, tuple[int, int, int]]:
@@ -27,24 +18,20 @@ def infer_shapes(art: Artifact, in_hw: tuple[int, int]) -> dict[str, tuple[int, 
         a = op.attrs
         h, w = ins[0][0], ins[0][1]
         if op.op == "conv2d":
-            kh, kw = pair(a.get("kernel"), 1)
-            sh, sw = pair(a.get("stride"), 1)
-            ph, pw = pair(a.get("padding"), 0)
-            dh, dw = pair(a.get("dilation"), 1)
+            p = ConvParams.of(a)
+            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = p.kernel, p.stride, p.padding, p.dilation
             h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
             w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         elif op.op == "conv_transpose2d":
-            kh, kw = pair(a.get("kernel"), 1)
-            sh, sw = pair(a.get("stride"), 1)
-            ph, pw = pair(a.get("padding"), 0)
-            oh, ow = pair(a.get("output_padding"), 0)
+            p = ConvParams.of(a)
+            (kh, kw), (sh, sw), (ph, pw), (oh, ow) = p.kernel, p.stride, p.padding, p.output_padding
             h = (h - 1) * sh - 2 * ph + kh + oh
             w = (w - 1) * sw - 2 * pw + kw + ow
         elif op.op in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic"):
             r = int(a["factor"])
             h, w = h * r, w * r
         elif op.op == "pad":
-            ph, pw = pair(a.get("padding"), 0)
+            ph, pw = attr_pair(a.get("padding"), 0)
             h, w = h + 2 * ph, w + 2 * pw
         elif op.op in ("mean_pool", "std_pool"):
             h, w = 1, 1
@@ -67,9 +54,9 @@ def input_hw(art: Artifact, counters: dict) -> tuple[int, int]:
         a = op.attrs
         if op.op in _SAME_HW:
             return h, w
-        if op.op == "conv2d" and pair(a.get("stride"), 1) == (1, 1):
-            (kh, kw), (ph, pw), (dh, dw) = (pair(a.get("kernel"), 1), pair(a.get("padding"), 0),
-                                            pair(a.get("dilation"), 1))
+        if op.op == "conv2d" and ConvParams.of(a).stride == (1, 1):
+            p = ConvParams.of(a)
+            (kh, kw), (ph, pw), (dh, dw) = p.kernel, p.padding, p.dilation
             return h - 2 * ph + dh * (kh - 1), w - 2 * pw + dw * (kw - 1)
     raise ValueError("counters do not give the input image size (no usable out_shape of an op reading the "
                      "graph input); pass image_hw=(H, W)")
