@@ -139,7 +139,7 @@ def _conv_worst(art: Artifact, op: OpSpec) -> dict:
 
 
 def conv_constants(art: Artifact, op: OpSpec, transposed: bool) -> conv_ops.ConvConstants:
-    """The op's :class:`~intsim.ops.conv.ConvConstants`, derived once per artifact (``art.derived``):
+    """The op's :class:`~intsim.ops.conv_paths.ConvConstants`, derived once per artifact (``art.derived``):
     ordered/worst from the load-time analysis (§5.4), the int8 path's packed weights."""
     weight, w_mant = art.array(op, "weight"), art.array(op, "w_mant")
     codebook = codebook_of(art, op.inputs[0])
