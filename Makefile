@@ -33,7 +33,8 @@ rtl-tools: $(STAMP)
 rtl-test: rtl-tools
 	$(PY) -m pytest -q -p no:xdist tests/rtl
 
-# Fuzz the four readers at the full budget (random seeds; CI runs tests/fuzz at a small one);
+# Fuzz the five readers (artifact, golden, image, accelerator TOML, HDF5 weights) at the full budget,
+# under a 2 GiB address-space limit (random seeds; CI runs tests/fuzz at a small one);
 # writes benchmarks/results/fuzz.json. FUZZ_ATHERIS=N also runs the atheris harnesses N runs each.
 FUZZ_EXAMPLES ?= 10000
 FUZZ_ATHERIS ?= 0

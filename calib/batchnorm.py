@@ -86,6 +86,8 @@ def fold_batchnorm(model: nn.Module, *, extra_leaves: tuple[type, ...] = (),
                                  f"{gm.get_submodule(src.target).out_channels} output channels")
         pairs.append((str(src.target), str(n.target)))
     out = copy.deepcopy(model).eval()
+    if hasattr(model, "fx_node_scopes"):  # an ONNX import's scopes (calib/onnx_import.py); deepcopy drops them
+        out.fx_node_scopes = dict(model.fx_node_scopes)
     for conv_path, bn_path in pairs:
         conv, bn = out.get_submodule(conv_path), out.get_submodule(bn_path)
         w, b = folded_conv_params(conv, bn)

@@ -177,6 +177,41 @@ def _artifact_weight(art, op, meta: dict, weight):
     return (w_int.double() * spec.scale_tensor(w)).float()
 
 
+def _load_local_model(art, src: dict):
+    """``(entry, model, scale)`` of a model calibrate builds itself (``calib.cli_calibrate.LOCAL_MODELS``, e.g.
+    the embedded tiny_sr once ``reports.demo.register_tiny_sr`` ran), from the recorded checkpoint or the
+    model's registered one (``LOCAL_WEIGHTS``), checked against the exported state dict; ``None`` when the
+    model is not such a model. The entry carries what :func:`calib.fp_eval.super_resolve` reads (RGB input,
+    the network's value range)."""
+    from calib.cli_calibrate import LOCAL_MODELS, LOCAL_WEIGHTS, build_model
+    from calib.export import state_dict_fingerprint
+    from calib.models.zoo import ModelEntry
+
+    name = src["model"]
+    if name not in LOCAL_MODELS:
+        return None
+    scale = _meta(src, "scale", "metadata.source", "small") if src.get("scale") is not None else model_scale(art)
+    ck = _meta(src, "checkpoint", "metadata.source", "str") if src.get("checkpoint") is not None else None
+    candidates = [Path(p) for p in (ck, LOCAL_WEIGHTS.get(name)) if p is not None and Path(p).is_file()]
+    if not candidates:
+        raise RebuildError(f"no checkpoint for {name} ×{scale} found (recorded {ck!r}); the float model cannot be "
+                           "rebuilt")
+    want, tried = src.get("state_dict_sha256"), []
+    for p in dict.fromkeys(candidates):
+        try:
+            model, rgb_range, channels = build_model(name, scale, str(p), 0)
+        except ValueError as e:
+            tried.append(f"{p} ({e})")
+            continue
+        if want and state_dict_fingerprint(model) != want:
+            tried.append(f"{p} (state dict differs from the exported model's)")
+            continue
+        entry = ModelEntry(name=name, description="built by calibrate", scales=LOCAL_MODELS[name][2],
+                           module="edsr", build_fn="build", load_fn="load", rgb_range=rgb_range)
+        return entry, model.eval(), scale
+    raise RebuildError(f"none of the checkpoints matches the exported float model: {'; '.join(tried)}")
+
+
 def _load_float_model(art, data_root=None):
     from calib.export import state_dict_fingerprint
     from calib.models.zoo import get_model
@@ -190,6 +225,9 @@ def _load_float_model(art, data_root=None):
     try:
         entry = get_model(_meta(src, "model", "metadata.source", "str"))
     except KeyError as e:
+        local = _load_local_model(art, src)
+        if local is not None:
+            return local
         raise RebuildError(f"the artifact's model {src['model']!r} is not in the model zoo: {e.args[0]}") from None
     scale = _meta(src, "scale", "metadata.source", "small") if src.get("scale") is not None else model_scale(art)
     want = src.get("state_dict_sha256")

@@ -15,15 +15,20 @@ keeps the modules named after the exporter's scopes: ``torch.onnx.export`` names
 ``/IMDB1/c1/Conv``, which becomes module ``IMDB1.c1`` — the torch model's own path, so op names and
 per-layer metadata of the two paths agree (docs/own_model.md).
 
-Supported ONNX ops: Conv, ConvTranspose (symmetric pads, NOTSET auto_pad), Relu, LeakyRelu, PRelu,
-Sigmoid, Add, Sub, Mul, Div, Pow (constant exponent), Sqrt, Concat, Split, Slice (one axis, step 1),
-ReduceSum / ReduceMean (constant axes), GlobalAveragePool, DepthToSpace (CRD = pixel shuffle),
-Resize (integer scale; nearest/asymmetric/floor, or linear/half_pixel = bilinear), Shape + Gather
-(``x.size(d)``), Cast of sizes, Identity, Dropout, Constant. The graph's spatial dims must be dynamic
-when the model divides by H·W (export with ``dynamic_axes``): with constant sizes a global mean is a
-division by a number the capture cannot tell from any other constant. Anything else is refused with
-one line naming the ONNX node and its op (:class:`OnnxImportError`); ops outside the capture's set are
-then refused by the capture itself, naming the fx node.
+Supported ONNX ops: Conv, ConvTranspose (symmetric pads, NOTSET auto_pad, any group — a depthwise conv is
+``group`` = channels), Pad (reflect / edge / zero constant, symmetric on H and W, feeding a Conv without pads:
+``padding_mode`` reflect / replicate / zeros), BatchNormalization (inference; an ``nn.BatchNorm2d``, folded
+into the conv before it by the capture, calib/batchnorm.py), Relu, LeakyRelu, PRelu, Sigmoid, Tanh, Clip
+(constant bounds: ReLU6, Hardtanh, clamp), SiLU (``Mul(x, Sigmoid(x))``), Add, Sub, Mul, Div, Pow (constant
+exponent), Sqrt, Concat, Split, Slice (one axis, step 1), ReduceSum / ReduceMean (constant axes),
+GlobalAveragePool, DepthToSpace (CRD = pixel shuffle), Resize (integer scale; nearest/asymmetric/floor,
+linear/half_pixel = bilinear, or cubic/half_pixel with ``cubic_coeff_a`` −0.75 and ``exclude_outside`` 0 =
+torch's bicubic, align_corners=False), Shape + Gather (``x.size(d)``), Cast of sizes, Identity, Dropout,
+Constant, and constant subgraphs (calib/onnx_constants.py: the exporter's pad-width chains). The graph's
+spatial dims must be dynamic when the model divides by H·W (export with ``dynamic_axes``): with constant sizes
+a global mean is a division by a number the capture cannot tell from any other constant. Anything else is
+refused with one line naming the ONNX node and its op (:class:`OnnxImportError`); ops outside the capture's
+set are then refused by the capture itself, naming the fx node.
 """
 from __future__ import annotations
 
@@ -34,17 +39,36 @@ from pathlib import Path
 
 import numpy as np
 
+from calib.onnx_constants import FOLDABLE, fold_constant
+
 __all__ = ["OnnxImportError", "load_onnx", "SUPPORTED_ONNX_OPS"]
 
-SUPPORTED_ONNX_OPS = ("Conv", "ConvTranspose", "Relu", "LeakyRelu", "PRelu", "Sigmoid", "Add", "Sub", "Mul", "Div",
-                      "Pow", "Sqrt", "Concat", "Split", "Slice", "ReduceSum", "ReduceMean", "GlobalAveragePool",
-                      "DepthToSpace", "Resize", "Shape", "Gather", "Cast", "Identity", "Dropout", "Constant")
+SUPPORTED_ONNX_OPS = ("Conv", "ConvTranspose", "Pad", "BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Sigmoid",
+                      "Tanh", "Clip", "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Concat", "Split", "Slice",
+                      "ReduceSum", "ReduceMean", "GlobalAveragePool", "DepthToSpace", "Resize", "Shape", "Gather",
+                      "Cast", "Identity", "Dropout", "Constant", "ConstantOfShape", "Reshape", "Transpose",
+                      "Unsqueeze", "Squeeze")
 #: cap on the .onnx file read (bytes): a model file, not a data set
 MAX_ONNX_BYTES = 2 << 30
 
 
 class OnnxImportError(ValueError):
     """An ONNX graph (or node) the importer cannot rebuild; the message names the node and its op."""
+
+
+class _Padded:
+    """The value of an ONNX ``Pad`` node: its input, torch's ``padding_mode`` and the (H, W) widths; only a
+    Conv may consume it (it becomes that conv's padding, as ``torch.onnx.export`` split it off)."""
+
+    def __init__(self, of, mode: str, hw: tuple[int, int]):
+        self.of, self.mode, self.hw = of, mode, hw
+
+
+class _SigmoidOf:
+    """A Sigmoid whose only reader is ``Mul(x, Sigmoid(x))``: not emitted; the Mul becomes one SiLU."""
+
+    def __init__(self, of):
+        self.of = of
 
 
 class _Shape:
@@ -98,7 +122,10 @@ class _Builder:
         self.keys: dict[str, tuple] = {}  # module path → what makes a later call the same module (add_module)
         self.scope_nodes: dict[str, int] = {}  # scope → its number of (non-Constant) nodes
         self.containers: set[str] = set()  # scopes with scopes below them
+        self.readers: dict[str, list] = {o.name: [None] for o in model.graph.output}  # value → its consumer nodes
         for n in model.graph.node:
+            for i in n.input:
+                self.readers.setdefault(i, []).append(n)
             parts = _scope_parts(n.name)
             if n.op_type != "Constant" and parts:
                 self.scope_nodes[".".join(parts)] = self.scope_nodes.get(".".join(parts), 0) + 1
@@ -121,6 +148,8 @@ class _Builder:
 
     def value(self, node, name: str):
         if name in self.env:
+            if isinstance(self.env[name], _Padded):
+                raise self.fail(node, f"operand {name!r} is a Pad's output; a Pad may only feed a Conv (its padding)")
             return self.env[name]
         if name in self.consts:
             c = self.consts[name]
@@ -161,6 +190,13 @@ class _Builder:
         pads = list(a.get("pads", [0, 0, 0, 0]))
         if pads[:2] != pads[2:]:
             raise self.fail(node, f"asymmetric pads {pads} (torch pads both sides equally)")
+        x, mode = self.env.get(node.input[0]), "zeros"
+        if isinstance(x, _Padded):  # Pad → Conv: torch's conv with padding_mode (reflect / replicate / zeros)
+            if any(pads) or transpose:
+                raise self.fail(node, f"a padded input and pads {pads} of its own (one padding per conv)")
+            pads, mode, x = list(x.hw) * 2, x.mode, x.of
+        else:
+            x = self.value(node, node.input[0])
         g = int(a.get("group", 1))
         k = tuple(w.shape[2:])
         stride, dil = tuple(a.get("strides", [1, 1])), tuple(a.get("dilations", [1, 1]))
@@ -171,11 +207,68 @@ class _Builder:
                                    g, bias, dil)
         else:
             cin, cout = w.shape[1] * g, w.shape[0]
-            m = nn.Conv2d(cin, cout, k, stride, tuple(pads[:2]), dil, g, bias)
+            m = nn.Conv2d(cin, cout, k, stride, tuple(pads[:2]), dil, g, bias, padding_mode=mode)
         m.weight = self.tensor(w)
         if bias:
             m.bias = self.tensor(self.const(node, node.input[2], "bias"))
-        return self.add_module(node, m, self.value(node, node.input[0]), key=tuple(node.input[1:]))
+        return self.add_module(node, m, x, key=tuple(node.input[1:]))
+
+    def pad(self, node, a: dict):
+        """``Pad`` (opset ≥ 11: pads as an input) → :class:`_Padded`, the padding of the Conv it feeds."""
+        mode = a.get("mode", b"constant")
+        mode = mode.decode() if isinstance(mode, bytes) else mode
+        if len(node.input) > 3 and node.input[3]:
+            raise self.fail(node, "a Pad with explicit axes")
+        pads = [int(v) for v in self.const(node, node.input[1], "pads").reshape(-1)]
+        if len(node.input) > 2 and node.input[2] and float(self.const(node, node.input[2], "value").reshape(-1)[0]):
+            raise self.fail(node, "a constant pad with a value other than 0")
+        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or pads[2:4] != pads[6:8] or min(pads) < 0:
+            raise self.fail(node, f"pads {pads}: only the same width before and after on H and W (as a torch "
+                                  "conv pads)")
+        torch_mode = {"reflect": "reflect", "edge": "replicate", "constant": "zeros"}.get(mode)
+        if torch_mode is None:
+            raise self.fail(node, f"pad mode {mode!r} (reflect, edge and constant 0 import)")
+        return _Padded(self.value(node, node.input[0]), torch_mode, (pads[2], pads[3]))
+
+    def batchnorm(self, node, a: dict):
+        """``BatchNormalization`` (inference) → ``nn.BatchNorm2d`` with the graph's statistics; the capture
+        folds it into the conv before it (arithmetic.md §5.7), as for the torch model."""
+        import torch
+        import torch.nn as nn
+
+        if int(a.get("training_mode", 0)) or len(node.output) > 1 and any(node.output[1:]):
+            raise self.fail(node, "a BatchNormalization in training mode")
+        gamma, beta, mu, var = (self.const(node, n, w) for n, w in zip(node.input[1:5],
+                                                                        ("scale", "bias", "mean", "var")))
+        # eps is stored as float32; its shortest decimal (1e-05) is the value the torch module was built with
+        m = nn.BatchNorm2d(gamma.size, eps=float(str(np.float32(a.get("epsilon", 1e-5)))))
+        m.weight, m.bias = self.tensor(gamma), self.tensor(beta)
+        m.running_mean = torch.from_numpy(np.array(mu, dtype=np.float32))
+        m.running_var = torch.from_numpy(np.array(var, dtype=np.float32))
+        return self.add_module(node, m.eval(), self.value(node, node.input[0]), key=tuple(node.input[1:]))
+
+    def clip(self, node, a: dict):
+        """``Clip`` with constant bounds → ``nn.Hardtanh`` (a leaf module: ReLU6, Hardtanh), else a function:
+        ``F.relu6`` for bounds (0, 6), ``torch.clamp`` otherwise (only the op's name depends on the guess)."""
+        import torch
+        import torch.nn as nn
+
+        bounds = []
+        for k, name in ((1, "min"), (2, "max")):
+            if len(node.input) > k and node.input[k]:
+                v = self.const(node, node.input[k], f"{name} bound")
+                # stored as float32 (ReLU6's 6, Hardtanh's -0.5 are exact); the shortest decimal is the written one
+                bounds.append(float(str(np.float32(v.reshape(-1)[0]))))
+            else:
+                bounds.append(a.get(name))
+        x = self.value(node, node.input[0])
+        if self.is_leaf_call(node) and None not in bounds:
+            return self.add_module(node, nn.Hardtanh(bounds[0], bounds[1]), x)
+        if bounds == [0.0, 6.0]:  # F.relu6 in a forward: named ``relu6`` as the capture names the torch call
+            import torch.nn.functional as F
+
+            return self.graph.call_function(F.relu6, (x,))
+        return self.graph.call_function(torch.clamp, (x, bounds[0], bounds[1]))
 
     def activation(self, node, a: dict):
         import torch
@@ -183,11 +276,14 @@ class _Builder:
         import torch.nn.functional as F
 
         x = self.value(node, node.input[0])
+        if node.op_type == "Sigmoid" and self.is_silu_half(node):
+            return _SigmoidOf(x)
         if node.op_type != "PRelu" and not self.is_leaf_call(node):
             # F.relu(x) inside a module's forward: the capture names it after that module (``att.relu``)
             if node.op_type == "LeakyRelu":
                 return self.graph.call_function(F.leaky_relu, (x, float(str(np.float32(a.get("alpha", 0.01))))))
-            return self.graph.call_function({"Relu": F.relu, "Sigmoid": torch.sigmoid}[node.op_type], (x,))
+            fn = {"Relu": F.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh}[node.op_type]
+            return self.graph.call_function(fn, (x,))
         if node.op_type == "LeakyRelu":
             # ONNX keeps the slope as float32; its shortest decimal (0.05, not 0.0500000007…) is the value the
             # torch model was written with, so the export snaps the same number either way
@@ -197,7 +293,7 @@ class _Builder:
             m = nn.PReLU(slope.size)
             m.weight = self.tensor(slope)
         else:
-            m = {"Relu": nn.ReLU, "Sigmoid": nn.Sigmoid}[node.op_type]()
+            m = {"Relu": nn.ReLU, "Sigmoid": nn.Sigmoid, "Tanh": nn.Tanh}[node.op_type]()
         return self.add_module(node, m, x, key=tuple(node.input[1:]))
 
     def is_leaf_call(self, node) -> bool:
@@ -212,8 +308,33 @@ class _Builder:
             if not isinstance(y, (int, float)):
                 raise self.fail(node, "the exponent must be a scalar constant")
             return self.graph.call_method("pow", (x, float(y)))
+        if node.op_type == "Mul":
+            silu = self.silu(node, x, y)
+            if silu is not None:
+                return silu
         fn = {"Add": operator.add, "Sub": operator.sub, "Mul": operator.mul, "Div": operator.truediv}[node.op_type]
         return self.graph.call_function(fn, (x, y))
+
+    def is_silu_half(self, node) -> bool:
+        """Whether the Sigmoid ``node`` is half of ``Mul(v, Sigmoid(v))`` — how the exporter writes ``nn.SiLU`` /
+        ``F.silu`` (opset < 22 has no SiLU op) — with nothing else reading the sigmoid."""
+        readers = self.readers.get(node.output[0], [])
+        return (len(readers) == 1 and readers[0] is not None and readers[0].op_type == "Mul"
+                and sorted(readers[0].input) == sorted([node.input[0], node.output[0]]))
+
+    def silu(self, node, x, y):
+        """The Mul of :meth:`is_silu_half` as one SiLU (the lut op, §6.17): an ``nn.SiLU`` where the scope
+        holds just these two nodes (a leaf module), ``F.silu`` otherwise; None if not that Mul."""
+        import torch.nn as nn
+        import torch.nn.functional as F
+
+        for v, s in ((x, y), (y, x)):
+            if isinstance(s, _SigmoidOf) and s.of is v:
+                scope = ".".join(_scope_parts(node.name))
+                if scope and self.scope_nodes.get(scope, 0) == 2 and scope not in self.containers:
+                    return self.add_module(node, nn.SiLU(), v)
+                return self.graph.call_function(F.silu, (v,))
+        return None
 
     def reduce(self, node, a: dict):
         axes = a.get("axes")
@@ -274,9 +395,17 @@ class _Builder:
             kw = {"mode": "nearest"}
         elif mode == "linear" and ctm in ("half_pixel", "pytorch_half_pixel"):
             kw = {"mode": "bilinear", "align_corners": False}
+        elif mode == "cubic" and ctm in ("half_pixel", "pytorch_half_pixel"):
+            # torch's bicubic (align_corners=False) is Keys' kernel with a = -0.75, taps outside the image
+            # clamped to the edge — ONNX's exclude_outside=0; anything else is another function (§6.18)
+            coeff = float(a.get("cubic_coeff_a", -0.75))
+            if coeff != -0.75 or int(a.get("exclude_outside", 0)):
+                raise self.fail(node, f"cubic resize with cubic_coeff_a {coeff} and exclude_outside "
+                                      f"{int(a.get('exclude_outside', 0))} (only torch's bicubic: -0.75 and 0)")
+            kw = {"mode": "bicubic", "align_corners": False}
         else:
             raise self.fail(node, f"resize mode {mode!r} with coordinate_transformation_mode {ctm!r} (nearest: "
-                                  "asymmetric/floor; linear: half_pixel)")
+                                  "asymmetric/floor; linear or cubic: half_pixel)")
         return self.graph.call_function(F.interpolate, (self.value(node, node.input[0]),),
                                         {"scale_factor": float(scales[2]), **kw})
 
@@ -299,10 +428,19 @@ class _Builder:
                 raise self.fail(node, "only tensor constants ('value')")
             self.consts[node.output[0]] = self.numpy_helper.to_array(a["value"])
             return
+        if op in FOLDABLE and all(not n or (n in self.consts and n not in self.env) for n in node.input):
+            self.consts[node.output[0]] = fold_constant(op, a, [self.consts[n] if n else None for n in node.input])
+            return
         if op in ("Conv", "ConvTranspose"):
             out = self.conv(node, a, op == "ConvTranspose")
-        elif op in ("Relu", "LeakyRelu", "PRelu", "Sigmoid"):
+        elif op in ("Relu", "LeakyRelu", "PRelu", "Sigmoid", "Tanh"):
             out = self.activation(node, a)
+        elif op == "Clip":
+            out = self.clip(node, a)
+        elif op == "Pad":
+            out = self.pad(node, a)
+        elif op == "BatchNormalization":
+            out = self.batchnorm(node, a)
         elif op in ("Add", "Sub", "Mul", "Div", "Pow"):
             out = self.binary(node)
         elif op == "Sqrt":
@@ -379,7 +517,7 @@ def load_onnx(path: str | os.PathLike):
             raise b.fail(node, f"custom domain {node.domain!r}")
         b.node(node)
     out = model.graph.output[0].name
-    if out not in b.env or isinstance(b.env[out], _Shape):
+    if out not in b.env or isinstance(b.env[out], (_Shape, _Padded)):
         raise OnnxImportError(f"{path}: the graph output {out!r} is not an image tensor")
     b.graph.output(b.env[out])
     gm = fx.GraphModule(b.modules, b.graph, class_name=re.sub(r"\W", "_", path.stem) or "OnnxModel")

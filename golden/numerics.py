@@ -46,7 +46,7 @@ def rnd(t: torch.Tensor, mode: str) -> torch.Tensor:
         return torch.round(t)  # IEEE round-half-to-even, exact
     if mode == "half_up":
         fl = torch.floor(t)
-        return fl + ((t - fl) >= 0.5).to(F64)
+        return fl.add_(torch.sub(t, fl).ge_(0.5))
     if mode == "half_away":
         a = torch.abs(t)
         fl = torch.floor(a)
@@ -68,16 +68,41 @@ def _first_index(mask: torch.Tensor) -> tuple[int, ...]:
     return tuple(reversed(idx))
 
 
+def extremes(t: torch.Tensor) -> tuple[float, float]:
+    """(min, max) of a non-empty tensor in one pass."""
+    lo, hi = torch.aminmax(t)
+    return float(lo), float(hi)
+
+
+def rnd_shift(I: torch.Tensor, n: int, mode: str, bound: float) -> torch.Tensor:
+    """``R(I, n)`` of §2 for an integer-valued ``I`` with ``|I| ≤ bound``: round ``I·2^-n`` once.
+
+    ``half_up`` is ``floor((I + 2^(n−1))·2^-n)``: both steps are exact while ``bound + 2^(n−1) < 2^53``
+    (an integer sum below 2^53, then a power-of-two scale), so it costs three in-place passes over
+    ``I`` (which it consumes) instead of the general :func:`rnd`. Otherwise, and for the other modes,
+    it is :func:`rnd` of ``I·2^-n``.
+    """
+    if n == 0:
+        return I
+    if mode == "half_up" and bound + pow2(n - 1) < EXACT:
+        return I.add_(pow2(n - 1)).mul_(pow2(-n)).floor_()
+    return rnd(I.mul_(pow2(-n)), mode)
+
+
 def overflow(v: torch.Tensor, bits: int, policy: str, where: str) -> tuple[torch.Tensor, int]:
     """Apply the overflow policy at ``bits`` signed bits to integer-valued ``v`` (§4).
 
-    Returns (values, events) where events counts out-of-range elements.
+    Returns (values, events) where events counts out-of-range elements. One min/max
+    pass decides; the element masks are built only when something is out of range.
     """
     lo, hi = signed_bounds(bits)
+    if v.numel() == 0:
+        return v, 0
+    vmin, vmax = extremes(v)
+    if vmin >= lo and vmax <= hi:
+        return v, 0
     oor = (v < lo) | (v > hi)
     events = int(oor.sum())
-    if events == 0:
-        return v, 0
     if policy == "error":
         idx = _first_index(oor)
         raise GoldenOverflowError(
@@ -96,7 +121,8 @@ def check_exact(t: torch.Tensor, n: int, where: str) -> None:
     """Refuse a value ``t = I·2^-n`` whose integer ``I`` reaches 2^53 (envelope, §9)."""
     if t.numel() == 0:
         return
-    m = float(torch.max(torch.abs(t)))
+    lo, hi = extremes(t)
+    m = max(-lo, hi)
     if m * pow2(n) >= EXACT:
         raise GoldenError(
             f"{where}: intermediate {m}·2^{n} reaches 2^53; float64 would not be exact "

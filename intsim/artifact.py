@@ -380,7 +380,7 @@ def load_artifact(path: str | os.PathLike) -> Artifact:
 #: an artifact file larger than this is refused unread (zoo models export to tens of MiB)
 ARTIFACT_MAX_BYTES = 2 << 30
 #: graph.json larger than this (uncompressed) is refused before it is inflated
-GRAPH_MAX_BYTES = 64 << 20
+GRAPH_MAX_BYTES = 16 << 20  # IMDN's is 0.27 MiB; 16 MiB decodes in well under 500 MB
 #: header allowance of one .npy member beyond its declared data bytes
 NPY_HEADER_MAX = 4096
 
@@ -428,6 +428,11 @@ def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         # NotImplementedError: e.g. "zip file version 13.4" in a corrupt header (found by fuzzing)
         raise ArtifactError(f"{where}: not a readable artifact archive (truncated or corrupt: {e})") from None
+    from intsim.validate import MAX_ARRAYS, check_graph_counts
+
+    if len(names) > MAX_ARRAYS + 1:
+        raise ArtifactError(f"{where}: the archive has {len(names)} members, more than the {MAX_ARRAYS + 1} accepted "
+                            "(graph.json and one .npy per array)")
     bad = [n for n in names if not _member_name_ok(n)]
     if bad:
         raise ArtifactError(f"{where}: unsafe member name {bad[0]!r} (absolute, '..' or backslash)")
@@ -459,6 +464,7 @@ def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
         raise ArtifactError(
             f"{where}: unsupported schema version {graph.get('version')!r} (this intsim reads version {VERSION})"
         )
+    check_graph_counts(graph, where)  # before any array is read or any op parsed
     declared = graph.get("arrays")
     if not isinstance(declared, dict):
         raise ArtifactError(f"{where}: 'arrays' must be an object")

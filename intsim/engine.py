@@ -24,13 +24,17 @@ __all__ = ["RunResult", "run", "run_tiled"]
 
 
 def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
-        op_seconds: dict[str, float] | None = None) -> RunResult:
+        op_seconds: dict[str, float] | None = None,
+        observe: Callable[[str, np.ndarray], None] | None = None) -> RunResult:
     """Execute ``art`` on one uint8 H×W×C image (C = the input tensor's channels).
 
     Returns a :class:`RunResult`. Raises ``ValueError`` for an unusable image or
     a malformed op, :class:`~intsim.overflow.EngineOverflowError` under the
     ``error`` overflow policy. ``op_seconds``: if given, each op's wall time (s) is
     added to it under the op's name (a fused group's time is charged to its producer).
+    ``observe``: if given, called as ``observe(name, array)`` with every tensor of the graph as it is
+    produced (graph inputs first); no op is fused then, so every tensor exists (``verify`` compares a
+    golden this way without keeping all tensors: ``keep_tensors=False, observe=…``).
     """
     in_name = check_image(art, image)
     allocator.tune_allocator_if_requested()  # process-wide: only where INTSIM_MALLOC=keep asks for it
@@ -38,6 +42,8 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
     if img.ndim == 2:
         img = img[:, :, None]
     env: dict[str, np.ndarray] = {in_name: np.ascontiguousarray(img)}
+    if observe is not None:
+        observe(in_name, env[in_name])
 
     # Remaining consumers per tensor, so intermediates can be dropped when not kept.
     uses: dict[str, int] = {}
@@ -48,8 +54,8 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
 
     op_counters: dict[str, dict] = {}
     totals = {"macs": 0, **{k: 0 for k in TOTAL_KEYS}}
-    plan = {} if keep_tensors else D.memo(art, "fusion_plan", art.ops, lambda: fusion.fusion_plan(art),
-                                         tuple(map(id, art.ops)), tuple(art.outputs))
+    plan = {} if keep_tensors or observe is not None else D.memo(
+        art, "fusion_plan", art.ops, lambda: fusion.fusion_plan(art), tuple(map(id, art.ops)), tuple(art.outputs))
     fused: dict[str, tuple[list, dict]] = {}  # op name → its outputs and events, computed with its producer
     for op in art.ops:
         adapter = D.OPS.get(op.op)
@@ -77,6 +83,8 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
                 raise ValueError(f"op {op.name!r}: output {t!r} has {v.shape[2]} channels, graph declares {spec.channels}")
             if not isinstance(v, fusion.Shape):
                 env[t] = v
+                if observe is not None:
+                    observe(t, v)
         op_counters[op.name] = counter_entry(op.op, events, [[int(d) for d in r.shape] for r in results], totals)
         if op_seconds is not None:
             op_seconds[op.name] = op_seconds.get(op.name, 0.0) + time.perf_counter() - t0

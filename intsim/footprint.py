@@ -12,7 +12,8 @@ are in pixels of the graph's input image, memory in bytes.
   else the reason: some op's output would be empty (e.g. an unpadded conv on a
   too-small image), or an element-wise op would combine tensors of different
   sizes (e.g. a stride-2 path re-joining a skip path on an odd size).
-* :func:`min_input_size` — the smallest ``(h, w)`` on which every tensor is non-empty.
+* :func:`min_input_size` — the smallest ``(h, w)`` on which every tensor is non-empty (exact, one
+  backward pass); :func:`smallest_fitting_size` — the nearest size at or above one that the graph runs on.
 * :func:`untiled_peak_bytes` — the peak memory of :func:`intsim.engine.run`
   (``keep_tensors=False``): the largest sum of tensors live at once (uint8
   images, int64 streams and codes, as the engine holds them) plus
@@ -21,9 +22,11 @@ are in pixels of the graph's input image, memory in bytes.
   bands of ``tile_rows`` rows: the input image, the graph outputs, every
   materialized tensor (compact storage, see :mod:`intsim.tiling`) and the line
   buffers (band plus halo rows of each streamed tensor, int64).
-* :func:`golden_bytes` — golden (torch float64) keeps every tensor of the whole
-  image: all tensors at 8 bytes per element, twice (the torch run and the copy
-  kept for writing).
+* :func:`verify_peak_bytes` — ``verify``: the engine's untiled working set (tensors are compared as
+  they are produced, none kept) plus one comparison of the largest tensor.
+* :func:`golden_bytes` — golden (torch float64) in bands of rows: the tensors
+  the band plan materializes, float64 line buffers, and its conv blocks (golden
+  writes each kept tensor to disk as it is produced).
 
 Estimates are deliberately conservative (an upper bound up to allocator noise),
 not exact: they decide between an untiled run, a tiled run and a refusal.
@@ -35,9 +38,11 @@ import os
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
+
 from intsim.artifact import Artifact
-from intsim.ops.conv_params import ConvParams
-from intsim.tiling import infer_heights, plan, store_dtype
+from intsim.ops.conv_params import ConvParams, attr_pair
+from intsim.tiling import axis_out_size, infer_heights, plan, store_dtype
 
 GLOBAL_OPS = frozenset({"mean_pool", "std_pool"})
 JOIN_OPS = frozenset({"add", "mul", "concat"})  # element-wise / channel ops whose spatial inputs must agree
@@ -127,33 +132,95 @@ def size_problem(art: Artifact, h: int, w: int) -> str | None:
     op, kind, sizes = found
     if kind == "empty":
         mh, mw = min_input_size(art)
+        fits = smallest_fitting_size(art, mh, mw)
+        then = ""
+        if fits is None:
+            then = "; no size up to that plus 4096 fits every join of the graph"
+        elif fits != (mh, mw):
+            then = f"; the smallest size that runs is {fits[1]}×{fits[0]}"
         return (f"image {w}×{h} (W×H) is too small for this network: op {op.name!r} ({op.op}) would "
-                f"produce an empty output; it needs at least {mw}×{mh} pixels")
+                f"produce an empty output; it needs at least {mw}×{mh} pixels{then}")
     (ah, aw), (bh, bw) = sizes
-    hint = ""
-    for d in range(1, 129):
-        cands = [(h + dh, w + dw) for dh in range(d + 1) for dw in range(d + 1) if max(dh, dw) == d]
-        ok = [(ch, cw) for ch, cw in cands if _first_problem(art, ch, cw) is None]
-        if ok:
-            ch, cw = min(ok, key=lambda c: (c[0] * c[1], c))
-            hint = f"; the nearest larger size that runs is {cw}×{ch}"
-            break
+    fits = smallest_fitting_size(art, h, w)
+    hint = "" if fits is None else f"; the nearest larger size that runs is {fits[1]}×{fits[0]}"
     return (f"image {w}×{h} (W×H) does not fit this network: op {op.name!r} ({op.op}) combines "
             f"tensors of {aw}×{ah} and {bw}×{bh}{hint}")
 
 
-def min_input_size(art: Artifact, limit: int = 4096) -> tuple[int, int]:
-    """Smallest ``(h, w)`` for which every spatial tensor is non-empty (each axis independently)."""
+def _min_axis(art: Artifact, ax: int) -> int:
+    """Smallest input size along ``ax`` for which every spatial tensor is non-empty, computed directly.
+
+    Backward over the graph: ``need[t]`` is the smallest size of tensor ``t`` that keeps ``t`` and
+    everything computed from it non-empty; an op's output size is a non-decreasing function of its
+    first input's size (:func:`intsim.tiling.axis_out_size`, which also derives the other inputs'
+    sizes from that one), so each op's requirement inverts in closed form. One pass, O(ops)."""
     glob = _global_tensors(art)
-    best: list[int | None] = [None, None]
-    for n in range(1, limit + 1):
-        hw = tensor_shapes(art, n, n)
-        for ax in range(2):
-            if best[ax] is None and all(v[ax] >= 1 for t, v in hw.items() if t not in glob):
-                best[ax] = n
-        if None not in best:
-            break
-    return (best[0] or limit, best[1] or limit)
+    need = {t: 1 for t in art.tensors if t not in glob}
+    for op in reversed(art.ops):
+        src = op.inputs[0]
+        if op.op in GLOBAL_OPS or src in glob:
+            continue
+        m = max(need.get(t, 1) for t in op.outputs)
+        a = op.attrs
+        if op.op == "conv2d":
+            k, s = int(a["kernel"][ax]), attr_pair(a.get("stride", 1))[ax]
+            p, d = attr_pair(a.get("padding", 0))[ax], attr_pair(a.get("dilation", 1))[ax]
+            x = (m - 1) * s + d * (k - 1) + 1 - 2 * p  # ⌊(x + 2p − d(k−1) − 1)/s⌋ + 1 ≥ m
+        elif op.op == "conv_transpose2d":
+            k, s = int(a["kernel"][ax]), attr_pair(a.get("stride", 1))[ax]
+            p, q = attr_pair(a.get("padding", 0))[ax], attr_pair(a.get("output_padding", 0))[ax]
+            x = 1 - ((k + q - 2 * p - m) // s)  # (x − 1)s − 2p + k + op ≥ m, i.e. x ≥ 1 + ⌈(m + 2p − k − op)/s⌉
+        elif op.op in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic"):
+            x = -(-m // int(a["factor"]))
+        elif op.op == "pad":
+            x = m - 2 * attr_pair(a["padding"])[ax]  # x + 2p ≥ m
+        else:
+            x = m
+        need[src] = max(need.get(src, 1), x, 1)
+    return need[art.inputs[0]]
+
+
+def min_input_size(art: Artifact) -> tuple[int, int]:
+    """Smallest ``(h, w)`` for which every spatial tensor is non-empty (each axis independently; exact,
+    O(ops): see :func:`_min_axis`)."""
+    return _min_axis(art, 0), _min_axis(art, 1)
+
+
+#: how many sizes above a given one :func:`smallest_fitting_size` tries per axis
+FIT_WINDOW = 4096
+
+
+def _first_fitting(art: Artifact, start: int, ax: int) -> int | None:
+    """Smallest size ``>= start`` along ``ax`` on which every spatial tensor is non-empty and every join
+    (add, mul, concat) combines inputs of one size, among ``start … start + FIT_WINDOW − 1``.
+
+    All candidates at once (int64 arrays, one numpy operation per op: O(ops), not O(ops × candidates)
+    Python steps). Sizes past 2^40 count as not fitting (no image runs there; it keeps int64 exact)."""
+    cap = 1 << 40
+    glob = _global_tensors(art)
+    n = np.arange(start, start + FIT_WINDOW, dtype=np.int64)
+    ok = np.ones(n.shape, dtype=bool)
+    size = {art.inputs[0]: n}
+    for op in art.ops:
+        if op.op in JOIN_OPS:
+            spatial = [size[t] for t in op.inputs if t not in glob]
+            for other in spatial[1:]:
+                ok &= other == spatial[0]
+        out = np.minimum(axis_out_size(op, size[op.inputs[0]], ax), cap)
+        for t in op.outputs:
+            size[t] = out
+            if t not in glob:
+                ok &= (out >= 1) & (out < cap)
+    hits = np.flatnonzero(ok)
+    return int(n[hits[0]]) if hits.size else None
+
+
+def smallest_fitting_size(art: Artifact, h: int, w: int) -> tuple[int, int] | None:
+    """The smallest ``(h', w')`` with ``h' >= h`` and ``w' >= w`` that the graph runs on, or ``None`` when
+    none lies within :data:`FIT_WINDOW` of ``(h, w)``. The axes are independent (every size formula acts
+    on one axis), so the per-axis minima are also the pair nearest to ``(h, w)`` and of least area."""
+    fh, fw = _first_fitting(art, h, 0), _first_fitting(art, w, 1)
+    return None if fh is None or fw is None else (fh, fw)
 
 
 def _engine_bytes(art: Artifact, t: str) -> int:
@@ -210,10 +277,46 @@ def tiled_peak_bytes(art: Artifact, h: int, w: int, tile_rows: int) -> int:
     return int(total)
 
 
-def golden_bytes(art: Artifact, h: int, w: int) -> int:
-    """Estimated bytes golden holds for one ``h × w`` input: every tensor in float64, twice."""
+def verify_peak_bytes(art: Artifact, h: int, w: int) -> int:
+    """Estimated peak bytes of ``verify`` on one ``h × w`` golden input: ``engine.run`` with an observer
+    (:func:`untiled_peak_bytes`: nothing kept beyond the engine's working set), plus comparing the largest
+    tensor: the golden array and two int64 copies (8 bytes each) and a bool mask."""
     hw = tensor_shapes(art, h, w)
-    return int(2 * 8 * sum(max(v[0], 0) * max(v[1], 0) * art.tensors[t].channels for t, v in hw.items()))
+    biggest = max((max(v[0], 0) * max(v[1], 0) * art.tensors[t].channels for t, v in hw.items()), default=0)
+    return int(untiled_peak_bytes(art, h, w) + (3 * 8 + 1) * biggest)
+
+
+def golden_bytes(art: Artifact, h: int, w: int, band_rows: int) -> int:
+    """Estimated peak bytes of golden (torch float64, :mod:`golden.bands`) on an ``h × w`` image in bands
+    of ``band_rows`` rows: the tensors the band plan materializes (storage integers), and per streamed
+    tensor its band plus halo rows in float64 three times (line buffer, the op's output, temporaries),
+    plus two conv blocks (a band's im2col, at most :data:`GOLDEN_CONV_BLOCK`). Kept tensors go to disk as produced."""
+    hw = tensor_shapes(art, h, w)
+    P = plan(art)
+    halo = 2 + max([(int(op.attrs["kernel"][0]) - 1) * attr_pair(op.attrs.get("dilation", 1))[0]
+                    for op in art.ops if op.op in ("conv2d", "conv_transpose2d")] + [2])
+    total = h * w * art.tensors[art.inputs[0]].channels
+    block = 0
+    for op in art.ops:
+        if op.op in ("conv2d", "conv_transpose2d") and not P.is_global.get(op.outputs[0], False):
+            (th, tw), taps = hw[op.outputs[0]], int(op.attrs["kernel"][0]) * int(op.attrs["kernel"][1])
+            rows = min(max(th, 0), math.ceil(band_rows * th / max(h, 1)) + halo)
+            block = max(block, rows * max(tw, 0) * taps * art.tensors[op.inputs[0]].channels * 8)
+    total += 2 * min(block, GOLDEN_CONV_BLOCK)
+    for t, (th, tw) in hw.items():
+        if P.is_global.get(t, False) or t == art.inputs[0]:
+            continue
+        c = art.tensors[t].channels
+        if t in P.materialize:
+            total += max(th, 0) * max(tw, 0) * c * store_dtype(art, t).itemsize
+        else:
+            band = min(max(th, 0), math.ceil(band_rows * th / max(h, 1)) + halo)
+            total += band * max(tw, 0) * c * 8 * 3
+    return int(total)
+
+
+#: bytes of one im2col / shifted-GEMM block of golden's convolution (golden.ops.conv.COLS_BYTES)
+GOLDEN_CONV_BLOCK = 48 << 20
 
 
 def default_budget_bytes() -> int:

@@ -4,7 +4,8 @@
 
     GOLDEN_DIR/manifest.json
     GOLDEN_DIR/inputs/<k>.npy             uint8 H×W×C, the k-th input image
-    GOLDEN_DIR/tensors/<k>/<tensor>.npy   every tensor of the graph for input k
+    GOLDEN_DIR/tensors/<k>/<tensor>.npy   the kept tensors of the graph for input k
+                                          (.npz: deflated, one member arr_0.npy)
 
 Writing is atomic: everything goes into a temporary folder next to the target,
 every file and folder is fsynced, the manifest is written last, and the folder
@@ -34,6 +35,7 @@ import re
 import shutil
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -46,6 +48,7 @@ from intsim.outputs import fsync_dir, make_folders, naming, publish_mode, remove
 FORMAT = "intsim-golden"
 VERSION = 1
 MANIFEST = "manifest.json"
+NPZ_MEMBER = "arr_0.npy"  # the one member of a compressed tensor file (np.load(f)["arr_0"])
 EVENT_KEYS = ("acc_overflow", "stream_overflow", "saturations")
 STORAGE_DTYPES = ("uint8", "int8", "int16", "int32", "int64")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -199,7 +202,7 @@ def _foreign_file(root: Path) -> str | None:
                 return str(rel / d)
         for f in filenames:
             ok = ((not parts and f == MANIFEST) or (parts == ("inputs",) and f.endswith(".npy"))
-                  or (len(parts) == 2 and parts[0] == "tensors" and f.endswith(".npy")))
+                  or (len(parts) == 2 and parts[0] == "tensors" and f.endswith((".npy", ".npz"))))
             if not ok or (Path(dirpath) / f).is_symlink():
                 return str(rel / f)
     return None
@@ -438,19 +441,41 @@ def _load_checked(root: Path, rel: str, dtype: str, shape: tuple[int, ...], sha:
     if not _is_file(where):
         raise GoldenError(f"{where}: listed in {MANIFEST} but missing")
     with open_regular(where, ARRAY_MAX_BYTES + NPY_HEADER_MAX, GoldenError, "a golden array") as f:
-        size = os.fstat(f.fileno()).st_size
-        _npy_header(f, where, dtype, shape, size)
-        f.seek(0)
-        try:
-            a = np.load(f, allow_pickle=False)
-        except Exception as e:  # an I/O error, or the file changed since its header was judged
-            raise GoldenError(f"{where}: not a valid .npy array ({type(e).__name__}: {e})") from None
+        if rel.endswith(".npz"):
+            a = _load_npz(f, where, dtype, shape)
+        else:
+            size = os.fstat(f.fileno()).st_size
+            _npy_header(f, where, dtype, shape, size)
+            f.seek(0)
+            try:
+                a = np.load(f, allow_pickle=False)
+            except Exception as e:  # an I/O error, or the file changed since its header was judged
+                raise GoldenError(f"{where}: not a valid .npy array ({type(e).__name__}: {e})") from None
     if not isinstance(a, np.ndarray) or str(a.dtype) != dtype or tuple(a.shape) != tuple(shape):
         raise GoldenError(f"{where}: changed while being read")
     digest = array_sha256(a)
     if digest != sha:
         raise GoldenError(f"{where}: sha256 mismatch ({mismatch_hint}: {digest[:12]}… != {sha[:12]}…)")
     return a
+
+
+def _load_npz(f, where: Path, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The one array of a compressed tensor file: a zip holding exactly :data:`NPZ_MEMBER`, judged from the
+    member's .npy header (dtype, shape, size) before its data is inflated."""
+    try:
+        with zipfile.ZipFile(f) as z:
+            names = z.namelist()
+            if names != [NPZ_MEMBER]:
+                raise GoldenError(f"{where}: a compressed golden tensor holds exactly {NPZ_MEMBER}, found {names[:3]}")
+            info = z.getinfo(NPZ_MEMBER)
+            with z.open(info) as m:
+                _npy_header(m, where, dtype, shape, info.file_size)  # leaves m at the data
+                data = m.read(info.file_size - m.tell())
+                return np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape).astype(dtype)
+    except GoldenError:
+        raise
+    except Exception as e:  # not a zip, a bad deflate stream, a CRC error, a truncated member
+        raise GoldenError(f"{where}: not a valid .npz array ({type(e).__name__}: {e})") from None
 
 
 def _req(d: dict, key: str, types, what: str):

@@ -130,8 +130,8 @@ def _check_png_size(f, path: Path, size: int) -> None:
     """Refuse a PNG file larger than its header's image can need, before PIL reads any chunk: what lies
     beyond (data after the image, a bloated metadata chunk, a sparse hole) would otherwise be read whole."""
     head = f.read(33)
-    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
-        return
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR" or len(head) < 26:
+        return  # not a PNG, or one cut inside its IHDR: PIL refuses it as truncated (found by fuzzing)
     w, h, depth, color = struct.unpack(">IIBB", head[16:26])
     samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(color, 4)
     raw = h * (1 + (w * samples * depth + 7) // 8)  # filtered scanlines, the data deflate compresses

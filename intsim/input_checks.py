@@ -1,7 +1,9 @@
 """What the commands check about their input images before running anything (policies in
 intsim/images.py and docs/robustness.md): sizes the graph cannot run on are refused, images
-smaller than the receptive field get a notice, and memory is budgeted (``run`` tiles bit-exactly
-above the budget; ``golden`` does not tile and refuses). Sizes in bytes unless named MiB."""
+smaller than the receptive field get a notice, and memory is budgeted (``run`` and ``cost --images``
+tile bit-exactly above the budget; ``golden`` runs in bands that fit it and refuses only what 1-row
+bands exceed; ``verify`` compares tensors as the engine produces them and refuses, with the
+estimate, an input whose untiled run exceeds it). Sizes in bytes unless named MiB."""
 from __future__ import annotations
 
 import logging
@@ -14,6 +16,7 @@ from intsim.footprint import (
     size_problem,
     tiled_peak_bytes,
     untiled_peak_bytes,
+    verify_peak_bytes,
 )
 from intsim.images import ImageError
 
@@ -68,15 +71,41 @@ def tile_plan(art, im, budget: int, notices: list[str] | None = None, held: int 
                      f"holds whole), above the memory budget of {mib(max(budget, 0))}{after} (--max-memory MB)")
 
 
-def check_golden_memory(art, images, budget: int) -> None:
-    """Golden (torch float64, whole image, every tensor kept for writing) does not tile:
-    refuse, with the estimate, inputs whose tensors exceed ``budget`` bytes."""
-    kept, work = 0, 0
-    for k, im in enumerate(images):
-        b = golden_bytes(art, *im.pixels.shape[:2]) // 2  # one copy: kept for writing; the other: the run
-        kept, work = kept + b, max(work, b)
-        if kept + work > budget:
-            h, w = im.pixels.shape[:2]
-            raise ImageError(f"{im.path}: golden keeps every tensor in float64: about {mib(kept + work)} for "
-                             f"{k + 1} input(s) up to this {w}×{h} image, above the memory budget of {mib(budget)} "
-                             f"(--max-memory MB); golden does not tile: give fewer or smaller inputs")
+def check_golden_memory(art, images, budget: int) -> int:
+    """Golden runs one input at a time in bands of rows (golden.bands): return the most rows per band
+    that keep every input's estimate within ``budget`` bytes; refuse, with the estimate, an input that
+    does not fit even in bands of one row (the tensors the band plan holds whole)."""
+    best = None
+    for im in images:
+        h, w = im.pixels.shape[:2]
+        rows = next((r for r in (1024, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
+                     if golden_bytes(art, h, w, min(r, h)) <= budget), None)
+        if rows is None:
+            raise ImageError(f"{im.path}: golden on this {w}×{h} image needs about "
+                             f"{mib(golden_bytes(art, h, w, 1))} even in bands of 1 row (the tensors the band "
+                             f"plan holds whole), above the memory budget of {mib(budget)} (--max-memory MB)")
+        best = rows if best is None else min(best, rows)
+    return best or 1
+
+
+def check_verify_memory(art, golden, budget: int) -> None:
+    """``verify`` runs the engine untiled (it compares each tensor as it is produced): judge each golden
+    input from its manifest shape, before any array is read, and refuse (``GoldenError`` naming the input
+    file, with the estimate) one the graph cannot run on or whose run would exceed ``budget`` bytes."""
+    from intsim.golden_dir import GoldenError
+
+    channels = art.tensors[art.inputs[0]].channels
+    for gin in golden.inputs:
+        where = golden.path / gin.file
+        if len(gin.shape) != 3 or gin.shape[2] != channels:
+            raise GoldenError(f"{where}: input {gin.index} has shape {list(gin.shape)}, this artifact takes "
+                              f"H×W×{channels} images")
+        h, w = gin.shape[:2]
+        problem = size_problem(art, h, w)
+        if problem:
+            raise GoldenError(f"{where}: input {gin.index}: {problem}")
+        need = verify_peak_bytes(art, h, w)
+        if need > budget:
+            raise GoldenError(f"{where}: verifying input {gin.index} ({w}×{h}) needs "
+                              f"about {mib(need)}, above the memory budget of {mib(budget)} (--max-memory MB); "
+                              "verify does not tile: use a golden made from smaller inputs")

@@ -44,6 +44,7 @@ import numpy as np
 from intsim import allocator
 from intsim import op_dispatch as D
 from intsim.artifact import Artifact, OpSpec
+from intsim.band_plan import GLOBAL_OPS, TilePlan, plan  # noqa: F401  (the pass cut, shared with golden)
 from intsim.kernels import conv as K
 from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
@@ -53,7 +54,6 @@ from intsim.ops.conv_params import ConvParams, attr_pair
 from intsim.ops.resample import bilinear_taps
 from intsim.run_io import TOTAL_KEYS, RunResult, check_image, counter_entry
 
-GLOBAL_OPS = frozenset({"mean_pool", "std_pool"})
 ROW_LOCAL_OPS = frozenset({"image_in", "image_out", "encode", "add", "concat", "split", "relu", "leaky_relu",
                            "prelu", "sigmoid", "lut", "mul", "clamp"})
 CONV_OPS = frozenset({"conv2d", "conv_transpose2d"})
@@ -64,30 +64,34 @@ UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
 # shapes and row maps
 
 
+def axis_out_size(op: OpSpec, size, ax: int):
+    """Output size along axis ``ax`` (0 rows, 1 columns) of ``op`` for an input of ``size`` pixels.
+
+    ``size`` is an int or an int64 array of candidate sizes (evaluated element-wise); every
+    formula is non-decreasing in ``size`` (strides and factors are >= 1). Global pools give 1.
+    """
+    a = op.attrs
+    if op.op in GLOBAL_OPS:
+        return size * 0 + 1
+    if op.op == "conv2d":
+        p = ConvParams.of(a)
+        return K.conv2d_output_size(size, p.kernel[ax], p.stride[ax], p.padding[ax], p.dilation[ax])
+    if op.op == "conv_transpose2d":
+        p = ConvParams.of(a)
+        return K.conv_transpose2d_output_size(size, p.kernel[ax], p.stride[ax], p.padding[ax], p.output_padding[ax])
+    if op.op in UPSAMPLE_OPS or op.op in ("upsample_bilinear", "upsample_bicubic"):
+        return size * int(a["factor"])
+    if op.op == "pad":
+        return size + 2 * attr_pair(a["padding"])[ax]
+    return size  # element-wise and channel ops keep the size
+
+
 def infer_heights(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
     """``tensor → (H, W)`` for an input image of ``h × w`` (globals are 1×1)."""
     hw: dict[str, tuple[int, int]] = {art.inputs[0]: (h, w)}
     for op in art.ops:
         H, W = hw[op.inputs[0]]
-        a = op.attrs
-        if op.op in GLOBAL_OPS:
-            out = (1, 1)
-        elif op.op == "conv2d":
-            p = ConvParams.of(a)
-            out = tuple(K.conv2d_output_size(n, p.kernel[ax], p.stride[ax], p.padding[ax], p.dilation[ax])
-                        for ax, n in enumerate((H, W)))
-        elif op.op == "conv_transpose2d":
-            p = ConvParams.of(a)
-            out = tuple(K.conv_transpose2d_output_size(n, p.kernel[ax], p.stride[ax], p.padding[ax],
-                                                       p.output_padding[ax]) for ax, n in enumerate((H, W)))
-        elif op.op in UPSAMPLE_OPS or op.op in ("upsample_bilinear", "upsample_bicubic"):
-            r = int(a["factor"])
-            out = (H * r, W * r)
-        elif op.op == "pad":
-            ph, pw = attr_pair(a["padding"])
-            out = (H + 2 * ph, W + 2 * pw)
-        else:  # element-wise and channel ops keep H×W
-            out = (H, W)
+        out = (axis_out_size(op, H, 0), axis_out_size(op, W, 1))
         for t in op.outputs:
             hw[t] = out
     return hw
@@ -154,67 +158,6 @@ class _Need:
 
 # --------------------------------------------------------------------------
 # the plan
-
-
-@dataclass
-class TilePlan:
-    """Passes of a tiled run: which ops stream in which pass, which tensors are materialized."""
-
-    level: dict[str, int]  # spatial tensors: the pass that produces them; globals: the pass that may read them
-    is_global: dict[str, bool]
-    pass_ops: list[list[OpSpec]]  # streaming (spatial) ops per pass
-    global_ops: list[list[OpSpec]]  # pools and 1×1 ops run once at the start of each pass
-    materialize: set[str]
-    last_pass: dict[str, int]  # materialized tensor → the last pass that reads it
-
-
-def plan(art: Artifact) -> TilePlan:
-    """Cut the graph into passes at global pools (see the module docstring)."""
-    if len(art.inputs) != 1:
-        raise ValueError(f"tiling runs single-image graphs; this artifact has {len(art.inputs)} inputs")
-    level: dict[str, int] = {art.inputs[0]: 0}
-    is_global: dict[str, bool] = {art.inputs[0]: False}
-    op_level: dict[str, int] = {}
-    for op in art.ops:
-        for t in op.inputs:
-            if t not in level:
-                raise ValueError(f"op {op.name!r}: input {t!r} is not computed before it (ops out of order?)")
-        if op.op in GLOBAL_OPS:
-            if is_global[op.inputs[0]]:
-                lv, glob = level[op.inputs[0]], True  # pooling a 1×1 tensor: a global op like any other
-            else:
-                lv, glob = level[op.inputs[0]] + 1, True
-        elif all(is_global[t] for t in op.inputs):
-            lv, glob = max(level[t] for t in op.inputs), True
-        else:
-            lv, glob = max(level[t] for t in op.inputs), False
-        op_level[op.name] = lv
-        for t in op.outputs:
-            level[t], is_global[t] = lv, glob
-    n_pass = 1 + max(level.values())
-    pass_ops: list[list[OpSpec]] = [[] for _ in range(n_pass)]
-    global_ops: list[list[OpSpec]] = [[] for _ in range(n_pass)]
-    for op in art.ops:
-        if is_global[op.outputs[0]]:
-            global_ops[op_level[op.name]].append(op)
-        else:
-            pass_ops[op_level[op.name]].append(op)
-    materialize: set[str] = set()
-    last_pass: dict[str, int] = {}
-    for op in art.ops:
-        lv = op_level[op.name]
-        for t in op.inputs:
-            if is_global[t]:
-                continue
-            if op.op in GLOBAL_OPS or lv > level[t]:
-                materialize.add(t)
-                last_pass[t] = max(last_pass.get(t, 0), lv)
-    for t in art.outputs:
-        if not is_global[t]:
-            materialize.add(t)
-            last_pass[t] = n_pass  # kept to the end
-    return TilePlan(level=level, is_global=is_global, pass_ops=pass_ops, global_ops=global_ops,
-                    materialize=materialize, last_pass=last_pass)
 
 
 # --------------------------------------------------------------------------

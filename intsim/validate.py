@@ -347,6 +347,26 @@ def _parse_op(i: int, d: Any, where: str) -> OpSpec:
                   outputs=_str_list(d["outputs"], f"{lab}: outputs"), attrs=attrs, arrays=roles)
 
 
+#: Caps on a graph's size, checked before anything else is parsed or validated: a crafted graph.json
+#: with a million ops would otherwise cost minutes and gigabytes before any check could refuse it.
+#: The largest real networks here have about 200 ops (IMDN: 182 ops, 201 tensors, 148 arrays).
+MAX_OPS = 10_000
+MAX_TENSORS = 20_000
+MAX_ARRAYS = 40_000
+
+
+def check_graph_counts(graph: Any, where: str) -> None:
+    """Refuse a decoded graph.json whose op, tensor or array count exceeds :data:`MAX_OPS`,
+    :data:`MAX_TENSORS` or :data:`MAX_ARRAYS` (O(1): only the container lengths are read)."""
+    if not isinstance(graph, dict):
+        return
+    for key, cap in (("ops", MAX_OPS), ("tensors", MAX_TENSORS), ("arrays", MAX_ARRAYS)):
+        v = graph.get(key)
+        if isinstance(v, (list, dict)) and len(v) > cap:
+            raise ArtifactError(f"{where}: graph.json lists {len(v)} {key}, more than the {cap} accepted "
+                                f"(the largest networks here have a few hundred)")
+
+
 def parse_graph(graph: dict, arrays: dict[str, np.ndarray], where: str) -> Artifact:
     """Strictly convert decoded ``graph.json`` and its arrays into an :class:`Artifact`.
 
@@ -356,6 +376,7 @@ def parse_graph(graph: dict, arrays: dict[str, np.ndarray], where: str) -> Artif
     :class:`ArtifactError` prefixed with ``where``.
     """
     _obj(graph, f"{where}: graph.json")
+    check_graph_counts(graph, where)
     _keys(graph, TOP_REQUIRED, TOP_OPTIONAL, f"{where}: graph.json")
     if graph["format"] != FORMAT:
         raise ArtifactError(f"{where}: format is {graph['format']!r}, expected {FORMAT!r}")

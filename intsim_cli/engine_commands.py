@@ -122,10 +122,15 @@ def _run_summary(art, results, out_dir, counters_path, events: dict, notices: li
 def cmd_verify(args) -> int:
     from intsim.artifact import load_artifact
     from intsim.golden_dir import read_golden_dir
+    from intsim.input_checks import check_verify_memory, memory_budget
     from intsim.verify import verify
 
     art = load_artifact(args.artifact)
-    golden = read_golden_dir(args.golden_dir)
+    # arrays are judged from the manifest first and read (and hash-checked) one at a time by verify:
+    # a crafted input is refused from its declared shape, never loaded
+    golden = read_golden_dir(args.golden_dir, check_hashes=False)
+    if golden.artifact_sha256 == art.sha256:  # else verify refuses it as made from another artifact
+        check_verify_memory(art, golden, memory_budget(args.max_memory))
     report = verify(art, golden)
     if args.json:
         print_json(report.to_json())
@@ -159,8 +164,6 @@ def _cost_line(cost: dict) -> str:
 
 
 def cmd_cost(args) -> int:
-    from tqdm import tqdm
-
     from intsim.artifact import atomic_write_json, load_artifact
     from intsim.cost import compare_schemes, estimate_cost
     from intsim.cost.layer_policy import describe as describe_policy
@@ -187,18 +190,17 @@ def cmd_cost(args) -> int:
         check_output(args.output)
     art = load_artifact(args.artifact)
     acc = _load_accel(args.accel)
+    notices: list[str] = []  # printed once the command succeeded: a refusal stays one line
     if args.counters:
         counters = load_counters(args.counters, art.sha256)
     else:
-        from intsim.engine import run
-
-        images = load_inputs(args.images, input_channels(art))
-        counters = [run(art, im.pixels, keep_tensors=False).counters
-                    for im in tqdm(images, desc="intsim run", unit="img", disable=bars_off(), file=sys.stderr)]
+        counters = _image_counters(art, args.images, args.max_memory, notices)
     cost = estimate_cost(art, counters, acc, args.scheme, uniform_policy=args.uniform_policy)
     comp = compare_schemes(art, counters, acc, uniform_policy=args.uniform_policy) if args.compare else None
     if args.output:
         atomic_write_json(args.output, cost)
+    for n in notices:
+        log.info(n)
     if args.json:
         from intsim.cost.model import summary_row
 
@@ -220,6 +222,28 @@ def cmd_cost(args) -> int:
         for w in cost["warnings"]:
             log.warning(w)
     return EXIT_OK
+
+
+def _image_counters(art, inputs: list[str], max_memory_mb: float | None, notices: list[str]) -> list[dict]:
+    """Engine counters of every input, under the same memory budget as ``run``: each image is judged
+    before anything runs and runs untiled, in bit-exact bands (same counters), or is refused with the
+    estimate. Only the counters are kept, so earlier outputs do not count against the budget. Notices
+    (mode conversions, tiling) go to ``notices`` for the caller to print once it succeeded."""
+    from tqdm import tqdm
+
+    from intsim.engine import run, run_tiled
+    from intsim.input_checks import check_sizes, memory_budget, tile_plan
+
+    budget = memory_budget(max_memory_mb)
+    images = load_inputs(inputs, input_channels(art), notices, budget)
+    check_sizes(art, images, notices)
+    bands = [tile_plan(art, im, budget, notices) for im in images]
+    counters = []
+    for im, rows in tqdm(list(zip(images, bands)), desc="intsim run", unit="img", disable=bars_off(),
+                         file=sys.stderr):
+        res = run(art, im.pixels, keep_tensors=False) if rows is None else run_tiled(art, im.pixels, rows)
+        counters.append(res.counters)
+    return counters
 
 
 def cmd_export_vectors(args) -> int:

@@ -27,6 +27,9 @@ def add_verify(sub) -> None:
                        epilog="example: intsim verify model.intsim golden/  (exit 1 on a mismatch)")
     v.add_argument("artifact")
     v.add_argument("golden_dir")
+    v.add_argument("--max-memory", type=positive_mb, default=None, metavar="MB",
+                   help="memory budget (default: half of the available memory); verify keeps every tensor and "
+                        "does not tile: a golden input whose run needs more is refused with the estimate")
     v.add_argument("--json", action="store_true")
     v.set_defaults(func=cmd_verify)
 
@@ -66,6 +69,9 @@ def add_cost(sub) -> None:
     co.add_argument("--accel", default="edge_npu", metavar="FILE|NAME", help="accelerator TOML or packaged name "
                     "(default edge_npu; --list shows them)")
     co.add_argument("--images", nargs="+", default=None, metavar="INPUT", help="run the engine on these images")
+    co.add_argument("--max-memory", type=positive_mb, default=None, metavar="MB",
+                    help="memory budget for --images (default: half of the available memory); above it an image "
+                         "runs in bit-exact bands (same counters), or is refused with the estimate")
     co.add_argument("--counters", default=None, metavar="FILE", help="counters written by `intsim run --counters`")
     co.add_argument("--scheme", default="artifact", help="artifact | fp32 | W<b>A<b> (default artifact)")
     co.add_argument("--compare", action="store_true", help="also compare with fp32, W8A8 and W4A4")

@@ -113,12 +113,19 @@ def add_calibrate(sub) -> None:
 
 def add_golden(sub) -> None:
     g = sub.add_parser("golden", help="write golden tensors (torch float64 fake-quant)",
-                       epilog="example: intsim golden model.intsim Set5/LR_bicubic/X4 -o golden/")
+                       epilog="examples:\n  intsim golden model.intsim Set5/LR_bicubic/X4 -o golden/\n"
+                              "  intsim golden model.intsim big.png -o golden/ --tensors conv-io --compress")
     g.add_argument("artifact")
     g.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     g.add_argument("-o", "--output", required=True, metavar="GOLDEN_DIR")
     g.add_argument("--max-memory", type=positive_mb, default=None, metavar="MB",
-                   help="memory budget (default: half of the available memory); larger inputs are refused")
+                   help="memory budget (default: half of the available memory): golden runs in bands of rows "
+                        "that fit it; an input that does not fit even in 1-row bands is refused")
+    g.add_argument("--tensors", nargs="+", default=["all"], metavar="WHICH",
+                   help="tensors to keep: all, outputs, conv-io (every conv's input codes and output), or tensor "
+                        "names; the graph outputs are always kept, so verify works (default: all)")
+    g.add_argument("--compress", action="store_true",
+                   help="store tensors as deflated .npz (the manifest's dtype, shape and sha256 are unchanged)")
     g.add_argument("--json", action="store_true", help="print a JSON summary (golden folder, inputs) on stdout")
     g.set_defaults(func=cmd_golden)
 
@@ -151,13 +158,18 @@ def add_eval(sub) -> None:
 def add_sweep(sub) -> None:
     sw = sub.add_parser("sweep", help="a resumable grid of calibrate+evaluate cells on Ray (e.g. the paper's protocol)",
                         epilog="examples:\n  intsim sweep sweeps/imdn_x4_w4a4.toml\n"
-                               "  intsim sweep sweeps/full.toml --resume --address ray://head:10001")
+                               "  intsim sweep sweeps/full.toml --resume --address ray://head:10001\n"
+                               "  intsim sweep sweeps/protocol_all_checkpoints.toml --resume "
+                               "--only fsrcnn_x4_w8a8_minmax_set5   # a smoke test (docs/sweep.md)")
     sw.add_argument("spec", metavar="SWEEP.toml")
     sw.add_argument("--address", default=None, metavar="RAY_ADDRESS",
                     help="an existing Ray cluster (default: start a local Ray instance)")
     sw.add_argument("--resume", action="store_true", help="keep the cells a previous run finished")
     sw.add_argument("--num-cpus", type=positive_int(1, 4096), default=None,
                     help="CPUs of the local Ray instance (default: all)")
+    sw.add_argument("--only", action="append", default=None, metavar="GLOB",
+                    help="run only the cells whose id matches GLOB (fnmatch; repeatable), e.g. a smoke test "
+                         "'fsrcnn_x4_w8a8_minmax_set5'; the page still counts the whole grid")
     sw.set_defaults(func=cmd_sweep)
 
 

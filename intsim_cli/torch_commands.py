@@ -23,7 +23,10 @@ def cmd_golden(args) -> int:
     notices: list[str] = []
     images = load_inputs(args.inputs, input_channels(art), notices, budget)
     check_sizes(art, images, notices)
-    check_golden_memory(art, images, budget)
+    band_rows = check_golden_memory(art, images, budget)
+    bad = [t for t in args.tensors if t not in ("all", "outputs", "conv-io") and t not in art.tensors]
+    if bad:
+        raise UsageError(f"--tensors: {bad[0]!r} is neither all, outputs, conv-io nor a tensor of the graph")
     check_output(args.output, "whole-folder")  # refused before torch is imported and anything computed
     check_golden_target(args.output)
     try:
@@ -33,12 +36,14 @@ def cmd_golden(args) -> int:
     # per-input lines are progress, shown on a terminal only (like the other commands' bars), so a
     # failure while writing stays the one stderr line
     out = write_golden(args.artifact, [(im.path, im.pixels) for im in images], args.output,
-                       progress=sys.stderr.isatty() and chatty())
+                       progress=sys.stderr.isatty() and chatty(), art=art, tensors=args.tensors,
+                       compress=args.compress, band_rows=band_rows)
     for n in notices:
         log.info(n)
     log.info(f"wrote golden tensors for {len(images)} input(s) to {args.output}", extra=STATUS)
     if args.json:
-        print_json({"artifact_sha256": art.sha256, "golden_dir": str(out),
+        print_json({"artifact_sha256": art.sha256, "golden_dir": str(out), "tensors": " ".join(args.tensors),
+                    "compressed": bool(args.compress),
                      "inputs": [{"source": str(im.path), "shape": [int(d) for d in im.pixels.shape]}
                                 for im in images], "notices": notices})
     return EXIT_OK
@@ -128,6 +133,9 @@ def cmd_eval(args) -> int:
         if getattr(e, "name", "") in ("calib.evaluate", "calib") or "calib.evaluate" in str(e):
             raise UsageError("eval: calib.evaluate is not available in this installation") from None
         raise UsageError(f"eval needs torch (pip install torch==2.13.0): {e}") from None
+    from reports.demo import register_tiny_sr
+
+    register_tiny_sr()  # the embedded model's FP baseline is rebuilt like a zoo model's
     engine, notice = resolve_engine(args.engine)
     extra = {"crop": args.crop} if args.crop is not None else {}
     # the table shows the baselines by default (FP and bicubic cost little beside the engine); the JSON
@@ -153,7 +161,7 @@ def cmd_sweep(args) -> int:
         from reports.sweep import main as sweep_main
     except ImportError as e:
         raise UsageError(f"sweep needs torch (pip install torch==2.13.0) and the reports package: {e}") from None
-    return sweep_main(args.spec, args.address, args.resume, args.num_cpus)
+    return sweep_main(args.spec, args.address, args.resume, args.num_cpus, getattr(args, "only", None))
 
 
 def cmd_report(args) -> int:

@@ -387,7 +387,19 @@ def images_section(rows, plots: bool, max_images: int = 3) -> str:
 
 def build_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *,
                  histograms: bool = True) -> Path:
-    """Write ``report.html`` for a run folder (or a summary.json path); return its path."""
+    """Write ``report.html`` for a run folder (or a summary.json path); return its path.
+
+    Plots are drawn with matplotlib's mathtext off (scoped to this call): names from the folder's
+    files are labels, and a ``$`` in one must print as ``$``, not be parsed (and fail) as a formula."""
+    if not _have_matplotlib():
+        return _build_report(run_dir, out, histograms)
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _build_report(run_dir, out, histograms)
+
+
+def _build_report(run_dir, out, histograms: bool) -> Path:
     from intsim.artifact import atomic_write_bytes
     from reports.report_images import load_rows
 

@@ -25,11 +25,15 @@ import sys
 from pathlib import Path
 
 from intsim.artifact import atomic_write_bytes, read_json
+from reports.results_missing import missing_section
+from reports.sweep_golden import coverage_text
 
-METHOD_ORDER = ("minmax", "percentile", "omse", "ptq4sr", "2dquant", "dual_region", "plain_ft", "sa_ft", "oaq")
+METHOD_ORDER = ("minmax", "percentile", "omse", "ptq4sr", "2dquant", "dual_region", "plain_ft", "sa_ft", "oaq",
+                "recon")
 METHOD_NAMES = {"minmax": "MinMax", "percentile": "Percentile", "omse": "OMSE", "ptq4sr": "PTQ4SR-style",
                 "2dquant": "2DQuant-style", "dual_region": "dual-region only", "plain_ft": "plain finetuning",
-                "sa_ft": "sensitivity-aware finetuning only", "oaq": "full method (dual-region + SA finetuning)"}
+                "sa_ft": "sensitivity-aware finetuning only", "oaq": "full method (dual-region + SA finetuning)",
+                "recon": "default: learned rounding (recon)"}
 DATASET_NAMES = {"Set5": "Set5", "Set14": "Set14", "B100": "B100-68", "Urban100": "Urban100"}
 FULL = "oaq"
 PAPER_EDSR_W4A4 = {  # arXiv 2511.00682 via ../shared/README.md: EDSR-baseline ×4 W4A4, PSNR dB
@@ -119,6 +123,40 @@ def _losses(cells: list[dict], datasets: list[str]) -> list[str]:
     return lines
 
 
+def _golden_counts(c: dict) -> tuple[int, int]:
+    """(images golden checked, images of the cell); a cell from before golden plans checked all."""
+    n = (c.get("intsim") or {}).get("n", 0)
+    plan = c.get("golden_plan")
+    return (n, n) if plan is None or plan["mode"] == "all" else (len(plan["images"]), n)
+
+
+def _golden_column(cells: list[dict]) -> str:
+    """``golden = intsim`` of a table row (its cells on every dataset): yes / **NO**, and on how many of
+    the images when golden's budget left some out."""
+    if any(c.get("golden_equals_intsim") is False for c in cells):
+        return "**NO**"
+    checked, n = (sum(x) for x in zip(*map(_golden_counts, cells)))
+    if checked == n:
+        return "yes"
+    return f"yes on {checked}/{n} images" if checked else f"not checked (0/{n} images)"
+
+
+def _golden_section(done: list[dict]) -> list[str]:
+    """Cells where golden checked fewer than every image, with the budget's reason."""
+    partial = [c for c in done if (c.get("golden_plan") or {}).get("mode", "all") != "all"]
+    if not partial:
+        return []
+    L = ["## Golden checked on part of the images", "",
+         "Golden (float64) runs on every image its cost estimate fits in the sweep's `[golden]` budget "
+         "(reports/sweep_golden.py: conv GMAC and golden's memory estimate per image, GMAC per cell); "
+         f"{len(partial)} cell(s) checked fewer:", "", "| cell | golden checked | golden = intsim |", "|---|---|---|"]
+    for c in sorted(partial, key=lambda c: str(c.get("cell"))):
+        same = c.get("golden_equals_intsim")
+        L.append(f"| {c.get('cell')} | {coverage_text(c['golden_plan'])} | "
+                 f"{'–' if same is None else 'yes' if same else '**NO**'} |")
+    return L + [""]
+
+
 def _quick(c: dict) -> str | None:
     """What makes a cell a quick run (its recipe's ``limit``/``crop``), or None for whole sets."""
     r = c.get("recipe_fields") or {}
@@ -148,9 +186,10 @@ def _heading(done: list[dict], title: str) -> list[str]:
 
 
 def markdown(cells: list[dict], plots: list[str], runs: list[dict], grid: list[str] | None = None,
-             title: str = "Sweep results") -> str:
+             title: str = "Sweep results", live: str | None = None) -> str:
     """The page; ``grid``: the cell ids the sweeps asked for (``grid.json``), to name those not computed;
-    ``title``: the sweep's (its ``title`` field or file name)."""
+    ``title``: the sweep's (its ``title`` field or file name); ``live``: a note that a sweep is still
+    running (the page is being rewritten as cells land)."""
     done = [c for c in cells if c.get("status") == "done"]
     failed = [c for c in cells if c.get("status") != "done"]
     missing = sorted(set(grid or []) - {c.get("cell") for c in cells})
@@ -161,6 +200,8 @@ def markdown(cells: list[dict], plots: list[str], runs: list[dict], grid: list[s
         L += [f"Made by `{cmds[0]}`" + (f" (and {len(cmds) - 1} other command lines)" if len(cmds) > 1 else "")
               + f"; {len(runs)} sweep run(s), {sum(r['seconds'] for r in runs) / 3600:.2f} h of wall time in all.", ""]
     calib_s = sum(c.get("calib_seconds", 0) for c in {c['artifact_sha256']: c for c in done}.values())
+    if live:
+        L += [f"**In progress** — {live}.", ""]
     eval_s = sum(c.get("eval_seconds", 0) for c in done)
     not_run = f", **{len(missing)} not computed yet** (listed at the end)" if missing else ""
     L += [f"{len(done)} cells done, {len(failed)} failed{not_run}. Compute: {calib_s / 3600:.2f} h calibrating, "
@@ -168,8 +209,9 @@ def markdown(cells: list[dict], plots: list[str], runs: list[dict], grid: list[s
           f"Calibration data: {_calib_data(done)}; B100 is "
           "**B100-68** (the 68-image colour subset). PSNR/SSIM: Y channel of MATLAB rgb2ycbcr, `scale` border "
           "pixels cropped, SR rounded to uint8. Every quantized number below is the integer engine's "
-          "(intsim); golden (float64 fake-quant) equals it bit for bit on every image unless the "
-          "`golden = intsim` column says otherwise. FP = the float model; FQ = float32 fake-quant with the "
+          "(intsim); golden (float64 fake-quant) equals it bit for bit on every image golden checked unless the "
+          "`golden = intsim` column says otherwise, and golden checked every image unless that column says on how "
+          "many (its cost budget, listed below). FP = the float model; FQ = float32 fake-quant with the "
           "learned (unsnapped) parameters. Code bits: the true storage bits of the conv input codes "
           "(body/head/tail); `released` codes use a b-bit dense region plus (b−1)-bit tails (about b+1 bits), "
           "`budgeted` fits both regions into b bits.", ""]
@@ -193,9 +235,8 @@ def markdown(cells: list[dict], plots: list[str], runs: list[dict], grid: list[s
             cells_txt = "".join(f" {_fmt(per_ds[d]['intsim']['psnr'])} / {_fmt(per_ds[d]['intsim']['ssim'], 4)} |"
                                 if d in per_ds else " – |" for d in datasets)
             first = per_ds[next(d for d in datasets if d in per_ds)]
-            same = all(c["golden_equals_intsim"] for c in per_ds.values())
             L.append(f"| {_label(any_c)} | {'/'.join(map(str, any_c['true_code_bits']))} |{cells_txt} "
-                     f"{_fmt(first['fake_quant']['psnr'])} | {'yes' if same else '**NO**'} | "
+                     f"{_fmt(first['fake_quant']['psnr'])} | {_golden_column(list(per_ds.values()))} | "
                      f"{any_c['calib_seconds']:.0f} |")
         losses = _losses(group, datasets)
         if not any(c["method"] == FULL for c in group):
@@ -214,10 +255,8 @@ def markdown(cells: list[dict], plots: list[str], runs: list[dict], grid: list[s
         L += ["## Failed cells", "", "| cell | error |", "|---|---|"]
         L += [f"| {c.get('cell')} | {str(c.get('error', '?')).replace('|', '/')} |" for c in failed]
         L.append("")
-    if missing:
-        L += ["## Cells not computed yet", "",
-              f"The sweep was stopped before these {len(missing)} cells ran; `intsim sweep … --resume` computes "
-              "them (and nothing else):", "", ", ".join(f"`{m}`" for m in missing), ""]
+    L += _golden_section(done)
+    L += missing_section(missing, live is not None)
     if plots:
         L += ["## Plots", ""] + [f"![{Path(p).stem}]({p})" for p in plots] + [""]
     else:
@@ -278,9 +317,13 @@ def draw_plots(cells: list[dict], folder: Path) -> list[Path]:
     return written
 
 
-def write_results(out: str | Path, page: str | Path | None = None, title: str | None = None) -> Path:
-    """Regenerate ``out/results.md``, ``out/results.csv`` and ``out/plots`` (and ``page``) from the cells.
-    ``title``: default the title of the last sweep run into ``out`` (``runs.json``), else the folder's name."""
+def write_results(out: str | Path, page: str | Path | None = None, title: str | None = None, draw: bool = True,
+                  live: str | None = None) -> Path:
+    """Regenerate ``out/results.md``, ``out/results.csv`` and ``out/plots`` (and ``page``) from the cells,
+    each file written atomically (a reader never sees half a page). ``title``: default the title of the
+    last sweep run into ``out`` (``runs.json``), else the folder's name. ``draw``: redraw the plots (False:
+    the page shows the plots already drawn; a running sweep redraws them now and then); ``live``: the
+    note of a running sweep (:func:`markdown`)."""
     out = Path(out)
     cells = sorted(load_cells(out), key=lambda c: str(c.get("cell")))
     runs_path, grid_path = out / "runs.json", out / "grid.json"
@@ -288,14 +331,14 @@ def write_results(out: str | Path, page: str | Path | None = None, title: str | 
     grid = json.loads(grid_path.read_text()) if grid_path.is_file() else []
     if title is None:
         title = next((r["title"] for r in reversed(runs) if r.get("title")), f"Results of {out.resolve().name}")
-    plots = draw_plots(cells, out / "plots")
+    plots = draw_plots(cells, out / "plots") if draw else sorted((out / "plots").glob("*.png"))
     atomic_write_bytes(out / "results.csv", to_csv(cells).encode())
-    md_local = markdown(cells, [str(p.relative_to(out)) for p in plots], runs, grid, title)
+    md_local = markdown(cells, [str(p.relative_to(out)) for p in plots], runs, grid, title, live)
     atomic_write_bytes(out / "results.md", md_local.encode())
     if page is not None:
         page = Path(page)
         rel = [_relpath(p, page.parent) for p in plots]
-        atomic_write_bytes(page, markdown(cells, rel, runs, grid, title).encode())
+        atomic_write_bytes(page, markdown(cells, rel, runs, grid, title, live).encode())
     return out / "results.md"
 
 

@@ -77,6 +77,11 @@ class _Scan:
     pngs: dict = field(default_factory=dict)  # file name -> [paths]
 
 
+#: a JSON record of a run folder larger than this is refused unread (counters of 100 DIV2K images
+#: through IMDN are about 30 MB)
+RECORD_MAX_BYTES = 128 << 20
+
+
 def _rel(root: Path, p: Path) -> str:
     try:
         return str(p.relative_to(root))
@@ -169,7 +174,7 @@ def _load_records(rf: RunFolder, jsons: list[Path]) -> dict[str, list[tuple[Path
     records: dict[str, list[tuple[Path, object]]] = {}
     for p in jsons:
         try:
-            obj = read_json(p, ValueError, "a JSON record")
+            obj = read_json(p, ValueError, "a JSON record", RECORD_MAX_BYTES)
         except (OSError, ValueError) as e:
             rf.missing.append(f"{_rel(rf.root, p)} skipped: {_one_line(e)}")
             continue
@@ -225,7 +230,7 @@ def _load_json_parts(rf: RunFolder, scan: _Scan) -> None:
         path = _named(rf, part) if part in ("counters", "cost", "cost_compare") else None
         named = path is not None
         if named:
-            obj = read_json(path, ReportError, f"a {part.replace('_', ' ')} record")
+            obj = read_json(path, ReportError, f"a {part.replace('_', ' ')} record", RECORD_MAX_BYTES)
         else:
             cands = records.get(part, [])
             path = _pick(rf, part, [p for p, _ in cands])
@@ -245,10 +250,18 @@ def _load_json_parts(rf: RunFolder, scan: _Scan) -> None:
                 rf.missing.append(f"{rf.found.pop(part)} skipped: {_one_line(e)}")
                 continue
             rf.counter_images = obj.get("images", []) if isinstance(obj, dict) else []
-        elif part == "cost":
-            rf.cost = obj
-        elif part == "cost_compare":
-            rf.cost_compare = obj["compare"] if isinstance(obj, dict) else obj
+        elif part in ("cost", "cost_compare"):
+            # recognised as a cost record (by its name or its keys): shown only when every field the report
+            # reads is well-formed, else refused naming the file (crafted contents never reach the page)
+            from reports.cost_record import compare_problem, cost_problem
+
+            if part == "cost":
+                problem, rf.cost = cost_problem(obj), obj
+            else:
+                rows = obj.get("compare") if isinstance(obj, dict) else obj
+                problem, rf.cost_compare = compare_problem(rows), rows
+            if problem:
+                raise ReportError(f"{path}: not a usable {part.replace('_', ' ')} record: {problem}")
         elif part == "verify" and "bit_exact" not in rf.summary:
             rf.summary.update(bit_exact=bool(obj.get("ok")), mismatches=obj.get("mismatches"))
         elif part == "calibrate":

@@ -22,6 +22,12 @@ SWEEP.toml (paths relative to its folder)::
     [report]                               # optional
     page = "../docs/results.md"            # also write the results page here
 
+    [golden]                               # optional; 0 or absent = no limit (golden on every image)
+    max_gmac_per_image = 200               # conv GMAC of one image (10^9 MACs)
+    max_mib_per_image = 4096               # golden's memory estimate for one image (MiB)
+    max_gmac_per_cell = 2000               # sum over the images one cell checks, in file order
+    always = ["Set5", "Set14"]             # datasets golden checks whatever the GMAC (memory limit still applies)
+
     [own_models.espcn]                     # optional: your own models (docs/own_model.md), "espcn:3" above
     model = "../examples/espcn_like.py:build"   # path/net.py:factory, package.module:Class or model.onnx
     weights = "espcn_x3.pt"                # required, except for ONNX (weights inside)
@@ -42,8 +48,13 @@ the rest; without it an ``out`` folder holding finished cells is refused, so a
 slip of the keyboard cannot throw hours away. Ctrl-C stops the sweep cleanly: finished
 cells stay, the run is logged as interrupted and the page rebuilt (SIGTERM likewise). Each
 cell reserves a share of the node's memory by dataset (:data:`MEMORY_SHARE`), so the
-float64 golden runs on Urban100 do not run side by side and exhaust it. Cells are submitted
-smallest dataset first (quick results arrive early), the full method first within each. The progress
+float64 golden runs on Urban100 do not run side by side and exhaust it. Cells are computed in the
+order of :mod:`reports.sweep_order` (the new default, ``oaq`` and MinMax at W4A4/W6A6 on Set5 and Set14
+for every model × scale first; then the other methods, B100, Urban100; then W8A8), at most twice the
+node's CPUs in flight, each calibration submitted with its configuration's first cell. Golden checks
+every image its ``[golden]`` budget allows (:mod:`reports.sweep_golden`; the choice is recorded per
+cell and shown on the page). The results page is rewritten (atomically) each time a cell lands, with
+the cells not computed yet counted and listed. The progress
 line counts cells done, tasks running (evaluating, calibrating: :func:`running_marker`), cells queued and
 failed. Ray: a local instance by default,
 the cluster at ``--address`` otherwise. At the end the results page, CSV and
@@ -51,6 +62,7 @@ plots are regenerated from every cell JSON (:mod:`reports.results_page`).
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -65,6 +77,8 @@ from pathlib import Path
 
 from intsim.artifact import atomic_write_json, read_json
 from intsim.cost._toml import ConfigError, Section, check_sections, read_toml
+from reports.sweep_golden import GoldenBudget
+from reports.sweep_order import order_cells
 from reports.sweep_cell import (
     DUAL_REGION_METHODS,
     Cell,
@@ -93,6 +107,7 @@ class Sweep:
     recipe: Recipe
     page: Path | None
     title: str
+    golden: GoldenBudget = GoldenBudget()
 
     @property
     def configs(self) -> list[Config]:
@@ -109,7 +124,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     path = Path(path)
     where = path.name
     doc = read_toml(path)
-    check_sections(doc, ("sweep", "recipe", "report", "own_models"), where)
+    check_sections(doc, ("sweep", "recipe", "report", "own_models", "golden"), where)
     own = _own_models(doc, where, path.parent)
     s = Section(doc, "sweep", where)
     title = s.string("title", required=False, default=f"Results of {path.name}")
@@ -166,6 +181,7 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
     rep = Section(doc, "report", where, required=False)
     page = rep.string("page", required=False, default=None)
     rep.done()
+    golden = _golden_budget(doc, where)
     _check_output(out, True, f"{where}: [sweep] out")
     if page:
         _check_output(path.parent / page, False, f"{where}: [report] page")
@@ -176,7 +192,20 @@ def load_sweep(path: str | os.PathLike) -> Sweep:
                 for alloc in (allocations if m in DUAL_REGION_METHODS else [None]):
                     cfg = Config(model, scale, b, m, alloc, spec, weights)
                     cells += [Cell(cfg, d) for d in datasets]
-    return Sweep(path, out, tuple(cells), recipe, path.parent / page if page else None, title.strip())
+    return Sweep(path, out, tuple(cells), recipe, path.parent / page if page else None, title.strip(), golden)
+
+
+def _golden_budget(doc: dict, where: str) -> GoldenBudget:
+    """``[golden]``: limits on golden per cell (:mod:`reports.sweep_golden`); 0 or absent = no limit.
+    Not part of the recipe: a cell's scores do not depend on it, only how much golden checked."""
+    g = Section(doc, "golden", where, required=False)
+    from calib.evaluate import DATASETS
+
+    vals = {k: g.number(k, required=False, default=0.0, nonnegative=True)
+            for k in ("max_gmac_per_image", "max_mib_per_image", "max_gmac_per_cell")}
+    always = g.strings("always", required=False, default=[], choices=DATASETS)
+    g.done()
+    return GoldenBudget(**{k: (v or None) for k, v in vals.items()}, always=tuple(always))
 
 
 def _own_models(doc: dict, where: str, folder: Path) -> dict[str, tuple[str, str | None]]:
@@ -350,10 +379,10 @@ def _tasks(ray):
             return calibrate_config(config, recipe, out_dir, reuse)
 
     @ray.remote(num_cpus=1, max_retries=0)
-    def cell_task(calib_record, cell, recipe, out_dir):
+    def cell_task(calib_record, cell, recipe, out_dir, golden):
         _one_thread()
         with running_marker(Path(out_dir), cell.id):
-            rec = evaluate_cell(calib_record, cell, recipe)
+            rec = evaluate_cell(calib_record, cell, recipe, golden)
             atomic_write_json(cell_path(Path(out_dir), cell), rec)
         return rec
 
@@ -361,10 +390,12 @@ def _tasks(ray):
 
 
 def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, num_cpus: int | None = None,
-              progress: bool = True, command: str = "intsim sweep") -> dict:
-    """Run every cell not finished yet; return ``{"done", "skipped", "failed", "seconds"}`` (cell ids).
+              progress: bool = True, command: str = "intsim sweep", only: list[str] | None = None) -> dict:
+    """Run every cell not finished yet (``only``: of those whose id matches one of these fnmatch globs);
+    return ``{"done", "skipped", "failed", "seconds", "interrupted"}`` (cell ids).
 
-    Each run is logged in ``<out>/runs.json`` (command, wall seconds, counts) for the results page."""
+    Each run is logged in ``<out>/runs.json`` (command, wall seconds, counts) for the results page;
+    ``grid.json`` gets every cell of the sweep, ``only`` or not, so the page counts what is missing."""
     try:
         import ray
     except ImportError:
@@ -373,7 +404,8 @@ def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, nu
     if skipped and not resume:
         raise ConfigError(f"{sweep.out}: already holds {len(skipped)} finished cell(s) of this sweep; "
                           f"pass --resume to keep them, or choose another [sweep] out")
-    todo = [c for c in sweep.cells if c not in set(skipped)]
+    todo = [c for c in sweep.cells if c not in set(skipped)
+            and (only is None or any(fnmatch.fnmatchcase(c.id, g.lower()) for g in only))]
     (sweep.out / "cells").mkdir(parents=True, exist_ok=True)
     # the cells asked for in this folder (every sweep run into it), so the page can name the missing ones
     grid_path = sweep.out / "grid.json"
@@ -401,7 +433,7 @@ def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, nu
                               f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
         saved = _stop_on_signals()
         try:
-            _drive(ray, sweep, todo, resume, progress, done, failed)
+            _drive(ray, sweep, todo, resume, progress, done, failed, finished_before=len(skipped))
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: finished cells are on disk; log the run, rebuild the page
             interrupted = True
         finally:
@@ -423,40 +455,74 @@ def run_sweep(sweep: Sweep, address: str | None = None, resume: bool = False, nu
     return res
 
 
-def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, done: list, failed: list) -> None:
+PLOTS_EVERY_S = 600.0
+"""While a sweep runs the page (markdown, CSV) is rewritten as each cell lands; its plots, slower to draw,
+at most this often (seconds), and once more at the end."""
+
+
+def _refresh_page(sweep: Sweep, draw: bool, live: str | None) -> None:
+    """Rewrite the results page from the cells on disk (atomically); a page that cannot be written is one
+    line on stderr, never the end of the sweep (the cells are what matters, and the end rebuilds it)."""
+    from reports.results_page import write_results
+
+    try:
+        write_results(sweep.out, sweep.page, sweep.title, draw=draw, live=live)
+    except OSError as e:
+        print(f"intsim sweep: the results page could not be rewritten: {e}", file=sys.stderr)
+
+
+def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, done: list, failed: list,
+           window: int | None = None, finished_before: int = 0) -> None:
     """Submit the calibrations and cells, record results as they finish (into ``done``/``failed``),
-    show progress. Cells are submitted smallest dataset first (quick results arrive early), the
-    full method first within a dataset."""
-    from tqdm import tqdm
+    rewrite the page as each lands, show progress.
 
-    from calib.evaluate import DATASETS
-
+    Cells go in :func:`reports.sweep_order.order_cells` order, at most ``window`` (default: twice the
+    node's CPUs) in flight, each configuration's calibration submitted with its first cell: so Ray
+    cannot run late calibrations ahead of early cells, and the page fills its most informative rows first."""
     import shutil
+
+    from tqdm import tqdm
 
     calibrate_task, cell_task = _tasks(ray)
     out = str(sweep.out)
     shutil.rmtree(sweep.out / RUNNING_DIR, ignore_errors=True)  # markers a killed run left behind
-    calib_refs = {cfg: calibrate_task.remote(cfg, sweep.recipe, out, resume)
-                  for cfg in dict.fromkeys(c.config for c in todo)}
-    # smallest dataset first; within a dataset the full method first (the method under study)
-    order = sorted(todo, key=lambda c: (DATASETS.index(c.dataset), c.config.method != "oaq"))
-    node_memory = float(ray.cluster_resources().get("memory", 0))
-    pending = {}
-    for c in order:
-        task = cell_task.options(memory=int(MEMORY_SHARE[c.dataset] * node_memory)) if node_memory else cell_task
-        pending[task.remote(calib_refs[c.config], c, sweep.recipe, out)] = c
-    calibrating = set(calib_refs.values())
-    bar = tqdm(total=len(sweep.cells), initial=len(sweep.cells) - len(todo), unit="cell", desc="sweep",
-               disable=not progress, file=sys.stderr)
+    queue = order_cells(todo)
+    resources = ray.cluster_resources()
+    node_memory = float(resources.get("memory", 0))
+    window = window or max(2, 2 * int(resources.get("CPU", 1)))
+    calib_refs: dict = {}
+    calibrating: set = set()
+    pending: dict = {}
+
+    def submit():
+        while queue and len(pending) < window:
+            c = queue.pop(0)
+            if c.config not in calib_refs:
+                calib_refs[c.config] = calibrate_task.remote(c.config, sweep.recipe, out, resume)
+                calibrating.add(calib_refs[c.config])
+            task = cell_task.options(memory=int(MEMORY_SHARE[c.dataset] * node_memory)) if node_memory else cell_task
+            pending[task.remote(calib_refs[c.config], c, sweep.recipe, out, sweep.golden)] = c
+
+    bar = tqdm(total=finished_before + len(todo), initial=finished_before, unit="cell", desc="sweep",
+               disable=not progress, file=sys.stderr)  # this run's cells (--only: the matching ones)
 
     def show():
         marked = _running(sweep.out)
         evaluating = sum(1 for c in pending.values() if c.id in marked)
         calib = sum(1 for cfg in calib_refs if f"calibrate-{cfg.id}" in marked)
         bar.set_postfix_str(f"done {len(done)}, running {evaluating + calib} ({evaluating} evaluating, "
-                            f"{calib} calibrating), queued {len(pending) - evaluating}, failed {len(failed)}")
+                            f"{calib} calibrating), queued {len(pending) - evaluating + len(queue)}, "
+                            f"failed {len(failed)}")
 
+    def live() -> str:
+        return (f"a sweep is running: {len(done)} cell(s) of this run done, {len(failed)} failed, "
+                f"{len(pending) + len(queue)} to go; this page is rewritten as each cell lands "
+                f"(last: {time.strftime('%Y-%m-%d %H:%M:%S')})")
+
+    submit()
+    _refresh_page(sweep, False, live())  # the page says at once that a sweep is running, and what is missing
     show()
+    drawn = time.time()
     while pending:
         if calibrating:
             ready, _ = ray.wait(list(calibrating), num_returns=len(calibrating), timeout=0)
@@ -471,19 +537,27 @@ def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, do
                 atomic_write_json(cell_path(sweep.out, cell), failed_cell(cell, sweep.recipe, _error_text(e)))
                 failed.append(cell)
             bar.update(1)
+        if ready:
+            submit()
+            draw = time.time() - drawn >= PLOTS_EVERY_S
+            drawn = time.time() if draw else drawn
+            _refresh_page(sweep, draw, live())
         show()
     bar.close()
 
 
-def main(path: str, address: str | None, resume: bool, num_cpus: int | None) -> int:
+def main(path: str, address: str | None, resume: bool, num_cpus: int | None, only: list[str] | None = None) -> int:
     """``intsim sweep``: 0 when every cell is done, 1 when some failed (recorded in their JSONs)."""
     sweep = load_sweep(path)
+    if only and not any(fnmatch.fnmatchcase(c.id, g.lower()) for c in sweep.cells for g in only):
+        raise ConfigError(f"--only {' '.join(only)}: matches no cell of {sweep.path.name} "
+                          f"(cell ids look like {sweep.cells[0].id})")
     configs = sweep.configs
     print(f"sweep {sweep.path.name}: {len(sweep.cells)} cells ({len(configs)} calibrations) → {sweep.out}",
           flush=True)
     command = " ".join(["intsim sweep", path] + (["--resume"] if resume else [])
-                       + ([f"--address {address}"] if address else []))
-    res = run_sweep(sweep, address=address, resume=resume, num_cpus=num_cpus, command=command)
+                       + ([f"--address {address}"] if address else []) + [f"--only {g}" for g in only or []])
+    res = run_sweep(sweep, address=address, resume=resume, num_cpus=num_cpus, command=command, only=only)
     print(f"done {len(res['done'])}, skipped (finished earlier) {len(res['skipped'])}, "
           f"failed {len(res['failed'])} in {res['seconds']:.0f} s"
           + (" (interrupted: rerun with --resume to finish)" if res["interrupted"] else ""), flush=True)

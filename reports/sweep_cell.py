@@ -8,11 +8,12 @@ on one dataset: :func:`evaluate_cell` scores the artifact with every executor â€
 * ``fp``: the float model itself (whole sets only; ``None`` for quick runs with
   ``limit``/``crop``, where no FP reference on the same crops exists);
 * ``fake_quant``: float32 fake-quant with the learned (unsnapped) parameters;
-* ``golden``: the float64 fake-quant executor of the artifact;
+* ``golden``: the float64 fake-quant executor of the artifact (on the images its budget allows);
 * ``intsim``: the integer engine;
 
 checks that golden and intsim produced the same uint8 output on every image
-(sha256 of the SR image), adds the cost model's totals (the artifact on the
+golden checked (sha256 of the SR image; which images, from a cost estimate against the
+sweep's ``[golden]`` budget: :mod:`reports.sweep_golden`, recorded as ``golden_plan``), adds the cost model's totals (the artifact on the
 ``accel`` accelerator, engine counters of the dataset's first image), and
 returns the cell record. Both functions are plain Python: the sweep runs them as
 Ray tasks, tests call them directly.
@@ -31,6 +32,8 @@ from intsim.artifact import atomic_write_json, file_sha256
 DUAL_REGION_METHODS = ("dual_region", "oaq")
 """Methods with two-region codes: run once per allocation (released codes, budgeted true b bits)."""
 CELL_SCHEMA = "intsim.sweep.cell/1"
+DEFAULT_RECIPE_METHOD = "recon"
+"""The default method (calib.recipe.DEFAULT_METHOD): calibrated with its own recipe, not the sweep's [recipe]."""
 
 
 @dataclass(frozen=True)
@@ -112,11 +115,15 @@ def calibrate_config(config: Config, recipe: Recipe, out_dir: str, reuse: bool) 
         if rec.get("recipe") == recipe.digest() and rec.get("artifact_sha256") == file_sha256(art):
             return rec
     finetune = {"epochs": recipe.epochs, "max_iters_per_epoch": recipe.iters_per_epoch, "seed": recipe.seed}
+    # the [recipe] is the paper's, for the paper's methods; the default method (recon) runs as a user gets it,
+    # with its own recipe (calib/recipe.py: patches, bp init, weight granularity, reconstruction steps)
+    own = config.method == DEFAULT_RECIPE_METHOD
     t0 = time.time()
     summary = run_calibrate(model, weights, config.scale, config.bits, config.method, recipe.calib_data,
-                            str(art), n_images=recipe.n_images, patch=recipe.patch, seed=recipe.seed,
-                            allocation=config.allocation, finetune=finetune, range_mode=recipe.range_mode,
-                            per_channel=recipe.per_channel, bp_init=recipe.bp_init)
+                            str(art), n_images=None if own else recipe.n_images, patch=None if own else recipe.patch,
+                            seed=recipe.seed, allocation=config.allocation, finetune=finetune,
+                            range_mode=recipe.range_mode, per_channel=None if own else recipe.per_channel,
+                            bp_init=None if own else recipe.bp_init)
     rec = {"config": asdict(config), "recipe": recipe.digest(), "artifact": str(art), "checkpoint": weights,
            "artifact_sha256": summary["sha256"], "allocation": summary["allocation"],
            "code_bits": summary["code_bits"], "calib_seconds": round(time.time() - t0, 1),
@@ -167,18 +174,82 @@ def _cost_totals(artifact: str, dataset: str, recipe: Recipe) -> dict:
             "conv_input_bits": row["conv_input_bits"]}
 
 
-def evaluate_cell(calib_record: dict, cell: Cell, recipe: Recipe) -> dict:
-    """The cell record (see the module docstring) of ``cell`` given its configuration's calibration."""
+def _golden_subset(art_path: str, dataset: str, names: list[str], recipe: Recipe) -> dict:
+    """Golden's scores on the images ``names`` of ``dataset`` only (as :func:`calib.evaluate.run_eval`
+    scores a whole set: same input, crop, Y-PSNR/SSIM and sha256 of the uint8 SR image)."""
+    import numpy as np
+
+    from calib.datasets import benchmark
+    from calib.evaluate import make_runner
+    from calib.metrics import psnr_y, ssim_y
+    from intsim.artifact import load_artifact
+
+    art = load_artifact(art_path)
+    ds = benchmark(dataset, int(art.model["scale"]))
+    runner = make_runner(art, "golden")
+    want, rows = set(names), []
+    for i in range(len(ds) if recipe.limit is None else min(recipe.limit, len(ds))):
+        pair = ds[i]
+        if pair.name not in want:
+            continue
+        lr, hr = pair.lr, pair.hr
+        if recipe.crop is not None:
+            lr = lr[:recipe.crop, :recipe.crop]
+            hr = hr[:lr.shape[0] * ds.scale, :lr.shape[1] * ds.scale]
+        sr = runner(lr)
+        sr = sr[:, :, 0] if sr.ndim == 3 and sr.shape[2] == 1 else sr
+        rows.append({"image": pair.name, "psnr": float(psnr_y(sr, hr, ds.scale)),
+                     "ssim": float(ssim_y(sr, hr, ds.scale)),
+                     "sr_sha256": hashlib.sha256(np.ascontiguousarray(sr, dtype=np.uint8).tobytes()).hexdigest()})
+    return {"psnr": sum(r["psnr"] for r in rows) / len(rows), "ssim": sum(r["ssim"] for r in rows) / len(rows),
+            "n": len(rows), "per_image": rows}
+
+
+def golden_costs(art_path: str, dataset: str, recipe: Recipe) -> list:
+    """Golden's estimated cost (:class:`reports.sweep_golden.ImageCost`) on each image the cell evaluates."""
+    from calib.datasets import benchmark
+    from calib.evaluate import artifact_input
+    from intsim.artifact import load_artifact
+    from reports.sweep_golden import image_cost
+
+    art = load_artifact(art_path)
+    ds = benchmark(dataset, int(art.model["scale"]))
+    costs = []
+    for i in range(len(ds) if recipe.limit is None else min(recipe.limit, len(ds))):
+        pair = ds[i]
+        lr = pair.lr if recipe.crop is None else pair.lr[:recipe.crop, :recipe.crop]
+        h, w = artifact_input(art, lr).shape[:2]  # the artifact's input (VDSR: the bicubic-upsampled image)
+        costs.append(image_cost(art, pair.name, h, w))
+    return costs
+
+
+def evaluate_cell(calib_record: dict, cell: Cell, recipe: Recipe, golden_budget=None) -> dict:
+    """The cell record (see the module docstring) of ``cell`` given its configuration's calibration.
+
+    ``golden_budget``: a :class:`reports.sweep_golden.GoldenBudget` (None: no limit, golden on every image);
+    the record's ``golden_plan`` says which images golden checked and why not the others, and
+    ``golden_equals_intsim`` compares those (None when golden checked none)."""
     from calib.evaluate import run_eval
+    from reports.sweep_golden import GoldenBudget, plan_golden
 
     art = calib_record["artifact"]
     t0 = time.time()
     engines = {}
-    for name, engine in (("fake_quant", "fakequant"), ("golden", "golden"), ("intsim", "intsim")):
+    for name, engine in (("fake_quant", "fakequant"), ("intsim", "intsim")):
         engines[name] = _scores(run_eval(art, [cell.dataset], engine=engine, progress=False,
                                          limit=recipe.limit, crop=recipe.crop))
-    gold = [i["sr_sha256"] for i in engines["golden"]["per_image"]]
-    ints = [i["sr_sha256"] for i in engines["intsim"]["per_image"]]
+    budget = golden_budget or GoldenBudget()
+    plan = plan_golden(golden_costs(art, cell.dataset, recipe), budget, cell.dataset)
+    if plan["mode"] == "all":
+        engines["golden"] = _scores(run_eval(art, [cell.dataset], engine="golden", progress=False,
+                                             limit=recipe.limit, crop=recipe.crop))
+    elif plan["mode"] == "some":
+        engines["golden"] = _golden_subset(art, cell.dataset, plan["images"], recipe)
+    else:
+        engines["golden"] = None
+    ints = {i["image"]: i["sr_sha256"] for i in engines["intsim"]["per_image"]}
+    gold = {i["image"]: i["sr_sha256"] for i in (engines["golden"] or {}).get("per_image", [])}
+    same = None if not gold else all(ints.get(k) == v for k, v in gold.items())
     c = cell.config
     return {
         "schema": CELL_SCHEMA,
@@ -190,8 +261,9 @@ def evaluate_cell(calib_record: dict, cell: Cell, recipe: Recipe) -> dict:
         "recipe": recipe.digest(),
         "recipe_fields": asdict(recipe),
         "fp": _fp_scores(c, cell.dataset, recipe, art),
-        **engines,
-        "golden_equals_intsim": gold == ints,
+        "fake_quant": engines["fake_quant"], "golden": engines["golden"], "intsim": engines["intsim"],
+        "golden_plan": plan,
+        "golden_equals_intsim": same,
         "code_bits": calib_record["code_bits"],
         "true_code_bits": sorted(set(calib_record["code_bits"].values())),
         "calib_seconds": calib_record["calib_seconds"],

@@ -15,7 +15,8 @@ The process kills itself with ``SIGKILL`` at the ``N``-th (1-based) occurrence o
 ``replace``
     right after ``os.replace(src, dst)`` with a matching ``dst`` (new file in place).
 ``golden_file``
-    ``intsim.golden_dir._write_file``: half of a tensor/input/manifest file written, then dies.
+    ``intsim.golden_dir._write_file`` (inputs, manifest) or
+    ``intsim.golden_stream.TensorFile.write_rows`` (tensors, streamed): part of the file written, then dies.
 ``golden_swap_before``
     the golden temp folder is complete; dies before the folders are swapped.
 ``golden_swap_after``
@@ -129,6 +130,18 @@ def install(point: str, n: int, pattern: str) -> None:
             real_write(path, data)
 
         gd._write_file = write_file
+        import intsim.golden_stream as gs
+
+        real_rows = gs.TensorFile.write_rows
+
+        def write_rows(self, a):  # tensors are streamed band by band: die inside the first band of the file
+            if self.rows == 0 and c.hit(self.path):
+                self._out().write(b"\x93NUMPY")
+                self._out().flush()
+                _die()
+            real_rows(self, a)
+
+        gs.TensorFile.write_rows = write_rows
     elif point in ("golden_swap_before", "golden_swap_after"):
         import intsim.golden_dir as gd
 

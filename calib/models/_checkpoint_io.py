@@ -159,8 +159,10 @@ def open_keras_h5(path: str | os.PathLike) -> Iterator[tuple[Any, dict[str, dict
     with open_checkpoint(p) as fobj:
         try:
             f = h5py.File(fobj, "r")  # the checked descriptor, not the path: the path may have changed
-        except OSError as exc:
-            raise CheckpointError(f"{p}: not a readable HDF5 file ({exc})") from None
+        except (OSError, ValueError, RuntimeError, TypeError, KeyError, OverflowError) as exc:
+            # ValueError: e.g. a superblock offset h5py cannot fit ("cannot fit 'int' into an offset-sized
+            # integer", found by fuzzing)
+            raise CheckpointError(f"{p}: not a readable HDF5 file ({type(exc).__name__}: {exc})") from None
         with f:
             try:
                 index = _keras_index(p, f)

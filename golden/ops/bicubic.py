@@ -7,6 +7,7 @@ times powers of two below 2^53 by the load-time envelope), stored once by (1.5).
 """
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -27,6 +28,7 @@ def _keys(x: Fraction) -> Fraction:
     return Fraction(0)
 
 
+@functools.lru_cache(maxsize=16)  # golden calls it once per band; the taps depend only on the sizes
 def taps(size: int, r: int, T: int) -> tuple[list[list[int]], list[list[int]]]:
     """Per output index: the four input indices and the fixed-point taps (sum 2^T)."""
     idx, wts = [], []
@@ -57,8 +59,11 @@ def upsample_bicubic(ctx: OpContext, ins):
     r, T = int(ctx.attr("factor")), int(ctx.attr("tap_bits"))
     if not 1 <= r <= 64 or not 1 <= T <= 16:
         raise GoldenError(f"{ctx.where()}: factor {r} / tap_bits {T} out of range")
-    H, W, _ = X.shape
-    iy, wy = (torch.tensor(v) for v in taps(H, r, T))
+    y0, H = ctx.windows[0] if ctx.windows is not None else (0, X.shape[0])
+    a, b = ctx.band if ctx.band is not None else (0, H * r)
+    W = X.shape[1]
+    iy, wy = (torch.tensor(v)[a:b] for v in taps(H, r, T))  # the band's output rows …
+    iy = iy - y0  # … read from its input window
     ix, wx = (torch.tensor(v) for v in taps(W, r, T))
     rows = sum(X[iy[:, k]] * wy[:, k].to(F64).view(-1, 1, 1) for k in range(4))  # Σ_k Wy·X
     S = sum(rows[:, ix[:, k]] * wx[:, k].to(F64).view(1, -1, 1) for k in range(4))  # Σ Wy·Wx·X

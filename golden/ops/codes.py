@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from golden.numerics import F64, GoldenError, check_exact, pow2, rnd
+from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd
 from golden.ops.context import OpContext
 
 
@@ -57,13 +57,23 @@ def _per_segment(values: list[float], s: torch.Tensor | None) -> float | torch.T
     """
     if s is None or all(v == values[0] for v in values):
         return values[0]
-    return torch.tensor(values, dtype=F64)[s]
+    return torch.tensor(values, dtype=F64).index_select(0, s.reshape(-1)).view(s.shape)
 
 
 def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
-    """§3.4 real form: segment by x ≤ U_s·2^-f, t = RND((x − C_s·2^-f)·E_s·2^(f−k_s)), clamp."""
+    """§3.4 real form: segment by x ≤ U_s·2^-f, t = RND((x − C_s·2^-f)·E_s·2^(f−k_s)), clamp.
+
+    Evaluated on the stream integers ``X = x·2^f`` (the same reals, scaled by a power of two):
+    the segment is the number of thresholds with ``X > U_s``, and
+    ``t = (X − C_s)·(E_s·2^-k_s)``, where ``(X − C_s)·E_s`` is an integer below 2^53 (checked),
+    so the one multiplication is exact.
+
+    The encoder is a function of one integer. When the tensor spans fewer distinct integers
+    ``[min X, max X]`` than it has elements, that function is evaluated once per integer of the span
+    and looked up (one gather); the saturation count is the histogram of ``X`` weighted by the
+    saturated integers. The values and counts are those of the element-wise evaluation.
+    """
     op = ctx.op
-    f = ctx.frac(op.inputs[0])
     out = ctx.spec(op.outputs[0])
     if out.kind != "codes" or out.codebook is None:
         raise GoldenError(f"{ctx.where()}: output {op.outputs[0]!r} is not a codes tensor")
@@ -71,21 +81,83 @@ def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
     S = len(cb.segments)
     if len(cb.thresholds) != S - 1 or len(cb.encoder) != S:
         raise GoldenError(f"{ctx.where()}: codebook needs {S - 1} thresholds and {S} encoder stages")
-    tables = code_tables(cb)
-    x = X * pow2(-f)
+    ctx.frac(op.inputs[0])  # the input must be a stream with a frac
+    if X.numel() == 0:
+        return X.clone()
+    lo, hi = extremes(X)
+    reach = max(max(abs(lo - float(e.center)), abs(hi - float(e.center))) for e in cb.encoder)
+    exact = reach * max(abs(float(e.mult)) for e in cb.encoder) < EXACT  # every (X − C_s)·E_s below 2^53
+    if exact and hi - lo + 1 < X.numel():
+        span = torch.arange(lo, hi + 1, dtype=F64)
+        codes, sat = _encode_values(ctx, cb, span, lo, hi)
+        idx = (X - lo).to(torch.int64).reshape(-1)
+        if sat.any():
+            ctx.events["saturations"] += int(torch.dot(torch.bincount(idx, minlength=span.numel()).to(F64),
+                                                       sat.to(F64)))
+        return codes.index_select(0, idx).view(X.shape)
+    codes, sat = _encode_values(ctx, cb, X, lo, hi)
+    ctx.events["saturations"] += int(torch.count_nonzero(sat))
+    return codes
+
+
+def _encode_values(ctx: OpContext, cb, X: torch.Tensor, lo: float, hi: float):
+    """(flat codes, saturated mask) of the stream integers ``X`` (all within [lo, hi])."""
+    if "tables" not in ctx.cache:  # per op, once for all bands
+        ctx.cache["tables"] = code_tables(cb)
+    tables = ctx.cache["tables"]
     s = None  # segment per element: min{s : x ≤ U_s}, S−1 if none
-    if S > 1:
-        s = torch.zeros(x.shape, dtype=torch.int64)
-        for u in cb.thresholds:  # they ascend, so the number exceeded is the segment
-            s += x > float(u) * pow2(-f)
-    center = _per_segment([float(e.center) * pow2(-f) for e in cb.encoder], s)
-    mult = _per_segment([float(e.mult) for e in cb.encoder], s)
-    post = _per_segment([pow2(f - int(e.shift)) for e in cb.encoder], s)
-    prod = (x - center) * mult  # (X − C_s)·E_s·2^-f, exact inside the envelope
-    check_exact(prod, f, ctx.where(op.outputs[0]))
-    t = rnd(prod * post, ctx.numerics.rounding)
+    if len(cb.segments) > 1:  # the thresholds ascend, so the number exceeded is the segment
+        s = torch.gt(X, float(cb.thresholds[0])).to(torch.int64)
+        for u in cb.thresholds[1:]:
+            s += torch.gt(X, float(u))
+    fused = _encode_half_up(ctx, cb, tables, X, s, lo, hi)
+    if fused is not None:
+        return fused
+    center = _per_segment([float(e.center) for e in cb.encoder], s)
+    mult = [float(e.mult) for e in cb.encoder]
+    reach = max(max(abs(lo - float(e.center)), abs(hi - float(e.center))) for e in cb.encoder)
+    if reach * max(abs(m) for m in mult) >= EXACT:  # a cheap bound failed: the exact check, per element
+        check_exact((X - center) * _per_segment(mult, s), 0, ctx.where(ctx.op.outputs[0]))
+    scale = _per_segment([float(e.mult) * pow2(-int(e.shift)) for e in cb.encoder], s)
+    t = rnd((X - center) * scale, ctx.numerics.rounding)
     qmin = _per_segment([float(sg.qmin) for sg in cb.segments], s)
     qmax = _per_segment([float(sg.qmax) for sg in cb.segments], s)
-    q = ctx.saturate_count(t, qmin, qmax)
-    base = _per_segment([float(b) for b in tables.bases], s)
-    return (q - qmin) + base
+    if torch.is_tensor(qmin) or torch.is_tensor(qmax):
+        q = torch.minimum(torch.maximum(t, torch.as_tensor(qmin, dtype=F64)), torch.as_tensor(qmax, dtype=F64))
+    else:
+        q = torch.clamp(t, qmin, qmax)
+    sat = q != t
+    return q.add_(_per_segment([float(b - sg.qmin) for b, sg in zip(tables.bases, cb.segments)], s)), sat
+
+
+def _encode_half_up(ctx: OpContext, cb, tables, X: torch.Tensor, s, lo: float, hi: float):
+    """The encoder in few passes for ``half_up``: ``code = ⌊(X − C_s)·M_s + (½ + off_s)⌋`` clamped to segment
+    ``s``'s codes, with ``M_s = E_s·2^-k_s`` and ``off_s = base_s − qmin_s``; None where not provably exact.
+
+    ``RND(t) + off = ⌊t + ½⌋ + off = ⌊t + ½ + off⌋`` (``off`` an integer) for ``t = (X − C)·M``. With
+    ``k ≥ 1``, ``t`` and ``½ + off`` are integers times ``2^-k``, and while
+    ``max|X − C|·E + 2^(k−1) + |off|·2^k < 2^53`` the product and the sum are exact: this is the
+    element-wise real form's value."""
+    if ctx.numerics.rounding != "half_up":
+        return None
+    for e, sg, b in zip(cb.encoder, cb.segments, tables.bases):
+        k, E, C = int(e.shift), abs(int(e.mult)), float(e.center)
+        reach = max(abs(lo - C), abs(hi - C))
+        if k < 1 or reach * E + pow2(k - 1) + abs(b - int(sg.qmin)) * pow2(k) >= EXACT:
+            return None
+    C = _per_segment([float(e.center) for e in cb.encoder], s)
+    M = _per_segment([float(e.mult) * pow2(-int(e.shift)) for e in cb.encoder], s)
+    A = _per_segment([0.5 + float(b - sg.qmin) for sg, b in zip(cb.segments, tables.bases)], s)
+    D = X - C
+    if torch.is_tensor(M):
+        t = torch.addcmul(torch.as_tensor(A, dtype=F64), D, M) if torch.is_tensor(A) else D.mul_(M).add_(A)
+    else:
+        t = D.mul_(M).add_(A)
+    t = t.floor_()
+    lo_c = _per_segment([float(b) for b in tables.bases], s)
+    hi_c = _per_segment([float(b + int(sg.qmax) - int(sg.qmin)) for b, sg in zip(tables.bases, cb.segments)], s)
+    if torch.is_tensor(lo_c) or torch.is_tensor(hi_c):
+        q = torch.minimum(torch.maximum(t, torch.as_tensor(lo_c, dtype=F64)), torch.as_tensor(hi_c, dtype=F64))
+    else:
+        q = torch.clamp(t, lo_c, hi_c)
+    return q, q != t

@@ -1,7 +1,8 @@
 """Per-op execution context shared by the golden op modules.
 
-Holds the artifact, the op, its event counters and the two stores every op
-needs: the requantization of (1.5) and the stream overflow policy (§4).
+Holds the artifact, the op, its event counters (summed over the bands of a
+banded run), the band being computed and the two stores every op needs: the
+requantization of (1.5) and the stream overflow policy (§4).
 """
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ class OpContext:
         self.op = op
         self.numerics = art.numerics
         self.events = {"acc_overflow": 0, "stream_overflow": 0, "saturations": 0}
+        # banded execution (golden.bands): the output rows [a, b) of this call and, per input,
+        # (first row of the window passed, the input's full height); None: whole tensors
+        self.band: tuple[int, int] | None = None
+        self.windows: list[tuple[int, int] | None] | None = None
+        self.cache: dict = {}  # per-op constants computed once for all bands (e.g. a conv's weight matrix)
 
     # -- graph lookups -------------------------------------------------
     def spec(self, tensor: str):
@@ -81,7 +87,7 @@ class OpContext:
             q = torch.minimum(torch.maximum(t, torch.as_tensor(lo, dtype=t.dtype)), torch.as_tensor(hi, dtype=t.dtype))
         else:
             q = torch.clamp(t, lo, hi)
-        self.events["saturations"] += int((q != t).sum())
+        self.events["saturations"] += int(torch.count_nonzero(q != t))
         return q
 
 

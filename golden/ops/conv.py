@@ -1,29 +1,49 @@
 """conv2d and conv_transpose2d (docs/arithmetic.md §5), real form in float64.
 
-Two paths:
+Two paths, both on a band of output rows ``[a, b)`` (the whole output when not banded):
 
-* **real form** (an op that cannot overflow, §5.4): dequantize the codes to
-  float64 values (3.1), dequantize the weights ``w·m_w[co]·2^-k_w``, run
-  ``torch.nn.functional.conv2d`` / ``conv_transpose2d`` in float64, add the real
-  bias ``B·2^-(k_w+unit_e)`` and store by (1.5). Exact because every partial sum
-  is an integer multiple of ``2^-(k_w+unit_e)`` below 2^53 of them.
+* **real form as a GEMM** (an op that cannot overflow, §5.4). In integer units the
+  real form (5.2) is ``v = (m_w·unit_m·Σ w·G + B)·2^-(k_w+unit_e)``: ``w`` the integer
+  weights, ``G`` the grid value of each tap's code (0 for padding). The sum ``Σ w·G``
+  is one float64 matrix product: the taps of every output pixel are gathered into
+  a row (im2col over a zero-padded, for a transposed conv zero-inserted, copy of
+  the input rows the band reads), times the weights as a ``[taps·Ci, Co]`` matrix
+  (``torch.matmul``, one ``bmm`` per group). **Exactness (the 2^53 argument):** every
+  product and every partial sum, in whatever order and blocking the BLAS library
+  adds them (FMA included), is an integer of magnitude at most
+  ``W_co = Σ_{taps,ci} |w[co]|·max|G|``; float64 holds every integer below 2^53
+  exactly, so each addition is exact and the sum is the same integer as any
+  ordered sum. The op is refused unless ``W_co·|m_w|·unit_m + |B| < 2^53`` for
+  every channel, which also makes ``I = Σ w·G·m_w·unit_m + B`` exact. Then
+  ``v·2^f_o = I·2^-n`` is rounded once (1.5).
 * **ordered** (an op whose worst-case accumulator, computed here from the
-  weights and the codebook, exceeds ``acc_bits``): the hardware accumulators of
-  the configured realization (§5.3) are emulated in float64 (they hold
-  integers below 2^48), adding terms in the order ky, kx, ci with the overflow
-  policy after every addition (one ``acc_overflow`` event per out-of-range
-  result). Vectorised over output pixels and channels. The real value is then
-  ``Σ_j (scale_j)·acc_j + bias`` with each accumulator's real scale.
+  weights and the codebook, exceeds ``acc_bits``, or ``force_ordered``): the
+  hardware accumulators of the configured realization (§5.3) are emulated in
+  float64 (they hold integers below 2^48), adding terms in the order ky, kx, ci
+  with the overflow policy after every addition (one ``acc_overflow`` event per
+  out-of-range result), vectorised over output pixels and channels
+  (:mod:`golden.ops.conv_ordered`). The real value is ``Σ_j scale_j·acc_j + bias``.
+
+Banding: output row ``o`` reads input rows ``o·s − p + ky·d`` (§5.1), for a
+transposed conv ``(o + p − ky)/s`` where that is an integer (§5.5); the caller
+passes a window of input rows that covers them, with the input's full height, so
+padding is decided against the whole image and a band equals the same rows of the
+unbanded output.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from golden.numerics import EXACT, F64, GoldenError, pow2
-from golden.ops.codes import CodeTables, code_tables, code_values
+from golden.numerics import EXACT, F64, GoldenError, extremes, pow2, rnd_shift
+from golden.ops.codes import code_tables
 from golden.ops.context import OpContext
+from golden.ops.conv_ordered import ordered_band
+
+#: float64 bytes of one im2col block; output rows are processed in blocks of at most this size
+COLS_BYTES = 48 << 20
+#: fewest input channels for the shifted-view GEMM (below, one im2col product is faster than per-tap ones)
+SHIFTED_MIN_CI = 16
 
 
 def _pair(ctx: OpContext, key: str, default=None) -> tuple[int, int]:
@@ -98,90 +118,75 @@ def _geometry(ctx: OpContext, transposed: bool, H: int, W: int, weight: np.ndarr
                 extra=extra)
 
 
-def _tap_codes(codes: torch.Tensor, g: dict, ky: int, kx: int, transposed: bool) -> torch.Tensor:
-    """Input codes read by tap (ky, kx) for every output pixel, −1 where padding (§5.1, §5.5)."""
-    H, W = codes.shape[0], codes.shape[1]
-    oy = torch.arange(g["Ho"])
-    ox = torch.arange(g["Wo"])
-    if transposed:
-        ny = oy + g["ph"] - ky
-        nx = ox + g["pw"] - kx
-        vy = (torch.remainder(ny, g["sh"]) == 0) & (ny >= 0) & (torch.div(ny, g["sh"], rounding_mode="floor") < H)
-        vx = (torch.remainder(nx, g["sw"]) == 0) & (nx >= 0) & (torch.div(nx, g["sw"], rounding_mode="floor") < W)
-        iy = torch.div(ny, g["sh"], rounding_mode="floor")
-        ix = torch.div(nx, g["sw"], rounding_mode="floor")
-    else:
-        iy = oy * g["sh"] - g["ph"] + ky * g["dh"]
-        ix = ox * g["sw"] - g["pw"] + kx * g["dw"]
-        vy = (iy >= 0) & (iy < H)
-        vx = (ix >= 0) & (ix < W)
-    iy = iy.clamp(0, H - 1)
-    ix = ix.clamp(0, W - 1)
-    tap = codes[iy][:, ix]  # [Ho, Wo, Ci]
-    valid = (vy[:, None] & vx[None, :]).unsqueeze(-1)
-    return torch.where(valid, tap, torch.full_like(tap, -1))
+def axis_taps(a: int, b: int, size: int, k: int, s: int, p: int, d: int, transposed: bool):
+    """One axis of output indices ``[a, b)``: ``(src, offsets, step)``.
 
-
-def _ordered(ctx: OpContext, codes: torch.Tensor, cb, tables: CodeTables, weight: np.ndarray, g: dict,
-             transposed: bool) -> tuple[dict, list]:
-    """Emulate the accumulators in order (ky, kx, ci) with the policy after every addition (§5.4).
-
-    Each step adds ``w[co, ky, kx, ci] · term[pixel]`` to every output pixel and
-    channel at once (term = q, 1 or G where the tap's code is in the
-    accumulator's segment, else 0: no change). The policy check of a step is
-    skipped only when a running bound proves no accumulator can be out of range.
+    ``src[i]`` is the input index at position ``i`` of the padded (transposed: zero-inserted)
+    input axis the band reads, −1 for padding or an inserted zero; tap ``t`` of output ``a + j``
+    reads position ``offsets[t] + j·step``.
     """
-    realization = ctx.numerics.realization
-    accs = accumulators(cb, realization)
-    Co, kh, kw, cig = weight.shape
-    Ho, Wo, groups = g["Ho"], g["Wo"], g["groups"]
-    limit = pow2(int(ctx.numerics.acc_bits) - 1) - 1.0
-    wf = torch.from_numpy(weight.astype(np.int64).astype(np.float64))
-    state = {(k, s): torch.zeros((Ho, Wo, Co), dtype=F64) for k, s, _ in accs}
-    bound = {key: 0.0 for key in state}  # ≥ max |accumulator| over all pixels and channels
-    seg_t = tables.seg
-    q_f = tables.q.to(F64)
-    G_f = tables.grid.to(F64)
-    co_per_group = Co // groups
-    group_of_co = torch.arange(Co) // co_per_group
+    if not transposed:
+        r = torch.arange(a * s - p, a * s - p + (b - 1 - a) * s + (k - 1) * d + 1)
+        return torch.where((r >= 0) & (r < size), r, -1), [t * d for t in range(k)], s
+    j = torch.arange(a + p - (k - 1), b + p)  # (o + p − t) for every o in [a, b) and tap t
+    n = torch.div(j, s, rounding_mode="floor")
+    ok = (torch.remainder(j, s) == 0) & (n >= 0) & (n < size)
+    return torch.where(ok, n, -1), [k - 1 - t for t in range(k)], 1
 
-    def add(key, term: torch.Tensor, wv: torch.Tensor, wmax: float, what: str):
-        tmax = float(term.abs().max())
-        if tmax == 0.0:
-            return  # no tap of this accumulator at this step (or only zero terms): nothing changes
-        acc = state[key]
-        acc.addcmul_(term, wv)  # acc += term · w, broadcast over pixels and channels
-        bound[key] += tmax * wmax
-        if bound[key] > limit:
-            acc = ctx.ovf_acc(acc, what)
-            state[key] = acc
-            bound[key] = float(acc.abs().max())
 
-    for ky in range(kh):
-        for kx in range(kw):
-            tap = _tap_codes(codes, g, ky, kx, transposed)  # [Ho, Wo, Ci]
-            for ci in range(cig):
-                if groups == 1:
-                    c = tap[:, :, ci:ci + 1]  # [Ho, Wo, 1], broadcast over Co
-                else:
-                    c = tap[:, :, group_of_co * cig + ci]  # [Ho, Wo, Co]
-                valid = c >= 0
-                cc = c.clamp(min=0)
-                wv = wf[:, ky, kx, ci].contiguous()  # [Co]
-                wmax = float(wv.abs().max())
-                if wmax == 0.0:
-                    continue
-                if realization == "grid":
-                    add(("A", None), torch.where(valid, G_f[cc], 0.0), wv, wmax, "A")
-                    continue
-                seg = torch.where(valid, seg_t[cc], torch.full_like(cc, -1))
-                q = q_f[cc]
-                for s_i, s in enumerate(cb.segments):
-                    m = seg == s_i
-                    add(("P", s_i), torch.where(m, q, 0.0), wv, wmax, f"P{s_i}")
-                    if int(s.origin) != 0:
-                        add(("Q", s_i), m.to(F64), wv, wmax, f"Q{s_i}")
-    return state, accs
+def _run(src: torch.Tensor, valid: torch.Tensor) -> tuple[int, int, int] | None:
+    """``(first position, first source, length)`` when the valid entries of ``src`` are one run of consecutive
+    sources at consecutive positions (plain zero padding), else None (zero insertion, scattered rows)."""
+    pos = torch.nonzero(valid).reshape(-1)
+    if pos.numel() == 0:
+        return None
+    p0, n = int(pos[0]), int(pos.numel())
+    if int(pos[-1]) - p0 + 1 != n or int(src[p0 + n - 1]) - int(src[p0]) + 1 != n:
+        return None
+    return p0, int(src[p0]), n
+
+
+def padded(x: torch.Tensor, y0: int, rows: torch.Tensor, cols: torch.Tensor, fill: float,
+           chw: bool = False) -> torch.Tensor:
+    """``x`` (input rows from ``y0``) gathered at input rows ``rows`` and columns ``cols``; −1 → ``fill``.
+
+    A row outside the window is one no tap of the band reads (between the taps of a dilated kernel:
+    the window holds every row some tap reads, :func:`golden.bands.row_needs`); it is filled too.
+    Plain padding is one fill and one block copy; zero insertion (transposed) a gather. ``chw``: the result
+    channel-first, ``[C, rows, cols]`` (contiguous)."""
+    ri = rows - y0
+    rv = (rows >= 0) & (ri >= 0) & (ri < x.shape[0])
+    cv = cols >= 0
+    shape = (x.shape[2], rows.numel(), cols.numel()) if chw else (rows.numel(), cols.numel(), x.shape[2])
+    if x.shape[0] == 0 or not bool(rv.any()) or not bool(cv.any()):  # taps read no input: all padding
+        return torch.full(shape, fill, dtype=x.dtype)
+    rr, rc = _run(ri, rv), _run(cols, cv)
+    if rr is not None and rc is not None:
+        P = torch.full(shape, fill, dtype=x.dtype)
+        block = x[rr[1]:rr[1] + rr[2], rc[1]:rc[1] + rc[2]]
+        if chw:
+            P[:, rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block.permute(2, 0, 1)
+        else:
+            P[rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block
+        return P
+    P = x.index_select(0, torch.where(rv, ri, 0)).index_select(1, torch.where(cv, cols, 0))
+    if not (bool(rv.all()) and bool(cv.all())):
+        P = P.masked_fill_(~(rv[:, None] & cv[None, :]).unsqueeze(-1), fill)
+    return P.permute(2, 0, 1).contiguous() if chw else P
+
+
+def tap_views(P: torch.Tensor, ry, rx, nb: int, Wo: int) -> list[torch.Tensor]:
+    """Per tap (ky, kx), in that order: the ``[nb, Wo, Ci]`` view of ``P`` it reads."""
+    (_, oy, sy), (_, ox, sx) = ry, rx
+    return [P[y:y + (nb - 1) * sy + 1:sy, x:x + (Wo - 1) * sx + 1:sx] for y in oy for x in ox]
+
+
+def _from_encoder(ctx: OpContext) -> bool:
+    """True when the conv's input codes are produced by an ``encode`` op of the graph."""
+    if "from_encoder" not in ctx.cache:
+        name = ctx.op.inputs[0]
+        ctx.cache["from_encoder"] = any(op.op == "encode" and name in op.outputs for op in ctx.art.ops)
+    return ctx.cache["from_encoder"]
 
 
 def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
@@ -193,60 +198,164 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     out_name = op.outputs[0]
     f_o = ctx.frac(out_name)
     weight = ctx.array("weight")
-    w_mant = ctx.array("w_mant").astype(np.int64)
-    bias = ctx.array("bias").astype(np.int64)
     k_w = int(ctx.attr("w_exp"))
     unit_e, unit_m = int(cb.unit_e), int(cb.unit_m)
-    H, W, Ci = codes.shape
+    H_win, W, Ci = codes.shape
+    y0, H = ctx.windows[0] if ctx.windows is not None else (0, H_win)  # the window's first row, full height
     g = _geometry(ctx, transposed, H, W, weight, Ci)
+    a, b = ctx.band if ctx.band is not None else (0, g["Ho"])  # output rows of this call
     Co = weight.shape[0]
+    w_mant = ctx.array("w_mant").astype(np.int64)
+    bias = ctx.array("bias").astype(np.int64)
     if w_mant.shape != (Co,) or bias.shape != (Co,):
         raise GoldenError(f"{ctx.where()}: w_mant and bias must have shape [{Co}]")
     n = k_w + unit_e - f_o  # shift of the integer form (§5.2)
     if not 0 <= n <= 62:
         raise GoldenError(f"{ctx.where()}: shift n = k_w + unit_e − f_o = {n} is outside [0, 62]")
-    tables = code_tables(cb)
+    if "tables" not in ctx.cache:  # per op, once for all bands
+        ctx.cache["tables"] = code_tables(cb)
+    tables = ctx.cache["tables"]
+    if codes.numel() and not _from_encoder(ctx):  # an encoder's codes are in range by its clamp (§3.4)
+        lo, hi = extremes(codes)
+        if lo < 0 or hi >= tables.n:
+            raise GoldenError(f"{ctx.where()}: input codes outside [0, {tables.n})")
     codes_l = codes.to(torch.int64)
-    if codes_l.numel() and (int(codes_l.min()) < 0 or int(codes_l.max()) >= tables.n):
-        raise GoldenError(f"{ctx.where()}: input codes outside [0, {tables.n})")
-    bias_real = torch.from_numpy(bias.astype(np.float64)) * pow2(-(k_w + unit_e))  # [Co]
-    mw = [int(v) for v in w_mant]
-    realization = ctx.numerics.realization
-    ordered = ctx.force_ordered or can_overflow(
-        weight, cb, realization, int(ctx.numerics.acc_bits))
+    rx = axis_taps(0, g["Wo"], W, g["kw"], g["sw"], g["pw"], g["dw"], transposed)
+    ordered = ctx.force_ordered or can_overflow(weight, cb, ctx.numerics.realization, int(ctx.numerics.acc_bits))
+    if ordered:
+        ry = axis_taps(a, b, H, g["kh"], g["sh"], g["ph"], g["dh"], transposed)
+        P = padded(codes_l, y0, ry[0], rx[0], -1)
+        v = ordered_band(ctx, tap_views(P, ry, rx, b - a, g["Wo"]), cb, tables, weight, w_mant, bias, g, k_w)
+        return ctx.store(v * pow2(f_o), out_name, n)
+    consts = _gemm_constants(ctx, weight, w_mant, bias, tables, unit_m, g["groups"])
+    G = tables.grid.to(F64).index_select(0, codes_l.reshape(-1)).view(codes_l.shape)  # grid values (integers)
+    shifted = g["groups"] == 1 and rx[2] == 1 and (transposed or g["sh"] == 1) and Ci >= SHIFTED_MIN_CI
+    Wp = rx[0].numel()
+    per_row = 8 * (Wp * (Ci + Co) if shifted else g["Wo"] * g["kh"] * g["kw"] * Ci)
+    step = max(1, COLS_BYTES // max(1, per_row))  # output rows per block
+    outs = []
+    for c0 in range(a, b, step):
+        c1 = min(b, c0 + step)
+        by = axis_taps(c0, c1, H, g["kh"], g["sh"], g["ph"], g["dh"], transposed)
+        acc = (_shifted_gemm if shifted else _im2col_gemm)(G, y0, by, rx, c1 - c0, g, consts[0])
+        y = _epilogue(acc, consts, n, ctx.numerics.rounding, Co)
+        outs.append(ctx.ovf_stream(y, out_name))
+    return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
 
-    if not ordered:
-        # envelope guard for the float conv: every partial sum below 2^53 units of 2^-(k_w+unit_e)
-        max_g = int(tables.grid.abs().max())
-        wabs = np.abs(weight.astype(np.int64)).reshape(Co, -1).sum(axis=1)
-        for co in range(Co):
-            if int(wabs[co]) * abs(mw[co]) * unit_m * max_g + abs(int(bias[co])) >= EXACT:
-                raise GoldenError(f"{ctx.where()}: output channel {co} may reach 2^53 (outside the envelope, §9)")
-        x = code_values(codes_l, cb, tables).permute(2, 0, 1).unsqueeze(0)  # [1, Ci, H, W]
-        wreal = torch.from_numpy(weight.astype(np.int64).astype(np.float64)) * torch.tensor(
-            [float(m) for m in mw], dtype=F64).view(Co, 1, 1, 1) * pow2(-k_w)  # [Co, kh, kw, Ci/g]
-        if transposed:
-            y = F.conv_transpose2d(x, wreal.permute(3, 0, 1, 2).contiguous(), stride=(g["sh"], g["sw"]),
-                                   padding=(g["ph"], g["pw"]), output_padding=g["extra"])
+
+def _epilogue(acc: torch.Tensor, consts, n: int, mode: str, Co: int) -> torch.Tensor:
+    """``R(I, n)`` with ``I = acc·m_w·unit_m + B`` per channel (unpacking channel pairs first).
+
+    For ``half_up`` with ``bound + 2^(n−1) < 2^53`` it is one ``addcmul`` and one ``floor``:
+    ``acc·(m_w·unit_m·2^-n) + (B + 2^(n−1))·2^-n``; both terms are exact (integers below 2^53 times a
+    power of two) and so is their sum, ``(I + 2^(n−1))·2^-n``, a multiple of 2^-n below 2^53·2^-n.
+    Otherwise :func:`rnd_shift` of ``I``."""
+    mats, scale, B, bound, S = consts
+    fast = mode == "half_up" and n > 0 and bound + pow2(n - 1) < EXACT
+    if S is None:
+        if not fast:
+            return rnd_shift(acc.mul_(scale).add_(B), n, mode, bound)
+        y = torch.empty(acc.shape, dtype=F64)  # contiguous HWC, whatever the layout of acc
+        return torch.addcmul((B + pow2(n - 1)) * pow2(-n), acc, scale * pow2(-n), out=y).floor_()
+    hi = torch.add(acc, pow2(S - 1)).mul_(pow2(-S)).floor_()  # pairs A + B·2^S (pack_shift): B, then A
+    lo = torch.addcmul(acc, hi, torch.tensor(-pow2(S), dtype=F64))
+    halves = []
+    for part, sl in ((lo, slice(0, None, 2)), (hi, slice(1, None, 2))):
+        k = part.shape[-1]
+        sc, b = scale[sl][:k], B[sl][:k]
+        if fast:
+            halves.append(torch.addcmul((b + pow2(n - 1)) * pow2(-n), part, sc * pow2(-n)).floor_())
         else:
-            y = F.conv2d(x, wreal.permute(0, 3, 1, 2).contiguous(), stride=(g["sh"], g["sw"]),
-                         padding=(g["ph"], g["pw"]), dilation=(g["dh"], g["dw"]), groups=g["groups"])
-        v = y[0].permute(1, 2, 0) + bias_real  # [Ho, Wo, Co]
-        if tuple(v.shape[:2]) != (g["Ho"], g["Wo"]):
-            raise GoldenError(f"{ctx.where()}: output {tuple(v.shape[:2])} != expected {(g['Ho'], g['Wo'])}")
+            halves.append(rnd_shift(part * sc + b, n, mode, bound))
+    if halves[1].shape[-1] < halves[0].shape[-1]:  # odd Co: the last pair's B is a padding channel
+        halves[1] = torch.cat([halves[1], torch.zeros_like(halves[1][..., :1])], dim=-1)
+    return torch.stack(halves, dim=-1).flatten(-2)[..., :Co]
+
+
+def _im2col_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
+    """``Σ w·G`` of ``rows`` output rows, ``[rows, Wo, Co]``: the taps of every output gathered into one row
+    (``[taps·Ci]``) and one matrix product (one ``bmm`` per group)."""
+    P = padded(G, y0, by[0], rx[0], 0.0)
+    cols = torch.stack(tap_views(P, by, rx, rows, g["Wo"]), dim=2)  # [rows, Wo, T, Ci]
+    T, Ci = cols.shape[2], cols.shape[3]
+    M = rows * g["Wo"]
+    if g["groups"] == 1:
+        acc = torch.matmul(cols.reshape(M, T * Ci), mats.transpose(1, 2).reshape(T * Ci, -1))
     else:
-        state, accs = _ordered(ctx, codes_l, cb, tables, weight, g, transposed)
-        u = float(unit_m) * pow2(-unit_e)
-        wscale = torch.tensor([float(m) for m in mw], dtype=F64) * pow2(-k_w)  # real weight scale per co
-        v = torch.zeros((g["Ho"], g["Wo"], Co), dtype=F64)
-        for kind, s, _ in accs:
-            acc = state[(kind, s)]
-            if kind == "A":
-                step = u  # A = Σ w·G, real Σ (w·m_w·2^-k_w)(G·u)
-            elif kind == "P":
-                step = float(cb.segments[s].step) * u
-            else:
-                step = float(cb.segments[s].origin) * u
-            v = v + acc * (wscale * step)
-        v = v + bias_real
-    return ctx.store(v * pow2(f_o), out_name, n)
+        gr, cig = g["groups"], Ci // g["groups"]
+        acc = torch.bmm(cols.reshape(M, T, gr, cig).permute(2, 0, 1, 3).reshape(gr, M, T * cig), mats)
+        acc = acc.permute(1, 0, 2).reshape(M, -1)
+    return acc.view(rows, g["Wo"], -1)
+
+
+def _shifted_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
+    """``Σ w·G`` for unit steps (stride 1, or a transposed conv's zero-inserted input) without im2col.
+
+    The padded input is held channel-first, ``P = [Ci, rows_p, Wp]`` (one spare zero row), and read as
+    a ``[Ci, rows_p·Wp]`` matrix: output position ``m = y·Wp + x`` reads tap ``(ky, kx)`` at column
+    ``m + oy[ky]·Wp + ox[kx]``, so each tap is one shifted view and one ``addmm`` of its ``[Co, Ci]``
+    weights into ``[Co, rows·Wp]`` (this orientation keeps the long pixel axis innermost, the fastest
+    for the BLAS); the last ``Wp − Wo`` columns of each output row read across a row end and are
+    dropped. Returns an ``[rows, Wo, Co]`` view."""
+    src = torch.cat([by[0], torch.tensor([-1])])  # the spare row: the shifted views of the last taps end in it
+    P = padded(G, y0, src, rx[0], 0.0, chw=True)
+    Ci, Wp = P.shape[0], P.shape[2]
+    flat = P.view(Ci, -1)
+    M = rows * Wp
+    acc = None
+    for t, (oy, ox) in enumerate((oy, ox) for oy in by[1] for ox in rx[1]):
+        off = oy * Wp + ox
+        if acc is None:
+            acc = torch.mm(mats[t], flat[:, off:off + M])
+        else:
+            acc.addmm_(mats[t], flat[:, off:off + M])
+    return acc.view(-1, rows, Wp)[:, :, :g["Wo"]].permute(1, 2, 0)
+
+
+def pack_shift(wsum_max: int) -> int | None:
+    """The shift ``S`` that packs two output channels into one float64 GEMM column, or None.
+
+    A column of weights ``w_a + w_b·2^S`` gives ``Σ G·(w_a + w_b·2^S) = A + B·2^S`` for the two channels'
+    sums ``A``, ``B``. With ``|A|, |B| ≤ W`` (``W = max_co Σ|w|·max|G|``, §5.4) and ``W < 2^(S−1)``, every
+    partial sum is an integer of magnitude at most ``W·(1 + 2^S)``; below 2^53 the product is exact (the
+    same 2^53 argument), and ``B = ⌊(A + B·2^S + 2^(S−1))·2^-S⌋``, ``A = (A + B·2^S) − B·2^S`` are exact too.
+    Half the multiply-adds of the unpacked GEMM."""
+    S = int(wsum_max).bit_length() + 1  # W < 2^(S−1)
+    if wsum_max * (1 + 2 ** S) + 2 ** (S - 1) >= EXACT:
+        return None
+    return S
+
+
+def _gemm_constants(ctx: OpContext, weight: np.ndarray, w_mant: np.ndarray, bias: np.ndarray, tables, unit_m: int,
+                    groups: int):
+    """The weight matrix, per-channel scale ``m_w·unit_m``, bias ``B``, the bound on ``|I|`` and the packing
+    shift (:func:`pack_shift`, None: not packed); refuses an op outside the envelope (see the module
+    docstring). Cached on the context: a banded run calls it per band."""
+    if ctx.cache.get("gemm") is not None:
+        return ctx.cache["gemm"]
+    Co = weight.shape[0]
+    max_g = int(tables.grid.abs().max())
+    w = weight.astype(np.int64)
+    wabs = np.abs(w).reshape(Co, -1).sum(axis=1)
+    bound = 0
+    for co in range(Co):
+        b_co = int(wabs[co]) * abs(int(w_mant[co])) * unit_m * max_g + abs(int(bias[co]))
+        if b_co >= EXACT:
+            raise GoldenError(f"{ctx.where()}: output channel {co} may reach 2^53 (outside the envelope, §9)")
+        bound = max(bound, b_co)
+    wf = torch.from_numpy(w.astype(np.float64))  # [Co, kh, kw, Ci/g]
+    cog = Co // groups
+    S = pack_shift(int(wabs.max()) * max_g) if groups == 1 and Co > 1 else None
+    if groups == 1:  # [taps, Ci, Co]: tap t = ky·kw + kx; as [taps·Ci, Co] rows in the im2col's (ky, kx, ci) order
+        mats = wf.reshape(Co, -1, weight.shape[3]).permute(1, 2, 0).contiguous()
+        if S is not None:
+            if Co % 2:
+                mats = torch.cat([mats, torch.zeros_like(mats[..., :1])], dim=-1)
+            mats = mats[..., 0::2] + mats[..., 1::2] * pow2(S)  # exact: integers below 2^53
+        mats = mats.transpose(1, 2).contiguous()  # [taps, Co (packed: ⌈Co/2⌉), Ci]
+    else:
+        mats = wf.reshape(groups, cog, -1).transpose(1, 2).contiguous()  # [g, taps·Ci/g, Co/g]
+    scale = torch.tensor([float(int(m) * unit_m) for m in w_mant], dtype=F64)
+    B = torch.from_numpy(bias.astype(np.float64))
+    ctx.cache["gemm"] = (mats, scale, B, float(bound), S)
+    return ctx.cache["gemm"]

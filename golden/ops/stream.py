@@ -7,10 +7,11 @@ overflow policy.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from golden.numerics import EXACT, F64, GoldenError, check_exact, pow2, rnd
+from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd
 from golden.ops.context import OpContext
 
 
@@ -113,13 +114,24 @@ def pad(ctx: OpContext, ins):
     ph, pw = (int(p) for p in ctx.attr("padding"))
     if mode not in ("reflect", "replicate"):
         raise GoldenError(f"{ctx.where()}: padding mode {mode!r}")
-    H, W = X.shape[0], X.shape[1]
+    y0, H = ctx.windows[0] if ctx.windows is not None else (0, X.shape[0])
+    W = X.shape[1]
     if mode == "reflect" and (ph >= H or pw >= W):
         raise GoldenError(f"{ctx.where()}: reflect padding ({ph}, {pw}) needs a tensor larger than {H}×{W} (§5.8)")
-    if ph == 0 and pw == 0:
-        return [X.clone()]
-    y = F.pad(X.permute(2, 0, 1)[None], (pw, pw, ph, ph), mode=mode)
+    a, b = ctx.band if ctx.band is not None else (0, H + 2 * ph)
+    rows = torch.from_numpy(pad_rows(mode, H, ph)[a:b] - y0)  # the band's output rows, from its input window
+    y = F.pad(X[rows].permute(2, 0, 1)[None], (pw, pw, 0, 0), mode=mode) if pw else X[rows][None].permute(0, 3, 1, 2)
     return [y[0].permute(1, 2, 0).contiguous()]
+
+
+def pad_rows(mode: str, size: int, p: int) -> np.ndarray:
+    """§5.8: the input index of each of the ``size + 2p`` padded positions (reflect: mirror without
+    repeating the edge; replicate: repeat the edge)."""
+    i = np.arange(-p, size + p, dtype=np.int64)
+    if mode == "replicate":
+        return np.clip(i, 0, size - 1)
+    i = np.abs(i)
+    return np.where(i > size - 1, 2 * (size - 1) - i, i)
 
 
 def clamp(ctx: OpContext, ins):
@@ -136,6 +148,14 @@ def _slope(ctx: OpContext, X: torch.Tensor, M: torch.Tensor | float, k: int):
     _same_frac(ctx)
     _shift(ctx, k, "k")
     out = ctx.op.outputs[0]
+    if ctx.numerics.rounding == "half_up" and k >= 1 and X.numel():
+        # ⌊X·M·2^-k + ½⌋ in one addcmul and a floor: X·M is an integer below 2^53 (bounded by max|X|·max|M|,
+        # else refused as below), plus 2^(k−1), times 2^-k: every step exact
+        mmax = float(M.abs().max()) if torch.is_tensor(M) else abs(M)
+        lo, hi = extremes(X)
+        if max(-lo, hi) * mmax + pow2(k - 1) < EXACT:
+            t = torch.mul(X, M * pow2(-k) if torch.is_tensor(M) else M * pow2(-k)).add_(0.5).floor_()
+            return [ctx.ovf_stream(torch.where(X < 0, t, X), out)]
     neg = X < 0
     t = torch.where(neg, X * M * pow2(-k), torch.zeros_like(X))  # (x·α)·2^f
     check_exact(t, k, ctx.where(out))
@@ -155,6 +175,15 @@ def prelu(ctx: OpContext, ins):
 
 # -- §6.8 – §6.10 ------------------------------------------------------------
 
+def _band_rows(ctx: OpContext, y: torch.Tensor, r: int) -> torch.Tensor:
+    """The output rows [a, b) of the band from ``y``, computed on input rows from ``y0`` (output ``y0·r``)."""
+    if ctx.band is None:
+        return y
+    a, b = ctx.band
+    y0 = ctx.windows[0][0] * r
+    return y[a - y0:b - y0]
+
+
 def pixel_shuffle(ctx: OpContext, ins):
     (X,) = ins
     _same_frac(ctx)
@@ -162,7 +191,7 @@ def pixel_shuffle(ctx: OpContext, ins):
     if r < 1 or X.shape[2] % (r * r):
         raise GoldenError(f"{ctx.where()}: {X.shape[2]} channels not divisible by factor² = {r * r}")
     y = F.pixel_shuffle(X.permute(2, 0, 1).unsqueeze(0), r)
-    return [y[0].permute(1, 2, 0).contiguous()]
+    return [_band_rows(ctx, y[0].permute(1, 2, 0), r).contiguous()]
 
 
 def upsample_nearest(ctx: OpContext, ins):
@@ -171,7 +200,7 @@ def upsample_nearest(ctx: OpContext, ins):
     r = int(ctx.attr("factor"))
     if r < 1:
         raise GoldenError(f"{ctx.where()}: factor must be ≥ 1")
-    return [X.repeat_interleave(r, dim=0).repeat_interleave(r, dim=1)]
+    return [_band_rows(ctx, X.repeat_interleave(r, dim=0).repeat_interleave(r, dim=1), r)]
 
 
 def bilinear_taps(size: int, r: int) -> tuple[list[int], list[int], list[int], list[int]]:
@@ -201,9 +230,11 @@ def upsample_bilinear(ctx: OpContext, ins):
     k = _shift(ctx, int(ctx.attr("shift")), "k")
     if r < 1:
         raise GoldenError(f"{ctx.where()}: factor must be ≥ 1")
-    H, W, _ = X.shape
-    i0, i1, w0, w1 = (torch.tensor(v) for v in bilinear_taps(H, r))
-    rows = X[i0] * w0.to(F64).view(-1, 1, 1) + X[i1] * w1.to(F64).view(-1, 1, 1)
+    y0, H = ctx.windows[0] if ctx.windows is not None else (0, X.shape[0])
+    a, b = ctx.band if ctx.band is not None else (0, H * r)
+    W = X.shape[1]
+    i0, i1, w0, w1 = (torch.tensor(v)[a:b] for v in bilinear_taps(H, r))
+    rows = X[i0 - y0] * w0.to(F64).view(-1, 1, 1) + X[i1 - y0] * w1.to(F64).view(-1, 1, 1)
     j0, j1, v0, v1 = (torch.tensor(v) for v in bilinear_taps(W, r))
     S = rows[:, j0] * v0.to(F64).view(1, -1, 1) + rows[:, j1] * v1.to(F64).view(1, -1, 1)  # Σ wy·wx·X
     out = ctx.op.outputs[0]
@@ -218,16 +249,34 @@ def _recip(N: int, k: int) -> int:
     return (2 ** (k + 1) + N) // (2 * N)
 
 
-def _mean(ctx: OpContext, X: torch.Tensor, k: int, out: str) -> torch.Tensor:
+#: elements of one float64 chunk of a pool's input (pools read a whole materialized tensor)
+POOL_CHUNK = 1 << 22
+
+
+def _chunks(X):
+    """A pool input (a float64 tensor, or a materialized integer numpy array) as float64 row chunks."""
+    if torch.is_tensor(X):
+        yield X
+        return
+    rows = max(1, POOL_CHUNK // max(1, X.shape[1] * X.shape[2]))
+    for y in range(0, X.shape[0], rows):
+        yield torch.from_numpy(X[y:y + rows].astype(np.float64))
+
+
+def _mean(ctx: OpContext, X, k: int, out: str) -> torch.Tensor:
     H, W, C = X.shape
     N = H * W
     if N == 0:
         raise GoldenError(f"{ctx.where()}: empty input")
-    if float(X.abs().max()) * (pow2(k) + N) >= EXACT:
+    s = torch.zeros(C, dtype=F64)
+    m = 0.0
+    for c in _chunks(X):
+        m = max(m, float(c.abs().max()))
+        s += c.sum(dim=(0, 1))  # exact: every partial sum is below max|X|·N < 2^53 (checked below)
+    if m * (pow2(k) + N) >= EXACT:
         raise GoldenError(f"{ctx.where()}: image too large for the pooling reciprocal "
                           f"(max|X|·(2^k + N) reaches 2^53, arithmetic.md §6.11)")
-    s = X.sum(dim=(0, 1)).view(1, 1, C)  # exact: |Σ| < 2^53
-    t = s * float(_recip(N, k)) * pow2(-k)  # (Σ x·M_N·2^-k)·2^f
+    t = s.view(1, 1, C) * float(_recip(N, k)) * pow2(-k)  # (Σ x·M_N·2^-k)·2^f
     return ctx.store(t, out, k)
 
 
@@ -255,12 +304,17 @@ def std_pool(ctx: OpContext, ins):
     H, W, C = X.shape
     N = H * W
     mu = _mean(ctx, X, k, out)  # μ = mean_pool(X), its overflow counted here
-    d = rnd((X - mu) * pow2(-p), ctx.numerics.rounding)
-    if float((d * d).max()) * (pow2(k) + N) >= EXACT:
+    ss = torch.zeros(C, dtype=F64)
+    m = 0.0
+    for c in _chunks(X):  # a second pass over the input: the deviations need the whole-image mean
+        d = rnd((c - mu) * pow2(-p), ctx.numerics.rounding)
+        d2 = d * d
+        m = max(m, float(d2.max()))
+        ss += d2.sum(dim=(0, 1))
+    if m * (pow2(k) + N) >= EXACT:
         raise GoldenError(f"{ctx.where()}: image too large for the variance "
                           f"(max d²·(2^k + N) reaches 2^53, arithmetic.md §6.12)")
-    ss = (d * d).sum(dim=(0, 1)).view(1, 1, C)
-    V = rnd(ss * float(_recip(N, k)) * pow2(-k), ctx.numerics.rounding)
+    V = rnd(ss.view(1, 1, C) * float(_recip(N, k)) * pow2(-k), ctx.numerics.rounding)
     return [ctx.ovf_stream(_isqrt(V) * pow2(p), out)]
 
 

@@ -33,7 +33,7 @@ CI_EXAMPLES = 200
 EXAMPLES = int(os.environ.get("INTSIM_FUZZ_EXAMPLES", CI_EXAMPLES))
 RANDOM = os.environ.get("INTSIM_FUZZ_RANDOM") == "1"
 RECORD = os.environ.get("INTSIM_FUZZ_RECORD") == "1"
-HANG_S = 20.0  # a single case running this long is a hang
+HANG_S = 10.0  # a single case running this long is a hang (issue 18: none over 10 s)
 DEADLINE_S = 5.0  # hypothesis per-example deadline (generous for slow 2-core CI)
 MAX_BYTES = 1 << 16  # generated files are at most 64 KiB: reads of them are bounded
 MEM_LIMIT = 1 << 30  # growth of the process's peak RSS (bytes) one case may cause

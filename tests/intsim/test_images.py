@@ -68,6 +68,29 @@ def test_memory_estimates_bound_measured_peaks(art):
     assert F.tiled_peak_bytes(art, 48, 40, 1) < F.untiled_peak_bytes(art, 48, 40)
 
 
+def test_verify_estimate_bounds_measured_peak(tmp_path):
+    """verify's budget (footprint.verify_peak_bytes) covers a real verify: the engine keeping every tensor,
+    the golden read one array at a time and compared."""
+    import tracemalloc
+
+    from intsim.artifact import load_artifact
+    from intsim.golden_dir import read_golden_dir
+    from intsim.verify import verify
+    from tests.intsim.test_verify import engine_golden
+
+    art = load_artifact(valid_artifact(tmp_path))
+    img = valid_pixels(48, 40)
+    engine_golden(art, tmp_path / "g", [("big.png", img)])
+    golden = read_golden_dir(tmp_path / "g", check_hashes=False)
+    verify(art, golden)  # kernels compiled outside the measurement
+    tracemalloc.start()
+    assert verify(art, golden).ok
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    est = F.verify_peak_bytes(art, 48, 40)
+    assert 0.8 * peak <= est <= 4 * peak, (est, peak)  # an upper bound, not a wild one
+
+
 def test_auto_tiling_is_bit_exact(tmp_path, capsys):
     a = valid_artifact(tmp_path)
     write_png(tmp_path / "big.png", valid_pixels(64, 64))
@@ -122,3 +145,69 @@ def test_eval_modcrops_hr_to_the_scale(tmp_path):
     write_png(tmp_path / "odd.png", valid_pixels(38, 29))
     pair = HRFolder(tmp_path, 4)[0]
     assert pair.hr.shape == (36, 28, 3) and pair.lr.shape == (9, 7, 3)
+
+
+def _brute_min_size(a, limit: int) -> tuple[int, int]:
+    """The definition, searched: smallest n per axis on which every spatial tensor is non-empty."""
+    glob = F._global_tensors(a)
+    best = [None, None]
+    for n in range(1, limit + 1):
+        hw = F.tensor_shapes(a, n, n)
+        for ax in range(2):
+            if best[ax] is None and all(v[ax] >= 1 for t, v in hw.items() if t not in glob):
+                best[ax] = n
+    return tuple(best)
+
+
+def _brute_fitting(a, h: int, w: int, reach: int) -> tuple[int, int] | None:
+    fh = next((y for y in range(h, h + reach) if all(F.size_problem(a, y, x) is None
+                                                      for x in [F.smallest_fitting_size(a, 1, w)[1]])), None)
+    fw = next((x for x in range(w, w + reach) if F.size_problem(a, fh, x) is None), None) if fh else None
+    return None if fh is None or fw is None else (fh, fw)
+
+
+@pytest.mark.parametrize("kind", ["valid", "unet", "random0", "random3", "dilated"])
+def test_min_input_size_is_the_searched_minimum(tmp_path, kind):
+    from intsim.artifact import parse_artifact_bytes
+    from tests.robustness.cases_artifacts import relu_chain_bytes
+
+    if kind.startswith("random"):
+        a = make_random_artifact(int(kind[-1]))
+    elif kind == "dilated":  # head.conv 3×3 with its column taps 7 apart: 15 columns, then tail.conv's 2
+        a = parse_artifact_bytes(relu_chain_bytes("valid", 3, 7))
+    else:
+        a = _load(tmp_path, kind)
+    assert F.min_input_size(a) == _brute_min_size(a, 64)
+    for h, w in [(1, 1), (5, 5), (13, 10), (17, 30)]:
+        assert F.smallest_fitting_size(a, h, w) == _brute_fitting(a, h, w, 64), (h, w)
+
+
+def test_size_facts_are_direct_on_a_3000_relu_net():
+    """Issue 18: a 3000-relu artifact took 64 s to be refused by the size search and said "needs at least
+    4096×1" for a net needing 6003 columns (the search stopped at 4096)."""
+    import time
+
+    from intsim.artifact import parse_artifact_bytes
+    from tests.robustness.cases_artifacts import relu_chain_bytes
+
+    a = parse_artifact_bytes(relu_chain_bytes("valid", 3000, 3000))
+    t0 = time.perf_counter()
+    msg = F.size_problem(a, 12, 10)
+    assert time.perf_counter() - t0 < 5
+    assert F.min_input_size(a) == (5, 6003)
+    assert "needs at least 6003×5 pixels" in msg
+    assert F.size_problem(a, 5, 6003) is None and F.size_problem(a, 5, 6002) is not None
+    u = parse_artifact_bytes(relu_chain_bytes("unet", 3000))
+    t0 = time.perf_counter()
+    assert "nearest larger size that runs is 10×14" in F.size_problem(u, 13, 10)
+    assert time.perf_counter() - t0 < 5
+
+
+def test_graph_counts_are_capped_before_parsing():
+    from intsim.artifact import ArtifactError, parse_artifact_bytes
+    from intsim.validate import MAX_OPS
+    from tests.robustness.cases_artifacts import relu_chain_bytes
+
+    parse_artifact_bytes(relu_chain_bytes("valid", MAX_OPS - 6))  # 6 ops of its own: exactly at the cap
+    with pytest.raises(ArtifactError, match=f"lists {MAX_OPS + 1} ops, more than the {MAX_OPS} accepted"):
+        parse_artifact_bytes(relu_chain_bytes("valid", MAX_OPS - 5))

@@ -125,3 +125,71 @@ def test_summary_fields_are_escaped_and_quality_verdict_shown(tmp_path):
     html = build_report(tmp_path).read_text()
     assert "<script>" not in html
     assert "quality BAD: below bicubic" in html and 'class="bad"' in html
+
+
+def _cost_dir(tmp_path):
+    d = _run_dir(tmp_path)
+    return d, json.loads((d / "cost.json").read_text()), json.loads((d / "cost_compare.json").read_text())
+
+
+def test_hostile_names_in_cost_records_are_escaped_and_drawn_as_text(tmp_path):
+    """Issue 18: crafted cost.json strings reach the page escaped, and a `$` in a layer name is a
+    label, not a matplotlib formula (mathtext would fail on `$\\frac{$`)."""
+    pytest.importorskip("matplotlib")
+    d, cost, cmp = _cost_dir(tmp_path)
+    evil = '<script>alert(1)</script>$\\frac{$'
+    cost["accelerator"]["name"] = evil
+    cost["scheme"] = evil
+    cost["warnings"] = [evil]
+    for layer in cost["layers"]:
+        layer["name"] = evil + layer["name"]
+    cmp[0]["scheme"] = evil
+    (d / "cost.json").write_text(json.dumps(cost))
+    (d / "cost_compare.json").write_text(json.dumps(cmp))
+    html = build_report(d).read_text()
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "per-layer energy" in {a for a, _ in _pngs(html)}
+
+
+def _set(obj, path, value):
+    for k in path[:-1]:
+        obj = obj[k]
+    obj[path[-1]] = value
+
+
+@pytest.mark.parametrize("which,path,value,expect", [
+    ("cost", ("totals", "energy_pj", "total"), "x", "totals.energy_pj.total must be a number, got str"),
+    ("cost", ("totals", "latency_s"), float("nan"), "totals.latency_s must be a finite number"),
+    ("cost", ("totals", "utilisation"), 5.0, "totals.utilisation must be a finite number in [0, 1]"),
+    ("cost", ("totals", "energy_pj", "mac"), -1.0, "totals.energy_pj.mac must be a finite number"),
+    ("cost", ("accelerator",), "edge", "accelerator must be an object with a name"),
+    ("cost", ("accelerator", "name"), "n" * 10_000, "accelerator.name is 10000 characters long"),
+    ("cost", ("layers",), [{"name": "a", "kind": "conv", "op": "conv2d", "energy_pj": {}}] * 10_001,
+     "layers has 10001 entries"),
+    ("cost", ("layers", 0, "energy_pj"), [1, 2], "layers[0].energy_pj must be an object of energies"),
+    ("cost", ("layers", 0, "kind"), None, "layers[0].kind must be a string"),
+    ("cost", ("warnings",), "careful", "warnings must be a list"),
+    ("cmp", (0, "energy_uj"), "1e9", "compare[0].energy_uj must be a number, got str"),
+    ("cmp", (0, "conv_input_bits"), [0], "compare[0].conv_input_bits must be a list of integers in 1..64"),
+    ("cmp", (0, "dram_mib"), 1e308, "compare[0].dram_mib must be a finite number"),
+])
+def test_crafted_cost_records_are_refused_in_one_line(tmp_path, which, path, value, expect):
+    d, cost, cmp = _cost_dir(tmp_path)
+    doc, name = (cost, "cost.json") if which == "cost" else (cmp, "cost_compare.json")
+    _set(doc, path, value)
+    (d / name).write_text(json.dumps(doc))
+    with pytest.raises(ReportError) as e:
+        build_report(d)
+    msg = str(e.value)
+    assert "\n" not in msg and str(d / name) in msg and expect in msg, msg
+    assert not (d / "report.html").exists()
+
+
+def test_crafted_cost_record_found_by_content_is_refused(tmp_path):
+    """A hand-made folder (no summary.json): a file recognised as a cost result by its keys is checked too."""
+    d, cost, _ = _cost_dir(tmp_path)
+    (d / "summary.json").unlink()
+    cost["totals"]["latency_s"] = "soon"
+    (d / "cost.json").write_text(json.dumps(cost))
+    with pytest.raises(ReportError, match="totals.latency_s must be a number"):
+        build_report(d)

@@ -170,13 +170,16 @@ def test_committed_sweeps_share_one_out_folder_and_recipe():
     root = Path(__file__).resolve().parents[2] / "sweeps"
     full = load_sweep(root / "paper_protocol.toml")
     assert len(full.cells) == 792
-    parts = [load_sweep(p) for p in sorted(root.glob("*.toml")) if p.name != "paper_protocol.toml"]
+    every = load_sweep(root / "protocol_all_checkpoints.toml")  # issue 23: every real checkpoint, the default
+    assert len(every.cells) == 13 * 3 * 7 * 4 and every.recipe == full.recipe and every.out == full.out
+    parts = [load_sweep(p) for p in sorted(root.glob("*.toml"))
+             if p.name not in ("paper_protocol.toml", "protocol_all_checkpoints.toml")]
     assert len(parts) >= 3
-    for part in parts:
+    for part in parts + [every]:
         assert part.out.resolve() == full.out.resolve() and part.recipe == full.recipe, part.path
         assert part.title == full.title == "Results: the paper's protocol on the real checkpoints", part.path
         # W3A3 is asked for only where it does not collapse: probes of it are the one addition
-        assert {c for c in part.cells if c.config.bits != "W3A3"} <= set(full.cells), part.path
+        assert {c for c in part.cells if c.config.bits != "W3A3"} <= set(full.cells) | set(every.cells), part.path
         assert part.page.resolve() == full.page.resolve() == (root.parent / "docs" / "results.md").resolve()
 
 
@@ -185,3 +188,13 @@ def test_unreachable_ray_cluster_is_one_line(tmp_path):
     spec.write_text('[sweep]\nout="o"\nmodels=["imdn:4"]\nbits=["W8A8"]\nmethods=["minmax"]\ndatasets=["Set5"]\n')
     r = _intsim("sweep", str(spec), "--address", "127.0.0.1:1")
     assert r.returncode == 2 and r.stderr.startswith("intsim: error: cannot start or reach Ray at 127.0.0.1:1")
+
+
+def test_only_that_matches_no_cell_is_one_line(tmp_path):
+    spec = tmp_path / "s.toml"
+    spec.write_text('[sweep]\nout="o"\nmodels=["imdn:4"]\nbits=["W8A8"]\nmethods=["minmax"]\ndatasets=["Set5"]\n')
+    r = _intsim("sweep", str(spec), "--only", "fsrcnn_*")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and r.stdout == ""
+    assert "intsim: error: --only fsrcnn_*: matches no cell of s.toml (cell ids look like imdn_x4_w8a8_minmax_set5)" \
+        in r.stderr
+    assert not (tmp_path / "o").exists()

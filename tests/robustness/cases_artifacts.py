@@ -35,7 +35,9 @@ def _members(folder: Path) -> dict[str, bytes]:
 def _write_zip(path: Path, members: dict[str, bytes]) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in members.items():
-            z.writestr(zipfile.ZipInfo(name), data)  # ZipInfo: the name is stored verbatim
+            info = zipfile.ZipInfo(name)  # ZipInfo: the name is stored verbatim
+            info.compress_type = zipfile.ZIP_DEFLATED  # as save_artifact writes (a ZipInfo defaults to stored)
+            z.writestr(info, data)
     return path
 
 
@@ -174,6 +176,52 @@ def _array_bomb(folder: Path) -> bytes:
     return _write_zip(folder / "bomb.intsim", members).read_bytes()
 
 
+def relu_chain_bytes(kind: str, relus: int, dilation: int | None = None, extra_tensors: int = 0) -> bytes:
+    """The ``kind`` artifact of cases_images (``valid``: two unpadded 3×3 convs; ``unet``: a stride-2 path
+    re-joining a skip path) with ``relus`` relu ops chained after ``head.conv``, that conv's column
+    dilation set to ``dilation`` (3×3 taps ``dilation`` apart: 2·dilation + 1 columns), and
+    ``extra_tensors`` unused tensors declared."""
+    from tests.robustness.cases_images import _special_artifact_bytes
+
+    with zipfile.ZipFile(io.BytesIO(_special_artifact_bytes(kind))) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    g = json.loads(members["graph.json"])
+    i = next(k for k, o in enumerate(g["ops"]) if o["name"] == "head.conv")
+    src = g["ops"][i]["outputs"][0]
+    if dilation:
+        g["ops"][i]["attrs"]["dilation"] = [1, dilation]
+    chain, prev = [], src
+    for j in range(relus):
+        g["tensors"][f"r{j}.out"] = dict(g["tensors"][src])
+        chain.append({"name": f"r{j}", "op": "relu", "inputs": [prev], "outputs": [f"r{j}.out"], "attrs": {},
+                      "arrays": {}})
+        prev = f"r{j}.out"
+    for o in g["ops"][i + 1:]:
+        o["inputs"] = [prev if x == src else x for x in o["inputs"]]
+    g["ops"] = g["ops"][:i + 1] + chain + g["ops"][i + 1:]
+    for j in range(extra_tensors):
+        g["tensors"][f"unused{j}"] = dict(g["tensors"][src])
+    members["graph.json"] = json.dumps(g).encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def _chain_on_image(kind: str, relus: int, dilation: int | None, h: int, w: int) -> Callable[[Path], Setup]:
+    """Run a relu-chain artifact on an ``h × w`` image the graph cannot take: the message names the image."""
+
+    def build(folder: Path) -> Setup:
+        art = folder / "chain.intsim"
+        art.write_bytes(relu_chain_bytes(kind, relus, dilation))
+        img = valid_image(folder, h=h, w=w)
+        out = out_dir(folder)
+        return Setup(["run", art, img, "-o", out], str(img), [out])
+
+    return build
+
+
 CASES: list[Case] = [
     Case("artifact-missing", "Artifacts", "artifact path does not exist",
          lambda f: _run_on(f / "nowhere.intsim", f), "no such artifact file"),
@@ -216,5 +264,19 @@ CASES: list[Case] = [
          "deflated only)", _raw(_bzip2), "compression method 12"),
     Case("artifact-array-bomb", "Artifacts", "an array member that inflates far beyond its declared shape "
          "(judged from the zip directory, before inflating)", _raw(_array_bomb), "more than its declared"),
+    Case("artifact-too-many-ops", "Artifacts", "graph.json listing 10007 ops (a crafted graph; real networks have a "
+         "few hundred)", _raw(lambda f: relu_chain_bytes("valid", 10_001)), "more than the 10000 accepted",
+         policy="op, tensor and array counts are capped (10000, 20000, 40000) and checked on the decoded "
+                "graph.json before any array is read or any op parsed"),
+    Case("artifact-too-many-tensors", "Artifacts", "graph.json declaring 20008 tensors",
+         _raw(lambda f: relu_chain_bytes("valid", 0, extra_tensors=20_001)), "more than the 20000 accepted"),
+    Case("artifact-needs-6003-columns", "Artifacts", "a 3000-relu net whose dilated conv needs 6003 columns, "
+         "given a 10×12 image", _chain_on_image("valid", 3000, 3000, 12, 10), "it needs at least 6003×5 pixels",
+         policy="the smallest input size is computed directly (one backward pass over the graph, exact; no "
+                "search): refused in well under a second"),
+    Case("artifact-odd-size-3000-relus", "Artifacts", "a 3000-relu net with a stride-2 path re-joining a skip "
+         "path, given an odd height", _chain_on_image("unet", 3000, None, 13, 10),
+         "the nearest larger size that runs is 10×14",
+         policy="the nearest size that runs is found for all candidate sizes at once (one vectorised pass "
+                "over the graph per axis)"),
 ]
-

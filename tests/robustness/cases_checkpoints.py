@@ -279,6 +279,21 @@ def _oversized_file(folder: Path) -> Setup:
     return _calibrate(folder, "tiny_sr", p)
 
 
+def _zip_record_bomb(folder: Path) -> Setup:
+    """tiny_sr's committed checkpoint (a torch zip) whose central directory says one record inflates to 2 GiB:
+    torch would allocate the declared size and inflate into it (the issue's 14 MB deflated checkpoint took 3.4 GB)."""
+    import struct
+
+    from reports.demo import DEMO_WEIGHTS
+
+    data = bytearray(DEMO_WEIGHTS.read_bytes())
+    at = data.rfind(b"PK\x01\x02")  # the last central-directory entry: a tensor record
+    data[at + 24:at + 28] = struct.pack("<I", 2 << 30)  # its uncompressed size
+    p = folder / "bomb.pt"
+    p.write_bytes(bytes(data))
+    return _calibrate(folder, "tiny_sr", p)
+
+
 def _pickle_protocol_4(folder: Path) -> Setup:
     import torch
 
@@ -374,6 +389,9 @@ CASES: list[Case] = [
          "is not a regular file (a character device)", policy=_REGULAR, needs=_T),
     Case("checkpoint-oversized-file", "Checkpoints", "a 2 GiB file passed as --weights", _oversized_file,
          "larger than the 1 GiB", policy=_REGULAR, needs=_T),
+    Case("checkpoint-zip-record-bomb", "Checkpoints", "a torch checkpoint whose zip directory declares a 2 GiB "
+         "record (a deflated bomb)", _zip_record_bomb, "once inflated, over the 1 GiB",
+         policy="the zip directory's declared sizes are summed before torch.load: refused unread", needs=_T),
     Case("checkpoint-pickle-protocol-4", "Checkpoints",
          "a state_dict saved with torch.save(..., pickle_protocol=4)", _pickle_protocol_4,
          "pickle protocol 4", policy="torch's own warning is not shown; the one line says what to do", needs=_T),

@@ -281,6 +281,28 @@ def _report_psnr_text(folder: Path) -> Setup:
     return Setup(["report", run], str(run / "summary.json"), [run / "report.html"])
 
 
+def _cost_record(**totals) -> dict:
+    """A minimal cost result (``intsim cost -o``) with ``totals`` overridden."""
+    t = {"energy_pj": {"mac": 1.0e6, "dram": 2.0e6, "total": 3.0e6}, "latency_s": 1e-3, "utilisation": 0.5}
+    return {"scheme": "W8A8", "realization": "split", "accelerator": {"name": "edge-npu"},
+            "totals": t | totals, "layers": [{"name": "head.conv", "kind": "conv", "op": "conv2d",
+                                              "energy_pj": {"mac": 1.0e6, "total": 1.0e6}}]}
+
+
+def _report_cost(cost) -> Callable[[Path], Setup]:
+    """``intsim report`` of a run folder whose summary.json names a crafted cost.json."""
+
+    def build(folder: Path) -> Setup:
+        run = folder / "run"
+        run.mkdir()
+        (run / "summary.json").write_text(json.dumps({"model": "tiny_sr", "scale": 2, "cost": "cost.json",
+                                                      "psnr_db": {"intsim": 30.0, "bicubic": 28.0}}))
+        (run / "cost.json").write_text(json.dumps(cost))
+        return Setup(["report", run], str(run / "cost.json"), [run / "report.html"])
+
+    return build
+
+
 _REGULAR = ("every input file is judged by stat before it is opened: only a regular file within the reader's size "
             "cap is read (a FIFO would block the open, /dev/zero never ends)")
 _RESUME = "a resume state is read as strictly as any input: a JSON object with the keys this code writes, its " \
@@ -437,4 +459,17 @@ CASES: list[Case] = [
     Case("report-psnr-not-numbers", "Configuration", '`intsim report` of a summary.json with "psnr_db": "x"',
          _report_psnr_text, "psnr_db: must be an object of PSNRs, got str",
          policy="the fields of summary.json the report reads are checked before anything is drawn"),
+    Case("report-cost-not-numbers", "Configuration", '`intsim report` of a cost.json with '
+         '"total": "<script>…" and a NaN latency', _report_cost(_cost_record(
+             energy_pj={"total": "<script>alert(1)</script>"}, latency_s=float("nan"))),
+         "totals.energy_pj.total must be a number, got str",
+         policy="cost.json and cost_compare.json are checked field by field (types, finite non-negative "
+                "numbers, utilisation in [0, 1], string lengths, list sizes) before anything is drawn; every "
+                "string that reaches the page is HTML-escaped and plotted with mathtext off"),
+    Case("report-cost-utilisation-out-of-range", "Configuration", "`intsim report` of a cost.json with "
+         "utilisation 7", _report_cost(_cost_record(utilisation=7)), "totals.utilisation must be a finite "
+         "number in [0, 1]"),
+    Case("report-cost-too-many-layers", "Configuration", "`intsim report` of a cost.json with 10001 layers",
+         _report_cost(_cost_record() | {"layers": [{"name": "x", "kind": "conv", "op": "conv2d",
+                                                    "energy_pj": {}}] * 10_001}), "layers has 10001 entries"),
 ]

@@ -119,6 +119,42 @@ def _escaping_path(g: Path) -> None:
     _write_manifest(g, m)
 
 
+def _verify_budget(mb: str) -> Callable[[Path], Setup]:
+    def build(folder: Path) -> Setup:
+        g = valid_golden(folder)
+        return Setup(["verify", valid_artifact(folder), g, "--max-memory", mb], str(g / "inputs" / "0.npy"), [g])
+
+    return build
+
+
+def _huge_input(g: Path) -> None:
+    """Input 0 declared 4000×3000×3 in the manifest, with a .npy file of exactly that size (sparse)."""
+    m = _manifest(g)
+    m["inputs"][0]["shape"] = [4000, 3000, 3]
+    _write_manifest(g, m)
+    p = g / m["inputs"][0]["file"]
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((0,), np.uint8)) | {"shape": (4000, 3000, 3)}
+    with open(p, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+    os.truncate(p, p.stat().st_size + 4000 * 3000 * 3)
+
+
+def _odd_input(g: Path) -> None:
+    m = _manifest(g)
+    m["inputs"][0]["shape"] = [12, 10]
+    _write_manifest(g, m)
+
+
+def _verify_input(edit: Callable[[Path], None]) -> Callable[[Path], Setup]:
+    def build(folder: Path) -> Setup:
+        g = valid_golden(folder)
+        edit(g)
+        return Setup(["verify", valid_artifact(folder), g, "--max-memory", "512"], str(g / "inputs" / "0.npy"),
+                     [g])
+
+    return build
+
+
 CASES: list[Case] = [
     Case("golden-missing-tensor", "Goldens", "a tensor file listed in the manifest is missing",
          _verify(_drop_tensor), "missing"),
@@ -143,4 +179,14 @@ CASES: list[Case] = [
          _verify(_escaping_path), "../../etc/passwd"),
     Case("golden-export-missing-tensor", "Goldens", "export-vectors from a golden with a missing tensor",
          _export(_drop_tensor), "missing"),
+    Case("golden-verify-over-budget", "Goldens", "`verify` on a golden whose engine run exceeds the memory "
+         "budget", _verify_budget("0.05"), "verify does not tile",
+         policy="verify keeps every tensor to compare it, so it does not tile: each input is judged from the "
+                "manifest's shape before any array is read, and refused with the estimate above the budget "
+                "(--max-memory MB, default half of the available memory)"),
+    Case("golden-verify-huge-input", "Goldens", "a golden input declared 3000×4000 (a 36 MB sparse .npy), "
+         "verify with --max-memory 512", _verify_input(_huge_input), "above the memory budget",
+         policy="refused from the manifest's shape: the array is never read"),
+    Case("golden-verify-input-not-hwc", "Goldens", "a golden input declared with a 2-D shape",
+         _verify_input(_odd_input), "this artifact takes H×W×3 images"),
 ]

@@ -209,6 +209,12 @@ def _odd_size(folder: Path) -> Setup:
     return _run(folder, valid_image(folder, "odd.png", 13, 11))
 
 
+def _cost(folder: Path, img: Path | str, *extra) -> Setup:
+    art = valid_artifact(folder)
+    out = folder / "cost.json"
+    return Setup(["cost", art, "--images", img, "-o", out, *extra], str(img), [out])
+
+
 def _large(mb: str, cmd=_run):
     def build(folder: Path) -> Setup:
         return cmd(folder, valid_image(folder, "large.png", 64, 64), "--max-memory", mb)
@@ -308,9 +314,17 @@ CASES: list[Case] = [
     Case("image-too-large-refused", "Images", "image that exceeds the memory budget even in bands",
          _large("0.5"), "above the memory budget",
          policy="refused with the untiled and tiled estimates when even bands of one row do not fit"),
-    Case("image-too-large-golden", "Images", "image whose golden tensors exceed the memory budget",
-         _large("4", _golden), "golden does not tile",
-         policy="golden (float64, every tensor kept for writing) does not tile: refused with the estimate"),
+    Case("image-too-large-golden", "Images", "image whose golden run exceeds the memory budget even in bands",
+         _large("0.05", _golden), "even in bands of 1 row",
+         policy="golden runs one input at a time in bands of rows, writing each tensor as it is produced; "
+                "refused with the estimate only when even 1-row bands (and the tensors the band plan holds "
+                "whole) do not fit"),
+    Case("image-too-large-cost-tiled", "Images", "`cost --images` on an image whose untiled run exceeds the "
+         "memory budget", _large("4", _cost), "running in bands of", kind="accepted",
+         policy="`cost --images` takes `run`'s budget and tiling: bit-exact bands give the same counters"),
+    Case("image-too-large-cost-refused", "Images", "`cost --images` on an image that exceeds the memory budget "
+         "even in bands", _large("0.5", _cost), "above the memory budget",
+         policy="refused with the estimates before anything runs, as `run` does"),
     Case("image-too-large-to-decode", "Images", "image whose decoded pixels alone exceed the memory budget",
          _large("0.005"), "just to decode",
          policy="refused from the header, before any pixel is decoded"),

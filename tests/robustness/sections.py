@@ -10,6 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 FUZZ_JSON = REPO / "benchmarks" / "results" / "fuzz.json"
+RSS_JSON = REPO / "benchmarks" / "results" / "refusal_rss.json"
 
 # (test in tests/test_durability.py, what it kills and what it finds)
 DURABILITY_TESTS = [
@@ -72,11 +73,14 @@ itself at the n-th occurrence of a chosen point (no timing guesses):
 FUZZ_HEAD = """
 ## Fuzzing
 
-Property-based fuzz targets (hypothesis) in `tests/fuzz/`, one per parser; the
-only exception each may raise is its documented one-line error (`ArtifactError`,
-`GoldenError`, `ImageError`, `ConfigError`), and every case has a time limit
-(a hang fails). CI runs them at a small derandomized budget
-(`INTSIM_FUZZ_EXAMPLES`); the full run is `python -m tests.fuzz.run --examples 10000`.
+Property-based fuzz targets (hypothesis) in `tests/fuzz/`, one per reader (artifact, golden
+folder, image, accelerator TOML, HDF5 weights); the only exception each may raise is its
+documented one-line error (`ArtifactError`, `GoldenError`, `ImageError`, `ConfigError`,
+`CheckpointError`), every case has a time limit (a hang fails) and may not raise the process's
+peak RSS by more than 1 GiB. CI runs them at a small derandomized budget
+(`INTSIM_FUZZ_EXAMPLES`); the full run is `make fuzz` (`python -m tests.fuzz.run --examples
+10000`), under a 2 GiB address-space limit (RLIMIT_AS: a read beyond the caps fails as a
+counted MemoryError).
 """
 
 
@@ -98,6 +102,10 @@ FUZZ_FINDINGS = [
      "the file loaded, then `to_json()` raised OverflowError", "ConfigError: the energy factor must be finite and > 0"),
     ("`gb_per_s = 1e300` at `clock_mhz = 1e-300`", "refused, but naming the derived key `bytes_per_cycle`",
      "ConfigError naming gb_per_s and clock_mhz"),
+    ("PNG cut inside its IHDR chunk (26 bytes or fewer)", "the PNG size check raised struct.error",
+     "ImageError: not a readable image (Truncated File Read)"),
+    ("HDF5 file with a mutated superblock offset", "h5py raised ValueError (\"cannot fit 'int' into an "
+     "offset-sized integer\") from `h5py.File`", "CheckpointError: not a readable HDF5 file"),
 ]
 
 
@@ -107,18 +115,54 @@ def _fuzz_table() -> str:
     data = json.loads(FUZZ_JSON.read_text(encoding="utf-8"))
     lines = [f"\nLast full run (benchmarks/results/fuzz.json): `{data.get('command')}`, {data.get('date')}, "
              f"random seeds, a case running past {data.get('hang_limit_s')} s counts as a hang.\n",
-             "| target | engine | cases | failures | wall time (s) | slowest case (s) |", "|---|---|---|---|---|---|"]
+             f"Address-space limit {data.get('address_space_limit_mib', '—')} MiB; largest peak RSS recorded "
+             f"{data.get('peak_rss_mib', '—')} MiB (each row: the fuzzing process's peak after that target, "
+             "cumulative within its run).\n",
+             "| target | engine | cases | failures | wall time (s) | slowest case (s) | peak RSS (MiB) |",
+             "|---|---|---|---|---|---|---|"]
+    reruns = {(r.get("command"), r.get("date")) for r in data.get("hypothesis", [])
+              if r.get("command") not in (None, data.get("command"))}
+    for cmd, date in sorted(reruns, key=str):
+        names = ", ".join(r["target"] for r in data["hypothesis"] if r.get("command") == cmd)
+        lines.insert(1, f"Rows {names}: re-run {date} with `{cmd}` after the fixes of what the full run found "
+                        "(below).\n")
     for r in data.get("hypothesis", []):
         lines.append(f"| {r['target']} | hypothesis | {r['cases']} | {r['failures']} | {r['wall_s']:.1f} | "
-                     f"{r['max_case_s']:.2f} |")
+                     f"{r['max_case_s']:.2f} | {r.get('peak_rss_mib_after', '—')} |")
     for r in data.get("atheris", []):
         lines.append(f"| {r['target']} | atheris | {r['runs']} | {0 if r['ok'] else 'see JSON'} | "
-                     f"{r['wall_s']:.1f} | |")
+                     f"{r['wall_s']:.1f} | | |")
     lines += ["\nFound by fuzzing and fixed:\n", "| input | symptom | now |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in FUZZ_FINDINGS]
     return "\n".join(lines) + "\n"
 
 
+RSS_HEAD = """
+## Peak memory of the refusals
+
+Each resource refusal above (bombs, huge or endless files, FIFOs, data outside the file, memory
+budgets, absurd graphs) run as a fresh `python -m intsim_cli` process, its peak RSS read from the
+child's `ru_maxrss` (`os.wait4`; imports included). `tests/robustness/test_refusal_rss.py` checks
+every case exits 2 with one line at or below 500 MB; `python -m tests.robustness.refusal_rss`
+writes the table below (benchmarks/results/refusal_rss.json).
+"""
+
+
+def _rss_table() -> str:
+    if not RSS_JSON.is_file():
+        return "\n(no measurement recorded yet: run `python -m tests.robustness.refusal_rss`)\n"
+    data = json.loads(RSS_JSON.read_text(encoding="utf-8"))
+    rows = data["rows"]
+    lines = [f"\nMeasured {data['date']} (Python {data['python']}): the largest refusal peaks at "
+             f"{max(r['peak_rss_mib'] for r in rows[1:]):.0f} MiB (limit {data['limit_mib']} MiB).\n",
+             "| case | exit | peak RSS (MiB) | wall time (s) |", "|---|---|---|---|"]
+    def name(case: str) -> str:
+        return case if case.startswith("(") else f"`test_case[{case}]`"
+
+    lines += [f"| {name(r['case'])} | {r['exit']} | {r['peak_rss_mib']:.0f} | {r['wall_s']:.1f} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
 def extra_sections() -> str:
     rows = "\n".join(f"| `{name}` | {what} |" for name, what in DURABILITY_TESTS)
-    return DURABILITY.replace("{rows}", rows) + FUZZ_HEAD + _fuzz_table()
+    return DURABILITY.replace("{rows}", rows) + FUZZ_HEAD + _fuzz_table() + RSS_HEAD + _rss_table()
