@@ -347,7 +347,7 @@ def bench_config(model: str, scale: int, bits: str, realization: str, art_path: 
     x = torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() * k
 
     runs = {"intsim": [], "torch_fp32": [], "intsim_ref": []}
-    per_op: list[dict[str, float]] = []  # a fused group's time is its producer's (engine.fusion_plan)
+    per_op: list[dict[str, float]] = []  # a fused group's time is its producer's (intsim.fusion.fusion_plan)
     counters = None
     with torch.no_grad():
         res = engine.run(art, img, keep_tensors=False)  # warm-up (and compile)
@@ -442,7 +442,7 @@ _TORCH_LAYER_CACHE: dict[tuple, dict] = {}  # torch conv timings per shape, shar
 def _conv_path(art, name: str) -> str:
     """The path ``auto`` takes for this conv (from the load-time bounds; the sparse split aside)."""
     from intsim import bounds
-    from intsim.ops import conv as C
+    from intsim.ops import conv_fast, conv_paths
     from intsim.ops.conv_taps import conv2d_taps
 
     op = next(o for o in art.ops if o.name == name)
@@ -453,19 +453,19 @@ def _conv_path(art, name: str) -> str:
     else:  # the dense segment (most populated in practice): origin 0, most codes
         dense = max(range(len(cb.segments)), key=lambda s: (cb.segments[s].origin == 0, cb.segments[s].count))
         gemm = [f"P{dense}"] + ([f"Q{dense}"] if cb.segments[dense].origin else [])
-    path = C.select_conv_path(worst, gemm, bounds.conv_can_overflow(art, op))
+    path = conv_paths.select_conv_path(worst, gemm, bounds.conv_can_overflow(art, op))
     if path == "reference" or op.op != "conv2d":
         return path
     # the int8 path where it applies (tap tables of a 16×16 input)
     a = op.attrs
     counts = [int(s == dense) for s in range(len(cb.segments))] if art.numerics.realization != "grid" else \
         [s.count for s in cb.segments]
-    from intsim.engine import _conv_constants
+    from intsim.op_dispatch import conv_constants
 
-    consts = _conv_constants(art, op, transposed=False)
+    consts = conv_constants(art, op, transposed=False)
     taps = conv2d_taps(16, 16, *a["kernel"], *a["stride"], *a["padding"], *a["dilation"])
-    plan = C.int8_plan(consts, cb, counts, True, taps)
-    return "int8" if isinstance(plan, C.Int8Plan) else path
+    plan = conv_fast.int8_plan(consts, cb, counts, True, taps)
+    return "int8" if isinstance(plan, conv_fast.Int8Plan) else path
 
 
 # --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ calibration observes and export quantizes, so the artifact has no BatchNorm op.
 changed) in which every folded BatchNorm is replaced by ``nn.Identity``, so the
 copy runs eagerly and traces alike. A model without BatchNorm is returned as is.
 A BatchNorm that does not directly follow a conv it can fold into is refused
-with :class:`~calib.graph.UnsupportedOpError` naming the fx node and its place.
+with :class:`~calib.tracing.UnsupportedOpError` naming the fx node and its place.
 """
 from __future__ import annotations
 
@@ -36,9 +36,9 @@ def folded_conv_params(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tenso
 
 
 def _refuse(node: fx.Node, gm: fx.GraphModule, why: str):
-    from calib.graph import SUPPORTED, UnsupportedOpError, _place
+    from calib.tracing import SUPPORTED, UnsupportedOpError, place
 
-    return UnsupportedOpError(f"cannot export BatchNorm2d module at {_place(node, gm)}: {why}. "
+    return UnsupportedOpError(f"cannot export BatchNorm2d module at {place(node, gm)}: {why}. "
                               f"Supported: {SUPPORTED}")
 
 
@@ -49,16 +49,16 @@ def fold_batchnorm(model: nn.Module, *, extra_leaves: tuple[type, ...] = (),
     Each BatchNorm2d must be called once, on the output of an ``nn.Conv2d`` (zero or
     other padding mode, any groups) that is called once and whose output has no
     other user, and must track running statistics; anything else raises
-    :class:`~calib.graph.UnsupportedOpError`. ``extra_leaves`` / ``concrete_args`` as for
+    :class:`~calib.tracing.UnsupportedOpError`. ``extra_leaves`` / ``concrete_args`` as for
     :func:`calib.graph.capture`.
     """
     if not any(isinstance(m, _BN_TYPES) for m in model.modules()):
         return model
-    from calib.graph import _default_concrete_args, _Tracer
+    from calib.tracing import Tracer, default_concrete_args
 
-    concrete = _default_concrete_args(model)
+    concrete = default_concrete_args(model)
     concrete.update(concrete_args or {})
-    tracer = _Tracer(tuple(extra_leaves))
+    tracer = Tracer(tuple(extra_leaves))
     graph = tracer.trace(model, concrete_args=concrete or None)
     gm = fx.GraphModule(tracer.root, graph, type(model).__name__)
     calls: dict[str, int] = {}

@@ -183,7 +183,7 @@ def _load_local_model(art, src: dict):
     model's registered one (``LOCAL_WEIGHTS``), checked against the exported state dict; ``None`` when the
     model is not such a model. The entry carries what :func:`calib.fp_eval.super_resolve` reads (RGB input,
     the network's value range)."""
-    from calib.cli_calibrate import LOCAL_MODELS, LOCAL_WEIGHTS, build_model
+    from calib.model_build import LOCAL_MODELS, LOCAL_WEIGHTS, build_model
     from calib.export import state_dict_fingerprint
     from calib.models.zoo import ModelEntry
 

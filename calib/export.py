@@ -58,428 +58,19 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from calib.export_conv import export_conv
+from calib.export_fixedpoint import (
+    ENVELOPE_LIMIT,
+    MAX_MANT_BITS,
+    ExportError,
+    rel_err,
+    round_half_away,
+    round_half_up,
+    stream_frac,
+)
 from calib.graph import INPUT_TENSOR, OUTPUT_TENSOR, LNode
-from calib.quant.two_region import RealSegment, TwoRegionSpec
-from intsim.artifact import Artifact, Codebook, EncoderStage, Numerics, OpSpec, Segment, TensorSpec
-from intsim.rounding import MAX_SHIFT, RoundingMode, round_shift
-
-#: Encoder multipliers E have (at most) this many bits: E in [2^19, 2^20] by default (§3.4).
-ENC_MULT_BITS = 20
-#: Cap on weight-scale / image mantissa bits (float32-like precision is plenty).
-MAX_MANT_BITS = 24
-#: Mantissa bits the split unit choice tries to leave for the weight scale.
-TARGET_MANT_BITS = 10
-#: Range of the split realization's smallest-step precision T (bits).
-MIN_STEP_BITS, MAX_STEP_BITS = 8, 16
-#: Grid unit mantissa bits.
-GRID_UNIT_M_BITS = 8
-#: Every integer intermediate stays below 2^(53 − ENVELOPE_MARGIN_BITS) (§9).
-ENVELOPE_MARGIN_BITS = 1
-ENVELOPE_LIMIT = 1 << (53 - ENVELOPE_MARGIN_BITS)
-
-
-class ExportError(ValueError):
-    """The model cannot be snapped within the configured numerics; the message names the layer."""
-
-
-# --------------------------------------------------------------------------
-# small exact helpers
-
-
-def _rha(x: float | Fraction) -> int:
-    """Round half away from zero (symmetric, so symmetric codebooks stay symmetric)."""
-    if x >= 0:
-        return int(math.floor(x + Fraction(1, 2))) if isinstance(x, Fraction) else int(math.floor(x + 0.5))
-    return -_rha(-x)
-
-
-def _rhu(x: Fraction) -> int:
-    """Round half up (toward +inf) of an exact rational."""
-    return math.floor(x + Fraction(1, 2))
-
-
-def _ceil_log2(x: Fraction) -> int:
-    """Smallest c with 2^c ≥ x (x > 0), exact."""
-    c = x.numerator.bit_length() - x.denominator.bit_length()
-    while Fraction(2) ** c < x:
-        c += 1
-    while Fraction(2) ** (c - 1) >= x:
-        c -= 1
-    return c
-
-
-def _pow2(e: int) -> Fraction:
-    return Fraction(2) ** e
-
-
-def stream_frac(absmax: float, stream_bits: int) -> int:
-    """Frac of a stream with calibrated ``max|x|`` (module doc; max|x| floored at 2^-8)."""
-    m = max(float(absmax), 2.0 ** -8)
-    return int(stream_bits - 2 - math.ceil(math.log2(m * 1.25)))
-
-
-def _rel_err(snapped: float, real: float) -> float:
-    return abs(snapped - real) / abs(real) if real != 0 else abs(snapped)
-
-
-# --------------------------------------------------------------------------
-# codebooks
-
-
-def _snap_segments(real: tuple[RealSegment, ...], unit_m: int, unit_e: int) -> tuple[Segment, ...]:
-    """Snap real segments to integers of the unit.
-
-    The dense (or uniform) segment keeps origin 0 and gets ``d = round(Δ/u) ≥ 1``.
-    A tail's origin is *defined* as the snapped dense end (``d·qmax`` above,
-    ``d·qmin`` below, i.e. the snapped ±bp), and its step is re-derived so the
-    tail still ends at the real bound (u or l): snapping origin and step
-    independently could make a tail overlap the dense region (§3.1 needs
-    strictly increasing values).
-    """
-    unit = unit_m * 2.0 ** -unit_e
-    dense = [s for s in real if s.role in ("dense", "uniform")]
-    if len(dense) != 1:
-        raise ExportError(f"a codebook needs exactly one dense/uniform segment, got roles {[s.role for s in real]}")
-    dn = dense[0]
-    d = max(1, _rha(dn.step / unit))
-    out = []
-    for s in real:
-        if s is dn:
-            out.append(Segment(0, d, s.qmin, s.qmax))
-        elif s.role == "pos_tail":  # q in [1, qmax], ends at s.hi (= u)
-            origin = d * dn.qmax
-            out.append(Segment(origin, max(1, _rha((s.hi / unit - origin) / s.qmax)), s.qmin, s.qmax))
-        elif s.role == "neg_tail":  # q in [qmin, -1], ends at s.lo (= l)
-            origin = d * dn.qmin
-            out.append(Segment(origin, max(1, _rha((s.lo / unit - origin) / s.qmin)), s.qmin, s.qmax))
-        else:
-            raise ExportError(f"unknown segment role {s.role!r}")
-    return tuple(out)
-
-
-def _check_increasing(segs: tuple[Segment, ...], where: str) -> None:
-    for a, b in zip(segs[:-1], segs[1:]):
-        if not a.origin + a.step * a.qmax < b.origin + b.step * b.qmin:
-            raise ExportError(f"{where}: snapped codebook segments overlap ({a} then {b}); the unit is too coarse")
-
-
-def _max_abs_g(segs) -> int:
-    return max(max(abs(s.origin + s.step * s.qmin), abs(s.origin + s.step * s.qmax)) for s in segs)
-
-
-def _grid_unit(real, grid_bits: int, where: str) -> tuple[int, int, tuple[Segment, ...]]:
-    """Grid unit (8-bit mantissa, rounded up) so that every G fits ``grid_bits`` signed bits."""
-    ext = max(max(abs(s.lo), abs(s.hi)) for s in real)
-    gmax = 2 ** (grid_bits - 1) - 1
-    target = ext / gmax
-    unit_e = GRID_UNIT_M_BITS - 1 - math.floor(math.log2(target))
-    unit_m = max(1, math.ceil(target * 2.0 ** unit_e))
-    for _ in range(1 << GRID_UNIT_M_BITS):
-        if unit_m >= 1 << GRID_UNIT_M_BITS:
-            unit_m, unit_e = (unit_m + 1) // 2, unit_e - 1
-        segs = _snap_segments(real, unit_m, unit_e)
-        if _max_abs_g(segs) <= gmax:
-            _check_increasing(segs, where)
-            return unit_m, unit_e, segs
-        unit_m += 1
-    raise ExportError(f"{where}: no grid unit fits grid_bits={grid_bits}: the codebook needs finer steps than a "
-                      f"{grid_bits}-bit grid holds; raise grid_bits (≤ 16), use fewer activation bits or the split "
-                      f"realization")
-
-
-def _boundaries(real: tuple[RealSegment, ...]):
-    """Per adjacent pair: (lower-segment-is-negative-tail) — the closed dense region of §3.3."""
-    return [a.role == "neg_tail" for a in real[:-1]]
-
-
-def build_encoder(segs: tuple[Segment, ...], neg_tail_below: list[bool], unit_m: int, unit_e: int, f_in: int,
-                  rounding: str, where: str, enc_bits: int = ENC_MULT_BITS
-                  ) -> tuple[tuple[int, ...], tuple[EncoderStage, ...]]:
-    """Thresholds and encoder stages from the snapped codebook (§3.4).
-
-    A value's stream integer at ``f_in`` is ``V = G·unit_m·2^(f_in − unit_e)``.
-    Boundaries sit at the snapped breakpoints (dense region closed): above a
-    dense/one-sided segment at ``floor(V(origin of the next tail))``; below a
-    negative tail's end at ``ceil(V(its origin)) − 1``. Each threshold is then
-    clamped so that both roundings of every boundary code's value stay in their
-    own segment. Centre ``C = round(V(origin))`` (for ``floor`` rounding moved
-    down half a step, so the floor encoder still rounds to nearest); ``E =
-    round(2^k / D)`` with D the step in stream units and k chosen so E has
-    ``enc_bits`` bits (export uses min(ENC_MULT_BITS, mult_bits, 51 − stream_bits):
-    E within mult_bits, ``(X − C)·E`` below 2^52).
-    """
-    scale = Fraction(unit_m) * _pow2(f_in - unit_e)
-
-    def V(g: int) -> Fraction:
-        return g * scale
-
-    thresholds = []
-    for i, (lo, hi) in enumerate(zip(segs[:-1], segs[1:])):
-        if neg_tail_below[i]:
-            u = math.ceil(V(lo.origin)) - 1
-        else:
-            u = math.floor(V(hi.origin))
-        top = math.ceil(V(lo.origin + lo.step * lo.qmax))
-        bottom = math.floor(V(hi.origin + hi.step * hi.qmin)) - 1
-        if top > bottom:
-            raise ExportError(f"{where}: segments {i} and {i + 1} are closer than two stream units at frac {f_in}; "
-                              f"raise stream_bits")
-        thresholds.append(min(max(u, top), bottom))
-    stages = []
-    floor_mode = RoundingMode.parse(rounding) is RoundingMode.FLOOR
-    for s in segs:
-        D = s.step * scale
-        c0 = V(s.origin) - (D / 2 if floor_mode else 0)
-        k = enc_bits - 1 + _ceil_log2(D)
-        k = min(max(k, 0), MAX_SHIFT)
-        E = _rhu(_pow2(k) / D)
-        if E < 1:
-            raise ExportError(f"{where}: encoder step {float(D):.3g} stream units is too large for a {MAX_SHIFT}-bit shift")
-        stages.append(EncoderStage(_rhu(c0), int(E), int(k)))
-    return tuple(int(t) for t in thresholds), tuple(stages)
-
-
-def encode_stream(codebook: Codebook, X: np.ndarray, rounding: str) -> tuple[np.ndarray, int]:
-    """Reference encoder (§3.4, integer form): stream integers → flat codes, and the saturation count."""
-    X = np.asarray(X, dtype=np.int64)
-    seg = np.zeros(X.shape, dtype=np.int64)
-    for u in codebook.thresholds:
-        seg += (X > u).astype(np.int64)
-    codes = np.zeros(X.shape, dtype=np.int64)
-    sats = 0
-    for s_i, (s, st, base) in enumerate(zip(codebook.segments, codebook.encoder, codebook.bases)):
-        m = seg == s_i
-        if not m.any():
-            continue
-        t = round_shift((X[m] - st.center) * st.mult, st.shift, rounding)
-        q = np.clip(t, s.qmin, s.qmax)
-        sats += int(np.count_nonzero(q != t))
-        codes[m] = base + q - s.qmin
-    return codes, sats
-
-
-def check_codebook(codebook: Codebook, f_in: int, rounding: str) -> list[str]:
-    """Encoding each code's decoded value (its stream integer, rounded down and up) must return that code.
-
-    Returns a list of mismatch descriptions (empty when consistent).
-    """
-    _, _, grid = codebook.code_table()
-    scale = Fraction(codebook.unit_m) * _pow2(f_in - codebook.unit_e)
-    vals = [int(g) * scale for g in grid]
-    problems = []
-    for variant, fn in (("floor", math.floor), ("ceil", math.ceil)):
-        X = np.array([fn(v) for v in vals], dtype=np.int64)
-        codes, _ = encode_stream(codebook, X, rounding)
-        bad = np.nonzero(codes != np.arange(len(vals)))[0]
-        for c in bad[:5]:
-            problems.append(f"code {c} (G={int(grid[c])}, stream {variant} {int(X[c])}) encodes to {int(codes[c])}")
-    return problems
-
-
-# --------------------------------------------------------------------------
-# conv
-
-
-def _acc_bounds(realization: str, segs: tuple[Segment, ...], s_max: int, acc_bits: int) -> list[tuple[str, int, int]]:
-    """(accumulator, W_j, bound used by §9 = min(W_j, 2^(acc_bits−1))) per accumulator (§5.4)."""
-    cap = 1 << (acc_bits - 1)
-    out = []
-    if realization == "split":
-        for i, s in enumerate(segs):
-            w = s_max * max(abs(s.qmin), abs(s.qmax))
-            out.append((f"P{i}", w, min(w, cap)))
-            if s.origin != 0:
-                out.append((f"Q{i}", s_max, min(s_max, cap)))
-    else:
-        w = s_max * _max_abs_g(segs)
-        out.append(("A", w, min(w, cap)))
-    return out
-
-
-def _multipliers(realization: str, segs, unit_m: int, m_w: np.ndarray) -> list[np.ndarray]:
-    """Per-accumulator multipliers M_j[co] (§5.3) as Python-int object arrays (exact)."""
-    m = [int(v) * unit_m for v in m_w]
-    if realization == "grid":
-        return [m]
-    out = []
-    for s in segs:
-        out.append([v * s.step for v in m])
-        if s.origin != 0:
-            out.append([v * s.origin for v in m])
-    return out
-
-
-def _split_step_bits(real, budget: int) -> int:
-    """Precision T (bits) of the smallest step in the split realization.
-
-    The largest integer multiplied into the weight mantissa is about
-    ``2^T · max(|origin|, step)/min(step)`` (``ratio_bits`` more than T). Of the
-    multiplier ``budget``, T gets what is left after TARGET_MANT_BITS mantissa
-    bits, within 8..16; a budget too small for that (a narrow ``mult_bits``) is
-    shared evenly between T and the mantissa (T ≥ 2).
-    """
-    dmin = min(s.step for s in real)
-    mag = max(max(abs(s.origin), s.step) for s in real)
-    ratio_bits = max(0, math.ceil(math.log2(mag / dmin)))
-    left = budget - ratio_bits
-    if left >= MIN_STEP_BITS + TARGET_MANT_BITS:
-        return int(min(MAX_STEP_BITS, left - TARGET_MANT_BITS))
-    return int(max(2, (left + 1) // 2))
-
-
-def _plan_scales(where: str, realization: str, real, gb, s_max: int, s_real: np.ndarray, b_real: np.ndarray,
-                 f_out: int, numerics: Numerics) -> dict:
-    """Codebook unit, weight mantissas, shift and bias of one conv.
-
-    Every rescale multiplier ``M_j = m_w·unit_m·(d_s|e_s|1)`` must fit
-    ``mult_bits`` (it is what the hardware rescale multiplies by, §2, §5.3; the
-    loader checks it) and the exact §9 bound must stay below 2^52.
-    """
-    mult_bits = numerics.mult_bits
-    if realization == "grid":
-        unit_m, unit_e, segs = _grid_unit(real, gb, where)
-        accs = _acc_bounds("grid", segs, s_max, numerics.acc_bits)
-        a_bits = max(b for _, _, b in accs).bit_length()
-        env_budget = 53 - ENVELOPE_MARGIN_BITS - a_bits - 1
-        prod_budget = min(mult_bits, env_budget)
-        mant_bits = min(MAX_MANT_BITS, prod_budget - unit_m.bit_length())
-    else:
-        unit_m = 1
-        # Accumulator bounds of split depend only on index ranges and weights.
-        proto = tuple(Segment(1 if s.origin else 0, 1, s.qmin, s.qmax) for s in real)
-        accs = _acc_bounds("split", proto, s_max, numerics.acc_bits)
-        a_bits = max(b for _, _, b in accs).bit_length()
-        env_budget = 53 - ENVELOPE_MARGIN_BITS - a_bits - math.ceil(math.log2(len(accs) + 1))
-        prod_budget = min(mult_bits, env_budget)
-        T = _split_step_bits(real, prod_budget)
-        unit_e = T - 1 - math.floor(math.log2(min(s.step for s in real)))
-        segs = _snap_segments(real, 1, unit_e)
-        _check_increasing(segs, where)
-        g_bits = max(max(abs(s.origin), s.step) for s in segs).bit_length()
-        mant_bits = min(MAX_MANT_BITS, prod_budget - g_bits)
-        accs = _acc_bounds("split", segs, s_max, numerics.acc_bits)
-    if mant_bits < 1:
-        raise ExportError(
-            f"{where}: no bits left for the weight-scale mantissa: the rescale multipliers may have "
-            f"{prod_budget} bits (min of mult_bits = {mult_bits} and the §9 envelope 52 − {a_bits}-bit accumulator "
-            f"bound), and the codebook's integers already need them; raise mult_bits / acc_bits headroom or use "
-            f"fewer activation bits")
-
-    # Weight mantissas, shift, bias; shrink the mantissa until the exact envelope holds.
-    f_out_target = f_out
-    while True:
-        k_w = mant_bits - 1 - math.floor(math.log2(float(s_real.max())))
-        m_w = np.maximum(1, np.floor(s_real * 2.0 ** k_w + 0.5)).astype(np.int64)
-        if m_w.max() >= 1 << mant_bits:
-            k_w -= 1
-            m_w = np.maximum(1, np.floor(s_real * 2.0 ** k_w + 0.5)).astype(np.int64)
-        n = k_w + unit_e - f_out_target
-        f_out = f_out_target
-        if n > MAX_SHIFT:
-            k_w -= n - MAX_SHIFT
-            m_w = np.maximum(1, np.floor(s_real * 2.0 ** k_w + 0.5)).astype(np.int64)
-        elif n < 0:
-            f_out = k_w + unit_e  # a coarser output grid rather than a negative shift
-        n = k_w + unit_e - f_out
-        B = np.array([_rha(float(b) * 2.0 ** (k_w + unit_e)) for b in b_real], dtype=object)
-        mults = _multipliers(realization, segs, unit_m, m_w)
-        worst_m = max(abs(v) for ms in mults for v in ms)
-        bound = max(sum(abs(ms[co]) * acc[2] for ms, acc in zip(mults, accs)) + abs(int(B[co]))
-                    for co in range(len(m_w)))
-        if worst_m < 1 << mult_bits and bound < ENVELOPE_LIMIT:
-            break
-        mant_bits -= 1
-        if mant_bits < 1:
-            raise ExportError(f"{where}: cannot meet the exactness envelope (§9) / mult_bits={mult_bits} "
-                              f"(bias or accumulators too large); raise mult_bits or lower activation bits")
-    if not 0 <= n <= MAX_SHIFT:
-        raise ExportError(f"{where}: conv shift n = {n} outside [0, {MAX_SHIFT}]")
-    return {"unit_m": unit_m, "unit_e": unit_e, "segs": segs, "accs": accs, "mant_bits": mant_bits, "k_w": k_w,
-            "m_w": m_w, "B": B, "n": n, "f_out": f_out, "f_out_target": f_out_target, "worst_m": worst_m,
-            "bound": bound}
-
-
-def export_conv(node: LNode, mod: nn.Conv2d, layer, f_in: int, f_out: int, numerics: Numerics,
-                grid_bits: int | None) -> dict:
-    """Snap one conv and its input quantizer (§3, §5). Returns codebook, arrays, attrs, f_out and metadata."""
-    where = f"layer '{node.name}'"
-    realization = numerics.realization
-    c = float(node.attrs.get("post_scale", 1.0))
-    w = mod.weight.detach().double()
-    learned_bias = getattr(layer, "bias", None)
-    if learned_bias is not None:
-        bias = learned_bias.detach().double()
-    else:
-        bias = mod.bias.detach().double() if mod.bias is not None else torch.zeros(w.shape[0], dtype=torch.float64)
-    wspec = layer.weight
-    w_int = layer.integer_weights(w)  # int64 [Co, Ci/g, kh, kw]; transposed conv: [Ci, Co, kh, kw]
-    transposed = node.op == "conv_transpose2d"
-    if transposed:
-        if wspec.per_channel and getattr(wspec, "channel_dim", 0) != 1:
-            raise ExportError(f"{where}: per-channel weight scales of a transposed conv must be along its "
-                              f"output-channel dim 1 of the torch weight [Ci, Co, kh, kw]")
-        w_int = w_int.permute(1, 0, 2, 3)  # → [Co, Ci, kh, kw]
-    co = w_int.shape[0]
-    s_real = np.array(wspec.scale if wspec.per_channel else wspec.scale * co, dtype=np.float64) * abs(c)
-    if c < 0:
-        w_int = -w_int
-    b_real = bias.numpy() * c
-    s_max = int(w_int.abs().reshape(co, -1).sum(dim=1).max())
-    act: TwoRegionSpec = layer.act
-    real = act.segments()
-
-    gb = None
-    if realization == "grid":
-        gb = int(grid_bits if grid_bits is not None else min(16, max(6, layer.bits_a + 6)))
-        if not 6 <= gb <= 16:
-            raise ExportError(f"{where}: grid_bits must be in 6..16 (arithmetic.md §8), got {gb}")
-    plan = _plan_scales(where, realization, real, gb, s_max, s_real, b_real, f_out, numerics)
-    unit_m, unit_e, segs, accs = plan["unit_m"], plan["unit_e"], plan["segs"], plan["accs"]
-    mant_bits, k_w, m_w, B, n, f_out = (plan[k] for k in ("mant_bits", "k_w", "m_w", "B", "n", "f_out"))
-    worst_m, bound = plan["worst_m"], plan["bound"]
-    f_out_target = plan["f_out_target"]
-
-    enc_bits = min(ENC_MULT_BITS, numerics.mult_bits, 51 - numerics.stream_bits)
-    thresholds, stages = build_encoder(segs, _boundaries(real), unit_m, unit_e, f_in, numerics.rounding, where,
-                                       enc_bits)
-    codebook = Codebook(unit_m=int(unit_m), unit_e=int(unit_e), segments=segs, thresholds=thresholds,
-                        encoder=stages, grid_bits=gb, allocation=act.allocation, bits=int(act.bits))
-    problems = check_codebook(codebook, f_in, numerics.rounding)
-    if problems:
-        raise ExportError(f"{where}: encoder disagrees with its codebook: {'; '.join(problems)}")
-
-    unit = unit_m * 2.0 ** -unit_e
-    w_dtype = np.int8 if wspec.bits <= 8 else np.int16
-    weight = w_int.permute(0, 2, 3, 1).contiguous().numpy().astype(w_dtype)  # OHWI (§5.1, §5.5)
-    s_snap = m_w * 2.0 ** -k_w
-    meta = {
-        "role": layer.role, "module": layer.module, "bits_w": layer.bits_w, "bits_a": layer.bits_a,
-        "code_bits": codebook.code_bits, "num_codes": codebook.num_codes,
-        "act": act.to_json(), "weight": {**wspec.to_json(), "channel_dim": int(getattr(wspec, "channel_dim", 0))},
-        "post_scale": c, "observer": layer.observer, "op": node.op,
-        **({"bias_learned": [float(v) for v in bias]} if learned_bias is not None else {}),
-        "snap": {
-            "unit": unit, "unit_m": int(unit_m), "unit_e": int(unit_e), "grid_bits": gb,
-            "step_rel_err": [_rel_err(sg.step * unit, r.step) for sg, r in zip(segs, real)],
-            "origin_rel_err": [_rel_err(sg.origin * unit, r.origin) if r.origin else 0.0 for sg, r in zip(segs, real)],
-            "weight_mant_bits": int(mant_bits), "w_exp": int(k_w),
-            "weight_scale_rel_err_max": float(np.max(np.abs(s_snap - s_real) / s_real)),
-            "bias_abs_err_max": float(np.max(np.abs(np.array([float(x) for x in B]) * 2.0 ** -(k_w + unit_e) - b_real)))
-            if len(b_real) else 0.0,
-            "shift": int(n), "out_frac": int(f_out), "out_frac_lowered": bool(f_out != f_out_target),
-            "max_multiplier_bits": int(worst_m).bit_length(),
-            "accumulators": [{"acc": a, "worst_case": int(wj), "bound": int(bj),
-                              "ordered": wj > (1 << (numerics.acc_bits - 1)) - 1} for a, wj, bj in accs],
-            "envelope_bits": int(bound).bit_length(),
-        },
-    }
-    return {"codebook": codebook, "weight": weight, "w_mant": m_w.astype(np.int64),
-            "bias": np.array([int(x) for x in B], dtype=np.int64), "w_exp": int(k_w), "f_out": int(f_out),
-            "meta": meta}
-
-
-# --------------------------------------------------------------------------
-# image conversions
+from intsim.artifact import Artifact, Numerics, OpSpec, TensorSpec
+from intsim.rounding import MAX_SHIFT, RoundingMode
 
 
 def _image_exp(a: np.ndarray, mant_bits: int, where: str) -> int:
@@ -503,8 +94,8 @@ def export_image_in(node: LNode, f_o: int, numerics: Numerics) -> dict:
     f_o = min(f_o, e)
     e = min(e, f_o + MAX_SHIFT)
     while True:
-        m = np.array([_rha(x * 2.0 ** e) for x in a], dtype=np.int64)
-        o = np.array([_rha(x * 2.0 ** e) for x in b], dtype=np.int64)
+        m = np.array([round_half_away(x * 2.0 ** e) for x in a], dtype=np.int64)
+        o = np.array([round_half_away(x * 2.0 ** e) for x in b], dtype=np.int64)
         if 255 * int(np.abs(m).max()) + int(np.abs(o).max()) < ENVELOPE_LIMIT or e == f_o:
             break
         e -= 1
@@ -522,8 +113,8 @@ def export_image_out(node: LNode, f_i: int, numerics: Numerics) -> dict:
     e = _image_exp(a, mant, node.name)
     e = min(max(e, -f_i), MAX_SHIFT - f_i)
     while True:
-        m = np.array([_rha(x * 2.0 ** e) for x in a], dtype=np.int64)
-        o = np.array([_rha(x * 2.0 ** e) for x in b], dtype=np.int64)
+        m = np.array([round_half_away(x * 2.0 ** e) for x in a], dtype=np.int64)
+        o = np.array([round_half_away(x * 2.0 ** e) for x in b], dtype=np.int64)
         big = (1 << (numerics.stream_bits - 1)) * int(np.abs(m).max()) + int(np.abs(o).max()) * 2 ** max(f_i, 0)
         if big < ENVELOPE_LIMIT or e <= -f_i:
             break
@@ -532,10 +123,6 @@ def export_image_out(node: LNode, f_i: int, numerics: Numerics) -> dict:
             "a_rel_err_max": float(np.max(np.abs(m * 2.0 ** -e - a) / np.abs(a))),
             "b_abs_err_max": float(np.max(np.abs(o * 2.0 ** -e - b)))}
     return {"exp": int(e), "mult": m, "offset": o, "meta": meta}
-
-
-# --------------------------------------------------------------------------
-# stream ops (§6.7, §6.10–6.13)
 
 
 def slope_multipliers(alphas, numerics: Numerics, where: str) -> tuple[list[int], int, list[float]]:
@@ -553,11 +140,11 @@ def slope_multipliers(alphas, numerics: Numerics, where: str) -> tuple[list[int]
     if k < 0:
         raise ExportError(f"{where}: slope {amax} too large for a {bits}-bit fixed-point multiplier")
     k = min(k, MAX_SHIFT)
-    M = [_rha(a * 2.0 ** k) for a in al]
+    M = [round_half_away(a * 2.0 ** k) for a in al]
     if max(abs(m) for m in M) >= 1 << bits:
         k -= 1
-        M = [_rha(a * 2.0 ** k) for a in al]
-    errs = [_rel_err(m * 2.0 ** -k, a) for m, a in zip(M, al)]
+        M = [round_half_away(a * 2.0 ** k) for a in al]
+    errs = [rel_err(m * 2.0 ** -k, a) for m, a in zip(M, al)]
     return M, int(k), errs
 
 
@@ -589,11 +176,7 @@ def bilinear_multiplier(factor: int, numerics: Numerics) -> tuple[int, int]:
         return 1, q.bit_length() - 1
     bits = min(20, numerics.mult_bits)
     k = bits - 1 + (q - 1).bit_length()
-    return _rhu(Fraction(1 << k, q)), k
-
-
-# --------------------------------------------------------------------------
-# the artifact
+    return round_half_up(Fraction(1 << k, q)), k
 
 
 def state_dict_fingerprint(model: nn.Module) -> str:

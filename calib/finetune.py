@@ -5,7 +5,7 @@ clips); the float model is the frozen teacher. Loss per batch::
 
     L = Σ_k s_k · mean_n ‖F_t^k/‖F_t^k‖ − F_q^k/‖F_q^k‖‖₂  +  λ · L1(teacher out, student out)
 
-over the outputs F^k of the model's natural blocks (:func:`calib.methods.find_blocks`),
+over the outputs F^k of the model's natural blocks (:func:`calib.blocks.find_blocks`),
 each sample's feature map flattened and L2-normalised; λ = 5.
 ``s_k = softmax_k(σ_k / T)`` with σ_k the mean standard deviation of block k's
 teacher output over the calibration batches (``weighting='sa'``); ``T`` is
@@ -43,6 +43,7 @@ import torch
 import torch.nn as nn
 
 from calib.quant.fakequant import QuantConv2d, build_fakequant_model, project_quantizers
+from calib.resume_state import read_state
 from intsim.artifact import atomic_write_bytes, atomic_write_json
 
 __all__ = ["FinetuneConfig", "FinetuneInterrupted", "finetune_calibration", "sensitivity_weights",
@@ -207,45 +208,6 @@ def _save_state(state_dir: Path, epoch: int, fq: nn.Module, opts: list, names: l
             old.unlink(missing_ok=True)
 
 
-#: a resume state's tensors file (quantizer parameters and Adam moments: a few MiB for the zoo models)
-STATE_TENSORS_MAX_BYTES = 1 << 30
-
-
-def read_state(sd: Path, json_name: str, keys: dict[str, type]) -> tuple[dict, dict] | None:
-    """The (metadata, tensors) a resumable run saved in ``sd``, or ``None`` when it holds none yet.
-
-    A state that is not what this code writes (not a JSON object, a key of ``keys`` missing or of another
-    type, a tensors file outside the folder, not a dict of tensors) is refused (ValueError naming the file):
-    resuming from it would fail deep inside the run or silently train from garbage."""
-    from intsim.artifact import open_regular, read_json
-
-    js = sd / json_name
-    if not js.exists() and not js.is_symlink():
-        return None
-    meta = read_json(js, what="a calibration state file")
-    fresh = "; use a fresh state directory"
-    if not isinstance(meta, dict):
-        raise ValueError(f"{js}: must hold a JSON object, got {type(meta).__name__}{fresh}")
-    for key, typ in keys.items():
-        if key not in meta:
-            raise ValueError(f"{js}: missing key {key!r}{fresh}")
-        if not isinstance(meta[key], typ) or (isinstance(meta[key], bool) and typ is not bool):
-            raise ValueError(f"{js}: {key!r} must be a {typ.__name__}, got {type(meta[key]).__name__}{fresh}")
-    name = meta["tensors"]
-    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise ValueError(f"{js}: 'tensors' is {name[:80]!r}, not the name of a file in the state folder{fresh}")
-    with open_regular(sd / name, STATE_TENSORS_MAX_BYTES, ValueError, "a calibration state tensors file") as f:
-        try:
-            tensors = torch.load(f, map_location="cpu", weights_only=True)
-        except Exception as e:  # truncated, not a torch file, pickled objects (weights_only refuses them)
-            raise ValueError(f"{sd / name}: not a readable state tensors file "
-                             f"({type(e).__name__}: {' '.join(str(e).split())[:120]}){fresh}") from None
-    if not isinstance(tensors, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                for k, v in tensors.items()):
-        raise ValueError(f"{sd / name}: must hold a dict of named tensors{fresh}")
-    return meta, tensors
-
-
 def check_state_dir(sd: Path) -> None:
     """Refuse, before any work, a ``--state-dir`` whose saved state could not be resumed (:func:`read_state`);
     whether it fits this run's configuration and model is judged when it is resumed."""
@@ -295,7 +257,7 @@ def finetune_calibration(model: nn.Module, result, images: Sequence[torch.Tensor
                          log: Callable[[str], None] | None = None, blocks: Sequence[str] | None = None) -> dict:
     """Finetune the quantizers of ``result`` (in place: its layer specs are replaced) → summary dict."""
     from calib.calibrate import _batches
-    from calib.methods import find_blocks
+    from calib.blocks import find_blocks
 
     t0 = time.time()
     teacher = model.eval()

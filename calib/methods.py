@@ -49,7 +49,6 @@ roles are used instead, and stream ranges come from :func:`calibrate_minmax`.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
@@ -62,7 +61,7 @@ from calib.quant.two_region import MinMaxObserver, TwoRegionSpec
 from calib.quant.weight import minmax_weight_spec, mse_weight_spec
 
 __all__ = ["METHODS", "METHOD_TABLE", "MethodSpec", "calibrate_method", "check_method", "discover_convs",
-           "find_blocks", "search_budgeted", "search_bp", "ActStats", "collect_activation_stats",
+           "search_budgeted", "search_bp", "ActStats", "collect_activation_stats",
            "evaluate_fakequant"]
 
 
@@ -134,38 +133,6 @@ def discover_convs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, s
                 role = "upsampler"
         out.append((path, role))
     return out
-
-
-_BLOCK_RE = re.compile(r"(Block|Module|IMDB|RDB|RCAB|Group)$")
-
-
-def find_blocks(model: nn.Module) -> list[str]:
-    """Module paths of the model's natural blocks, whose outputs the finetuning loss compares.
-
-    Rule: the outermost submodules whose class name ends with ``Block``,
-    ``Module``, ``IMDB``, ``RDB``, ``RCAB`` or ``Group`` (EDSR's ``ResBlock``,
-    IMDN's ``IMDModule``, RDN's ``RDB``…), excluding torch's own classes
-    (``nn.ModuleList``…) and modules without a conv. Fallback when none match:
-    the children of ``body`` if the model has one, else every top-level child
-    that contains a conv.
-    """
-    def has_conv(m):
-        return any(isinstance(x, nn.Conv2d) for x in m.modules())
-
-    found: list[str] = []
-    for name, m in model.named_modules():
-        if not name or type(m).__module__.startswith("torch."):
-            continue
-        if any(name.startswith(f + ".") for f in found):
-            continue
-        if _BLOCK_RE.search(type(m).__name__) and has_conv(m):
-            found.append(name)
-    if found:
-        return found
-    body = getattr(model, "body", None)
-    if isinstance(body, nn.Module):
-        return [f"body.{n}" for n, c in body.named_children() if has_conv(c)]
-    return [n for n, c in model.named_children() if has_conv(c)]
 
 
 # --------------------------------------------------------------------------- activation statistics

@@ -19,7 +19,7 @@ SignRound's optimiser. For each *unit* in execution order:
   (measured: a few IMDN blocks otherwise end slightly worse).
 
 Units come from the model itself, never from per-model tables: the natural
-blocks of :func:`calib.methods.find_blocks` (residual blocks, IMDB-like
+blocks of :func:`calib.blocks.find_blocks` (residual blocks, IMDB-like
 modules, RDBs…) plus every conv outside them as a unit of its own, ordered by
 first execution.
 
@@ -43,13 +43,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from calib.finetune import read_state
+from calib.resume_state import read_state
 from calib.quant.fakequant import QuantConv2d, build_fakequant_model, project_quantizers
 
 __all__ = ["ReconConfig", "find_units", "reconstruct"]
 
 STATE_JSON = "recon_state.json"
-#: the keys of STATE_JSON and their types (:func:`calib.finetune.read_state`)
+#: the keys of STATE_JSON and their types (:func:`calib.resume_state.read_state`)
 STATE_KEYS = {"fingerprint": str, "units": list, "done": list, "tensors": str}
 
 
@@ -76,12 +76,12 @@ class ReconConfig:
 def find_units(model: nn.Module, example: torch.Tensor, convs: Sequence[str] | None = None) -> list[str]:
     """Module paths of the reconstruction units, in order of first execution on ``example``.
 
-    The natural blocks (:func:`calib.methods.find_blocks`) that hold a quantized
+    The natural blocks (:func:`calib.blocks.find_blocks`) that hold a quantized
     conv, plus each quantized conv in none of them; a unit never nests in
     another. ``convs``: module paths of the quantized convs (default: every
     ``nn.Conv2d``/``nn.ConvTranspose2d``; export folds some, e.g. mean shifts).
     """
-    from calib.methods import find_blocks
+    from calib.blocks import find_blocks
 
     if convs is None:
         convs = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]

@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from intsim.outputs import write_atomic
+from intsim.numerics import Numerics  # noqa: F401  (part of the artifact's data model)
 
 FORMAT = "intsim-artifact"
 VERSION = 1
@@ -35,21 +36,6 @@ class ArtifactError(ValueError):
 
 # --------------------------------------------------------------------------
 # data model
-
-
-@dataclass(frozen=True)
-class Numerics:
-    """Execution-wide numeric settings (arithmetic.md §2, §4, §5.3, §8)."""
-
-    rounding: str = "half_up"
-    realization: str = "split"
-    overflow: str = "saturate"
-    acc_bits: int = 32
-    stream_bits: int = 24
-    mult_bits: int = 31
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)

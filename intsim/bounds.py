@@ -21,7 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from intsim.artifact import Artifact, Codebook, OpSpec
+from intsim.artifact import Artifact, OpSpec
+from intsim.codebook_range import (  # noqa: F401  (validate and inspect read them here)
+    codebook_max_abs_grid,
+    codebook_max_abs_index,
+    codes_value_bound,
+    segment_grid_extremes,
+)
 from intsim.ops.bicubic import MAX_FACTOR as MAX_BICUBIC_FACTOR
 from intsim.ops.bicubic import MAX_TAP_BITS, tap_l1_max
 
@@ -61,27 +67,6 @@ def _pyints(a: np.ndarray) -> list[int]:
 def _max_abs(a: np.ndarray) -> int:
     vals = _pyints(a)
     return max((abs(v) for v in vals), default=0)
-
-
-def segment_grid_extremes(seg) -> tuple[int, int]:
-    """``(G(s, qmin), G(s, qmax))`` of a segment, exact Python ints (§3.1)."""
-    return seg.origin + seg.step * seg.qmin, seg.origin + seg.step * seg.qmax
-
-
-def codebook_max_abs_grid(cb: Codebook) -> int:
-    """``max |G(s,q)|`` over the codebook (§3.1), grid units ``u``; G is monotone in q."""
-    return max(max(abs(g) for g in segment_grid_extremes(s)) for s in cb.segments)
-
-
-def codebook_max_abs_index(cb: Codebook) -> int:
-    """``max |q|`` over the codebook's segments (§5.4 ``a_j`` of ``P_s``)."""
-    return max(max(abs(s.qmin), abs(s.qmax)) for s in cb.segments)
-
-
-def codes_value_bound(cb: Codebook, realization: str) -> int:
-    """What one code contributes as a multiplicand of a weight (§5.3):
-    ``max |q|`` for split (the narrow multiplier ``w·q``), ``max |G|`` for grid (``w·G``)."""
-    return codebook_max_abs_grid(cb) if realization == "grid" else codebook_max_abs_index(cb)
 
 
 def _frac(art: Artifact, tensor: str) -> int:

@@ -41,7 +41,8 @@ from fractions import Fraction
 import numpy as np
 
 from intsim.artifact import Artifact
-from intsim.tiling import attr_pair, axis_out_size, infer_heights, plan, store_dtype
+from intsim.ops.conv_params import ConvParams, attr_pair
+from intsim.tiling import axis_out_size, infer_heights, plan, store_dtype
 
 GLOBAL_OPS = frozenset({"mean_pool", "std_pool"})
 JOIN_OPS = frozenset({"add", "mul", "concat"})  # element-wise / channel ops whose spatial inputs must agree
@@ -81,11 +82,12 @@ def receptive_field(art: Artifact) -> ReceptiveField:
             jump = max(i[ax][1] for i in ins)
             a = op.attrs
             if op.op == "conv2d":
-                k = int(a["kernel"][ax])
-                s, d = attr_pair(a.get("stride", 1))[ax], attr_pair(a.get("dilation", 1))[ax]
+                p = ConvParams.of(a)
+                k, s, d = p.kernel[ax], p.stride[ax], p.dilation[ax]
                 ext, jump = ext + (k - 1) * d * jump, jump * s
             elif op.op == "conv_transpose2d":
-                k, s = int(a["kernel"][ax]), attr_pair(a.get("stride", 1))[ax]
+                p = ConvParams.of(a)
+                k, s = p.kernel[ax], p.stride[ax]
                 ext, jump = ext + (math.ceil(k / s) - 1) * jump, jump / s
             elif op.op in ("pixel_shuffle", "upsample_nearest"):
                 jump = jump / int(a["factor"])
@@ -257,8 +259,9 @@ def tiled_peak_bytes(art: Artifact, h: int, w: int, tile_rows: int) -> int:
     hw = tensor_shapes(art, h, w)
     P = plan(art)
     # rows kept for the next band: the largest kernel reach, dilation included
-    halo = 2 + max([(int(op.attrs["kernel"][0]) - 1) * attr_pair(op.attrs.get("dilation", 1))[0]
-                    for op in art.ops if op.op in ("conv2d", "conv_transpose2d")] + [2])
+    halo = 2 + max([(p.kernel[0] - 1) * p.dilation[0]
+                    for p in (ConvParams.of(op.attrs) for op in art.ops if op.op in ("conv2d", "conv_transpose2d"))]
+                   + [2])
     total = h * w * art.tensors[art.inputs[0]].channels
     for t, (th, tw) in hw.items():
         if P.is_global.get(t, False) or t == art.inputs[0]:

@@ -27,8 +27,6 @@ import numpy as np
 
 from intsim.artifact import Artifact, Codebook, Numerics, OpSpec
 from intsim.ops.conv import accumulator_layout
-from intsim.overflow import OverflowPolicy
-from intsim.rounding import RoundingMode
 
 CONV_OPS = ("conv2d", "conv_transpose2d")
 KIND_CONV, KIND_ENCODE = 1, 2
@@ -87,7 +85,7 @@ def _codebook_words(cb: Codebook) -> dict[str, int]:
 
 
 def _numerics_words(nx: Numerics) -> dict[str, int]:
-    return {"rounding": int(RoundingMode.parse(nx.rounding)), "overflow": int(OverflowPolicy.parse(nx.overflow)),
+    return {"rounding": int(nx.rounding_mode), "overflow": int(nx.overflow_policy),
             "acc_bits": int(nx.acc_bits), "stream_bits": int(nx.stream_bits),
             "realization": 0 if nx.realization == "split" else 1}
 

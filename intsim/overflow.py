@@ -5,32 +5,22 @@ the low bits (two's complement). Every out-of-range value is one event.
 """
 from __future__ import annotations
 
-import enum
-
 import numba
 import numpy as np
 
+from intsim.spec_enum import SpecEnum
 
-class OverflowPolicy(enum.IntEnum):
+
+class OverflowPolicy(SpecEnum):
+    """What happens to a value outside its configured width (arithmetic.md §4)."""
+
     ERROR = 0
     SATURATE = 1
     WRAP = 2
 
-    @property
-    def spec_name(self) -> str:
-        return self.name.lower()
-
     @classmethod
-    def parse(cls, name: "str | OverflowPolicy") -> "OverflowPolicy":
-        if isinstance(name, OverflowPolicy):
-            return name
-        try:
-            return cls[str(name).upper()]
-        except KeyError:
-            raise ValueError(
-                f"unknown overflow policy {name!r}; expected one of "
-                + ", ".join(p.spec_name for p in cls)
-            ) from None
+    def describe(cls) -> str:
+        return "overflow policy"
 
 
 class EngineOverflowError(OverflowError):

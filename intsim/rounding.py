@@ -7,46 +7,53 @@ exact ``fractions.Fraction`` reference in tests/intsim/test_rounding.py).
 """
 from __future__ import annotations
 
-import enum
-
 import numba
 import numpy as np
 
-from intsim.kernels import wrapping
+from intsim import wrapping
+from intsim.spec_enum import SpecEnum
 
 MAX_SHIFT = 62
 
 
-class RoundingMode(enum.IntEnum):
-    """Rounding of ``I·2^-n`` to an integer (arithmetic.md §2)."""
+class RoundingMode(SpecEnum):
+    """Rounding of ``I·2^-n`` to an integer (arithmetic.md §2).
+
+    Adding a mode: a member here, its branch in :func:`round_shift_scalar` and
+    :func:`round_shift`, and golden's ``round_real`` (docs/extending.md)."""
 
     HALF_UP = 0  # ties toward +inf (TFLite / gemmlowp single rounding)
     HALF_AWAY = 1  # ties away from zero
     HALF_EVEN = 2  # ties to even (ONNX)
     FLOOR = 3  # toward -inf (HLS default)
 
-    @property
-    def spec_name(self) -> str:
-        return self.name.lower()
-
     @classmethod
-    def parse(cls, name: "str | RoundingMode") -> "RoundingMode":
-        if isinstance(name, RoundingMode):
-            return name
-        try:
-            return cls[str(name).upper()]
-        except KeyError:
-            raise ValueError(
-                f"unknown rounding mode {name!r}; expected one of "
-                + ", ".join(m.spec_name for m in cls)
-            ) from None
+    def describe(cls) -> str:
+        return "rounding mode"
 
 
 @numba.njit(cache=True, inline="always")
 def round_shift_scalar(i, n, mode):
-    """``R(i, n)`` for int64 ``i``, ``0 <= n <= 62`` (numba scalar; §2): the wrap-safe form of
-    :func:`intsim.kernels.wrapping.round_shift` (numba's signed additions must not overflow)."""
-    return wrapping.round_shift(i, n, mode)
+    """``R(i, n)`` (arithmetic.md §2) for int64 ``i``, ``0 ≤ n ≤ 62``, ``mode`` a
+    :class:`RoundingMode` (numba scalar); the additions of ``half_up`` and ``half_away``
+    wrap as in numpy (:mod:`intsim.wrapping`: numba's signed additions must not
+    overflow), the only steps of §2 that can leave int64."""
+    if n == 0:
+        return i
+    half = np.int64(1) << (n - 1)
+    if mode == RoundingMode.HALF_UP:
+        return wrapping.add(i, half) >> n
+    if mode == RoundingMode.HALF_AWAY:  # sign(i)·((|i| + h) >> n); |−2^63| wraps as np.abs does
+        if i < 0:
+            return -(wrapping.add(-i, half) >> n)  # n ≥ 1: the shifted value is below 2^62 in magnitude
+        return wrapping.add(i, half) >> n
+    if mode == RoundingMode.HALF_EVEN:  # q·2^n ≤ i and 0 ≤ r < 2^n, nothing leaves int64
+        q = i >> n
+        r = i - (q << n)
+        if r > half or (r == half and (q & 1) == 1):
+            q += 1
+        return q
+    return i >> n  # FLOOR
 
 
 def round_shift(values, n, mode: "RoundingMode | str") -> np.ndarray:

@@ -41,15 +41,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from intsim import allocator, engine
+from intsim import allocator
+from intsim import op_dispatch as D
 from intsim.artifact import Artifact, OpSpec
 from intsim.band_plan import GLOBAL_OPS, TilePlan, plan  # noqa: F401  (the pass cut, shared with golden)
 from intsim.kernels import conv as K
 from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
 from intsim.ops import pad as pad_ops
-from intsim.ops import requantize
+from intsim.ops import no_events, requantize
+from intsim.ops.conv_params import ConvParams, attr_pair
 from intsim.ops.resample import bilinear_taps
+from intsim.run_io import TOTAL_KEYS, RunResult, check_image, counter_entry
 
 ROW_LOCAL_OPS = frozenset({"image_in", "image_out", "encode", "add", "concat", "split", "relu", "leaky_relu",
                            "prelu", "sigmoid", "lut", "mul", "clamp"})
@@ -59,13 +62,6 @@ UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
 
 # --------------------------------------------------------------------------
 # shapes and row maps
-
-
-def attr_pair(v) -> tuple[int, int]:
-    """An op attribute given as one int or a [rows, cols] pair, as (rows, cols)."""
-    if np.ndim(v) == 0:
-        return int(v), int(v)
-    return int(v[0]), int(v[1])
 
 
 def axis_out_size(op: OpSpec, size, ax: int):
@@ -78,12 +74,11 @@ def axis_out_size(op: OpSpec, size, ax: int):
     if op.op in GLOBAL_OPS:
         return size * 0 + 1
     if op.op == "conv2d":
-        return K.conv2d_output_size(size, int(a["kernel"][ax]), attr_pair(a.get("stride", 1))[ax],
-                                    attr_pair(a.get("padding", 0))[ax], attr_pair(a.get("dilation", 1))[ax])
+        p = ConvParams.of(a)
+        return K.conv2d_output_size(size, p.kernel[ax], p.stride[ax], p.padding[ax], p.dilation[ax])
     if op.op == "conv_transpose2d":
-        return K.conv_transpose2d_output_size(size, int(a["kernel"][ax]), attr_pair(a.get("stride", 1))[ax],
-                                              attr_pair(a.get("padding", 0))[ax],
-                                              attr_pair(a.get("output_padding", 0))[ax])
+        p = ConvParams.of(a)
+        return K.conv_transpose2d_output_size(size, p.kernel[ax], p.stride[ax], p.padding[ax], p.output_padding[ax])
     if op.op in UPSAMPLE_OPS or op.op in ("upsample_bilinear", "upsample_bicubic"):
         return size * int(a["factor"])
     if op.op == "pad":
@@ -123,13 +118,12 @@ def _row_needs(art: Artifact, op: OpSpec, in_h: int, out_h: int) -> tuple[np.nda
         i0, i1, _, _ = bilinear_taps(in_h, int(a["factor"]))
         return np.minimum(i0, i1), np.maximum(i0, i1) + 1
     if op.op in CONV_OPS:
-        kh = int(a["kernel"][0])
-        sh = attr_pair(a.get("stride", 1))[0]
-        ph = attr_pair(a.get("padding", 0))[0]
+        p = ConvParams.of(a)
+        kh, sh, ph = p.kernel[0], p.stride[0], p.padding[0]
         if op.op == "conv2d":
-            table = K.conv2d_tap_table(in_h, kh, sh, ph, attr_pair(a.get("dilation", 1))[0])
+            table = K.conv2d_tap_table(in_h, kh, sh, ph, p.dilation[0])
         else:
-            table = K.conv_transpose2d_tap_table(in_h, kh, sh, ph, attr_pair(a.get("output_padding", 0))[0])
+            table = K.conv_transpose2d_tap_table(in_h, kh, sh, ph, p.output_padding[0])
         valid = table >= 0
         lo = np.where(valid, table, in_h).min(axis=1)
         hi = np.where(valid, table + 1, 0).max(axis=1)
@@ -204,7 +198,7 @@ class _Counters:
             m = e.setdefault("macs", {k: 0 for k in events["macs"]})
             for k, v in events["macs"].items():
                 m[k] = m.get(k, 0) + int(v)
-        for k in engine._TOTAL_KEYS:
+        for k in TOTAL_KEYS:
             e[k] = e.get(k, 0) + int(events.get(k, 0))
         if "code_histogram" in events:
             h = events["code_histogram"]
@@ -215,13 +209,13 @@ class _Counters:
 
     def result(self, art: Artifact, hw: dict, channels: dict) -> dict:
         ops: dict[str, dict] = {}
-        totals = {"macs": 0, **{k: 0 for k in engine._TOTAL_KEYS}}
+        totals = {"macs": 0, **{k: 0 for k in TOTAL_KEYS}}
         for op in art.ops:
             e = self.ops.get(op.name)
             if e is None:  # an op with an empty output never ran: zero events
-                e = {"op": op.op, **{k: 0 for k in engine._TOTAL_KEYS}}
+                e = {"op": op.op, **{k: 0 for k in TOTAL_KEYS}}
             shapes = [[hw[t][0], hw[t][1], channels[t]] for t in op.outputs]
-            ops[op.name] = engine.counter_entry(op.op, e, shapes, totals)
+            ops[op.name] = counter_entry(op.op, e, shapes, totals)
         return {"ops": ops, "totals": totals}
 
 
@@ -229,7 +223,7 @@ class _Tiled:
     def __init__(self, art: Artifact, image: np.ndarray, tile_rows: int):
         self.art = art
         self.tile_rows = int(tile_rows)
-        in_name = engine._check_image(art, image)
+        in_name = check_image(art, image)
         img = np.asarray(image)
         if img.ndim == 2:
             img = img[:, :, None]
@@ -258,18 +252,18 @@ class _Tiled:
             raise ValueError(f"op {op.name!r}: attrs kernel {at['kernel']} != weight shape "
                              f"{art.array(op, 'weight').shape}")
         x, ev = conv_ops.conv_rows(
-            win, win_y0, self.hw[op.inputs[0]][0], a, b, engine._codebook_of(art, op.inputs[0]),
+            win, win_y0, self.hw[op.inputs[0]][0], a, b, D.codebook_of(art, op.inputs[0]),
             art.array(op, "weight"), art.array(op, "w_mant"), art.array(op, "bias"), w_exp=at["w_exp"],
-            f_out=engine._frac(art, op.outputs[0]), transposed=op.op == "conv_transpose2d",
+            f_out=D.stream_frac(art, op.outputs[0]), transposed=op.op == "conv_transpose2d",
             stride=at.get("stride", (1, 1)), padding=at.get("padding", (0, 0)),
             dilation=at.get("dilation", (1, 1)), groups=at.get("groups", 1),
             output_padding=at.get("output_padding", (0, 0)), numerics=art.numerics, name=op.name,
-            constants=engine._conv_constants(art, op, op.op == "conv_transpose2d"))
+            constants=D.conv_constants(art, op, op.op == "conv_transpose2d"))
         return [x], ev
 
     def _bilinear(self, op: OpSpec, win: np.ndarray, win_y0: int, a: int, b: int):
         # The expression of intsim.ops.resample.upsample_bilinear (§6.10), for output rows [a, b).
-        engine._same_frac(self.art, op)
+        D.same_frac(self.art, op)
         at = op.attrs
         r = int(at["factor"])
         X = win.astype(np.int64, copy=False)
@@ -293,7 +287,7 @@ class _Tiled:
             return self._bilinear(op, wins[0][0], wins[0][1], a, b)
         if op.op == "upsample_bicubic":
             win, y0 = wins[0]
-            engine._same_frac(self.art, op)
+            D.same_frac(self.art, op)
             y, ev = bicubic_ops.bicubic_rows(win, y0, self.hw[op.inputs[0]][0], a, b, factor=op.attrs["factor"],
                                              tap_bits=op.attrs["tap_bits"], numerics=self.art.numerics, name=op.name)
             return [y], ev
@@ -302,15 +296,15 @@ class _Tiled:
             ph, pw = attr_pair(op.attrs["padding"])
             rows = pad_ops.pad_index(self.hw[op.inputs[0]][0], ph, ph, op.attrs["mode"])[a:b] - y0
             cols = pad_ops.pad_index(win.shape[1], pw, pw, op.attrs["mode"])
-            return [np.ascontiguousarray(win[rows][:, cols])], engine.no_events()
+            return [np.ascontiguousarray(win[rows][:, cols])], no_events()
         if op.op in UPSAMPLE_OPS:
             win, y0 = wins[0]
             r = int(op.attrs["factor"])
-            outs, ev = engine.OPS[op.op](self.art, op, [win])
+            outs, ev = D.OPS[op.op](self.art, op, [win])
             return [o[a - y0 * r:b - y0 * r] for o in outs], ev
         if op.op in ROW_LOCAL_OPS:
             ins = [w if y0 is None else w[a - y0:b - y0] for w, y0 in wins]
-            return engine.OPS[op.op](self.art, op, ins)
+            return D.OPS[op.op](self.art, op, ins)
         raise ValueError(f"op {op.name!r}: op type {op.op!r} cannot be tiled")
 
     # ---- a pass
@@ -326,7 +320,7 @@ class _Tiled:
         art, P = self.art, self.plan
         for op in P.global_ops[p]:
             ins = [self.glob[t] if P.is_global[t] else _as_engine(art, t, self.full[t]) for t in op.inputs]
-            outs, ev = engine.OPS[op.op](art, op, ins)
+            outs, ev = D.OPS[op.op](art, op, ins)
             self.counters.add(op, ev)
             for t, v in zip(op.outputs, outs):
                 self.glob[t] = v
@@ -416,7 +410,7 @@ class _Tiled:
             if t in P.last_pass and P.last_pass[t] <= p and t not in self.art.outputs:
                 del self.full[t]
 
-    def run(self) -> engine.RunResult:
+    def run(self) -> RunResult:
         allocator.tune_allocator_if_requested()  # process-wide: opt-in (intsim.allocator)
         P = self.plan
         for p in range(len(P.pass_ops)):
@@ -427,10 +421,10 @@ class _Tiled:
                 tensors[t] = self.glob[t]
             else:
                 tensors[t] = _as_engine(self.art, t, self.full[t])
-        return engine.RunResult(tensors=tensors, counters=self.counters.result(self.art, self.hw, self.channels))
+        return RunResult(tensors=tensors, counters=self.counters.result(self.art, self.hw, self.channels))
 
 
-def run_tiled(art: Artifact, image: np.ndarray, tile_rows: int = 32) -> engine.RunResult:
+def run_tiled(art: Artifact, image: np.ndarray, tile_rows: int = 32) -> RunResult:
     """Execute ``art`` on one image in horizontal bands of ``tile_rows`` input rows.
 
     Returns what ``engine.run(art, image, keep_tensors=False)`` returns: the graph

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from intsim.artifact import REALIZATIONS, Numerics
+from intsim.overflow import OverflowPolicy
+from intsim.rounding import RoundingMode
+
 from intsim_cli.arg_types import bit_list, bits_spec, positive_float, positive_int, positive_mb, unit_fraction
 from intsim_cli.torch_commands import (
     cmd_calibrate, cmd_demo, cmd_eval, cmd_golden, cmd_models, cmd_report, cmd_sweep,
@@ -86,10 +90,10 @@ def add_calibrate(sub) -> None:
                    help="the --calib-data images are HR (made LR by bicubic ×scale) or LR (used as they are); "
                         "auto guesses from the path: a folder named LR… or files named …x<s> "
                         "(default: %(default)s)")
-    c.add_argument("--realization", choices=["split", "grid"], default="split", help="default: %(default)s")
-    c.add_argument("--rounding", choices=["half_up", "half_away", "half_even", "floor"], default="half_up",
+    c.add_argument("--realization", choices=REALIZATIONS, default=Numerics.realization, help="default: %(default)s")
+    c.add_argument("--rounding", choices=RoundingMode.names(), default=Numerics.rounding,
                    help="default: %(default)s")
-    c.add_argument("--overflow", choices=["error", "saturate", "wrap"], default="saturate",
+    c.add_argument("--overflow", choices=OverflowPolicy.names(), default=Numerics.overflow,
                    help="accumulator/stream overflow policy (default: %(default)s; error warns at calibration "
                         "when a conv's worst case exceeds --acc-bits)")
     c.add_argument("--acc-bits", type=positive_int(8, 48), default=32, help="accumulator width (default: %(default)s)")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from golden.executor import execute
-from intsim import engine
+from intsim import op_dispatch
 from intsim.artifact import Artifact, Numerics, OpSpec, TensorSpec
 from intsim import validate as V
 
@@ -60,7 +60,7 @@ def validate_one_op(art: Artifact) -> None:
 def run_intsim(art: Artifact, X: np.ndarray) -> Outcome:
     op = art.ops[0]
     try:
-        outs, ev = engine.OPS[op.op](art, op, [X])
+        outs, ev = op_dispatch.OPS[op.op](art, op, [X])
     except OverflowError:
         return Outcome(None, None, True)
     return Outcome(np.asarray(outs[0], dtype=np.int64), {k: int(ev[k]) for k in

@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from golden.executor import execute
-from intsim import engine
+from intsim import op_dispatch
 from intsim.artifact import Artifact, Numerics, OpSpec, TensorSpec
 from intsim.ops.conv import conv2d
 from tests.artifact_factory import make_codebook
@@ -86,7 +86,7 @@ def test_golden_equals_intsim_real_size(rounding, overflow, acc_bits, mult):
     codes = np.random.default_rng(acc_bits + mult).integers(0, n, (H, W, 16)).astype(np.int64)
     op = art.ops[0]
     try:
-        (y,), ev = engine.OPS["conv2d"](art, op, [codes.astype(np.uint8)])
+        (y,), ev = op_dispatch.OPS["conv2d"](art, op, [codes.astype(np.uint8)])
     except OverflowError:
         y = None
     try:

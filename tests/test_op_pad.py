@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from golden.executor import execute
-from intsim import engine
+from intsim import op_dispatch
 from intsim.artifact import Artifact, ArtifactError, Numerics, OpSpec, TensorSpec
 from intsim.ops.pad import pad, pad_index
 from tests.artifact_factory import make_codebook
@@ -70,7 +70,7 @@ def _both(art: Artifact, codes: np.ndarray):
         t = {"c": codes}
         ev_i = {}
         for op in art.ops:
-            outs, ev = engine.OPS[op.op](art, op, [t[x] for x in op.inputs])
+            outs, ev = op_dispatch.OPS[op.op](art, op, [t[x] for x in op.inputs])
             t.update(zip(op.outputs, outs))
             ev_i[op.name] = {k: int(ev[k]) for k in ("acc_overflow", "stream_overflow", "saturations")}
         a = (t["cp"].astype(np.int64), np.asarray(t["y"], np.int64), ev_i)

@@ -26,7 +26,7 @@ from golden.executor import run_golden  # noqa: E402
 from intsim import engine  # noqa: E402
 from intsim.artifact import load_artifact  # noqa: E402
 from intsim.images import read_image  # noqa: E402
-from intsim.ops import conv as C  # noqa: E402
+from intsim.ops import conv_fast  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 QDIR = Path(os.environ.get("INTSIM_QUALITY_DIR", ROOT / "results" / "quality"))
@@ -55,8 +55,8 @@ def test_engine_equals_golden_on_default_artifacts(monkeypatch, bits, rounding, 
     art = _artifact(bits, rounding, overflow)
     img = np.ascontiguousarray(read_image(BABY, 3).pixels[40:88, 40:88])  # 48×48: the banded kernels run
     gold = run_golden(art, img)
-    for frac in (C.SPARSE_FRACTION, 0.0, 1.0):
-        monkeypatch.setattr(C, "SPARSE_FRACTION", frac)
+    for frac in (conv_fast.SPARSE_FRACTION, 0.0, 1.0):
+        monkeypatch.setattr(conv_fast, "SPARSE_FRACTION", frac)
         full = engine.run(art, img, keep_tensors=True)
         for name, ref in gold.tensors.items():
             np.testing.assert_array_equal(full.tensors[name], ref, err_msg=f"{name} (sparse fraction {frac})")

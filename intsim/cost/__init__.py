@@ -3,7 +3,9 @@
 * :mod:`intsim.cost.accel` — accelerator description files (TOML) → :class:`AcceleratorConfig`
 * :mod:`intsim.cost.energy` — energy table (Horowitz ISSCC 2014, 45 nm) and its scaling model
 * :mod:`intsim.cost.systolic` — SCALE-Sim-like analytical model of a GEMM on the PE array
-* :mod:`intsim.cost.model` — :func:`estimate_cost` from an artifact + engine counters
+* :mod:`intsim.cost.model` — :func:`estimate_cost` from an artifact + engine counters; per op
+  :mod:`intsim.cost.conv_cost` and :mod:`intsim.cost.vector_cost` on the shared
+  :mod:`intsim.cost.context` (schemes, op classes, bit widths) and :mod:`intsim.cost.shapes`
 * ``python -m intsim.cost ARTIFACT --counters FILE --accel NAME`` — the same from the shell
 
 Pure numpy; no torch, no matplotlib (plots live in ``reports/cost_plots.py``).
@@ -15,18 +17,16 @@ from intsim.cost.accel import (
     load_accelerator,
     packaged_accelerators,
 )
+from intsim.cost.context import CATEGORIES, Scheme, parse_scheme
 from intsim.cost.energy import EnergyModel, EnergyTable, load_energy_table
 from intsim.cost.model import (
-    CATEGORIES,
     DEFAULT_SCHEMES,
-    Scheme,
     compare_schemes,
     estimate_cost,
-    infer_shapes,
     load_counters,
-    parse_scheme,
     summary_row,
 )
+from intsim.cost.shapes import infer_shapes
 
 __all__ = [
     "AcceleratorConfig", "CATEGORIES", "ConfigError", "DEFAULT_SCHEMES", "EnergyModel", "EnergyTable",

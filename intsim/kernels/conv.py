@@ -27,15 +27,13 @@ import numba
 import numpy as np
 from numba import prange
 
-from intsim.overflow import wrap_scalar
+from intsim.overflow import OverflowPolicy, wrap_scalar
 from intsim.rounding import round_shift_scalar
 
 STATUS_OK = 0
 STATUS_ACC_OVERFLOW = 1
 STATUS_STREAM_OVERFLOW = 2
 
-_POLICY_ERROR = 0
-_POLICY_SATURATE = 1
 
 
 def conv2d_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -127,9 +125,9 @@ def _apply_policy(acc, ab, n, lo, hi, bits, policy):
         a = acc[_u(ab + k)]
         if a > hi or a < lo:
             events += 1
-            if policy == _POLICY_SATURATE:
+            if policy == OverflowPolicy.SATURATE:
                 acc[_u(ab + k)] = hi if a > hi else lo
-            elif policy != _POLICY_ERROR:
+            elif policy != OverflowPolicy.ERROR:
                 acc[_u(ab + k)] = wrap_scalar(a, bits)
     return events
 
@@ -220,7 +218,7 @@ def conv_kernel(codes, wt, seg_of, val_of, pidx, qidx, nacc, iy_of, ix_of, group
                                                     acc_lo, acc_hi, acc_bits, policy)
                             if n_ev > 0:
                                 ev_acc += n_ev
-                                if policy == _POLICY_ERROR and st == 0:
+                                if policy == OverflowPolicy.ERROR and st == 0:
                                     st = STATUS_ACC_OVERFLOW
                                     st_ox = ox
             # rescale (5.3): one multiply-add per accumulator, one rounding, stream policy
@@ -231,11 +229,11 @@ def conv_kernel(codes, wt, seg_of, val_of, pidx, qidx, nacc, iy_of, ix_of, group
                 x = round_shift_scalar(total, nshift, rmode)
                 if x > st_hi or x < st_lo:
                     ev_st += 1
-                    if policy == _POLICY_ERROR:
+                    if policy == OverflowPolicy.ERROR:
                         if st == 0:
                             st = STATUS_STREAM_OVERFLOW
                             st_ox = ox
-                    elif policy == _POLICY_SATURATE:
+                    elif policy == OverflowPolicy.SATURATE:
                         x = st_hi if x > st_hi else st_lo
                     else:
                         x = wrap_scalar(x, stream_bits)

@@ -12,7 +12,7 @@ by :func:`~intsim.kernels.parallel.stream_bands`.
   (§6.4, written into its channel slice of the output) and ``mul`` (§6.14).
   Rounding (§2) and the policy ``saturate`` or ``wrap`` (§4), one event per
   out-of-range value, with the int64 arithmetic of
-  :mod:`intsim.kernels.wrapping` (it wraps as numpy's does). Under
+  :mod:`intsim.wrapping` (it wraps as numpy's does). Under
   ``error`` the ops run it with ``saturate`` to count: no event means no value
   was changed; otherwise they run their numpy form, whose message names the value.
 * :func:`copy_channels_rows` is ``split`` (§6.5): a channel slice copied.
@@ -37,12 +37,11 @@ import numpy as np
 
 from intsim.kernels import parallel as KP
 from intsim.kernels import uindex as _u
-from intsim.kernels import wrapping
+from intsim import wrapping
 from intsim.kernels.encode import Encoded, encode_scratch, encoded_bands, scratch_rows
-from intsim.overflow import wrap_scalar
-from intsim.rounding import round_shift_scalar
+from intsim.overflow import OverflowPolicy, wrap_scalar
+from intsim.rounding import RoundingMode, round_shift_scalar
 
-_POLICY_SATURATE = 1
 
 
 def channel_starts(sizes: list[int]) -> list[int]:
@@ -61,9 +60,9 @@ def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out, c0, dy):
     hi = (np.int64(1) << (stream_bits - 1)) - 1
     lo = -hi - 1
     ev = 0
-    if shift > 0 and (rmode == 0 or rmode == 3) and policy == _POLICY_SATURATE:
+    if shift > 0 and (rmode == RoundingMode.HALF_UP or rmode == RoundingMode.FLOOR) and policy == OverflowPolicy.SATURATE:
         # half_up or floor with saturate: branch-free per element (vectorizes); same arithmetic
-        h = (np.int64(1) << (shift - 1)) if rmode == 0 else np.int64(0)
+        h = (np.int64(1) << (shift - 1)) if rmode == RoundingMode.HALF_UP else np.int64(0)
         for y in range(y0, y1):
             for w in range(W):
                 for c in range(C):
@@ -82,7 +81,7 @@ def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out, c0, dy):
                     v = round_shift_scalar(v * mult[c0 + c], shift, rmode)
                     if v > hi or v < lo:
                         ev += 1
-                        if policy == _POLICY_SATURATE:
+                        if policy == OverflowPolicy.SATURATE:
                             v = hi if v > hi else lo
                         else:
                             v = wrap_scalar(v, stream_bits)
@@ -222,10 +221,10 @@ def requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y0, y1, out,
     hi = (np.int64(1) << (stream_bits - 1)) - 1
     lo = -hi - 1
     ev = 0
-    if policy == _POLICY_SATURATE and (rmode == 0 or rmode == 3):
+    if policy == OverflowPolicy.SATURATE and (rmode == RoundingMode.HALF_UP or rmode == RoundingMode.FLOOR):
         # half_up / floor with saturate: R(i, n) = (i + h) >> n with h the half (0 for floor, and
         # for n = 0), the same wrapping add; no per-element branch on the mode, so the loop vectorizes
-        h = (np.int64(1) << (n - 1)) if (rmode == 0 and n > 0) else np.int64(0)
+        h = (np.int64(1) << (n - 1)) if (rmode == RoundingMode.HALF_UP and n > 0) else np.int64(0)
         for y in range(y0, y1):
             for w in range(W):
                 for c in range(C):
@@ -237,8 +236,8 @@ def requantize_rows(a, sa, b, sb, g, n, rmode, policy, stream_bits, y0, y1, out,
     for y in range(y0, y1):
         for w in range(W):
             for c in range(C):
-                t = wrapping.round_shift(_intermediate(a, sa, b, sb, g, y, w, c), n, rmode)
-                v = min(max(t, lo), hi) if policy == _POLICY_SATURATE else wrapping.wrap(t, stream_bits)
+                t = round_shift_scalar(_intermediate(a, sa, b, sb, g, y, w, c), n, rmode)
+                v = min(max(t, lo), hi) if policy == OverflowPolicy.SATURATE else wrapping.wrap(t, stream_bits)
                 ev += v != t
                 out[y - dy, w, _u(c0 + c)] = v
     return ev

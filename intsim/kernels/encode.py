@@ -25,7 +25,7 @@ import numba
 import numpy as np
 
 from intsim.kernels import parallel as KP
-from intsim.rounding import round_shift_scalar
+from intsim.rounding import RoundingMode, round_shift_scalar
 
 
 @numba.njit(cache=True, inline="always")
@@ -77,14 +77,14 @@ def branch_free_params(thresholds, center, mult, shift, qmin, qmax, base, rmode)
     nth = thresholds.shape[0]
     S = nth + 1
     top = np.int64(0x7FFFFFFFFFFFFFFF)
-    ok = nth <= 2 and shift.min() > 0 and (rmode == 0 or rmode == 3)
+    ok = nth <= 2 and shift.min() > 0 and (rmode == RoundingMode.HALF_UP or rmode == RoundingMode.FLOOR)
     s1 = min(1, S - 1)
     s2 = min(2, S - 1)
     p = (thresholds[0] if nth > 0 else top, thresholds[1] if nth > 1 else top,
          center[0], center[s1], center[s2], mult[0], mult[s1], mult[s2], shift[0], shift[s1], shift[s2],
          qmin[0], qmin[s1], qmin[s2], qmax[0], qmax[s1], qmax[s2],
          base[0] - qmin[0], base[s1] - qmin[s1], base[s2] - qmin[s2],
-         np.int64(1) if rmode == 0 else np.int64(0))
+         np.int64(1) if rmode == RoundingMode.HALF_UP else np.int64(0))
     return (S if ok else 0), p
 
 

@@ -46,14 +46,12 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from intsim.overflow import wrap_scalar
-from intsim.rounding import round_shift_scalar
+from intsim.overflow import OverflowPolicy, wrap_scalar
+from intsim.rounding import RoundingMode, round_shift_scalar
 
 STATUS_OK = 0
 STATUS_STREAM_OVERFLOW = 2  # same code as intsim.kernels.conv.STATUS_STREAM_OVERFLOW
 
-_POLICY_ERROR = 0
-_POLICY_SATURATE = 1
 
 
 @numba.njit(cache=True, nogil=True)
@@ -283,22 +281,22 @@ def _rescale_store(tmp, oflat, ob, co_n, nshift, rmode, policy, st_lo, st_hi, st
     """
     if nshift > 0:
         half = np.int64(1) << (nshift - 1)
-        if rmode == 0:  # half_up
+        if rmode == RoundingMode.HALF_UP:  # half_up
             for co in range(co_n):
                 tmp[_u(co)] = (tmp[_u(co)] + half) >> nshift
-        elif rmode == 3:  # floor
+        elif rmode == RoundingMode.FLOOR:  # floor
             for co in range(co_n):
                 tmp[_u(co)] = tmp[_u(co)] >> nshift
         else:
             for co in range(co_n):
                 tmp[_u(co)] = round_shift_scalar(tmp[_u(co)], nshift, rmode)
     ev = 0
-    if policy == _POLICY_SATURATE:
+    if policy == OverflowPolicy.SATURATE:
         for co in range(co_n):
             x = tmp[_u(co)]
             ev += (x > st_hi) | (x < st_lo)
             oflat[_u(ob + co)] = min(max(x, st_lo), st_hi)
-    elif policy == _POLICY_ERROR:
+    elif policy == OverflowPolicy.ERROR:
         for co in range(co_n):
             x = tmp[_u(co)]
             ev += (x > st_hi) | (x < st_lo)
@@ -348,7 +346,7 @@ def finish_rows(out, oy0, acc, factor, base, bias, nshift, rmode, policy, stream
                 tmp[_u(co)] = base[_u(co)] * (oflat[_u(ob + co)] + factor * np.int64(acc[row, co])) + bias[_u(co)]
             n_ev = _rescale_store(tmp, oflat, ob, co_n, nshift, rmode, policy, st_lo, st_hi, stream_bits)
             ev += n_ev
-            if n_ev and policy == _POLICY_ERROR:
+            if n_ev and policy == OverflowPolicy.ERROR:
                 st = STATUS_STREAM_OVERFLOW
                 st_ox = ox
                 break  # the wrapper raises; stop working on this row
@@ -467,7 +465,7 @@ def kn2row_rows(out, oy0, oy1, Y, iy_lo, in_w, iy_of, ix_of, factor, base, bias,
                 acc[_u(co)] = base[_u(co)] * (oflat[_u(ob + co)] + factor * acc[_u(co)]) + bias[_u(co)]
             n_ev = _rescale_store(acc, oflat, ob, co_n, nshift, rmode, policy, st_lo, st_hi, stream_bits)
             ev += n_ev
-            if n_ev and policy == _POLICY_ERROR:
+            if n_ev and policy == OverflowPolicy.ERROR:
                 st = STATUS_STREAM_OVERFLOW
                 st_ox = ox
                 break  # the wrapper raises; stop working on this row

@@ -6,7 +6,7 @@
 ``P = clamp(t, 0, 255)``, counting each clamp that changes the value as a
 saturation; the numpy op forms
 ``I``, ``t``, the clamp and a boolean mask as separate full-size arrays. The
-int64 arithmetic of :mod:`intsim.kernels.wrapping` wraps as numpy's does, so the
+int64 arithmetic of :mod:`intsim.wrapping` wraps as numpy's does, so the
 two agree on every input. Serial ``nogil`` kernel over bands of rows
 (memory-bound: :func:`~intsim.kernels.parallel.stream_bands`) on the thread
 pool of :mod:`intsim.kernels.parallel`.
@@ -18,7 +18,8 @@ import numpy as np
 
 from intsim.kernels import parallel as KP
 from intsim.kernels import uindex as _u
-from intsim.kernels import wrapping
+from intsim import wrapping
+from intsim.rounding import round_shift_scalar
 
 
 @numba.njit(cache=True, nogil=True)
@@ -34,7 +35,7 @@ def image_out_rows(x, m, b, n, rmode, y0, y1, out):
     for y in range(y0, y1):
         for w in range(W):
             for c in range(C):
-                t = wrapping.round_shift(wrapping.add(wrapping.mul(x[y, w, _u(c)], m[_u(c)]), b[_u(c)]), n, rmode)
+                t = round_shift_scalar(wrapping.add(wrapping.mul(x[y, w, _u(c)], m[_u(c)]), b[_u(c)]), n, rmode)
                 p = min(max(t, 0), 255)
                 sats += p != t
                 out[y, w, _u(c)] = p

@@ -42,8 +42,6 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from intsim.kernels.gemm import (
-    _POLICY_ERROR,
-    _POLICY_SATURATE,
     STATUS_OK,
     STATUS_STREAM_OVERFLOW,
     _rescale_store,
@@ -51,6 +49,8 @@ from intsim.kernels.gemm import (
 )
 from intsim.kernels.gemm import sparse_row as gemm_sparse_row
 from intsim.kernels.gemm import sparse_row_listed as gemm_sparse_row_listed
+from intsim.overflow import OverflowPolicy
+from intsim.rounding import RoundingMode
 
 LANES = 16  # int32 lanes of a 512-bit vector: output channels per vector
 MR_WIDE = 6  # output pixels per tile when Co > 16 (6 × 4 accumulators + 4 weight vectors ≤ 32 registers)
@@ -258,8 +258,8 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     trow = np.empty((wo if has_sparse else 0, co_n), dtype=np.int64)
     tflat = trow.reshape(trow.size)
     # half_up / floor with saturate: (I + half) >> n in one loop, the rounding half folded into add
-    fused = policy == _POLICY_SATURATE and (rmode == 0 or rmode == 3)
-    half = (np.int64(1) << (nshift - 1)) if (nshift > 0 and rmode == 0) else np.int64(0)
+    fused = policy == OverflowPolicy.SATURATE and (rmode == RoundingMode.HALF_UP or rmode == RoundingMode.FLOOR)
+    half = (np.int64(1) << (nshift - 1)) if (nshift > 0 and rmode == RoundingMode.HALF_UP) else np.int64(0)
     for co in range(co_n):
         for p in range(n_planes):
             corr[p, co] = np.int64(offsets[p]) * colsum[co]
@@ -333,7 +333,7 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
                         continue
                     n_ev = _rescale_store(tmp, oflat, ob, nco, nshift, rmode, policy, st_lo, st_hi, stream_bits)
                     ev += n_ev
-                    if n_ev and policy == _POLICY_ERROR and (st_ox < 0 or ox0 + r < st_ox):
+                    if n_ev and policy == OverflowPolicy.ERROR and (st_ox < 0 or ox0 + r < st_ox):
                         st = STATUS_STREAM_OVERFLOW
                         st_ox = ox0 + r
             if st != STATUS_OK:

@@ -8,7 +8,7 @@ keep everything else (multipliers, rounding of the sums, the stream policy,
 the envelope checks and their messages).
 
 Equal to the numpy forms bit for bit on every int64 input: the arithmetic of
-:mod:`intsim.kernels.wrapping` wraps modulo 2^64 as numpy's does (and a
+:mod:`intsim.wrapping` wraps modulo 2^64 as numpy's does (and a
 wrapping sum does not depend on the order, so per-band partial sums add up to
 the one-pass sum); ``|v|`` of −2^63 is −2^63 in both (``np.abs`` and numba's
 ``abs`` negate modulo 2^64), and the maxima start from −2^63 as numpy's does.
@@ -23,7 +23,8 @@ import numpy as np
 
 from intsim.kernels import parallel as KP
 from intsim.kernels import uindex as _u
-from intsim.kernels import wrapping
+from intsim import wrapping
+from intsim.rounding import round_shift_scalar
 
 _INT64_MIN = np.int64(np.iinfo(np.int64).min)
 
@@ -54,7 +55,7 @@ def deviation_rows(x, mu, p, rmode, y0, y1):
     for y in range(y0, y1):
         for w in range(W):
             for c in range(C):
-                d = wrapping.round_shift(wrapping.sub(x[y, w, _u(c)], mu[_u(c)]), p, rmode)
+                d = round_shift_scalar(wrapping.sub(x[y, w, _u(c)], mu[_u(c)]), p, rmode)
                 s[_u(c)] = wrapping.add(s[_u(c)], wrapping.mul(d, d))
                 peak = max(peak, abs(d))
     return s, peak

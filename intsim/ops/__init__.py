@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intsim.artifact import Numerics
+from intsim.numerics import Numerics
 from intsim.overflow import apply_overflow
 from intsim.rounding import MAX_SHIFT, round_shift
 

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from intsim.artifact import Numerics
+from intsim.numerics import Numerics
 from intsim.ops import as_stream, check_shift, no_events, requantize
 
 MAX_TAP_BITS = 16

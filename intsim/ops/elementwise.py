@@ -20,7 +20,7 @@ from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels.encode import Encoded, EncoderTable
 from intsim.ops import as_stream, check_shift, no_events, requantize
 from intsim.overflow import OverflowPolicy
-from intsim.rounding import MAX_SHIFT, RoundingMode
+from intsim.rounding import MAX_SHIFT
 
 
 def _shift_left(x: np.ndarray, s: int) -> np.ndarray:
@@ -38,8 +38,8 @@ def _requantize_fast(parts: list, shape: tuple, numerics: Numerics,
     if (not ops.use_kernels(int(np.prod(shape))) or not 1 <= numerics.stream_bits <= 63
             or any(not (0 <= sa <= 63 and 0 <= sb <= 63 and 0 <= n <= MAX_SHIFT) for _, sa, _, sb, _, n, _ in parts)):
         return None
-    rmode = RoundingMode.parse(numerics.rounding)  # parsed in the numpy form's order: the same errors
-    policy = OverflowPolicy.parse(numerics.overflow)
+    rmode = numerics.rounding_mode  # parsed in the numpy form's order: the same errors
+    policy = numerics.overflow_policy
     # 'error' counts as saturate: with no event no value was changed, so the output is the numpy one
     run = OverflowPolicy.SATURATE if policy is OverflowPolicy.ERROR else policy
     if encode is not None:

@@ -13,7 +13,7 @@ from intsim import ops
 from intsim.artifact import Numerics
 from intsim.kernels import image as image_kernels
 from intsim.ops import as_stream, check_shift, no_events, requantize
-from intsim.rounding import RoundingMode, round_shift
+from intsim.rounding import round_shift
 
 
 def _per_channel(v, c: int, what: str) -> np.ndarray:
@@ -63,7 +63,7 @@ def image_out(x: np.ndarray, mult: np.ndarray, offset: np.ndarray, *, exp: int, 
     b = o << np.int64(f_in)
     events = no_events()
     if ops.use_kernels(X.size):
-        p, events["saturations"] = image_kernels.image_out_bands(X, m, b, n, int(RoundingMode.parse(numerics.rounding)))
+        p, events["saturations"] = image_kernels.image_out_bands(X, m, b, n, int(numerics.rounding_mode))
         return p, events
     t = round_shift(X * m + b, n, numerics.rounding)
     p = np.clip(t, 0, 255)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from calib.export import encode_stream
+from calib.export_codebook import encode_stream
 from intsim.overflow import apply_overflow
 from intsim.rounding import round_shift
 

@@ -150,7 +150,8 @@ def test_imdn_full_image_lean_run_equals_golden(imdn_art):
     """A whole Set5 LR image through real IMDN: the lean run (intermediates dropped, so every
     leaky_relu → split pair runs fused) gives golden's output and the op-by-op run's counters."""
     from golden.executor import run_golden
-    from intsim.engine import fusion_plan, run
+    from intsim.engine import run
+    from intsim.fusion import fusion_plan
     from intsim.images import read_image
 
     path, _, _ = imdn_art

@@ -15,14 +15,9 @@ import torch
 
 from calib.calibrate import LayerPolicy, calibrate_minmax, load_calibration_images, psnr
 from calib.data_root import data_root
-from calib.export import (
-    ENC_MULT_BITS,
-    ExportError,
-    check_codebook,
-    encode_stream,
-    export_artifact,
-    stream_frac,
-)
+from calib.export import ExportError, export_artifact, stream_frac
+from calib.export_codebook import check_codebook, encode_stream
+from calib.export_fixedpoint import ENC_MULT_BITS
 from calib.graph import UnsupportedOpError, capture
 from calib.models.edsr import DIV2K_RGB_MEAN, EDSR
 from calib.quant.fakequant import build_fakequant_model

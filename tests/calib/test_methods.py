@@ -10,10 +10,10 @@ from calib.methods import (
     check_method,
     collect_activation_stats,
     discover_convs,
-    find_blocks,
     search_bp,
     search_budgeted,
 )
+from calib.blocks import find_blocks
 from calib.quant.two_region import TwoRegionSpec
 from tests.calib._tiny import tiny_images, tiny_model
 

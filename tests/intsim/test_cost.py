@@ -32,7 +32,9 @@ from intsim.cost import (
 )
 from intsim.cost.accel import accelerator_from_dict
 from intsim.cost.energy import EnergyModel
-from intsim.cost.model import _acc_terms, infer_shapes, range_bits, weight_bits
+from intsim.cost.context import range_bits, weight_bits
+from intsim.cost.conv_cost import acc_terms as _acc_terms
+from intsim.cost.shapes import infer_shapes
 from intsim.cost.systolic import compute_cycles, map_gemm, sram_accesses
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ already spans several bands). Outputs, dtypes, shapes and every event counter
 must be identical; an op that raises must raise the same exception with the
 same message both ways (the ``error`` policy's message names the first value
 that overflows; the pooling envelope checks name their bound). The kernels'
-wrapping int64 arithmetic (:mod:`intsim.kernels.wrapping`) is checked against
+wrapping int64 arithmetic (:mod:`intsim.wrapping`) is checked against
 numpy over the whole int64 range.
 
 Inputs are adversarial on purpose: values at and beyond the stream range
@@ -36,12 +36,12 @@ from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels import image as image_kernels
 from intsim.kernels import parallel as KP
 from intsim.kernels import pooling as pooling_kernels
-from intsim.kernels import wrapping
+from intsim import wrapping
 from intsim.ops.elementwise import add, concat, mul, split
 from intsim.ops.image import image_out
 from intsim.ops.pooling import mean_pool, std_pool
 from intsim.overflow import apply_overflow
-from intsim.rounding import RoundingMode, round_shift
+from intsim.rounding import RoundingMode, round_shift, round_shift_scalar
 from tests.artifact_factory import make_random_artifact
 
 # numpy's wrap at 63 bits forms 2^63 − 1 from a wrapped scalar, with a warning (the value is right)
@@ -153,7 +153,7 @@ int64_st = st.one_of(st.integers(INT64_MIN, INT64_MAX), st.integers(-(1 << 20), 
 @settings(max_examples=500, deadline=None)
 @given(a=int64_st, b=int64_st, n=st.integers(0, 62), mode=st.sampled_from(MODES), bits=st.integers(1, 63))
 def test_wrapping_arithmetic_equals_numpy(a, b, n, mode, bits):
-    """add, sub, mul, R(·, n) (§2) and the §4 wrap of intsim.kernels.wrapping against numpy's int64
+    """add, sub, mul, R(·, n) (§2, intsim.rounding.round_shift_scalar) and the §4 wrap of intsim.wrapping against numpy's int64
     arrays over the whole int64 range (numpy wraps modulo 2^64)."""
     x, y = np.array([a], dtype=np.int64), np.array([b], dtype=np.int64)
     with np.errstate(over="ignore"):
@@ -161,7 +161,7 @@ def test_wrapping_arithmetic_equals_numpy(a, b, n, mode, bits):
         assert wrapping.sub(np.int64(a), np.int64(b)) == (x - y)[0]
         assert wrapping.mul(np.int64(a), np.int64(b)) == (x * y)[0]
         rmode = int(RoundingMode.parse(mode))
-        assert wrapping.round_shift(np.int64(a), np.int64(n), rmode) == round_shift(x, n, mode)[0]
+        assert round_shift_scalar(np.int64(a), np.int64(n), rmode) == round_shift(x, n, mode)[0]
         assert wrapping.wrap(np.int64(a), np.int64(bits)) == apply_overflow(x, bits, "wrap", "t")[0][0]
 
 

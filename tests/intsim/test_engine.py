@@ -26,9 +26,11 @@ from intsim.artifact import (
     TensorSpec,
 )
 from intsim.encoder import encode
-from intsim import engine as engine_module
+from intsim import fusion
+from intsim import op_dispatch as dispatch
 from intsim.kernels import int8dot
-from intsim.engine import OPS, RunResult, run
+from intsim.engine import RunResult, run
+from intsim.op_dispatch import OPS
 from intsim.ops import bicubic
 from intsim.ops import conv as conv_ops
 from intsim.ops import elementwise as ew
@@ -391,14 +393,14 @@ def test_ordered_decision_matches_bounds(acc_bits, realization):
 def spy_conv_slope(monkeypatch) -> list[bool]:
     """Record, per conv → slope group the engine runs, whether the conv handed its rows over."""
     handed_over = []
-    conv_slope = engine_module._run_conv_slope
+    conv_slope = fusion.run_conv_slope
 
     def spy(*args):
         got = conv_slope(*args)
         handed_over.append(bool(got[2]))
         return got
 
-    monkeypatch.setattr(engine_module, "_run_conv_slope", spy)
+    monkeypatch.setattr(fusion, "run_conv_slope", spy)
     return handed_over
 
 
@@ -408,7 +410,7 @@ def test_slope_split_fusion_equals_unfused(overflow, rounding, monkeypatch):
     """leaky_relu/prelu → split runs as one pass when intermediates are not kept: the same outputs
     and counters (op order, shapes, stream events) as the op-by-op run, on tensors large enough
     for the fused kernel, with slopes steep enough to overflow the stream."""
-    from intsim.engine import fusion_plan
+    from intsim.fusion import fusion_plan
 
     base = build_artifact(Numerics(rounding=rounding, overflow=overflow, stream_bits=16))
     T = dict(base.tensors)
@@ -501,7 +503,7 @@ def test_encode_fusion_equals_unfused(overflow, rounding, monkeypatch):
     intermediates are not kept: the same output and counters (op order, shapes, stream events,
     saturations, histograms) as the op-by-op run. Under 'error' the slope kernels step aside (the
     numpy form names an overflowing value), and an overflow raises either way."""
-    from intsim.engine import fusion_plan
+    from intsim.fusion import fusion_plan
 
     steep = overflow != "error"
     art = encode_fusion_artifact(Numerics(rounding=rounding, overflow=overflow, stream_bits=24), steep)
@@ -552,7 +554,7 @@ def test_op_seconds_charges_fused_groups_to_their_producer():
 def test_codes_fit_only_for_codebooks_whose_codes_lie_in_range():
     """The engine skips the conv's range pass over codes only where its encoder cannot emit a code
     outside [0, N); a malformed in-memory codebook (a segment with qmin > qmax) is not trusted."""
-    from intsim.engine import codes_fit, encoder_table
+    from intsim.op_dispatch import codes_fit, encoder_table
 
     assert codes_fit(cb_signed()) and codes_fit(cb_relu())
     bad = replace(cb_relu(), segments=(Segment(0, 256, 5, 2), Segment(8192, 1024, 1, 16)))
@@ -565,7 +567,7 @@ def test_conv_rows_go_into_slope_and_encoder(overflow, monkeypatch):
     """conv → leaky_relu → encode (no split): on the int8 path the conv hands each band of output
     rows to the slope pass, which encodes them; the same output and counters as op by op.
     Under 'error' nothing is handed over (the numpy slope names an overflowing value)."""
-    from intsim.engine import fusion_plan
+    from intsim.fusion import fusion_plan
 
     base = build_artifact(Numerics(overflow=overflow, stream_bits=24))
     ops_ = [replace(o, op="leaky_relu", attrs={"mult": 3277, "shift": 16}) if o.name == "relu1" else o
@@ -583,7 +585,7 @@ def test_conv_rows_go_into_slope_and_encoder(overflow, monkeypatch):
 
 
 def test_dispatch_memo_follows_a_replaced_codebook_and_rounding():
-    """The per-artifact memo of encoder tables (engine._memo) is keyed on the codebook object and
+    """The per-artifact memo of encoder tables (intsim.op_dispatch.memo) is keyed on the codebook object and
     the rounding mode: swapping either gives the table of the new one, never a stale entry."""
     from tests.artifact_factory import make_codebook
 
@@ -595,9 +597,9 @@ def test_dispatch_memo_follows_a_replaced_codebook_and_rounding():
         return (t.rmode, t.num_codes, len(t.arrays)) == (u.rmode, u.num_codes, len(u.arrays)) and all(
             np.array_equal(x, y) for x, y in zip(t.arrays, u.arrays))
 
-    assert same(engine_module._encoder_table(art, a), engine_module.encoder_table(a, "half_up"))
-    assert same(engine_module._encoder_table(art, b), engine_module.encoder_table(b, "half_up"))
-    assert not same(engine_module._encoder_table(art, a), engine_module._encoder_table(art, b))
+    assert same(dispatch.encoder_table_memo(art, a), dispatch.encoder_table(a, "half_up"))
+    assert same(dispatch.encoder_table_memo(art, b), dispatch.encoder_table(b, "half_up"))
+    assert not same(dispatch.encoder_table_memo(art, a), dispatch.encoder_table_memo(art, b))
     art.numerics = replace(art.numerics, rounding="floor")
-    assert same(engine_module._encoder_table(art, a), engine_module.encoder_table(a, "floor"))
-    assert engine_module._codes_fit(art, a) is engine_module.codes_fit(a)
+    assert same(dispatch.encoder_table_memo(art, a), dispatch.encoder_table(a, "floor"))
+    assert dispatch.codes_fit_memo(art, a) is dispatch.codes_fit(a)

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intsim import bounds, engine
+from intsim import bounds, engine, op_dispatch
 from intsim.artifact import Codebook, EncoderStage, Numerics, Segment
 from intsim.encoder import encode
 from intsim.kernels import int8dot as KI
@@ -33,6 +33,7 @@ from intsim.kernels.encode import _count_codes
 from intsim.kernels import parallel as KP
 from intsim.kernels.resample import pixel_shuffle_bands
 from intsim.ops import conv as C
+from intsim.ops import conv_fast, conv_paths
 from intsim.ops.resample import pixel_shuffle
 from intsim.overflow import EngineOverflowError
 from tests.artifact_factory import make_codebook, make_random_artifact
@@ -74,13 +75,13 @@ def run_op(codes, cb, w, w_mant, bias, w_exp, f_out, geom, num, transposed, orde
 def spy_dtype(monkeypatch):
     """Records the float dtype of every GEMM-path call (None entries: reference path)."""
     seen = []
-    orig = C._run_gemm
+    orig = conv_paths.run_gemm
 
     def wrapped(*args, **kwargs):
         seen.append(np.dtype(args[11]))  # the dtype argument of _run_gemm
         return orig(*args, **kwargs)
 
-    monkeypatch.setattr(C, "_run_gemm", wrapped)
+    monkeypatch.setattr(conv_paths, "run_gemm", wrapped)
     return seen
 
 
@@ -109,7 +110,7 @@ def test_random_cases_all_paths(realization, transposed, mode):
 def test_forced_sparse_and_gemm_segments(monkeypatch, sparse_fraction, kn2row_max):
     """Every non-dominant segment through the sparse pass (1.0) or through its own GEMM (0.0),
     in the im2col (kn2row_max 0) and kn2row forms."""
-    monkeypatch.setattr(C, "SPARSE_FRACTION", sparse_fraction)
+    monkeypatch.setattr(conv_fast, "SPARSE_FRACTION", sparse_fraction)
     monkeypatch.setattr(C, "KN2ROW_MAX_CO", kn2row_max)
     rng = np.random.default_rng([11, int(sparse_fraction), kn2row_max])
     for trial in range(16):
@@ -196,24 +197,24 @@ def test_stream_overflow_policies(policy):
 
 def test_gate_float32_only_below_2_24():
     worst = {"P0": 10, "P1": (1 << 24) - 1, "Q2": 5}
-    assert C.select_conv_path(worst, ["P1"], ordered=False) == "gemm32"
+    assert conv_paths.select_conv_path(worst, ["P1"], ordered=False) == "gemm32"
     worst["P1"] = 1 << 24
-    assert C.select_conv_path(worst, ["P1"], ordered=False) == "gemm64"
+    assert conv_paths.select_conv_path(worst, ["P1"], ordered=False) == "gemm64"
     with pytest.raises(ValueError, match="refused"):
-        C.select_conv_path(worst, ["P1"], ordered=False, requested="gemm32")
-    assert C.select_conv_path(worst, ["P0"], ordered=False) == "gemm32"  # only GEMM accumulators count
+        conv_paths.select_conv_path(worst, ["P1"], ordered=False, requested="gemm32")
+    assert conv_paths.select_conv_path(worst, ["P0"], ordered=False) == "gemm32"  # only GEMM accumulators count
     worst["P1"] = (1 << 53) - 1
-    assert C.select_conv_path(worst, ["P1"], ordered=False) == "gemm64"
+    assert conv_paths.select_conv_path(worst, ["P1"], ordered=False) == "gemm64"
     worst["P1"] = 1 << 53
-    assert C.select_conv_path(worst, ["P1"], ordered=False) == "reference"
+    assert conv_paths.select_conv_path(worst, ["P1"], ordered=False) == "reference"
     with pytest.raises(ValueError, match="refused"):
-        C.select_conv_path(worst, ["P1"], ordered=False, requested="gemm64")
+        conv_paths.select_conv_path(worst, ["P1"], ordered=False, requested="gemm64")
     # an op that can overflow is ordered: reference only, whatever the bound
-    assert C.select_conv_path({"A": 1}, ["A"], ordered=True) == "reference"
+    assert conv_paths.select_conv_path({"A": 1}, ["A"], ordered=True) == "reference"
     with pytest.raises(ValueError, match="order"):
-        C.select_conv_path({"A": 1}, ["A"], ordered=True, requested="gemm32")
+        conv_paths.select_conv_path({"A": 1}, ["A"], ordered=True, requested="gemm32")
     with pytest.raises(ValueError, match="unknown"):
-        C.requested_path("fast")
+        conv_paths.requested_path("fast")
 
 
 def _uniform_cb(qmax: int) -> Codebook:
@@ -273,8 +274,8 @@ def test_env_var_selects_reference(monkeypatch, spy_dtype):
     codes = np.full((3, 3, 2), 10, dtype=np.int64)
     w = np.ones((2, 3, 3, 2), dtype=np.int8)
     int8_calls = []
-    orig = C._run_int8
-    monkeypatch.setattr(C, "_run_int8", lambda *a, **k: int8_calls.append(1) or orig(*a, **k))
+    orig = conv_paths.run_int8
+    monkeypatch.setattr(conv_paths, "run_int8", lambda *a, **k: int8_calls.append(1) or orig(*a, **k))
     monkeypatch.setenv("INTSIM_CONV_PATH", "reference")
     a = C.conv2d(codes, cb, w, np.array([1, 2]), np.array([0, 0]), w_exp=0, f_out=0, padding=1)
     assert spy_dtype == [] and int8_calls == []
@@ -393,7 +394,7 @@ def test_fused_encoder_equals_reference(mode):
         X.reshape(-1)[:edges.size] = edges  # threshold and centre edges
         X[0, 0, :2] = [-(1 << 23), (1 << 23) - 1]  # saturating extremes
         ref = encode(X, cb, mode)
-        got = engine._encode_fast(X, cb, mode)
+        got = op_dispatch.encode_fast(X, cb, mode)
         np.testing.assert_array_equal(got[0], ref[0])
         assert got[1] == ref[1] and ref[1] > 0
         np.testing.assert_array_equal(got[2], ref[2])
@@ -481,7 +482,7 @@ def test_segment_census_matches_conv_macs(kind):
     for k, s, p, d in [(3, 1, 1, 1), (5, 2, 0, 1), (3, 1, 2, 2)]:
         iy_of = K.conv2d_tap_table(11, k, s, p, d)
         ix_of = K.conv2d_tap_table(9, k, s, p, d)
-        weighted, rows = C.segment_counts(codes, seg_of, S, K.tap_usage(iy_of, 11), K.tap_usage(ix_of, 9))
+        weighted, rows = conv_fast.segment_counts(codes, seg_of, S, K.tap_usage(iy_of, 11), K.tap_usage(ix_of, 9))
         np.testing.assert_array_equal(weighted, K.conv_macs(codes, seg_of, S, iy_of, ix_of, 1))
         np.testing.assert_array_equal(rows, np.stack([np.count_nonzero(seg_of[codes] == g, axis=(1, 2))
                                                       for g in range(S)], axis=1))

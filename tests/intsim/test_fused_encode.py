@@ -1,6 +1,6 @@
 """A stream encoded by its producer in the same pass equals the stream stored, then encoded.
 
-The producers that take an encoder (:data:`intsim.engine.ENCODE_FUSABLE`: the
+The producers that take an encoder (:data:`intsim.op_dispatch.ENCODE_FUSABLE`: the
 slope ops, alone or fused with a ``split``; ``add``, ``mul`` and ``concat``)
 compute a few rows into a scratch and encode them (:mod:`intsim.kernels.encode`).
 Each is run here both ways, on every rounding mode and overflow policy, with 1, 2
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from intsim import engine, ops
+from intsim import op_dispatch, ops
 from intsim.artifact import Numerics
 from intsim.encoder import encode
 from intsim.kernels import elementwise as elementwise_kernels
@@ -55,7 +55,7 @@ def assert_encoded_equals(got: Encoded, stream: np.ndarray, codebook, mode: str)
 
 
 def table(cb, mode):
-    t = engine.encoder_table(cb, mode)
+    t = op_dispatch.encoder_table(cb, mode)
     assert t is not None
     return t
 

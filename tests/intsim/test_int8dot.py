@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from intsim.artifact import Codebook, Numerics, Segment
 from intsim.kernels import int8dot as KI
 from intsim.ops import conv as C
+from intsim.ops import conv_fast
 from intsim.overflow import EngineOverflowError
 from tests.artifact_factory import make_codebook
 from tests.intsim.test_conv import codebook_3_3, extreme_codes
@@ -188,7 +189,7 @@ def test_real_size_multi_plane_tiles(monkeypatch, sparse_fraction, rounding, ove
     """IMDN's body conv size (128×128×48 → 64, k3) with ~9 % outer codes, as a default two-region
     calibration gives: every plane's tile combined in registers (or the tails listed sparse)
     equals the reference kernel, with a narrow stream so the policies and roundings act."""
-    monkeypatch.setattr(C, "SPARSE_FRACTION", sparse_fraction)
+    monkeypatch.setattr(conv_fast, "SPARSE_FRACTION", sparse_fraction)
     cb = codebook_3_3()
     rng = np.random.default_rng(24)
     codes = _codes(rng, cb, (128, 128, 48), 0.09)
@@ -200,7 +201,7 @@ def test_real_size_multi_plane_tiles(monkeypatch, sparse_fraction, rounding, ove
 
 
 def test_real_size_multi_plane_error_policy_names_the_first_column(monkeypatch):
-    monkeypatch.setattr(C, "SPARSE_FRACTION", 0.0)
+    monkeypatch.setattr(conv_fast, "SPARSE_FRACTION", 0.0)
     cb = codebook_3_3()
     rng = np.random.default_rng(25)
     codes = _codes(rng, cb, (64, 64, 48), 0.09)

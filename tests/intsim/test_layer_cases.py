@@ -13,7 +13,7 @@ import pytest
 from intsim.artifact import load_artifact, save_artifact
 from intsim.layer_cases import CONFIG_FIELDS
 from intsim.layer_vectors import parse_hex
-from intsim.ops.conv import _plan
+from intsim.ops.conv_paths import _plan
 from intsim.overflow import apply_overflow
 from intsim.rounding import round_shift
 from intsim.vectors import export_vectors

@@ -10,9 +10,9 @@ negation carry no such flag and wrap. Doing ``+``, ``−``, ``×`` on uint64
 Within the load-time envelope (§9) no int64 intermediate overflows, so for a
 valid artifact this changes nothing; the stream-op kernels use these forms so
 that they equal their numpy ops on *every* int64 input, adversarial ones
-included. :func:`round_shift` and :func:`wrap` are §2's ``R(i, n)`` and §4's
-``wrap`` exactly as :func:`intsim.rounding.round_shift` and
-:func:`intsim.overflow.apply_overflow` compute them on int64 arrays.
+included. :func:`wrap` is §4's ``wrap`` exactly as :func:`intsim.overflow.apply_overflow`
+computes it on int64 arrays; §2's ``R(i, n)`` in this form is
+:func:`intsim.rounding.round_shift_scalar`, built on :func:`add`.
 """
 from __future__ import annotations
 
@@ -36,29 +36,6 @@ def sub(a, b):
 def mul(a, b):
     """``a · b`` modulo 2^64 (int64): the low 64 bits are the same signed or unsigned."""
     return np.int64(np.uint64(a) * np.uint64(b))
-
-
-@numba.njit(cache=True, inline="always")
-def round_shift(i, n, mode):
-    """``R(i, n)`` (arithmetic.md §2) for int64 ``i``, ``0 ≤ n ≤ 62``, ``mode`` a
-    :class:`~intsim.rounding.RoundingMode`; the additions of ``half_up`` and ``half_away``
-    wrap as in numpy (the only steps of §2 that can leave int64)."""
-    if n == 0:
-        return i
-    half = np.int64(1) << (n - 1)
-    if mode == 0:  # half_up
-        return add(i, half) >> n
-    if mode == 1:  # half_away: sign(i)·((|i| + h) >> n); |−2^63| wraps to −2^63 as np.abs does
-        if i < 0:
-            return -(add(-i, half) >> n)  # n ≥ 1: the shifted value is below 2^62 in magnitude
-        return add(i, half) >> n
-    if mode == 2:  # half_even: q·2^n ≤ i and 0 ≤ r < 2^n, nothing leaves int64
-        q = i >> n
-        r = i - (q << n)
-        if r > half or (r == half and (q & 1) == 1):
-            q += 1
-        return q
-    return i >> n  # floor
 
 
 @numba.njit(cache=True, inline="always")
