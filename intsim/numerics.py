@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from intsim.overflow import OverflowPolicy
-from intsim.rounding import RoundingMode
+from intsim.spec_enum import OverflowPolicy, RoundingMode
 
 
 @dataclass(frozen=True)

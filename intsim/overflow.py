@@ -8,19 +8,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from intsim.spec_enum import SpecEnum
-
-
-class OverflowPolicy(SpecEnum):
-    """What happens to a value outside its configured width (arithmetic.md §4)."""
-
-    ERROR = 0
-    SATURATE = 1
-    WRAP = 2
-
-    @classmethod
-    def describe(cls) -> str:
-        return "overflow policy"
+from intsim.spec_enum import OverflowPolicy  # noqa: F401  (re-exported: defined with the other modes)
 
 
 class EngineOverflowError(OverflowError):

@@ -11,25 +11,9 @@ import numba
 import numpy as np
 
 from intsim import wrapping
-from intsim.spec_enum import SpecEnum
+from intsim.spec_enum import RoundingMode  # noqa: F401  (re-exported: defined with the other modes)
 
 MAX_SHIFT = 62
-
-
-class RoundingMode(SpecEnum):
-    """Rounding of ``I·2^-n`` to an integer (arithmetic.md §2).
-
-    Adding a mode: a member here, its branch in :func:`round_shift_scalar` and
-    :func:`round_shift`, and golden's ``round_real`` (docs/extending.md)."""
-
-    HALF_UP = 0  # ties toward +inf (TFLite / gemmlowp single rounding)
-    HALF_AWAY = 1  # ties away from zero
-    HALF_EVEN = 2  # ties to even (ONNX)
-    FLOOR = 3  # toward -inf (HLS default)
-
-    @classmethod
-    def describe(cls) -> str:
-        return "rounding mode"
 
 
 @numba.njit(cache=True, inline="always")
