@@ -16,7 +16,7 @@ complete new golden. Where the exchange is unsupported (other systems, some
 file systems) the fallback is rename-old, rename-new, delete-old; a process
 killed between those two renames leaves the old golden at
 ``.<name>.<random>.old`` next to the (then missing) path, and the next
-:func:`write_golden_dir` to that path moves it back first. A kill can leave
+:func:`intsim.golden_stream.write_golden_dir` to that path moves it back first. A kill can leave
 stray ``.<name>.*.tmp`` folders (hidden; never read; safe to delete). Reading validates the manifest and every
 file it lists (presence, dtype, shape, sha256 of the raw bytes) and refuses
 anything else with a :class:`GoldenError` naming the file. numpy only; nothing
@@ -29,7 +29,6 @@ import errno
 import functools
 import glob
 import io
-import json
 import os
 import re
 import shutil
@@ -38,12 +37,12 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Iterable
 
 import numpy as np
 
 from intsim.artifact import NPY_HEADER_MAX, array_sha256, open_regular, read_json
-from intsim.outputs import fsync_dir, make_folders, naming, publish_mode, remove_folders, temp_folder
+from intsim.outputs import fsync_dir
 
 FORMAT = "intsim-golden"
 VERSION = 1
@@ -217,62 +216,6 @@ def is_golden_dir(path: str | os.PathLike) -> bool:
         return False
 
 
-def write_golden_dir(
-    out_dir: str | os.PathLike,
-    artifact_sha256: str,
-    inputs: list[tuple[str, np.ndarray]],
-    tensors: list[Mapping[str, np.ndarray]],
-    events: list[Mapping[str, Mapping[str, int]]],
-    producer: str,
-    tensor_ops: Mapping[str, str | None],
-    *,
-    dtypes: Mapping[str, str] | None = None,
-) -> Path:
-    """Write a golden directory atomically; return its path.
-
-    ``inputs[k] = (source name, uint8 H×W×C image)``; ``tensors[k]`` maps tensor
-    name → integer array for input k (written in the mapping's order, which
-    should be graph order); ``events[k]`` maps op name → counters (only
-    ``acc_overflow``, ``stream_overflow``, ``saturations`` are stored);
-    ``tensor_ops`` maps each tensor to its producing op (``""`` or ``None``
-    for graph inputs, written as ``""``); ``dtypes`` maps tensor name → storage dtype (see
-    :func:`storage_dtypes`; default: each array's own dtype).
-
-    Only an empty folder or a previous golden is replaced (:func:`check_golden_target`).
-    """
-    out_dir = Path(out_dir)
-    if not isinstance(artifact_sha256, str) or not _HEX64.match(artifact_sha256):
-        raise GoldenError(f"artifact_sha256 must be 64 lowercase hex digits, got {artifact_sha256!r}")
-    if not (len(inputs) == len(tensors) == len(events)):
-        raise GoldenError(f"need one tensors and one events entry per input: {len(inputs)} inputs, "
-                          f"{len(tensors)} tensor sets, {len(events)} event sets")
-    if not out_dir.exists() and not out_dir.is_symlink():
-        stranded = _stranded_old(out_dir)
-        if len(stranded) == 1:  # a killed fallback swap: put the previous golden back first
-            os.rename(stranded[0], out_dir)
-    check_golden_target(out_dir)
-    made, tmp = make_folders(out_dir.parent), None
-    try:
-        tmp = temp_folder(out_dir)
-        manifest = _write_contents(tmp, artifact_sha256, inputs, tensors, events, producer, tensor_ops, dtypes)
-        _write_file(tmp / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode("utf-8"))
-        publish_mode(tmp, folder=True)
-        fsync_dir(tmp)
-        if out_dir.exists():
-            _replace_dir(tmp, out_dir)
-        else:
-            os.rename(tmp, out_dir)
-        fsync_dir(out_dir.parent)
-    except BaseException as e:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        remove_folders(made)
-        if isinstance(e, OSError):  # a full disk, a read-only folder: name the golden, not a temp file
-            raise naming(e, out_dir) from e
-        raise
-    return out_dir
-
-
 def check_golden_target(out_dir: str | os.PathLike) -> None:
     """Refuse (:class:`GoldenError`) an ``out_dir`` that is not absent, an empty folder or a previous golden."""
     out_dir = Path(out_dir)
@@ -285,57 +228,6 @@ def check_golden_target(out_dir: str | os.PathLike) -> None:
         if foreign is not None:
             raise GoldenError(f"{out_dir}: holds {foreign}, which is not one of the golden's own files; "
                               "refusing to replace the folder")
-
-
-def _write_contents(tmp: Path, artifact_sha256, inputs, tensors, events, producer, tensor_ops, dtypes) -> dict:
-    (tmp / "inputs").mkdir()
-    (tmp / "tensors").mkdir()
-    m_inputs, m_tensors, m_events = [], [], []
-    for k, (source, image) in enumerate(inputs):
-        img = np.asarray(image)
-        if img.dtype != np.uint8 or img.ndim != 3:
-            raise GoldenError(f"input {k} ({source}): must be a uint8 H×W×C array, got {img.dtype} {list(img.shape)}")
-        rel = f"inputs/{k}.npy"
-        _write_file(tmp / rel, _npy_bytes(img))
-        m_inputs.append({"index": k, "source": str(source), "file": rel, "shape": list(img.shape),
-                         "dtype": "uint8", "sha256": array_sha256(img)})
-    fsync_dir(tmp / "inputs")
-    for k, tset in enumerate(tensors):
-        folder = tmp / "tensors" / str(k)
-        folder.mkdir()
-        used: dict[str, str] = {}
-        for name, arr in tset.items():
-            if name not in tensor_ops:
-                raise GoldenError(f"input {k}: tensor {name!r} has no entry in tensor_ops")
-            a = _to_storage(arr, None if dtypes is None else dtypes.get(name), f"input {k} tensor {name!r}")
-            stem = tensor_file_name(name)
-            base, i = stem, 1
-            while stem.lower() in used:  # distinct tensors whose names sanitize alike (or differ in case)
-                stem = f"{base}-{i}"
-                i += 1
-            used[stem.lower()] = name
-            rel = f"tensors/{k}/{stem}.npy"
-            _write_file(tmp / rel, _npy_bytes(a))
-            op_name = tensor_ops[name] if tensor_ops[name] is not None else GRAPH_INPUT_OP
-            m_tensors.append({"input": k, "tensor": name, "op": op_name, "file": rel,
-                              "dtype": str(a.dtype), "shape": list(a.shape), "sha256": array_sha256(a)})
-        fsync_dir(folder)
-    fsync_dir(tmp / "tensors")
-    for k, ev in enumerate(events):
-        for op_name, counters in ev.items():
-            entry = {"input": k, "op": op_name}
-            for key in EVENT_KEYS:
-                v = counters.get(key, 0)
-                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                    raise GoldenError(f"input {k} op {op_name!r}: counter {key} must be a non-negative integer")
-                entry[key] = int(v)
-            m_events.append(entry)
-    return {"format": FORMAT, "version": VERSION, "artifact_sha256": artifact_sha256,
-            "producer": str(producer), "inputs": m_inputs, "tensors": m_tensors, "events": m_events}
-
-
-# --------------------------------------------------------------------------
-# reading
 
 
 @dataclass(frozen=True)

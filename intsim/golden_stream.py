@@ -7,7 +7,7 @@ each input's event counters. Nothing of an input is kept in memory after it was
 written, so a golden of any number of inputs and any image size costs the memory
 of one band. Files go to a hidden temporary folder next to the target; the
 manifest is written last and the folder is published atomically (as
-:func:`intsim.golden_dir.write_golden_dir`, which is built on this class).
+:func:`write_golden_dir`, which is built on this class).
 
 Storage: each tensor is a ``.npy`` file, or with ``compress=True`` a ``.npz``
 (zip, deflate) holding one member ``arr_0.npy``. The manifest's meaning does not
@@ -273,3 +273,29 @@ class GoldenStreamWriter:
             shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp = None
         remove_folders(self._made)
+
+
+def write_golden_dir(out_dir, artifact_sha256: str, inputs: list[tuple[str, np.ndarray]],
+                     tensors: list[Mapping[str, np.ndarray]], events: list[Mapping[str, Mapping[str, int]]],
+                     producer: str, tensor_ops: Mapping[str, str | None], *,
+                     dtypes: Mapping[str, str] | None = None) -> Path:
+    """Write a golden directory whose tensors are all in memory, atomically; return its path.
+
+    ``inputs[k] = (source name, uint8 H×W×C image)``; ``tensors[k]`` maps tensor name → integer array
+    for input k (listed in the mapping's order, which should be graph order); ``events[k]`` maps op
+    name → counters (only ``acc_overflow``, ``stream_overflow``, ``saturations`` are stored);
+    ``tensor_ops`` maps each tensor to its producing op (``""``/None for graph inputs); ``dtypes`` maps
+    tensor → storage dtype (default: each array's own). Only an empty folder or a previous golden is
+    replaced (:func:`intsim.golden_dir.check_golden_target`). One writer: :class:`GoldenStreamWriter`.
+    """
+    if not (len(inputs) == len(tensors) == len(events)):
+        raise GoldenError(f"need one tensors and one events entry per input: {len(inputs)} inputs, "
+                          f"{len(tensors)} tensor sets, {len(events)} event sets")
+    with GoldenStreamWriter(out_dir, artifact_sha256, producer, tensor_ops, dtypes=dtypes,
+                            graph_order=False) as w:
+        for (source, image), ts, ev in zip(inputs, tensors, events):
+            k = w.add_input(source, image)
+            for name, arr in ts.items():
+                w.write_tensor(k, name, arr)
+            w.set_events(k, ev)
+        return w.finish()

@@ -27,8 +27,8 @@ from intsim.golden_dir import (
     read_golden_dir,
     storage_dtypes,
     tensor_ops_of,
-    write_golden_dir,
 )
+from intsim.golden_stream import write_golden_dir
 from intsim.verify import verify
 
 KEYS = ("acc_overflow", "stream_overflow", "saturations")
