@@ -17,6 +17,7 @@ import numpy as np
 
 from intsim import bounds
 from intsim.artifact import Artifact, Codebook, OpSpec
+from intsim.ops.opdef import OPS
 
 INSPECT_FORMAT = "intsim-inspect"
 INSPECT_VERSION = 1
@@ -84,13 +85,13 @@ def _conv_info(art: Artifact, op: OpSpec) -> dict:
     cb = art.tensors[op.inputs[0]].codebook
     accs = bounds.conv_accumulators(art, op)
     limit = (1 << (art.numerics.acc_bits - 1)) - 1
-    groups = a.get("groups", 1)
+    groups = OPS[op.op].attr(op, "groups")
     co, kh, kw, ci_g = (int(x) for x in w.shape)
     return {
         "kernel": list(a["kernel"]),
         "stride": list(a["stride"]),
         "padding": list(a["padding"]),
-        "dilation": list(a.get("dilation", [1, 1])),
+        "dilation": list(OPS[op.op].attr(op, "dilation")),
         "output_padding": list(a["output_padding"]) if "output_padding" in a else None,
         "groups": groups,
         "weight": {
