@@ -140,24 +140,20 @@ def _check_op(v: _V, op: OpSpec) -> None:
             v.fail(f"{lab}: channel counts differ (inputs {cin}, outputs {cout}); this op keeps channels")
 
     kind = op.op
-    if kind in ("image_in", "image_out"):
+    if OPS[kind].keeps_channels:  # checked first: the ops below read cin[0] as the channel count
         same_channels()
+    if kind in ("image_in", "image_out"):
         m = _array(v, op, "mult", (cin[0],))
         _array(v, op, "offset", (cin[0],))
         _check_mults(v, op, "mult", m)
         if kind == "image_out" and v.tin(op).frac < 0:
             # I = X·m_c + o_c·2^f_i is an integer only for f_i ≥ 0 (§6.2).
             v.fail(f"{lab}: input frac {v.tin(op).frac} must be ≥ 0 (o_c·2^f_i must be an integer, §6.2)")
-    elif kind == "encode":
-        same_channels()
     elif kind == "pad":
-        same_channels()
         if art.tensors[op.inputs[0]].codebook != art.tensors[op.outputs[0]].codebook:
             v.fail(f"{lab}: output tensor {op.outputs[0]!r} must have the input's codebook (a pad copies codes, §5.8)")
     elif kind in ("conv2d", "conv_transpose2d"):
         _check_conv(v, op, cin, cout)
-    elif kind == "add":
-        same_channels()
     elif kind == "concat":
         if sum(cin) != cout[0]:
             v.fail(f"{lab}: output has {cout[0]} channels, inputs sum to {sum(cin)} ({cin})")
@@ -170,19 +166,14 @@ def _check_op(v: _V, op: OpSpec) -> None:
         for i, (s, c) in enumerate(zip(sizes, cout)):
             if s != c:
                 v.fail(f"{lab}: output {i} tensor {op.outputs[i]!r} has {c} channels, sizes[{i}] = {s}")
-    elif kind in ("relu", "upsample_nearest", "mean_pool", "std_pool"):
-        same_channels()
     elif kind == "clamp":
-        same_channels()
         lo, hi = -(1 << (v.nx.stream_bits - 1)), (1 << (v.nx.stream_bits - 1)) - 1
         if not lo <= a["lo"] <= a["hi"] <= hi:
             v.fail(f"{lab}: bounds lo = {a['lo']}, hi = {a['hi']} must satisfy {lo} ≤ lo ≤ hi ≤ {hi} "
                    f"(stream_bits = {v.nx.stream_bits}, §6.16)")
     elif kind == "leaky_relu":
-        same_channels()
         _check_mults(v, op, "attribute mult", [a["mult"]])
     elif kind == "prelu":
-        same_channels()
         m = _array(v, op, "mult", (cin[0],))
         _check_mults(v, op, "mult", m)
     elif kind == "pixel_shuffle":
@@ -190,16 +181,13 @@ def _check_op(v: _V, op: OpSpec) -> None:
         if cin[0] != cout[0] * r * r:
             v.fail(f"{lab}: input channels {cin[0]} must be output channels {cout[0]} · factor² ({r}²) (§6.8)")
     elif kind == "upsample_bicubic":
-        same_channels()
         if a["tap_bits"] > bounds.MAX_TAP_BITS:
             v.fail(f"{lab}: tap_bits {a['tap_bits']} exceeds {bounds.MAX_TAP_BITS} (§6.18)")
         if a["factor"] > bounds.MAX_BICUBIC_FACTOR:
             v.fail(f"{lab}: factor {a['factor']} exceeds {bounds.MAX_BICUBIC_FACTOR} (§6.18)")
     elif kind == "upsample_bilinear":
-        same_channels()
         _check_mults(v, op, "attribute mult", [a["mult"]], lo=1)
     elif kind in ("sigmoid", "lut"):
-        same_channels()
         _check_lut(v, op)
     elif kind == "mul":
         if not cin[0] == cin[1] == cout[0]:

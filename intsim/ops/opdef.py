@@ -8,6 +8,7 @@ Every engine-side fact about an op type that is not its arithmetic lives here, s
   value analyses read when an in-memory op leaves it out (:meth:`OpDef.attr`);
 * its array roles and their allowed dtypes;
 * ``same_frac``: the output keeps the input frac (no rescale, §6.5–§6.12);
+* ``keeps_channels``: every input and output has the same channel count;
 * its spatial geometry (:class:`Geometry`): output size per axis, the inverse (smallest input
   size for a given output size) and how it grows the receptive field;
 * its cost class in :mod:`intsim.cost` and whether its vector work is a rescale.
@@ -213,6 +214,7 @@ class OpDef:
     attrs: dict[str, AttrSpec] = field(default_factory=dict)
     roles: dict[str, tuple[str, ...]] = field(default_factory=dict)  # array role → allowed dtypes
     same_frac: bool = False  # output frac must equal the input frac (no rescale, §6.5–§6.12)
+    keeps_channels: bool = True  # inputs and outputs have one channel count (else an op-specific rule)
     geometry: Geometry = SAME
     cost: str = "vector"  # one of COST_CLASSES (intsim.cost.context)
     rescale: bool = False  # its vector work is a rescale (cost category "rescale", not "vector")
@@ -286,16 +288,17 @@ OPS: dict[str, OpDef] = dict([
     _def("encode", _S, ("codes",), cost="fusable", rescale=True),
     _def("conv2d", ("codes",), _S,
          attrs={k: _G[k] for k in ("kernel", "stride", "padding", "dilation", "groups")} | {"w_exp": AttrSpec("int")},
-         roles=_CONV_WEIGHTS, geometry=ConvGeometry(), cost="gemm"),
+         roles=_CONV_WEIGHTS, geometry=ConvGeometry(), cost="gemm", keeps_channels=False),
     # conv_transpose2d is groups = 1, dilation 1 (§5.5); an exporter may state that explicitly,
     # any other value is refused
     _def("conv_transpose2d", ("codes",), _S,
          attrs={k: _G[k] for k in ("kernel", "stride", "padding", "output_padding")} | {"w_exp": AttrSpec("int")}
          | {"groups": AttrSpec("pos", False, 1), "dilation": AttrSpec("pair+", False, (1, 1))},
-         roles=_CONV_WEIGHTS, geometry=ConvTransposeGeometry(), cost="gemm"),
+         roles=_CONV_WEIGHTS, geometry=ConvTransposeGeometry(), cost="gemm", keeps_channels=False),
     _def("add", ("stream", "stream"), _S, cost="binary_fusable"),
-    _def("concat", ("stream*",), _S, cost="view"),
-    _def("split", _S, ("stream*",), attrs={"sizes": AttrSpec("sizes")}, same_frac=True, cost="fusable"),
+    _def("concat", ("stream*",), _S, cost="view", keeps_channels=False),
+    _def("split", _S, ("stream*",), attrs={"sizes": AttrSpec("sizes")}, same_frac=True, cost="fusable",
+         keeps_channels=False),
     _def("relu", _S, _S, same_frac=True, cost="fusable"),
     _def("clamp", _S, _S, attrs={"lo": AttrSpec("int"), "hi": AttrSpec("int")}, same_frac=True, cost="fusable"),
     _def("pad", ("codes",), ("codes",), attrs={"padding": AttrSpec("pair0", default=(0, 0)),
@@ -306,7 +309,7 @@ OPS: dict[str, OpDef] = dict([
     _def("prelu", _S, _S, attrs={"shift": AttrSpec("shift")}, roles={"mult": ("int64",)}, same_frac=True,
          cost="fusable"),
     _def("pixel_shuffle", _S, _S, attrs={"factor": AttrSpec("pos")}, same_frac=True,
-         geometry=UpsampleGeometry(), cost="fusable"),
+         geometry=UpsampleGeometry(), cost="fusable", keeps_channels=False),
     _def("upsample_nearest", _S, _S, attrs={"factor": AttrSpec("pos")}, same_frac=True,
          geometry=UpsampleGeometry(), cost="fusable"),
     _def("upsample_bilinear", _S, _S, attrs={"factor": AttrSpec("pos"), "mult": AttrSpec("int"),
@@ -319,7 +322,7 @@ OPS: dict[str, OpDef] = dict([
          geometry=GLOBAL),
     _def("sigmoid", _S, _S, attrs=dict(_LUT_ATTRS), roles={"lut": ("int32",)}, cost="fusable"),
     _def("lut", _S, _S, attrs={"fn": AttrSpec("lut_fn")} | _LUT_ATTRS, roles={"lut": ("int32",)}, cost="fusable"),
-    _def("mul", ("stream", "stream"), _S, cost="binary_fusable"),
+    _def("mul", ("stream", "stream"), _S, cost="binary_fusable", keeps_channels=False),  # its own rule (§6.14)
 ])
 """Op type → its definition; every op type of docs/artifact.md, in the order of its table."""
 

@@ -48,6 +48,9 @@ def test_registry_covers_the_engine_kernels_and_validation():
 def test_derived_op_classes():
     """The classes other modules read are the registry's (spot checks against the spec)."""
     assert bounds.SAME_FRAC_OPS == ops_where(same_frac=True)
+    # ops with their own channel rule (§5.1, §5.5, §6.4, §6.6, §6.8, §6.14); every other keeps channels
+    assert set(OPS) - ops_where(keeps_channels=True) == {"conv2d", "conv_transpose2d", "concat", "split",
+                                                         "pixel_shuffle", "mul"}
     assert {"relu", "split", "mean_pool", "upsample_bicubic"} <= bounds.SAME_FRAC_OPS
     assert not {"conv2d", "add", "encode", "sigmoid"} & bounds.SAME_FRAC_OPS
     assert set(cost_context.CONV_OPS) == {"conv2d", "conv_transpose2d"}
