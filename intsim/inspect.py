@@ -135,7 +135,7 @@ def describe(art: Artifact) -> dict:
             "shifts": bounds.op_shifts(art, op),
             "envelope": e, "envelope_bits": bounds.worst_case_bits(e), "envelope_what": what,
         }
-        if op.op in ("conv2d", "conv_transpose2d"):
+        if OPS[op.op].cost == "gemm":  # the convolutions
             c = _conv_info(art, op)
             d.update(c)
             n_conv += 1

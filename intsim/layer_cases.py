@@ -28,8 +28,9 @@ import numpy as np
 from intsim.artifact import Artifact, Codebook, Numerics, OpSpec
 from intsim.ops.conv import accumulator_layout
 from intsim.ops.conv_params import ConvParams
+from intsim.ops.opdef import ops_where
 
-CONV_OPS = ("conv2d", "conv_transpose2d")
+CONV_OPS = ops_where(cost="gemm")  # the convolutions, from the op registry
 KIND_CONV, KIND_ENCODE = 1, 2
 MAX_SEGMENTS = 3  # arithmetic.md §3.1: 1–3 segments
 MAX_ACCS = 2 * MAX_SEGMENTS  # split: P_s and Q_s per segment
