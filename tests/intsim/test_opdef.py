@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from intsim import band_plan, bounds, engine, footprint, op_dispatch, tiling, validate
+from intsim import band_plan, bounds, engine, footprint, golden_selection, op_dispatch, tiling, validate
 from intsim.artifact import ALLOWED_DTYPES, OpSpec
 from intsim.cost import context as cost_context
 from intsim.cost.shapes import infer_shapes
@@ -56,8 +56,9 @@ def test_derived_op_classes():
     assert set(cost_context.CONV_OPS) == {"conv2d", "conv_transpose2d"}
     assert cost_context.VIEW_OPS == {"concat"} and cost_context.BINARY_FUSABLE == {"add", "mul"}
     assert cost_context.RESCALE_OPS == {"encode", "image_in", "image_out"}
-    # band_plan keeps its own (light, golden imports it) table: it must agree
+    # band_plan and golden_selection keep their own tables (light modules golden imports): they must agree
     assert band_plan.GLOBAL_OPS == ops_with_geometry("global") == {"mean_pool", "std_pool"}
+    assert set(golden_selection.CONV_OPS) == ops_where(cost="gemm")
     assert tiling.ROW_LOCAL_OPS == ops_with_geometry("same")
     # every op is exactly one of: row-local, conv, upsample, pad, global
     classes = [tiling.ROW_LOCAL_OPS, tiling.CONV_OPS, ops_with_geometry("upsample"), ops_with_geometry("pad"),
