@@ -30,15 +30,13 @@ from intsim.codebook_range import (  # noqa: F401  (validate and inspect read th
 )
 from intsim.ops.bicubic import MAX_FACTOR as MAX_BICUBIC_FACTOR
 from intsim.ops.bicubic import MAX_TAP_BITS, tap_l1_max
+from intsim.ops.opdef import ops_where
 
 EXACT_LIMIT = 1 << 53  # §9: every integer intermediate must stay below 2^53
 INT64_MAX = (1 << 63) - 1
 
 # Ops whose output frac must equal the input frac (§6.5–6.12): no rescale.
-SAME_FRAC_OPS = frozenset({
-    "split", "relu", "clamp", "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest",
-    "upsample_bilinear", "upsample_bicubic", "mean_pool", "std_pool",
-})
+SAME_FRAC_OPS = ops_where(same_frac=True)  # the op registry's same_frac (intsim/ops/opdef.py)
 
 
 # --------------------------------------------------------------------------

@@ -41,10 +41,12 @@ from fractions import Fraction
 import numpy as np
 
 from intsim.artifact import Artifact
-from intsim.ops.conv_params import ConvParams, attr_pair
+from intsim.ops.conv_params import ConvParams
+from intsim.ops.opdef import OPS, ops_with_geometry
 from intsim.tiling import axis_out_size, infer_heights, plan, store_dtype
 
-GLOBAL_OPS = frozenset({"mean_pool", "std_pool"})
+GLOBAL_OPS = ops_with_geometry("global")
+CONV_OPS = ops_with_geometry("conv") | ops_with_geometry("conv_transpose")
 JOIN_OPS = frozenset({"add", "mul", "concat"})  # element-wise / channel ops whose spatial inputs must agree
 MIB = 1 << 20
 WORKSPACE = 4  # int64 output-sized temporaries of one op (requantize, resampling), measured with tracemalloc
@@ -80,22 +82,7 @@ def receptive_field(art: Artifact) -> ReceptiveField:
         for ax in range(2):
             ext = max(i[ax][0] for i in ins)
             jump = max(i[ax][1] for i in ins)
-            a = op.attrs
-            if op.op == "conv2d":
-                p = ConvParams.of(a)
-                k, s, d = p.kernel[ax], p.stride[ax], p.dilation[ax]
-                ext, jump = ext + (k - 1) * d * jump, jump * s
-            elif op.op == "conv_transpose2d":
-                p = ConvParams.of(a)
-                k, s = p.kernel[ax], p.stride[ax]
-                ext, jump = ext + (math.ceil(k / s) - 1) * jump, jump / s
-            elif op.op in ("pixel_shuffle", "upsample_nearest"):
-                jump = jump / int(a["factor"])
-            elif op.op == "upsample_bilinear":
-                ext, jump = ext + jump, jump / int(a["factor"])
-            elif op.op == "upsample_bicubic":  # four taps: three input steps
-                ext, jump = ext + 3 * jump, jump / int(a["factor"])
-            out.append((ext, jump))
+            out.append(OPS[op.op].receptive(op, ext, jump, ax))  # the op registry's receptive field
         for t in op.outputs:
             rf[t] = out
     o = art.outputs[0]
@@ -153,7 +140,8 @@ def _min_axis(art: Artifact, ax: int) -> int:
     Backward over the graph: ``need[t]`` is the smallest size of tensor ``t`` that keeps ``t`` and
     everything computed from it non-empty; an op's output size is a non-decreasing function of its
     first input's size (:func:`intsim.tiling.axis_out_size`, which also derives the other inputs'
-    sizes from that one), so each op's requirement inverts in closed form. One pass, O(ops)."""
+    sizes from that one), so each op's requirement inverts in closed form
+    (:meth:`intsim.ops.opdef.OpDef.min_input`). One pass, O(ops)."""
     glob = _global_tensors(art)
     need = {t: 1 for t in art.tensors if t not in glob}
     for op in reversed(art.ops):
@@ -161,21 +149,7 @@ def _min_axis(art: Artifact, ax: int) -> int:
         if op.op in GLOBAL_OPS or src in glob:
             continue
         m = max(need.get(t, 1) for t in op.outputs)
-        a = op.attrs
-        if op.op == "conv2d":
-            k, s = int(a["kernel"][ax]), attr_pair(a.get("stride", 1))[ax]
-            p, d = attr_pair(a.get("padding", 0))[ax], attr_pair(a.get("dilation", 1))[ax]
-            x = (m - 1) * s + d * (k - 1) + 1 - 2 * p  # ⌊(x + 2p − d(k−1) − 1)/s⌋ + 1 ≥ m
-        elif op.op == "conv_transpose2d":
-            k, s = int(a["kernel"][ax]), attr_pair(a.get("stride", 1))[ax]
-            p, q = attr_pair(a.get("padding", 0))[ax], attr_pair(a.get("output_padding", 0))[ax]
-            x = 1 - ((k + q - 2 * p - m) // s)  # (x − 1)s − 2p + k + op ≥ m, i.e. x ≥ 1 + ⌈(m + 2p − k − op)/s⌉
-        elif op.op in ("pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic"):
-            x = -(-m // int(a["factor"]))
-        elif op.op == "pad":
-            x = m - 2 * attr_pair(a["padding"])[ax]  # x + 2p ≥ m
-        else:
-            x = m
+        x = OPS[op.op].min_input(op, m, ax)  # the inverse of the op registry's size function
         need[src] = max(need.get(src, 1), x, 1)
     return need[art.inputs[0]]
 
@@ -260,7 +234,7 @@ def tiled_peak_bytes(art: Artifact, h: int, w: int, tile_rows: int) -> int:
     P = plan(art)
     # rows kept for the next band: the largest kernel reach, dilation included
     halo = 2 + max([(p.kernel[0] - 1) * p.dilation[0]
-                    for p in (ConvParams.of(op.attrs) for op in art.ops if op.op in ("conv2d", "conv_transpose2d"))]
+                    for p in (ConvParams.of(op.attrs) for op in art.ops if op.op in CONV_OPS)]
                    + [2])
     total = h * w * art.tensors[art.inputs[0]].channels
     for t, (th, tw) in hw.items():
@@ -293,12 +267,12 @@ def golden_bytes(art: Artifact, h: int, w: int, band_rows: int) -> int:
     plus two conv blocks (a band's im2col, at most :data:`GOLDEN_CONV_BLOCK`). Kept tensors go to disk as produced."""
     hw = tensor_shapes(art, h, w)
     P = plan(art)
-    halo = 2 + max([(int(op.attrs["kernel"][0]) - 1) * attr_pair(op.attrs.get("dilation", 1))[0]
-                    for op in art.ops if op.op in ("conv2d", "conv_transpose2d")] + [2])
+    halo = 2 + max([(p.kernel[0] - 1) * p.dilation[0]
+                    for p in (ConvParams.of(op.attrs) for op in art.ops if op.op in CONV_OPS)] + [2])
     total = h * w * art.tensors[art.inputs[0]].channels
     block = 0
     for op in art.ops:
-        if op.op in ("conv2d", "conv_transpose2d") and not P.is_global.get(op.outputs[0], False):
+        if op.op in CONV_OPS and not P.is_global.get(op.outputs[0], False):
             (th, tw), taps = hw[op.outputs[0]], int(op.attrs["kernel"][0]) * int(op.attrs["kernel"][1])
             rows = min(max(th, 0), math.ceil(band_rows * th / max(h, 1)) + halo)
             block = max(block, rows * max(tw, 0) * taps * art.tensors[op.inputs[0]].channels * 8)

@@ -17,6 +17,7 @@ from intsim.artifact import Artifact, OpSpec
 from intsim.kernels import encode as encode_kernels
 from intsim.ops import conv as conv_ops
 from intsim.ops import no_events
+from intsim.ops.conv_params import ConvParams
 
 @dataclass(frozen=True)
 class Shape:
@@ -87,9 +88,8 @@ def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple
     codes = np.asarray(xs[0])
     sink = None
     if codes.ndim == 3:
-        a = op.attrs
-        hw = conv_ops.conv2d_output_hw(codes.shape[:2], a["kernel"], a.get("stride", (1, 1)),
-                                       a.get("padding", (0, 0)), a.get("dilation", (1, 1)))
+        p = ConvParams.of(op.attrs)
+        hw = conv_ops.conv2d_output_hw(codes.shape[:2], op.attrs["kernel"], p.stride, p.padding, p.dilation)
         if hw is not None:
             D.same_frac(art, fusion.slope)
             sink = D.slope_sink(art, fusion.slope, fusion.split, encoder_tables(art, fusion.encodes),

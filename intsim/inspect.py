@@ -17,6 +17,7 @@ import numpy as np
 
 from intsim import bounds
 from intsim.artifact import Artifact, Codebook, OpSpec
+from intsim.ops.opdef import OPS
 
 INSPECT_FORMAT = "intsim-inspect"
 INSPECT_VERSION = 1
@@ -84,13 +85,13 @@ def _conv_info(art: Artifact, op: OpSpec) -> dict:
     cb = art.tensors[op.inputs[0]].codebook
     accs = bounds.conv_accumulators(art, op)
     limit = (1 << (art.numerics.acc_bits - 1)) - 1
-    groups = a.get("groups", 1)
+    groups = OPS[op.op].attr(op, "groups")
     co, kh, kw, ci_g = (int(x) for x in w.shape)
     return {
         "kernel": list(a["kernel"]),
         "stride": list(a["stride"]),
         "padding": list(a["padding"]),
-        "dilation": list(a.get("dilation", [1, 1])),
+        "dilation": list(OPS[op.op].attr(op, "dilation")),
         "output_padding": list(a["output_padding"]) if "output_padding" in a else None,
         "groups": groups,
         "weight": {
@@ -134,7 +135,7 @@ def describe(art: Artifact) -> dict:
             "shifts": bounds.op_shifts(art, op),
             "envelope": e, "envelope_bits": bounds.worst_case_bits(e), "envelope_what": what,
         }
-        if op.op in ("conv2d", "conv_transpose2d"):
+        if OPS[op.op].cost == "gemm":  # the convolutions
             c = _conv_info(art, op)
             d.update(c)
             n_conv += 1

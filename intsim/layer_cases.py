@@ -27,8 +27,10 @@ import numpy as np
 
 from intsim.artifact import Artifact, Codebook, Numerics, OpSpec
 from intsim.ops.conv import accumulator_layout
+from intsim.ops.conv_params import ConvParams
+from intsim.ops.opdef import ops_where
 
-CONV_OPS = ("conv2d", "conv_transpose2d")
+CONV_OPS = ops_where(cost="gemm")  # the convolutions, from the op registry
 KIND_CONV, KIND_ENCODE = 1, 2
 MAX_SEGMENTS = 3  # arithmetic.md §3.1: 1–3 segments
 MAX_ACCS = 2 * MAX_SEGMENTS  # split: P_s and Q_s per segment
@@ -62,14 +64,6 @@ class LayerCase:
 
     def config_words(self) -> list[int]:
         return [int(self.config.get(f, 0)) for f in CONFIG_FIELDS]
-
-
-def _pair(v, default) -> tuple[int, int]:
-    if v is None:
-        return default
-    if np.ndim(v) == 0:
-        return int(v), int(v)
-    return int(v[0]), int(v[1])
 
 
 def _codebook_words(cb: Codebook) -> dict[str, int]:
@@ -135,12 +129,12 @@ def expected_accumulators(codes: np.ndarray, codebook: Codebook, realization: st
 def _tap_tables(op_type: str, a: dict, h: int, w: int, kh: int, kw: int):
     from intsim.kernels import conv as K
 
-    sh, sw = _pair(a.get("stride"), (1, 1))
-    ph, pw = _pair(a.get("padding"), (0, 0))
+    p = ConvParams.of(a)
+    (sh, sw), (ph, pw) = p.stride, p.padding
     if op_type == "conv2d":
-        dh, dw = _pair(a.get("dilation"), (1, 1))
+        dh, dw = p.dilation
         return K.conv2d_tap_table(h, kh, sh, ph, dh), K.conv2d_tap_table(w, kw, sw, pw, dw)
-    oph, opw = _pair(a.get("output_padding"), (0, 0))
+    oph, opw = p.output_padding
     return (K.conv_transpose2d_tap_table(h, kh, sh, ph, oph), K.conv_transpose2d_tap_table(w, kw, sw, pw, opw))
 
 
@@ -181,15 +175,13 @@ def conv_case_of(layer: ConvLayer, k: int, codes: np.ndarray, expected: np.ndarr
     co_n, kh, kw, _ = w.shape
     h, wi, ci = codes.shape
     ho, wo = expected.shape[:2]
-    sh, sw = _pair(a.get("stride"), (1, 1))
-    ph, pw = _pair(a.get("padding"), (0, 0))
-    dh, dw = _pair(a.get("dilation"), (1, 1))
-    oph, opw = _pair(a.get("output_padding"), (0, 0))
+    p = ConvParams.of(a)
+    (sh, sw), (ph, pw), (dh, dw), (oph, opw) = p.stride, p.padding, p.dilation, p.output_padding
     layout = accumulator_layout(cb, nx.realization)
     shift = int(a["w_exp"]) + int(cb.unit_e) - int(layer.f_out)
     config = {"kind": KIND_CONV, "transposed": int(layer.op_type == "conv_transpose2d"), "H": h, "W": wi,
               "Ci": ci, "Ho": ho, "Wo": wo, "Co": co_n, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "ph": ph, "pw": pw,
-              "dh": dh, "dw": dw, "oph": oph, "opw": opw, "groups": int(a.get("groups", 1)), "shift": shift,
+              "dh": dh, "dw": dw, "oph": oph, "opw": opw, "groups": p.groups, "shift": shift,
               "n_acc": len(layout), **_numerics_words(nx), **_codebook_words(cb)}
     for j, (kind, seg, _) in enumerate(layout):
         config |= {f"acc{j}_kind": ACC_KIND[kind], f"acc{j}_seg": 0 if seg is None else seg}

@@ -21,6 +21,7 @@ from intsim.kernels import resample as resample_kernels
 from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
 from intsim.ops import pad as pad_ops
+from intsim.ops.conv_params import ConvParams
 from intsim.ops import elementwise, image, no_events, pooling, resample, sigmoid
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import RoundingMode
@@ -147,7 +148,7 @@ def conv_constants(art: Artifact, op: OpSpec, transposed: bool) -> conv_ops.Conv
     consts = art.derived.get(key)
     if consts is None:
         consts = conv_ops.conv_constants(weight, w_mant, codebook, art.numerics,
-                                         groups=int(op.attrs.get("groups", 1)), transposed=transposed,
+                                         groups=ConvParams.of(op.attrs).groups, transposed=transposed,
                                          ordered=bounds.conv_can_overflow(art, op), worst=_conv_worst(art, op),
                                          name=op.name)
         art.derived[key] = consts
@@ -155,27 +156,25 @@ def conv_constants(art: Artifact, op: OpSpec, transposed: bool) -> conv_ops.Conv
 
 
 def conv2d(art, op, xs, rows_sink=None):
-    a = op.attrs
+    a, p = op.attrs, ConvParams.of(op.attrs)
     if [int(k) for k in a["kernel"]] != list(art.array(op, "weight").shape[1:3]):
         raise ValueError(f"op {op.name!r}: attrs kernel {a['kernel']} != weight shape {art.array(op, 'weight').shape}")
     x, ev = conv_ops.conv2d(xs[0], codebook_of(art, op.inputs[0]), art.array(op, "weight"), art.array(op, "w_mant"),
                             art.array(op, "bias"), w_exp=a["w_exp"], f_out=stream_frac(art, op.outputs[0]),
-                            stride=a.get("stride", (1, 1)), padding=a.get("padding", (0, 0)),
-                            dilation=a.get("dilation", (1, 1)), groups=a.get("groups", 1),
+                            stride=p.stride, padding=p.padding, dilation=p.dilation, groups=p.groups,
                             numerics=art.numerics, name=op.name, constants=conv_constants(art, op, False),
                             codes_in_range=codes_fit_memo(art, codebook_of(art, op.inputs[0])), rows_sink=rows_sink)
     return [x], ev
 
 
 def _conv_transpose2d(art, op, xs):
-    a = op.attrs
+    a, p = op.attrs, ConvParams.of(op.attrs)
     if [int(k) for k in a["kernel"]] != list(art.array(op, "weight").shape[1:3]):
         raise ValueError(f"op {op.name!r}: attrs kernel {a['kernel']} != weight shape {art.array(op, 'weight').shape}")
     x, ev = conv_ops.conv_transpose2d(xs[0], codebook_of(art, op.inputs[0]), art.array(op, "weight"),
                                       art.array(op, "w_mant"), art.array(op, "bias"), w_exp=a["w_exp"],
-                                      f_out=stream_frac(art, op.outputs[0]), stride=a.get("stride", (1, 1)),
-                                      padding=a.get("padding", (0, 0)),
-                                      output_padding=a.get("output_padding", (0, 0)),
+                                      f_out=stream_frac(art, op.outputs[0]), stride=p.stride,
+                                      padding=p.padding, output_padding=p.output_padding,
                                       numerics=art.numerics, name=op.name,
                                       constants=conv_constants(art, op, True),
                                       codes_in_range=codes_fit_memo(art, codebook_of(art, op.inputs[0])))

@@ -50,14 +50,15 @@ from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
 from intsim.ops import pad as pad_ops
 from intsim.ops import no_events, requantize
-from intsim.ops.conv_params import ConvParams, attr_pair
+from intsim.ops.conv_params import ConvParams
+from intsim.ops.opdef import OPS, ops_with_geometry
 from intsim.ops.resample import bilinear_taps
 from intsim.run_io import TOTAL_KEYS, RunResult, check_image, counter_entry
 
-ROW_LOCAL_OPS = frozenset({"image_in", "image_out", "encode", "add", "concat", "split", "relu", "leaky_relu",
-                           "prelu", "sigmoid", "lut", "mul", "clamp"})
-CONV_OPS = frozenset({"conv2d", "conv_transpose2d"})
-UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
+# op classes of the row maps, from the op registry (intsim/ops/opdef.py)
+ROW_LOCAL_OPS = ops_with_geometry("same")  # output row y reads input row y
+CONV_OPS = ops_with_geometry("conv") | ops_with_geometry("conv_transpose")
+UPSAMPLE_OPS = frozenset(n for n in ops_with_geometry("upsample") if OPS[n].geometry.extra_taps == 0)  # y // r
 
 
 # --------------------------------------------------------------------------
@@ -65,25 +66,13 @@ UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
 
 
 def axis_out_size(op: OpSpec, size, ax: int):
-    """Output size along axis ``ax`` (0 rows, 1 columns) of ``op`` for an input of ``size`` pixels.
+    """Output size along axis ``ax`` (0 rows, 1 columns) of ``op`` for an input of ``size`` pixels: the op
+    registry's per-axis size function (:meth:`intsim.ops.opdef.OpDef.out_size`).
 
     ``size`` is an int or an int64 array of candidate sizes (evaluated element-wise); every
     formula is non-decreasing in ``size`` (strides and factors are >= 1). Global pools give 1.
     """
-    a = op.attrs
-    if op.op in GLOBAL_OPS:
-        return size * 0 + 1
-    if op.op == "conv2d":
-        p = ConvParams.of(a)
-        return K.conv2d_output_size(size, p.kernel[ax], p.stride[ax], p.padding[ax], p.dilation[ax])
-    if op.op == "conv_transpose2d":
-        p = ConvParams.of(a)
-        return K.conv_transpose2d_output_size(size, p.kernel[ax], p.stride[ax], p.padding[ax], p.output_padding[ax])
-    if op.op in UPSAMPLE_OPS or op.op in ("upsample_bilinear", "upsample_bicubic"):
-        return size * int(a["factor"])
-    if op.op == "pad":
-        return size + 2 * attr_pair(a["padding"])[ax]
-    return size  # element-wise and channel ops keep the size
+    return OPS[op.op].out_size(op, size, ax)
 
 
 def infer_heights(art: Artifact, h: int, w: int) -> dict[str, tuple[int, int]]:
@@ -101,24 +90,24 @@ def _row_needs(art: Artifact, op: OpSpec, in_h: int, out_h: int) -> tuple[np.nda
     """Per output row ``o``: ``(lo[o], hi[o])``, the input rows ``[lo, hi)`` it reads
     (``lo = in_h, hi = 0`` when it reads none)."""
     o = np.arange(out_h, dtype=np.int64)
-    a = op.attrs
+    d = OPS[op.op]
     if op.op in ROW_LOCAL_OPS:
         return o.copy(), o + 1
     if op.op in UPSAMPLE_OPS:
-        r = int(a["factor"])
+        r = d.attr(op, "factor")
         return o // r, o // r + 1
     if op.op == "upsample_bicubic":
-        idx, _ = bicubic_ops.bicubic_taps(in_h, int(a["factor"]), int(a["tap_bits"]))
+        idx, _ = bicubic_ops.bicubic_taps(in_h, d.attr(op, "factor"), d.attr(op, "tap_bits"))
         return idx.min(axis=1), idx.max(axis=1) + 1
     if op.op == "pad":  # one source row per output row (§5.8), not monotonic at the top edge
-        ph = attr_pair(a["padding"])[0]
-        src = pad_ops.pad_index(in_h, ph, ph, a["mode"])
+        ph = d.attr(op, "padding")[0]
+        src = pad_ops.pad_index(in_h, ph, ph, d.attr(op, "mode"))
         return src, src + 1
     if op.op == "upsample_bilinear":
-        i0, i1, _, _ = bilinear_taps(in_h, int(a["factor"]))
+        i0, i1, _, _ = bilinear_taps(in_h, d.attr(op, "factor"))
         return np.minimum(i0, i1), np.maximum(i0, i1) + 1
     if op.op in CONV_OPS:
-        p = ConvParams.of(a)
+        p = ConvParams.of(op.attrs)
         kh, sh, ph = p.kernel[0], p.stride[0], p.padding[0]
         if op.op == "conv2d":
             table = K.conv2d_tap_table(in_h, kh, sh, ph, p.dilation[0])
@@ -247,7 +236,7 @@ class _Tiled:
     # ---- one op on a band of output rows
     def _conv(self, op: OpSpec, win: np.ndarray, win_y0: int, a: int, b: int):
         art = self.art
-        at = op.attrs
+        at, p = op.attrs, ConvParams.of(op.attrs)
         if [int(k) for k in at["kernel"]] != list(art.array(op, "weight").shape[1:3]):
             raise ValueError(f"op {op.name!r}: attrs kernel {at['kernel']} != weight shape "
                              f"{art.array(op, 'weight').shape}")
@@ -255,17 +244,16 @@ class _Tiled:
             win, win_y0, self.hw[op.inputs[0]][0], a, b, D.codebook_of(art, op.inputs[0]),
             art.array(op, "weight"), art.array(op, "w_mant"), art.array(op, "bias"), w_exp=at["w_exp"],
             f_out=D.stream_frac(art, op.outputs[0]), transposed=op.op == "conv_transpose2d",
-            stride=at.get("stride", (1, 1)), padding=at.get("padding", (0, 0)),
-            dilation=at.get("dilation", (1, 1)), groups=at.get("groups", 1),
-            output_padding=at.get("output_padding", (0, 0)), numerics=art.numerics, name=op.name,
+            stride=p.stride, padding=p.padding, dilation=p.dilation, groups=p.groups,
+            output_padding=p.output_padding, numerics=art.numerics, name=op.name,
             constants=D.conv_constants(art, op, op.op == "conv_transpose2d"))
         return [x], ev
 
     def _bilinear(self, op: OpSpec, win: np.ndarray, win_y0: int, a: int, b: int):
         # The expression of intsim.ops.resample.upsample_bilinear (§6.10), for output rows [a, b).
         D.same_frac(self.art, op)
-        at = op.attrs
-        r = int(at["factor"])
+        at, d = op.attrs, OPS[op.op]
+        r = d.attr(op, "factor")
         X = win.astype(np.int64, copy=False)
         H_in = self.hw[op.inputs[0]][0]
         y0, y1, wy0, wy1 = (v[a:b] for v in bilinear_taps(H_in, r))
@@ -293,13 +281,13 @@ class _Tiled:
             return [y], ev
         if op.op == "pad":
             win, y0 = wins[0]
-            ph, pw = attr_pair(op.attrs["padding"])
+            ph, pw = OPS["pad"].attr(op, "padding")
             rows = pad_ops.pad_index(self.hw[op.inputs[0]][0], ph, ph, op.attrs["mode"])[a:b] - y0
             cols = pad_ops.pad_index(win.shape[1], pw, pw, op.attrs["mode"])
             return [np.ascontiguousarray(win[rows][:, cols])], no_events()
         if op.op in UPSAMPLE_OPS:
             win, y0 = wins[0]
-            r = int(op.attrs["factor"])
+            r = OPS[op.op].attr(op, "factor")
             outs, ev = D.OPS[op.op](self.art, op, [win])
             return [o[a - y0 * r:b - y0 * r] for o in outs], ev
         if op.op in ROW_LOCAL_OPS:

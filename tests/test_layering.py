@@ -61,9 +61,11 @@ def _module_cycles(graph, modules) -> list[set[str]]:
     return found
 
 
-#: the one module cycle kept on purpose: loading an artifact validates it, and validation reads
-#: the data model and the bounds (breaking it would move load_artifact, imported in ~55 places)
-KNOWN_CYCLE = {"intsim.artifact", "intsim.validate", "intsim.bounds"}
+#: the one module cycle kept on purpose: loading an artifact validates it, and validation (intsim.validate
+#: and the three modules its checks are split into) reads the data model and the bounds (breaking it
+#: would move load_artifact, imported in ~55 places)
+KNOWN_CYCLE = {"intsim.artifact", "intsim.validate", "intsim.validate_schema", "intsim.validate_numerics",
+               "intsim.validate_ops", "intsim.bounds"}
 
 
 def test_no_import_cycles_among_modules():

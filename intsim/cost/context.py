@@ -15,12 +15,14 @@ from intsim.cost.accel import AcceleratorConfig
 from intsim.cost.energy import EnergyModel
 from intsim.cost.layer_policy import uniform_layer_bits
 from intsim.cost.shapes import infer_shapes
+from intsim.ops.opdef import ops_where
 
 
 CATEGORIES = ("mac", "accumulate", "decode", "rescale", "vector", "sram", "dram")
 
 
-CONV_OPS = ("conv2d", "conv_transpose2d")
+# op classes of the cost model: the op registry's cost classes (intsim/ops/opdef.py)
+CONV_OPS = tuple(sorted(ops_where(cost="gemm")))  # a GEMM on the PE array
 
 
 FP32_SIGNIFICAND_BITS = 24  # an fp32 product on integer multipliers: the 24×24-bit significand product
@@ -28,20 +30,19 @@ FP32_SIGNIFICAND_BITS = 24  # an fp32 product on integer multipliers: the 24×24
 
 # single-input ops a producer's output pipeline can apply on the fly (element-wise maths or
 # pure address transforms): a tensor whose only consumer is one of them never leaves the chip
-FUSABLE = frozenset({"encode", "pad", "relu", "clamp", "leaky_relu", "prelu", "sigmoid", "lut", "pixel_shuffle",
-                     "split", "upsample_nearest", "image_out"})
+FUSABLE = ops_where(cost="fusable")
 
 
 # binary element-wise ops: the operand produced last (at the output's size) streams in from its
 # producer's pipeline; the other operand is read from memory
-BINARY_FUSABLE = frozenset({"add", "mul"})
+BINARY_FUSABLE = ops_where(cost="binary_fusable")
 
 
 # multi-input view: producers write straight into their slice of the output (no traffic, no cycles)
-VIEW_OPS = frozenset({"concat"})
+VIEW_OPS = ops_where(cost="view")
 
 
-RESCALE_OPS = frozenset({"encode", "image_in", "image_out"})
+RESCALE_OPS = ops_where(rescale=True)  # vector work counted as "rescale"
 
 
 @dataclass(frozen=True)

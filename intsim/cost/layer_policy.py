@@ -16,12 +16,13 @@ W8A8 artifact's ``W4A4`` row has a 4-bit body). The method's layer policy
 from __future__ import annotations
 
 from intsim.artifact import Artifact
+from intsim.ops.opdef import ops_where
 
 UNIFORM_POLICIES = ("follow", "all")
 ROLES = ("head", "body", "upsampler", "tail")
 DEFAULT_HIGH_ROLES = ("head", "upsampler", "tail")
 DEFAULT_HIGH_BITS = 8
-_CONV_OPS = ("conv2d", "conv_transpose2d")
+_CONV_OPS = ops_where(cost="gemm")
 
 
 def _graph_roles(art: Artifact) -> dict[str, str]:

@@ -42,14 +42,14 @@ def _vector_prims(ctx: CostContext, op: OpSpec, shapes: dict) -> tuple[str, int,
     elif k == "clamp":
         P = [("add", sb, 0, 2)]  # two comparisons (§6.16)
     elif k in ("leaky_relu", "prelu"):
-        mv = a.get("mult", 1) if k == "leaky_relu" else int(np.abs(np.asarray(art.array(op, "mult"))).max())
+        mv = a["mult"] if k == "leaky_relu" else int(np.abs(np.asarray(art.array(op, "mult"))).max())
         mb = max(1, abs(int(mv)).bit_length())
         P = [("add", sb, 0, 1), ("mult", sb, mb, 1), ("add", sb + mb, 0, 0 if fp else 1)]
     elif k == "add":
         P = [("add", sb + 1, 0, 1 if fp else 2)]
     elif k == "upsample_bilinear":
         wbits = (2 * int(a["factor"])).bit_length()
-        mb = max(1, abs(int(a.get("mult", 1))).bit_length())
+        mb = max(1, abs(int(a["mult"])).bit_length())
         P = [("mult", sb, wbits, 4), ("add", sb + 2 * wbits, 0, 3), ("mult", sb + 2 * wbits, mb, 1),
              ("add", sb + 2 * wbits + mb, 0, 0 if fp else 1)]
     elif k == "upsample_bicubic":
