@@ -305,7 +305,8 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
                      batch_size: int = 2, graph=None, finetune_config=None, state_dir=None,
                      progress: bool = False, log: Callable[[str], None] | None = None,
                      exact_image_input: bool = True, range_mode: str = "ema",
-                     recon_config=None, wide_range_bits: int | None = None) -> CalibrationResult:
+                     recon_config=None, wide_range_bits: int | None = None,
+                     wide_weight_bits: int | None = None) -> CalibrationResult:
     """Calibrate ``model`` with ``method`` (see the module table) → :class:`CalibrationResult`.
 
     ``images``: float C×H×W tensors in the model's input range. ``allocation``
@@ -317,7 +318,8 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
     the paper recipe) for the finetuning methods; ``recon_config`` a
     :class:`calib.reconstruct.ReconConfig` for ``recon``; ``wide_range_bits``:
     layers with at least this many activation bits also try the all-batch
-    extremes in the bp/range search (:func:`search_bp`); ``state_dir`` makes
+    extremes in the bp/range search (:func:`search_bp`); ``wide_weight_bits``: layers with at least
+    this many weight bits keep every weight in range (MinMax scales, no MSE clip); ``state_dir`` makes
     the finetuning / reconstruction resumable. ``exact_image_input``: the head conv, when its input
     is the (non-negative) image in [0, 1] or [0, 255] and it has ≥ 8 bits,
     gets the uniform quantizer on [0, rgb_range] that is exact on uint8 pixels
@@ -370,7 +372,8 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
                    else init_uniform(spec.act_init, st, ba, range_mode))
         conv = model.get_submodule(mod_path)
         # per-output-channel scales: the torch weight's output-channel axis (1 for a transposed conv)
-        wspec = (mse_weight_spec if spec.weight_init == "mse" else minmax_weight_spec)(
+        no_clip = spec.weight_init != "mse" or (wide_weight_bits is not None and bw >= wide_weight_bits)
+        wspec = (minmax_weight_spec if no_clip else mse_weight_spec)(
             conv.weight, bw, per_channel=pol.per_channel_weights,
             channel_dim=1 if isinstance(conv, nn.ConvTranspose2d) else 0)
         layers[name] = LayerCalibration(name=name, module=mod_path, role=role, bits_w=bw, bits_a=ba, act=act,

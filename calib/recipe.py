@@ -47,6 +47,7 @@ class Recipe:
     per_channel: bool  # per-output-channel weight scales
     recon: ReconConfig | None = None  # block reconstruction settings (method recon)
     wide_range_bits: int | None = None  # layers with ≥ this many act bits also search the all-batch extremes
+    wide_weight_bits: int | None = None  # layers with ≥ this many weight bits keep every weight in range (no clip)
     stress: Stress | None = None  # photometric stress mixed into the calibration patches (calib/augment.py)
 
     def describe(self) -> str:
@@ -57,7 +58,8 @@ class Recipe:
             wide = f", ranges searched up to the extremes at ≥{self.wide_range_bits} bits" if self.wide_range_bits else ""
             st = (f" ({self.stress.fraction:.0%} colour/contrast-stressed)" if self.stress and self.stress.fraction
                   else "")
-            return (f"{self.method}: two-region init (bp {self.bp_init}{wide}), {w} weights, block reconstruction with "
+            ww = f" (unclipped at ≥{self.wide_weight_bits} bits)" if self.wide_weight_bits else ""
+            return (f"{self.method}: two-region init (bp {self.bp_init}{wide}), {w} weights{ww}, block reconstruction with "
                     f"learned rounding ({r.iters} steps/unit, batch {r.batch_size}, QDrop {r.qdrop}) on "
                     f"{self.n_images} patches of {self.patch}×{self.patch}{st}")
         return (f"{self.method}: bp {self.bp_init}, {w} weights, {self.n_images} patches of "
@@ -77,7 +79,7 @@ _RECON = dict(n_images=256, patch=48, batch_size=2, bp_init="search", per_channe
 def resolve_recipe(method: str | None = None, *, n_images: int | None = None, patch: int | None = None,
                    batch_size: int | None = None, bp_init: str | None = None, per_channel: bool | None = None,
                    recon: ReconConfig | dict | None = None, seed: int = 0, input_upscale: int = 1,
-                   stress: float | None = None) -> Recipe:
+                   stress: float | None = None, wide_weight_bits: int | None = None) -> Recipe:
     """The recipe of ``method`` (default :data:`DEFAULT_METHOD`) with the given overrides (None = default).
 
     ``input_upscale``: how much larger than the LR patch the network's input is
@@ -93,7 +95,7 @@ def resolve_recipe(method: str | None = None, *, n_images: int | None = None, pa
     if m == "recon" and input_upscale > 1:
         base["patch"] = max(8, base["patch"] // int(input_upscale))
     for k, v in (("n_images", n_images), ("patch", patch), ("batch_size", batch_size), ("bp_init", bp_init),
-                 ("per_channel", per_channel)):
+                 ("per_channel", per_channel), ("wide_weight_bits", wide_weight_bits)):
         if v is not None:
             base[k] = v
     rc = None
