@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from intsim.artifact import Artifact, OpSpec
+from intsim.artifact_model import Artifact, OpSpec
 from intsim.codebook_range import (  # noqa: F401  (validate and inspect read them here)
     codebook_max_abs_grid,
     codebook_max_abs_index,

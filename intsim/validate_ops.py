@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from intsim import bounds
-from intsim.artifact import OpSpec
+from intsim.artifact_model import OpSpec
 from intsim.ops.opdef import OPS
 from intsim.validate_numerics import _V
 from intsim.validate_schema import INT64_MAX, MAX_SHIFT

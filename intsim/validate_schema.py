@@ -1,13 +1,13 @@
 """The JSON schema of ``graph.json`` (docs/artifact.md): strict parsing into the data model.
 
 :func:`parse_graph` turns ``graph.json`` (already JSON-decoded) plus the archive's arrays into
-:class:`~intsim.artifact.Artifact` dataclasses, refusing anything that is not exactly the documented
+:class:`~intsim.artifact_model.Artifact` dataclasses, refusing anything that is not exactly the documented
 schema (required keys, JSON types — a bool is never an int, a float is never an int —, unknown keys,
 unknown ops, missing attributes or array roles, undeclared arrays). The op schema (attributes and
 their types, array roles) is the op registry's (:data:`intsim.ops.opdef.OPS`).
 
 The primitive checks here (``_int``, ``_str``, ...) are shared with the semantic checks of
-:mod:`intsim.validate`; every refusal is an :class:`~intsim.artifact.ArtifactError`.
+:mod:`intsim.validate`; every refusal is an :class:`~intsim.artifact_model.ArtifactError`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from intsim.artifact import (
+from intsim.artifact_model import (
     FORMAT,
     VERSION,
     Artifact,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intsim.artifact import Numerics
+from intsim.numerics import Numerics
 from intsim.lut import lut_index
 from intsim.ops import as_stream, no_events
 from intsim.overflow import apply_overflow
