@@ -59,6 +59,7 @@ import torch
 import torch.nn as nn
 
 from calib.export_conv import export_conv
+from calib.export_ops import ClampBoundsError, bicubic_tap_bits, clamp_bounds, export_lut
 from calib.export_fixedpoint import (
     ENVELOPE_LIMIT,
     MAX_MANT_BITS,
@@ -70,7 +71,9 @@ from calib.export_fixedpoint import (
 )
 from calib.graph import INPUT_TENSOR, OUTPUT_TENSOR, LNode
 from intsim.artifact import Artifact, Numerics, OpSpec, TensorSpec
+from intsim.overflow import OverflowPolicy
 from intsim.rounding import MAX_SHIFT, RoundingMode
+from intsim.validate import validate_artifact
 
 
 def _image_exp(a: np.ndarray, mant_bits: int, where: str) -> int:
@@ -207,6 +210,226 @@ def model_source(name: str, scale: int, checkpoint: str | None = None) -> dict:
     return out
 
 
+def _export_numerics(realization: str, rounding: str, overflow: str, acc_bits: int, stream_bits: int,
+                     mult_bits: int, grid_bits: int | None) -> Numerics:
+    """The artifact's numerics, each argument checked against arithmetic.md §2.1 and §8 (ValueError)."""
+    if realization not in ("split", "grid"):
+        raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")
+    RoundingMode.parse(rounding)
+    OverflowPolicy.parse(overflow)
+    if not 8 <= acc_bits <= 48:
+        raise ValueError(f"acc_bits must be in 8..48 (arithmetic.md §8), got {acc_bits}")
+    if not 8 <= stream_bits <= 40:
+        raise ValueError(f"stream_bits must be in 8..40 (arithmetic.md §8), got {stream_bits}")
+    if not 8 <= mult_bits <= 31:
+        raise ValueError(f"mult_bits must be in 8..31 (arithmetic.md §2.1), got {mult_bits}")
+    if grid_bits is not None and not 6 <= grid_bits <= 16:
+        raise ValueError(f"grid_bits must be in 6..16 (arithmetic.md §8), got {grid_bits}")
+    return Numerics(rounding=RoundingMode.parse(rounding).spec_name, realization=realization,
+                    overflow=OverflowPolicy.parse(overflow).spec_name, acc_bits=int(acc_bits),
+                    stream_bits=int(stream_bits), mult_bits=int(mult_bits))
+
+
+class _GraphExport:
+    """The artifact graph as export builds it from the captured graph, node by node (in order): tensors
+    and their fracs, ops, arrays, and the per-layer / image / stream-op metadata."""
+
+    def __init__(self, calib_result, numerics: Numerics, grid_bits: int | None):
+        self.cr, self.numerics, self.grid_bits = calib_result, numerics, grid_bits
+        g = calib_result.graph
+        self.g = g
+        self.tensors: dict[str, TensorSpec] = {INPUT_TENSOR: TensorSpec(INPUT_TENSOR, "image", g.in_channels)}
+        self.fracs: dict[str, int] = {}
+        self.ops: list[OpSpec] = []
+        self.arrays: dict[str, np.ndarray] = {}
+        self.layers_meta: dict = {}
+        self.code_bits: dict[str, int] = {}
+        self.image_meta: dict = {}
+        self.stream_meta: dict = {}
+        self.pools = pool_shifts(numerics)
+        self.taken = {n.name for n in g.nodes} | {t for n in g.nodes for t in n.outputs} | {INPUT_TENSOR}
+
+    def fresh(self, name: str) -> str:
+        """``name``, or ``name_1``, ``name_2``… if a node, tensor or earlier fresh name has it."""
+        base, k = name, 0
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+    def add_stream(self, name: str, channels: int, frac: int) -> None:
+        self.fracs[name] = frac
+        self.tensors[name] = TensorSpec(name, "stream", channels, frac=int(frac))
+
+    def own_frac(self, t: str) -> int:
+        """The frac of stream ``t`` from its own calibrated range."""
+        return stream_frac(self.cr.stream_absmax[t], self.numerics.stream_bits)
+
+    def op(self, node: LNode, kind: str, attrs: dict, roles: dict | None = None, inputs=None, outputs=None) -> None:
+        self.ops.append(OpSpec(node.name, kind, node.inputs if inputs is None else inputs,
+                               (node.output,) if outputs is None else outputs, attrs, roles or {}))
+
+    def image(self, node: LNode) -> None:
+        """image_in / image_out: per-channel multiplier and offset (§6.1, §6.2)."""
+        if node.op == "image_in":
+            r = export_image_in(node, self.own_frac(node.output), self.numerics)
+            self.add_stream(node.output, node.channels, r["f_o"])
+        else:
+            r = export_image_out(node, self.fracs[node.inputs[0]], self.numerics)
+            self.tensors[node.output] = TensorSpec(node.output, "image", node.channels)
+        self.arrays[f"{node.name}.mult"], self.arrays[f"{node.name}.offset"] = r["mult"], r["offset"]
+        self.op(node, node.op, {"exp": r["exp"]}, {"mult": f"{node.name}.mult", "offset": f"{node.name}.offset"})
+        self.image_meta[node.name] = r["meta"]
+
+    def conv(self, node: LNode) -> None:
+        """encode → [pad] → conv2d / conv_transpose2d (§5; a non-zero padding mode pads codes, §5.8)."""
+        layer = self.cr.layers[node.name]
+        mod = self.g.gm.get_submodule(node.module)
+        x = node.inputs[0]
+        r = export_conv(node, mod, layer, self.fracs[x], self.own_frac(node.output), self.numerics, self.grid_bits)
+        enc_name, codes = self.fresh(f"{node.name}.encode"), self.fresh(f"{node.name}.codes")
+        self.tensors[codes] = TensorSpec(codes, "codes", self.tensors[x].channels, codebook=r["codebook"])
+        self.ops.append(OpSpec(enc_name, "encode", (x,), (codes,), {}, {}))
+        conv_padding = list(node.attrs["padding"])
+        if node.attrs.get("padding_mode", "zeros") != "zeros":  # encode → pad → conv without padding (§5.8)
+            pad_name, padded = self.fresh(f"{node.name}.pad"), self.fresh(f"{node.name}.padded")
+            self.tensors[padded] = TensorSpec(padded, "codes", self.tensors[x].channels, codebook=r["codebook"])
+            self.ops.append(OpSpec(pad_name, "pad", (codes,), (padded,),
+                                   {"padding": conv_padding, "mode": node.attrs["padding_mode"]}, {}))
+            codes, conv_padding = padded, [0, 0]
+        self.add_stream(node.output, node.channels, r["f_out"])
+        for role in ("weight", "w_mant", "bias"):
+            self.arrays[f"{node.name}.{role}"] = r[role]
+        at = node.attrs
+        if node.op == "conv2d":
+            cattrs = {"kernel": list(at["kernel"]), "stride": list(at["stride"]),
+                      "padding": conv_padding, "dilation": list(at["dilation"]),
+                      "groups": int(at["groups"]), "w_exp": r["w_exp"]}
+        else:
+            cattrs = {"kernel": list(at["kernel"]), "stride": list(at["stride"]),
+                      "padding": list(at["padding"]), "output_padding": list(at["output_padding"]),
+                      "w_exp": r["w_exp"]}
+        self.op(node, node.op, cattrs, {role: f"{node.name}.{role}" for role in ("weight", "w_mant", "bias")},
+                inputs=(codes,))
+        self.layers_meta[node.name] = r["meta"]
+        self.code_bits[node.name] = r["codebook"].code_bits
+
+    def clamp(self, node: LNode) -> None:
+        """clamp: the real bounds snapped inwards onto the stream grid (§6.16)."""
+        f = self.fracs[node.inputs[0]]
+        self.add_stream(node.output, node.channels, f)  # f_o = f_i (§6.16)
+        try:
+            lo, hi = clamp_bounds(node.attrs["lo"], node.attrs["hi"], f, self.numerics)
+        except ClampBoundsError as e:
+            raise ExportError(f"layer '{node.name}': {e}") from None
+        self.op(node, "clamp", {"lo": lo, "hi": hi})
+        self.stream_meta[node.name] = {"lo": node.attrs["lo"], "hi": node.attrs["hi"], "lo_int": lo, "hi_int": hi}
+
+    def slope(self, node: LNode) -> None:
+        """leaky_relu (one slope) / prelu (one per channel): fixed-point slopes (§6.7)."""
+        self.add_stream(node.output, node.channels, self.fracs[node.inputs[0]])  # §6.7
+        if node.op == "leaky_relu":
+            M, k, errs = slope_multipliers([node.attrs["slope"]], self.numerics, f"layer '{node.name}'")
+            self.op(node, "leaky_relu", {"mult": M[0], "shift": k})
+            self.stream_meta[node.name] = {"slope": float(node.attrs["slope"]), "mult": M[0], "shift": k,
+                                           "slope_rel_err": errs[0]}
+            return
+        M, k, errs = slope_multipliers(node.attrs["slope"], self.numerics, f"layer '{node.name}'")
+        self.arrays[f"{node.name}.mult"] = np.array(M, dtype=np.int64)
+        self.op(node, "prelu", {"shift": k}, {"mult": f"{node.name}.mult"})
+        self.stream_meta[node.name] = {"slope": list(map(float, node.attrs["slope"])), "shift": k,
+                                       "slope_rel_err_max": float(max(errs))}
+
+    def lut(self, node: LNode) -> None:
+        """lut: the function's table over the calibrated input range (§6.17)."""
+        x = node.inputs[0]
+        r = export_lut(node.attrs["fn"], self.cr.stream_absmax.get(x, 1.0), self.fracs[x], self.numerics)
+        self.add_stream(node.output, node.channels, r["f_o"])
+        self.arrays[f"{node.name}.lut"] = r["lut"]
+        self.op(node, "lut", {"fn": node.attrs["fn"], "lut_exp": r["lut_exp"], "imin": r["imin"], "imax": r["imax"]},
+                {"lut": f"{node.name}.lut"})
+        self.stream_meta[node.name] = r["meta"]
+
+    def keep_frac(self, node: LNode) -> None:
+        """Ops whose output keeps the input frac and whose attributes come from the node or the numerics."""
+        f = self.fracs[node.inputs[0]]
+        if node.op == "split":
+            for t, c in zip(node.outputs, node.attrs["sizes"]):  # §6.5
+                self.add_stream(t, int(c), f)
+            self.op(node, "split", {"sizes": [int(c) for c in node.attrs["sizes"]]}, outputs=node.outputs)
+            return
+        self.add_stream(node.output, node.channels, f)  # f_o = f_i (§6.6, §6.8–§6.12, §6.18)
+        if node.op in ("relu", "pixel_shuffle", "upsample_nearest"):
+            attrs = {"factor": int(node.attrs["factor"])} if "factor" in node.attrs else {}
+        elif node.op == "upsample_bilinear":
+            M, k = bilinear_multiplier(int(node.attrs["factor"]), self.numerics)
+            attrs = {"factor": int(node.attrs["factor"]), "mult": int(M), "shift": int(k)}
+        elif node.op == "upsample_bicubic":
+            attrs = {"factor": int(node.attrs["factor"]),
+                     "tap_bits": bicubic_tap_bits(int(node.attrs["factor"]), self.numerics)}
+        elif node.op == "mean_pool":
+            attrs = {"shift": self.pools["mean_shift"]}
+        else:  # std_pool
+            attrs = {"shift": self.pools["std_shift"], "pre_shift": self.pools["std_pre_shift"]}
+        self.op(node, node.op, attrs)
+
+    def add(self, node: LNode) -> None:
+        """Export one captured node (in graph order)."""
+        if node.op in ("image_in", "image_out"):
+            self.image(node)
+        elif node.op in ("conv2d", "conv_transpose2d"):
+            self.conv(node)
+        elif node.op == "clamp":
+            self.clamp(node)
+        elif node.op in ("relu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic",
+                         "split", "mean_pool", "std_pool"):
+            self.keep_frac(node)
+        elif node.op in ("add", "concat", "mul"):
+            self.add_stream(node.output, node.channels, self.own_frac(node.output))  # §6.3, §6.4, §6.14
+            self.op(node, node.op, {})
+        elif node.op in ("leaky_relu", "prelu"):
+            self.slope(node)
+        elif node.op == "lut":
+            self.lut(node)
+        else:  # capture() only produces the ops above
+            raise ExportError(f"op '{node.name}' ({node.op}) has no exporter")
+
+
+def _export_metadata(model: nn.Module, calib_result, ex: _GraphExport, model_meta: dict | None,
+                     source: dict | None) -> tuple[dict, dict]:
+    """The artifact's ``model`` and ``metadata`` objects (docs/artifact.md): name, scale, bits, code bits;
+    the float model's source; capture, calibration and the per-layer / per-op export records."""
+    g = ex.g
+    meta_model = dict(model_meta or {})
+    meta_model.setdefault("name", type(model).__name__.lower())
+    if getattr(model, "scale", None) is not None:
+        meta_model.setdefault("scale", int(model.scale))
+    meta_model["bits"] = calib_result.bits
+    meta_model["code_bits"] = ex.code_bits
+    src = {"model": meta_model.get("name"), "scale": meta_model.get("scale")}
+    if "weights" in meta_model:
+        src["checkpoint"] = meta_model["weights"]
+    src.update(source or {})
+    src["state_dict_sha256"] = state_dict_fingerprint(model)
+    metadata = {
+        "producer": "calib.export",
+        "source": src,
+        "capture": {"rgb_range": g.rgb_range, "in_channels": g.in_channels,
+                    "concrete_args": {k: v for k, v in getattr(g, "concrete_args", {}).items()
+                                      if v is None or isinstance(v, (bool, int, float, str))}},
+        "rgb_range": g.rgb_range,
+        "calibration": calib_result.to_json(),
+        "layers": ex.layers_meta,
+        "images": ex.image_meta,
+        "stream_ops": ex.stream_meta,
+        "pooling": ex.pools,
+        "streams": {t: {"absmax": float(calib_result.stream_absmax[t]), "frac": int(f)} for t, f in ex.fracs.items()
+                    if t in calib_result.stream_absmax},
+    }
+    return meta_model, metadata
+
+
 def export_artifact(model: nn.Module, calib_result, *, realization: str = "split", rounding: str = "half_up",
                     overflow: str = "saturate", acc_bits: int = 32, stream_bits: int = 24, mult_bits: int = 31,
                     grid_bits: int | None = None, model_meta: dict | None = None,
@@ -226,199 +449,12 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
     defaults ``model``/``scale`` from ``model_meta``. The returned artifact has not been written;
     use :func:`intsim.artifact.save_artifact`.
     """
-    if realization not in ("split", "grid"):
-        raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")
-    RoundingMode.parse(rounding)
-    from intsim.overflow import OverflowPolicy
-
-    OverflowPolicy.parse(overflow)
-    if not 8 <= acc_bits <= 48:
-        raise ValueError(f"acc_bits must be in 8..48 (arithmetic.md §8), got {acc_bits}")
-    if not 8 <= stream_bits <= 40:
-        raise ValueError(f"stream_bits must be in 8..40 (arithmetic.md §8), got {stream_bits}")
-    if not 8 <= mult_bits <= 31:
-        raise ValueError(f"mult_bits must be in 8..31 (arithmetic.md §2.1), got {mult_bits}")
-    if grid_bits is not None and not 6 <= grid_bits <= 16:
-        raise ValueError(f"grid_bits must be in 6..16 (arithmetic.md §8), got {grid_bits}")
-    numerics = Numerics(rounding=RoundingMode.parse(rounding).spec_name, realization=realization,
-                        overflow=OverflowPolicy.parse(overflow).spec_name, acc_bits=int(acc_bits),
-                        stream_bits=int(stream_bits), mult_bits=int(mult_bits))
-    g = calib_result.graph
-    tensors: dict[str, TensorSpec] = {INPUT_TENSOR: TensorSpec(INPUT_TENSOR, "image", g.in_channels)}
-    fracs: dict[str, int] = {}
-    ops: list[OpSpec] = []
-    arrays: dict[str, np.ndarray] = {}
-    layers_meta: dict = {}
-    code_bits: dict[str, int] = {}
-    image_meta: dict = {}
-    stream_meta: dict = {}
-    pools = pool_shifts(numerics)
-    taken = {n.name for n in g.nodes} | {t for n in g.nodes for t in n.outputs} | {INPUT_TENSOR}
-
-    def fresh(name: str) -> str:
-        base, k = name, 0
-        while name in taken:
-            k += 1
-            name = f"{base}_{k}"
-        taken.add(name)
-        return name
-
-    def add_stream(name: str, channels: int, frac: int) -> None:
-        fracs[name] = frac
-        tensors[name] = TensorSpec(name, "stream", channels, frac=int(frac))
-
-    def own_frac(t: str) -> int:
-        return stream_frac(calib_result.stream_absmax[t], stream_bits)
-
-    for node in g.nodes:
-        if node.op == "image_in":
-            r = export_image_in(node, own_frac(node.output), numerics)
-            add_stream(node.output, node.channels, r["f_o"])
-            arrays[f"{node.name}.mult"], arrays[f"{node.name}.offset"] = r["mult"], r["offset"]
-            ops.append(OpSpec(node.name, "image_in", node.inputs, (node.output,), {"exp": r["exp"]},
-                              {"mult": f"{node.name}.mult", "offset": f"{node.name}.offset"}))
-            image_meta[node.name] = r["meta"]
-        elif node.op == "image_out":
-            r = export_image_out(node, fracs[node.inputs[0]], numerics)
-            tensors[node.output] = TensorSpec(node.output, "image", node.channels)
-            arrays[f"{node.name}.mult"], arrays[f"{node.name}.offset"] = r["mult"], r["offset"]
-            ops.append(OpSpec(node.name, "image_out", node.inputs, (node.output,), {"exp": r["exp"]},
-                              {"mult": f"{node.name}.mult", "offset": f"{node.name}.offset"}))
-            image_meta[node.name] = r["meta"]
-        elif node.op in ("conv2d", "conv_transpose2d"):
-            layer = calib_result.layers[node.name]
-            mod = g.gm.get_submodule(node.module)
-            x = node.inputs[0]
-            r = export_conv(node, mod, layer, fracs[x], own_frac(node.output), numerics, grid_bits)
-            enc_name, codes = fresh(f"{node.name}.encode"), fresh(f"{node.name}.codes")
-            tensors[codes] = TensorSpec(codes, "codes", tensors[x].channels, codebook=r["codebook"])
-            ops.append(OpSpec(enc_name, "encode", (x,), (codes,), {}, {}))
-            conv_padding = list(node.attrs["padding"])
-            if node.attrs.get("padding_mode", "zeros") != "zeros":  # encode → pad → conv without padding (§5.8)
-                pad_name, padded = fresh(f"{node.name}.pad"), fresh(f"{node.name}.padded")
-                tensors[padded] = TensorSpec(padded, "codes", tensors[x].channels, codebook=r["codebook"])
-                ops.append(OpSpec(pad_name, "pad", (codes,), (padded,),
-                                  {"padding": conv_padding, "mode": node.attrs["padding_mode"]}, {}))
-                codes, conv_padding = padded, [0, 0]
-            add_stream(node.output, node.channels, r["f_out"])
-            for role in ("weight", "w_mant", "bias"):
-                arrays[f"{node.name}.{role}"] = r[role]
-            at = node.attrs
-            if node.op == "conv2d":
-                cattrs = {"kernel": list(at["kernel"]), "stride": list(at["stride"]),
-                          "padding": conv_padding, "dilation": list(at["dilation"]),
-                          "groups": int(at["groups"]), "w_exp": r["w_exp"]}
-            else:
-                cattrs = {"kernel": list(at["kernel"]), "stride": list(at["stride"]),
-                          "padding": list(at["padding"]), "output_padding": list(at["output_padding"]),
-                          "w_exp": r["w_exp"]}
-            ops.append(OpSpec(node.name, node.op, (codes,), (node.output,), cattrs,
-                              {role: f"{node.name}.{role}" for role in ("weight", "w_mant", "bias")}))
-            layers_meta[node.name] = r["meta"]
-            code_bits[node.name] = r["codebook"].code_bits
-        elif node.op in ("relu", "pixel_shuffle", "upsample_nearest"):
-            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # f_o = f_i (§6.6, §6.8, §6.9)
-            attrs = {"factor": int(node.attrs["factor"])} if "factor" in node.attrs else {}
-            ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,), attrs, {}))
-        elif node.op == "clamp":
-            from calib.export_ops import ClampBoundsError, clamp_bounds
-
-            f = fracs[node.inputs[0]]
-            add_stream(node.output, node.channels, f)  # f_o = f_i (§6.16)
-            try:
-                lo, hi = clamp_bounds(node.attrs["lo"], node.attrs["hi"], f, numerics)
-            except ClampBoundsError as e:
-                raise ExportError(f"layer '{node.name}': {e}") from None
-            ops.append(OpSpec(node.name, "clamp", node.inputs, (node.output,), {"lo": lo, "hi": hi}, {}))
-            stream_meta[node.name] = {"lo": node.attrs["lo"], "hi": node.attrs["hi"], "lo_int": lo, "hi_int": hi}
-        elif node.op == "upsample_bilinear":
-            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.10
-            M, k = bilinear_multiplier(int(node.attrs["factor"]), numerics)
-            ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,),
-                              {"factor": int(node.attrs["factor"]), "mult": int(M), "shift": int(k)}, {}))
-        elif node.op == "upsample_bicubic":
-            from calib.export_ops import bicubic_tap_bits
-
-            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.18
-            ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,),
-                              {"factor": int(node.attrs["factor"]),
-                               "tap_bits": bicubic_tap_bits(int(node.attrs["factor"]), numerics)}, {}))
-        elif node.op == "split":
-            f = fracs[node.inputs[0]]  # §6.5
-            for t, c in zip(node.outputs, node.attrs["sizes"]):
-                add_stream(t, int(c), f)
-            ops.append(OpSpec(node.name, "split", node.inputs, node.outputs,
-                              {"sizes": [int(c) for c in node.attrs["sizes"]]}, {}))
-        elif node.op in ("add", "concat", "mul"):
-            add_stream(node.output, node.channels, own_frac(node.output))  # §6.3, §6.4, §6.14
-            ops.append(OpSpec(node.name, node.op, node.inputs, (node.output,), {}, {}))
-        elif node.op == "leaky_relu":
-            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.7
-            M, k, errs = slope_multipliers([node.attrs["slope"]], numerics, f"layer '{node.name}'")
-            ops.append(OpSpec(node.name, "leaky_relu", node.inputs, (node.output,), {"mult": M[0], "shift": k}, {}))
-            stream_meta[node.name] = {"slope": float(node.attrs["slope"]), "mult": M[0], "shift": k,
-                                      "slope_rel_err": errs[0]}
-        elif node.op == "prelu":
-            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # §6.7
-            M, k, errs = slope_multipliers(node.attrs["slope"], numerics, f"layer '{node.name}'")
-            arrays[f"{node.name}.mult"] = np.array(M, dtype=np.int64)
-            ops.append(OpSpec(node.name, "prelu", node.inputs, (node.output,), {"shift": k},
-                              {"mult": f"{node.name}.mult"}))
-            stream_meta[node.name] = {"slope": list(map(float, node.attrs["slope"])), "shift": k,
-                                      "slope_rel_err_max": float(max(errs))}
-        elif node.op == "mean_pool":
-            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # f_o = f_i (§6.11)
-            ops.append(OpSpec(node.name, "mean_pool", node.inputs, (node.output,), {"shift": pools["mean_shift"]}, {}))
-        elif node.op == "std_pool":
-            add_stream(node.output, node.channels, fracs[node.inputs[0]])  # f_o = f_i (§6.12)
-            ops.append(OpSpec(node.name, "std_pool", node.inputs, (node.output,),
-                              {"shift": pools["std_shift"], "pre_shift": pools["std_pre_shift"]}, {}))
-        elif node.op == "lut":
-            from calib.export_ops import export_lut
-
-            x = node.inputs[0]
-            r = export_lut(node.attrs["fn"], calib_result.stream_absmax.get(x, 1.0), fracs[x], numerics)
-            add_stream(node.output, node.channels, r["f_o"])
-            arrays[f"{node.name}.lut"] = r["lut"]
-            ops.append(OpSpec(node.name, "lut", node.inputs, (node.output,),
-                              {"fn": node.attrs["fn"], "lut_exp": r["lut_exp"], "imin": r["imin"], "imax": r["imax"]},
-                              {"lut": f"{node.name}.lut"}))
-            stream_meta[node.name] = r["meta"]
-        else:  # capture() only produces the ops above
-            raise ExportError(f"op '{node.name}' ({node.op}) has no exporter")
-
-    meta_model = dict(model_meta or {})
-    meta_model.setdefault("name", type(model).__name__.lower())
-    if getattr(model, "scale", None) is not None:
-        meta_model.setdefault("scale", int(model.scale))
-    meta_model["bits"] = calib_result.bits
-    meta_model["code_bits"] = code_bits
-    src = {"model": meta_model.get("name"), "scale": meta_model.get("scale")}
-    if "weights" in meta_model:
-        src["checkpoint"] = meta_model["weights"]
-    src.update(source or {})
-    src["state_dict_sha256"] = state_dict_fingerprint(model)
-    metadata = {
-        "producer": "calib.export",
-        "source": src,
-        "capture": {"rgb_range": g.rgb_range, "in_channels": g.in_channels,
-                    "concrete_args": {k: v for k, v in getattr(g, "concrete_args", {}).items()
-                                      if v is None or isinstance(v, (bool, int, float, str))}},
-        "rgb_range": g.rgb_range,
-        "calibration": calib_result.to_json(),
-        "layers": layers_meta,
-        "images": image_meta,
-        "stream_ops": stream_meta,
-        "pooling": pools,
-        "streams": {t: {"absmax": float(calib_result.stream_absmax[t]), "frac": int(f)} for t, f in fracs.items()
-                    if t in calib_result.stream_absmax},
-    }
+    numerics = _export_numerics(realization, rounding, overflow, acc_bits, stream_bits, mult_bits, grid_bits)
+    ex = _GraphExport(calib_result, numerics, grid_bits)
+    for node in calib_result.graph.nodes:
+        ex.add(node)
+    meta_model, metadata = _export_metadata(model, calib_result, ex, model_meta, source)
     art = Artifact(model=meta_model, numerics=numerics, inputs=(INPUT_TENSOR,), outputs=(OUTPUT_TENSOR,),
-                   tensors=tensors, ops=ops, arrays=arrays, metadata=metadata)
-    try:
-        from intsim.validate import validate_artifact
-    except ImportError:  # written concurrently; save_artifact validates in any case
-        validate_artifact = None
-    if validate_artifact is not None:
-        validate_artifact(art)
+                   tensors=ex.tensors, ops=ex.ops, arrays=ex.arrays, metadata=metadata)
+    validate_artifact(art)
     return art

@@ -37,7 +37,7 @@ from golden.ops.stream import bilinear_taps, pad_rows
 from intsim.band_plan import GLOBAL_OPS, plan as band_plan
 
 ROW_LOCAL_OPS = frozenset({"image_in", "image_out", "encode", "add", "concat", "split", "relu", "leaky_relu",
-                           "prelu", "sigmoid", "mul", "lut", "clamp"})
+                           "prelu", "mul", "lut", "clamp"})
 CONV_OPS = frozenset({"conv2d", "conv_transpose2d"})
 UPSAMPLE_OPS = frozenset({"pixel_shuffle", "upsample_nearest"})
 #: float64 elements of one band of the widest tensor when ``band_rows`` is not given (16 MiB)

@@ -64,7 +64,6 @@ OPS: dict[str, Callable] = {
     "upsample_bicubic": bicubic.upsample_bicubic,
     "mean_pool": S.mean_pool,
     "std_pool": S.std_pool,
-    "sigmoid": S.lut,
     "lut": S.lut,
     "mul": S.mul,
 }

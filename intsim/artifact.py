@@ -1,208 +1,46 @@
-"""The artifact: data model, archive reading and atomic writing (docs/artifact.md).
+"""The artifact file: archive reading and atomic writing (docs/artifact.md).
 
-The archive layer (members, dtypes, shapes, hashes, JSON parsing) lives here;
-semantic graph checks and the exactness envelope live in ``intsim.validate``
-and run on every load. Nothing is ever unpickled.
+The archive layer (members, dtypes, shapes, hashes, JSON parsing) lives here; the data model
+(:class:`Artifact` and its parts) lives in :mod:`intsim.artifact_model` and is re-exported here;
+semantic graph checks and the exactness envelope live in ``intsim.validate`` and run on every load
+and save. Nothing is ever unpickled.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
-import math
 import os
 import stat
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 
+from intsim.artifact_model import (  # noqa: F401  (the data model, re-exported: importers read it here)
+    ALLOWED_DTYPES,
+    FORMAT,
+    REALIZATIONS,
+    VERSION,
+    Artifact,
+    ArtifactError,
+    Codebook,
+    EncoderStage,
+    Numerics,
+    OpSpec,
+    Segment,
+    TensorSpec,
+    array_sha256,
+)
 from intsim.outputs import write_atomic
-from intsim.numerics import Numerics  # noqa: F401  (part of the artifact's data model)
+from intsim.validate import MAX_ARRAYS, check_graph_counts, parse_graph, validate_artifact
 
-FORMAT = "intsim-artifact"
-VERSION = 1
 GRAPH_MEMBER = "graph.json"
 ARRAY_PREFIX = "arrays/"
-ALLOWED_DTYPES = ("int8", "int16", "int32", "int64", "uint8")
-REALIZATIONS = ("split", "grid")
-
-
-class ArtifactError(ValueError):
-    """A refused artifact; the message says what is wrong and where."""
-
-
-# --------------------------------------------------------------------------
-# data model
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One uniform region: value(q) = (origin + step·q)·unit, q in [qmin, qmax] (§3.1)."""
-
-    origin: int
-    step: int
-    qmin: int
-    qmax: int
-
-    @property
-    def count(self) -> int:
-        return self.qmax - self.qmin + 1
-
-
-@dataclass(frozen=True)
-class EncoderStage:
-    """Per-segment index computation q = R((X − center)·mult, shift) (§3.4)."""
-
-    center: int
-    mult: int
-    shift: int
-
-
-@dataclass(frozen=True)
-class Codebook:
-    """A piecewise-uniform codebook with its encoder (§3)."""
-
-    unit_m: int
-    unit_e: int
-    segments: tuple[Segment, ...]
-    thresholds: tuple[int, ...]
-    encoder: tuple[EncoderStage, ...]
-    grid_bits: int | None = None
-    allocation: str = "uniform"
-    bits: int = 8
-
-    @property
-    def bases(self) -> tuple[int, ...]:
-        """Flat code of each segment's qmin (§3.2)."""
-        out, b = [], 0
-        for s in self.segments:
-            out.append(b)
-            b += s.count
-        return tuple(out)
-
-    @property
-    def num_codes(self) -> int:
-        return sum(s.count for s in self.segments)
-
-    @property
-    def code_dtype(self) -> np.dtype:
-        """Array dtype of flat codes, in the engine and in golden folders: int16 (int32 if N > 32767)."""
-        return np.dtype(np.int16 if self.num_codes <= 32767 else np.int32)
-
-    @property
-    def code_bits(self) -> int:
-        """Honest storage width: ceil(log2 N) (§1.3)."""
-        return max(1, math.ceil(math.log2(self.num_codes)))
-
-    def code_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per flat code: (segment, index q, grid value G), each int64[N]."""
-        seg, idx, grid = [], [], []
-        for s_i, s in enumerate(self.segments):
-            q = np.arange(s.qmin, s.qmax + 1, dtype=np.int64)
-            seg.append(np.full(q.shape, s_i, dtype=np.int64))
-            idx.append(q)
-            grid.append(s.origin + s.step * q)
-        return np.concatenate(seg), np.concatenate(idx), np.concatenate(grid)
-
-    def to_json(self) -> dict:
-        return {
-            "unit_m": self.unit_m,
-            "unit_e": self.unit_e,
-            "grid_bits": self.grid_bits,
-            "segments": [s.__dict__ for s in self.segments],
-            "thresholds": list(self.thresholds),
-            "encoder": [e.__dict__ for e in self.encoder],
-            "allocation": self.allocation,
-            "bits": self.bits,
-        }
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    kind: str  # "image" | "stream" | "codes"
-    channels: int
-    frac: int | None = None  # streams only (§1.2)
-    codebook: Codebook | None = None  # codes only (§3)
-
-    def to_json(self) -> dict:
-        d: dict[str, Any] = {"kind": self.kind, "channels": self.channels}
-        if self.kind == "stream":
-            d["frac"] = self.frac
-        if self.kind == "codes":
-            d["codebook"] = self.codebook.to_json()
-        return d
-
-
-@dataclass(frozen=True)
-class OpSpec:
-    name: str
-    op: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    attrs: dict = field(default_factory=dict)
-    arrays: dict = field(default_factory=dict)  # role -> array name
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name,
-            "op": self.op,
-            "inputs": list(self.inputs),
-            "outputs": list(self.outputs),
-            "attrs": self.attrs,
-            "arrays": self.arrays,
-        }
-
-
-@dataclass
-class Artifact:
-    """A loaded, validated artifact. ``sha256`` is the hash of the file bytes (None in memory)."""
-
-    model: dict
-    numerics: Numerics
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    tensors: dict[str, TensorSpec]
-    ops: list[OpSpec]
-    arrays: dict[str, np.ndarray]
-    metadata: dict = field(default_factory=dict)
-    sha256: str | None = None
-    derived: dict = field(default_factory=dict, repr=False, compare=False)
-    """What the engine derives from the arrays once and reuses on every run (e.g. a conv's
-    packed weights), keyed by op and the identities of the arrays it came from; never saved."""
-
-    def array(self, op: OpSpec, role: str) -> np.ndarray:
-        return self.arrays[op.arrays[role]]
-
-    def graph_json(self) -> dict:
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "model": self.model,
-            "numerics": self.numerics.to_json(),
-            "inputs": list(self.inputs),
-            "outputs": list(self.outputs),
-            "tensors": {n: t.to_json() for n, t in self.tensors.items()},
-            "ops": [o.to_json() for o in self.ops],
-            "arrays": {
-                n: {"dtype": str(a.dtype), "shape": list(a.shape), "sha256": array_sha256(a)}
-                for n, a in self.arrays.items()
-            },
-            "metadata": self.metadata,
-        }
-
 
 # --------------------------------------------------------------------------
 # hashing and atomic writes
-
-
-def array_sha256(a: np.ndarray) -> str:
-    """sha256 of the raw C-order little-endian bytes (artifact.md)."""
-    a = np.ascontiguousarray(a)
-    return hashlib.sha256(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()).hexdigest()
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -338,8 +176,6 @@ def read_npy(data: bytes, what: str) -> np.ndarray:
 
 def save_artifact(artifact: Artifact, path: str | os.PathLike) -> str:
     """Validate, then write ``artifact`` atomically; return the file's sha256."""
-    from intsim.validate import validate_artifact
-
     validate_artifact(artifact)
     graph = artifact.graph_json()
     buf = io.BytesIO()
@@ -428,8 +264,6 @@ def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         # NotImplementedError: e.g. "zip file version 13.4" in a corrupt header (found by fuzzing)
         raise ArtifactError(f"{where}: not a readable artifact archive (truncated or corrupt: {e})") from None
-    from intsim.validate import MAX_ARRAYS, check_graph_counts
-
     if len(names) > MAX_ARRAYS + 1:
         raise ArtifactError(f"{where}: the archive has {len(names)} members, more than the {MAX_ARRAYS + 1} accepted "
                             "(graph.json and one .npy per array)")
@@ -505,8 +339,6 @@ def parse_artifact_bytes(data: bytes, where: str = "artifact") -> Artifact:
 
 def artifact_from_json(graph: dict, arrays: dict[str, np.ndarray], where: str = "artifact") -> Artifact:
     """Build an :class:`Artifact` from parsed graph.json and arrays, then validate it."""
-    from intsim.validate import parse_graph, validate_artifact
-
     art = parse_graph(graph, arrays, where)
     validate_artifact(art, where)
     return art

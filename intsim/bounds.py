@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from intsim.artifact import Artifact, OpSpec
+from intsim.artifact_model import Artifact, OpSpec
 from intsim.codebook_range import (  # noqa: F401  (validate and inspect read them here)
     codebook_max_abs_grid,
     codebook_max_abs_index,
@@ -219,7 +219,7 @@ def op_shifts(art: Artifact, op: OpSpec) -> dict[str, int]:
     """Every right shift ``n`` (and left alignment shift) an op applies, by name.
 
     Shifts named ``n``: the single rounding of §1.5; ``align*``: exact left shifts
-    ``2^(F−f)`` of §6.3/§6.4; ``left``/``right``: the sigmoid index rescale (§6.13);
+    ``2^(F−f)`` of §6.3/§6.4; ``left``/``right``: the lut index rescale (§6.17);
     attribute shifts under their attribute names. Encoder shifts ``k_s`` live on the
     codebook and are checked with it (§3.4).
     """
@@ -246,9 +246,9 @@ def op_shifts(art: Artifact, op: OpSpec) -> dict[str, int]:
         return out
     if kind == "mul":
         return {"n": _frac(art, op.inputs[0]) + _frac(art, op.inputs[1]) - _frac(art, op.outputs[0])}  # §6.14
-    if kind in ("sigmoid", "lut"):
+    if kind == "lut":
         fi, k = _frac(art, op.inputs[0]), a["lut_exp"]
-        return {"left": max(0, k - fi), "right": max(0, fi - k)}  # §6.13
+        return {"left": max(0, k - fi), "right": max(0, fi - k)}  # §6.17
     if kind == "upsample_bicubic":
         return {"n": 2 * a["tap_bits"]}  # §6.18
     if kind in ("leaky_relu", "prelu", "upsample_bilinear", "mean_pool"):
@@ -265,7 +265,7 @@ def op_shifts(art: Artifact, op: OpSpec) -> dict[str, int]:
 def tensor_value_bounds(art: Artifact) -> dict[str, int]:
     """Max ``|value|`` of every tensor, in its own integer units (§9).
 
-    images: 255; streams: ``2^(stream_bits−1)``, except outputs of ``sigmoid`` / ``lut``:
+    images: 255; streams: ``2^(stream_bits−1)``, except outputs of ``lut``:
     ``max |lut|``; codes: the codebook extreme as a weight multiplicand, i.e.
     ``max |q|`` (split) or ``max |G|`` (grid) — see :func:`codes_value_bound`.
     """
@@ -279,7 +279,7 @@ def tensor_value_bounds(art: Artifact) -> dict[str, int]:
             out[name] = codes_value_bound(t.codebook, art.numerics.realization)
         else:
             op = producer.get(name)
-            if op is not None and op.op in ("sigmoid", "lut"):
+            if op is not None and op.op == "lut":
                 out[name] = _max_abs(art.array(op, "lut"))
             else:
                 out[name] = 1 << (sb - 1)
@@ -355,7 +355,7 @@ def _op_envelope(art: Artifact, op: OpSpec, V: dict[str, int]) -> tuple[int, str
         if mean_b >= var_b:
             return mean_b, "Σ X·M_N at N = 1 (§6.12; image size checked at run time)"
         return var_b, "Σ d²·M_N at N = 1 (§6.12; image size checked at run time)"
-    if kind in ("sigmoid", "lut"):
+    if kind == "lut":
         return vin << op_shifts(art, op)["left"], "X·2^max(0, k_lut−f_i) (§6.13, §6.17)"
     if kind == "mul":
         return V[op.inputs[0]] * V[op.inputs[1]], "I = X·G (§6.14)"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # annotations only: no import of the archive layer at run time
-    from intsim.artifact import Codebook
+if TYPE_CHECKING:  # annotations only: no import of the data model at run time
+    from intsim.artifact_model import Codebook
 
 
 def segment_grid_extremes(seg) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
 from intsim.ops import pad as pad_ops
 from intsim.ops.conv_params import ConvParams
-from intsim.ops import elementwise, image, no_events, pooling, resample, sigmoid
+from intsim.ops import elementwise, image, lut, no_events, pooling, resample
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import RoundingMode
 
@@ -329,9 +329,9 @@ def _std_pool(art, op, xs):
 
 
 def _lut(art, op, xs):
-    # ``sigmoid`` (§6.13) and ``lut`` (§6.17) run the same index rule and look-up; the function is in the table
+    # one index rule and look-up for every function (§6.17); the function is in the table
     a = op.attrs
-    x, ev = sigmoid.lut(xs[0], art.array(op, "lut"), lut_exp=a["lut_exp"], imin=a["imin"], imax=a["imax"],
+    x, ev = lut.lut(xs[0], art.array(op, "lut"), lut_exp=a["lut_exp"], imin=a["imin"], imax=a["imax"],
                         f_in=stream_frac(art, op.inputs[0]), numerics=art.numerics, name=op.name)
     return [x], ev
 
@@ -356,7 +356,6 @@ OPS: dict[str, Adapter] = {
     "upsample_bicubic": _upsample_bicubic,
     "mean_pool": _mean_pool,
     "std_pool": _std_pool,
-    "sigmoid": _lut,
     "lut": _lut,
     "mul": _mul,
 }

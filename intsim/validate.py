@@ -1,13 +1,13 @@
 """Strict parsing and semantic validation of an artifact (docs/artifact.md, "Loader checks").
 
 :func:`parse_graph` turns ``graph.json`` (already JSON-decoded) plus the archive's
-arrays into :class:`~intsim.artifact.Artifact` dataclasses, refusing anything
+arrays into :class:`~intsim.artifact_model.Artifact` dataclasses, refusing anything
 that is not exactly the documented schema (required keys, JSON types — a bool
 is never an int, a float is never an int —, unknown keys, unknown ops, missing
 attributes or array roles, undeclared arrays).
 
 :func:`validate_artifact` then checks the semantics, in this order, and raises
-:class:`~intsim.artifact.ArtifactError` on the first defect with a message
+:class:`~intsim.artifact_model.ArtifactError` on the first defect with a message
 prefixed by ``where`` that names the op / tensor / array and the problem:
 
 1. numerics (§2, §4, §5.3, §8),
@@ -27,7 +27,7 @@ in order and checks the graph (4–5). Both functions are also used on in-memory
 """
 from __future__ import annotations
 
-from intsim.artifact import Artifact, ArtifactError, OpSpec
+from intsim.artifact_model import Artifact, ArtifactError, OpSpec
 from intsim.ops.opdef import OPS
 from intsim.validate_numerics import (
     ACC_BITS,

@@ -3,14 +3,14 @@
 
 Also the validation context :class:`_V` that every semantic check of :mod:`intsim.validate`
 and :mod:`intsim.validate_ops` reports through (``v.fail(msg)`` raises
-:class:`~intsim.artifact.ArtifactError` prefixed with ``where``).
+:class:`~intsim.artifact_model.ArtifactError` prefixed with ``where``).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from intsim import bounds
-from intsim.artifact import (
+from intsim.artifact_model import (
     ALLOWED_DTYPES,
     REALIZATIONS,
     Artifact,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from intsim import bounds
-from intsim.artifact import OpSpec
+from intsim.artifact_model import OpSpec
 from intsim.ops.opdef import OPS
 from intsim.validate_numerics import _V
 from intsim.validate_schema import INT64_MAX, MAX_SHIFT
@@ -96,7 +96,7 @@ def _check_conv(v: _V, op: OpSpec, cin: list[int], cout: list[int]) -> None:
 
 
 def _check_lut(v: _V, op: OpSpec) -> None:
-    """sigmoid / lut: index range and a table of imax − imin + 1 stream values (§6.13, §6.17)."""
+    """lut: index range and a table of imax − imin + 1 stream values (§6.17)."""
     lab, a = f"op {op.name!r} ({op.op})", op.attrs
     if a["imin"] > a["imax"]:
         v.fail(f"{lab}: imin {a['imin']} > imax {a['imax']} (§6.13)")
@@ -187,7 +187,7 @@ def _check_op(v: _V, op: OpSpec) -> None:
             v.fail(f"{lab}: factor {a['factor']} exceeds {bounds.MAX_BICUBIC_FACTOR} (§6.18)")
     elif kind == "upsample_bilinear":
         _check_mults(v, op, "attribute mult", [a["mult"]], lo=1)
-    elif kind in ("sigmoid", "lut"):
+    elif kind == "lut":
         _check_lut(v, op)
     elif kind == "mul":
         if not cin[0] == cin[1] == cout[0]:
@@ -205,8 +205,6 @@ _SHIFT_WHY = {
     ("add", "align_b"): "F − f_b, §6.3",
     ("mul", "n"): "n = f_x + f_g − f_o, §6.14",
     ("upsample_bicubic", "n"): "n = 2·tap_bits, §6.18",
-    ("sigmoid", "left"): "k_lut − f_i, §6.13",
-    ("sigmoid", "right"): "f_i − k_lut, §6.13",
     ("lut", "left"): "k_lut − f_i, §6.17",
     ("lut", "right"): "f_i − k_lut, §6.17",
 }

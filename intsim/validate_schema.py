@@ -1,13 +1,13 @@
 """The JSON schema of ``graph.json`` (docs/artifact.md): strict parsing into the data model.
 
 :func:`parse_graph` turns ``graph.json`` (already JSON-decoded) plus the archive's arrays into
-:class:`~intsim.artifact.Artifact` dataclasses, refusing anything that is not exactly the documented
+:class:`~intsim.artifact_model.Artifact` dataclasses, refusing anything that is not exactly the documented
 schema (required keys, JSON types — a bool is never an int, a float is never an int —, unknown keys,
 unknown ops, missing attributes or array roles, undeclared arrays). The op schema (attributes and
 their types, array roles) is the op registry's (:data:`intsim.ops.opdef.OPS`).
 
 The primitive checks here (``_int``, ``_str``, ...) are shared with the semantic checks of
-:mod:`intsim.validate`; every refusal is an :class:`~intsim.artifact.ArtifactError`.
+:mod:`intsim.validate`; every refusal is an :class:`~intsim.artifact_model.ArtifactError`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from intsim.artifact import (
+from intsim.artifact_model import (
     FORMAT,
     VERSION,
     Artifact,
@@ -241,6 +241,23 @@ def _parse_tensor(name: str, d: Any, where: str) -> TensorSpec:
     raise ArtifactError(f"{what}: unknown kind {kind!r} (expected image, stream or codes)")
 
 
+#: the legacy op type read as ``lut`` with ``fn = "sigmoid"`` (docs/artifact.md, "Legacy op types")
+LEGACY_SIGMOID = "sigmoid"
+
+
+def legacy_sigmoid_as_lut(kind: str, attrs: dict, lab: str) -> tuple[str, dict]:
+    """The one place the legacy ``sigmoid`` op (§6.13; written by exporters before the generic ``lut``
+    op, §6.17) is read: as ``lut`` with ``fn = "sigmoid"`` and the same ``lut_exp``, ``imin``, ``imax``
+    and table, which is the same index rule and look-up, so every output bit is the same. Any other
+    ``kind`` is returned unchanged. A ``sigmoid`` op never had an ``fn`` attribute: one is refused
+    rather than let it pick another function."""
+    if kind != LEGACY_SIGMOID:
+        return kind, attrs
+    if "fn" in attrs:
+        raise ArtifactError(f"{lab}: unknown attribute 'fn' (allowed: lut_exp, imin, imax)")  # as before the alias
+    return "lut", {"fn": "sigmoid", **attrs}
+
+
 def _parse_op(i: int, d: Any, where: str) -> OpSpec:
     what = f"{where}: ops[{i}]"
     _obj(d, what)
@@ -250,6 +267,7 @@ def _parse_op(i: int, d: Any, where: str) -> OpSpec:
     lab = f"{where}: op {name!r} ({kind})"
     attrs = dict(_obj(d.get("attrs", {}), f"{lab}: attrs"))
     roles = dict(_obj(d.get("arrays", {}), f"{lab}: arrays"))
+    kind, attrs = legacy_sigmoid_as_lut(kind, attrs, lab)
     return OpSpec(name=name, op=kind, inputs=_str_list(d["inputs"], f"{lab}: inputs"),
                   outputs=_str_list(d["outputs"], f"{lab}: outputs"), attrs=attrs, arrays=roles)
 

@@ -59,7 +59,7 @@ def _finish(fig, path):
 OP_GROUPS = {
     "encode": "encode", "add": "add", "concat": "concat", "split": "split", "mul": "mul",
     "mean_pool": "pools", "std_pool": "pools", "image_in": "image in/out", "image_out": "image in/out",
-    "relu": "activations", "clamp": "activations", "leaky_relu": "activations", "prelu": "activations", "sigmoid": "sigmoid", "lut": "lut",
+    "relu": "activations", "clamp": "activations", "leaky_relu": "activations", "prelu": "activations", "lut": "lut",
     "pixel_shuffle": "upsample", "upsample_nearest": "upsample", "upsample_bilinear": "upsample", "upsample_bicubic": "upsample",
 }
 

@@ -252,31 +252,11 @@ def _mean(xs):
     return float(np.mean(xs)) if xs else None
 
 
-# --------------------------------------------------------------------------- the pipeline
-def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False, data_root: str | None = None,
-             bits: str = "W4A4", method: str = DEFAULT_METHOD, accel: str = ACCELERATOR, progress: bool = True,
-             report: bool = True, own: dict | None = None) -> dict:
-    """Run the demo into ``out``; return the summary (also written to ``out/summary.json``).
-
-    ``own``: your model instead of tiny_sr / IMDN — ``{"model": spec, "weights": file or None, "scale": s,
-    "rgb_range": r or None}`` (docs/own_model.md) — on the real data, as ``real=True``."""
-    t_start = time.time()
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DemoError(f"{out}: exists and is not a folder")
-    try:
-        import torch
-    except ImportError:
-        raise DemoError("the demo needs torch (pip install torch==2.13.0, or make setup)") from None
-    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
-    register_tiny_sr()
-    st = _Stages(progress)
-
-    # 1. images -------------------------------------------------------------------------------
+# --------------------------------------------------------------------------- the pipeline stages
+def _stage_images(out: Path, cfg: DemoConfig, st: _Stages) -> Path:
+    """1. The calibration images (skimage samples written as PNGs unless a folder is given) and the
+    evaluation LR / HR pairs under ``out/data``; returns the calibration folder."""
     t = time.time()
-    cfg = (_real_config(quick, bits, method, data_root, own) if real or own
-           else _tiny_config(quick, bits, method))
-    out.mkdir(parents=True, exist_ok=True)
     bar = st.bar("images", len(cfg.eval_pairs) + (0 if cfg.calib_dir else len(CALIB_FILES)))
     if cfg.calib_dir is None:
         calib_dir = out / "data" / "calib_hr"
@@ -293,8 +273,13 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
         bar.update(1)
     bar.close()
     st.times["images"] = time.time() - t
+    return calib_dir
 
-    # 2. calibrate -----------------------------------------------------------------------------
+
+def _stage_calibrate(out: Path, cfg: DemoConfig, st: _Stages, calib_dir: Path, progress: bool,
+                     own: dict | None):
+    """2. Calibrate and export the artifact; returns ``(calibration run, artifact file name, fake-quant
+    model)``. A model the exporter cannot take is a :class:`DemoError`."""
     from calib.cli_calibrate import calibrate_run
     from calib.quant.fakequant import build_fakequant_model
 
@@ -314,22 +299,17 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
         if isinstance(e, (ValueError, NotImplementedError, KeyError)):
             raise DemoError(f"calibrating {cfg.model} ×{cfg.scale} failed: {' '.join(str(e).split())}") from None
         raise
-    cal = crun.summary
-    net, rgb_range = crun.net, crun.rgb_range
-    fq, fq_note = build_fakequant_model(net, crun.calibration), None
+    fq = build_fakequant_model(crun.net, crun.calibration)
     bar.update(1)
     bar.close()
     st.times["calibrate"] = time.time() - t
+    return crun, art_rel, fq
 
-    from intsim.artifact import load_artifact
 
-    art = load_artifact(out / art_rel)
-    out_name = art.outputs[0]
-    if art.tensors[art.inputs[0]].channels != 3:
-        raise DemoError(f"the demo runs RGB models; {cfg.model} takes a 1-channel (Y) image: evaluate it with "
-                        f"intsim eval {out / art_rel} --dataset Set5")
+def _stage_float(out: Path, cfg: DemoConfig, st: _Stages, net, fq, rgb_range: float) -> list[dict]:
+    """3. Float and fake-quant SR and bicubic per evaluation image: PNGs and PSNR-Y; the per-image records."""
+    import torch
 
-    # 3. float / fake-quant --------------------------------------------------------------------
     from calib.bicubic import bicubic_upsample_rounded
     from calib.metrics import psnr_y
 
@@ -353,8 +333,12 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
         bar.update(1)
     bar.close()
     st.times["float"] = time.time() - t
+    return per
 
-    # 4. golden --------------------------------------------------------------------------------
+
+def _stage_golden(out: Path, cfg: DemoConfig, st: _Stages, art, art_rel: str, per: list[dict]):
+    """4. The golden folder (torch float64) of the evaluation images; its PSNR-Y into ``per``."""
+    from calib.metrics import psnr_y
     from golden.writer import write_golden
     from intsim.golden_dir import read_golden_dir
 
@@ -364,13 +348,18 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
                  progress=False, art=art)
     golden = read_golden_dir(out / "golden")
     for k, (name, lr, hr) in enumerate(cfg.eval_pairs):
-        g = golden.tensor(k, out_name)
+        g = golden.tensor(k, art.outputs[0])
         per[k]["psnr_db"]["golden"] = psnr_y(g, hr, cfg.scale)
     bar.update(1)
     bar.close()
     st.times["golden"] = time.time() - t
+    return golden
 
-    # 5. intsim --------------------------------------------------------------------------------
+
+def _stage_intsim(out: Path, cfg: DemoConfig, st: _Stages, art, per: list[dict]) -> list[dict]:
+    """5. The integer engine on the evaluation images: PNGs, PSNR-Y into ``per``, ``counters.json``;
+    returns the counters."""
+    from calib.metrics import psnr_y
     from intsim.engine import run as engine_run
 
     t = time.time()
@@ -378,7 +367,7 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     counters = []
     for k, (name, lr, hr) in enumerate(cfg.eval_pairs):
         res = engine_run(art, lr, keep_tensors=False)
-        sr_i = np.asarray(res.tensors[out_name])
+        sr_i = np.asarray(res.tensors[art.outputs[0]])
         per[k]["files"]["intsim"] = f"sr/{name}_intsim.png"
         _write_png(out / per[k]["files"]["intsim"], sr_i)
         per[k]["psnr_db"]["intsim"] = psnr_y(sr_i, hr, cfg.scale)
@@ -390,8 +379,11 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
                  "images": [{"source": f"{n}.png", "output": f"{n}_intsim.png", "counters": c}
                             for (n, _, _), c in zip(cfg.eval_pairs, counters)]})
     st.times["intsim"] = time.time() - t
+    return counters
 
-    # 6. verify --------------------------------------------------------------------------------
+
+def _stage_verify(out: Path, st: _Stages, art, golden):
+    """6. Every tensor and event of the engine against the golden folder; ``verify.json``."""
     from intsim.verify import verify
 
     t = time.time()
@@ -401,8 +393,12 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     bar.close()
     atomic_write_json(out / "verify.json", rep.to_json())
     st.times["verify"] = time.time() - t
+    return rep
 
-    # 7. cost ----------------------------------------------------------------------------------
+
+def _stage_cost(out: Path, st: _Stages, art, counters: list[dict], accel: str):
+    """7. The cost on ``accel`` (``cost.json``) and the scheme comparison (``cost_compare.json``);
+    returns ``(accelerator, cost)``."""
     from intsim.cost import compare_schemes, estimate_cost, load_accelerator
 
     t = time.time()
@@ -416,6 +412,46 @@ def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False,
     bar.update(1)
     bar.close()
     st.times["cost"] = time.time() - t
+    return acc, cost
+
+
+def run_demo(out: str | os.PathLike, *, quick: bool = False, real: bool = False, data_root: str | None = None,
+             bits: str = "W4A4", method: str = DEFAULT_METHOD, accel: str = ACCELERATOR, progress: bool = True,
+             report: bool = True, own: dict | None = None) -> dict:
+    """Run the demo into ``out``; return the summary (also written to ``out/summary.json``).
+
+    ``own``: your model instead of tiny_sr / IMDN — ``{"model": spec, "weights": file or None, "scale": s,
+    "rgb_range": r or None}`` (docs/own_model.md) — on the real data, as ``real=True``."""
+    t_start = time.time()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DemoError(f"{out}: exists and is not a folder")
+    try:
+        import torch
+    except ImportError:
+        raise DemoError("the demo needs torch (pip install torch==2.13.0, or make setup)") from None
+    torch.set_num_threads(max(1, min(os.cpu_count() or 1, 4)))
+    register_tiny_sr()
+    st = _Stages(progress)
+
+    cfg = (_real_config(quick, bits, method, data_root, own) if real or own
+           else _tiny_config(quick, bits, method))
+    out.mkdir(parents=True, exist_ok=True)
+    calib_dir = _stage_images(out, cfg, st)
+    crun, art_rel, fq = _stage_calibrate(out, cfg, st, calib_dir, progress, own)
+    cal, fq_note = crun.summary, None
+
+    from intsim.artifact import load_artifact
+
+    art = load_artifact(out / art_rel)
+    if art.tensors[art.inputs[0]].channels != 3:
+        raise DemoError(f"the demo runs RGB models; {cfg.model} takes a 1-channel (Y) image: evaluate it with "
+                        f"intsim eval {out / art_rel} --dataset Set5")
+    per = _stage_float(out, cfg, st, crun.net, fq, crun.rgb_range)
+    golden = _stage_golden(out, cfg, st, art, art_rel, per)
+    counters = _stage_intsim(out, cfg, st, art, per)
+    rep = _stage_verify(out, st, art, golden)
+    acc, cost = _stage_cost(out, st, art, counters, accel)
 
     # 8. summary + report ----------------------------------------------------------------------
     psnr = {k: _mean([r["psnr_db"].get(k) for r in per]) for k in ("float", "fake_quant", "golden", "intsim",

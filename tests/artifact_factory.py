@@ -37,7 +37,6 @@ from intsim.artifact import (
 )
 from intsim.lut import build_lut
 from intsim.ops.bicubic import bicubic_taps, tap_l1_max
-from intsim.sigmoid_lut import build_sigmoid_lut
 from intsim.validate import validate_artifact
 
 __all__ = ["make_codebook", "make_random_artifact", "save_and_reload", "encode_multiplier"]
@@ -514,10 +513,10 @@ class _Builder:
         k = int(self.rng.integers(3, 6))
         imin, imax = -8 << k, 8 << k
         f_o = min(15, self.nx.stream_bits - 2, 52 - self.nx.stream_bits)  # V_x·max|lut| < 2^53 in mul
-        lut = build_sigmoid_lut(imin, imax, k, f_o)
+        lut = build_lut("sigmoid", imin, imax, k, f_o)
         y = 1.0 / (1.0 + np.exp(-np.clip(self.val[src], -8, 8)))
         out = self.stream(f"{name}.out", y, f_o)
-        self.op(name, "sigmoid", [src], [out], {"lut_exp": k, "imin": imin, "imax": imax}, {"lut": lut})
+        self.op(name, "lut", [src], [out], {"fn": "sigmoid", "lut_exp": k, "imin": imin, "imax": imax}, {"lut": lut})
         return out
 
     def lut(self, name, src, fn):
@@ -606,7 +605,7 @@ def make_random_artifact(seed: int, realization: str = "split", rounding: str = 
         image_in → encode(uniform 8b) → conv2d(int16 w) → relu → encode(relu2r) →
         conv2d(dilation 2) → leaky_relu → encode(signed2r) → conv2d(groups 2) → prelu →
         add(residual) → split → concat(swapped, new frac) → [mean_pool, std_pool] → add →
-        encode(uniform) → conv1×1 → relu → encode(relu2r) → conv1×1 → sigmoid → mul →
+        encode(uniform) → conv1×1 → relu → encode(relu2r) → conv1×1 → lut(sigmoid) → mul →
         encode(signed2r) → conv2d(stride 2) → [upsample_nearest r, upsample_bilinear r, upsample_bicubic r] → add → add → clamp → lut(silu) →
         encode → pad(replicate) → conv2d(→12) → pixel_shuffle(2) → encode → conv_transpose2d(stride 2) → image_out
 

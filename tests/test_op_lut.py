@@ -3,12 +3,14 @@
 * every table entry against an independent 120-digit oracle (mpmath, a torch dependency) and the
   exact rational index rule against ``fractions.Fraction``;
 * golden == intsim, bit for bit, on real-size streams for every function in every rounding mode
-  and overflow policy; the legacy ``sigmoid`` op is the ``lut`` op with ``fn = "sigmoid"``;
+  and overflow policy; an artifact holding the legacy ``sigmoid`` op loads as the ``lut`` op with ``fn = "sigmoid"``, same bits;
 * capture lowers every spelling; a net with Tanh, SiLU and GELU calibrates and runs bit-exactly.
 """
 from __future__ import annotations
 
 import functools
+import json
+import zipfile
 from fractions import Fraction
 
 import numpy as np
@@ -22,6 +24,7 @@ from hypothesis import strategies as st
 from calib.export_ops import export_lut
 from intsim.artifact import ArtifactError, Numerics
 from intsim.lut import LUT_FUNCTIONS, build_lut, entry, lut_function, lut_index
+from intsim.validate import parse_graph
 from tests.exact_reference import round_rational
 from tests.op_harness import MODES, POLICIES, assert_same, one_op, stream_tensor
 
@@ -124,20 +127,81 @@ def test_golden_equals_intsim_real_size(fn, rounding, overflow):
     assert float(np.abs(out.out * 2.0 ** -r["f_o"] - ref).max()) < 2 ** -r["lut_exp"] * 1.2
 
 
+def _as_legacy_sigmoid(graph: dict, name: str) -> dict:
+    """``graph`` (graph.json) with op ``name`` (a ``lut`` with ``fn = "sigmoid"``) written as the legacy
+    ``sigmoid`` op: same attributes but ``fn``, same table."""
+    g = json.loads(json.dumps(graph))
+    (op,) = [o for o in g["ops"] if o["name"] == name]
+    assert op["op"] == "lut" and op["attrs"].pop("fn") == "sigmoid"
+    op["op"] = "sigmoid"
+    return g
+
+
 @pytest.mark.parametrize("rounding", MODES)
-def test_legacy_sigmoid_op_equals_lut_sigmoid(rounding):
-    from tests.op_harness import run_golden, run_intsim
+def test_legacy_sigmoid_op_is_read_as_lut_sigmoid(rounding):
+    """graph.json's legacy ``sigmoid`` op parses as ``lut`` with ``fn = "sigmoid"`` and the same attributes
+    and table; intsim and golden give the same bits as for the ``lut`` op written directly."""
+    from tests.op_harness import run_golden, run_intsim, validate_one_op
 
     r = _exported("sigmoid", 3.0, 16)
     X = stream_tensor(np.random.default_rng(5), (64, 64, 8), 24, scale_bits=20)
     attrs = {"lut_exp": r["lut_exp"], "imin": r["imin"], "imax": r["imax"]}
-    legacy = one_op("sigmoid", 8, 16, r["f_o"], attrs=attrs, arrays={"lut": r["lut"]}, rounding=rounding)
     new = one_op("lut", 8, 16, r["f_o"], attrs={"fn": "sigmoid", **attrs}, arrays={"lut": r["lut"]},
                  rounding=rounding)
-    a = assert_same(legacy, X)
+    legacy_graph = _as_legacy_sigmoid(new.graph_json(), "op")
+    assert legacy_graph["ops"][0]["op"] == "sigmoid" and "fn" not in legacy_graph["ops"][0]["attrs"]
+    read = parse_graph(legacy_graph, dict(new.arrays), "legacy")
+    validate_one_op(read)
+    assert read.ops == new.ops and read.ops[0].attrs == {"fn": "sigmoid", **attrs}
+    a = assert_same(read, X)  # intsim == golden on the alias
     for run in (run_intsim, run_golden):
         b = run(new, X)
         assert np.array_equal(a.out, b.out) and a.events == b.events
+
+
+def test_legacy_sigmoid_artifact_file_loads_and_runs_bit_identically(tmp_path):
+    """A whole artifact file whose sigmoid gate is the legacy op loads (arrays and their hashes untouched),
+    holds the ``lut`` op in its place, runs to the same bits in every tensor and event, and is written back
+    as ``lut``."""
+    from intsim import engine
+    from intsim.artifact import GRAPH_MEMBER, load_artifact, save_artifact
+    from tests.artifact_factory import make_random_artifact
+
+    art = make_random_artifact(3)
+    save_artifact(art, tmp_path / "new.intsim")
+    legacy = tmp_path / "legacy.intsim"
+    with zipfile.ZipFile(tmp_path / "new.intsim") as src, zipfile.ZipFile(legacy, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == GRAPH_MEMBER:
+                data = json.dumps(_as_legacy_sigmoid(json.loads(data), "att.sigmoid")).encode()
+            dst.writestr(info, data)
+    a, b = load_artifact(tmp_path / "new.intsim"), load_artifact(legacy)
+    assert a.sha256 != b.sha256 and a.ops == b.ops and b.graph_json() == a.graph_json()
+    img = np.random.default_rng(0).integers(0, 256, size=(9, 11, 3), dtype=np.uint8)
+    ra, rb = engine.run(a, img), engine.run(b, img)
+    assert ra.tensors.keys() == rb.tensors.keys() and ra.counters == rb.counters
+    for k in ra.tensors:
+        assert np.array_equal(ra.tensors[k], rb.tensors[k]) and ra.tensors[k].dtype == rb.tensors[k].dtype, k
+    save_artifact(b, tmp_path / "rewritten.intsim")
+    with zipfile.ZipFile(tmp_path / "rewritten.intsim") as z:
+        ops = {o["name"]: o for o in json.loads(z.read(GRAPH_MEMBER))["ops"]}
+    assert ops["att.sigmoid"]["op"] == "lut" and ops["att.sigmoid"]["attrs"]["fn"] == "sigmoid"
+
+
+def test_legacy_sigmoid_refusals():
+    """The alias lives in the loader only: an in-memory ``sigmoid`` op is an unknown op, and a legacy op that
+    carries ``fn`` is refused as before (it never had one) instead of choosing another function."""
+    r = _exported("sigmoid", 3.0, 16)
+    attrs = {"lut_exp": r["lut_exp"], "imin": r["imin"], "imax": r["imax"]}
+    with pytest.raises(ArtifactError, match="unknown op 'sigmoid'"):
+        one_op("sigmoid", 8, 16, r["f_o"], attrs=attrs, arrays={"lut": r["lut"]})
+    new = one_op("lut", 8, 16, r["f_o"], attrs={"fn": "sigmoid", **attrs}, arrays={"lut": r["lut"]})
+    g = _as_legacy_sigmoid(new.graph_json(), "op")
+    g["ops"][0]["attrs"]["fn"] = "tanh"
+    with pytest.raises(ArtifactError, match=r"^legacy: op 'op' \(sigmoid\): unknown attribute 'fn' "
+                                            r"\(allowed: lut_exp, imin, imax\)$"):
+        parse_graph(g, dict(new.arrays), "legacy")
 
 
 def test_validate_refuses_unknown_function():

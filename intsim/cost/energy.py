@@ -16,7 +16,7 @@ how other widths, buffer sizes and process nodes are derived from them:
 * **fp32** add and multiply: the table's values (no width scaling).
 * **SRAM**: energy per bit read or written from a buffer of ``C`` KB is
   ``E_sram32 / 32 · (C / 8 KB)^0.5`` (exponent from the table, fitted to the source's
-  8 KB / 32 KB / 1 MB points). Small look-up tables (grid decode, sigmoid) use the same
+  8 KB / 32 KB / 1 MB points). Small look-up tables (grid decode, lut activations) use the same
   law at their own size.
 * **DRAM**: ``E_dram32 / 32`` per bit, independent of the logic process.
 * **Process / voltage**: logic and SRAM energies are multiplied by

@@ -41,7 +41,7 @@ Modelling decisions (stated once here, repeated in the result's ``"model"`` entr
 * **Memory**: layer-by-layer execution as in SCALE-Sim: every tensor leaves the chip
   (written once to DRAM by its producer, read by each consumer), except a tensor whose
   only consumer is a single-input element-wise or re-addressing op (``encode``, ``relu``,
-  ``leaky_relu``, ``prelu``, ``sigmoid``, ``pixel_shuffle``, ``split``,
+  ``leaky_relu``, ``prelu``, ``lut``, ``pixel_shuffle``, ``split``,
   ``upsample_nearest``, ``image_out``) or a binary ``add``/``mul`` of which it is the
   operand produced last and of the output's size (the residual add of a conv): that op is
   fused into its producer's output pipeline and reads only its other operand. So a
@@ -91,7 +91,7 @@ MODEL_NOTES = [
     "split: per product one w x index(s) multiply + one add into P_s, plus one add into Q_s when origin_s != 0",
     "grid: per product one w x grid_bits multiply + one add; one LUT decode per code entering the array",
     "rescale per conv output: one M_j x acc_j multiply and one add per accumulator, one rounding add",
-    "layer-by-layer through DRAM; a tensor whose only consumer is encode/relu/clamp/leaky_relu/prelu/sigmoid/lut/pixel_shuffle/split/upsample_nearest/image_out, or the last-produced same-size operand of add/mul, is fused (stays on chip); concat is a view",
+    "layer-by-layer through DRAM; a tensor whose only consumer is encode/relu/clamp/leaky_relu/prelu/lut/pixel_shuffle/split/upsample_nearest/image_out, or the last-produced same-size operand of add/mul, is fused (stays on chip); concat is a view",
     "an operand is re-fetched from DRAM once per revisit when the revisited part does not fit the usable buffer; os takes the cheaper loop order",
     "ws/is partial sums (n_acc x accumulator_bits per output) that do not fit the ofmap buffer: the streamed dimension is tiled (fill/drain per tile), no spill",
     "time per fused group = compute + max(0, dram - compute) + first-fold fill at DRAM bandwidth",

@@ -65,7 +65,7 @@ def _vector_prims(ctx: CostContext, op: OpSpec, shapes: dict) -> tuple[str, int,
         P = [("mult", sb, kb, 2), ("mult", sb, sb, 1), ("add", sb + kb, 0, 2), ("add", sb + 1, 0, 2),
              ("add", 2 * sb + kb, 0, 1)]
         out_e = in_e
-    elif k in ("sigmoid", "lut"):
+    elif k == "lut":
         entries = int(a["imax"]) - int(a["imin"]) + 1
         P = [("add", sb, 0, 2), ("lut", entries, 32 if fp else sb, 1)]
     elif k == "mul":

@@ -216,6 +216,51 @@ def _tile(nrb, mr, a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c):
         _tile_6x1(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)
 
 
+@numba.njit(cache=True, inline="always")
+def _rescale_constants(offsets, colsum, factors, base, bias, n_planes, co_n, nshift, rmode, policy):
+    """Per output channel, once per call of :func:`conv_rows`: ``corr[p, co] = offsets[p]·colsum[co]``,
+    ``mul = base·factors[0]``, ``add = bias − mul·corr[0]`` (plus the rounding half when ``fused``: half_up /
+    floor with saturate, ``(I + half) >> n`` in one loop). Returns ``(corr, mul, add, fused)``."""
+    corr = np.empty((n_planes, co_n), dtype=np.int64)
+    mul = np.empty(co_n, dtype=np.int64)
+    add = np.empty(co_n, dtype=np.int64)
+    fused = policy == OverflowPolicy.SATURATE and (rmode == RoundingMode.HALF_UP or rmode == RoundingMode.FLOOR)
+    half = (np.int64(1) << (nshift - 1)) if (nshift > 0 and rmode == RoundingMode.HALF_UP) else np.int64(0)
+    for co in range(co_n):
+        for p in range(n_planes):
+            corr[p, co] = np.int64(offsets[p]) * colsum[co]
+        mul[co] = base[co] * factors[0]
+        add[co] = bias[co] - mul[co] * corr[0, co] + (half if fused else 0)
+    return corr, mul, add, fused
+
+
+@numba.njit(cache=True, inline="always")
+def _store_fused_one_plane(oflat, scratch0, mul, add, base, tflat, row_sparse, row_off, ox0, npix, co_n, c0, nco,
+                           ldc, nshift, st_lo, st_hi):
+    """The common case of one tile (one accumulator plane, half_up / floor with saturate) in one vector
+    loop per pixel, no temporaries: the same integers as the general loop of :func:`conv_rows`
+    (``I = M·acc'_0 + add + base·tail``, then the shift and the saturation); returns the events."""
+    ev = 0
+    for r in range(npix):
+        ob = row_off + (ox0 + r) * co_n + c0
+        sb = r * ldc
+        if row_sparse:
+            tb = (ox0 + r) * co_n + c0
+            for k in range(nco):
+                t = (mul[_u(c0 + k)] * np.int64(scratch0[_u(sb + k)]) + add[_u(c0 + k)]
+                     + base[_u(c0 + k)] * tflat[_u(tb + k)]) >> nshift
+                x = min(max(t, st_lo), st_hi)
+                ev += x != t
+                oflat[_u(ob + k)] = x
+        else:
+            for k in range(nco):
+                t = (mul[_u(c0 + k)] * np.int64(scratch0[_u(sb + k)]) + add[_u(c0 + k)]) >> nshift
+                x = min(max(t, st_lo), st_hi)
+                ev += x != t
+                oflat[_u(ob + k)] = x
+    return ev
+
+
 @numba.njit(cache=True, nogil=True)
 def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, k4n, offsets, colsum,
               factors, base, bias, nshift, rmode, policy, stream_bits, sparse, stream_events, status, status_ox):
@@ -250,21 +295,13 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     scratch = np.empty((n_planes, MR_NARROW * 4 * LANES), dtype=np.int32)
     tmp = np.empty(4 * LANES, dtype=np.int64)
     tsum = np.empty(4 * LANES, dtype=np.int64)
-    corr = np.empty((n_planes, co_n), dtype=np.int64)
-    mul = np.empty(co_n, dtype=np.int64)
-    add = np.empty(co_n, dtype=np.int64)
     sp_codes, sp_rowptr, sp_pos_x, sp_pos_c, sp_gval, sp_wt, sp_iy_of, sp_inv_x, sp_groups = sparse
     has_sparse = sp_rowptr.shape[0] > 0
     trow = np.empty((wo if has_sparse else 0, co_n), dtype=np.int64)
     tflat = trow.reshape(trow.size)
     # half_up / floor with saturate: (I + half) >> n in one loop, the rounding half folded into add
-    fused = policy == OverflowPolicy.SATURATE and (rmode == RoundingMode.HALF_UP or rmode == RoundingMode.FLOOR)
-    half = (np.int64(1) << (nshift - 1)) if (nshift > 0 and rmode == RoundingMode.HALF_UP) else np.int64(0)
-    for co in range(co_n):
-        for p in range(n_planes):
-            corr[p, co] = np.int64(offsets[p]) * colsum[co]
-        mul[co] = base[co] * factors[0]
-        add[co] = bias[co] - mul[co] * corr[0, co] + (half if fused else 0)
+    corr, mul, add, fused = _rescale_constants(offsets, colsum, factors, base, bias, n_planes, co_n, nshift, rmode,
+                                               policy)
     oflat = out.reshape(out.size)
     for oy in range(oy0, oy1):
         ev = 0
@@ -286,25 +323,8 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
                 nco = min(nrb * LANES, co_n - c0)
                 ldc = nrb * LANES
                 if fused and n_planes == 1:
-                    # the common case in one vector loop per pixel, no temporaries: the same integers
-                    # as the general loop below (I = M·acc'_0 + add + base·tail, then the shift)
-                    for r in range(npix):
-                        ob = (oy * wo + ox0 + r) * co_n + c0
-                        sb = r * ldc
-                        if row_sparse:
-                            tb = (ox0 + r) * co_n + c0
-                            for k in range(nco):
-                                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
-                                     + base[_u(c0 + k)] * tflat[_u(tb + k)]) >> nshift
-                                x = min(max(t, st_lo), st_hi)
-                                ev += x != t
-                                oflat[_u(ob + k)] = x
-                        else:
-                            for k in range(nco):
-                                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]) >> nshift
-                                x = min(max(t, st_lo), st_hi)
-                                ev += x != t
-                                oflat[_u(ob + k)] = x
+                    ev += _store_fused_one_plane(oflat, scratch[0], mul, add, base, tflat, row_sparse, oy * wo * co_n,
+                                                 ox0, npix, co_n, c0, nco, ldc, nshift, st_lo, st_hi)
                     continue
                 for r in range(npix):
                     ob = (oy * wo + ox0 + r) * co_n + c0

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intsim.artifact import Codebook, Numerics
+from intsim.artifact_model import Codebook, Numerics
 from intsim.kernels import conv as K
 from intsim.ops.conv_accumulators import (  # the op's accumulator model, re-exported (__all__)
     accumulator_layout,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intsim.artifact import Codebook
+from intsim.artifact_model import Codebook
 from intsim.codebook_range import codebook_max_abs_grid
 
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from intsim.artifact import Codebook
+from intsim.artifact_model import Codebook
 from intsim.kernels import gemm as KG
 from intsim.kernels import int8dot as KI
 from intsim.kernels import parallel as KP

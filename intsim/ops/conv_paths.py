@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from intsim.artifact import Codebook, Numerics
+from intsim.artifact_model import Codebook, Numerics
 from intsim.kernels import conv as K
 from intsim.kernels import int8dot as KI
 from intsim.ops.conv_accumulators import accumulator_layout, accumulator_worst, conv_can_overflow

@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 
 from intsim import ops
-from intsim.artifact import Numerics
 from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels.encode import Encoded, EncoderTable
+from intsim.numerics import Numerics
 from intsim.ops import as_stream, check_shift, no_events, requantize
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import MAX_SHIFT

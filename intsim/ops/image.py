@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from intsim import ops
-from intsim.artifact import Numerics
 from intsim.kernels import image as image_kernels
+from intsim.numerics import Numerics
 from intsim.ops import as_stream, check_shift, no_events, requantize
 from intsim.rounding import round_shift
 

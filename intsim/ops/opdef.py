@@ -320,7 +320,6 @@ OPS: dict[str, OpDef] = dict([
     _def("mean_pool", _S, _S, attrs={"shift": AttrSpec("shift")}, same_frac=True, geometry=GLOBAL),
     _def("std_pool", _S, _S, attrs={"shift": AttrSpec("shift"), "pre_shift": AttrSpec("shift")}, same_frac=True,
          geometry=GLOBAL),
-    _def("sigmoid", _S, _S, attrs=dict(_LUT_ATTRS), roles={"lut": ("int32",)}, cost="fusable"),
     _def("lut", _S, _S, attrs={"fn": AttrSpec("lut_fn")} | _LUT_ATTRS, roles={"lut": ("int32",)}, cost="fusable"),
     _def("mul", ("stream", "stream"), _S, cost="binary_fusable", keeps_channels=False),  # its own rule (§6.14)
 ])

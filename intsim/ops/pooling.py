@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 from intsim import ops
-from intsim.artifact import Numerics
 from intsim.fixedpoint import isqrt, reciprocal_multiplier
 from intsim.kernels import pooling as pooling_kernels
+from intsim.numerics import Numerics
 from intsim.ops import as_stream, check_shift, no_events, requantize
 from intsim.rounding import RoundingMode, round_shift
 

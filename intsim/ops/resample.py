@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intsim.artifact import Numerics
+from intsim.numerics import Numerics
 from intsim.ops import as_stream, check_shift, no_events, requantize
 
 

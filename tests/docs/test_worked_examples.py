@@ -2,7 +2,7 @@
 
 Each test names its section. Numbers are recomputed with the project's
 primitives (``intsim.rounding``, ``intsim.overflow``, ``intsim.fixedpoint``,
-``intsim.encoder``, ``intsim.sigmoid_lut``, ``intsim.artifact.Codebook``) and,
+``intsim.encoder``, ``intsim.lut``, ``intsim.artifact.Codebook``) and,
 independently, with exact :class:`fractions.Fraction` arithmetic; the documented
 values are asserted literally. Decimal approximations shown in parentheses in the
 document are checked to the number of digits shown. §5.3 (conv) is covered by the
@@ -322,9 +322,9 @@ def test_s6_12_std_example():
 
 
 def test_s6_13_sigmoid_example():
-    from intsim.sigmoid_lut import build_sigmoid_lut
+    from intsim.lut import build_lut
 
-    lut = build_sigmoid_lut(-32, 32, 4, 15)
+    lut = build_lut("sigmoid", -32, 32, 4, 15)
     assert int(lut[0 - (-32)]) == 16384
     assert int(lut[16 - (-32)]) == 23955
     # σ(1) = 0.7310585786… (independently: e = Σ 1/k!, well converged at 30 terms)

@@ -38,12 +38,12 @@ from intsim.ops import image as im
 from intsim.ops import pooling, resample
 from intsim.lut import build_lut
 from intsim.ops import pad as pad_ops
-from intsim.ops import sigmoid as sg
+from intsim.ops import lut as lut_ops
 from intsim.overflow import EngineOverflowError
 
 ALL_OPS = {"image_in", "image_out", "encode", "conv2d", "conv_transpose2d", "add", "concat", "split", "relu", "clamp", "pad",
            "leaky_relu", "prelu", "pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic", "mean_pool",
-           "std_pool", "sigmoid", "lut", "mul"}
+           "std_pool", "lut", "mul"}
 
 
 # --------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def build_artifact(numerics: Numerics = Numerics(), seed: int = 0) -> Artifact:
         op("leaky", "leaky_relu", ["cat"], ["lk"], {"mult": 3277, "shift": 16}),
         op("prelu", "prelu", ["lk"], ["pr"], {"shift": 16}, {"mult": "pr.mult"}),
         op("gap", "mean_pool", ["pr"], ["mp"], {"shift": 16}),
-        op("gate", "sigmoid", ["mp"], ["sg"], {"lut_exp": 4, "imin": -128, "imax": 128}, {"lut": "sg.lut"}),
+        op("gate", "lut", ["mp"], ["sg"], {"fn": "sigmoid", "lut_exp": 4, "imin": -128, "imax": 128}, {"lut": "sg.lut"}),
         op("scale", "mul", ["pr", "sg"], ["ml"]),
         op("std", "std_pool", ["ml"], ["sp"], {"shift": 16, "pre_shift": 2}),
         op("scale2", "mul", ["ml", "sp"], ["m2"]),
@@ -200,7 +200,7 @@ def direct_chain(art: Artifact, img: np.ndarray) -> dict:
     t["lk"], _ = ew.leaky_relu(t["cat"], mult=3277, shift=16, numerics=n)
     t["pr"], _ = ew.prelu(t["lk"], A["pr.mult"], shift=16, numerics=n)
     t["mp"], _ = pooling.mean_pool(t["pr"], shift=16, numerics=n)
-    t["sg"], _ = sg.sigmoid(t["mp"], A["sg.lut"], lut_exp=4, imin=-128, imax=128, f_in=12, numerics=n)
+    t["sg"], _ = lut_ops.lut(t["mp"], A["sg.lut"], lut_exp=4, imin=-128, imax=128, f_in=12, numerics=n)
     t["ml"], _ = ew.mul(t["pr"], t["sg"], f_x=12, f_g=15, f_out=12, numerics=n)
     t["sp"], _ = pooling.std_pool(t["ml"], shift=16, pre_shift=2, numerics=n)
     t["m2"], _ = ew.mul(t["ml"], t["sp"], f_x=12, f_g=12, f_out=12, numerics=n)
@@ -213,7 +213,7 @@ def direct_chain(art: Artifact, img: np.ndarray) -> dict:
                                            w_exp=10, f_out=12, stride=2, padding=1, output_padding=1, numerics=n)
     t["un"], _ = resample.upsample_nearest(t["x0"], 8)
     t["unc"], _ = ew.clamp(t["un"], lo=-(1 << 12), hi=1 << 11)
-    t["unt"], _ = sg.lut(t["unc"], A["tn.lut"], lut_exp=4, imin=-64, imax=64, f_in=12, numerics=n)
+    t["unt"], _ = lut_ops.lut(t["unc"], A["tn.lut"], lut_exp=4, imin=-64, imax=64, f_in=12, numerics=n)
     t["out_s"], _ = ew.add(t["tc"], t["unt"], f_a=12, f_b=15, f_out=12, numerics=n)
     t["output"], _ = im.image_out(t["out_s"], A["out.mult"], A["out.offset"], exp=4, f_in=12, numerics=n)
     return t

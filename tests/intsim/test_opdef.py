@@ -52,7 +52,7 @@ def test_derived_op_classes():
     assert set(OPS) - ops_where(keeps_channels=True) == {"conv2d", "conv_transpose2d", "concat", "split",
                                                          "pixel_shuffle", "mul"}
     assert {"relu", "split", "mean_pool", "upsample_bicubic"} <= bounds.SAME_FRAC_OPS
-    assert not {"conv2d", "add", "encode", "sigmoid"} & bounds.SAME_FRAC_OPS
+    assert not {"conv2d", "add", "encode", "lut"} & bounds.SAME_FRAC_OPS
     assert set(cost_context.CONV_OPS) == {"conv2d", "conv_transpose2d"}
     assert cost_context.VIEW_OPS == {"concat"} and cost_context.BINARY_FUSABLE == {"add", "mul"}
     assert cost_context.RESCALE_OPS == {"encode", "image_in", "image_out"}

@@ -25,7 +25,7 @@ from intsim.ops.resample import (
     upsample_bilinear,
     upsample_nearest,
 )
-from intsim.ops.sigmoid import sigmoid
+from intsim.ops.lut import lut
 from intsim.overflow import EngineOverflowError
 from tests.exact_reference import round_rational as rnd
 
@@ -433,17 +433,17 @@ def test_pool_envelope_errors():
 
 
 # --------------------------------------------------------------------------
-# sigmoid
+# lut (the sigmoid table of §6.13)
 
 
 def test_sigmoid_example_6_13():
     """k_lut = 4, f_o = 15: σ(0) → 16384, σ(1) → 23955."""
     assert math.floor(1 / (1 + math.exp(-1)) * 2**15 + 0.5) == 23955
     imin, imax = -16, 16
-    lut = np.arange(imax - imin + 1, dtype=np.int32) * 1000
-    lut[0 - imin], lut[16 - imin] = 16384, 23955
+    table = np.arange(imax - imin + 1, dtype=np.int32) * 1000
+    table[0 - imin], table[16 - imin] = 16384, 23955
     x = np.array([[[0, 16, 1 << 10]]])  # f_in = 4: x = 0, 1, 64 (clamped to imax)
-    y, ev = sigmoid(x, lut, lut_exp=4, imin=imin, imax=imax, f_in=4)
+    y, ev = lut(x, table, lut_exp=4, imin=imin, imax=imax, f_in=4)
     assert y.tolist() == [[[16384, 23955, 23955]]] and ev["saturations"] == 1
 
 
@@ -451,15 +451,15 @@ def test_sigmoid_example_6_13():
 def test_sigmoid_index_random(mode):
     rng = np.random.default_rng(90 + MODES.index(mode))
     imin, imax = -40, 37
-    lut = rng.integers(0, 1 << 15, size=imax - imin + 1).astype(np.int32)
+    table = rng.integers(0, 1 << 15, size=imax - imin + 1).astype(np.int32)
     for f_in, k in ((10, 4), (2, 4), (4, 4)):
         X = rng.integers(-(1 << (f_in + 3)), 1 << (f_in + 3), size=(3, 5, 2))
-        y, ev = sigmoid(X, lut, lut_exp=k, imin=imin, imax=imax, f_in=f_in, numerics=Numerics(rounding=mode))
+        y, ev = lut(X, table, lut_exp=k, imin=imin, imax=imax, f_in=f_in, numerics=Numerics(rounding=mode))
         ref, sats = [], 0
         for v in X.reshape(-1).tolist():
             t = R(v * 2 ** max(0, k - f_in), max(0, f_in - k), mode)
             i = min(max(t, imin), imax)
             sats += i != t
-            ref.append(int(lut[i - imin]))
+            ref.append(int(table[i - imin]))
         assert y.reshape(-1).tolist() == ref
         assert ev["saturations"] == sats

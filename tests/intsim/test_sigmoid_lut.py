@@ -1,4 +1,4 @@
-"""Sigmoid LUT and index rule (docs/arithmetic.md §6.13).
+"""The sigmoid case of the ``lut`` table (``fn = "sigmoid"``) and the index rule (docs/arithmetic.md §6.13, §6.17).
 
 Entries are checked against an evaluation independent of ``decimal``: rigorous
 rational bounds on ``e^-x`` (Taylor series with a remainder bound after argument
@@ -25,10 +25,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from intsim.rounding import RoundingMode
-from intsim.sigmoid_lut import build_sigmoid_lut, lut_index
+from intsim.lut import build_lut, lut_index
 from tests.exact_reference import ref_round_shift as ref_round
 
 MODES = list(RoundingMode)
+
+
+def build_sigmoid_lut(imin: int, imax: int, lut_exp: int, out_frac: int) -> np.ndarray:
+    """The §6.13 table: ``lut[j] = round_half_up(σ((imin+j)·2^-lut_exp)·2^out_frac)``, int32."""
+    return build_lut("sigmoid", imin, imax, lut_exp, out_frac)
 
 
 # ---------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def make_artifact(numerics: Numerics, seed=0) -> Artifact:
         OpSpec("cat", "concat", ("x4", "x2"), ("x5",)),
         OpSpec("spl", "split", ("x5",), ("x6", "x7"), {"sizes": [10, 6]}),
         OpSpec("mp", "mean_pool", ("x6",), ("g0",), {"shift": 16}),
-        OpSpec("sg", "sigmoid", ("g0",), ("g1",), {"lut_exp": 4, "imin": -128, "imax": 127}, {"lut": "sg.lut"}),
+        OpSpec("sg", "lut", ("g0",), ("g1",), {"fn": "sigmoid", "lut_exp": 4, "imin": -128, "imax": 127}, {"lut": "sg.lut"}),
         OpSpec("sp", "std_pool", ("x6",), ("s0",), {"shift": 16, "pre_shift": 2}),
         OpSpec("mul", "mul", ("x6", "g1"), ("x8",)),
         OpSpec("pr", "prelu", ("x8",), ("x9",), {"shift": 16}, {"mult": "pr.m"}),

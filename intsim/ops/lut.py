@@ -1,14 +1,14 @@
-"""Look-up-table activations (arithmetic.md §6.13 ``sigmoid``, §6.17 ``lut``).
+"""The ``lut`` op: look-up-table activations (arithmetic.md §6.17; sigmoid is ``fn = "sigmoid"``, §6.13).
 
 The table is built at export (:func:`intsim.lut.build_lut`); the engine only
-computes the index and looks up, whatever the function: ``sigmoid`` is the
-``lut`` op with ``fn = "sigmoid"`` under its original name.
+computes the index and looks up, whatever the function. Artifacts that still hold the legacy
+``sigmoid`` op are read as this op with ``fn = "sigmoid"`` (:func:`intsim.validate_schema.legacy_sigmoid_as_lut`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from intsim.artifact import Numerics
+from intsim.numerics import Numerics
 from intsim.lut import lut_index
 from intsim.ops import as_stream, no_events
 from intsim.overflow import apply_overflow
@@ -33,9 +33,3 @@ def lut(x: np.ndarray, table: np.ndarray, *, lut_exp: int, imin: int, imax: int,
     events["stream_overflow"] = ev
     events["saturations"] = sats
     return y, events
-
-
-def sigmoid(x: np.ndarray, lut_table: np.ndarray, *, lut_exp: int, imin: int, imax: int, f_in: int,
-            numerics: Numerics = Numerics(), name: str = "sigmoid") -> tuple[np.ndarray, dict]:
-    """The ``sigmoid`` op (§6.13): :func:`lut` with a sigmoid table."""
-    return lut(x, lut_table, lut_exp=lut_exp, imin=imin, imax=imax, f_in=f_in, numerics=numerics, name=name)
