@@ -1,0 +1,119 @@
+"""The encoder of §3.4 as a verified lookup: a piecewise-constant function of the stream integer.
+
+The encoder maps a stream integer ``X`` to (code, saturated). As a function of ``X`` it is
+piecewise constant with few pieces (one per code, plus where the clamp starts or stops
+saturating), so one tensor pass can look it up instead of evaluating the real form
+element-wise (a dozen float64 passes and per-segment gathers).
+
+**Why the lookup is the real form's value.** Let ``seg(X)`` be the segment (the number of
+thresholds below ``X``, non-decreasing in ``X``), ``t(X) = RND((X − C_s)·E_s·2^-k_s)`` the
+unclamped index and ``state(X) = −1, 0, +1`` as ``t < qmin_s``, in range, ``t > qmax_s``. With
+every ``E_s ≥ 0`` (checked), within one segment ``t`` is non-decreasing (every rounding mode of §2
+is), so ``state`` and the code ``clamp(t) + base_s − qmin_s`` are too. Hence on an integer interval
+``[a, b]`` with the same ``seg``, ``state`` and code at ``a`` and at ``b``, all three are constant.
+:func:`build` cuts the stream range at candidate change points (computed with Python
+rationals from the encoder constants), evaluates golden's element-wise real form
+(:func:`golden.ops.codes.real_form`) at both ends of every piece and refuses (returns None: the
+caller evaluates element-wise) unless every piece passes that check. So the candidates only
+need to be good guesses; a wrong one cannot change a result.
+
+**Lookup in two gathers.** With every piece at least ``2^m`` integers long, an aligned bucket
+of ``2^m`` integers holds at most one piece start after its first integer, so
+``piece(X) = first[j] + (X ≥ start[j])`` for ``j = ⌊(X − lo)·2^-m⌋`` (in int64: ``X`` holds integers).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+
+from golden.numerics import EXACT, F64
+
+#: most buckets of a lookup table (int64 + float64 entries: 4 MiB)
+MAX_BUCKETS = 1 << 18
+
+
+@dataclass(frozen=True)
+class EncoderPieces:
+    """The encoder on the stream integers ``[lo, hi]`` as pieces (see the module docstring)."""
+
+    lo: int  # first integer of the domain
+    hi: int  # last integer of the domain
+    m: int  # bucket width 2^m integers
+    first: torch.Tensor  # int64[buckets]: the piece of each bucket's first integer
+    start: torch.Tensor  # float64[buckets]: the piece start inside the bucket, +inf if none
+    code: torch.Tensor  # float64[pieces]: flat code of each piece
+    sat: torch.Tensor  # float64[pieces]: 1 where the piece is saturated (clamped), else 0
+
+    def lookup(self, X: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """(flat codes as float64, saturated element count) of stream integers ``X`` within ``[lo, hi]``."""
+        j = X.to(torch.int64).sub_(self.lo).bitwise_right_shift_(self.m).reshape(-1)  # exact: integers
+        piece = self.first.index_select(0, j)
+        piece += torch.ge(X.reshape(-1), self.start.index_select(0, j))
+        sat = 0
+        if bool(self.sat.any()):
+            sat = int(torch.dot(torch.bincount(piece, minlength=self.code.numel()).to(F64), self.sat))
+        return self.code.index_select(0, piece).view(X.shape), sat
+
+
+def _candidates(cb, lo: int, hi: int) -> list[int] | None:
+    """Integers near every point where ``seg``, ``state`` or the code may change (None: an ``E_s < 0``)."""
+    cand: set[int] = set()
+    for u in cb.thresholds:  # the segment changes between u and u + 1
+        cand.update((int(u), int(u) + 1, int(u) + 2))
+    for e, sg in zip(cb.encoder, cb.segments):
+        E, k, C = int(e.mult), int(e.shift), int(e.center)
+        if E < 0:
+            return None
+        if E == 0:
+            continue
+        unit = Fraction(2) ** k / E  # X − C per unit of t
+        for q in range(int(sg.qmin), int(sg.qmax) + 2):  # t reaching q (half modes: q − ½; floor: q)
+            for tq in (Fraction(2 * q - 1, 2), Fraction(q)):
+                x = C + math.floor(tq * unit)
+                cand.update((x - 1, x, x + 1, x + 2))
+    return sorted(x for x in cand if lo < x <= hi)
+
+
+def build(real_form, cb, lo: int, hi: int) -> EncoderPieces | None:
+    """The verified pieces of the encoder on ``[lo, hi]``, or None where they are not proven or too fine.
+
+    ``real_form(X) -> (seg, t, code)`` is golden's element-wise real form on a float64 tensor of
+    stream integers (segment, unclamped rounded index, flat code)."""
+    if not (-EXACT < lo <= hi < EXACT):
+        return None
+    cuts = _candidates(cb, lo, hi)
+    if cuts is None:
+        return None
+    starts = [lo, *cuts]
+    ends = [c - 1 for c in cuts] + [hi]
+    pts = torch.tensor(starts + ends, dtype=F64)
+    seg, t, code = real_form(pts)
+    qmin = torch.tensor([float(s.qmin) for s in cb.segments], dtype=F64).index_select(0, seg)
+    qmax = torch.tensor([float(s.qmax) for s in cb.segments], dtype=F64).index_select(0, seg)
+    state = (t > qmax).to(torch.int64) - (t < qmin).to(torch.int64)
+    n = len(starts)
+    same = (seg[:n] == seg[n:]) & (state[:n] == state[n:]) & (code[:n] == code[n:])
+    if not bool(same.all()):
+        return None
+    key = list(zip(code[:n].tolist(), (state[:n] != 0).tolist()))
+    keep = [0] + [i for i in range(1, n) if key[i] != key[i - 1]]  # merge neighbours of equal (code, saturated)
+    starts = [starts[i] for i in keep]
+    code = torch.tensor([key[i][0] for i in keep], dtype=F64)
+    sat = torch.tensor([float(key[i][1]) for i in keep], dtype=F64)
+    gap = min((b - a for a, b in zip(starts, starts[1:])), default=hi - lo + 1)
+    m = min(gap.bit_length() - 1, 62)
+    buckets = (hi - lo) // (1 << m) + 1
+    if buckets > MAX_BUCKETS:
+        return None
+    b0 = torch.arange(buckets, dtype=torch.int64) * (1 << m) + lo  # each bucket's first integer
+    s = torch.tensor(starts[1:], dtype=torch.int64)
+    first = torch.searchsorted(s, b0, right=True)  # pieces started at or before the bucket's first integer
+    inside = torch.full((buckets,), math.inf, dtype=F64)
+    if s.numel():
+        j = torch.div(s - lo, 1 << m, rounding_mode="floor")
+        off = (s - lo) % (1 << m) != 0  # a start on a bucket's first integer is counted by ``first``
+        inside[j[off]] = s[off].to(F64)
+    return EncoderPieces(lo, hi, m, first, inside, code, sat)
