@@ -147,29 +147,31 @@ def _run(src: torch.Tensor, valid: torch.Tensor) -> tuple[int, int, int] | None:
 
 
 def padded(x: torch.Tensor, y0: int, rows: torch.Tensor, cols: torch.Tensor, fill: float,
-           chw: bool = False) -> torch.Tensor:
+           chw: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``x`` (input rows from ``y0``) gathered at input rows ``rows`` and columns ``cols``; −1 → ``fill``.
 
     A row outside the window is one no tap of the band reads (between the taps of a dilated kernel:
     the window holds every row some tap reads, :func:`golden.bands.row_needs`); it is filled too.
     Plain padding is one fill and one block copy; zero insertion (transposed) a gather. ``chw``: the result
-    channel-first, ``[C, rows, cols]`` (contiguous)."""
+    channel-first, ``[C, rows, cols]`` (contiguous). ``dtype``: the result's (default ``x``'s; ``x`` holds
+    integers, so converting float64 to int64 is exact)."""
+    dtype = x.dtype if dtype is None else dtype
     ri = rows - y0
     rv = (rows >= 0) & (ri >= 0) & (ri < x.shape[0])
     cv = cols >= 0
     shape = (x.shape[2], rows.numel(), cols.numel()) if chw else (rows.numel(), cols.numel(), x.shape[2])
     if x.shape[0] == 0 or not bool(rv.any()) or not bool(cv.any()):  # taps read no input: all padding
-        return torch.full(shape, fill, dtype=x.dtype)
+        return torch.full(shape, fill, dtype=dtype)
     rr, rc = _run(ri, rv), _run(cols, cv)
     if rr is not None and rc is not None:
-        P = torch.full(shape, fill, dtype=x.dtype)
+        P = torch.full(shape, fill, dtype=dtype)
         block = x[rr[1]:rr[1] + rr[2], rc[1]:rc[1] + rc[2]]
         if chw:
             P[:, rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block.permute(2, 0, 1)
         else:
             P[rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block
         return P
-    P = x.index_select(0, torch.where(rv, ri, 0)).index_select(1, torch.where(cv, cols, 0))
+    P = x.index_select(0, torch.where(rv, ri, 0)).index_select(1, torch.where(cv, cols, 0)).to(dtype)
     if not (bool(rv.all()) and bool(cv.all())):
         P = P.masked_fill_(~(rv[:, None] & cv[None, :]).unsqueeze(-1), fill)
     return P.permute(2, 0, 1).contiguous() if chw else P
@@ -219,16 +221,22 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
         lo, hi = extremes(codes)
         if lo < 0 or hi >= tables.n:
             raise GoldenError(f"{ctx.where()}: input codes outside [0, {tables.n})")
-    codes_l = codes.to(torch.int64)
     rx = axis_taps(0, g["Wo"], W, g["kw"], g["sw"], g["pw"], g["dw"], transposed)
-    ordered = ctx.force_ordered or can_overflow(weight, cb, ctx.numerics.realization, int(ctx.numerics.acc_bits))
+    if "ordered" not in ctx.cache:  # per op, once for all bands
+        ctx.cache["ordered"] = ctx.force_ordered or can_overflow(weight, cb, ctx.numerics.realization,
+                                                                 int(ctx.numerics.acc_bits))
+    ordered = ctx.cache["ordered"]
     if ordered:
         ry = axis_taps(a, b, H, g["kh"], g["sh"], g["ph"], g["dh"], transposed)
-        P = padded(codes_l, y0, ry[0], rx[0], -1)
+        P = padded(codes, y0, ry[0], rx[0], -1, dtype=torch.int64)
         v = ordered_band(ctx, tap_views(P, ry, rx, b - a, g["Wo"]), cb, tables, weight, w_mant, bias, g, k_w)
         return ctx.store(v * pow2(f_o), out_name, n)
     consts = _gemm_constants(ctx, weight, w_mant, bias, tables, unit_m, g["groups"])
-    G = tables.grid.to(F64).index_select(0, codes_l.reshape(-1)).view(codes_l.shape)  # grid values (integers)
+    grid0 = ctx.cache.setdefault("grid0", torch.cat([tables.grid.to(F64), torch.zeros(1, dtype=F64)]))
+
+    def G(rows, cols, chw=False):  # grid values of the padded input: codes padded with code N (grid0[N] = 0)
+        P = padded(codes, y0, rows, cols, tables.n, chw=chw, dtype=torch.int64)
+        return grid0.index_select(0, P.reshape(-1)).view(P.shape)
     shifted = g["groups"] == 1 and rx[2] == 1 and (transposed or g["sh"] == 1) and Ci >= SHIFTED_MIN_CI
     Wp = rx[0].numel()
     per_row = 8 * (Wp * (Ci + Co) if shifted else g["Wo"] * g["kh"] * g["kw"] * Ci)
@@ -237,7 +245,7 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     for c0 in range(a, b, step):
         c1 = min(b, c0 + step)
         by = axis_taps(c0, c1, H, g["kh"], g["sh"], g["ph"], g["dh"], transposed)
-        acc = (_shifted_gemm if shifted else _im2col_gemm)(G, y0, by, rx, c1 - c0, g, consts[0])
+        acc = (_shifted_gemm if shifted else _im2col_gemm)(G, by, rx, c1 - c0, g, consts[0])
         y = _epilogue(acc, consts, n, ctx.numerics.rounding, Co)
         outs.append(ctx.ovf_stream(y, out_name))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
@@ -272,10 +280,11 @@ def _epilogue(acc: torch.Tensor, consts, n: int, mode: str, Co: int) -> torch.Te
     return torch.stack(halves, dim=-1).flatten(-2)[..., :Co]
 
 
-def _im2col_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
+def _im2col_gemm(G, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
     """``Σ w·G`` of ``rows`` output rows, ``[rows, Wo, Co]``: the taps of every output gathered into one row
-    (``[taps·Ci]``) and one matrix product (one ``bmm`` per group)."""
-    P = padded(G, y0, by[0], rx[0], 0.0)
+    (``[taps·Ci]``) and one matrix product (one ``bmm`` per group). ``G(rows, cols, chw)``: the padded grid
+    values."""
+    P = G(by[0], rx[0])
     cols = torch.stack(tap_views(P, by, rx, rows, g["Wo"]), dim=2)  # [rows, Wo, T, Ci]
     T, Ci = cols.shape[2], cols.shape[3]
     M = rows * g["Wo"]
@@ -288,7 +297,7 @@ def _im2col_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> 
     return acc.view(rows, g["Wo"], -1)
 
 
-def _shifted_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
+def _shifted_gemm(G, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
     """``Σ w·G`` for unit steps (stride 1, or a transposed conv's zero-inserted input) without im2col.
 
     The padded input is held channel-first, ``P = [Ci, rows_p, Wp]`` (one spare zero row), and read as
@@ -298,7 +307,7 @@ def _shifted_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) ->
     for the BLAS); the last ``Wp − Wo`` columns of each output row read across a row end and are
     dropped. Returns an ``[rows, Wo, Co]`` view."""
     src = torch.cat([by[0], torch.tensor([-1])])  # the spare row: the shifted views of the last taps end in it
-    P = padded(G, y0, src, rx[0], 0.0, chw=True)
+    P = G(src, rx[0], chw=True)
     Ci, Wp = P.shape[0], P.shape[2]
     flat = P.view(Ci, -1)
     M = rows * Wp

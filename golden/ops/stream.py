@@ -155,6 +155,10 @@ def _slope(ctx: OpContext, X: torch.Tensor, M: torch.Tensor | float, k: int):
         lo, hi = extremes(X)
         if max(-lo, hi) * mmax + pow2(k - 1) < EXACT:
             t = torch.mul(X, M * pow2(-k) if torch.is_tensor(M) else M * pow2(-k)).add_(0.5).floor_()
+            if (float(M.max()) if torch.is_tensor(M) else M) * pow2(-k) <= 1.0:
+                # slopes a ≤ 1: for X ≥ 0, t = ⌊aX + ½⌋ ≤ ⌊X + ½⌋ = X; for X < 0, aX ≥ X so t ≥ X. Hence
+                # max(X, t) is X where X ≥ 0 and t where X < 0: the select below in one pass
+                return [ctx.ovf_stream(torch.maximum(t, X, out=t), out)]
             return [ctx.ovf_stream(torch.where(X < 0, t, X), out)]
     neg = X < 0
     t = torch.where(neg, X * M * pow2(-k), torch.zeros_like(X))  # (x·α)·2^f

@@ -567,9 +567,10 @@ def test_leaky_relu_example_section67():
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_prelu_random(mode):
+@pytest.mark.parametrize("slopes", [(3277, 70000, 1), (3277, 65536, -5000)])  # 0.05, 1.07, 2^-16; 0.05, 1, −0.08
+def test_prelu_random(mode, slopes):
     rng = np.random.default_rng(7)
-    M = np.array([3277, 70000, 1])  # slopes 0.05, 1.07, 2^-16
+    M = np.array(slopes)
     X = rng.integers(-2**11, 2**11, size=(4, 4, 3))
     art = one_op("prelu", [T("x", "stream", 3, 3)], [T("y", "stream", 3, 3)], attrs={"shift": 16},
                  arrays={"mult": M}, rounding=mode, stream_bits=12)
