@@ -147,34 +147,30 @@ def _run(src: torch.Tensor, valid: torch.Tensor) -> tuple[int, int, int] | None:
 
 
 def padded(x: torch.Tensor, y0: int, rows: torch.Tensor, cols: torch.Tensor, fill: float,
-           chw: bool = False, dtype: torch.dtype | None = None) -> torch.Tensor:
+           dtype: torch.dtype | None = None) -> torch.Tensor:
     """``x`` (input rows from ``y0``) gathered at input rows ``rows`` and columns ``cols``; −1 → ``fill``.
 
     A row outside the window is one no tap of the band reads (between the taps of a dilated kernel:
     the window holds every row some tap reads, :func:`golden.bands.row_needs`); it is filled too.
-    Plain padding is one fill and one block copy; zero insertion (transposed) a gather. ``chw``: the result
-    channel-first, ``[C, rows, cols]`` (contiguous). ``dtype``: the result's (default ``x``'s; ``x`` holds
+    Plain padding is one fill and one block copy; zero insertion (transposed) a gather. ``dtype``: the result's (default ``x``'s; ``x`` holds
     integers, so converting float64 to int64 is exact)."""
     dtype = x.dtype if dtype is None else dtype
     ri = rows - y0
     rv = (rows >= 0) & (ri >= 0) & (ri < x.shape[0])
     cv = cols >= 0
-    shape = (x.shape[2], rows.numel(), cols.numel()) if chw else (rows.numel(), cols.numel(), x.shape[2])
+    shape = (rows.numel(), cols.numel(), x.shape[2])
     if x.shape[0] == 0 or not bool(rv.any()) or not bool(cv.any()):  # taps read no input: all padding
         return torch.full(shape, fill, dtype=dtype)
     rr, rc = _run(ri, rv), _run(cols, cv)
     if rr is not None and rc is not None:
         P = torch.full(shape, fill, dtype=dtype)
         block = x[rr[1]:rr[1] + rr[2], rc[1]:rc[1] + rc[2]]
-        if chw:
-            P[:, rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block.permute(2, 0, 1)
-        else:
-            P[rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block
+        P[rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block
         return P
     P = x.index_select(0, torch.where(rv, ri, 0)).index_select(1, torch.where(cv, cols, 0)).to(dtype)
     if not (bool(rv.all()) and bool(cv.all())):
         P = P.masked_fill_(~(rv[:, None] & cv[None, :]).unsqueeze(-1), fill)
-    return P.permute(2, 0, 1).contiguous() if chw else P
+    return P
 
 
 def tap_views(P: torch.Tensor, ry, rx, nb: int, Wo: int) -> list[torch.Tensor]:
@@ -234,8 +230,8 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     consts = _gemm_constants(ctx, weight, w_mant, bias, tables, unit_m, g["groups"])
     grid0 = ctx.cache.setdefault("grid0", torch.cat([tables.grid.to(F64), torch.zeros(1, dtype=F64)]))
 
-    def G(rows, cols, chw=False):  # grid values of the padded input: codes padded with code N (grid0[N] = 0)
-        P = padded(codes, y0, rows, cols, tables.n, chw=chw, dtype=torch.int64)
+    def G(rows, cols):  # grid values of the padded input: codes padded with code N (grid0[N] = 0)
+        P = padded(codes, y0, rows, cols, tables.n, dtype=torch.int64)
         return grid0.index_select(0, P.reshape(-1)).view(P.shape)
     shifted = g["groups"] == 1 and rx[2] == 1 and (transposed or g["sh"] == 1) and Ci >= SHIFTED_MIN_CI
     Wp = rx[0].numel()
@@ -282,7 +278,7 @@ def _epilogue(acc: torch.Tensor, consts, n: int, mode: str, Co: int) -> torch.Te
 
 def _im2col_gemm(G, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
     """``Σ w·G`` of ``rows`` output rows, ``[rows, Wo, Co]``: the taps of every output gathered into one row
-    (``[taps·Ci]``) and one matrix product (one ``bmm`` per group). ``G(rows, cols, chw)``: the padded grid
+    (``[taps·Ci]``) and one matrix product (one ``bmm`` per group). ``G(rows, cols)``: the padded grid
     values."""
     P = G(by[0], rx[0])
     cols = torch.stack(tap_views(P, by, rx, rows, g["Wo"]), dim=2)  # [rows, Wo, T, Ci]
@@ -300,24 +296,24 @@ def _im2col_gemm(G, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
 def _shifted_gemm(G, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
     """``Σ w·G`` for unit steps (stride 1, or a transposed conv's zero-inserted input) without im2col.
 
-    The padded input is held channel-first, ``P = [Ci, rows_p, Wp]`` (one spare zero row), and read as
-    a ``[Ci, rows_p·Wp]`` matrix: output position ``m = y·Wp + x`` reads tap ``(ky, kx)`` at column
-    ``m + oy[ky]·Wp + ox[kx]``, so each tap is one shifted view and one ``addmm`` of its ``[Co, Ci]``
-    weights into ``[Co, rows·Wp]`` (this orientation keeps the long pixel axis innermost, the fastest
-    for the BLAS); the last ``Wp − Wo`` columns of each output row read across a row end and are
-    dropped. Returns an ``[rows, Wo, Co]`` view."""
+    The padded input ``P = [rows_p, Wp, Ci]`` (one spare zero row) is read as a ``[rows_p·Wp, Ci]`` matrix:
+    output position ``m = y·Wp + x`` reads tap ``(ky, kx)`` at row ``m + oy[ky]·Wp + ox[kx]``, so each tap is
+    one shifted view and one ``addmm`` of its ``[Co, Ci]`` weights with the view transposed (no copy: the
+    BLAS reads it as a transposed operand) into ``[Co, rows·Wp]`` (this orientation keeps the long pixel
+    axis innermost, the fastest for the BLAS); the last ``Wp − Wo`` columns of each output row read across
+    a row end and are dropped. Returns an ``[rows, Wo, Co]`` view."""
     src = torch.cat([by[0], torch.tensor([-1])])  # the spare row: the shifted views of the last taps end in it
-    P = G(src, rx[0], chw=True)
-    Ci, Wp = P.shape[0], P.shape[2]
-    flat = P.view(Ci, -1)
+    P = G(src, rx[0])
+    Wp, Ci = P.shape[1], P.shape[2]
+    flat = P.view(-1, Ci)
     M = rows * Wp
     acc = None
     for t, (oy, ox) in enumerate((oy, ox) for oy in by[1] for ox in rx[1]):
         off = oy * Wp + ox
         if acc is None:
-            acc = torch.mm(mats[t], flat[:, off:off + M])
+            acc = torch.mm(mats[t], flat[off:off + M].t())
         else:
-            acc.addmm_(mats[t], flat[:, off:off + M])
+            acc.addmm_(mats[t], flat[off:off + M].t())
     return acc.view(-1, rows, Wp)[:, :, :g["Wo"]].permute(1, 2, 0)
 
 
