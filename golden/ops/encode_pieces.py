@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 
 import torch
 
@@ -46,16 +45,20 @@ class EncoderPieces:
     start: torch.Tensor  # float64[buckets]: the piece start inside the bucket, +inf if none
     code: torch.Tensor  # float64[pieces]: flat code of each piece
     sat: torch.Tensor  # float64[pieces]: 1 where the piece is saturated (clamped), else 0
+    any_sat: bool  # some piece is saturated
 
     def lookup(self, X: torch.Tensor) -> tuple[torch.Tensor, int]:
         """(flat codes as float64, saturated element count) of stream integers ``X`` within ``[lo, hi]``."""
         j = X.to(torch.int64).sub_(self.lo).bitwise_right_shift_(self.m).reshape(-1)  # exact: integers
         piece = self.first.index_select(0, j)
         piece += torch.ge(X.reshape(-1), self.start.index_select(0, j))
-        sat = 0
-        if bool(self.sat.any()):
-            sat = int(torch.dot(torch.bincount(piece, minlength=self.code.numel()).to(F64), self.sat))
+        sat = int(self.sat.index_select(0, piece).sum()) if self.any_sat else 0  # an exact integer sum
         return self.code.index_select(0, piece).view(X.shape), sat
+
+
+def _floor_div(a: int, b: int, k: int) -> int:
+    """``⌊a·2^k / b⌋`` for integers (``b > 0``), exactly."""
+    return (a << k) // b if k >= 0 else a // (b << -k)
 
 
 def _candidates(cb, lo: int, hi: int) -> list[int] | None:
@@ -69,10 +72,8 @@ def _candidates(cb, lo: int, hi: int) -> list[int] | None:
             return None
         if E == 0:
             continue
-        unit = Fraction(2) ** k / E  # X − C per unit of t
-        for q in range(int(sg.qmin), int(sg.qmax) + 2):  # t reaching q (half modes: q − ½; floor: q)
-            for tq in (Fraction(2 * q - 1, 2), Fraction(q)):
-                x = C + math.floor(tq * unit)
+        for q in range(int(sg.qmin), int(sg.qmax) + 2):  # t = (X − C)·E·2^-k reaching q − ½ (half modes) or q
+            for x in (C + _floor_div(2 * q - 1, 2 * E, k), C + _floor_div(q, E, k)):
                 cand.update((x - 1, x, x + 1, x + 2))
     return sorted(x for x in cand if lo < x <= hi)
 
@@ -116,4 +117,4 @@ def build(real_form, cb, lo: int, hi: int) -> EncoderPieces | None:
         j = torch.div(s - lo, 1 << m, rounding_mode="floor")
         off = (s - lo) % (1 << m) != 0  # a start on a bucket's first integer is counted by ``first``
         inside[j[off]] = s[off].to(F64)
-    return EncoderPieces(lo, hi, m, first, inside, code, sat)
+    return EncoderPieces(lo, hi, m, first, inside, code, sat, bool(sat.any()))
