@@ -19,7 +19,8 @@ need to be good guesses; a wrong one cannot change a result.
 
 **Lookup in two gathers.** With every piece at least ``2^m`` integers long, an aligned bucket
 of ``2^m`` integers holds at most one piece start after its first integer, so
-``piece(X) = first[j] + (X ≥ start[j])`` for ``j = ⌊(X − lo)·2^-m⌋`` (in int64: ``X`` holds integers).
+``piece(X) = first[j] + (X ≥ start[j])`` for ``j = ⌊(X − lo)·2^-m⌋`` (in int32: ``X`` holds integers),
+evaluated as one gather, one add and a floor (:meth:`EncoderPieces.lookup`), then the code gathered.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from golden.numerics import EXACT, F64
+from golden.numerics import F64
 
 #: most buckets of a lookup table (int64 + float64 entries: 4 MiB)
 MAX_BUCKETS = 1 << 18
@@ -41,17 +42,22 @@ class EncoderPieces:
     lo: int  # first integer of the domain
     hi: int  # last integer of the domain
     m: int  # bucket width 2^m integers
-    first: torch.Tensor  # int64[buckets]: the piece of each bucket's first integer
-    start: torch.Tensor  # float64[buckets]: the piece start inside the bucket, +inf if none
+    base: torch.Tensor  # float64[buckets]: first[j] + 1 − start[j]·2^-(m+1) (see lookup)
     code: torch.Tensor  # float64[pieces]: flat code of each piece
     sat: torch.Tensor  # float64[pieces]: 1 where the piece is saturated (clamped), else 0
     any_sat: bool  # some piece is saturated
 
     def lookup(self, X: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """(flat codes as float64, saturated element count) of stream integers ``X`` within ``[lo, hi]``."""
-        j = X.to(torch.int64).sub_(self.lo).bitwise_right_shift_(self.m).reshape(-1)  # exact: integers
-        piece = self.first.index_select(0, j)
-        piece += torch.ge(X.reshape(-1), self.start.index_select(0, j))
+        """(flat codes as float64, saturated element count) of stream integers ``X`` within ``[lo, hi]``.
+
+        ``piece = first[j] + [X ≥ start[j]]`` (``start[j]``: the piece start inside bucket ``j``, else the
+        next bucket's first integer) is ``⌊base[j] + X·2^-(m+1)⌋ = ⌊first[j] + 1 + (X − start[j])·2^-(m+1)⌋``:
+        ``X − start[j]`` lies in ``[−2^m, 2^m − 2]``, so the fraction is in ``[−½, ½)``. Exact: ``X·2^-(m+1)``
+        and ``base[j]`` are multiples of 2^-(m+1) below 2^53·2^-(m+1), and so is their sum."""
+        x = X.reshape(-1)
+        j = x.to(torch.int32).sub_(self.lo).bitwise_right_shift_(self.m)  # int32: the domain is below 2^31
+        piece = torch.add(self.base.index_select(0, j), x, alpha=math.ldexp(1.0, -(self.m + 1))).floor_()
+        piece = piece.to(torch.int32)
         sat = int(self.sat.index_select(0, piece).sum()) if self.any_sat else 0  # an exact integer sum
         return self.code.index_select(0, piece).view(X.shape), sat
 
@@ -83,7 +89,7 @@ def build(real_form, cb, lo: int, hi: int) -> EncoderPieces | None:
 
     ``real_form(X) -> (seg, t, code)`` is golden's element-wise real form on a float64 tensor of
     stream integers (segment, unclamped rounded index, flat code)."""
-    if not (-EXACT < lo <= hi < EXACT):
+    if not (-2**31 <= lo <= hi < 2**31 and hi - lo < 2**31):  # int32 bucket indices
         return None
     cuts = _candidates(cb, lo, hi)
     if cuts is None:
@@ -112,9 +118,10 @@ def build(real_form, cb, lo: int, hi: int) -> EncoderPieces | None:
     b0 = torch.arange(buckets, dtype=torch.int64) * (1 << m) + lo  # each bucket's first integer
     s = torch.tensor(starts[1:], dtype=torch.int64)
     first = torch.searchsorted(s, b0, right=True)  # pieces started at or before the bucket's first integer
-    inside = torch.full((buckets,), math.inf, dtype=F64)
+    inside = b0 + (1 << m)  # the piece start inside the bucket, else the next bucket's first integer
     if s.numel():
         j = torch.div(s - lo, 1 << m, rounding_mode="floor")
         off = (s - lo) % (1 << m) != 0  # a start on a bucket's first integer is counted by ``first``
-        inside[j[off]] = s[off].to(F64)
-    return EncoderPieces(lo, hi, m, first, inside, code, sat, bool(sat.any()))
+        inside[j[off]] = s[off]
+    base = (first + 1).to(F64) - inside.to(F64) * math.ldexp(1.0, -(m + 1))  # exact: see lookup
+    return EncoderPieces(lo, hi, m, base, code, sat, bool(sat.any()))
