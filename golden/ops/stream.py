@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd
+from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd, signed_bounds
 from golden.ops.context import OpContext
 
 
@@ -79,16 +79,38 @@ def add(ctx: OpContext, ins):
 
 
 def concat(ctx: OpContext, ins):
+    """§6.4: each part stored at the output frac, ``X_o = OVF(RND(X·2^(f_o − f_i)))``, into its channels.
+
+    The store of one part is non-decreasing in ``X`` (a positive power-of-two scale, then a monotone
+    rounding), so the extremes of ``X`` give the extremes of the result: the envelope and the overflow
+    policy are decided on them, and the element-wise policy runs only when an extreme is out of range.
+    With ``f_o ≥ f_i`` the scaled value is an integer (``X`` holds integers) and RND is the identity."""
     out = ctx.op.outputs[0]
     f_o = ctx.frac(out)
-    parts = []
+    H, W = ins[0].shape[:2]
+    y = torch.empty((H, W, sum(X.shape[2] for X in ins)), dtype=F64)
+    c0 = 0
     for name, X in zip(ctx.op.inputs, ins):
         f_i = ctx.frac(name)
         if X.shape[:2] != ins[0].shape[:2]:
             raise GoldenError(f"{ctx.where()}: input {name!r} spatial size {tuple(X.shape[:2])} differs")
         n = _shift(ctx, max(f_i, f_o) - f_o, f"F_i − f_o for {name}")
-        parts.append(ctx.store(X * pow2(-f_i) * pow2(f_o), out, n))
-    return [torch.cat(parts, dim=2)]
+        part = y[:, :, c0:c0 + X.shape[2]]
+        c0 += X.shape[2]
+        if X.numel() == 0:
+            continue
+        lo, hi = extremes(X)
+        scale = pow2(f_o - f_i)
+        check_exact(torch.tensor([lo * scale, hi * scale], dtype=F64), n, ctx.where(out))
+        if n == 0:
+            torch.mul(X, scale, out=part)
+        else:
+            part.copy_(rnd(X * scale, ctx.numerics.rounding))
+        ends = rnd(torch.tensor([lo * scale, hi * scale], dtype=F64), ctx.numerics.rounding)
+        blo, bhi = signed_bounds(ctx.numerics.stream_bits)
+        if float(ends[0]) < blo or float(ends[1]) > bhi:  # some element is out of range: the policy, per element
+            part.copy_(ctx.ovf_stream(part.clone(), out))
+    return [y]
 
 
 def split(ctx: OpContext, ins):
@@ -158,7 +180,11 @@ def _slope(ctx: OpContext, X: torch.Tensor, M: torch.Tensor | float, k: int):
             if (float(M.max()) if torch.is_tensor(M) else M) * pow2(-k) <= 1.0:
                 # slopes a ≤ 1: for X ≥ 0, t = ⌊aX + ½⌋ ≤ ⌊X + ½⌋ = X; for X < 0, aX ≥ X so t ≥ X. Hence
                 # max(X, t) is X where X ≥ 0 and t where X < 0: the select below in one pass
-                return [ctx.ovf_stream(torch.maximum(t, X, out=t), out)]
+                y = torch.maximum(t, X, out=t)
+                blo, bhi = signed_bounds(ctx.numerics.stream_bits)
+                if (float(M.min()) if torch.is_tensor(M) else M) >= 0 and lo >= blo and hi <= bhi:
+                    return [y]  # slopes in [0, 1]: y lies in [min(X, 0), max(X, 0)], in range: no overflow (§4)
+                return [ctx.ovf_stream(y, out)]
             return [ctx.ovf_stream(torch.where(X < 0, t, X), out)]
     neg = X < 0
     t = torch.where(neg, X * M * pow2(-k), torch.zeros_like(X))  # (x·α)·2^f
