@@ -121,45 +121,45 @@ def _geometry(ctx: OpContext, transposed: bool, H: int, W: int, weight: np.ndarr
 def axis_taps(a: int, b: int, size: int, k: int, s: int, p: int, d: int, transposed: bool):
     """One axis of output indices ``[a, b)``: ``(src, offsets, step)``.
 
-    ``src[i]`` is the input index at position ``i`` of the padded (transposed: zero-inserted)
-    input axis the band reads, −1 for padding or an inserted zero; tap ``t`` of output ``a + j``
-    reads position ``offsets[t] + j·step``.
+    ``src[i]`` (an int64 numpy array: index arithmetic on a few hundred entries) is the input index at
+    position ``i`` of the padded (transposed: zero-inserted) input axis the band reads, −1 for padding or
+    an inserted zero; tap ``t`` of output ``a + j`` reads position ``offsets[t] + j·step``.
     """
     if not transposed:
-        r = torch.arange(a * s - p, a * s - p + (b - 1 - a) * s + (k - 1) * d + 1)
-        return torch.where((r >= 0) & (r < size), r, -1), [t * d for t in range(k)], s
-    j = torch.arange(a + p - (k - 1), b + p)  # (o + p − t) for every o in [a, b) and tap t
-    n = torch.div(j, s, rounding_mode="floor")
-    ok = (torch.remainder(j, s) == 0) & (n >= 0) & (n < size)
-    return torch.where(ok, n, -1), [k - 1 - t for t in range(k)], 1
+        r = np.arange(a * s - p, a * s - p + (b - 1 - a) * s + (k - 1) * d + 1, dtype=np.int64)
+        return np.where((r >= 0) & (r < size), r, -1), [t * d for t in range(k)], s
+    j = np.arange(a + p - (k - 1), b + p, dtype=np.int64)  # (o + p − t) for every o in [a, b) and tap t
+    n = j // s
+    ok = (j % s == 0) & (n >= 0) & (n < size)
+    return np.where(ok, n, -1), [k - 1 - t for t in range(k)], 1
 
 
-def _run(src: torch.Tensor, valid: torch.Tensor) -> tuple[int, int, int] | None:
+def _run(src: np.ndarray, valid: np.ndarray) -> tuple[int, int, int] | None:
     """``(first position, first source, length)`` when the valid entries of ``src`` are one run of consecutive
     sources at consecutive positions (plain zero padding), else None (zero insertion, scattered rows)."""
-    pos = torch.nonzero(valid).reshape(-1)
-    if pos.numel() == 0:
+    pos = np.flatnonzero(valid)
+    if pos.size == 0:
         return None
-    p0, n = int(pos[0]), int(pos.numel())
+    p0, n = int(pos[0]), int(pos.size)
     if int(pos[-1]) - p0 + 1 != n or int(src[p0 + n - 1]) - int(src[p0]) + 1 != n:
         return None
     return p0, int(src[p0]), n
 
 
-def padded(x: torch.Tensor, y0: int, rows: torch.Tensor, cols: torch.Tensor, fill: float,
+def padded(x: torch.Tensor, y0: int, rows: np.ndarray, cols: np.ndarray, fill: float,
            dtype: torch.dtype | None = None) -> torch.Tensor:
     """``x`` (input rows from ``y0``) gathered at input rows ``rows`` and columns ``cols``; −1 → ``fill``.
 
     A row outside the window is one no tap of the band reads (between the taps of a dilated kernel:
     the window holds every row some tap reads, :func:`golden.bands.row_needs`); it is filled too.
-    Plain padding is one fill and one block copy; zero insertion (transposed) a gather. ``dtype``: the result's (default ``x``'s; ``x`` holds
-    integers, so converting float64 to int64 is exact)."""
+    Plain padding is one fill and one block copy; zero insertion (transposed) a gather. ``dtype``: the
+    result's (default ``x``'s; ``x`` holds integers, so converting float64 to an integer type is exact)."""
     dtype = x.dtype if dtype is None else dtype
     ri = rows - y0
     rv = (rows >= 0) & (ri >= 0) & (ri < x.shape[0])
     cv = cols >= 0
-    shape = (rows.numel(), cols.numel(), x.shape[2])
-    if x.shape[0] == 0 or not bool(rv.any()) or not bool(cv.any()):  # taps read no input: all padding
+    shape = (rows.size, cols.size, x.shape[2])
+    if x.shape[0] == 0 or not rv.any() or not cv.any():  # taps read no input: all padding
         return torch.full(shape, fill, dtype=dtype)
     rr, rc = _run(ri, rv), _run(cols, cv)
     if rr is not None and rc is not None:
@@ -167,9 +167,10 @@ def padded(x: torch.Tensor, y0: int, rows: torch.Tensor, cols: torch.Tensor, fil
         block = x[rr[1]:rr[1] + rr[2], rc[1]:rc[1] + rc[2]]
         P[rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block
         return P
-    P = x.index_select(0, torch.where(rv, ri, 0)).index_select(1, torch.where(cv, cols, 0)).to(dtype)
-    if not (bool(rv.all()) and bool(cv.all())):
-        P = P.masked_fill_(~(rv[:, None] & cv[None, :]).unsqueeze(-1), fill)
+    P = x.index_select(0, torch.from_numpy(np.where(rv, ri, 0))).index_select(
+        1, torch.from_numpy(np.where(cv, cols, 0))).to(dtype)
+    if not (rv.all() and cv.all()):
+        P = P.masked_fill_(torch.from_numpy(~(rv[:, None] & cv[None, :]))[:, :, None], fill)
     return P
 
 
@@ -234,7 +235,7 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
         P = padded(codes, y0, rows, cols, tables.n, dtype=torch.int32)  # int32 indices: half the traffic
         return grid0.index_select(0, P.reshape(-1)).view(P.shape)
     shifted = g["groups"] == 1 and rx[2] == 1 and (transposed or g["sh"] == 1) and Ci >= SHIFTED_MIN_CI
-    Wp = rx[0].numel()
+    Wp = rx[0].size
     per_row = 8 * (Wp * (Ci + Co) if shifted else g["Wo"] * g["kh"] * g["kw"] * Ci)
     step = max(1, COLS_BYTES // max(1, per_row))  # output rows per block
     outs = []
@@ -302,7 +303,7 @@ def _shifted_gemm(G, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
     BLAS reads it as a transposed operand) into ``[Co, rows·Wp]`` (this orientation keeps the long pixel
     axis innermost, the fastest for the BLAS); the last ``Wp − Wo`` columns of each output row read across
     a row end and are dropped. Returns an ``[rows, Wo, Co]`` view."""
-    src = torch.cat([by[0], torch.tensor([-1])])  # the spare row: the shifted views of the last taps end in it
+    src = np.append(by[0], -1)  # the spare row: the shifted views of the last taps end in it
     P = G(src, rx[0])
     Wp, Ci = P.shape[1], P.shape[2]
     flat = P.view(-1, Ci)
