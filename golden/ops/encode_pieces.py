@@ -55,9 +55,10 @@ class EncoderPieces:
         ``X − start[j]`` lies in ``[−2^m, 2^m − 2]``, so the fraction is in ``[−½, ½)``. Exact: ``X·2^-(m+1)``
         and ``base[j]`` are multiples of 2^-(m+1) below 2^53·2^-(m+1), and so is their sum."""
         x = X.reshape(-1)
-        j = x.to(torch.int32).sub_(self.lo).bitwise_right_shift_(self.m)  # int32: the domain is below 2^31
-        piece = torch.add(self.base.index_select(0, j), x, alpha=math.ldexp(1.0, -(self.m + 1))).floor_()
-        piece = piece.to(torch.int32)
+        # j = ⌊(X − lo)·2^-m⌋: the sum is exact (multiples of 2^-m below 2^31) and not negative, so the
+        # conversion's truncation is the floor; so is the piece's (its value is at least ½)
+        j = torch.mul(x, math.ldexp(1.0, -self.m)).add_(-self.lo * math.ldexp(1.0, -self.m)).to(torch.int32)
+        piece = torch.add(self.base.index_select(0, j), x, alpha=math.ldexp(1.0, -(self.m + 1))).to(torch.int32)
         sat = int(self.sat.index_select(0, piece).sum()) if self.any_sat else 0  # an exact integer sum
         return self.code.index_select(0, piece).view(X.shape), sat
 
