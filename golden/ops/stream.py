@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd, signed_bounds
+from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd, rnd_shift, signed_bounds
 from golden.ops.context import OpContext
 
 
@@ -293,28 +293,38 @@ def _chunks(X):
         yield torch.from_numpy(X[y:y + rows].astype(np.float64))
 
 
-def _mean(ctx: OpContext, X, k: int, out: str) -> torch.Tensor:
-    H, W, C = X.shape
+def _passes(X):
+    """``() -> chunks`` for the passes of a pool: a tensor of at most one chunk is converted once."""
+    if torch.is_tensor(X) or X.size > POOL_CHUNK:
+        return lambda: _chunks(X)
+    whole = list(_chunks(X))
+    return lambda: whole
+
+
+def _mean(ctx: OpContext, chunks, shape, k: int, out: str) -> tuple[torch.Tensor, float]:
+    """The stored mean of a pool input (``chunks()``: its float64 row chunks) and ``max|X|``."""
+    H, W, C = shape
     N = H * W
     if N == 0:
         raise GoldenError(f"{ctx.where()}: empty input")
     s = torch.zeros(C, dtype=F64)
     m = 0.0
-    for c in _chunks(X):
-        m = max(m, float(c.abs().max()))
+    for c in chunks():
+        lo, hi = extremes(c)
+        m = max(m, -lo, hi)
         s += c.sum(dim=(0, 1))  # exact: every partial sum is below max|X|·N < 2^53 (checked below)
     if m * (pow2(k) + N) >= EXACT:
         raise GoldenError(f"{ctx.where()}: image too large for the pooling reciprocal "
                           f"(max|X|·(2^k + N) reaches 2^53, arithmetic.md §6.11)")
     t = s.view(1, 1, C) * float(_recip(N, k)) * pow2(-k)  # (Σ x·M_N·2^-k)·2^f
-    return ctx.store(t, out, k)
+    return ctx.store(t, out, k), m
 
 
 def mean_pool(ctx: OpContext, ins):
     (X,) = ins
     _same_frac(ctx)
     k = _shift(ctx, int(ctx.attr("shift")), "k")
-    return [_mean(ctx, X, k, ctx.op.outputs[0])]
+    return [_mean(ctx, _passes(X), X.shape, k, ctx.op.outputs[0])[0]]
 
 
 def _isqrt(V: torch.Tensor) -> torch.Tensor:
@@ -333,12 +343,14 @@ def std_pool(ctx: OpContext, ins):
     out = ctx.op.outputs[0]
     H, W, C = X.shape
     N = H * W
-    mu = _mean(ctx, X, k, out)  # μ = mean_pool(X), its overflow counted here
+    chunks = _passes(X)
+    mu, xmax = _mean(ctx, chunks, X.shape, k, out)  # μ = mean_pool(X), its overflow counted here
+    bound = xmax + float(mu.abs().max())  # ≥ |X − μ|, an integer below 2^53 (μ is a stream value)
     ss = torch.zeros(C, dtype=F64)
     m = 0.0
-    for c in _chunks(X):  # a second pass over the input: the deviations need the whole-image mean
-        d = rnd((c - mu) * pow2(-p), ctx.numerics.rounding)
-        d2 = d * d
+    for c in chunks():  # a second pass over the input: the deviations need the whole-image mean
+        d2 = rnd_shift(torch.sub(c, mu), p, ctx.numerics.rounding, bound)  # d = R(X − μ, p), §2
+        d2.mul_(d2)
         m = max(m, float(d2.max()))
         ss += d2.sum(dim=(0, 1))
     if m * (pow2(k) + N) >= EXACT:
