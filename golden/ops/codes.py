@@ -165,7 +165,7 @@ def _pieces(ctx: OpContext, cb):
                 seg = s if s is not None else torch.zeros(P.shape, dtype=torch.int64)
                 return seg, t, _flat(cb, tables, q.clone(), s)
 
-            pieces = encode_pieces.build(form, cb, lo, hi)
+            pieces = encode_pieces.build(form, cb, lo, hi, ctx.numerics.rounding)
         ctx.cache["pieces"] = pieces
     return ctx.cache["pieces"]
 

@@ -68,31 +68,32 @@ def _floor_div(a: int, b: int, k: int) -> int:
     return (a << k) // b if k >= 0 else a // (b << -k)
 
 
-def _candidates(cb, lo: int, hi: int) -> list[int] | None:
-    """Integers near every point where ``seg``, ``state`` or the code may change (None: an ``E_s < 0``)."""
-    cand: set[int] = set()
-    for u in cb.thresholds:  # the segment changes between u and u + 1
-        cand.update((int(u), int(u) + 1, int(u) + 2))
+def _candidates(cb, lo: int, hi: int, mode: str) -> list[int] | None:
+    """Integers at or just after every point where ``seg``, ``state`` or the code may change under rounding
+    ``mode`` (None: an ``E_s < 0``). Only guesses: :func:`build` proves the pieces they cut."""
+    cand = {int(u) + 1 for u in cb.thresholds}  # the segment changes from u to u + 1
     for e, sg in zip(cb.encoder, cb.segments):
         E, k, C = int(e.mult), int(e.shift), int(e.center)
         if E < 0:
             return None
         if E == 0:
             continue
-        for q in range(int(sg.qmin), int(sg.qmax) + 2):  # t = (X − C)·E·2^-k reaching q − ½ (half modes) or q
-            for x in (C + _floor_div(2 * q - 1, 2 * E, k), C + _floor_div(q, E, k)):
-                cand.update((x - 1, x, x + 1, x + 2))
+        for q in range(int(sg.qmin), int(sg.qmax) + 2):
+            # t = (X − C)·E·2^-k reaches q at X* = C + q·2^k/E (floor), q − ½ at C + (2q − 1)·2^(k−1)/E
+            # (the half modes); the first integer with RND(t) ≥ q is ⌈X*⌉ or, on a tie, the next one
+            x = C + (_floor_div(q, E, k) if mode == "floor" else _floor_div(2 * q - 1, 2 * E, k))
+            cand.update((x, x + 1, x + 2))
     return sorted(x for x in cand if lo < x <= hi)
 
 
-def build(real_form, cb, lo: int, hi: int) -> EncoderPieces | None:
+def build(real_form, cb, lo: int, hi: int, mode: str) -> EncoderPieces | None:
     """The verified pieces of the encoder on ``[lo, hi]``, or None where they are not proven or too fine.
 
     ``real_form(X) -> (seg, t, code)`` is golden's element-wise real form on a float64 tensor of
-    stream integers (segment, unclamped rounded index, flat code)."""
+    stream integers (segment, unclamped rounded index, flat code) under rounding ``mode``."""
     if not (-2**31 <= lo <= hi < 2**31 and hi - lo < 2**31):  # int32 bucket indices
         return None
-    cuts = _candidates(cb, lo, hi)
+    cuts = _candidates(cb, lo, hi, mode)
     if cuts is None:
         return None
     starts = [lo, *cuts]

@@ -55,7 +55,7 @@ def test_released_codebook_near_every_change_point(mode):
     pieces = _pieces_of(art)
     if mode != "floor":  # floor leaves a 2-integer saturated piece: buckets too fine, element-wise instead
         assert pieces is not None and pieces.m >= 8  # coarse buckets: the fast path
-    points = encode_pieces._candidates(cb, -2**23, 2**23 - 1)
+    points = encode_pieces._candidates(cb, -2**23, 2**23 - 1, mode)
     rng = np.random.default_rng(3)
     xs = sorted({x + d for x in points for d in range(-4, 5)} | set(rng.integers(-2**23, 2**23, 3000).tolist())
                 | {-2**23, 2**23 - 1})
@@ -70,7 +70,7 @@ def test_refuses_when_a_piece_is_not_constant():
     """A real form that changes between two candidate points cannot be proven piecewise: no lookup."""
     cb = released_cb()
     lo, hi = -2**23, 2**23 - 1
-    starts = [lo, *encode_pieces._candidates(cb, lo, hi)]
+    starts = [lo, *encode_pieces._candidates(cb, lo, hi, "half_up")]
     a, b = max(zip(starts, starts[1:]), key=lambda ab: ab[1] - ab[0])  # the longest piece: [a, b)
     mid = (a + b) // 2
     assert a < mid - 1 and mid < b - 1
@@ -80,5 +80,5 @@ def test_refuses_when_a_piece_is_not_constant():
         code = (P >= mid).to(F64) if jump else torch.zeros_like(P)
         return seg, torch.full_like(P, -1.0), code
 
-    assert encode_pieces.build(lambda P: form(P, False), cb, lo, hi) is not None
-    assert encode_pieces.build(lambda P: form(P, True), cb, lo, hi) is None
+    assert encode_pieces.build(lambda P: form(P, False), cb, lo, hi, "half_up") is not None
+    assert encode_pieces.build(lambda P: form(P, True), cb, lo, hi, "half_up") is None
