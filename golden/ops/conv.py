@@ -201,11 +201,14 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     unit_e, unit_m = int(cb.unit_e), int(cb.unit_m)
     H_win, W, Ci = codes.shape
     y0, H = ctx.windows[0] if ctx.windows is not None else (0, H_win)  # the window's first row, full height
-    g = _geometry(ctx, transposed, H, W, weight, Ci)
+    if ctx.cache.get("geometry", (None,))[0] != (H, W, Ci):  # per op, once for all bands of one input
+        ctx.cache["geometry"] = ((H, W, Ci), _geometry(ctx, transposed, H, W, weight, Ci))
+    g = ctx.cache["geometry"][1]
     a, b = ctx.band if ctx.band is not None else (0, g["Ho"])  # output rows of this call
     Co = weight.shape[0]
-    w_mant = ctx.array("w_mant").astype(np.int64)
-    bias = ctx.array("bias").astype(np.int64)
+    if "wb" not in ctx.cache:
+        ctx.cache["wb"] = (ctx.array("w_mant").astype(np.int64), ctx.array("bias").astype(np.int64))
+    w_mant, bias = ctx.cache["wb"]
     if w_mant.shape != (Co,) or bias.shape != (Co,):
         raise GoldenError(f"{ctx.where()}: w_mant and bias must have shape [{Co}]")
     n = k_w + unit_e - f_o  # shift of the integer form (§5.2)
@@ -218,7 +221,9 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
         lo, hi = extremes(codes)
         if lo < 0 or hi >= tables.n:
             raise GoldenError(f"{ctx.where()}: input codes outside [0, {tables.n})")
-    rx = axis_taps(0, g["Wo"], W, g["kw"], g["sw"], g["pw"], g["dw"], transposed)
+    if ctx.cache.get("rx", (None,))[0] != W:
+        ctx.cache["rx"] = (W, axis_taps(0, g["Wo"], W, g["kw"], g["sw"], g["pw"], g["dw"], transposed))
+    rx = ctx.cache["rx"][1]
     if "ordered" not in ctx.cache:  # per op, once for all bands
         ctx.cache["ordered"] = ctx.force_ordered or can_overflow(weight, cb, ctx.numerics.realization,
                                                                  int(ctx.numerics.acc_bits))
