@@ -58,7 +58,7 @@ class EncoderPieces:
         # j = ⌊(X − lo)·2^-m⌋: the sum is exact (multiples of 2^-m below 2^31) and not negative, so the
         # conversion's truncation is the floor; so is the piece's (its value is at least ½)
         j = torch.mul(x, math.ldexp(1.0, -self.m)).add_(-self.lo * math.ldexp(1.0, -self.m)).to(torch.int32)
-        piece = torch.add(self.base.index_select(0, j), x, alpha=math.ldexp(1.0, -(self.m + 1))).to(torch.int32)
+        piece = torch.mul(x, math.ldexp(1.0, -(self.m + 1))).add_(self.base.index_select(0, j)).to(torch.int32)
         sat = int(self.sat.index_select(0, piece).sum()) if self.any_sat else 0  # an exact integer sum
         return self.code.index_select(0, piece).view(X.shape), sat
 
