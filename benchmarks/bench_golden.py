@@ -49,7 +49,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS
 
 def _child_env() -> dict:
     env = dict(os.environ, **ONE_THREAD)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # the caller's path first: the children import the same golden and intsim as this process
+    env["PYTHONPATH"] = os.pathsep.join([p for p in (env.get("PYTHONPATH", ""), str(ROOT)) if p])
     return env
 
 
@@ -135,6 +136,7 @@ def main(argv=None) -> int:
                         "verify and export-vectors do not depend on golden's speed) instead of re-measuring it")
     p.add_argument("--only", choices=("all", "time"), default="all",
                    help="time: the interleaved rounds and the peak RSS on the same image only")
+    p.add_argument("--note", default=None, help="a line recorded with the results (e.g. which golden was timed)")
     p.add_argument("-o", "--out", default=str(ROOT / "benchmarks" / "results" / "golden"), help="prefix: .json/.md")
     a = p.parse_args(argv)
     os.environ.update(ONE_THREAD)  # before numba, torch and intsim are imported (module docstring)
@@ -149,8 +151,9 @@ def main(argv=None) -> int:
     res = {"artifact": Path(a.artifact).name, "artifact_sha256": art.sha256, "image": "Set5 babyx4.png",
            "image_shape": list(img.shape), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                                       "load_average_start": list(os.getloadavg())},
-           "threads": 1, "thread_env": ONE_THREAD, "commit": _commit(), "only": a.only}
+           "threads": 1, "thread_env": ONE_THREAD, "commit": _commit(), "only": a.only, "note": a.note}
     res["time"] = time_rounds(art, img, a.rounds)
+    res["golden_package"] = str(Path(sys.modules["golden"].__file__).parent)  # which golden was timed
     tmp = Path(tempfile.mkdtemp(prefix="bench_golden."))
     try:
         rc, mib, wall = peak_rss([*CLI, "run", a.artifact, str(baby), "-o", str(tmp / "sr")])
@@ -224,7 +227,8 @@ def markdown(r: dict) -> str:
     lines = [f"# Golden vs intsim run — {r['artifact']} on {r['image']} ({r['image_shape'][1]}×{r['image_shape'][0]})",
              "", f"Commit {r.get('commit')}. One thread (every pool), one process, {t['rounds']} interleaved rounds after a "
              f"warm-up; median of per-round ratios. Load average {r['machine']['load_average_start'][0]:.1f} → "
-             f"{r['machine']['load_average_end'][0]:.1f} on {r['machine']['cpus']} CPUs.", "",
+             f"{r['machine']['load_average_end'][0]:.1f} on {r['machine']['cpus']} CPUs."
+             + (f" {r['note']}" if r.get("note") else ""), "",
              "| run | wall s | CPU s | wall ratio | CPU ratio |", "|---|---|---|---|---|",
              f"| intsim engine.run | {t['intsim']['wall_s_median']:.2f} | {t['intsim']['cpu_s_median']:.2f} | 1 | 1 |"]
     for name, what in (("golden_outputs", "golden, outputs kept"), ("golden_all", "golden, every tensor kept")):
