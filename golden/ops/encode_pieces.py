@@ -56,10 +56,13 @@ class EncoderPieces:
         and ``base[j]`` are multiples of 2^-(m+1) below 2^53·2^-(m+1), and so is their sum."""
         x = X.reshape(-1)
         # j = ⌊(X − lo)·2^-m⌋: the sum is exact (multiples of 2^-m below 2^31) and not negative, so the
-        # conversion's truncation is the floor; so is the piece's (its value is at least ½)
-        j = torch.mul(x, math.ldexp(1.0, -self.m)).add_(-self.lo * math.ldexp(1.0, -self.m)).to(torch.int32)
-        piece = torch.mul(x, math.ldexp(1.0, -(self.m + 1))).add_(self.base.index_select(0, j)).to(torch.int32)
-        sat = int(self.sat.index_select(0, piece).sum()) if self.any_sat else 0  # an exact integer sum
+        # conversion's truncation is the floor; so is the piece's (its value is at least ½). Two scratch
+        # tensors serve every step (fewer fresh pages: allocation, not arithmetic, is much of the cost)
+        f = torch.mul(x, math.ldexp(1.0, -self.m)).add_(-self.lo * math.ldexp(1.0, -self.m))
+        j = f.to(torch.int32)
+        g = self.base.index_select(0, j)
+        piece = j.copy_(torch.mul(x, math.ldexp(1.0, -(self.m + 1)), out=f).add_(g))  # j is not needed again
+        sat = int(torch.index_select(self.sat, 0, piece, out=g).sum()) if self.any_sat else 0  # an exact sum
         return self.code.index_select(0, piece).view(X.shape), sat
 
 
