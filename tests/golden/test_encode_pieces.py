@@ -82,3 +82,15 @@ def test_refuses_when_a_piece_is_not_constant():
 
     assert encode_pieces.build(lambda P: form(P, False), cb, lo, hi, "half_up") is not None
     assert encode_pieces.build(lambda P: form(P, True), cb, lo, hi, "half_up") is None
+
+
+def test_lookup_in_chunks_with_a_partial_last_chunk(monkeypatch):
+    """4096 integers in chunks of 1000 (the last one partial): the same codes and counts."""
+    monkeypatch.setattr(encode_pieces, "CHUNK", 1000)
+    cb = small_cb()
+    art = enc_art(cb, f_in=2, rounding="half_up", stream_bits=12)
+    xs = list(range(-2048, 2048))
+    res, ev = run1(art, {"x": np.array(xs).reshape(1, -1, 1)})
+    codes, sat = reference(cb, xs, "half_up")
+    assert res.tensors["c"].ravel().tolist() == codes
+    assert ev["saturations"] == sat
