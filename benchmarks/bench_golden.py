@@ -19,6 +19,11 @@ Usage (about 5 minutes on 2 shared cores; ``nice``, one thread)::
 
     OMP_NUM_THREADS=1 nice python -m benchmarks.bench_golden --artifact ART --data-root ../shared \\
         -o benchmarks/results/golden
+
+``--only time`` runs part 1 alone (the interleaved rounds and the peak RSS of ``intsim run`` and of
+``intsim golden`` on the same image), a minute. Every thread pool in this process is held at one
+thread (OpenMP, MKL, numba, intsim's band pool): with numba's default pool, an ``intsim`` round left
+worker threads whose CPU time landed on the next golden round (measured: 10 s instead of 1 s).
 """
 from __future__ import annotations
 
@@ -39,9 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "intsim_cli"]
 
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1", "INTSIM_THREADS": "1"}
+
+
 def _child_env() -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = dict(os.environ, **ONE_THREAD)
+    # the caller's path first: the children import the same golden and intsim as this process
+    env["PYTHONPATH"] = os.pathsep.join([p for p in (env.get("PYTHONPATH", ""), str(ROOT)) if p])
     return env
 
 
@@ -125,8 +134,12 @@ def main(argv=None) -> int:
     p.add_argument("--disk-from", default=None, metavar="JSON",
                    help="take the disk section from an earlier results file (golden sizes and the exit codes of "
                         "verify and export-vectors do not depend on golden's speed) instead of re-measuring it")
+    p.add_argument("--only", choices=("all", "time"), default="all",
+                   help="time: the interleaved rounds and the peak RSS on the same image only")
+    p.add_argument("--note", default=None, help="a line recorded with the results (e.g. which golden was timed)")
     p.add_argument("-o", "--out", default=str(ROOT / "benchmarks" / "results" / "golden"), help="prefix: .json/.md")
     a = p.parse_args(argv)
+    os.environ.update(ONE_THREAD)  # before numba, torch and intsim are imported (module docstring)
     from intsim.artifact import load_artifact
     from intsim.images import read_image
 
@@ -138,16 +151,22 @@ def main(argv=None) -> int:
     res = {"artifact": Path(a.artifact).name, "artifact_sha256": art.sha256, "image": "Set5 babyx4.png",
            "image_shape": list(img.shape), "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                                       "load_average_start": list(os.getloadavg())},
-           "threads": 1, "commit": _commit()}
+           "threads": 1, "thread_env": ONE_THREAD, "commit": _commit(), "only": a.only, "note": a.note}
     res["time"] = time_rounds(art, img, a.rounds)
+    res["golden_package"] = str(Path(sys.modules["golden"].__file__).parent)  # which golden was timed
     tmp = Path(tempfile.mkdtemp(prefix="bench_golden."))
     try:
         rc, mib, wall = peak_rss([*CLI, "run", a.artifact, str(baby), "-o", str(tmp / "sr")])
         res["peak_rss_mib"] = {"intsim_run_baby": mib}
+        rc, mib, wall = peak_rss([*CLI, "golden", a.artifact, str(baby), "-o", str(tmp / "g_out"),
+                                  "--tensors", "outputs"])
+        res["peak_rss_mib"]["golden_outputs_baby"] = mib
         rc, mib, wall = peak_rss([*CLI, "golden", a.artifact, str(baby), "-o", str(tmp / "g_baby")])
         res["peak_rss_mib"]["golden_all_baby"] = mib
         res["cli_wall_s"] = {"golden_all_baby": wall}
-        if not a.skip_large:
+        if a.only == "time":
+            pass
+        elif not a.skip_large:
             big = make_large_lr(root, tmp / "large_500x480.png")
             rc, mib, wall = peak_rss([*CLI, "golden", a.artifact, str(big), "-o", str(tmp / "g_big"),
                                       "--tensors", "outputs"])
@@ -157,7 +176,9 @@ def main(argv=None) -> int:
                             "verify_exit": vrc, "verify_ok": vrc == 0, "verify_peak_rss_mib": vmib,
                             "verify_wall_s": vwall}
             shutil.rmtree(tmp / "g_big", ignore_errors=True)
-        if a.disk_from:
+        if a.only == "time":
+            pass
+        elif a.disk_from:
             prev = json.loads(Path(a.disk_from).read_text())
             res["disk"], res["disk_commit"] = prev["disk"], prev.get("commit")
         elif not a.skip_disk:
@@ -204,19 +225,25 @@ def disk(artifact: str, set5: Path, tmp: Path) -> dict:
 def markdown(r: dict) -> str:
     t = r["time"]
     lines = [f"# Golden vs intsim run — {r['artifact']} on {r['image']} ({r['image_shape'][1]}×{r['image_shape'][0]})",
-             "", f"Commit {r.get('commit')}. One thread, one process, {t['rounds']} interleaved rounds after a warm-up; median of per-round "
-             f"ratios. Load average {r['machine']['load_average_start'][0]:.1f} → "
-             f"{r['machine']['load_average_end'][0]:.1f} on {r['machine']['cpus']} CPUs.", "",
+             "", f"Commit {r.get('commit')}. One thread (every pool), one process, {t['rounds']} interleaved rounds after a "
+             f"warm-up; median of per-round ratios. Load average {r['machine']['load_average_start'][0]:.1f} → "
+             f"{r['machine']['load_average_end'][0]:.1f} on {r['machine']['cpus']} CPUs."
+             + (f" {r['note']}" if r.get("note") else ""), "",
              "| run | wall s | CPU s | wall ratio | CPU ratio |", "|---|---|---|---|---|",
              f"| intsim engine.run | {t['intsim']['wall_s_median']:.2f} | {t['intsim']['cpu_s_median']:.2f} | 1 | 1 |"]
     for name, what in (("golden_outputs", "golden, outputs kept"), ("golden_all", "golden, every tensor kept")):
         g = t[name]
         lines.append(f"| {what} | {g['wall_s_median']:.2f} | {g['cpu_s_median']:.2f} | "
                      f"{g['wall_ratio_median']:.2f}× | {g['cpu_ratio_median']:.2f}× |")
+    per = [row["golden_outputs"][1] / row["intsim"][1] for row in t["per_round"]]
+    lines += ["", "Per-round CPU ratios, golden (outputs kept) / intsim: "
+              + ", ".join(f"{v:.2f}" for v in per) + "."]
     pr = r.get("peak_rss_mib", {})
     if pr:
-        lines += ["", f"Peak RSS (own process, CLI): `intsim run` {pr['intsim_run_baby']:.0f} MiB, "
-                      f"`intsim golden` (all tensors) {pr['golden_all_baby']:.0f} MiB."]
+        out = (f"`intsim golden --tensors outputs` {pr['golden_outputs_baby']:.0f} MiB, "
+               if "golden_outputs_baby" in pr else "")
+        lines += ["", f"Peak RSS (own process, CLI, same image): `intsim run` {pr['intsim_run_baby']:.0f} MiB, "
+                      f"{out}`intsim golden` (all tensors) {pr['golden_all_baby']:.0f} MiB."]
     if "large" in r:
         L = r["large"]
         lines += ["", f"## 500×480 LR image ({L['image']})", "",

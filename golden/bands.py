@@ -145,6 +145,39 @@ def default_band_rows(art, h: int, w: int) -> int:
     return max(1, min(h, int(BAND_ELEMENTS // max(1.0, per_row))))
 
 
+class _Lines:
+    """The line buffer of one tensor: its bands as produced (first row, rows), oldest first.
+
+    A window inside one band is a view of it; only a window across bands is copied (a conv's halo),
+    and a band is dropped when no consumer reads its rows any more (at most one band per tensor stays
+    pinned by a partly read band)."""
+
+    def __init__(self):
+        self.bands: list[tuple[int, torch.Tensor]] = []
+
+    def append(self, y0: int, rows: torch.Tensor) -> None:
+        if self.bands and self.bands[-1][0] + self.bands[-1][1].shape[0] != y0:
+            raise GoldenError(f"bands: rows from {y0} do not continue the line buffer")
+        self.bands.append((y0, rows))
+
+    def trim(self, keep: int) -> None:
+        """Drop every band that ends at or before row ``keep``."""
+        while self.bands and self.bands[0][0] + self.bands[0][1].shape[0] <= keep:
+            self.bands.pop(0)
+
+    def rows(self, name: str, lo: int, hi: int) -> torch.Tensor:
+        """Rows ``[lo, hi)`` (a view when they lie in one band)."""
+        first = self.bands[0][0] if self.bands else 0
+        last = self.bands[-1][0] + self.bands[-1][1].shape[0] if self.bands else 0
+        if hi <= lo:
+            return self.bands[0][1][:0] if self.bands else torch.empty(0)
+        if lo < first or hi > last:
+            raise GoldenError(f"bands: rows [{lo}, {hi}) of {name!r} are not in its line buffer [{first}, {last})")
+        parts = [r[max(lo, y0) - y0:min(hi, y0 + r.shape[0]) - y0] for y0, r in self.bands
+                 if y0 < hi and y0 + r.shape[0] > lo]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 class BandRun:
     """One image through the graph in bands. ``run_op(ctx, ins)`` computes an op on input windows
     (``ctx.band``/``ctx.windows`` set), ``to_ints(name, t)`` converts float64 rows to checked storage
@@ -214,7 +247,7 @@ class BandRun:
         for t in produced:
             if t in P.materialize:
                 self.full[t] = np.empty(self._shape(t), dtype=self.dtypes[t])
-        buf: dict[str, tuple[int, torch.Tensor]] = {}  # line buffers: (first row, rows)
+        buf: dict[str, _Lines] = {}  # line buffers
         done = {t: 0 for t in produced}
         op_done = {op.name: 0 for op in ops}
         ref_h = max([1] + [self.hw[t][0] for t in sources])
@@ -236,13 +269,9 @@ class BandRun:
                 self._op_rows(op, a, n, buf, consumers, done)
                 op_done[op.name] = n
                 progress = True
-                for t in op.inputs:  # trim to the rows some consumer still reads (frees the band early)
+                for t in op.inputs:  # drop the bands no consumer reads any more
                     if t in buf:
-                        keep = min(int(self.needs[(c.name, j)].suf_lo[op_done[c.name]]) for c, j in consumers[t])
-                        y0, rows = buf[t]
-                        if keep > y0:
-                            keep = min(keep, y0 + rows.shape[0])
-                            buf[t] = (keep, rows[keep - y0:].clone())  # a copy: a view would pin the band
+                        buf[t].trim(min(int(self.needs[(c.name, j)].suf_lo[op_done[c.name]]) for c, j in consumers[t]))
             if not progress and step > n_steps:
                 raise GoldenError(f"bands: pass {p} made no progress (row maps inconsistent)")
 
@@ -259,11 +288,7 @@ class BandRun:
             if t in self.full:
                 ins.append(self._window(t, lo, hi))
             else:
-                y0, rows = buf[t]
-                if hi > lo and (lo < y0 or hi > y0 + rows.shape[0]):
-                    raise GoldenError(f"bands: rows [{lo}, {hi}) of {t!r} are not in its line buffer "
-                                      f"[{y0}, {y0 + rows.shape[0]})")
-                ins.append(rows[lo - y0:hi - y0])
+                ins.append(buf[t].rows(t, lo, hi))
             wins.append((lo, self.hw[t][0]))
         ctx = self.ctx[op.name]
         ctx.band, ctx.windows = (a, n), wins
@@ -278,11 +303,7 @@ class BandRun:
             if t in self.keep:
                 self.emit(t, self._shape(t), a, ints)
             if t in consumers and t not in P.materialize:
-                if t in buf:
-                    y0, rows = buf[t]
-                    buf[t] = (y0, torch.cat([rows, v]))
-                else:
-                    buf[t] = (a, v)
+                buf.setdefault(t, _Lines()).append(a, v)
             done[t] = n
 
 

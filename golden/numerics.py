@@ -117,10 +117,10 @@ def overflow(v: torch.Tensor, bits: int, policy: str, where: str) -> tuple[torch
     raise GoldenError(f"unknown overflow policy {policy!r}; expected one of {', '.join(OVERFLOW_POLICIES)}")
 
 
-def check_exact(t: torch.Tensor, n: int, where: str) -> None:
-    """Refuse a value ``t = I·2^-n`` whose integer ``I`` reaches 2^53 (envelope, §9)."""
+def check_exact(t: torch.Tensor, n: int, where: str) -> float:
+    """Refuse a value ``t = I·2^-n`` whose integer ``I`` reaches 2^53 (envelope, §9); return ``max|t|``."""
     if t.numel() == 0:
-        return
+        return 0.0
     lo, hi = extremes(t)
     m = max(-lo, hi)
     if m * pow2(n) >= EXACT:
@@ -128,3 +128,4 @@ def check_exact(t: torch.Tensor, n: int, where: str) -> None:
             f"{where}: intermediate {m}·2^{n} reaches 2^53; float64 would not be exact "
             f"(outside the exactness envelope, arithmetic.md §9)"
         )
+    return m

@@ -5,7 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd
+from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd, signed_bounds
+from golden.ops import encode_pieces
 from golden.ops.context import OpContext
 
 
@@ -68,7 +69,9 @@ def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
     ``t = (X − C_s)·(E_s·2^-k_s)``, where ``(X − C_s)·E_s`` is an integer below 2^53 (checked),
     so the one multiplication is exact.
 
-    The encoder is a function of one integer. When the tensor spans fewer distinct integers
+    The encoder is a function of one integer, piecewise constant: where its pieces are proven over
+    the whole stream range (:mod:`golden.ops.encode_pieces`, once per op) it is looked up in two
+    gathers. Otherwise, when the tensor spans fewer distinct integers
     ``[min X, max X]`` than it has elements, that function is evaluated once per integer of the span
     and looked up (one gather); the saturation count is the histogram of ``X`` weighted by the
     saturated integers. The values and counts are those of the element-wise evaluation.
@@ -85,6 +88,11 @@ def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
     if X.numel() == 0:
         return X.clone()
     lo, hi = extremes(X)
+    pieces = _pieces(ctx, cb)
+    if pieces is not None and lo >= pieces.lo and hi <= pieces.hi:
+        codes, sat = pieces.lookup(X)
+        ctx.events["saturations"] += sat
+        return codes
     reach = max(max(abs(lo - float(e.center)), abs(hi - float(e.center))) for e in cb.encoder)
     exact = reach * max(abs(float(e.mult)) for e in cb.encoder) < EXACT  # every (X − C_s)·E_s below 2^53
     if exact and hi - lo + 1 < X.numel():
@@ -100,19 +108,21 @@ def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
     return codes
 
 
-def _encode_values(ctx: OpContext, cb, X: torch.Tensor, lo: float, hi: float):
-    """(flat codes, saturated mask) of the stream integers ``X`` (all within [lo, hi])."""
-    if "tables" not in ctx.cache:  # per op, once for all bands
-        ctx.cache["tables"] = code_tables(cb)
-    tables = ctx.cache["tables"]
-    s = None  # segment per element: min{s : x ≤ U_s}, S−1 if none
-    if len(cb.segments) > 1:  # the thresholds ascend, so the number exceeded is the segment
-        s = torch.gt(X, float(cb.thresholds[0])).to(torch.int64)
-        for u in cb.thresholds[1:]:
-            s += torch.gt(X, float(u))
-    fused = _encode_half_up(ctx, cb, tables, X, s, lo, hi)
-    if fused is not None:
-        return fused
+def _segments(cb, X: torch.Tensor) -> torch.Tensor | None:
+    """Segment per element: min{s : x ≤ U_s}, S−1 if none (None for S = 1). The thresholds ascend, so the
+    number exceeded is the segment."""
+    if len(cb.segments) == 1:
+        return None
+    s = torch.gt(X, float(cb.thresholds[0])).to(torch.int64)
+    for u in cb.thresholds[1:]:
+        s += torch.gt(X, float(u))
+    return s
+
+
+def real_form(ctx: OpContext, cb, tables, X: torch.Tensor, lo: float, hi: float):
+    """§3.4 element-wise on stream integers ``X`` (all within [lo, hi]): (segment or None, unclamped
+    ``t = RND((X − C_s)·E_s·2^-k_s)``, clamped index ``q``), all float64 but the int64 segment."""
+    s = _segments(cb, X)
     center = _per_segment([float(e.center) for e in cb.encoder], s)
     mult = [float(e.mult) for e in cb.encoder]
     reach = max(max(abs(lo - float(e.center)), abs(hi - float(e.center))) for e in cb.encoder)
@@ -126,8 +136,49 @@ def _encode_values(ctx: OpContext, cb, X: torch.Tensor, lo: float, hi: float):
         q = torch.minimum(torch.maximum(t, torch.as_tensor(qmin, dtype=F64)), torch.as_tensor(qmax, dtype=F64))
     else:
         q = torch.clamp(t, qmin, qmax)
+    return s, t, q
+
+
+def _flat(cb, tables, q: torch.Tensor, s) -> torch.Tensor:
+    """Flat codes ``base_s + q − qmin_s`` of the clamped indices ``q`` (consumed)."""
+    return q.add_(_per_segment([float(b - sg.qmin) for b, sg in zip(tables.bases, cb.segments)], s))
+
+
+def _tables(ctx: OpContext, cb) -> CodeTables:
+    if "tables" not in ctx.cache:  # per op, once for all bands
+        ctx.cache["tables"] = code_tables(cb)
+    return ctx.cache["tables"]
+
+
+def _pieces(ctx: OpContext, cb):
+    """The encoder as verified pieces over the whole stream range (:mod:`golden.ops.encode_pieces`), once per
+    op; None where the real form is not exact over that range or the pieces are not proven."""
+    if "pieces" not in ctx.cache:
+        tables = _tables(ctx, cb)
+        lo, hi = (int(v) for v in signed_bounds(int(ctx.numerics.stream_bits)))
+        reach = max(max(abs(lo - int(e.center)), abs(hi - int(e.center))) for e in cb.encoder)
+        pieces = None
+        if reach * max(abs(int(e.mult)) for e in cb.encoder) < EXACT:
+
+            def form(P):
+                s, t, q = real_form(ctx, cb, tables, P, float(lo), float(hi))
+                seg = s if s is not None else torch.zeros(P.shape, dtype=torch.int64)
+                return seg, t, _flat(cb, tables, q.clone(), s)
+
+            pieces = encode_pieces.build(form, cb, lo, hi, ctx.numerics.rounding)
+        ctx.cache["pieces"] = pieces
+    return ctx.cache["pieces"]
+
+
+def _encode_values(ctx: OpContext, cb, X: torch.Tensor, lo: float, hi: float):
+    """(flat codes, saturated mask) of the stream integers ``X`` (all within [lo, hi])."""
+    tables = _tables(ctx, cb)
+    fused = _encode_half_up(ctx, cb, tables, X, _segments(cb, X), lo, hi)
+    if fused is not None:
+        return fused
+    s, t, q = real_form(ctx, cb, tables, X, lo, hi)
     sat = q != t
-    return q.add_(_per_segment([float(b - sg.qmin) for b, sg in zip(tables.bases, cb.segments)], s)), sat
+    return _flat(cb, tables, q, s), sat
 
 
 def _encode_half_up(ctx: OpContext, cb, tables, X: torch.Tensor, s, lo: float, hi: float):

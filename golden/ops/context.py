@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from golden.numerics import GoldenError, check_exact, overflow, rnd
+from golden.numerics import EXACT, GoldenError, check_exact, overflow, pow2, rnd
 
 
 class OpContext:
@@ -75,10 +75,16 @@ class OpContext:
     def store(self, t: torch.Tensor, tensor: str, n: int | None = None) -> torch.Tensor:
         """(1.5): ``X = OVF_stream(RND(t))`` where ``t = v·2^f_o`` is exact.
 
-        ``n`` (when known) is the integer form's shift; it guards the envelope.
+        ``n`` (when known) is the integer form's shift (``t = I·2^-n``, ``I`` an integer); it guards the
+        envelope. With it, ``n = 0`` means ``t`` is an integer (RND is the identity), and ``half_up`` is
+        ``⌊t + ½⌋`` in two passes: ``t + ½ = (I + 2^(n−1))·2^-n`` is exact while ``|I| + 2^(n−1) < 2^53``.
         """
         if n is not None:
-            check_exact(t, n, self.where(tensor))
+            m = check_exact(t, n, self.where(tensor))
+            if n == 0:
+                return self.ovf_stream(t, tensor)
+            if self.numerics.rounding == "half_up" and m * pow2(n) + pow2(n - 1) < EXACT:
+                return self.ovf_stream(torch.add(t, 0.5).floor_(), tensor)
         return self.ovf_stream(rnd(t, self.numerics.rounding), tensor)
 
     def saturate_count(self, t: torch.Tensor, lo, hi) -> torch.Tensor:

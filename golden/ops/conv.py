@@ -121,58 +121,57 @@ def _geometry(ctx: OpContext, transposed: bool, H: int, W: int, weight: np.ndarr
 def axis_taps(a: int, b: int, size: int, k: int, s: int, p: int, d: int, transposed: bool):
     """One axis of output indices ``[a, b)``: ``(src, offsets, step)``.
 
-    ``src[i]`` is the input index at position ``i`` of the padded (transposed: zero-inserted)
-    input axis the band reads, −1 for padding or an inserted zero; tap ``t`` of output ``a + j``
-    reads position ``offsets[t] + j·step``.
+    ``src[i]`` (an int64 numpy array: index arithmetic on a few hundred entries) is the input index at
+    position ``i`` of the padded (transposed: zero-inserted) input axis the band reads, −1 for padding or
+    an inserted zero; tap ``t`` of output ``a + j`` reads position ``offsets[t] + j·step``.
     """
     if not transposed:
-        r = torch.arange(a * s - p, a * s - p + (b - 1 - a) * s + (k - 1) * d + 1)
-        return torch.where((r >= 0) & (r < size), r, -1), [t * d for t in range(k)], s
-    j = torch.arange(a + p - (k - 1), b + p)  # (o + p − t) for every o in [a, b) and tap t
-    n = torch.div(j, s, rounding_mode="floor")
-    ok = (torch.remainder(j, s) == 0) & (n >= 0) & (n < size)
-    return torch.where(ok, n, -1), [k - 1 - t for t in range(k)], 1
+        r = np.arange(a * s - p, a * s - p + (b - 1 - a) * s + (k - 1) * d + 1, dtype=np.int64)
+        return np.where((r >= 0) & (r < size), r, -1), [t * d for t in range(k)], s
+    j = np.arange(a + p - (k - 1), b + p, dtype=np.int64)  # (o + p − t) for every o in [a, b) and tap t
+    n = j // s
+    ok = (j % s == 0) & (n >= 0) & (n < size)
+    return np.where(ok, n, -1), [k - 1 - t for t in range(k)], 1
 
 
-def _run(src: torch.Tensor, valid: torch.Tensor) -> tuple[int, int, int] | None:
+def _run(src: np.ndarray, valid: np.ndarray) -> tuple[int, int, int] | None:
     """``(first position, first source, length)`` when the valid entries of ``src`` are one run of consecutive
     sources at consecutive positions (plain zero padding), else None (zero insertion, scattered rows)."""
-    pos = torch.nonzero(valid).reshape(-1)
-    if pos.numel() == 0:
+    pos = np.flatnonzero(valid)
+    if pos.size == 0:
         return None
-    p0, n = int(pos[0]), int(pos.numel())
+    p0, n = int(pos[0]), int(pos.size)
     if int(pos[-1]) - p0 + 1 != n or int(src[p0 + n - 1]) - int(src[p0]) + 1 != n:
         return None
     return p0, int(src[p0]), n
 
 
-def padded(x: torch.Tensor, y0: int, rows: torch.Tensor, cols: torch.Tensor, fill: float,
-           chw: bool = False) -> torch.Tensor:
+def padded(x: torch.Tensor, y0: int, rows: np.ndarray, cols: np.ndarray, fill: float,
+           dtype: torch.dtype | None = None) -> torch.Tensor:
     """``x`` (input rows from ``y0``) gathered at input rows ``rows`` and columns ``cols``; −1 → ``fill``.
 
     A row outside the window is one no tap of the band reads (between the taps of a dilated kernel:
     the window holds every row some tap reads, :func:`golden.bands.row_needs`); it is filled too.
-    Plain padding is one fill and one block copy; zero insertion (transposed) a gather. ``chw``: the result
-    channel-first, ``[C, rows, cols]`` (contiguous)."""
+    Plain padding is one fill and one block copy; zero insertion (transposed) a gather. ``dtype``: the
+    result's (default ``x``'s; ``x`` holds integers, so converting float64 to an integer type is exact)."""
+    dtype = x.dtype if dtype is None else dtype
     ri = rows - y0
     rv = (rows >= 0) & (ri >= 0) & (ri < x.shape[0])
     cv = cols >= 0
-    shape = (x.shape[2], rows.numel(), cols.numel()) if chw else (rows.numel(), cols.numel(), x.shape[2])
-    if x.shape[0] == 0 or not bool(rv.any()) or not bool(cv.any()):  # taps read no input: all padding
-        return torch.full(shape, fill, dtype=x.dtype)
+    shape = (rows.size, cols.size, x.shape[2])
+    if x.shape[0] == 0 or not rv.any() or not cv.any():  # taps read no input: all padding
+        return torch.full(shape, fill, dtype=dtype)
     rr, rc = _run(ri, rv), _run(cols, cv)
     if rr is not None and rc is not None:
-        P = torch.full(shape, fill, dtype=x.dtype)
+        P = torch.full(shape, fill, dtype=dtype)
         block = x[rr[1]:rr[1] + rr[2], rc[1]:rc[1] + rc[2]]
-        if chw:
-            P[:, rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block.permute(2, 0, 1)
-        else:
-            P[rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block
+        P[rr[0]:rr[0] + rr[2], rc[0]:rc[0] + rc[2]] = block
         return P
-    P = x.index_select(0, torch.where(rv, ri, 0)).index_select(1, torch.where(cv, cols, 0))
-    if not (bool(rv.all()) and bool(cv.all())):
-        P = P.masked_fill_(~(rv[:, None] & cv[None, :]).unsqueeze(-1), fill)
-    return P.permute(2, 0, 1).contiguous() if chw else P
+    P = x.index_select(0, torch.from_numpy(np.where(rv, ri, 0))).index_select(
+        1, torch.from_numpy(np.where(cv, cols, 0))).to(dtype)
+    if not (rv.all() and cv.all()):
+        P = P.masked_fill_(torch.from_numpy(~(rv[:, None] & cv[None, :]))[:, :, None], fill)
+    return P
 
 
 def tap_views(P: torch.Tensor, ry, rx, nb: int, Wo: int) -> list[torch.Tensor]:
@@ -202,11 +201,14 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     unit_e, unit_m = int(cb.unit_e), int(cb.unit_m)
     H_win, W, Ci = codes.shape
     y0, H = ctx.windows[0] if ctx.windows is not None else (0, H_win)  # the window's first row, full height
-    g = _geometry(ctx, transposed, H, W, weight, Ci)
+    if ctx.cache.get("geometry", (None,))[0] != (H, W, Ci):  # per op, once for all bands of one input
+        ctx.cache["geometry"] = ((H, W, Ci), _geometry(ctx, transposed, H, W, weight, Ci))
+    g = ctx.cache["geometry"][1]
     a, b = ctx.band if ctx.band is not None else (0, g["Ho"])  # output rows of this call
     Co = weight.shape[0]
-    w_mant = ctx.array("w_mant").astype(np.int64)
-    bias = ctx.array("bias").astype(np.int64)
+    if "wb" not in ctx.cache:
+        ctx.cache["wb"] = (ctx.array("w_mant").astype(np.int64), ctx.array("bias").astype(np.int64))
+    w_mant, bias = ctx.cache["wb"]
     if w_mant.shape != (Co,) or bias.shape != (Co,):
         raise GoldenError(f"{ctx.where()}: w_mant and bias must have shape [{Co}]")
     n = k_w + unit_e - f_o  # shift of the integer form (§5.2)
@@ -219,25 +221,33 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
         lo, hi = extremes(codes)
         if lo < 0 or hi >= tables.n:
             raise GoldenError(f"{ctx.where()}: input codes outside [0, {tables.n})")
-    codes_l = codes.to(torch.int64)
-    rx = axis_taps(0, g["Wo"], W, g["kw"], g["sw"], g["pw"], g["dw"], transposed)
-    ordered = ctx.force_ordered or can_overflow(weight, cb, ctx.numerics.realization, int(ctx.numerics.acc_bits))
+    if ctx.cache.get("rx", (None,))[0] != W:
+        ctx.cache["rx"] = (W, axis_taps(0, g["Wo"], W, g["kw"], g["sw"], g["pw"], g["dw"], transposed))
+    rx = ctx.cache["rx"][1]
+    if "ordered" not in ctx.cache:  # per op, once for all bands
+        ctx.cache["ordered"] = ctx.force_ordered or can_overflow(weight, cb, ctx.numerics.realization,
+                                                                 int(ctx.numerics.acc_bits))
+    ordered = ctx.cache["ordered"]
     if ordered:
         ry = axis_taps(a, b, H, g["kh"], g["sh"], g["ph"], g["dh"], transposed)
-        P = padded(codes_l, y0, ry[0], rx[0], -1)
+        P = padded(codes, y0, ry[0], rx[0], -1, dtype=torch.int64)
         v = ordered_band(ctx, tap_views(P, ry, rx, b - a, g["Wo"]), cb, tables, weight, w_mant, bias, g, k_w)
         return ctx.store(v * pow2(f_o), out_name, n)
     consts = _gemm_constants(ctx, weight, w_mant, bias, tables, unit_m, g["groups"])
-    G = tables.grid.to(F64).index_select(0, codes_l.reshape(-1)).view(codes_l.shape)  # grid values (integers)
+    grid0 = ctx.cache.setdefault("grid0", torch.cat([tables.grid.to(F64), torch.zeros(1, dtype=F64)]))
+
+    def G(rows, cols):  # grid values of the padded input: codes padded with code N (grid0[N] = 0)
+        P = padded(codes, y0, rows, cols, tables.n, dtype=torch.int32)  # int32 indices: half the traffic
+        return grid0.index_select(0, P.reshape(-1)).view(P.shape)
     shifted = g["groups"] == 1 and rx[2] == 1 and (transposed or g["sh"] == 1) and Ci >= SHIFTED_MIN_CI
-    Wp = rx[0].numel()
+    Wp = rx[0].size
     per_row = 8 * (Wp * (Ci + Co) if shifted else g["Wo"] * g["kh"] * g["kw"] * Ci)
     step = max(1, COLS_BYTES // max(1, per_row))  # output rows per block
     outs = []
     for c0 in range(a, b, step):
         c1 = min(b, c0 + step)
         by = axis_taps(c0, c1, H, g["kh"], g["sh"], g["ph"], g["dh"], transposed)
-        acc = (_shifted_gemm if shifted else _im2col_gemm)(G, y0, by, rx, c1 - c0, g, consts[0])
+        acc = (_shifted_gemm if shifted else _im2col_gemm)(G, by, rx, c1 - c0, g, consts[0])
         y = _epilogue(acc, consts, n, ctx.numerics.rounding, Co)
         outs.append(ctx.ovf_stream(y, out_name))
     return outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
@@ -272,10 +282,11 @@ def _epilogue(acc: torch.Tensor, consts, n: int, mode: str, Co: int) -> torch.Te
     return torch.stack(halves, dim=-1).flatten(-2)[..., :Co]
 
 
-def _im2col_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
+def _im2col_gemm(G, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
     """``Σ w·G`` of ``rows`` output rows, ``[rows, Wo, Co]``: the taps of every output gathered into one row
-    (``[taps·Ci]``) and one matrix product (one ``bmm`` per group)."""
-    P = padded(G, y0, by[0], rx[0], 0.0)
+    (``[taps·Ci]``) and one matrix product (one ``bmm`` per group). ``G(rows, cols)``: the padded grid
+    values."""
+    P = G(by[0], rx[0])
     cols = torch.stack(tap_views(P, by, rx, rows, g["Wo"]), dim=2)  # [rows, Wo, T, Ci]
     T, Ci = cols.shape[2], cols.shape[3]
     M = rows * g["Wo"]
@@ -288,27 +299,27 @@ def _im2col_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> 
     return acc.view(rows, g["Wo"], -1)
 
 
-def _shifted_gemm(G: torch.Tensor, y0: int, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
+def _shifted_gemm(G, by, rx, rows: int, g: dict, mats) -> torch.Tensor:
     """``Σ w·G`` for unit steps (stride 1, or a transposed conv's zero-inserted input) without im2col.
 
-    The padded input is held channel-first, ``P = [Ci, rows_p, Wp]`` (one spare zero row), and read as
-    a ``[Ci, rows_p·Wp]`` matrix: output position ``m = y·Wp + x`` reads tap ``(ky, kx)`` at column
-    ``m + oy[ky]·Wp + ox[kx]``, so each tap is one shifted view and one ``addmm`` of its ``[Co, Ci]``
-    weights into ``[Co, rows·Wp]`` (this orientation keeps the long pixel axis innermost, the fastest
-    for the BLAS); the last ``Wp − Wo`` columns of each output row read across a row end and are
-    dropped. Returns an ``[rows, Wo, Co]`` view."""
-    src = torch.cat([by[0], torch.tensor([-1])])  # the spare row: the shifted views of the last taps end in it
-    P = padded(G, y0, src, rx[0], 0.0, chw=True)
-    Ci, Wp = P.shape[0], P.shape[2]
-    flat = P.view(Ci, -1)
+    The padded input ``P = [rows_p, Wp, Ci]`` (one spare zero row) is read as a ``[rows_p·Wp, Ci]`` matrix:
+    output position ``m = y·Wp + x`` reads tap ``(ky, kx)`` at row ``m + oy[ky]·Wp + ox[kx]``, so each tap is
+    one shifted view and one ``addmm`` of its ``[Co, Ci]`` weights with the view transposed (no copy: the
+    BLAS reads it as a transposed operand) into ``[Co, rows·Wp]`` (this orientation keeps the long pixel
+    axis innermost, the fastest for the BLAS); the last ``Wp − Wo`` columns of each output row read across
+    a row end and are dropped. Returns an ``[rows, Wo, Co]`` view."""
+    src = np.append(by[0], -1)  # the spare row: the shifted views of the last taps end in it
+    P = G(src, rx[0])
+    Wp, Ci = P.shape[1], P.shape[2]
+    flat = P.view(-1, Ci)
     M = rows * Wp
     acc = None
     for t, (oy, ox) in enumerate((oy, ox) for oy in by[1] for ox in rx[1]):
         off = oy * Wp + ox
         if acc is None:
-            acc = torch.mm(mats[t], flat[:, off:off + M])
+            acc = torch.mm(mats[t], flat[off:off + M].t())
         else:
-            acc.addmm_(mats[t], flat[:, off:off + M])
+            acc.addmm_(mats[t], flat[off:off + M].t())
     return acc.view(-1, rows, Wp)[:, :, :g["Wo"]].permute(1, 2, 0)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd
+from golden.numerics import EXACT, F64, GoldenError, check_exact, extremes, pow2, rnd, rnd_shift, signed_bounds
 from golden.ops.context import OpContext
 
 
@@ -79,16 +79,38 @@ def add(ctx: OpContext, ins):
 
 
 def concat(ctx: OpContext, ins):
+    """§6.4: each part stored at the output frac, ``X_o = OVF(RND(X·2^(f_o − f_i)))``, into its channels.
+
+    The store of one part is non-decreasing in ``X`` (a positive power-of-two scale, then a monotone
+    rounding), so the extremes of ``X`` give the extremes of the result: the envelope and the overflow
+    policy are decided on them, and the element-wise policy runs only when an extreme is out of range.
+    With ``f_o ≥ f_i`` the scaled value is an integer (``X`` holds integers) and RND is the identity."""
     out = ctx.op.outputs[0]
     f_o = ctx.frac(out)
-    parts = []
+    H, W = ins[0].shape[:2]
+    y = torch.empty((H, W, sum(X.shape[2] for X in ins)), dtype=F64)
+    c0 = 0
     for name, X in zip(ctx.op.inputs, ins):
         f_i = ctx.frac(name)
         if X.shape[:2] != ins[0].shape[:2]:
             raise GoldenError(f"{ctx.where()}: input {name!r} spatial size {tuple(X.shape[:2])} differs")
         n = _shift(ctx, max(f_i, f_o) - f_o, f"F_i − f_o for {name}")
-        parts.append(ctx.store(X * pow2(-f_i) * pow2(f_o), out, n))
-    return [torch.cat(parts, dim=2)]
+        part = y[:, :, c0:c0 + X.shape[2]]
+        c0 += X.shape[2]
+        if X.numel() == 0:
+            continue
+        lo, hi = extremes(X)
+        scale = pow2(f_o - f_i)
+        check_exact(torch.tensor([lo * scale, hi * scale], dtype=F64), n, ctx.where(out))
+        if n == 0:
+            torch.mul(X, scale, out=part)
+        else:
+            part.copy_(rnd(X * scale, ctx.numerics.rounding))
+        ends = rnd(torch.tensor([lo * scale, hi * scale], dtype=F64), ctx.numerics.rounding)
+        blo, bhi = signed_bounds(ctx.numerics.stream_bits)
+        if float(ends[0]) < blo or float(ends[1]) > bhi:  # some element is out of range: the policy, per element
+            part.copy_(ctx.ovf_stream(part.clone(), out))
+    return [y]
 
 
 def split(ctx: OpContext, ins):
@@ -155,6 +177,14 @@ def _slope(ctx: OpContext, X: torch.Tensor, M: torch.Tensor | float, k: int):
         lo, hi = extremes(X)
         if max(-lo, hi) * mmax + pow2(k - 1) < EXACT:
             t = torch.mul(X, M * pow2(-k) if torch.is_tensor(M) else M * pow2(-k)).add_(0.5).floor_()
+            if (float(M.max()) if torch.is_tensor(M) else M) * pow2(-k) <= 1.0:
+                # slopes a ≤ 1: for X ≥ 0, t = ⌊aX + ½⌋ ≤ ⌊X + ½⌋ = X; for X < 0, aX ≥ X so t ≥ X. Hence
+                # max(X, t) is X where X ≥ 0 and t where X < 0: the select below in one pass
+                y = torch.maximum(t, X, out=t)
+                blo, bhi = signed_bounds(ctx.numerics.stream_bits)
+                if (float(M.min()) if torch.is_tensor(M) else M) >= 0 and lo >= blo and hi <= bhi:
+                    return [y]  # slopes in [0, 1]: y lies in [min(X, 0), max(X, 0)], in range: no overflow (§4)
+                return [ctx.ovf_stream(y, out)]
             return [ctx.ovf_stream(torch.where(X < 0, t, X), out)]
     neg = X < 0
     t = torch.where(neg, X * M * pow2(-k), torch.zeros_like(X))  # (x·α)·2^f
@@ -263,28 +293,38 @@ def _chunks(X):
         yield torch.from_numpy(X[y:y + rows].astype(np.float64))
 
 
-def _mean(ctx: OpContext, X, k: int, out: str) -> torch.Tensor:
-    H, W, C = X.shape
+def _passes(X):
+    """``() -> chunks`` for the passes of a pool: a tensor of at most one chunk is converted once."""
+    if torch.is_tensor(X) or X.size > POOL_CHUNK:
+        return lambda: _chunks(X)
+    whole = list(_chunks(X))
+    return lambda: whole
+
+
+def _mean(ctx: OpContext, chunks, shape, k: int, out: str) -> tuple[torch.Tensor, float]:
+    """The stored mean of a pool input (``chunks()``: its float64 row chunks) and ``max|X|``."""
+    H, W, C = shape
     N = H * W
     if N == 0:
         raise GoldenError(f"{ctx.where()}: empty input")
     s = torch.zeros(C, dtype=F64)
     m = 0.0
-    for c in _chunks(X):
-        m = max(m, float(c.abs().max()))
+    for c in chunks():
+        lo, hi = extremes(c)
+        m = max(m, -lo, hi)
         s += c.sum(dim=(0, 1))  # exact: every partial sum is below max|X|·N < 2^53 (checked below)
     if m * (pow2(k) + N) >= EXACT:
         raise GoldenError(f"{ctx.where()}: image too large for the pooling reciprocal "
                           f"(max|X|·(2^k + N) reaches 2^53, arithmetic.md §6.11)")
     t = s.view(1, 1, C) * float(_recip(N, k)) * pow2(-k)  # (Σ x·M_N·2^-k)·2^f
-    return ctx.store(t, out, k)
+    return ctx.store(t, out, k), m
 
 
 def mean_pool(ctx: OpContext, ins):
     (X,) = ins
     _same_frac(ctx)
     k = _shift(ctx, int(ctx.attr("shift")), "k")
-    return [_mean(ctx, X, k, ctx.op.outputs[0])]
+    return [_mean(ctx, _passes(X), X.shape, k, ctx.op.outputs[0])[0]]
 
 
 def _isqrt(V: torch.Tensor) -> torch.Tensor:
@@ -303,12 +343,14 @@ def std_pool(ctx: OpContext, ins):
     out = ctx.op.outputs[0]
     H, W, C = X.shape
     N = H * W
-    mu = _mean(ctx, X, k, out)  # μ = mean_pool(X), its overflow counted here
+    chunks = _passes(X)
+    mu, xmax = _mean(ctx, chunks, X.shape, k, out)  # μ = mean_pool(X), its overflow counted here
+    bound = xmax + float(mu.abs().max())  # ≥ |X − μ|, an integer below 2^53 (μ is a stream value)
     ss = torch.zeros(C, dtype=F64)
     m = 0.0
-    for c in _chunks(X):  # a second pass over the input: the deviations need the whole-image mean
-        d = rnd((c - mu) * pow2(-p), ctx.numerics.rounding)
-        d2 = d * d
+    for c in chunks():  # a second pass over the input: the deviations need the whole-image mean
+        d2 = rnd_shift(torch.sub(c, mu), p, ctx.numerics.rounding, bound)  # d = R(X − μ, p), §2
+        d2.mul_(d2)
         m = max(m, float(d2.max()))
         ss += d2.sum(dim=(0, 1))
     if m * (pow2(k) + N) >= EXACT:

@@ -528,12 +528,18 @@ def test_add_and_concat_random(mode):
         assert ev["stream_overflow"] == n_ev
         art = one_op("concat", [T("a", "stream", 2, fa), T("b", "stream", 3, fb)], [T("y", "stream", 5, fo)],
                      rounding=mode, stream_bits=12, overflow="saturate")
-        res, _ = run1(art, {"a": a, "b": b})
+        res, ev = run1(art, {"a": a, "b": b})
+        n_ev = 0
         for idx in np.ndindex(res.tensors["y"].shape):
             c = idx[2]
             X, f = (int(a[idx[0], idx[1], c]), fa) if c < 2 else (int(b[idx[0], idx[1], c - 2]), fb)
             Fi = max(f, fo)
-            assert int(res.tensors["y"][idx]) == OVF(R(X * 2 ** (Fi - f), Fi - fo, mode), 12, "saturate")[0]
+            x, e = OVF(R(X * 2 ** (Fi - f), Fi - fo, mode), 12, "saturate")
+            n_ev += e
+            assert int(res.tensors["y"][idx]) == x
+        assert ev["stream_overflow"] == n_ev
+        if (fa, fb, fo) == (5, 3, 6):
+            assert n_ev > 0  # the element-wise policy ran
 
 
 def test_split_relu_shuffle_nearest():
@@ -567,9 +573,10 @@ def test_leaky_relu_example_section67():
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_prelu_random(mode):
+@pytest.mark.parametrize("slopes", [(3277, 70000, 1), (3277, 65536, -5000)])  # 0.05, 1.07, 2^-16; 0.05, 1, −0.08
+def test_prelu_random(mode, slopes):
     rng = np.random.default_rng(7)
-    M = np.array([3277, 70000, 1])  # slopes 0.05, 1.07, 2^-16
+    M = np.array(slopes)
     X = rng.integers(-2**11, 2**11, size=(4, 4, 3))
     art = one_op("prelu", [T("x", "stream", 3, 3)], [T("y", "stream", 3, 3)], attrs={"shift": 16},
                  arrays={"mult": M}, rounding=mode, stream_bits=12)
