@@ -37,7 +37,6 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -509,8 +508,3 @@ def read_golden_dir(path: str | os.PathLike, *, check_hashes: bool = True) -> Go
             _load_checked(root, e.file, e.dtype, e.shape, e.sha256)
     return GoldenSet(root, manifest, inputs, entries, events)
 
-
-def iter_inputs(golden: GoldenSet) -> Iterable[tuple[int, str, np.ndarray]]:
-    """(index, source, image) for every recorded input."""
-    for e in golden.inputs:
-        yield e.index, e.source, golden.input_image(e.index)

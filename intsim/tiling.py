@@ -49,10 +49,10 @@ from intsim.kernels import conv as K
 from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
 from intsim.ops import pad as pad_ops
-from intsim.ops import no_events, requantize
+from intsim.ops import no_events
 from intsim.ops.conv_params import ConvParams
 from intsim.ops.opdef import OPS, ops_with_geometry
-from intsim.ops.resample import bilinear_taps
+from intsim.ops.resample import bilinear_taps, upsample_bilinear_rows
 from intsim.run_io import TOTAL_KEYS, RunResult, check_image, counter_entry
 
 # op classes of the row maps, from the op registry (intsim/ops/opdef.py)
@@ -250,21 +250,11 @@ class _Tiled:
         return [x], ev
 
     def _bilinear(self, op: OpSpec, win: np.ndarray, win_y0: int, a: int, b: int):
-        # The expression of intsim.ops.resample.upsample_bilinear (§6.10), for output rows [a, b).
         D.same_frac(self.art, op)
-        at, d = op.attrs, OPS[op.op]
-        r = d.attr(op, "factor")
-        X = win.astype(np.int64, copy=False)
-        H_in = self.hw[op.inputs[0]][0]
-        y0, y1, wy0, wy1 = (v[a:b] for v in bilinear_taps(H_in, r))
-        x0, x1, wx0, wx1 = bilinear_taps(X.shape[1], r)
-        rows0, rows1 = X[y0 - win_y0], X[y1 - win_y0]
-        wy0, wy1 = wy0[:, None, None], wy1[:, None, None]
-        wx0, wx1 = wx0[None, :, None], wx1[None, :, None]
-        I = (wy0 * (wx0 * rows0[:, x0] + wx1 * rows0[:, x1])
-             + wy1 * (wx0 * rows1[:, x0] + wx1 * rows1[:, x1]))
-        y, ev = requantize(I * np.int64(int(at["mult"])), int(at["shift"]), self.art.numerics, op.name)
-        return [y], {"acc_overflow": 0, "stream_overflow": ev, "saturations": 0}
+        y, ev = upsample_bilinear_rows(win, win_y0, self.hw[op.inputs[0]][0], a, b,
+                                       factor=OPS[op.op].attr(op, "factor"), mult=int(op.attrs["mult"]),
+                                       shift=int(op.attrs["shift"]), numerics=self.art.numerics, name=op.name)
+        return [y], ev
 
     def _compute(self, op: OpSpec, wins: list, a: int, b: int):
         """Output rows [a, b) of ``op`` from input windows ``(array, y0)`` (globals: (array, None))."""

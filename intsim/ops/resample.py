@@ -59,11 +59,21 @@ def upsample_bilinear(x: np.ndarray, *, factor: int, mult: int, shift: int, nume
     """
     X = as_stream(x, name)
     r = _factor(factor, name)
+    return upsample_bilinear_rows(X, 0, X.shape[0], 0, X.shape[0] * r, factor=r, mult=mult, shift=shift,
+                                  numerics=numerics, name=name)
+
+
+def upsample_bilinear_rows(win: np.ndarray, win_y0: int, in_h: int, a: int, b: int, *, factor: int, mult: int,
+                           shift: int, numerics: Numerics, name: str) -> tuple[np.ndarray, dict]:
+    """Output rows ``[a, b)`` of :func:`upsample_bilinear` (§6.10) from ``win``: input rows
+    ``win_y0 …`` of an input ``in_h`` rows high (every row the taps of ``[a, b)`` read), all columns.
+    The whole op is ``a = 0, b = in_h·r`` on the whole input; tiling calls it per band."""
+    r = _factor(factor, name)
     k = check_shift(shift, f"{name} shift")
-    H, W, _ = X.shape
-    y0, y1, wy0, wy1 = bilinear_taps(H, r)
-    x0, x1, wx0, wx1 = bilinear_taps(W, r)
-    rows0, rows1 = X[y0], X[y1]  # (Ho, W, C)
+    X = win.astype(np.int64, copy=False)
+    y0, y1, wy0, wy1 = (v[a:b] for v in bilinear_taps(in_h, r))
+    x0, x1, wx0, wx1 = bilinear_taps(X.shape[1], r)
+    rows0, rows1 = X[y0 - win_y0], X[y1 - win_y0]  # (b − a, W, C)
     wy0, wy1 = wy0[:, None, None], wy1[:, None, None]
     wx0, wx1 = wx0[None, :, None], wx1[None, :, None]
     I = (wy0 * (wx0 * rows0[:, x0] + wx1 * rows0[:, x1])
