@@ -171,15 +171,16 @@ def pack_weights(w: np.ndarray, cin_pad: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def offset_plane(codes, lo, hi, slope, add, pad_value, top, left, y0, y1, plane):
+def offset_plane(codes, lo, hi, slope, add, below, above, pad_value, top, left, y0, y1, plane):
     """Rows ``[y0, y1)`` of the padded uint8 plane ``plane[Hp, Wp, Cp]`` (a view of a flat buffer).
 
     ``plane[py, px, c] = v + o`` of the code ``k = codes[py − top, px − left, c]`` inside the
-    input, where ``v + o = slope·k + add`` for ``lo ≤ k < hi`` (the accumulator's segment)
-    and ``o`` (``pad_value``) for every other code; ``o`` at padding positions, 0 in
-    padded channels ``c ≥ C`` (their weights are 0). Every table of §5.6 has this form
-    (``P_s``: ``q + o`` is the code plus a constant; ``Q_s``: the indicator), and the
-    select vectorizes where a table gather would not.
+    input, where ``v + o = slope·k + add`` for ``lo ≤ k < hi`` (the accumulator's segment),
+    ``below`` for ``k < lo`` and ``above`` for ``k ≥ hi`` (``o``, i.e. ``v = 0``, unless the
+    plane carries folded offsets of the segments there, §5.6); ``o`` (``pad_value``) at
+    padding positions, 0 in padded channels ``c ≥ C`` (their weights are 0). Every table
+    of §5.6 has this form (``P_s``: ``q + o`` is the code plus a constant; ``Q_s``: the
+    indicator), and the selects vectorize where a table gather would not.
     """
     H = codes.shape[0]
     W = codes.shape[1]
@@ -194,7 +195,7 @@ def offset_plane(codes, lo, hi, slope, add, pad_value, top, left, y0, y1, plane)
                 for c in range(C):
                     k = np.int64(codes[iy, ix, c])
                     inside = (k >= lo) & (k < hi)
-                    plane[py, px, c] = np.uint8(slope * k + add if inside else pad_value)
+                    plane[py, px, c] = np.uint8(slope * k + add if inside else (below if k < lo else above))
             else:
                 for c in range(C):
                     plane[py, px, c] = pad_value
@@ -285,6 +286,31 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
                 c0 = j0 * LANES
                 nco = min(nrb * LANES, co_n - c0)
                 ldc = nrb * LANES
+                if fused and n_planes == 2:
+                    # the dominant plane (offsets folded in) and one more: one vector loop per pixel, the
+                    # same integers in the same grouping as the general loop below
+                    f1 = np.int64(factors[1])
+                    for r in range(npix):
+                        ob = (oy * wo + ox0 + r) * co_n + c0
+                        sb = r * ldc
+                        if row_sparse:
+                            tb = (ox0 + r) * co_n + c0
+                            for k in range(nco):
+                                ts = f1 * (np.int64(scratch[1, _u(sb + k)]) - corr[1, _u(c0 + k)]) + tflat[_u(tb + k)]
+                                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
+                                     + base[_u(c0 + k)] * ts) >> nshift
+                                x = min(max(t, st_lo), st_hi)
+                                ev += x != t
+                                oflat[_u(ob + k)] = x
+                        else:
+                            for k in range(nco):
+                                ts = f1 * (np.int64(scratch[1, _u(sb + k)]) - corr[1, _u(c0 + k)])
+                                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
+                                     + base[_u(c0 + k)] * ts) >> nshift
+                                x = min(max(t, st_lo), st_hi)
+                                ev += x != t
+                                oflat[_u(ob + k)] = x
+                    continue
                 if fused and n_planes == 1:
                     # the common case in one vector loop per pixel, no temporaries: the same integers
                     # as the general loop below (I = M·acc'_0 + add + base·tail, then the shift)
