@@ -47,8 +47,8 @@ from intsim.kernels.gemm import (
     _rescale_store,
     _u,
 )
-from intsim.kernels.gemm import sparse_row as gemm_sparse_row
 from intsim.kernels.gemm import sparse_row_listed as gemm_sparse_row_listed
+from intsim.kernels.gemm import sparse_row_values as gemm_sparse_row_values
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import RoundingMode
 
@@ -228,10 +228,10 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     For each tile of output pixels × channels all ``P`` int32 tiles are formed one after the
     other (they stay in cache) and combined in registers:
     ``I = base·(T + factors[0]·acc_0) + bias`` with ``T = Σ_{p≥1} factors[p]·acc_p`` plus the
-    sparse tail elements' ``Σ w·G`` of the row (``sparse``: the arguments of
-    :func:`intsim.kernels.gemm.sparse_row` after ``codes`` up to ``groups``, with ``codes``
-    first; an empty ``rowptr`` when there are none), formed per output row in a row-sized
-    scratch that stays in cache. Then ``X = OVF_stream(R(I, nshift))`` with the events,
+    sparse tail elements' ``Σ w·G`` of the row (``sparse``: ``(rowptr, pos_x, pos_c, gv, wt,
+    iy_of, inv_x)``, the arguments of :func:`intsim.kernels.gemm.sparse_row_values`; an empty
+    ``rowptr`` when there are none), formed per output row in a row-sized scratch that stays
+    in cache. Then ``X = OVF_stream(R(I, nshift))`` with the events,
     status and first error column per row as :func:`intsim.kernels.gemm.finish_rows`
     reports them. ``out`` is written once (no partial sums in memory).
 
@@ -254,7 +254,7 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     corr = np.empty((n_planes, co_n), dtype=np.int64)
     mul = np.empty(co_n, dtype=np.int64)
     add = np.empty(co_n, dtype=np.int64)
-    sp_codes, sp_rowptr, sp_pos_x, sp_pos_c, sp_gval, sp_wt, sp_iy_of, sp_inv_x, sp_groups = sparse
+    sp_rowptr, sp_pos_x, sp_pos_c, sp_gv, sp_wt, sp_iy_of, sp_inv_x = sparse
     has_sparse = sp_rowptr.shape[0] > 0
     trow = np.empty((wo if has_sparse else 0, co_n), dtype=np.int64)
     tflat = trow.reshape(trow.size)
@@ -274,8 +274,7 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
         row_sparse = has_sparse and gemm_sparse_row_listed(sp_rowptr, sp_iy_of, oy)
         if row_sparse:
             trow[:, :] = 0
-            gemm_sparse_row(sp_codes, sp_rowptr, sp_pos_x, sp_pos_c, sp_gval, sp_wt, sp_iy_of, sp_inv_x, sp_groups,
-                            oy, trow)
+            gemm_sparse_row_values(sp_rowptr, sp_pos_x, sp_pos_c, sp_gv, sp_wt, sp_iy_of, sp_inv_x, oy, trow)
         for ox0 in range(0, wo, mr):
             npix = min(mr, wo - ox0)
             a_off = oy * row_stride + ox0 * pix_stride

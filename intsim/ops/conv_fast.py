@@ -25,7 +25,7 @@ SPARSE_FRACTION = 0.05  # split: a non-dominant segment this rare goes through t
 
 # The int8 path: a dense non-dominant segment costs one more uint8 plane through the VNNI tile
 # (its offset folded into the dominant plane, §5.6), the sparse pass costs per listed element.
-INT8_SPARSE_FRACTION = 0.05
+INT8_SPARSE_FRACTION = 0.015  # measured: 1–2 % best end to end on the default IMDN artifacts (docs/speed.md)
 
 
 GEMM_CHUNK_BYTES = 2 << 20  # band size of the patch matrix (bounds the extra memory of the GEMM path)
@@ -192,9 +192,14 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
         return out
     lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts, plan.gval)
     if lists is None:
-        lists = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    sparse = (codes, lists[0], lists[1], lists[2], lists[3], consts.int8.hwio, iy_of,
-              inv_x if inv_x is not None else np.zeros((0, 0), np.int64), 1)
+        rowptr = pos_x = pos_c = gv = np.zeros(0, np.int64)
+    else:
+        rowptr, pos_x, pos_c, gval = lists
+        gv = np.empty(pos_x.shape[0], dtype=np.int64)  # each element's multiplicand, looked up once
+        KP.run_bands(lambda lo, hi: KG.sparse_values(codes, rowptr, pos_x, pos_c, gval, lo, hi, gv),
+                     KP.bands(codes.shape[0], min_rows=8))
+    sparse = (rowptr, pos_x, pos_c, gv, consts.int8.hwio, iy_of,
+              inv_x if inv_x is not None else np.zeros((0, 0), np.int64))
     sh, sw, dh, dw = geometry
     cp = consts.int8.cin_pad
     hp = (ho - 1) * sh + (kh - 1) * dh + 1
