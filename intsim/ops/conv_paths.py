@@ -23,7 +23,10 @@ Execution paths (docs/arithmetic.md), chosen per call by :func:`select_conv_path
   implicit GEMM of offset uint8 planes with int8 weights in int32
   (:mod:`intsim.kernels.int8dot`), when every plane fits a byte after its
   offset, the weights fit int8 and ``255·Σ|w| < 2^31`` (§5.6); conv2d with
-  groups 1 only. The sparse pass and the rescale as above, fused per tile.
+  groups 1 only. The sparse pass and the rescale as above, fused per tile. The tails'
+  offset accumulators ``Q_s`` fold into the dominant plane where ``e_s = c_s·d_t``
+  (§5.6, folded offsets: every two-region codebook), so a dense tail costs one plane,
+  and a tail is sparse up to :data:`~intsim.ops.conv_fast.INT8_SPARSE_FRACTION`.
 
 ``auto`` (default) takes int8 if it applies, else gemm32 if exact, else gemm64
 if exact, else the reference. The environment variable ``INTSIM_CONV_PATH``
