@@ -48,6 +48,7 @@ from intsim.kernels.gemm import (
     _u,
 )
 from intsim.kernels.gemm import sparse_row_listed as gemm_sparse_row_listed
+from intsim.kernels.gemm import sparse_row_slots as gemm_sparse_row_slots
 from intsim.kernels.gemm import sparse_row_values as gemm_sparse_row_values
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import RoundingMode
@@ -228,10 +229,12 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     For each tile of output pixels × channels all ``P`` int32 tiles are formed one after the
     other (they stay in cache) and combined in registers:
     ``I = base·(T + factors[0]·acc_0) + bias`` with ``T = Σ_{p≥1} factors[p]·acc_p`` plus the
-    sparse tail elements' ``Σ w·G`` of the row (``sparse``: ``(rowptr, pos_x, pos_c, gv, wt,
-    iy_of, inv_x)``, the arguments of :func:`intsim.kernels.gemm.sparse_row_values`; an empty
-    ``rowptr`` when there are none), formed per output row in a row-sized scratch that stays
-    in cache. Then ``X = OVF_stream(R(I, nshift))`` with the events,
+    sparse tail elements' ``Σ w·G`` of the row (``sparse``: ``(rowptr, pos_x, pos_c, gv, qv, slot,
+    steps, wt, iy_of, inv_x)``; an empty ``rowptr`` when there are none), formed per output row
+    in a row-sized scratch that stays in cache: with ``steps`` empty by
+    :func:`intsim.kernels.gemm.sparse_row_values` (``gv`` int64 per element), else by
+    :func:`intsim.kernels.gemm.sparse_row_slots` (``qv``, ``slot`` per element) into int32 sums
+    per slot, then ``Σ_slot steps[slot]·sum`` in int64. Then ``X = OVF_stream(R(I, nshift))`` with the events,
     status and first error column per row as :func:`intsim.kernels.gemm.finish_rows`
     reports them. ``out`` is written once (no partial sums in memory).
 
@@ -254,10 +257,14 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     corr = np.empty((n_planes, co_n), dtype=np.int64)
     mul = np.empty(co_n, dtype=np.int64)
     add = np.empty(co_n, dtype=np.int64)
-    sp_rowptr, sp_pos_x, sp_pos_c, sp_gv, sp_wt, sp_iy_of, sp_inv_x = sparse
+    sp_rowptr, sp_pos_x, sp_pos_c, sp_gv, sp_qv, sp_slot, sp_steps, sp_wt, sp_iy_of, sp_inv_x = sparse
     has_sparse = sp_rowptr.shape[0] > 0
+    n_slots = sp_steps.shape[0]
     trow = np.empty((wo if has_sparse else 0, co_n), dtype=np.int64)
     tflat = trow.reshape(trow.size)
+    trow32 = np.empty((n_slots if has_sparse else 0, wo, co_n), dtype=np.int32)
+    t32flat = trow32.reshape(trow32.size)
+    row_n = wo * co_n
     # half_up / floor with saturate: (I + half) >> n in one loop, the rounding half folded into add
     fused = policy == OverflowPolicy.SATURATE and (rmode == RoundingMode.HALF_UP or rmode == RoundingMode.FLOOR)
     half = (np.int64(1) << (nshift - 1)) if (nshift > 0 and rmode == RoundingMode.HALF_UP) else np.int64(0)
@@ -272,7 +279,19 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
         st = 0
         st_ox = -1
         row_sparse = has_sparse and gemm_sparse_row_listed(sp_rowptr, sp_iy_of, oy)
-        if row_sparse:
+        if row_sparse and n_slots > 0:
+            trow32[:, :, :] = 0
+            gemm_sparse_row_slots(sp_rowptr, sp_pos_x, sp_pos_c, sp_qv, sp_slot, sp_wt, sp_iy_of, sp_inv_x, oy,
+                                  trow32)
+            d0 = sp_steps[0]
+            for i in range(row_n):
+                tflat[_u(i)] = d0 * np.int64(t32flat[_u(i)])
+            for sl in range(1, n_slots):
+                d = sp_steps[sl]
+                s32b = sl * row_n
+                for i in range(row_n):
+                    tflat[_u(i)] += d * np.int64(t32flat[_u(s32b + i)])
+        elif row_sparse:
             trow[:, :] = 0
             gemm_sparse_row_values(sp_rowptr, sp_pos_x, sp_pos_c, sp_gv, sp_wt, sp_iy_of, sp_inv_x, oy, trow)
         for ox0 in range(0, wo, mr):

@@ -137,14 +137,15 @@ class Int8Plan:
     y_off: int
     x_off: int
     gval: np.ndarray | None = None
+    slots: tuple | None = None
 
 
 def int8_accumulators(codebook: Codebook, planes: dict, seg_counts, can_sparse: bool):
-    """``(names, sparse_segs, gval)`` of the int8 path: :func:`gemm_split_plan` with
+    """``(names, sparse_segs, folded)`` of the int8 path: :func:`gemm_split_plan` with
     :data:`INT8_SPARSE_FRACTION`, then, where the dominant segment ``t`` has a folded plane
     ``F{t}`` (``planes``, :func:`intsim.ops.conv_paths._folded_map`), ``P_t`` replaced by it and
-    the folded segments' ``Q_s`` dropped (§5.6, folded offsets); ``gval`` the sparse pass's
-    multiplicands (None: ``G``)."""
+    the folded segments' ``Q_s`` dropped (§5.6, folded offsets); ``folded`` that
+    :class:`~intsim.ops.conv_paths.FoldedPlane`, or None."""
     names, sparse = gemm_split_plan(codebook, "split", seg_counts, can_sparse, INT8_SPARSE_FRACTION)
     counts = [int(c) for c in seg_counts]
     top = int(np.argmax(counts)) if counts else 0
@@ -153,7 +154,29 @@ def int8_accumulators(codebook: Codebook, planes: dict, seg_counts, can_sparse: 
         return names, sparse, None
     drop = {f"Q{s}" for s in folded.folded}
     names = [f"F{top}" if nm == f"P{top}" else nm for nm in names if nm not in drop]
-    return names, sparse, folded.gval
+    return names, sparse, folded
+
+
+def sparse_slots(codebook: Codebook, sparse_segs: list[int], folded) -> tuple | None:
+    """The int32 form of the sparse pass (:func:`intsim.kernels.gemm.sparse_row_slots`), or None
+    where it does not apply: ``(q per code int64[num_codes], slot per code int64[num_codes],
+    d_s per slot int64[n])``. Applies when every sparse segment's multiplicand is ``d_s·q`` (its
+    offset folded into the dominant plane, or ``e_s = 0``) with ``|q| ≤ 255``, so its int32 sums
+    are exact by the int8 path's rule (§5.6)."""
+    if not sparse_segs:
+        return None
+    seg_of, q_of, _ = codebook.code_table()
+    done = set(folded.folded) if folded is not None else set()
+    qtab = np.zeros(codebook.num_codes, dtype=np.int64)
+    slot = np.zeros(codebook.num_codes, dtype=np.int64)
+    for i, s in enumerate(sparse_segs):
+        seg = codebook.segments[s]
+        if not (s in done or seg.origin == 0) or max(abs(seg.qmin), abs(seg.qmax)) > KI.OFFSET_MAX:
+            return None
+        in_s = seg_of == s
+        qtab[in_s] = q_of[in_s]
+        slot[in_s] = i
+    return qtab, slot, np.array([codebook.segments[s].step for s in sparse_segs], dtype=np.int64)
 
 
 def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse: bool,
@@ -169,10 +192,13 @@ def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse:
         return consts.int8
     if taps.y_off is None or taps.x_off is None:
         return "the int8 path runs conv2d only (tap tables of a strided convolution), not the transposed conv"
-    names, sparse, gval = int8_accumulators(codebook, consts.planes, seg_counts, can_sparse)
+    names, sparse, folded = int8_accumulators(codebook, consts.planes, seg_counts, can_sparse)
     maps = [consts.planes[nm].map if nm[0] == "F" else consts.planes[nm] for nm in names]
     refused = [m for m in maps if isinstance(m, str)]
-    return refused[0] if refused else Int8Plan(maps, sparse, taps.y_off, taps.x_off, gval)
+    if refused:
+        return refused[0]
+    return Int8Plan(maps, sparse, taps.y_off, taps.x_off, None if folded is None else folded.gval,
+                    sparse_slots(codebook, sparse, folded))
 
 
 def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode,
@@ -191,14 +217,24 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     if ho == 0 or wo == 0:
         return out
     lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts, plan.gval)
+    empty = np.zeros(0, np.int64)
+    qv, slot, steps = np.zeros(0, np.int32), empty, empty
     if lists is None:
-        rowptr = pos_x = pos_c = gv = np.zeros(0, np.int64)
+        rowptr = pos_x = pos_c = gv = empty
     else:
         rowptr, pos_x, pos_c, gval = lists
-        gv = np.empty(pos_x.shape[0], dtype=np.int64)  # each element's multiplicand, looked up once
-        KP.run_bands(lambda lo, hi: KG.sparse_values(codes, rowptr, pos_x, pos_c, gval, lo, hi, gv),
-                     KP.bands(codes.shape[0], min_rows=8))
-    sparse = (rowptr, pos_x, pos_c, gv, consts.int8.hwio, iy_of,
+        bands = KP.bands(codes.shape[0], min_rows=8)
+        if plan.slots is None:
+            gv = np.empty(pos_x.shape[0], dtype=np.int64)  # each element's multiplicand, looked up once
+            KP.run_bands(lambda lo, hi: KG.sparse_values(codes, rowptr, pos_x, pos_c, gval, lo, hi, gv), bands)
+        else:  # the int32 form: each element's q and slot (its segment's step d_s is applied per row)
+            gv = empty
+            qtab, slottab, steps = plan.slots
+            qv = np.empty(pos_x.shape[0], dtype=np.int32)
+            slot = np.empty(pos_x.shape[0], dtype=np.int64)
+            KP.run_bands(lambda lo, hi: (KG.sparse_values(codes, rowptr, pos_x, pos_c, qtab, lo, hi, qv),
+                                         KG.sparse_values(codes, rowptr, pos_x, pos_c, slottab, lo, hi, slot)), bands)
+    sparse = (rowptr, pos_x, pos_c, gv, qv, slot, steps, consts.int8.hwio, iy_of,
               inv_x if inv_x is not None else np.zeros((0, 0), np.int64))
     sh, sw, dh, dw = geometry
     cp = consts.int8.cin_pad

@@ -235,8 +235,10 @@ def test_real_size_multi_plane_tiles(monkeypatch, cb_name, sparse_fraction, plan
     codes = _asymmetric_tail_codes(rng, cb, (128, 128, 48), 0.01, 0.06)
     counts = np.bincount(np.searchsorted(cb.bases, codes.ravel(), side="right") - 1, minlength=3)
     consts = C.conv_constants(np.zeros((64, 3, 3, 48), np.int8), np.ones(64, np.int64), cb, WIDE)
-    names, _, _ = conv_fast.int8_accumulators(cb, consts.planes, counts, True)
+    names, sparse, folded = conv_fast.int8_accumulators(cb, consts.planes, counts, True)
     assert len(names) == planes and (cb_name == "3_3") == ("F1" not in names)
+    # folded tails listed sparse go through the int32 form of the sparse pass; unfolded ones (e_s ≠ 0) in int64
+    assert (conv_fast.sparse_slots(cb, sparse, folded) is not None) == (cb_name == "fold_3_3" and bool(sparse))
     w = rng.integers(-128, 128, size=(64, 3, 3, 48)).astype(np.int8)
     num = Numerics(acc_bits=40, stream_bits=20, rounding=rounding, overflow=overflow)
     ref, got = _both(codes, cb, w, dict(padding=(1, 1)), num=num, rng=rng)
