@@ -218,6 +218,61 @@ def _tile(nrb, mr, a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c):
         _tile_6x1(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tail_row(sparse, oy, trow, trow32):
+    """``trow`` int64[Wo, Co] = the sparse tail elements' ``Σ w·G`` of output row ``oy`` (see
+    :func:`conv_rows`); ``trow32`` int32[n_slots, Wo, Co] the int32 form's scratch."""
+    rowptr, pos_x, pos_c, gv, qv, slot, steps, wt, iy_of, inv_x = sparse
+    n_slots = steps.shape[0]
+    tflat = trow.reshape(trow.size)
+    if n_slots == 0:
+        trow[:, :] = 0
+        gemm_sparse_row_values(rowptr, pos_x, pos_c, gv, wt, iy_of, inv_x, oy, trow)
+        return
+    trow32[:, :, :] = 0
+    gemm_sparse_row_slots(rowptr, pos_x, pos_c, qv, slot, wt, iy_of, inv_x, oy, trow32)
+    t32flat = trow32.reshape(trow32.size)
+    row_n = trow.size
+    d0 = steps[0]
+    for i in range(row_n):
+        tflat[_u(i)] = d0 * np.int64(t32flat[_u(i)])
+    for sl in range(1, n_slots):
+        d = steps[sl]
+        b = sl * row_n
+        for i in range(row_n):
+            tflat[_u(i)] += d * np.int64(t32flat[_u(b + i)])
+
+
+@numba.njit(cache=True, inline="always")
+def _store_two_planes(scratch, ldc, npix, nco, oy, wo, ox0, co_n, c0, f1, corr, mul, add, base, tflat, row_sparse,
+                      nshift, st_lo, st_hi, oflat):
+    """The fused epilogue (half_up / floor, saturate) of a tile with two planes: one vector loop per
+    pixel, the same integers in the same grouping as the general loop of :func:`conv_rows`;
+    returns the stream events."""
+    ev = 0
+    for r in range(npix):
+        ob = (oy * wo + ox0 + r) * co_n + c0
+        sb = r * ldc
+        if row_sparse:
+            tb = (ox0 + r) * co_n + c0
+            for k in range(nco):
+                ts = f1 * (np.int64(scratch[1, _u(sb + k)]) - corr[1, _u(c0 + k)]) + tflat[_u(tb + k)]
+                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
+                     + base[_u(c0 + k)] * ts) >> nshift
+                x = min(max(t, st_lo), st_hi)
+                ev += x != t
+                oflat[_u(ob + k)] = x
+        else:
+            for k in range(nco):
+                ts = f1 * (np.int64(scratch[1, _u(sb + k)]) - corr[1, _u(c0 + k)])
+                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
+                     + base[_u(c0 + k)] * ts) >> nshift
+                x = min(max(t, st_lo), st_hi)
+                ev += x != t
+                oflat[_u(ob + k)] = x
+    return ev
+
+
 @numba.njit(cache=True, nogil=True)
 def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, k4n, offsets, colsum,
               factors, base, bias, nshift, rmode, policy, stream_bits, sparse, stream_events, status, status_ox):
@@ -257,14 +312,10 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     corr = np.empty((n_planes, co_n), dtype=np.int64)
     mul = np.empty(co_n, dtype=np.int64)
     add = np.empty(co_n, dtype=np.int64)
-    sp_rowptr, sp_pos_x, sp_pos_c, sp_gv, sp_qv, sp_slot, sp_steps, sp_wt, sp_iy_of, sp_inv_x = sparse
-    has_sparse = sp_rowptr.shape[0] > 0
-    n_slots = sp_steps.shape[0]
+    has_sparse = sparse[0].shape[0] > 0
     trow = np.empty((wo if has_sparse else 0, co_n), dtype=np.int64)
     tflat = trow.reshape(trow.size)
-    trow32 = np.empty((n_slots if has_sparse else 0, wo, co_n), dtype=np.int32)
-    t32flat = trow32.reshape(trow32.size)
-    row_n = wo * co_n
+    trow32 = np.empty((sparse[6].shape[0] if has_sparse else 0, wo, co_n), dtype=np.int32)
     # half_up / floor with saturate: (I + half) >> n in one loop, the rounding half folded into add
     fused = policy == OverflowPolicy.SATURATE and (rmode == RoundingMode.HALF_UP or rmode == RoundingMode.FLOOR)
     half = (np.int64(1) << (nshift - 1)) if (nshift > 0 and rmode == RoundingMode.HALF_UP) else np.int64(0)
@@ -278,22 +329,9 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
         ev = 0
         st = 0
         st_ox = -1
-        row_sparse = has_sparse and gemm_sparse_row_listed(sp_rowptr, sp_iy_of, oy)
-        if row_sparse and n_slots > 0:
-            trow32[:, :, :] = 0
-            gemm_sparse_row_slots(sp_rowptr, sp_pos_x, sp_pos_c, sp_qv, sp_slot, sp_wt, sp_iy_of, sp_inv_x, oy,
-                                  trow32)
-            d0 = sp_steps[0]
-            for i in range(row_n):
-                tflat[_u(i)] = d0 * np.int64(t32flat[_u(i)])
-            for sl in range(1, n_slots):
-                d = sp_steps[sl]
-                s32b = sl * row_n
-                for i in range(row_n):
-                    tflat[_u(i)] += d * np.int64(t32flat[_u(s32b + i)])
-        elif row_sparse:
-            trow[:, :] = 0
-            gemm_sparse_row_values(sp_rowptr, sp_pos_x, sp_pos_c, sp_gv, sp_wt, sp_iy_of, sp_inv_x, oy, trow)
+        row_sparse = has_sparse and gemm_sparse_row_listed(sparse[0], sparse[8], oy)
+        if row_sparse:
+            _tail_row(sparse, oy, trow, trow32)
         for ox0 in range(0, wo, mr):
             npix = min(mr, wo - ox0)
             a_off = oy * row_stride + ox0 * pix_stride
@@ -304,30 +342,9 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
                 c0 = j0 * LANES
                 nco = min(nrb * LANES, co_n - c0)
                 ldc = nrb * LANES
-                if fused and n_planes == 2:
-                    # the dominant plane (offsets folded in) and one more: one vector loop per pixel, the
-                    # same integers in the same grouping as the general loop below
-                    f1 = np.int64(factors[1])
-                    for r in range(npix):
-                        ob = (oy * wo + ox0 + r) * co_n + c0
-                        sb = r * ldc
-                        if row_sparse:
-                            tb = (ox0 + r) * co_n + c0
-                            for k in range(nco):
-                                ts = f1 * (np.int64(scratch[1, _u(sb + k)]) - corr[1, _u(c0 + k)]) + tflat[_u(tb + k)]
-                                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
-                                     + base[_u(c0 + k)] * ts) >> nshift
-                                x = min(max(t, st_lo), st_hi)
-                                ev += x != t
-                                oflat[_u(ob + k)] = x
-                        else:
-                            for k in range(nco):
-                                ts = f1 * (np.int64(scratch[1, _u(sb + k)]) - corr[1, _u(c0 + k)])
-                                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
-                                     + base[_u(c0 + k)] * ts) >> nshift
-                                x = min(max(t, st_lo), st_hi)
-                                ev += x != t
-                                oflat[_u(ob + k)] = x
+                if fused and n_planes == 2:  # the dominant plane (offsets folded in) and one more
+                    ev += _store_two_planes(scratch, ldc, npix, nco, oy, wo, ox0, co_n, c0, np.int64(factors[1]),
+                                            corr, mul, add, base, tflat, row_sparse, nshift, st_lo, st_hi, oflat)
                     continue
                 if fused and n_planes == 1:
                     # the common case in one vector loop per pixel, no temporaries: the same integers
