@@ -262,3 +262,44 @@ def test_real_size_multi_plane_error_policy_names_the_first_column(monkeypatch, 
                      numerics=num, padding=(1, 1), path=path)
         msgs.append(str(e.value))
     assert msgs[0] == msgs[1]
+
+
+@pytest.mark.parametrize("cb_name", sorted(CODEBOOKS))
+def test_folded_plane_and_sparse_values_sum_to_the_grid_values(cb_name):
+    """§5.6 folded offsets, per code: ``d_t·v_F + gval = G`` in a folded segment (``gval = d_s·q``
+    is the sparse pass's multiplicand), ``d_t·v_F = G − e_t`` in the dominant segment, ``v_F = 0``
+    elsewhere; and the worked example of arithmetic.md (d_t 698, e 88646, d 3388, q 2)."""
+    from intsim.ops.conv_paths import _plane_maps
+
+    cb = CODEBOOKS[cb_name]
+    seg_of, q_of, g_of = cb.code_table()
+    for t, seg_t in enumerate(cb.segments):
+        fp = _plane_maps(cb).get(f"F{t}")
+        if fp is None:
+            continue
+        v = fp.map.table(cb.num_codes) - fp.map.offset
+        for k in range(cb.num_codes):
+            s = int(seg_of[k])
+            if s == t:
+                assert seg_t.step * v[k] == g_of[k] - seg_t.origin
+            elif s in fp.folded:
+                assert seg_t.step * v[k] + fp.gval[k] == g_of[k]
+                assert fp.gval[k] == cb.segments[s].step * q_of[k]
+            else:
+                assert v[k] == 0 and fp.gval[k] == g_of[k]
+    # the worked example: IMDB1.c1's input codebook of the W8A8 default artifact
+    ex = dataclasses.replace(codebook_3_3(), segments=(Segment(-88646, 4522, -128, -1), Segment(0, 698, -127, 127),
+                                                       Segment(88646, 3388, 1, 128)))
+    fp = _plane_maps(ex)["F1"]
+    k = ex.bases[2] + 2 - 1  # (upper tail, q = 2)
+    assert ex.code_table()[2][k] == 95422
+    assert fp.map.table(ex.num_codes)[k] - fp.map.offset == 127 and fp.gval[k] == 3388 * 2
+    assert 698 * 127 + fp.gval[k] == 95422
+
+
+def test_folding_needs_a_common_multiple():
+    """No fold where ``e_s`` is not a multiple of the dominant step (codebook_3_3: 65536 = 7·9362 + 2)."""
+    from intsim.ops.conv_paths import _plane_maps
+
+    assert not any(k.startswith("F") for k in _plane_maps(codebook_3_3()))
+    assert "F1" in _plane_maps(codebook_folding())
