@@ -33,6 +33,7 @@ QDIR = Path(os.environ.get("INTSIM_QUALITY_DIR", ROOT / "results" / "quality"))
 DATA = Path(os.environ.get("INTSIM_DATA_ROOT", ROOT.parent / "shared"))
 BABY = DATA / "data" / "Set5" / "LR_bicubic" / "X4" / "babyx4.png"
 
+SPARSE_DEFAULT, INT8_DEFAULT = conv_fast.SPARSE_FRACTION, conv_fast.INT8_SPARSE_FRACTION
 MODES = [("half_up", "saturate"), ("half_even", "wrap"), ("half_away", "saturate"), ("floor", "wrap")]
 
 
@@ -55,8 +56,9 @@ def test_engine_equals_golden_on_default_artifacts(monkeypatch, bits, rounding, 
     art = _artifact(bits, rounding, overflow)
     img = np.ascontiguousarray(read_image(BABY, 3).pixels[40:88, 40:88])  # 48×48: the banded kernels run
     gold = run_golden(art, img)
-    for frac in (conv_fast.SPARSE_FRACTION, 0.0, 1.0):
-        monkeypatch.setattr(conv_fast, "SPARSE_FRACTION", frac)
+    for frac in (None, 0.0, 0.02, 1.0):  # None: the defaults
+        monkeypatch.setattr(conv_fast, "SPARSE_FRACTION", SPARSE_DEFAULT if frac is None else frac)
+        monkeypatch.setattr(conv_fast, "INT8_SPARSE_FRACTION", INT8_DEFAULT if frac is None else frac)
         full = engine.run(art, img, keep_tensors=True)
         for name, ref in gold.tensors.items():
             np.testing.assert_array_equal(full.tensors[name], ref, err_msg=f"{name} (sparse fraction {frac})")

@@ -230,6 +230,78 @@ def sparse_row(codes, rowptr, pos_x, pos_c, gval, wt, iy_of, inv_x, groups, oy, 
                     oflat[_u(ob + k)] += np.int64(wflat[_u(wb + k)]) * gv
 
 
+@numba.njit(cache=True, nogil=True)
+def sparse_values(codes, rowptr, pos_x, pos_c, gval, y0, y1, gv):
+    """``gv[e] = gval[code]`` of each listed element of input rows ``[y0, y1)`` (see
+    :func:`sparse_taps`): looked up once, not once per output row that reads it."""
+    for iy in range(y0, y1):
+        for e in range(rowptr[iy], rowptr[iy + 1]):
+            gv[e] = gval[codes[iy, pos_x[e], pos_c[e]]]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def sparse_row_values(rowptr, pos_x, pos_c, gv, wt, iy_of, inv_x, oy, orow):
+    """:func:`sparse_row` for groups = 1 with each element's multiplicand ``gv[e]`` listed
+    (:func:`sparse_values`): ``orow[ox, co] += Σ w·gv`` over the listed elements output row ``oy``
+    reads (the same int64 products and sums, in the same order). The weight row of tap
+    ``(ky, kx)`` and channel ``ci`` is at ``((ky·kw + kx)·Ci + ci)·Co``."""
+    kh = wt.shape[0]
+    kw = wt.shape[1]
+    cig = wt.shape[2]
+    co_n = wt.shape[3]
+    wflat = wt.reshape(wt.size)
+    oflat = orow.reshape(orow.size)
+    kx_stride = cig * co_n
+    for ky in range(kh):
+        iy = iy_of[oy, ky]
+        if iy < 0:
+            continue
+        for e in range(rowptr[iy], rowptr[iy + 1]):
+            ix = pos_x[e]
+            g = gv[e]
+            wb0 = (ky * kw * cig + pos_c[e]) * co_n
+            for kx in range(kw):
+                ox = inv_x[ix, kx]
+                if ox >= 0:
+                    wb = wb0 + kx * kx_stride
+                    ob = ox * co_n
+                    for k in range(co_n):
+                        oflat[_u(ob + k)] += np.int64(wflat[_u(wb + k)]) * g
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def sparse_row_slots(rowptr, pos_x, pos_c, qv, slot, wt, iy_of, inv_x, oy, orow):
+    """:func:`sparse_row_values` in int32: ``orow[slot[e], ox, co] += w·qv[e]`` with ``orow``
+    int32[n_slots, Wo, Co] (C-contiguous), one slot per sparse segment, whose sums the caller
+    scales by the segment's step ``d_s`` in int64. Sixteen lanes per vector instead of eight.
+    Exact when ``|qv| ≤ 255`` and ``255·max_co Σ|w| < 2^31`` (the int8 path's int32 rule, §5.6):
+    every partial sum of a slot is bounded by ``max|qv|·Σ|w|``."""
+    kh = wt.shape[0]
+    kw = wt.shape[1]
+    cig = wt.shape[2]
+    co_n = wt.shape[3]
+    wo = orow.shape[1]
+    wflat = wt.reshape(wt.size)
+    oflat = orow.reshape(orow.size)
+    kx_stride = cig * co_n
+    for ky in range(kh):
+        iy = iy_of[oy, ky]
+        if iy < 0:
+            continue
+        for e in range(rowptr[iy], rowptr[iy + 1]):
+            ix = pos_x[e]
+            q = np.int32(qv[e])
+            wb0 = (ky * kw * cig + pos_c[e]) * co_n
+            sb = slot[e] * wo
+            for kx in range(kw):
+                ox = inv_x[ix, kx]
+                if ox >= 0:
+                    wb = wb0 + kx * kx_stride
+                    ob = (sb + ox) * co_n
+                    for k in range(co_n):
+                        oflat[_u(ob + k)] += np.int32(wflat[_u(wb + k)]) * q
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def sparse_row_listed(rowptr, iy_of, oy):
     """True if output row ``oy`` reads an input row with listed (sparse) elements."""

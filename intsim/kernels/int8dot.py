@@ -47,8 +47,9 @@ from intsim.kernels.gemm import (
     _rescale_store,
     _u,
 )
-from intsim.kernels.gemm import sparse_row as gemm_sparse_row
 from intsim.kernels.gemm import sparse_row_listed as gemm_sparse_row_listed
+from intsim.kernels.gemm import sparse_row_slots as gemm_sparse_row_slots
+from intsim.kernels.gemm import sparse_row_values as gemm_sparse_row_values
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import RoundingMode
 
@@ -171,15 +172,16 @@ def pack_weights(w: np.ndarray, cin_pad: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, nogil=True)
-def offset_plane(codes, lo, hi, slope, add, pad_value, top, left, y0, y1, plane):
+def offset_plane(codes, lo, hi, slope, add, below, above, pad_value, top, left, y0, y1, plane):
     """Rows ``[y0, y1)`` of the padded uint8 plane ``plane[Hp, Wp, Cp]`` (a view of a flat buffer).
 
     ``plane[py, px, c] = v + o`` of the code ``k = codes[py − top, px − left, c]`` inside the
-    input, where ``v + o = slope·k + add`` for ``lo ≤ k < hi`` (the accumulator's segment)
-    and ``o`` (``pad_value``) for every other code; ``o`` at padding positions, 0 in
-    padded channels ``c ≥ C`` (their weights are 0). Every table of §5.6 has this form
-    (``P_s``: ``q + o`` is the code plus a constant; ``Q_s``: the indicator), and the
-    select vectorizes where a table gather would not.
+    input, where ``v + o = slope·k + add`` for ``lo ≤ k < hi`` (the accumulator's segment),
+    ``below`` for ``k < lo`` and ``above`` for ``k ≥ hi`` (``o``, i.e. ``v = 0``, unless the
+    plane carries folded offsets of the segments there, §5.6); ``o`` (``pad_value``) at
+    padding positions, 0 in padded channels ``c ≥ C`` (their weights are 0). Every table
+    of §5.6 has this form (``P_s``: ``q + o`` is the code plus a constant; ``Q_s``: the
+    indicator), and the selects vectorize where a table gather would not.
     """
     H = codes.shape[0]
     W = codes.shape[1]
@@ -194,7 +196,7 @@ def offset_plane(codes, lo, hi, slope, add, pad_value, top, left, y0, y1, plane)
                 for c in range(C):
                     k = np.int64(codes[iy, ix, c])
                     inside = (k >= lo) & (k < hi)
-                    plane[py, px, c] = np.uint8(slope * k + add if inside else pad_value)
+                    plane[py, px, c] = np.uint8(slope * k + add if inside else (below if k < lo else above))
             else:
                 for c in range(C):
                     plane[py, px, c] = pad_value
@@ -214,6 +216,61 @@ def _tile(nrb, mr, a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c):
         _tile_6x2(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)
     else:
         _tile_6x1(a, a_off, pix_stride, tapoffs, c4n, b, b_off, k4n, c)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _tail_row(sparse, oy, trow, trow32):
+    """``trow`` int64[Wo, Co] = the sparse tail elements' ``Σ w·G`` of output row ``oy`` (see
+    :func:`conv_rows`); ``trow32`` int32[n_slots, Wo, Co] the int32 form's scratch."""
+    rowptr, pos_x, pos_c, gv, qv, slot, steps, wt, iy_of, inv_x = sparse
+    n_slots = steps.shape[0]
+    tflat = trow.reshape(trow.size)
+    if n_slots == 0:
+        trow[:, :] = 0
+        gemm_sparse_row_values(rowptr, pos_x, pos_c, gv, wt, iy_of, inv_x, oy, trow)
+        return
+    trow32[:, :, :] = 0
+    gemm_sparse_row_slots(rowptr, pos_x, pos_c, qv, slot, wt, iy_of, inv_x, oy, trow32)
+    t32flat = trow32.reshape(trow32.size)
+    row_n = trow.size
+    d0 = steps[0]
+    for i in range(row_n):
+        tflat[_u(i)] = d0 * np.int64(t32flat[_u(i)])
+    for sl in range(1, n_slots):
+        d = steps[sl]
+        b = sl * row_n
+        for i in range(row_n):
+            tflat[_u(i)] += d * np.int64(t32flat[_u(b + i)])
+
+
+@numba.njit(cache=True, inline="always")
+def _store_two_planes(scratch, ldc, npix, nco, oy, wo, ox0, co_n, c0, f1, corr, mul, add, base, tflat, row_sparse,
+                      nshift, st_lo, st_hi, oflat):
+    """The fused epilogue (half_up / floor, saturate) of a tile with two planes: one vector loop per
+    pixel, the same integers in the same grouping as the general loop of :func:`conv_rows`;
+    returns the stream events."""
+    ev = 0
+    for r in range(npix):
+        ob = (oy * wo + ox0 + r) * co_n + c0
+        sb = r * ldc
+        if row_sparse:
+            tb = (ox0 + r) * co_n + c0
+            for k in range(nco):
+                ts = f1 * (np.int64(scratch[1, _u(sb + k)]) - corr[1, _u(c0 + k)]) + tflat[_u(tb + k)]
+                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
+                     + base[_u(c0 + k)] * ts) >> nshift
+                x = min(max(t, st_lo), st_hi)
+                ev += x != t
+                oflat[_u(ob + k)] = x
+        else:
+            for k in range(nco):
+                ts = f1 * (np.int64(scratch[1, _u(sb + k)]) - corr[1, _u(c0 + k)])
+                t = (mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]
+                     + base[_u(c0 + k)] * ts) >> nshift
+                x = min(max(t, st_lo), st_hi)
+                ev += x != t
+                oflat[_u(ob + k)] = x
+    return ev
 
 
 @numba.njit(cache=True, inline="always")
@@ -272,10 +329,12 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     For each tile of output pixels × channels all ``P`` int32 tiles are formed one after the
     other (they stay in cache) and combined in registers:
     ``I = base·(T + factors[0]·acc_0) + bias`` with ``T = Σ_{p≥1} factors[p]·acc_p`` plus the
-    sparse tail elements' ``Σ w·G`` of the row (``sparse``: the arguments of
-    :func:`intsim.kernels.gemm.sparse_row` after ``codes`` up to ``groups``, with ``codes``
-    first; an empty ``rowptr`` when there are none), formed per output row in a row-sized
-    scratch that stays in cache. Then ``X = OVF_stream(R(I, nshift))`` with the events,
+    sparse tail elements' ``Σ w·G`` of the row (``sparse``: ``(rowptr, pos_x, pos_c, gv, qv, slot,
+    steps, wt, iy_of, inv_x)``; an empty ``rowptr`` when there are none), formed per output row
+    in a row-sized scratch that stays in cache: with ``steps`` empty by
+    :func:`intsim.kernels.gemm.sparse_row_values` (``gv`` int64 per element), else by
+    :func:`intsim.kernels.gemm.sparse_row_slots` (``qv``, ``slot`` per element) into int32 sums
+    per slot, then ``Σ_slot steps[slot]·sum`` in int64. Then ``X = OVF_stream(R(I, nshift))`` with the events,
     status and first error column per row as :func:`intsim.kernels.gemm.finish_rows`
     reports them. ``out`` is written once (no partial sums in memory).
 
@@ -295,10 +354,10 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     scratch = np.empty((n_planes, MR_NARROW * 4 * LANES), dtype=np.int32)
     tmp = np.empty(4 * LANES, dtype=np.int64)
     tsum = np.empty(4 * LANES, dtype=np.int64)
-    sp_codes, sp_rowptr, sp_pos_x, sp_pos_c, sp_gval, sp_wt, sp_iy_of, sp_inv_x, sp_groups = sparse
-    has_sparse = sp_rowptr.shape[0] > 0
+    has_sparse = sparse[0].shape[0] > 0
     trow = np.empty((wo if has_sparse else 0, co_n), dtype=np.int64)
     tflat = trow.reshape(trow.size)
+    trow32 = np.empty((sparse[6].shape[0] if has_sparse else 0, wo, co_n), dtype=np.int32)
     # half_up / floor with saturate: (I + half) >> n in one loop, the rounding half folded into add
     corr, mul, add, fused = _rescale_constants(offsets, colsum, factors, base, bias, n_planes, co_n, nshift, rmode,
                                                policy)
@@ -307,11 +366,9 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
         ev = 0
         st = 0
         st_ox = -1
-        row_sparse = has_sparse and gemm_sparse_row_listed(sp_rowptr, sp_iy_of, oy)
+        row_sparse = has_sparse and gemm_sparse_row_listed(sparse[0], sparse[8], oy)
         if row_sparse:
-            trow[:, :] = 0
-            gemm_sparse_row(sp_codes, sp_rowptr, sp_pos_x, sp_pos_c, sp_gval, sp_wt, sp_iy_of, sp_inv_x, sp_groups,
-                            oy, trow)
+            _tail_row(sparse, oy, trow, trow32)
         for ox0 in range(0, wo, mr):
             npix = min(mr, wo - ox0)
             a_off = oy * row_stride + ox0 * pix_stride
@@ -322,6 +379,10 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
                 c0 = j0 * LANES
                 nco = min(nrb * LANES, co_n - c0)
                 ldc = nrb * LANES
+                if fused and n_planes == 2:  # the dominant plane (offsets folded in) and one more
+                    ev += _store_two_planes(scratch, ldc, npix, nco, oy, wo, ox0, co_n, c0, np.int64(factors[1]),
+                                            corr, mul, add, base, tflat, row_sparse, nshift, st_lo, st_hi, oflat)
+                    continue
                 if fused and n_planes == 1:
                     ev += _store_fused_one_plane(oflat, scratch[0], mul, add, base, tflat, row_sparse, oy * wo * co_n,
                                                  ox0, npix, co_n, c0, nco, ldc, nshift, st_lo, st_hi)

@@ -23,18 +23,25 @@ if TYPE_CHECKING:  # annotations only: conv_paths imports this module
 SPARSE_FRACTION = 0.05  # split: a non-dominant segment this rare goes through the sparse pass
 
 
+# The int8 path: a dense non-dominant segment costs one more uint8 plane through the VNNI tile
+# (its offset folded into the dominant plane, §5.6), the sparse pass costs per listed element.
+INT8_SPARSE_FRACTION = 0.025  # measured: 1.5–3.5 % within 1 % end to end on the default IMDN artifacts (docs/speed.md)
+
+
 GEMM_CHUNK_BYTES = 2 << 20  # band size of the patch matrix (bounds the extra memory of the GEMM path)
 
 
-def gemm_split_plan(codebook: Codebook, realization: str, seg_counts, can_sparse: bool = True):
+def gemm_split_plan(codebook: Codebook, realization: str, seg_counts, can_sparse: bool = True,
+                    fraction: float | None = None):
     """Which accumulators the GEMM forms and which segments go through the sparse pass.
 
     Returns ``(gemm_accs, sparse_segments)``: ``gemm_accs`` the accumulator names
     formed by GEMM (grid: ``['A']``; split: ``P_s`` and ``Q_s`` of every GEMM
     segment), ``sparse_segments`` the split segments handled by the sparse int64
     pass. split: the most populated segment is a GEMM segment; any other one is
-    sparse when it holds at most :data:`SPARSE_FRACTION` of the input elements.
+    sparse when it holds at most ``fraction`` (default :data:`SPARSE_FRACTION`) of the input elements.
     """
+    fraction = SPARSE_FRACTION if fraction is None else fraction
     if realization == "grid":
         return ["A"], []
     counts = [int(c) for c in seg_counts]
@@ -42,7 +49,7 @@ def gemm_split_plan(codebook: Codebook, realization: str, seg_counts, can_sparse
     top = int(np.argmax(counts)) if counts else 0
     gemm_segs, sparse = [], []
     for s in range(len(codebook.segments)):
-        if s != top and can_sparse and counts[s] <= SPARSE_FRACTION * total:
+        if s != top and can_sparse and counts[s] <= fraction * total:
             sparse.append(s)
         else:
             gemm_segs.append(s)
@@ -77,15 +84,16 @@ def segment_counts(codes, seg_of, n_segments, uy, ux):
     return weighted, row_counts
 
 
-def _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts):
+def _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts, gval=None):
     """The elements whose code is in one of ``sparse_segs``, listed row by row for the sparse
     pass (:func:`intsim.kernels.gemm.sparse_taps`): ``(rowptr, pos_x, pos_c, gval)``, or None
-    when there are none."""
+    when there are none. ``gval``: the multiplicand per code (default the grid values ``G``)."""
     sparse = [s for s in sparse_segs if row_counts[:, s].sum() > 0]
     if not sparse:
         return None
     H = codes.shape[0]
-    gval = np.ascontiguousarray(codebook.code_table()[2], dtype=np.int64)
+    if gval is None:
+        gval = np.ascontiguousarray(codebook.code_table()[2], dtype=np.int64)
     is_sparse = np.zeros(len(codebook.segments), dtype=bool)
     is_sparse[sparse] = True
     rowptr = np.zeros(H + 1, dtype=np.int64)
@@ -119,13 +127,56 @@ def _sparse_pass(codes, codebook, wt, groups, sparse_segs, seg_of, row_counts, i
 class Int8Plan:
     """What the int8 path runs (arithmetic.md §5.6): ``planes`` the :class:`PlaneMap` of each
     GEMM accumulator (split names, also for the grid realization); ``sparse_segs`` go
-    through the sparse pass; ``y_off``/``x_off``: input index = ``o·stride + k·dilation + off``.
+    through the sparse pass with ``gval`` (int64[num_codes], see
+    :class:`~intsim.ops.conv_paths.FoldedPlane`; None: the grid values ``G``); ``y_off``/``x_off``:
+    input index = ``o·stride + k·dilation + off``.
     """
 
     planes: list[PlaneMap]
     sparse_segs: list[int]
     y_off: int
     x_off: int
+    gval: np.ndarray | None = None
+    slots: tuple | None = None
+
+
+def int8_accumulators(codebook: Codebook, planes: dict, seg_counts, can_sparse: bool):
+    """``(names, sparse_segs, folded)`` of the int8 path: :func:`gemm_split_plan` with
+    :data:`INT8_SPARSE_FRACTION`, then, where the dominant segment ``t`` has a folded plane
+    ``F{t}`` (``planes``, :func:`intsim.ops.conv_paths._folded_map`), ``P_t`` replaced by it and
+    the folded segments' ``Q_s`` dropped (§5.6, folded offsets); ``folded`` that
+    :class:`~intsim.ops.conv_paths.FoldedPlane`, or None."""
+    names, sparse = gemm_split_plan(codebook, "split", seg_counts, can_sparse, INT8_SPARSE_FRACTION)
+    counts = [int(c) for c in seg_counts]
+    top = int(np.argmax(counts)) if counts else 0
+    folded = planes.get(f"F{top}")
+    if folded is None or f"P{top}" not in names:
+        return names, sparse, None
+    drop = {f"Q{s}" for s in folded.folded}
+    names = [f"F{top}" if nm == f"P{top}" else nm for nm in names if nm not in drop]
+    return names, sparse, folded
+
+
+def sparse_slots(codebook: Codebook, sparse_segs: list[int], folded) -> tuple | None:
+    """The int32 form of the sparse pass (:func:`intsim.kernels.gemm.sparse_row_slots`), or None
+    where it does not apply: ``(q per code int64[num_codes], slot per code int64[num_codes],
+    d_s per slot int64[n])``. Applies when every sparse segment's multiplicand is ``d_s·q`` (its
+    offset folded into the dominant plane, or ``e_s = 0``) with ``|q| ≤ 255``, so its int32 sums
+    are exact by the int8 path's rule (§5.6)."""
+    if not sparse_segs:
+        return None
+    seg_of, q_of, _ = codebook.code_table()
+    done = set(folded.folded) if folded is not None else set()
+    qtab = np.zeros(codebook.num_codes, dtype=np.int64)
+    slot = np.zeros(codebook.num_codes, dtype=np.int64)
+    for i, s in enumerate(sparse_segs):
+        seg = codebook.segments[s]
+        if not (s in done or seg.origin == 0) or max(abs(seg.qmin), abs(seg.qmax)) > KI.OFFSET_MAX:
+            return None
+        in_s = seg_of == s
+        qtab[in_s] = q_of[in_s]
+        slot[in_s] = i
+    return qtab, slot, np.array([codebook.segments[s].step for s in sparse_segs], dtype=np.int64)
 
 
 def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse: bool,
@@ -141,10 +192,13 @@ def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse:
         return consts.int8
     if taps.y_off is None or taps.x_off is None:
         return "the int8 path runs conv2d only (tap tables of a strided convolution), not the transposed conv"
-    names, sparse = gemm_split_plan(codebook, "split", seg_counts, can_sparse)
-    maps = [consts.planes[nm] for nm in names]
+    names, sparse, folded = int8_accumulators(codebook, consts.planes, seg_counts, can_sparse)
+    maps = [consts.planes[nm].map if nm[0] == "F" else consts.planes[nm] for nm in names]
     refused = [m for m in maps if isinstance(m, str)]
-    return refused[0] if refused else Int8Plan(maps, sparse, taps.y_off, taps.x_off)
+    if refused:
+        return refused[0]
+    return Int8Plan(maps, sparse, taps.y_off, taps.x_off, None if folded is None else folded.gval,
+                    sparse_slots(codebook, sparse, folded))
 
 
 def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode,
@@ -162,11 +216,26 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     out = np.empty((ho, wo, co_n), dtype=np.int64)
     if ho == 0 or wo == 0:
         return out
-    lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts)
+    lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts, plan.gval)
+    empty = np.zeros(0, np.int64)
+    qv, slot, steps = np.zeros(0, np.int32), empty, empty
     if lists is None:
-        lists = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    sparse = (codes, lists[0], lists[1], lists[2], lists[3], consts.int8.hwio, iy_of,
-              inv_x if inv_x is not None else np.zeros((0, 0), np.int64), 1)
+        rowptr = pos_x = pos_c = gv = empty
+    else:
+        rowptr, pos_x, pos_c, gval = lists
+        bands = KP.bands(codes.shape[0], min_rows=8)
+        if plan.slots is None:
+            gv = np.empty(pos_x.shape[0], dtype=np.int64)  # each element's multiplicand, looked up once
+            KP.run_bands(lambda lo, hi: KG.sparse_values(codes, rowptr, pos_x, pos_c, gval, lo, hi, gv), bands)
+        else:  # the int32 form: each element's q and slot (its segment's step d_s is applied per row)
+            gv = empty
+            qtab, slottab, steps = plan.slots
+            qv = np.empty(pos_x.shape[0], dtype=np.int32)
+            slot = np.empty(pos_x.shape[0], dtype=np.int64)
+            KP.run_bands(lambda lo, hi: (KG.sparse_values(codes, rowptr, pos_x, pos_c, qtab, lo, hi, qv),
+                                         KG.sparse_values(codes, rowptr, pos_x, pos_c, slottab, lo, hi, slot)), bands)
+    sparse = (rowptr, pos_x, pos_c, gv, qv, slot, steps, consts.int8.hwio, iy_of,
+              inv_x if inv_x is not None else np.zeros((0, 0), np.int64))
     sh, sw, dh, dw = geometry
     cp = consts.int8.cin_pad
     hp = (ho - 1) * sh + (kh - 1) * dh + 1
@@ -180,8 +249,8 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     for i, m in enumerate(plan.planes):
         plane = planes[i, :size].reshape(hp, wp, cp)
         KP.run_bands(lambda lo, hi, m=m, plane=plane:
-                     KI.offset_plane(codes, m.lo, m.hi, m.slope, m.add, m.offset, -plan.y_off, -plan.x_off, lo, hi,
-                                     plane),
+                     KI.offset_plane(codes, m.lo, m.hi, m.slope, m.add, *m.fill, m.offset, -plan.y_off, -plan.x_off,
+                                     lo, hi, plane),
                      KP.bands(hp, min_rows=8))
     offsets = np.array([m.offset for m in plan.planes], dtype=np.int64)
     factors = np.array([m.factor for m in plan.planes], dtype=np.int64)

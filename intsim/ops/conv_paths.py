@@ -23,7 +23,10 @@ Execution paths (docs/arithmetic.md), chosen per call by :func:`select_conv_path
   implicit GEMM of offset uint8 planes with int8 weights in int32
   (:mod:`intsim.kernels.int8dot`), when every plane fits a byte after its
   offset, the weights fit int8 and ``255·Σ|w| < 2^31`` (§5.6); conv2d with
-  groups 1 only. The sparse pass and the rescale as above, fused per tile.
+  groups 1 only. The sparse pass and the rescale as above, fused per tile. The tails'
+  offset accumulators ``Q_s`` fold into the dominant plane where ``e_s = c_s·d_t``
+  (§5.6, folded offsets: every two-region codebook), so a dense tail costs one plane,
+  and a tail is sparse up to :data:`~intsim.ops.conv_fast.INT8_SPARSE_FRACTION`.
 
 ``auto`` (default) takes int8 if it applies, else gemm32 if exact, else gemm64
 if exact, else the reference. The environment variable ``INTSIM_CONV_PATH``
@@ -165,7 +168,8 @@ class ConvConstants:
     ``ordered`` and ``worst`` (``{accumulator: W_j}``) the §5.4 analysis; ``int8``
     the packed weights, or why the weights rule the int8 path out (§5.6);
     ``planes`` per split accumulator name its :class:`PlaneMap`, or why its
-    multiplicands do not fit a byte.
+    multiplicands do not fit a byte, and ``F{t}`` the :class:`FoldedPlane` of segment ``t``
+    where other segments' offsets fold into it.
     """
 
     weight: np.ndarray
@@ -202,8 +206,9 @@ def _int8_weights(w: np.ndarray, groups: int, transposed: bool) -> Int8Weights |
 @dataclass(frozen=True)
 class PlaneMap:
     """One GEMM accumulator's plane on the int8 path (§5.6): code ``k`` holds ``v + o``, which is
-    ``slope·k + add`` for ``lo ≤ k < hi`` (its segment's codes) and ``o`` otherwise; ``factor``
-    is ``f_j`` (``d_s`` for ``P_s``, ``e_s`` for ``Q_s``)."""
+    ``slope·k + add`` for ``lo ≤ k < hi`` (its segment's codes), ``below`` for ``k < lo`` and
+    ``above`` for ``k ≥ hi`` (both ``o`` unless the plane carries folded offsets, :func:`_folded_map`);
+    ``factor`` is ``f_j`` (``d_s`` for ``P_s``, ``e_s`` for ``Q_s``)."""
 
     lo: int
     hi: int
@@ -211,11 +216,74 @@ class PlaneMap:
     add: int
     offset: int
     factor: int
+    below: int | None = None  # None: the offset
+    above: int | None = None
+
+    @property
+    def fill(self) -> tuple[int, int]:
+        """``(below, above)``: ``v + o`` of the codes below / above the segment."""
+        return (self.offset if self.below is None else self.below,
+                self.offset if self.above is None else self.above)
 
     def table(self, num_codes: int) -> np.ndarray:
         """``v + o`` of every flat code, int64[num_codes] (the definition the kernel implements)."""
         k = np.arange(num_codes, dtype=np.int64)
-        return np.where((k >= self.lo) & (k < self.hi), self.slope * k + self.add, self.offset)
+        below, above = self.fill
+        return np.where(k < self.lo, below, np.where(k >= self.hi, above, self.slope * k + self.add))
+
+
+@dataclass(frozen=True)
+class FoldedPlane:
+    """``P_t`` with the offset accumulators of other segments folded in (§5.6, folded offsets):
+    ``map`` the plane (``v = q`` in segment ``t``, ``c_s = e_s / d_t`` in each folded segment
+    ``s``, 0 elsewhere), ``folded`` those segments, ``gval`` int64[num_codes] the sparse pass's
+    multiplicand per code: ``G − e_s`` in a folded segment (its ``e_s`` part is in the plane),
+    ``G`` elsewhere."""
+
+    map: PlaneMap
+    folded: tuple[int, ...]
+    gval: np.ndarray
+
+
+def _folded_map(codebook: Codebook, t: int) -> FoldedPlane | None:
+    """The :class:`FoldedPlane` of segment ``t``, or None when no ``Q_s`` folds into it.
+
+    ``Q_s`` (``e_s ≠ 0``, ``s ≠ t``) folds when ``e_s = c_s·d_t`` for an integer ``c_s``:
+    ``e_s·Σ_{taps in s} w = d_t·Σ_{taps in s} w·c_s``. Flat codes are ascending by segment, so
+    the segments below ``t`` share one plane value and those above another: a side folds
+    when all its segments have ``e_s ≠ 0`` and the same ``c_s``, and the plane's values fit a
+    byte after the offset (§5.6, offset bytes)."""
+    segs = codebook.segments
+    seg_t = segs[t]
+    if seg_t.step == 0:
+        return None
+    sides = []
+    for side in (range(0, t), range(t + 1, len(segs))):
+        cs = {segs[s].origin // seg_t.step if segs[s].origin % seg_t.step == 0 else None for s in side}
+        ok = len(side) > 0 and None not in cs and len(cs) == 1 and all(segs[s].origin != 0 for s in side)
+        sides.append((cs.pop() if ok else 0, list(side) if ok else []))
+    folded = sides[0][1] + sides[1][1]
+    if not folded:
+        return None
+    qmax_t = seg_t.qmin + seg_t.count - 1
+    if max(abs(sides[0][0]), abs(sides[1][0])) > max(abs(seg_t.qmin), abs(qmax_t)):
+        return None  # keep P_t's bound on |v| (the rescale's int64 envelope, kernels.int8dot.conv_rows)
+    o = -min(seg_t.qmin, sides[0][0], sides[1][0], 0)
+    if max(qmax_t, sides[0][0], sides[1][0], 0) + o > KI.OFFSET_MAX:
+        return None
+    lo = codebook.bases[t]
+    m = PlaneMap(lo, lo + seg_t.count, 1, seg_t.qmin - lo + o, o, int(seg_t.step),
+                 below=sides[0][0] + o, above=sides[1][0] + o)
+    seg_of, q_of, g_of = codebook.code_table()
+    in_t = seg_of == t
+    fold_of = np.zeros(codebook.num_codes, dtype=np.int64)
+    gval = np.asarray(g_of, dtype=np.int64).copy()
+    for s in folded:
+        fold_of[seg_of == s] = segs[s].origin // seg_t.step
+        gval[seg_of == s] -= segs[s].origin
+    if not np.array_equal(m.table(codebook.num_codes), np.where(in_t, q_of, fold_of) + o):
+        raise AssertionError(f"folded plane of segment {t} disagrees with the code table")  # a bug, not bad input
+    return FoldedPlane(m, tuple(folded), gval)
 
 
 def _plane_maps(codebook: Codebook) -> dict:
@@ -223,6 +291,7 @@ def _plane_maps(codebook: Codebook) -> dict:
 
     ``P_s``: ``v = q = k − base_s + qmin_s`` in segment ``s``, 0 elsewhere; ``Q_s``: the
     segment's indicator. ``o = −min(V ∪ {0})``; the map is checked against ``code_table``.
+    ``F{t}``: the :class:`FoldedPlane` of segment ``t`` (:func:`_folded_map`), where one exists.
     """
     seg_of, q_of, _ = codebook.code_table()
     out = {}
@@ -240,6 +309,9 @@ def _plane_maps(codebook: Codebook) -> dict:
             if not np.array_equal(m.table(codebook.num_codes), v + o):
                 raise AssertionError(f"plane map of {nm} disagrees with the code table")  # a bug, not bad input
             out[nm] = m
+        folded = _folded_map(codebook, s)
+        if folded is not None:
+            out[f"F{s}"] = folded
     return out
 
 

@@ -11,6 +11,8 @@ the kernels; ``auto`` then takes the float GEMM paths.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -30,9 +32,27 @@ pytestmark = pytest.mark.skipif(not KI.available(), reason="the CPU lacks AVX-51
 WIDE = Numerics(acc_bits=48, stream_bits=48)  # every op unordered, no stream overflow
 
 
+def codebook_folding() -> Codebook:
+    """codebook_3_3 with the tails' origins at the dense region's edge, ``e_s = ±7·d_dense``, as the
+    default calibration's codebooks have them: both ``Q_s`` fold into the dense plane (§5.6)."""
+    cb = codebook_3_3()
+    neg, dense, pos = cb.segments
+    return dataclasses.replace(cb, segments=(dataclasses.replace(neg, origin=-7 * dense.step), dense,
+                                             dataclasses.replace(pos, origin=7 * dense.step)))
+
+
+def codebook_folding_relu() -> Codebook:
+    """Two segments, ``q ∈ [0, 255]`` then a tail at ``e = 255·d``: the folded value is the byte's top."""
+    cb = make_codebook("relu2r", 8, 16, "split")
+    dense, tail = cb.segments
+    return dataclasses.replace(cb, segments=(dense, dataclasses.replace(tail, origin=255 * dense.step)))
+
+
 def _codebooks() -> dict[str, Codebook]:
     return {
         "3_3": codebook_3_3(),  # three segments, tails with origin ≠ 0 (Q accumulators)
+        "fold_3_3": codebook_folding(),  # the tails' Q accumulators folded into the dense plane
+        "fold_relu_8": codebook_folding_relu(),
         "u8": make_codebook("uniform", 8, 16, "split"),  # q ∈ [−128, 127]: the full byte after the offset
         "u8_unsigned": make_codebook("uniform", 8, 16, "split", signed=False),  # q ∈ [0, 255]
         "signed2r_4": make_codebook("signed2r", 4, 16, "split"),
@@ -182,17 +202,43 @@ def test_pack_weights_layout():
     np.testing.assert_array_equal(colsum, w.reshape(19, -1).astype(np.int64).sum(axis=1))
 
 
-@pytest.mark.parametrize("sparse_fraction", [0.0, 1.0])  # the tails as dense planes (3 planes per tile) / sparse
+def _force_sparse_fraction(monkeypatch, fraction):
+    """Every fast path's sparse threshold (the float GEMM paths' and the int8 path's)."""
+    monkeypatch.setattr(conv_fast, "SPARSE_FRACTION", fraction)
+    monkeypatch.setattr(conv_fast, "INT8_SPARSE_FRACTION", fraction)
+
+
+def _asymmetric_tail_codes(rng, cb, shape, neg, pos):
+    """Codes of a three-segment ``cb``: fraction ``neg`` in the lower tail, ``pos`` in the upper one."""
+    lo, mid, hi = cb.bases
+    u = rng.random(shape)
+    codes = rng.integers(mid, hi, size=shape)
+    codes = np.where(u < neg, rng.integers(lo, mid, size=shape), codes)
+    codes = np.where(u > 1 - pos, rng.integers(hi, cb.num_codes, size=shape), codes)
+    return codes.astype(np.int64)
+
+
+@pytest.mark.parametrize("cb_name,sparse_fraction,planes", [
+    ("3_3", 0.0, 5), ("3_3", 1.0, 1),  # P, Q of both tails as planes / the tails listed sparse
+    ("fold_3_3", 0.0, 3), ("fold_3_3", 0.03, 2), ("fold_3_3", 1.0, 1),  # folded: 3 planes, 2 + sparse, 1 + sparse
+])
 @pytest.mark.parametrize("rounding", ["half_up", "half_away", "half_even", "floor"])
 @pytest.mark.parametrize("overflow", ["saturate", "wrap"])
-def test_real_size_multi_plane_tiles(monkeypatch, sparse_fraction, rounding, overflow):
-    """IMDN's body conv size (128×128×48 → 64, k3) with ~9 % outer codes, as a default two-region
-    calibration gives: every plane's tile combined in registers (or the tails listed sparse)
-    equals the reference kernel, with a narrow stream so the policies and roundings act."""
-    monkeypatch.setattr(conv_fast, "SPARSE_FRACTION", sparse_fraction)
-    cb = codebook_3_3()
+def test_real_size_multi_plane_tiles(monkeypatch, cb_name, sparse_fraction, planes, rounding, overflow):
+    """IMDN's body conv size (128×128×48 → 64, k3) with ~7 % outer codes (1 % below, 6 % above),
+    as a default two-region calibration gives: every plane's tile combined in registers (or the
+    tails listed sparse; with folded offsets, one tail a plane and the other sparse) equals the
+    reference kernel, with a narrow stream so the policies and roundings act."""
+    _force_sparse_fraction(monkeypatch, sparse_fraction)
+    cb = CODEBOOKS[cb_name]
     rng = np.random.default_rng(24)
-    codes = _codes(rng, cb, (128, 128, 48), 0.09)
+    codes = _asymmetric_tail_codes(rng, cb, (128, 128, 48), 0.01, 0.06)
+    counts = np.bincount(np.searchsorted(cb.bases, codes.ravel(), side="right") - 1, minlength=3)
+    consts = C.conv_constants(np.zeros((64, 3, 3, 48), np.int8), np.ones(64, np.int64), cb, WIDE)
+    names, sparse, folded = conv_fast.int8_accumulators(cb, consts.planes, counts, True)
+    assert len(names) == planes and (cb_name == "3_3") == ("F1" not in names)
+    # folded tails listed sparse go through the int32 form of the sparse pass; unfolded ones (e_s ≠ 0) in int64
+    assert (conv_fast.sparse_slots(cb, sparse, folded) is not None) == (cb_name == "fold_3_3" and bool(sparse))
     w = rng.integers(-128, 128, size=(64, 3, 3, 48)).astype(np.int8)
     num = Numerics(acc_bits=40, stream_bits=20, rounding=rounding, overflow=overflow)
     ref, got = _both(codes, cb, w, dict(padding=(1, 1)), num=num, rng=rng)
@@ -200,9 +246,10 @@ def test_real_size_multi_plane_tiles(monkeypatch, sparse_fraction, rounding, ove
     assert ref[1]["stream_overflow"] > 0  # the policy acted somewhere
 
 
-def test_real_size_multi_plane_error_policy_names_the_first_column(monkeypatch):
-    monkeypatch.setattr(conv_fast, "SPARSE_FRACTION", 0.0)
-    cb = codebook_3_3()
+@pytest.mark.parametrize("cb_name", ["3_3", "fold_3_3"])
+def test_real_size_multi_plane_error_policy_names_the_first_column(monkeypatch, cb_name):
+    _force_sparse_fraction(monkeypatch, 0.0)
+    cb = CODEBOOKS[cb_name]
     rng = np.random.default_rng(25)
     codes = _codes(rng, cb, (64, 64, 48), 0.09)
     w = rng.integers(-128, 128, size=(64, 3, 3, 48)).astype(np.int8)
@@ -215,3 +262,44 @@ def test_real_size_multi_plane_error_policy_names_the_first_column(monkeypatch):
                      numerics=num, padding=(1, 1), path=path)
         msgs.append(str(e.value))
     assert msgs[0] == msgs[1]
+
+
+@pytest.mark.parametrize("cb_name", sorted(CODEBOOKS))
+def test_folded_plane_and_sparse_values_sum_to_the_grid_values(cb_name):
+    """§5.6 folded offsets, per code: ``d_t·v_F + gval = G`` in a folded segment (``gval = d_s·q``
+    is the sparse pass's multiplicand), ``d_t·v_F = G − e_t`` in the dominant segment, ``v_F = 0``
+    elsewhere; and the worked example of arithmetic.md (d_t 698, e 88646, d 3388, q 2)."""
+    from intsim.ops.conv_paths import _plane_maps
+
+    cb = CODEBOOKS[cb_name]
+    seg_of, q_of, g_of = cb.code_table()
+    for t, seg_t in enumerate(cb.segments):
+        fp = _plane_maps(cb).get(f"F{t}")
+        if fp is None:
+            continue
+        v = fp.map.table(cb.num_codes) - fp.map.offset
+        for k in range(cb.num_codes):
+            s = int(seg_of[k])
+            if s == t:
+                assert seg_t.step * v[k] == g_of[k] - seg_t.origin
+            elif s in fp.folded:
+                assert seg_t.step * v[k] + fp.gval[k] == g_of[k]
+                assert fp.gval[k] == cb.segments[s].step * q_of[k]
+            else:
+                assert v[k] == 0 and fp.gval[k] == g_of[k]
+    # the worked example: IMDB1.c1's input codebook of the W8A8 default artifact
+    ex = dataclasses.replace(codebook_3_3(), segments=(Segment(-88646, 4522, -128, -1), Segment(0, 698, -127, 127),
+                                                       Segment(88646, 3388, 1, 128)))
+    fp = _plane_maps(ex)["F1"]
+    k = ex.bases[2] + 2 - 1  # (upper tail, q = 2)
+    assert ex.code_table()[2][k] == 95422
+    assert fp.map.table(ex.num_codes)[k] - fp.map.offset == 127 and fp.gval[k] == 3388 * 2
+    assert 698 * 127 + fp.gval[k] == 95422
+
+
+def test_folding_needs_a_common_multiple():
+    """No fold where ``e_s`` is not a multiple of the dominant step (codebook_3_3: 65536 = 7·9362 + 2)."""
+    from intsim.ops.conv_paths import _plane_maps
+
+    assert not any(k.startswith("F") for k in _plane_maps(codebook_3_3()))
+    assert "F1" in _plane_maps(codebook_folding())
