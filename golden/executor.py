@@ -143,6 +143,8 @@ def _run_op(ctx: OpContext, ins: list) -> list:
         if value.shape[2] != spec.channels:
             raise GoldenError(f"op {op.name}: output {name!r} has {value.shape[2]} channels, "
                               f"the graph declares {spec.channels}")
+    if op.op == "split":  # channel views: each consumer reads or copies them as it needs (a concat part, a
+        return list(outs)  # conv's padded copy, an encoder's flattening), so no copy here
     return [v.contiguous() for v in outs]
 
 

@@ -90,7 +90,7 @@ def encode(ctx: OpContext, X: torch.Tensor) -> torch.Tensor:
     lo, hi = extremes(X)
     pieces = _pieces(ctx, cb)
     if pieces is not None and lo >= pieces.lo and hi <= pieces.hi:
-        codes, sat = pieces.lookup(X)
+        codes, sat = pieces.lookup(X, int(lo), int(hi))
         ctx.events["saturations"] += sat
         return codes
     reach = max(max(abs(lo - float(e.center)), abs(hi - float(e.center))) for e in cb.encoder)
@@ -145,15 +145,15 @@ def _flat(cb, tables, q: torch.Tensor, s) -> torch.Tensor:
 
 
 def _tables(ctx: OpContext, cb) -> CodeTables:
-    if "tables" not in ctx.cache:  # per op, once for all bands
-        ctx.cache["tables"] = code_tables(cb)
-    return ctx.cache["tables"]
+    if "tables" not in ctx.const:  # per op, once per artifact
+        ctx.const["tables"] = code_tables(cb)
+    return ctx.const["tables"]
 
 
 def _pieces(ctx: OpContext, cb):
     """The encoder as verified pieces over the whole stream range (:mod:`golden.ops.encode_pieces`), once per
-    op; None where the real form is not exact over that range or the pieces are not proven."""
-    if "pieces" not in ctx.cache:
+    op and artifact; None where the real form is not exact over that range or the pieces are not proven."""
+    if "pieces" not in ctx.const:
         tables = _tables(ctx, cb)
         lo, hi = (int(v) for v in signed_bounds(int(ctx.numerics.stream_bits)))
         reach = max(max(abs(lo - int(e.center)), abs(hi - int(e.center))) for e in cb.encoder)
@@ -166,8 +166,8 @@ def _pieces(ctx: OpContext, cb):
                 return seg, t, _flat(cb, tables, q.clone(), s)
 
             pieces = encode_pieces.build(form, cb, lo, hi, ctx.numerics.rounding)
-        ctx.cache["pieces"] = pieces
-    return ctx.cache["pieces"]
+        ctx.const["pieces"] = pieces
+    return ctx.const["pieces"]
 
 
 def _encode_values(ctx: OpContext, cb, X: torch.Tensor, lo: float, hi: float):

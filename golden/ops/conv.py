@@ -206,17 +206,17 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     g = ctx.cache["geometry"][1]
     a, b = ctx.band if ctx.band is not None else (0, g["Ho"])  # output rows of this call
     Co = weight.shape[0]
-    if "wb" not in ctx.cache:
-        ctx.cache["wb"] = (ctx.array("w_mant").astype(np.int64), ctx.array("bias").astype(np.int64))
-    w_mant, bias = ctx.cache["wb"]
+    if "wb" not in ctx.const:
+        ctx.const["wb"] = (ctx.array("w_mant").astype(np.int64), ctx.array("bias").astype(np.int64))
+    w_mant, bias = ctx.const["wb"]
     if w_mant.shape != (Co,) or bias.shape != (Co,):
         raise GoldenError(f"{ctx.where()}: w_mant and bias must have shape [{Co}]")
     n = k_w + unit_e - f_o  # shift of the integer form (§5.2)
     if not 0 <= n <= 62:
         raise GoldenError(f"{ctx.where()}: shift n = k_w + unit_e − f_o = {n} is outside [0, 62]")
-    if "tables" not in ctx.cache:  # per op, once for all bands
-        ctx.cache["tables"] = code_tables(cb)
-    tables = ctx.cache["tables"]
+    if "tables" not in ctx.const:  # per op, once per artifact
+        ctx.const["tables"] = code_tables(cb)
+    tables = ctx.const["tables"]
     if codes.numel() and not _from_encoder(ctx):  # an encoder's codes are in range by its clamp (§3.4)
         lo, hi = extremes(codes)
         if lo < 0 or hi >= tables.n:
@@ -224,17 +224,19 @@ def conv(ctx: OpContext, codes: torch.Tensor, transposed: bool) -> torch.Tensor:
     if ctx.cache.get("rx", (None,))[0] != W:
         ctx.cache["rx"] = (W, axis_taps(0, g["Wo"], W, g["kw"], g["sw"], g["pw"], g["dw"], transposed))
     rx = ctx.cache["rx"][1]
-    if "ordered" not in ctx.cache:  # per op, once for all bands
-        ctx.cache["ordered"] = ctx.force_ordered or can_overflow(weight, cb, ctx.numerics.realization,
+    if "ordered" not in ctx.const:  # per op, once per artifact
+        ctx.const["ordered"] = ctx.force_ordered or can_overflow(weight, cb, ctx.numerics.realization,
                                                                  int(ctx.numerics.acc_bits))
-    ordered = ctx.cache["ordered"]
+    ordered = ctx.const["ordered"]
     if ordered:
         ry = axis_taps(a, b, H, g["kh"], g["sh"], g["ph"], g["dh"], transposed)
         P = padded(codes, y0, ry[0], rx[0], -1, dtype=torch.int64)
         v = ordered_band(ctx, tap_views(P, ry, rx, b - a, g["Wo"]), cb, tables, weight, w_mant, bias, g, k_w)
         return ctx.store(v * pow2(f_o), out_name, n)
     consts = _gemm_constants(ctx, weight, w_mant, bias, tables, unit_m, g["groups"])
-    grid0 = ctx.cache.setdefault("grid0", torch.cat([tables.grid.to(F64), torch.zeros(1, dtype=F64)]))
+    if "grid0" not in ctx.const:
+        ctx.const["grid0"] = torch.cat([tables.grid.to(F64), torch.zeros(1, dtype=F64)])
+    grid0 = ctx.const["grid0"]
 
     def G(rows, cols):  # grid values of the padded input: codes padded with code N (grid0[N] = 0)
         P = padded(codes, y0, rows, cols, tables.n, dtype=torch.int32)  # int32 indices: half the traffic
@@ -341,9 +343,9 @@ def _gemm_constants(ctx: OpContext, weight: np.ndarray, w_mant: np.ndarray, bias
                     groups: int):
     """The weight matrix, per-channel scale ``m_w·unit_m``, bias ``B``, the bound on ``|I|`` and the packing
     shift (:func:`pack_shift`, None: not packed); refuses an op outside the envelope (see the module
-    docstring). Cached on the context: a banded run calls it per band."""
-    if ctx.cache.get("gemm") is not None:
-        return ctx.cache["gemm"]
+    docstring). Kept in the op's constants (``ctx.const``): computed once per artifact."""
+    if ctx.const.get("gemm") is not None:
+        return ctx.const["gemm"]
     Co = weight.shape[0]
     max_g = int(tables.grid.abs().max())
     w = weight.astype(np.int64)
@@ -368,5 +370,5 @@ def _gemm_constants(ctx: OpContext, weight: np.ndarray, w_mant: np.ndarray, bias
         mats = wf.reshape(groups, cog, -1).transpose(1, 2).contiguous()  # [g, taps·Ci/g, Co/g]
     scale = torch.tensor([float(int(m) * unit_m) for m in w_mant], dtype=F64)
     B = torch.from_numpy(bias.astype(np.float64))
-    ctx.cache["gemm"] = (mats, scale, B, float(bound), S)
-    return ctx.cache["gemm"]
+    ctx.const["gemm"] = (mats, scale, B, float(bound), S)
+    return ctx.const["gemm"]

@@ -24,6 +24,7 @@ evaluated as one gather, one add and a floor (:meth:`EncoderPieces.lookup`), the
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 
@@ -48,9 +49,20 @@ class EncoderPieces:
     code: torch.Tensor  # float64[pieces]: flat code of each piece
     sat: torch.Tensor  # float64[pieces]: 1 where the piece is saturated (clamped), else 0
     any_sat: bool  # some piece is saturated
+    starts: tuple[int, ...]  # first integer of each piece (ascending; starts[0] = lo)
 
-    def lookup(self, X: torch.Tensor) -> tuple[torch.Tensor, int]:
+    def saturates(self, x_lo: int, x_hi: int) -> bool:
+        """True when a saturated piece meets ``[x_lo, x_hi]`` (a sub-range of ``[lo, hi]``)."""
+        if not self.any_sat:
+            return False
+        p0, p1 = bisect.bisect_right(self.starts, x_lo) - 1, bisect.bisect_right(self.starts, x_hi) - 1
+        return bool(self.sat[p0:p1 + 1].any())
+
+    def lookup(self, X: torch.Tensor, x_lo: int | None = None, x_hi: int | None = None) -> tuple[torch.Tensor, int]:
         """(flat codes as float64, saturated element count) of stream integers ``X`` within ``[lo, hi]``.
+
+        ``x_lo``, ``x_hi``: the extremes of ``X`` when known; the saturation count (one more gather and
+        sum) is skipped when no saturated piece meets them (the count is then 0).
 
         ``piece = first[j] + [X ≥ start[j]]`` (``start[j]``: the piece start inside bucket ``j``, else the
         next bucket's first integer) is ``⌊base[j] + X·2^-(m+1)⌋ = ⌊first[j] + 1 + (X − start[j])·2^-(m+1)⌋``:
@@ -61,6 +73,7 @@ class EncoderPieces:
         384-channel concat: 16 MiB of float64) would otherwise take fresh pages for every temporary, and
         the page faults cost more than the arithmetic."""
         x = X.reshape(-1)
+        count_sat = self.any_sat if x_lo is None or x_hi is None else self.saturates(int(x_lo), int(x_hi))
         out = torch.empty(x.shape, dtype=F64)
         c = min(CHUNK, x.numel())
         f, j, g = torch.empty(c, dtype=F64), torch.empty(c, dtype=torch.int32), torch.empty(c, dtype=F64)
@@ -73,8 +86,9 @@ class EncoderPieces:
             # conversion's truncation is the floor; so is the piece's (its value is at least ½)
             js.copy_(torch.mul(xs, math.ldexp(1.0, -self.m), out=fs).add_(-self.lo * math.ldexp(1.0, -self.m)))
             torch.index_select(self.base, 0, js, out=gs)
-            js.copy_(torch.mul(xs, math.ldexp(1.0, -(self.m + 1)), out=fs).add_(gs))  # the piece of each element
-            if self.any_sat:
+            # the piece of each element: base[j] + X·2^-(m+1) in one pass (the product is exact, so is the sum)
+            js.copy_(torch.add(gs, xs, alpha=math.ldexp(1.0, -(self.m + 1)), out=fs))
+            if count_sat:
                 sat += int(torch.index_select(self.sat, 0, js, out=gs).sum())  # an exact integer sum
             torch.index_select(self.code, 0, js, out=out[a:a + n])
         return out.view(X.shape), sat
@@ -143,4 +157,4 @@ def build(real_form, cb, lo: int, hi: int, mode: str) -> EncoderPieces | None:
         off = (s - lo) % (1 << m) != 0  # a start on a bucket's first integer is counted by ``first``
         inside[j[off]] = s[off]
     base = (first + 1).to(F64) - inside.to(F64) * math.ldexp(1.0, -(m + 1))  # exact: see lookup
-    return EncoderPieces(lo, hi, m, base, code, sat, bool(sat.any()))
+    return EncoderPieces(lo, hi, m, base, code, sat, bool(sat.any()), tuple(starts))

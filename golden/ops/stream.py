@@ -74,8 +74,10 @@ def add(ctx: OpContext, ins):
     out = ctx.op.outputs[0]
     f_o = ctx.frac(out)
     n = _shift(ctx, max(fa, fb, f_o) - f_o, "F − f_o")
-    v = a * pow2(-fa) + b * pow2(-fb)
-    return [ctx.store(v * pow2(f_o), out, n)]
+    # t = (a·2^-fa + b·2^-fb)·2^f_o in two passes: scaling by a power of two commutes with the one rounding
+    # of the sum (no overflow or subnormal at these magnitudes), and b·2^(f_o−fb) is exact, fused or not
+    t = torch.mul(a, pow2(f_o - fa)).add_(b, alpha=pow2(f_o - fb))
+    return [ctx.store(t, out, n)]
 
 
 def concat(ctx: OpContext, ins):
@@ -387,6 +389,7 @@ def mul(ctx: OpContext, ins):
     out = ctx.op.outputs[0]
     f_o = ctx.frac(out)
     n = _shift(ctx, fx + fg - f_o, "f_x + f_g − f_o")
-    v = (X * pow2(-fx)) * (G * pow2(-fg))
-    return [ctx.store(v * pow2(f_o), out, n)]
+    # t = (X·2^-fx)·(G·2^-fg)·2^f_o in one pass over X: the power-of-two scales move onto the 1×1×C gain
+    # (exact) and commute with the product's one rounding
+    return [ctx.store(torch.mul(X, G * pow2(f_o - fx - fg)), out, n)]
 

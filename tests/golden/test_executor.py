@@ -859,3 +859,27 @@ def test_golden_shares_no_arithmetic_code_with_intsim():
     root = Path(__file__).resolve().parents[2]
     res = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "clean" in res.stdout, res.stderr
+
+
+def test_conv_constants_reused_across_runs_and_renewed_with_the_arrays():
+    """A conv's weight matrix and an encoder's pieces are derived once per artifact (``art.derived``):
+    a second run reuses them (same results), and replacing the weights or the numerics renews them."""
+    c = CONV_CASES[0]
+    rng = np.random.default_rng(77)
+    cb = small_cb()
+    w = rng.integers(-7, 8, size=(c["Co"], *c["k"], c["Ci"])).astype(np.int8)
+    m_w, bias = rng.integers(1, 40, size=c["Co"]), rng.integers(-500, 500, size=c["Co"])
+    codes = rng.integers(0, cb.num_codes, size=(c["H"], c["W"], c["Ci"]))
+    kw = dict(stride=c["attrs"]["stride"], padding=c["attrs"]["padding"], dilation=c["attrs"]["dilation"], groups=1,
+              realization="split", mode="half_up")
+    art = conv_art(cb, w, m_w, bias, 6, 3, attrs=c["attrs"], realization="split")
+    first = run1(art, {"c": codes})[0].tensors["y"]
+    assert any(k[0] == "golden" for k in art.derived)  # the constants were kept with the artifact
+    np.testing.assert_array_equal(run1(art, {"c": codes})[0].tensors["y"], first)
+    np.testing.assert_array_equal(first, conv_ref(codes, cb, w, m_w, bias, 6, 3, **kw)[0])
+    w2 = -w  # a new weight array: the kept matrix must not be served for it
+    art.arrays["op.weight"] = w2
+    np.testing.assert_array_equal(run1(art, {"c": codes})[0].tensors["y"], conv_ref(codes, cb, w2, m_w, bias, 6, 3, **kw)[0])
+    art.numerics = Numerics(realization="split", rounding="floor")  # new numerics: renewed too
+    np.testing.assert_array_equal(run1(art, {"c": codes})[0].tensors["y"],
+                                  conv_ref(codes, cb, w2, m_w, bias, 6, 3, **{**kw, "mode": "floor"})[0])
