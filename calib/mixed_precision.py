@@ -20,7 +20,6 @@ The result is a :class:`calib.calibrate.LayerPolicy` ``overrides`` dict, which
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,19 +157,22 @@ def measure(net, graph, images: Sequence[torch.Tensor], rgb_range: float, *, bit
 
     from calib.calibrate import CalibrationResult, LayerPolicy
     from calib.methods import calibrate_method
+    from calib.recipe import resolve_recipe
     from calib.quant.fakequant import build_fakequant_model
     from intsim.cost import load_accelerator
 
     acc = load_accelerator(accel) if isinstance(accel, str) else accel
     pol = replace(LayerPolicy.parse(policy), per_channel_weights=True, overrides={})
     bits = tuple(sorted(set(int(b) for b in bits)))
+    init = resolve_recipe()
     x = torch.stack(list(images[:n_sens]))
     y = net(x)
     u8 = [_to_u8(i, rgb_range) for i in images[:n_cost]]
     per_bits = {}
     for b in bits:
         per_bits[b] = calibrate_method(net, images, b, b, "dual_region", pol, bp_init="search", graph=graph,
-                                       wide_range_bits=6)  # the default recipe's init (calib/recipe.py)
+                                       wide_range_bits=init.wide_range_bits,  # the default recipe's init
+                                       wide_weight_bits=init.wide_weight_bits)
     roles = graph.conv_roles()
     layers = [n for n in per_bits[bits[0]].layers if roles[n] == "body"]
     sens = np.zeros((len(layers), len(bits)))

@@ -11,7 +11,8 @@ method          recipe
 ==============  ======================================================================
 recon (default) block reconstruction with learned weight rounding (calib/reconstruct.py)
                 on a two-region init with error-searched bp and range (layers with ≥ 6
-                activation bits also try the all-batch extremes); per-channel weight scales;
+                activation bits also try the all-batch extremes); per-channel weight scales
+                (MSE-clipped below 6 bits, the full range at ≥ 6 bits);
                 256 LR patches of 48×48 (4 per image) from the first 64 images of the
                 seeded order (calib/calibrate.py calibration_pool); 300 steps per unit,
                 batch 4, QDrop 0.5
@@ -73,7 +74,8 @@ class Recipe:
 
 
 _PAPER = dict(n_images=100, patch=96, batch_size=2, bp_init="percentile", per_channel=False)
-_RECON = dict(n_images=256, patch=48, batch_size=2, bp_init="search", per_channel=True, wide_range_bits=6)
+_RECON = dict(n_images=256, patch=48, batch_size=2, bp_init="search", per_channel=True, wide_range_bits=6,
+              wide_weight_bits=6)
 
 
 def resolve_recipe(method: str | None = None, *, n_images: int | None = None, patch: int | None = None,
