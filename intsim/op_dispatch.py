@@ -123,8 +123,11 @@ def encode_fast(x: np.ndarray, codebook, rounding, table=False) -> tuple[np.ndar
 
 
 def encode_events(sats: int, hist: np.ndarray) -> dict:
-    return {"acc_overflow": 0, "stream_overflow": 0, "saturations": int(sats),
-            "code_histogram": [int(v) for v in hist]}
+    h = np.asarray(hist)
+    # tolist() gives the same Python ints as int(v) per element, in C: a 256–4096-bin histogram
+    # per encode was ~40 µs of Python per op on a small image.
+    counts = h.tolist() if h.dtype.kind in "iu" and h.ndim == 1 else [int(v) for v in hist]
+    return {"acc_overflow": 0, "stream_overflow": 0, "saturations": int(sats), "code_histogram": counts}
 
 
 def _encode(art, op, xs):

@@ -193,12 +193,20 @@ def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse:
     if taps.y_off is None or taps.x_off is None:
         return "the int8 path runs conv2d only (tap tables of a strided convolution), not the transposed conv"
     names, sparse, folded = int8_accumulators(codebook, consts.planes, seg_counts, can_sparse)
-    maps = [consts.planes[nm].map if nm[0] == "F" else consts.planes[nm] for nm in names]
-    refused = [m for m in maps if isinstance(m, str)]
-    if refused:
-        return refused[0]
-    return Int8Plan(maps, sparse, taps.y_off, taps.x_off, None if folded is None else folded.gval,
-                    sparse_slots(codebook, sparse, folded))
+    # The names (F{t} among them iff folded) and sparse segments determine every part below.
+    key = (tuple(names), tuple(sparse), id(codebook))
+    hit = consts.int8_parts.get(key)
+    if hit is None or hit[0] is not codebook:
+        maps = [consts.planes[nm].map if nm[0] == "F" else consts.planes[nm] for nm in names]
+        refused = [m for m in maps if isinstance(m, str)]
+        parts = refused[0] if refused else (maps, None if folded is None else folded.gval,
+                                            sparse_slots(codebook, sparse, folded))
+        hit = consts.int8_parts[key] = (codebook, parts)
+    parts = hit[1]
+    if isinstance(parts, str):
+        return parts
+    maps, gval, slots = parts
+    return Int8Plan(list(maps), list(sparse), taps.y_off, taps.x_off, gval, slots)
 
 
 def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode,

@@ -38,7 +38,7 @@ every path.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -184,6 +184,11 @@ class ConvConstants:
     worst: dict
     int8: Int8Weights | str
     planes: dict
+    int8_parts: dict = field(default_factory=dict, compare=False, repr=False)
+    """Per int8 accumulator choice (the names and sparse segments the input's census picked, and the
+    codebook), the parts of :class:`~intsim.ops.conv_fast.Int8Plan` that follow from that choice
+    alone (plane maps, folded multiplicands, int32 sparse slots): filled by
+    :func:`~intsim.ops.conv_fast.int8_plan` on first use, so an image only makes the choice."""
 
 
 def _int8_weights(w: np.ndarray, groups: int, transposed: bool) -> Int8Weights | str:
