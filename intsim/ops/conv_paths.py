@@ -187,8 +187,9 @@ class ConvConstants:
     int8_parts: dict = field(default_factory=dict, compare=False, repr=False)
     """Per int8 accumulator choice (the names and sparse segments the input's census picked, and the
     codebook), the parts of :class:`~intsim.ops.conv_fast.Int8Plan` that follow from that choice
-    alone (plane maps, folded multiplicands, int32 sparse slots): filled by
-    :func:`~intsim.ops.conv_fast.int8_plan` on first use, so an image only makes the choice."""
+    alone (plane maps, folded multiplicands, int32 sparse slots, plane offsets and factors): filled by
+    :func:`~intsim.ops.conv_fast.int8_plan` on first use, so an image only makes the choice; and per
+    plane row width the taps' offsets (``run_int8``). The kernels only read these arrays."""
 
 
 def _int8_weights(w: np.ndarray, groups: int, transposed: bool) -> Int8Weights | str:
