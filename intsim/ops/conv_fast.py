@@ -46,7 +46,7 @@ def gemm_split_plan(codebook: Codebook, realization: str, seg_counts, can_sparse
         return ["A"], []
     counts = [int(c) for c in seg_counts]
     total = sum(counts)
-    top = int(np.argmax(counts)) if counts else 0
+    top = counts.index(max(counts)) if counts else 0  # np.argmax's first maximum, without a list→array pass
     gemm_segs, sparse = [], []
     for s in range(len(codebook.segments)):
         if s != top and can_sparse and counts[s] <= fraction * total:
@@ -152,7 +152,7 @@ def int8_accumulators(codebook: Codebook, planes: dict, seg_counts, can_sparse: 
     :class:`~intsim.ops.conv_paths.FoldedPlane`, or None."""
     names, sparse = gemm_split_plan(codebook, "split", seg_counts, can_sparse, INT8_SPARSE_FRACTION)
     counts = [int(c) for c in seg_counts]
-    top = int(np.argmax(counts)) if counts else 0
+    top = counts.index(max(counts)) if counts else 0  # np.argmax's first maximum, without a list→array pass
     folded = planes.get(f"F{top}")
     if folded is None or f"P{top}" not in names:
         return names, sparse, None

@@ -399,8 +399,8 @@ def run_conv(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTap
                         nshift, rmode, int(policy), int(numerics.stream_bits),
                         np.float32 if chosen == "gemm32" else np.float64, gemm_accs, sparse_segs,
                         seg_of, val_of, inv_x, row_counts, st_ev, status, status_ox, kn2row)
-    bad = np.flatnonzero(status)
-    if bad.size:
+    bad = np.flatnonzero(status) if status.any() else ()
+    if len(bad):
         oy = int(bad[0])
         what = "accumulator" if status[oy] == K.STATUS_ACC_OVERFLOW else "output stream"
         bits = numerics.acc_bits if status[oy] == K.STATUS_ACC_OVERFLOW else numerics.stream_bits
@@ -411,7 +411,7 @@ def run_conv(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTap
     if realization == "grid":
         macs = {"all": int(macs_seg.sum())}
     else:
-        macs = {str(s): int(macs_seg[s]) for s in range(S)}
+        macs = dict(zip(map(str, range(S)), macs_seg.tolist()))  # Python ints, as int() per element
     events = {
         "macs": macs,
         "acc_overflow": int(acc_ev.sum()),
