@@ -8,6 +8,7 @@ weights, a codebook's encoder table) are derived once and kept in ``art.derived`
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -182,7 +183,7 @@ def memo_objects(art: Artifact, kind: str, name: str, objs: tuple, make):
     entry holds them, so a replaced array, spec or op is never served a stale value), in ``art.derived``."""
     key = (kind, name, *map(id, objs))
     hit = art.derived.get(key)
-    if hit is not None and all(a is b for a, b in zip(hit[0], objs)):
+    if hit is not None and all(map(operator.is_, hit[0], objs)):
         return hit[1]
     value = make()
     art.derived[key] = (objs, value)
