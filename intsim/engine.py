@@ -2,7 +2,8 @@
 
 :func:`run` only schedules: it walks the ops in their stored (topological) order, dispatches
 each through :data:`intsim.op_dispatch.OPS` (one adapter per op type), runs the groups
-:func:`intsim.fusion.fusion_plan` found together when no intermediates are kept, and collects
+:func:`intsim.fusion.fusion_plan` found together when no intermediates are kept (both resolved
+once per artifact and input shape, :mod:`intsim.run_plan`), and collects
 the event counters (§7) per op and in total (:mod:`intsim.run_io`).
 
 The artifact is assumed validated (``intsim.validate`` on load); the engine
@@ -16,9 +17,9 @@ import time
 import numpy as np
 
 from intsim import allocator, fusion
-from intsim import op_dispatch as D
 from intsim.artifact import Artifact
 from intsim.run_io import TOTAL_KEYS, RunResult, check_image, counter_entry
+from intsim.run_plan import run_plan
 
 __all__ = ["RunResult", "run", "run_tiled"]
 
@@ -45,42 +46,34 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
     if observe is not None:
         observe(in_name, env[in_name])
 
-    # Remaining consumers per tensor, so intermediates can be dropped when not kept.
-    uses: dict[str, int] = {}
-    for op in art.ops:
-        for t in op.inputs:
-            uses[t] = uses.get(t, 0) + 1
-    outputs = set(art.outputs)
-
+    # The schedule (adapters, fused groups, releases) is resolved once per artifact, input shape
+    # and mode and kept on the artifact (intsim.run_plan); this loop only calls.
+    plan = run_plan(art, env[in_name].shape, fuse=not keep_tensors and observe is None)
     op_counters: dict[str, dict] = {}
     totals = {"macs": 0, **{k: 0 for k in TOTAL_KEYS}}
-    plan = {} if keep_tensors or observe is not None else D.memo(
-        art, "fusion_plan", art.ops, lambda: fusion.fusion_plan(art), tuple(map(id, art.ops)), tuple(art.outputs))
     fused: dict[str, tuple[list, dict]] = {}  # op name → its outputs and events, computed with its producer
-    for op in art.ops:
-        adapter = D.OPS.get(op.op)
-        if adapter is None:
-            raise ValueError(f"op {op.name!r}: unknown op type {op.op!r}")
+    for step in plan.steps:
+        op = step.op
         t0 = time.perf_counter()
         if op.name in fused:
             results, events = fused.pop(op.name)
         else:
-            missing = [t for t in op.inputs if t not in env]
-            if missing:
-                raise ValueError(f"op {op.name!r}: input tensor {missing[0]!r} not computed yet (ops out of order?)")
-            xs = [env[t] for t in op.inputs]
-            group = fusion.run_fused(art, op, plan[op.name], xs) if op.name in plan else None
+            try:
+                xs = [env[t] for t in op.inputs]
+            except KeyError:
+                missing = [t for t in op.inputs if t not in env]
+                raise ValueError(f"op {op.name!r}: input tensor {missing[0]!r} not computed yet (ops out of order?)") from None
+            group = fusion.run_fused(art, op, step.group, xs) if step.group is not None else None
             if group is not None:
                 results, events, extra = group  # a tensor never materialized: its counters carry its shape
                 fused.update(extra)
             else:
-                results, events = adapter(art, op, xs)
+                results, events = step.adapter(art, op, xs)
         if len(results) != len(op.outputs):
             raise ValueError(f"op {op.name!r}: produced {len(results)} outputs, graph declares {len(op.outputs)}")
-        for t, v in zip(op.outputs, results):
-            spec = art.tensors[t]
-            if v.shape[2] != spec.channels:
-                raise ValueError(f"op {op.name!r}: output {t!r} has {v.shape[2]} channels, graph declares {spec.channels}")
+        for t, v, channels in zip(op.outputs, results, step.out_channels):
+            if v.shape[2] != channels:
+                raise ValueError(f"op {op.name!r}: output {t!r} has {v.shape[2]} channels, graph declares {channels}")
             if not isinstance(v, fusion.Shape):
                 env[t] = v
                 if observe is not None:
@@ -89,10 +82,8 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
         if op_seconds is not None:
             op_seconds[op.name] = op_seconds.get(op.name, 0.0) + time.perf_counter() - t0
         if not keep_tensors:
-            for t in op.inputs:
-                uses[t] -= 1
-                if uses[t] == 0 and t not in outputs:
-                    env.pop(t, None)  # a fused op's output was never stored
+            for t in step.release:
+                env.pop(t, None)  # a fused op's output was never stored
 
     missing = [t for t in art.outputs if t not in env]
     if missing:

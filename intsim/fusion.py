@@ -17,7 +17,6 @@ from intsim.artifact import Artifact, OpSpec
 from intsim.kernels import encode as encode_kernels
 from intsim.ops import conv as conv_ops
 from intsim.ops import no_events
-from intsim.ops.conv_params import ConvParams
 
 @dataclass(frozen=True)
 class Shape:
@@ -88,7 +87,7 @@ def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple
     codes = np.asarray(xs[0])
     sink = None
     if codes.ndim == 3:
-        p = ConvParams.of(op.attrs)
+        p = D.conv_call(art, op).params  # resolved once per artifact (raises what the conv would)
         hw = conv_ops.conv2d_output_hw(codes.shape[:2], op.attrs["kernel"], p.stride, p.padding, p.dilation)
         if hw is not None:
             D.same_frac(art, fusion.slope)

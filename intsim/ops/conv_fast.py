@@ -46,7 +46,7 @@ def gemm_split_plan(codebook: Codebook, realization: str, seg_counts, can_sparse
         return ["A"], []
     counts = [int(c) for c in seg_counts]
     total = sum(counts)
-    top = int(np.argmax(counts)) if counts else 0
+    top = counts.index(max(counts)) if counts else 0  # np.argmax's first maximum, without a list→array pass
     gemm_segs, sparse = [], []
     for s in range(len(codebook.segments)):
         if s != top and can_sparse and counts[s] <= fraction * total:
@@ -138,6 +138,10 @@ class Int8Plan:
     x_off: int
     gval: np.ndarray | None = None
     slots: tuple | None = None
+    offsets: np.ndarray | None = None
+    factors: np.ndarray | None = None
+    """Per plane its :attr:`PlaneMap.offset` and :attr:`PlaneMap.factor` as int64 arrays (None: read
+    from ``planes``); :func:`int8_plan` makes them once per accumulator choice."""
 
 
 def int8_accumulators(codebook: Codebook, planes: dict, seg_counts, can_sparse: bool):
@@ -148,7 +152,7 @@ def int8_accumulators(codebook: Codebook, planes: dict, seg_counts, can_sparse: 
     :class:`~intsim.ops.conv_paths.FoldedPlane`, or None."""
     names, sparse = gemm_split_plan(codebook, "split", seg_counts, can_sparse, INT8_SPARSE_FRACTION)
     counts = [int(c) for c in seg_counts]
-    top = int(np.argmax(counts)) if counts else 0
+    top = counts.index(max(counts)) if counts else 0  # np.argmax's first maximum, without a list→array pass
     folded = planes.get(f"F{top}")
     if folded is None or f"P{top}" not in names:
         return names, sparse, None
@@ -193,12 +197,21 @@ def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse:
     if taps.y_off is None or taps.x_off is None:
         return "the int8 path runs conv2d only (tap tables of a strided convolution), not the transposed conv"
     names, sparse, folded = int8_accumulators(codebook, consts.planes, seg_counts, can_sparse)
-    maps = [consts.planes[nm].map if nm[0] == "F" else consts.planes[nm] for nm in names]
-    refused = [m for m in maps if isinstance(m, str)]
-    if refused:
-        return refused[0]
-    return Int8Plan(maps, sparse, taps.y_off, taps.x_off, None if folded is None else folded.gval,
-                    sparse_slots(codebook, sparse, folded))
+    # The names (F{t} among them iff folded) and sparse segments determine every part below.
+    key = (tuple(names), tuple(sparse), id(codebook))
+    hit = consts.int8_parts.get(key)
+    if hit is None or hit[0] is not codebook:
+        maps = [consts.planes[nm].map if nm[0] == "F" else consts.planes[nm] for nm in names]
+        refused = [m for m in maps if isinstance(m, str)]
+        parts = refused[0] if refused else (
+            maps, None if folded is None else folded.gval, sparse_slots(codebook, sparse, folded),
+            np.array([m.offset for m in maps], dtype=np.int64), np.array([m.factor for m in maps], dtype=np.int64))
+        hit = consts.int8_parts[key] = (codebook, parts)
+    parts = hit[1]
+    if isinstance(parts, str):
+        return parts
+    maps, gval, slots, offsets, factors = parts
+    return Int8Plan(list(maps), list(sparse), taps.y_off, taps.x_off, gval, slots, offsets, factors)
 
 
 def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode,
@@ -242,7 +255,11 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     wp = (wo - 1) * sw + (kw - 1) * dw + 1
     wpk, colsum = consts.int8.packed, consts.int8.colsum
     k4n = kh * kw * cp // 4
-    tapoffs = np.array([(ky * dh * wp + kx * dw) * cp for ky in range(kh) for kx in range(kw)], dtype=np.int64)
+    tap_key = ("tapoffs", kh, kw, dh, dw, wp, cp)  # the taps' byte offsets in a plane row of this width
+    tapoffs = consts.int8_parts.get(tap_key)
+    if tapoffs is None:
+        tapoffs = consts.int8_parts[tap_key] = np.array(
+            [(ky * dh * wp + kx * dw) * cp for ky in range(kh) for kx in range(kw)], dtype=np.int64)
     size = hp * wp * cp
     planes = np.empty((len(plan.planes), size + KI.SLACK_PIXELS * sw * cp), dtype=np.uint8)
     planes[:, size:] = 0  # a tile may read past the last row; those outputs are discarded
@@ -252,8 +269,8 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
                      KI.offset_plane(codes, m.lo, m.hi, m.slope, m.add, *m.fill, m.offset, -plan.y_off, -plan.x_off,
                                      lo, hi, plane),
                      KP.bands(hp, min_rows=8))
-    offsets = np.array([m.offset for m in plan.planes], dtype=np.int64)
-    factors = np.array([m.factor for m in plan.planes], dtype=np.int64)
+    offsets = plan.offsets if plan.offsets is not None else np.array([m.offset for m in plan.planes], dtype=np.int64)
+    factors = plan.factors if plan.factors is not None else np.array([m.factor for m in plan.planes], dtype=np.int64)
 
     def band(oy0, oy1):
         KI.conv_rows(out, oy0, oy1, planes, sw * cp, sh * wp * cp, tapoffs, cp // 4, wpk, k4n, offsets, colsum,

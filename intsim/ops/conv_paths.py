@@ -38,7 +38,7 @@ every path.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -184,6 +184,12 @@ class ConvConstants:
     worst: dict
     int8: Int8Weights | str
     planes: dict
+    int8_parts: dict = field(default_factory=dict, compare=False, repr=False)
+    """Per int8 accumulator choice (the names and sparse segments the input's census picked, and the
+    codebook), the parts of :class:`~intsim.ops.conv_fast.Int8Plan` that follow from that choice
+    alone (plane maps, folded multiplicands, int32 sparse slots, plane offsets and factors): filled by
+    :func:`~intsim.ops.conv_fast.int8_plan` on first use, so an image only makes the choice; and per
+    plane row width the taps' offsets (``run_int8``). The kernels only read these arrays."""
 
 
 def _int8_weights(w: np.ndarray, groups: int, transposed: bool) -> Int8Weights | str:
@@ -393,8 +399,8 @@ def run_conv(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTap
                         nshift, rmode, int(policy), int(numerics.stream_bits),
                         np.float32 if chosen == "gemm32" else np.float64, gemm_accs, sparse_segs,
                         seg_of, val_of, inv_x, row_counts, st_ev, status, status_ox, kn2row)
-    bad = np.flatnonzero(status)
-    if bad.size:
+    bad = np.flatnonzero(status) if status.any() else ()
+    if len(bad):
         oy = int(bad[0])
         what = "accumulator" if status[oy] == K.STATUS_ACC_OVERFLOW else "output stream"
         bits = numerics.acc_bits if status[oy] == K.STATUS_ACC_OVERFLOW else numerics.stream_bits
@@ -405,7 +411,7 @@ def run_conv(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTap
     if realization == "grid":
         macs = {"all": int(macs_seg.sum())}
     else:
-        macs = {str(s): int(macs_seg[s]) for s in range(S)}
+        macs = dict(zip(map(str, range(S)), macs_seg.tolist()))  # Python ints, as int() per element
     events = {
         "macs": macs,
         "acc_overflow": int(acc_ev.sum()),

@@ -1,0 +1,71 @@
+"""The engine's schedule for one artifact and input shape, resolved once (issue 24, op plan).
+
+:func:`run_plan` turns the artifact's op list into a :class:`RunPlan`: per op its adapter
+(:data:`intsim.op_dispatch.OPS`), its fused group (:func:`intsim.fusion.fusion_plan`, only when
+no intermediates are kept), the channels each output must have, and the tensors whose last
+consumer it is (released after it when intermediates are not kept). Everything in it follows from
+the op list, the graph outputs, the input shape and the mode, none of it from the pixels; the
+plan is kept in ``art.derived`` (per artifact, no process-wide state), so :func:`intsim.engine.run`
+only walks it. Data-dependent choices (a conv's path and its sparse or dense tails, which follow
+the input's code census) stay in the per-image call.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from intsim import fusion
+from intsim import op_dispatch as D
+from intsim.artifact import Artifact, OpSpec
+
+
+@dataclass(frozen=True)
+class Step:
+    """One op of the schedule. ``group``: the :class:`~intsim.fusion.Fusion` it runs with its
+    consumers, or None; ``out_channels``: per output, the channels the graph declares;
+    ``release``: tensors to drop after this op when intermediates are not kept (their last
+    reader is this op and they are no graph output)."""
+
+    op: OpSpec
+    adapter: D.Adapter
+    group: fusion.Fusion | None
+    out_channels: tuple[int, ...]
+    release: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The resolved schedule of one artifact for one input shape ``in_shape`` (H, W, C) and mode
+    (``fuse``: ops run in fused groups, intermediates dropped; else every tensor is made)."""
+
+    in_shape: tuple[int, ...]
+    fuse: bool
+    steps: tuple[Step, ...]
+
+
+def build_run_plan(art: Artifact, in_shape: tuple[int, ...], fuse: bool) -> RunPlan:
+    """The :class:`RunPlan` of ``art`` (uncached; :func:`run_plan` caches it). Raises ``ValueError``
+    for an op type without an adapter."""
+    groups = fusion.fusion_plan(art) if fuse else {}
+    last_reader: dict[str, int] = {}
+    for i, op in enumerate(art.ops):
+        for t in op.inputs:
+            last_reader[t] = i
+    outputs = set(art.outputs)
+    steps = []
+    for i, op in enumerate(art.ops):
+        adapter = D.OPS.get(op.op)
+        if adapter is None:
+            raise ValueError(f"op {op.name!r}: unknown op type {op.op!r}")
+        release = tuple(dict.fromkeys(t for t in op.inputs if last_reader[t] == i and t not in outputs))
+        steps.append(Step(op, adapter, groups.get(op.name), tuple(art.tensors[t].channels for t in op.outputs),
+                          release))
+    return RunPlan(tuple(int(d) for d in in_shape), bool(fuse), tuple(steps))
+
+
+def run_plan(art: Artifact, in_shape: tuple[int, ...], fuse: bool) -> RunPlan:
+    """:func:`build_run_plan`, kept in ``art.derived`` per input shape and mode: a second image of the
+    same shape reuses it. The entry is tied to the op list object and its ops' identities and
+    to the graph outputs, so a replaced or edited op list gets a new plan."""
+    ops = art.ops
+    return D.memo(art, "run_plan", ops, lambda: build_run_plan(art, in_shape, fuse),
+                  tuple(int(d) for d in in_shape), bool(fuse), tuple(map(id, ops)), tuple(art.outputs))

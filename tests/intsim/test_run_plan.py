@@ -1,0 +1,132 @@
+"""The engine's resolved schedule (intsim.run_plan) and per-op calls (op_dispatch.conv_call): built once
+per artifact and input shape, rebuilt for another shape or an edited graph, and a run through a reused
+plan gives the bits of a run on a freshly built artifact (nothing cached between them)."""
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from intsim import op_dispatch as dispatch
+from intsim import run_plan as rp
+from intsim.engine import run
+from tests.intsim.test_engine import build_artifact, image
+
+ROOT = Path(__file__).resolve().parents[2]
+QDIR = Path(os.environ.get("INTSIM_QUALITY_DIR", ROOT / "results" / "quality"))
+DATA = Path(os.environ.get("INTSIM_DATA_ROOT", ROOT.parent / "shared"))
+BABY = DATA / "data" / "Set5" / "LR_bicubic" / "X4" / "babyx4.png"
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[tuple]:
+    """Every build_run_plan call as ``(in_shape, fuse)``."""
+    seen = []
+    real = rp.build_run_plan
+
+    def spy(art, in_shape, fuse):
+        seen.append((tuple(in_shape), fuse))
+        return real(art, in_shape, fuse)
+
+    monkeypatch.setattr(rp, "build_run_plan", spy)
+    return seen
+
+
+def assert_same_result(a, b):
+    assert set(a.tensors) == set(b.tensors)
+    for t in a.tensors:
+        assert a.tensors[t].dtype == b.tensors[t].dtype and np.array_equal(a.tensors[t], b.tensors[t]), t
+    assert a.counters == b.counters
+
+
+def test_plan_reused_for_the_same_shape_rebuilt_for_another(builds):
+    art = build_artifact()
+    small, large = image(h=6, w=5), image(seed=2, h=9, w=7)
+    run(art, small, keep_tensors=False)
+    run(art, image(seed=3, h=6, w=5), keep_tensors=False)  # other pixels, same shape: same plan
+    assert builds == [((6, 5, 3), True)]
+    plan = rp.run_plan(art, (6, 5, 3), True)
+    assert plan is rp.run_plan(art, (6, 5, 3), True) and plan.in_shape == (6, 5, 3) and plan.fuse
+    run(art, large, keep_tensors=False)
+    assert builds[-1] == ((9, 7, 3), True)
+    run(art, small)  # kept tensors: the unfused schedule, its own plan
+    assert builds[-1] == ((6, 5, 3), False)
+    n = len(builds)
+    run(art, small, keep_tensors=False)
+    run(art, large, keep_tensors=False)
+    run(art, small)
+    assert len(builds) == n  # each (shape, mode) built once
+    assert rp.run_plan(art, (9, 7, 3), True) is not plan
+
+
+def test_plan_follows_an_edited_op_list(builds):
+    art = build_artifact()
+    run(art, image(), keep_tensors=False)
+    art.ops[3] = replace(art.ops[3])  # an equal op, another object: the plan must not be served stale
+    run(art, image(), keep_tensors=False)
+    assert len(builds) == 2
+    art.ops[3] = replace(art.ops[3], op="gelu")
+    with pytest.raises(ValueError, match="gelu"):
+        run(art, image(), keep_tensors=False)
+
+
+def test_releases_are_the_last_readers():
+    art = build_artifact()
+    plan = rp.run_plan(art, (6, 5, 3), True)
+    last = {}
+    for i, op in enumerate(art.ops):
+        for t in op.inputs:
+            last[t] = i
+    released = [t for s in plan.steps for t in s.release]
+    assert len(released) == len(set(released))
+    assert set(released) == {t for t in last if t not in art.outputs}
+    for i, s in enumerate(plan.steps):
+        assert all(last[t] == i for t in s.release) and s.op is art.ops[i]
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_reused_plan_gives_the_bits_of_a_fresh_run(keep):
+    art = build_artifact()
+    imgs = [image(seed=s, h=h, w=w) for s, (h, w) in enumerate([(6, 5), (9, 7), (6, 5), (9, 7), (6, 5)])]
+    for img in imgs:  # interleaved shapes: every run after the second of a shape reuses its plan
+        assert_same_result(run(art, img, keep_tensors=keep), run(build_artifact(), img, keep_tensors=keep))
+
+
+def test_conv_call_resolved_once_and_follows_replaced_arrays():
+    art = build_artifact()
+    conv = next(op for op in art.ops if op.op == "conv2d")
+    c = dispatch.conv_call(art, conv)
+    assert dispatch.conv_call(art, conv) is c
+    name = conv.arrays["bias"]
+    art.arrays[name] = art.arrays[name] + 1  # a new array object: a new call, with it
+    c2 = dispatch.conv_call(art, conv)
+    assert c2 is not c and c2.bias is art.arrays[name]
+    assert_same_result(run(art, image()), run(art, image()))
+
+
+def test_conv_call_refuses_a_kernel_that_does_not_match_the_weights():
+    art = build_artifact()
+    i, conv = next((i, op) for i, op in enumerate(art.ops) if op.op == "conv2d")
+    art.ops[i] = replace(conv, attrs={**conv.attrs, "kernel": [5, 5]})
+    with pytest.raises(ValueError, match="attrs kernel"):
+        run(art, image())
+
+
+@pytest.mark.parametrize("bits", ["w4a4", "w8a8"])
+def test_real_artifact_second_run_equals_a_fresh_load(bits):
+    """On a real two-region artifact (int8 path, sparse and dense tails, fused groups): the second
+    run of a shape and a run of another shape in between equal runs on freshly loaded copies."""
+    from intsim.artifact import load_artifact
+    from intsim.images import read_image
+
+    path = QDIR / f"imdn_4_{bits}_default.intsim"
+    if not path.is_file() or not BABY.is_file():
+        pytest.skip(f"no default-calibration artifact {path} or Set5 image {BABY}")
+    px = read_image(BABY, 3).pixels
+    art = load_artifact(path)
+    for crop in (px[:16, :16], px[40:77, 10:63], px[64:80, 64:80], px[:16, :16]):
+        for keep in (False, True):
+            assert_same_result(run(art, crop, keep_tensors=keep), run(load_artifact(path), crop, keep_tensors=keep))
