@@ -99,6 +99,13 @@ def _baselines(models: set[tuple[str, int]], datasets: list[str]) -> dict:
     return out
 
 
+def _earlier_default(row: dict) -> bool:
+    """Whether a ``recon`` row was made before the recipe kept ≥ 6-bit weights unclipped
+    (calib/recipe.py ``wide_weight_bits``; its recorded recipe line does not say so)."""
+    wbits = int(row["bits"][1:].split("A")[0])
+    return row["method"] == "recon" and wbits >= 6 and "unclipped at" not in row.get("recipe", "")
+
+
 def markdown(rows: list[dict], base: dict, command: str) -> str:
     lines = [MARK, "# Calibration results", "",
              f"Made by `{command}` (rows resume from `results/quality/`).", "",
@@ -130,6 +137,7 @@ def markdown(rows: list[dict], base: dict, command: str) -> str:
             label += "".join(f", {k}={v}" for k, v in opts.items() if k != "budget")
             if parse_row(r["row"])["method"] is None:
                 label = f"default = {label}"
+            label += " †" if _earlier_default(r) else ""
             cb = "/".join(map(str, sorted(set(r["code_bits"].values()))))
 
             def f(v, sign=False):
@@ -140,6 +148,9 @@ def markdown(rows: list[dict], base: dict, command: str) -> str:
                          f"{'—' if ge is None else ('yes' if ge else 'NO')} | {f(hod, True)} | "
                          f"{r['calib_seconds']:.0f} |")
         lines.append("")
+    if any(_earlier_default(r) for r in rows):
+        lines += ["† made with the recon recipe before it kept weights of ≥ 6 bits unclipped (then: an MSE "
+                  "clip at every width; docs/calibration.md, fourth round); rerun the row for today's recipe.", ""]
     return "\n".join(lines)
 
 
