@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
 
     rec = resolve_recipe(None, n_images=a.n, patch=a.patch, recon=json.loads(a.recon), wide_weight_bits=a.wide_weight_bits,
                          input_upscale=a.scale if a.model == "vdsr" else 1)
-    weights, _, folder, is_lr, _ = _resolve_inputs(a.model, a.scale, None, False, 0, "/tmp/x.intsim", None, "auto",
+    weights, _, folder, is_lr, _ = _resolve_inputs(a.model, a.scale, None, False, 0, os.devnull, None, "auto",
                                                    a.state_dir)
     net, _, rr, graph, images = _model_and_images(a.model, a.scale, weights, 0, folder, is_lr, rec, [],
                                                   lambda m: None, {})

@@ -58,11 +58,8 @@ def run_row(spec: str, a, out_dir: Path) -> dict:
     o = r["opts"]
     t0 = time.time()
     run = calibrate_run(r["model"], weights, r["scale"], r["bits"], r["method"], None, str(art), seed=a.seed,
-                        n_images=int(o["n"]) if "n" in o else None, patch=int(o["patch"]) if "patch" in o else None,
                         allocation=o.get("allocation"), budget=o.get("budget"), policy_file=o.get("policy"),
-                        recon={"iters": int(o["iters"])} if "iters" in o else None,
-                        stress=float(o["stress"]) if "stress" in o else None,
-                        progress=a.progress, log=lambda m: print(f"  {m}", flush=True))
+                        progress=a.progress, log=lambda m: print(f"  {m}", flush=True), **_recipe_settings(o))
     s = run.summary
     row = {"row": spec, "model": r["model"], "scale": r["scale"], "bits": r["bits"], "method": s["method"],
            "recipe": s["recipe_text"], "code_bits": s["code_bits"], "artifact_sha256": s["sha256"],
@@ -99,11 +96,23 @@ def _baselines(models: set[tuple[str, int]], datasets: list[str]) -> dict:
     return out
 
 
-def _earlier_default(row: dict) -> bool:
-    """Whether a ``recon`` row was made before the recipe kept ≥ 6-bit weights unclipped
-    (calib/recipe.py ``wide_weight_bits``; its recorded recipe line does not say so)."""
-    wbits = int(row["bits"][1:].split("A")[0])
-    return row["method"] == "recon" and wbits >= 6 and "unclipped at" not in row.get("recipe", "")
+def _recipe_settings(opts: dict) -> dict:
+    """The recipe overrides a row's options give (keywords of calib.recipe.resolve_recipe)."""
+    return {"n_images": int(opts["n"]) if "n" in opts else None, "patch": int(opts["patch"]) if "patch" in opts else None,
+            "recon": {"iters": int(opts["iters"])} if "iters" in opts else None,
+            "stress": float(opts["stress"]) if "stress" in opts else None}
+
+
+def _earlier_recipe(row: dict) -> bool:
+    """Whether the row was made with another recipe than its spec resolves to today (calib/recipe.py):
+    its recorded recipe line differs, so its numbers are not what the same row gives now."""
+    from calib.model_build import _zoo_entry
+    from calib.recipe import resolve_recipe
+
+    r = parse_row(row["row"])
+    entry = _zoo_entry(r["model"])
+    up = r["scale"] if entry is not None and entry.upsampled_input else 1
+    return resolve_recipe(r["method"], input_upscale=up, **_recipe_settings(r["opts"])).describe() != row["recipe"]
 
 
 def markdown(rows: list[dict], base: dict, command: str) -> str:
@@ -137,7 +146,7 @@ def markdown(rows: list[dict], base: dict, command: str) -> str:
             label += "".join(f", {k}={v}" for k, v in opts.items() if k != "budget")
             if parse_row(r["row"])["method"] is None:
                 label = f"default = {label}"
-            label += " †" if _earlier_default(r) else ""
+            label += " †" if _earlier_recipe(r) else ""
             cb = "/".join(map(str, sorted(set(r["code_bits"].values()))))
 
             def f(v, sign=False):
@@ -148,9 +157,11 @@ def markdown(rows: list[dict], base: dict, command: str) -> str:
                          f"{'—' if ge is None else ('yes' if ge else 'NO')} | {f(hod, True)} | "
                          f"{r['calib_seconds']:.0f} |")
         lines.append("")
-    if any(_earlier_default(r) for r in rows):
-        lines += ["† made with the recon recipe before it kept weights of ≥ 6 bits unclipped (then: an MSE "
-                  "clip at every width; docs/calibration.md, fourth round); rerun the row for today's recipe.", ""]
+    if any(_earlier_recipe(r) for r in rows):
+        lines += ["† made with an earlier recipe than the row resolves to today (calib/recipe.py; the row JSON "
+                  "records the recipe it used — e.g. before weights of ≥ 6 bits, the 8-bit head and tail of a "
+                  "W4A4 model included, kept their full range; docs/calibration.md, fourth round); rerun the row "
+                  "for today's numbers.", ""]
     return "\n".join(lines)
 
 
