@@ -123,7 +123,7 @@ def cmd_verify(args) -> int:
     from intsim.artifact import load_artifact
     from intsim.golden_dir import read_golden_dir
     from intsim.input_checks import check_verify_memory, memory_budget
-    from intsim.verify import verify
+    from intsim.verification import verify
 
     art = load_artifact(args.artifact)
     # arrays are judged from the manifest first and read (and hash-checked) one at a time by verify:
