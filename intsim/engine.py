@@ -21,7 +21,7 @@ from intsim.artifact import Artifact
 from intsim.run_io import TOTAL_KEYS, RunResult, check_image, counter_entry
 from intsim.run_plan import run_plan
 
-__all__ = ["RunResult", "run", "run_tiled"]
+__all__ = ["RunResult", "run", "run_banded", "run_tiled"]
 
 
 def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
@@ -98,3 +98,13 @@ def run_tiled(art: Artifact, image: np.ndarray, tile_rows: int = 32) -> RunResul
     from intsim.tiling import run_tiled as _run_tiled  # tiling imports no engine module: no cycle
 
     return _run_tiled(art, image, tile_rows)
+
+
+def run_banded(art: Artifact, image: np.ndarray, band_rows: int | None) -> RunResult:
+    """What ``intsim run`` executes for one image under its memory plan
+    (:func:`intsim.input_checks.tile_plan`): :func:`run` keeping only the graph outputs when
+    ``band_rows`` is None, else :func:`run_tiled` in bands of ``band_rows`` rows (bit-exact: the same
+    outputs and counters)."""
+    if band_rows is None:
+        return run(art, image, keep_tensors=False)
+    return run_tiled(art, image, band_rows)

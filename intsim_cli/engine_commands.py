@@ -30,7 +30,7 @@ def cmd_run(args) -> int:
     from tqdm import tqdm
 
     from intsim.artifact import load_artifact
-    from intsim.engine import run, run_tiled
+    from intsim.engine import run_banded
     from intsim.footprint import tensor_shapes
     from intsim.images import png_bytes
     from intsim.input_checks import check_sizes, memory_budget, tile_plan
@@ -58,7 +58,7 @@ def cmd_run(args) -> int:
     for im, rows in tqdm(list(zip(images, bands)), desc="intsim run", unit="img", disable=bars_off(),
                          file=sys.stderr):
         t0 = time.perf_counter()
-        res = run(art, im.pixels, keep_tensors=False) if rows is None else run_tiled(art, im.pixels, rows)
+        res = run_banded(art, im.pixels, rows)
         log.debug(f"{im.path}: {im.pixels.shape[1]}×{im.pixels.shape[0]}, "
                   f"{'untiled' if rows is None else f'bands of {rows} rows'}, {time.perf_counter() - t0:.2f} s")
         name = im.name
@@ -120,18 +120,9 @@ def _run_summary(art, results, out_dir, counters_path, events: dict, notices: li
 
 
 def cmd_verify(args) -> int:
-    from intsim.artifact import load_artifact
-    from intsim.golden_dir import read_golden_dir
-    from intsim.input_checks import check_verify_memory, memory_budget
-    from intsim.verify import verify
+    from intsim.api import verify
 
-    art = load_artifact(args.artifact)
-    # arrays are judged from the manifest first and read (and hash-checked) one at a time by verify:
-    # a crafted input is refused from its declared shape, never loaded
-    golden = read_golden_dir(args.golden_dir, check_hashes=False)
-    if golden.artifact_sha256 == art.sha256:  # else verify refuses it as made from another artifact
-        check_verify_memory(art, golden, memory_budget(args.max_memory))
-    report = verify(art, golden)
+    report = verify(args.artifact, args.golden_dir, max_memory_mb=args.max_memory)
     if args.json:
         print_json(report.to_json())
     else:
@@ -231,7 +222,7 @@ def _image_counters(art, inputs: list[str], max_memory_mb: float | None, notices
     (mode conversions, tiling) go to ``notices`` for the caller to print once it succeeded."""
     from tqdm import tqdm
 
-    from intsim.engine import run, run_tiled
+    from intsim.engine import run_banded
     from intsim.input_checks import check_sizes, memory_budget, tile_plan
 
     budget = memory_budget(max_memory_mb)
@@ -241,8 +232,7 @@ def _image_counters(art, inputs: list[str], max_memory_mb: float | None, notices
     counters = []
     for im, rows in tqdm(list(zip(images, bands)), desc="intsim run", unit="img", disable=bars_off(),
                          file=sys.stderr):
-        res = run(art, im.pixels, keep_tensors=False) if rows is None else run_tiled(art, im.pixels, rows)
-        counters.append(res.counters)
+        counters.append(run_banded(art, im.pixels, rows).counters)
     return counters
 
 

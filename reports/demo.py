@@ -384,7 +384,7 @@ def _stage_intsim(out: Path, cfg: DemoConfig, st: _Stages, art, per: list[dict])
 
 def _stage_verify(out: Path, st: _Stages, art, golden):
     """6. Every tensor and event of the engine against the golden folder; ``verify.json``."""
-    from intsim.verify import verify
+    from intsim.verification import verify
 
     t = time.time()
     bar = st.bar("verify", 1)

@@ -24,7 +24,7 @@ from intsim.engine import run  # noqa: E402
 from intsim.golden_dir import read_golden_dir  # noqa: E402
 from intsim.images import read_image  # noqa: E402
 from intsim.overflow import EngineOverflowError  # noqa: E402
-from intsim.verify import verify  # noqa: E402
+from intsim.verification import verify  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("INTSIM_DATA_ROOT", REPO.parent / "shared"))

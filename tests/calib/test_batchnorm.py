@@ -147,7 +147,7 @@ def test_conv_bn_net_saved_golden_written_and_verified(tmp_path):
     from golden.writer import write_golden
     from intsim.artifact import load_artifact, save_artifact
     from intsim.golden_dir import read_golden_dir
-    from intsim.verify import verify
+    from intsim.verification import verify
 
     net = _net()
     cal = calibrate_minmax(net, [torch.rand(3, 16, 16) * 255 for _ in range(3)], 4, 4, graph=capture(net))

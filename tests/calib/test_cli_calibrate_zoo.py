@@ -5,7 +5,7 @@ Method dual_region at W4A4 and W8A8, 4 SunHays80 calibration patches of 24×24 L
 (the artifact's own input convention: RGB, or for Y models the uint8 Y plane of
 the model's preprocessing, :func:`calib.evaluate.artifact_input`). The golden
 folder is written by :func:`golden.writer.write_golden` and checked by
-:func:`intsim.verify.verify` — what ``intsim golden`` / ``intsim verify`` run.
+:func:`intsim.verification.verify` — what ``intsim golden`` / ``intsim verify`` run.
 Models without an offline checkpoint (EDSR-baseline, MSRResNet) use a seeded
 random init. Skips when the shared data root is absent.
 """
@@ -65,7 +65,7 @@ def test_calibrate_export_verify_bit_exact(tmp_path, one_thread, name, scale, ck
     from golden.writer import write_golden
     from intsim.artifact import load_artifact
     from intsim.golden_dir import read_golden_dir
-    from intsim.verify import verify
+    from intsim.verification import verify
 
     weights = str(data_root() / ckpt) if ckpt else None
     out = tmp_path / f"{name}_x{scale}_{bits}.intsim"

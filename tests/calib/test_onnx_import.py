@@ -117,7 +117,7 @@ def test_imdn_x4_from_onnx_equals_the_torch_path_and_verifies(tmp_path):
     from golden.writer import write_golden
     from intsim.artifact import load_artifact
     from intsim.golden_dir import read_golden_dir
-    from intsim.verify import verify
+    from intsim.verification import verify
 
     onnx_path = _export(get_model("imdn").load(data_root() / ck, 4), tmp_path / "imdn_x4.onnx", size=32)
     common = ("--scale", "4", "--bits", "W4A4", "--method", "minmax", "--n-images", "4", "--patch", "24")

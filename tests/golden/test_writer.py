@@ -19,7 +19,7 @@ from golden.numerics import GoldenError as GoldenRunError  # noqa: E402
 from golden.writer import tensor_selection, write_golden  # noqa: E402
 from intsim.golden_dir import MANIFEST, GoldenError, read_golden_dir  # noqa: E402
 from intsim.vectors import export_vectors  # noqa: E402
-from intsim.verify import verify  # noqa: E402
+from intsim.verification import verify  # noqa: E402
 from tests.artifact_factory import make_random_artifact  # noqa: E402
 
 

@@ -75,7 +75,7 @@ def test_verify_estimate_bounds_measured_peak(tmp_path):
 
     from intsim.artifact import load_artifact
     from intsim.golden_dir import read_golden_dir
-    from intsim.verify import verify
+    from intsim.verification import verify
     from tests.intsim.test_verify import engine_golden
 
     art = load_artifact(valid_artifact(tmp_path))

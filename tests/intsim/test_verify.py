@@ -29,7 +29,7 @@ from intsim.golden_dir import (
     tensor_ops_of,
 )
 from intsim.golden_stream import write_golden_dir
-from intsim.verify import verify
+from intsim.verification import verify
 
 KEYS = ("acc_overflow", "stream_overflow", "saturations")
 
