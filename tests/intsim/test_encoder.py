@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 
 from intsim.artifact import Codebook, EncoderStage, Segment
 from intsim.encoder import encode
+from intsim.rounding import RoundingMode
 from tests.exact_reference import ref_round_shift as ref_round
 
-MODES = ("half_up", "half_away", "half_even", "floor")
+MODES = RoundingMode.names()  # every mode of §2, a new one included
 
 
 
