@@ -30,6 +30,7 @@ class RoundingMode(SpecEnum):
     HALF_AWAY = 1  # ties away from zero
     HALF_EVEN = 2  # ties to even (ONNX)
     FLOOR = 3  # toward -inf (HLS default)
+    HALF_ZERO = 4  # ties toward zero (HLS AP_RND_ZERO)
 
     @classmethod
     def describe(cls) -> str:
@@ -55,6 +56,12 @@ def round_shift_scalar(i, n, mode):
         q = i >> n
         r = i - (q << n)
         if r > half or (r == half and (q & 1) == 1):
+            q += 1
+        return q
+    if mode == RoundingMode.HALF_ZERO:  # as half_even, a tie goes up only below zero (q < 0)
+        q = i >> n
+        r = i - (q << n)
+        if r > half or (r == half and q < 0):
             q += 1
         return q
     return i >> n  # FLOOR
@@ -86,9 +93,10 @@ def round_shift(values, n, mode: "RoundingMode | str") -> np.ndarray:
         with np.errstate(over="ignore"):  # |INT64_MIN| only arises for n == 0, discarded below
             mag = (np.abs(i) + half) >> n
             out = np.where(i < 0, -mag, mag)
-    else:  # HALF_EVEN
+    else:  # HALF_EVEN, HALF_ZERO: q·2^n ≤ i, 0 ≤ r < 2^n, up by one above a tie and on the mode's ties
         q = i >> n
         r = i - (q << n)
-        up = nz & ((r > half) | ((r == half) & ((q & 1) == 1)))
+        tie_up = (q & 1) == 1 if mode is RoundingMode.HALF_EVEN else q < 0
+        up = nz & ((r > half) | ((r == half) & tie_up))
         out = q + up
     return np.where(nz, out, i).astype(np.int64)

@@ -50,6 +50,14 @@ def test_rtl_paths_refuse_a_mode_the_rtl_lacks(tmp_path, monkeypatch):
         cosim.run_cases([case], tmp_path / "cases")
 
 
+def test_rtl_refuses_half_zero_artifact(tmp_path):
+    # a §2 mode the RTL lacks: one error naming it, no simulation with a truncated mode number
+    save_artifact(make_random_artifact(0, rounding="half_zero"), tmp_path / "m.intsim")
+    with pytest.raises(ValueError, match=r"rounding mode 'half_zero' is not implemented by the reference RTL"):
+        cosim.run_cosim(tmp_path / "m.intsim", tmp_path / "g", tmp_path / "out")
+    assert cosim.main([str(tmp_path / "m.intsim"), str(tmp_path / "g"), "-o", str(tmp_path / "o2")]) == 2
+
+
 @pytest.fixture(scope="module", params=["split", "grid"])
 def model(request, tmp_path_factory):
     """The repo's test model (tests/artifact_factory.py: every op, incl. stride, dilation, groups, int16
