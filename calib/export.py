@@ -40,7 +40,7 @@ recorded in ``metadata``. The numbers (docs/arithmetic.md):
   mean_pool/std_pool keep the input frac (as §6 requires); add, concat and mul
   get their own calibrated frac. Slopes (§6.7): ``M·2^-k`` with ≤ 24-bit ``M``
   (:func:`slope_multipliers`). Pool shifts: :func:`pool_shifts`. LUT activations
-  (sigmoid, tanh, silu, gelu; :func:`calib.export_ops.export_lut`): range ±R from the
+  (:data:`intsim.lut.LUT_FUNCTIONS`; :func:`calib.export_ops.export_lut`): range ±R from the
   calibrated input max|x|, 2^13 entries; clamp bounds: :func:`calib.export_ops.clamp_bounds`.
 * **conv_transpose2d** (§5.5): as conv2d, weight stored [Co, kh, kw, Ci].
 * ``metadata.source`` records the float model (zoo name, scale, checkpoint,

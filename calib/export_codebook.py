@@ -123,10 +123,13 @@ def build_encoder(segs: tuple[Segment, ...], neg_tail_below: list[bool], unit_m:
                               f"raise stream_bits")
         thresholds.append(min(max(u, top), bottom))
     stages = []
-    floor_mode = RoundingMode.parse(rounding) is RoundingMode.FLOOR
+    # The mode's direction: R(1, 2) + R(−1, 2) is −1 for floor (¼ and −¼ go down), +1 for a mode that
+    # rounds toward +inf, 0 for the modes to nearest. A directed mode's centre moves half a step against
+    # it, so that the encoder still picks the nearest grid point.
+    direction = int(round_shift(np.array([1, -1], dtype=np.int64), 2, RoundingMode.parse(rounding)).sum())
     for s in segs:
         D = s.step * scale
-        c0 = V(s.origin) - (D / 2 if floor_mode else 0)
+        c0 = V(s.origin) + direction * D / 2
         k = enc_bits - 1 + ceil_log2(D)
         k = min(max(k, 0), MAX_SHIFT)
         E = round_half_up(pow2(k) / D)

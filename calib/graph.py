@@ -5,7 +5,7 @@ list of :class:`LNode` — the ops of an intsim artifact (docs/artifact.md)
 *before* quantization: ``image_in``, ``conv2d``, ``conv_transpose2d``, ``relu``,
 ``leaky_relu``, ``prelu``, ``add``, ``concat``, ``split``, ``pixel_shuffle``,
 ``upsample_nearest``, ``upsample_bilinear``, ``mean_pool``, ``std_pool``,
-``lut`` (sigmoid, tanh, silu, gelu), ``clamp``, ``mul``, ``image_out``. Export (calib/export.py) later inserts one
+``lut`` (:data:`intsim.lut.LUT_FUNCTIONS`), ``clamp``, ``mul``, ``image_out``. Export (calib/export.py) later inserts one
 ``encode`` op in front of every conv (activation quantizers sit at conv inputs
 only; every other op works on the wide stream) and snaps everything to integers.
 
@@ -29,9 +29,10 @@ Lowering rules (docs/arithmetic.md):
   ``x.clamp(min, max)`` with constant bounds → clamp (bounds snapped inwards to the stream grid at
   export, §6.16);
 * ``nn.LeakyReLU`` / ``F.leaky_relu`` → leaky_relu, ``nn.PReLU`` → prelu (slopes
-  kept real here, fixed-point at export, §6.7); ``nn.Sigmoid`` / ``torch.sigmoid``,
-  ``nn.Tanh`` / ``torch.tanh``, ``nn.SiLU`` / ``F.silu``, ``nn.GELU`` / ``F.gelu`` (exact erf form)
-  → lut with ``fn`` = the function's name (a table at export, §6.13, §6.17);
+  kept real here, fixed-point at export, §6.7); the activations of
+  :data:`calib.lowering_values.LUT_MODULES` and ``LUT_FN`` (``nn.Sigmoid`` / ``torch.sigmoid``,
+  ``nn.GELU`` / ``F.gelu`` in the exact erf form, …) → lut with ``fn`` = the function's name
+  (a table at export, §6.13, §6.17);
 * ``torch.cat`` on channels → concat; ``torch.split`` / ``torch.chunk`` /
   ``x[:, a:b]`` on channels → split (§6.4, §6.5);
 * ``nn.Upsample`` / ``F.interpolate`` by an integer factor → upsample_nearest,

@@ -71,11 +71,11 @@ LRELU_FN = {F.leaky_relu, F.leaky_relu_}
 
 # LUT activations (arithmetic.md §6.17): callable → the table function's name (intsim.lut.LUT_FUNCTIONS)
 LUT_FN = {torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", torch.sigmoid_: "sigmoid", torch.tanh: "tanh",
-           F.tanh: "tanh", torch.tanh_: "tanh", F.silu: "silu", F.gelu: "gelu"}
+           F.tanh: "tanh", torch.tanh_: "tanh", F.silu: "silu", F.gelu: "gelu", F.mish: "mish"}
 
 
 LUT_METHODS = {"sigmoid": "sigmoid", "sigmoid_": "sigmoid", "tanh": "tanh", "tanh_": "tanh"}
-LUT_MODULES = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.GELU: "gelu"}
+LUT_MODULES = {nn.Sigmoid: "sigmoid", nn.Tanh: "tanh", nn.SiLU: "silu", nn.GELU: "gelu", nn.Mish: "mish"}
 CLAMP_FN = {torch.clamp, torch.clip, torch.clamp_, F.hardtanh, F.relu6, torch._C._nn.hardtanh_}
 CLAMP_METHODS = ("clamp", "clamp_", "clip", "clip_")
 PS_FN = {F.pixel_shuffle, torch.pixel_shuffle}

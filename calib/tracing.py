@@ -10,10 +10,12 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from intsim.lut import LUT_FUNCTIONS
+
 SUPPORTED = (
     "conv2d (nn.Conv2d, zero / reflect / replicate padding; shared modules become one op per call), conv_transpose2d "
     "(nn.ConvTranspose2d), add (two tensors), relu, clamp (ReLU6, Hardtanh, torch.clamp/clip with constant bounds), "
-    "leaky_relu, prelu, sigmoid / tanh / silu / gelu (lut), pixel_shuffle, "
+    f"leaky_relu, prelu, {' / '.join(LUT_FUNCTIONS)} (lut), pixel_shuffle, "
     "nearest / bilinear / bicubic (align_corners=False) upsampling by an integer factor, torch.cat / split / chunk / "
     "x[:, a:b] on channels (concat, split), global mean (mean, AdaptiveAvgPool2d(1), sum/(H·W)) and population "
     "std over H×W (mean_pool, std_pool), full-size × 1×1 per-channel gate (mul), "

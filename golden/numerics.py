@@ -12,7 +12,7 @@ import math
 import torch
 
 F64 = torch.float64
-ROUNDING_MODES = ("half_up", "half_away", "half_even", "floor")
+ROUNDING_MODES = ("half_up", "half_away", "half_even", "floor", "half_zero")
 OVERFLOW_POLICIES = ("error", "saturate", "wrap")
 EXACT = float(2**53)  # float64 holds every integer of magnitude below this
 
@@ -34,7 +34,8 @@ def rnd(t: torch.Tensor, mode: str) -> torch.Tensor:
     """Round the exact float64 dyadic ``t`` to an integer (arithmetic.md §2, real form).
 
     ``half_up`` is ``floor(t + 0.5)``, ``half_away`` ``sign(t)·floor(|t| + 0.5)``,
-    ``half_even`` round-half-even, ``floor`` ``floor(t)``. ``t + 0.5`` is not
+    ``half_even`` round-half-even, ``floor`` ``floor(t)``, ``half_zero`` ``sign(t)·ceil(|t| − 0.5)``
+    (formed as ``floor(|t|)`` plus one when the fractional part exceeds ½). ``t + 0.5`` is not
     formed: it can need one bit more than float64 has when ``t`` uses all 53,
     so the half-up forms compare the exact fractional part ``t − floor(t)``
     (exact by Sterbenz for |t| ≥ 1 and for t ≥ 0; for t in (−1, 0) the only
@@ -51,6 +52,11 @@ def rnd(t: torch.Tensor, mode: str) -> torch.Tensor:
         a = torch.abs(t)
         fl = torch.floor(a)
         m = fl + ((a - fl) >= 0.5).to(F64)
+        return torch.where(t < 0, -m, m)
+    if mode == "half_zero":  # |t| − ⌊|t|⌋ is exact (Sterbenz for |t| ≥ 1, ⌊|t|⌋ = 0 below)
+        a = torch.abs(t)
+        fl = torch.floor(a)
+        m = fl + ((a - fl) > 0.5).to(F64)
         return torch.where(t < 0, -m, m)
     raise GoldenError(f"unknown rounding mode {mode!r}; expected one of {', '.join(ROUNDING_MODES)}")
 

@@ -1,7 +1,7 @@
 """Look-up-table activations and their index rule: docs/arithmetic.md §6.13 and §6.17.
 
 A ``lut`` op applies a named scalar function ``φ`` (:data:`LUT_FUNCTIONS`: ``sigmoid``,
-``tanh``, ``silu``, ``gelu``) through a table built at export:
+``tanh``, ``silu``, ``gelu``, ``mish``) through a table built at export:
 ``lut[j] = round_half_up(φ((imin + j)·2^-lut_exp) · 2^out_frac)``.
 Every entry is decided *exactly*: ``φ`` is evaluated with :mod:`decimal` at
 ``digits + GUARD_DIGITS`` significant digits (``digits`` ≥ 60) and the result is
@@ -11,7 +11,11 @@ decided by an exact rule instead (below), so ``exp`` never over- or underflows.
 
 Ties: ``φ(0)`` is exact (½ for sigmoid, 0 otherwise) and handled with rationals.
 For rational ``x ≠ 0`` the values of sigmoid, tanh and silu are transcendental
-(Lindemann), so ``φ(x)·2^out_frac`` is never a half-integer; for gelu no such
+(Lindemann), so ``φ(x)·2^out_frac`` is never a half-integer. So is mish:
+``mish(x) = x·P(z)/Q(z)`` with ``z = e^x``, ``P = z² + 2z``, ``Q = z² + 2z + 2``; were
+``mish(x)·2^f`` a half-integer ``c`` (≠ 0), ``z`` would be a root of
+``(x·2^f − c)·(z² + 2z) − 2c``, a non-zero polynomial with rational coefficients
+(its constant term is ``−2c``), but ``e^x`` is transcendental (Lindemann). For gelu no such
 theorem is known and a value within ``10^-2000`` of a tie would be refused
 (:class:`ArithmeticError`), never rounded by guess.
 
@@ -99,6 +103,18 @@ def _gelu(x, ctx):
     return ctx.multiply(ctx.divide(x, 2), ctx.add(1, e) if x >= 0 else ctx.subtract(1, e))
 
 
+def _mish(x, ctx):
+    # x·tanh(ln(1 + e^x)) = x·(z² + 2z)/(z² + 2z + 2) with z = e^x (module docstring); for x > 0 in u = e^-x,
+    # x·(1 + 2u)/(1 + 2u + 2u²): no overflow, and every sum adds positive terms (no cancellation)
+    if x > 0:
+        u = ctx.exp(-x)
+        p = ctx.add(1, ctx.multiply(2, u))
+        return ctx.multiply(x, ctx.divide(p, ctx.add(p, ctx.multiply(2, ctx.multiply(u, u)))))
+    z = ctx.exp(x)
+    p = ctx.multiply(z, ctx.add(z, 2))
+    return ctx.multiply(x, ctx.divide(p, ctx.add(p, 2)))
+
+
 @dataclass(frozen=True)
 class LutFunction:
     """One table function: exact-enough evaluation, its far-tail asymptotes, and its value range.
@@ -121,7 +137,9 @@ class LutFunction:
 
 # Tail remainders (|x| > tail, out_frac ≤ 30): sigmoid e^-|x| < e^-80 < 2^-115;
 # tanh 2e^-2|x| < 2^-229; silu |x|·e^-|x| < 80·e^-80 < 2^-108 (decreasing for |x| > 1);
-# gelu |x|·Φ(−|x|) < φ_N(|x|) = e^{−x²/2}/√(2π) < e^-72 < 2^-103 at |x| > 12.
+# gelu |x|·Φ(−|x|) < φ_N(|x|) = e^{−x²/2}/√(2π) < e^-72 < 2^-103 at |x| > 12;
+# mish: above, x − mish(x) = x·2u²/(1 + 2u + 2u²) < 2x·e^-2x < 2^-223, below, |mish(x)| < |x|·z(z + 2)/2
+# < 1.01·|x|·e^-|x| < 2^-107 (as silu, and of the same signs: mish < x, mish < 0 for x < 0).
 # Times 2^30 each stays below 2^-62.
 LUT_FUNCTIONS: dict[str, LutFunction] = {f.name: f for f in (
     LutFunction("sigmoid", _sigmoid, 80, lambda x: (Fraction(1), 1), lambda x: (Fraction(0), -1),
@@ -132,6 +150,8 @@ LUT_FUNCTIONS: dict[str, LutFunction] = {f.name: f for f in (
                 lambda R: max(float(R), 0.2785), "torch.nn.functional.silu"),
     LutFunction("gelu", _gelu, 12, lambda x: (x, 1), lambda x: (Fraction(0), 1),
                 lambda R: max(float(R), 0.1700), "torch.nn.functional.gelu (approximate='none')"),
+    LutFunction("mish", _mish, 80, lambda x: (x, 1), lambda x: (Fraction(0), 1),
+                lambda R: max(float(R), 0.3089), "torch.nn.functional.mish"),
 )}
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from intsim.spec_enum import OverflowPolicy, RoundingMode
+from intsim.rounding import RoundingMode
+from intsim.spec_enum import OverflowPolicy
 
 
 @dataclass(frozen=True)

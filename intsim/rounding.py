@@ -1,9 +1,12 @@
 """Rescale with one rounding: ``R(I, n)`` of docs/arithmetic.md §2.
 
-``I`` is an int64 value (or array), ``n`` a right shift in [0, 62]. The four
-modes are the named numeric variants of §2; each is implemented once for numpy
-arrays and once as a numba scalar for the kernels (both exercised against an
-exact ``fractions.Fraction`` reference in tests/intsim/test_rounding.py).
+``I`` is an int64 value (or array), ``n`` a right shift in [0, 62]. The modes
+are the named numeric variants of §2, listed once in :class:`RoundingMode`; each
+is implemented once for numpy arrays and once as a numba scalar for the kernels
+(both exercised against an exact ``fractions.Fraction`` reference in
+tests/intsim/test_rounding.py). A new mode is a member and its two branches here
+(and golden's real form, docs/extending.md): everything else in the engine reads
+the enum.
 """
 from __future__ import annotations
 
@@ -11,9 +14,27 @@ import numba
 import numpy as np
 
 from intsim import wrapping
-from intsim.spec_enum import RoundingMode  # noqa: F401  (re-exported: defined with the other modes)
+from intsim.spec_enum import SpecEnum
 
 MAX_SHIFT = 62
+
+
+class RoundingMode(SpecEnum):
+    """Rounding of ``I·2^-n`` to an integer (arithmetic.md §2).
+
+    The int value is what the kernels receive; their fast paths test single members
+    (``rmode == RoundingMode.HALF_UP``) and take :func:`round_shift_scalar` otherwise, so a
+    new member needs only its branches in :func:`round_shift_scalar` and :func:`round_shift`."""
+
+    HALF_UP = 0  # ties toward +inf (TFLite / gemmlowp single rounding)
+    HALF_AWAY = 1  # ties away from zero
+    HALF_EVEN = 2  # ties to even (ONNX)
+    FLOOR = 3  # toward -inf (HLS default)
+    HALF_ZERO = 4  # ties toward zero (HLS AP_RND_ZERO)
+
+    @classmethod
+    def describe(cls) -> str:
+        return "rounding mode"
 
 
 @numba.njit(cache=True, inline="always")
@@ -35,6 +56,12 @@ def round_shift_scalar(i, n, mode):
         q = i >> n
         r = i - (q << n)
         if r > half or (r == half and (q & 1) == 1):
+            q += 1
+        return q
+    if mode == RoundingMode.HALF_ZERO:  # as half_even, a tie goes up only below zero (q < 0)
+        q = i >> n
+        r = i - (q << n)
+        if r > half or (r == half and q < 0):
             q += 1
         return q
     return i >> n  # FLOOR
@@ -66,9 +93,10 @@ def round_shift(values, n, mode: "RoundingMode | str") -> np.ndarray:
         with np.errstate(over="ignore"):  # |INT64_MIN| only arises for n == 0, discarded below
             mag = (np.abs(i) + half) >> n
             out = np.where(i < 0, -mag, mag)
-    else:  # HALF_EVEN
+    else:  # HALF_EVEN, HALF_ZERO: q·2^n ≤ i, 0 ≤ r < 2^n, up by one above a tie and on the mode's ties
         q = i >> n
         r = i - (q << n)
-        up = nz & ((r > half) | ((r == half) & ((q & 1) == 1)))
+        tie_up = (q & 1) == 1 if mode is RoundingMode.HALF_EVEN else q < 0
+        up = nz & ((r > half) | ((r == half) & tie_up))
         out = q + up
     return np.where(nz, out, i).astype(np.int64)

@@ -1,8 +1,10 @@
-"""The named numeric modes (rounding, overflow), defined once: an int for the kernels, a
-lower-case spec name for artifacts and the command line, parsed from that name in one place.
+"""The named numeric modes, defined once: an int for the kernels, a lower-case spec name for
+artifacts and the command line, parsed from that name in one place.
 
-Names only, no arithmetic: golden (which implements the spec independently) reads artifacts whose
-``Numerics`` carry these modes, and must not import intsim's rounding or overflow code."""
+:class:`SpecEnum` is the base; :class:`OverflowPolicy` lives here, :class:`~intsim.rounding.RoundingMode`
+beside its arithmetic in :mod:`intsim.rounding`, so that a new rounding mode is one member and its
+branches in one file (docs/extending.md). Golden implements both real forms itself and only reads the
+names."""
 from __future__ import annotations
 
 import enum
@@ -11,7 +13,7 @@ import enum
 class SpecEnum(enum.IntEnum):
     """An ``IntEnum`` whose members are spelled in docs/arithmetic.md as ``name.lower()``.
 
-    The int value is what numba kernels compare against (``mode == RoundingMode.FLOOR``
+    The int value is what numba kernels compare against (``rmode == RoundingMode.FLOOR``
     compiles to a constant compare); the spec name is what artifacts and CLI flags carry."""
 
     @classmethod
@@ -40,22 +42,6 @@ class SpecEnum(enum.IntEnum):
             raise ValueError(
                 f"unknown {cls.describe()} {name!r}; expected one of " + ", ".join(cls.names())
             ) from None
-
-
-class RoundingMode(SpecEnum):
-    """Rounding of ``I·2^-n`` to an integer (arithmetic.md §2).
-
-    Adding a mode: a member here, its branch in :func:`intsim.rounding.round_shift_scalar` and
-    :func:`intsim.rounding.round_shift`, and golden's ``round_real`` (docs/extending.md)."""
-
-    HALF_UP = 0  # ties toward +inf (TFLite / gemmlowp single rounding)
-    HALF_AWAY = 1  # ties away from zero
-    HALF_EVEN = 2  # ties to even (ONNX)
-    FLOOR = 3  # toward -inf (HLS default)
-
-    @classmethod
-    def describe(cls) -> str:
-        return "rounding mode"
 
 
 class OverflowPolicy(SpecEnum):

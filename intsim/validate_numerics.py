@@ -22,10 +22,12 @@ from intsim.artifact_model import (
     Segment,
     TensorSpec,
 )
+from intsim.rounding import RoundingMode
+from intsim.spec_enum import OverflowPolicy
 from intsim.validate_schema import INT64_MAX, MAX_SHIFT, SEGMENT_KEYS, _int, _list, _str
 
-ROUNDINGS = ("half_up", "half_away", "half_even", "floor")  # §2
-OVERFLOWS = ("error", "saturate", "wrap")  # §4
+ROUNDINGS = RoundingMode.names()  # §2
+OVERFLOWS = OverflowPolicy.names()  # §4
 ACC_BITS = (8, 48)  # §8
 STREAM_BITS = (8, 40)  # §8
 MULT_BITS = (8, 31)  # §2.1

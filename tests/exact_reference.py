@@ -26,6 +26,9 @@ def round_rational(t, mode) -> int:
         return fl + 1 if frac > HALF or (frac == HALF and fl % 2 == 1) else fl
     if name == "floor":
         return math.floor(t)
+    if name == "half_zero":
+        mag = math.ceil(abs(t) - HALF)
+        return -mag if t < 0 else mag
     raise ValueError(f"unknown rounding mode {mode!r}")
 
 

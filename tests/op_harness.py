@@ -15,8 +15,9 @@ from golden.executor import execute
 from intsim import op_dispatch
 from intsim.artifact import Artifact, Numerics, OpSpec, TensorSpec
 from intsim import validate as V
+from intsim.rounding import RoundingMode
 
-MODES = ("half_up", "half_away", "half_even", "floor")
+MODES = RoundingMode.names()  # every mode of §2, a new one included
 POLICIES = ("error", "saturate", "wrap")
 
 

@@ -1,10 +1,11 @@
-"""The generic ``lut`` op (sigmoid, tanh, silu, gelu): docs/arithmetic.md §6.13, §6.17.
+"""The generic ``lut`` op (sigmoid, tanh, silu, gelu, mish): docs/arithmetic.md §6.13, §6.17.
 
 * every table entry against an independent 120-digit oracle (mpmath, a torch dependency) and the
   exact rational index rule against ``fractions.Fraction``;
 * golden == intsim, bit for bit, on real-size streams for every function in every rounding mode
   and overflow policy; an artifact holding the legacy ``sigmoid`` op loads as the ``lut`` op with ``fn = "sigmoid"``, same bits;
-* capture lowers every spelling; a net with Tanh, SiLU and GELU calibrates and runs bit-exactly.
+* capture lowers every spelling; a net with Tanh, SiLU and GELU, and one with Mish, calibrate and run
+  bit-exactly.
 """
 from __future__ import annotations
 
@@ -37,14 +38,15 @@ def oracle(fn: str, m: int, k: int, f: int) -> int:
     with mpmath.workdps(120):
         x = mpmath.mpf(m) / mpmath.mpf(2) ** k
         v = {"sigmoid": lambda: 1 / (1 + mpmath.exp(-x)), "tanh": lambda: mpmath.tanh(x),
-             "silu": lambda: x / (1 + mpmath.exp(-x)), "gelu": lambda: x * mpmath.ncdf(x)}[fn]()
+             "silu": lambda: x / (1 + mpmath.exp(-x)), "gelu": lambda: x * mpmath.ncdf(x),
+             "mish": lambda: x * mpmath.tanh(mpmath.log1p(mpmath.exp(x)))}[fn]()
         t = v * mpmath.mpf(2) ** f + mpmath.mpf(1) / 2
         fl = int(mpmath.floor(t))
         if m != 0 and not (abs(t - fl) > mpmath.mpf(10) ** -90 and abs(t - fl - 1) > mpmath.mpf(10) ** -90):
-            # within 1e-90 of a rounding boundary: only silu/gelu far right of 0, where φ(x) = x − ε with
-            # 0 < ε < 1e-90 (x·σ(x) < x, x·Φ(x) < x for x > 0); if x·2^f + ½ is an integer N the value
-            # lies just below it and rounds to N − 1 (decided exactly, not by more digits)
-            assert fn in ("silu", "gelu") and m > 0, (fn, m, k, f)
+            # within 1e-90 of a rounding boundary: only silu/gelu/mish far right of 0, where φ(x) = x − ε
+            # with 0 < ε < 1e-90 (x·σ(x), x·Φ(x), x·tanh(softplus x) < x for x > 0); if x·2^f + ½ is an
+            # integer N the value lies just below it and rounds to N − 1 (decided exactly, not by more digits)
+            assert fn in ("silu", "gelu", "mish") and m > 0, (fn, m, k, f)
             n = Fraction(m, 1) * Fraction(2) ** (f - k) + Fraction(1, 2)
             assert n.denominator == 1, (fn, m, k, f)
             return int(n) - 1
@@ -71,14 +73,14 @@ def test_entry_random_against_oracle(fn, m, k, f):
 @pytest.mark.parametrize("fn", FNS)
 def test_tail_rule_is_exact_across_the_threshold(fn):
     """Entries just inside and beyond |x| = tail (the asymptote rule) agree with the oracle,
-    including inputs whose asymptote x·2^f is a tie (silu, gelu: value just below it)."""
+    including inputs whose asymptote x·2^f is a tie (silu, gelu, mish: value just below it)."""
     tail = lut_function(fn).tail
     for k, f in ((4, 30), (8, 3), (20, 0), (1, 20)):
         for m in ((tail << k) - 1, tail << k, (tail << k) + 1, (tail << k) + 3, ((tail + 7) << k) + 1):
             for s in (1, -1):
                 assert entry(lut_function(fn), s * m, k, f) == oracle(fn, s * m, k, f), (fn, s * m, k, f)
     # a tie approached from below: x = 100.5·2^0... x·2^f + ½ an integer ⇒ one less than the asymptote's rounding
-    if fn in ("silu", "gelu"):
+    if fn in ("silu", "gelu", "mish"):
         assert entry(lut_function(fn), 201, 1, 0) == 100  # φ(100.5) = 100.5 − tiny → 100
 
 
@@ -121,7 +123,7 @@ def test_golden_equals_intsim_real_size(fn, rounding, overflow):
     out = assert_same(art, X)
     assert out.events["saturations"] > 0  # the index clamp is exercised
     # the integers track the float function (table step 2^-9 over ±8, output grid 2^-f_o)
-    ref = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "silu": F.silu, "gelu": F.gelu}[fn](
+    ref = {"sigmoid": torch.sigmoid, "tanh": torch.tanh, "silu": F.silu, "gelu": F.gelu, "mish": F.mish}[fn](
         torch.from_numpy(np.clip(X, r["imin"] * 2 ** (f_in - r["lut_exp"]), r["imax"] * 2 ** (f_in - r["lut_exp"]))
                          .astype(np.float64) * 2.0 ** -f_in)).numpy()
     assert float(np.abs(out.out * 2.0 ** -r["f_o"] - ref).max()) < 2 ** -r["lut_exp"] * 1.2
@@ -205,7 +207,7 @@ def test_legacy_sigmoid_refusals():
 
 
 def test_validate_refuses_unknown_function():
-    with pytest.raises(ArtifactError, match=r"attribute 'fn' must be one of 'sigmoid', 'tanh', 'silu', 'gelu', "
+    with pytest.raises(ArtifactError, match=r"attribute 'fn' must be one of 'sigmoid', 'tanh', 'silu', 'gelu', 'mish', "
                                             r"got 'swish' \(§6.17\)"):
         one_op("lut", 2, 8, 8, attrs={"fn": "swish", "lut_exp": 0, "imin": 0, "imax": 1},
                arrays={"lut": np.zeros(2, np.int32)})
@@ -265,6 +267,60 @@ def test_activation_net_calibrates_exports_and_is_bit_exact(rounding, overflow):
     assert sorted(op.attrs["fn"] for op in art.ops if op.op == "lut") == \
         ["gelu", "gelu", "sigmoid", "silu", "silu", "tanh", "tanh"]
     img = np.random.default_rng(3).integers(0, 256, (36, 40, 3), dtype=np.uint8)
+    res, gold = run(art, img), run_golden(art, img)
+    for t, ref in gold.tensors.items():
+        assert np.array_equal(np.asarray(res.tensors[t], np.int64), np.asarray(ref, np.int64)), t
+    for name, ev in gold.events.items():
+        assert {k: res.counters["ops"][name][k] for k in ev} == ev, name
+    x = torch.from_numpy(img.transpose(2, 0, 1).astype(np.float32) / 255)[None]
+    with torch.no_grad():
+        ref = (m(x)[0] * 255).clamp(0, 255).round().numpy().transpose(1, 2, 0)
+    assert float(np.abs(res.tensors["output"] - ref).mean()) < 2.0
+
+
+def test_mish_at_zero_and_its_minimum():
+    # φ(0) = 0·tanh(ln 2) = 0 exactly (the m = 0 rule); the minimum −0.3088… at x ≈ −1.19 is inside bound(R)
+    f = lut_function("mish")
+    assert entry(f, 0, 5, 20) == 0 == oracle("mish", 0, 5, 20)
+    table = build_lut("mish", -64, 0, 5, 20)  # x in [−2, 0] step 1/32
+    assert int(table.min()) == oracle("mish", -38, 5, 20) and -0.3089 < table.min() * 2.0 ** -20 < -0.3088
+    assert f.bound(0.5) >= 0.3089 and f.bound(7.0) == 7.0
+
+
+class _MishNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Conv2d(3, 8, 3, padding=1)
+        self.mish = nn.Mish()
+        self.tail = nn.Conv2d(8, 12, 3, padding=1)
+
+    def forward(self, x):
+        h = self.mish(self.head(x))
+        return F.pixel_shuffle(self.tail(F.mish(h) + h), 2)
+
+
+@pytest.mark.parametrize("rounding,overflow", [("half_zero", "wrap"), ("half_up", "saturate")])
+def test_mish_net_captures_calibrates_exports_and_is_bit_exact(rounding, overflow):
+    from calib.calibrate import calibrate_minmax
+    from calib.export import export_artifact
+    from calib.graph import capture
+    from golden.executor import run_golden
+    from intsim.engine import run
+
+    torch.manual_seed(1)
+    m = _MishNet().eval()
+    g = capture(m, rgb_range=1.0)
+    assert [(n.name, n.attrs["fn"]) for n in g.nodes if n.op == "lut"] == [("mish", "mish"), ("mish_1", "mish")]
+    cal = calibrate_minmax(m, [torch.rand(3, 16, 16) for _ in range(3)], 8, 8, graph=g)
+    art = export_artifact(m, cal, rounding=rounding, overflow=overflow, model_meta={"name": "mishnet", "scale": 2})
+    luts = [op for op in art.ops if op.op == "lut"]
+    assert [op.attrs["fn"] for op in luts] == ["mish", "mish"]
+    for op in luts:  # the exported tables are the exact entries
+        a = op.attrs
+        want = [oracle("mish", j, a["lut_exp"], art.tensors[op.outputs[0]].frac)
+                for j in range(a["imin"], a["imax"] + 1, 97)]
+        assert art.array(op, "lut")[::97].tolist() == want
+    img = np.random.default_rng(4).integers(0, 256, (30, 34, 3), dtype=np.uint8)
     res, gold = run(art, img), run_golden(art, img)
     for t, ref in gold.tensors.items():
         assert np.array_equal(np.asarray(res.tensors[t], np.int64), np.asarray(ref, np.int64)), t

@@ -26,6 +26,17 @@ RTL = Path(__file__).resolve().parents[1]
 SOURCES = ["isim_round.sv", "isim_overflow.sv", "isim_encoder.sv", "isim_mac_split.sv", "isim_mac_grid.sv",
            "isim_requant.sv"]
 TOP = "tb_layer"
+#: The rounding modes rtl/isim_round.sv implements, by their ``RoundingMode`` value (its 2-bit ``mode``
+#: input). The one list of them: the unit bench, the synthetic layers and the refusal below read it.
+RTL_ROUNDINGS = ("half_up", "half_away", "half_even", "floor")
+
+
+def check_rounding(rounding: str, where: str) -> None:
+    """``ValueError`` naming ``where`` when the RTL lacks rounding mode ``rounding``: the config word
+    would reach isim_round.sv truncated to 2 bits and run another mode."""
+    if rounding not in RTL_ROUNDINGS:
+        raise ValueError(f"{where}: rounding mode {rounding!r} is not implemented by the reference RTL "
+                         f"(rtl/isim_round.sv has {', '.join(RTL_ROUNDINGS)})")
 
 
 class SimulatorMissing(RuntimeError):
@@ -178,10 +189,11 @@ def run_cosim(artifact: str | os.PathLike, golden_dir: str | os.PathLike, out: s
     from intsim.golden_dir import read_golden_dir
     from intsim.vectors import export_vectors
 
+    art = load_artifact(artifact)
+    check_rounding(art.numerics.rounding, str(artifact))
     check_tools()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    art = load_artifact(artifact)
     index = export_vectors(golden_dir, out / "vectors", "readmemh", artifact=art, layers=layers, inputs=inputs,
                            tensors=[], accumulators=requant_only)
     lines, dumps, outputs, whole = _jobs(index, out, region, requant_only)
@@ -219,7 +231,10 @@ def run_cases(cases: list, out: str | os.PathLike, defines: dict | None = None) 
     output of each; returns per case what the RTL computed (int64, shaped as its expected) and its
     event counts (:data:`EVENT_KEYS`)."""
     from intsim.layer_vectors import parse_hex, readmemh_files
+    from intsim.rounding import RoundingMode
 
+    for case in cases:
+        check_rounding(RoundingMode(case.config["rounding"]).spec_name, f"layer case {case.op}")
     check_tools()
     out = Path(out).resolve()
     lines, dumps = [], []

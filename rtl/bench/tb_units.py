@@ -12,6 +12,7 @@ from cocotb.triggers import Timer
 
 from intsim.overflow import apply_overflow
 from intsim.rounding import RoundingMode, round_shift
+from rtl.bench.cosim import RTL_ROUNDINGS
 
 SHIFTS = (0, 1, 2, 3, 31, 52, 62)
 
@@ -31,11 +32,11 @@ def _round_inputs(n: int) -> list[int]:
 
 @cocotb.test()
 async def round_matches_intsim(dut):
-    """isim_round equals intsim.rounding.round_shift in every mode at every tested shift."""
+    """isim_round equals intsim.rounding.round_shift in every mode it implements at every tested shift."""
     if os.environ.get("INTSIM_RTL_UNIT") != "round":
         return
     checked = 0
-    for mode in RoundingMode:
+    for mode in map(RoundingMode.parse, RTL_ROUNDINGS):
         dut.mode.value = int(mode)
         for n in SHIFTS:
             dut.n.value = n

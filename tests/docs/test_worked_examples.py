@@ -45,13 +45,13 @@ def shown(x: Fraction, text: str) -> bool:
 # ---------------------------------------------------------------------------
 # §2 rounding table and the multiplier example
 
-TABLE_2 = [  # I, I/4, half_up, half_away, half_even, floor
-    (6, "1.5", 2, 2, 2, 1),
-    (10, "2.5", 3, 3, 2, 2),
-    (-6, "-1.5", -1, -2, -2, -2),
-    (-10, "-2.5", -2, -3, -2, -3),
-    (-7, "-1.75", -2, -2, -2, -2),
-    (5, "1.25", 1, 1, 1, 1),
+TABLE_2 = [  # I, I/4, half_up, half_away, half_even, floor, half_zero
+    (6, "1.5", 2, 2, 2, 1, 1),
+    (10, "2.5", 3, 3, 2, 2, 2),
+    (-6, "-1.5", -1, -2, -2, -2, -1),
+    (-10, "-2.5", -2, -3, -2, -3, -2),
+    (-7, "-1.75", -2, -2, -2, -2, -2),
+    (5, "1.25", 1, 1, 1, 1, 1),
 ]
 
 
@@ -59,7 +59,8 @@ TABLE_2 = [  # I, I/4, half_up, half_away, half_even, floor
 def test_s2_rounding_table(row):
     i, quarter, *expected = row
     assert Fraction(i, 4) == Fraction(quarter)
-    for mode, want in zip(["half_up", "half_away", "half_even", "floor"], expected):
+    assert len(expected) == len(MODES)  # a column per mode
+    for mode, want in zip(["half_up", "half_away", "half_even", "floor", "half_zero"], expected):
         assert R(i, 2, mode) == want, (i, mode)
     # real form (golden) on the same rows
     t = Fraction(i, 4)
@@ -67,6 +68,7 @@ def test_s2_rounding_table(row):
     assert (1 if t >= 0 else -1) * math.floor(abs(t) + HALF) == expected[1]
     assert round(t) == expected[2]  # Fraction rounds half to even
     assert math.floor(t) == expected[3]
+    assert (1 if t >= 0 else -1) * math.ceil(abs(t) - HALF) == expected[4]
 
 
 def test_s2_multiplier_example():

@@ -30,7 +30,7 @@ from intsim.artifact import (
     TensorSpec,
 )
 
-MODES = ("half_up", "half_away", "half_even", "floor")
+MODES = ("half_up", "half_away", "half_even", "floor", "half_zero")
 
 # --------------------------------------------------------------------------
 # Python-int reference of the integer forms (written from the spec)
@@ -50,6 +50,9 @@ def R(i: int, n: int, mode: str) -> int:
         q = i >> n
         r = i - (q << n)
         return q + (1 if (r > h or (r == h and q % 2 == 1)) else 0)
+    if mode == "half_zero":
+        s = -1 if i < 0 else 1
+        return s * ((abs(i) + h - 1) >> n)
     return i >> n
 
 
@@ -64,6 +67,9 @@ def R_frac(x: Fraction, mode: str) -> int:
     if mode == "half_away":
         a = abs(x)
         m = math.floor(a) + (1 if a - math.floor(a) >= Fraction(1, 2) else 0)
+        return -m if x < 0 else m
+    if mode == "half_zero":  # nearest; a tie toward zero
+        m = math.ceil(abs(x) - Fraction(1, 2))
         return -m if x < 0 else m
     return fl + (1 if (r > Fraction(1, 2) or (r == Fraction(1, 2) and fl % 2 == 1)) else 0)
 
@@ -128,8 +134,8 @@ def run1(art, feeds, **kw):
 
 
 @pytest.mark.parametrize("I,expect", [
-    (6, (2, 2, 2, 1)), (10, (3, 3, 2, 2)), (-6, (-1, -2, -2, -2)),
-    (-10, (-2, -3, -2, -3)), (-7, (-2, -2, -2, -2)), (5, (1, 1, 1, 1)),
+    (6, (2, 2, 2, 1, 1)), (10, (3, 3, 2, 2, 2)), (-6, (-1, -2, -2, -2, -1)),
+    (-10, (-2, -3, -2, -3, -2)), (-7, (-2, -2, -2, -2, -2)), (5, (1, 1, 1, 1, 1)),
 ])
 def test_rounding_table_section2(I, expect):
     t = torch.tensor([I / 4], dtype=torch.float64)

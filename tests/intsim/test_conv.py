@@ -29,10 +29,11 @@ from intsim.ops.conv import (
     conv_transpose2d,
 )
 from intsim.overflow import EngineOverflowError
+from intsim.rounding import RoundingMode
 from tests.exact_reference import ref_round_shift as ref_round
 from tests.exact_reference import round_rational as _rnd_frac
 
-MODES = ("half_up", "half_away", "half_even", "floor")
+MODES = RoundingMode.names()  # every mode of §2, a new one included
 
 
 # --------------------------------------------------------------------------

@@ -47,7 +47,7 @@ from tests.artifact_factory import make_random_artifact
 # numpy's wrap at 63 bits forms 2^63 − 1 from a wrapped scalar, with a warning (the value is right)
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered in scalar subtract:RuntimeWarning")
 
-MODES = ("half_up", "half_away", "half_even", "floor")
+MODES = RoundingMode.names()  # every mode of §2, a new one included
 POLICIES = ("saturate", "wrap", "error")
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 ENTRY_POINTS = ((elementwise_kernels, "requantize_bands"), (elementwise_kernels, "split_bands"),

@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 
 from intsim.artifact import Codebook, EncoderStage, Segment
 from intsim.encoder import encode
+from intsim.rounding import RoundingMode
 from tests.exact_reference import ref_round_shift as ref_round
 
-MODES = ("half_up", "half_away", "half_even", "floor")
+MODES = RoundingMode.names()  # every mode of §2, a new one included
 
 
 
@@ -133,7 +134,8 @@ def test_ties_follow_rounding_mode(mode):
     codes, _, _ = encode(np.array(xs), cb, mode)
     q = (codes - 10).tolist()
     expected = {"half_up": [1, 2, 0, -1, -2, 1], "half_away": [1, 2, -1, -2, -2, 1],
-                "half_even": [0, 2, 0, -2, -2, 1], "floor": [0, 1, -1, -2, -2, 1]}[mode]
+                "half_even": [0, 2, 0, -2, -2, 1], "floor": [0, 1, -1, -2, -2, 1],
+                "half_zero": [0, 1, 0, -1, -2, 1]}[mode]
     assert q == expected
 
 

@@ -29,7 +29,7 @@ from intsim.ops.elementwise import add, concat, mul
 from intsim.rounding import RoundingMode
 from tests.artifact_factory import make_codebook
 
-MODES = ("half_up", "half_away", "half_even", "floor")
+MODES = RoundingMode.names()  # every mode of §2, a new one included
 CODEBOOKS = {  # 3, 2 and 1 segments, read from streams of frac 12
     "signed2r": make_codebook("signed2r", 4, 12, "split", bp=1.0),
     "relu2r": make_codebook("relu2r", 4, 12, "split", bp=1.0, signed=False),

@@ -23,6 +23,7 @@ from intsim.kernels import int8dot as KI
 from intsim.ops import conv as C
 from intsim.ops import conv_fast
 from intsim.overflow import EngineOverflowError
+from intsim.rounding import RoundingMode
 from tests.artifact_factory import make_codebook
 from tests.intsim.test_conv import codebook_3_3, extreme_codes
 
@@ -161,7 +162,7 @@ def test_refusals_name_the_reason():
                  **{**common, "numerics": Numerics(acc_bits=8)})
 
 
-@pytest.mark.parametrize("rounding", ["half_up", "half_away", "half_even", "floor"])
+@pytest.mark.parametrize("rounding", RoundingMode.names())
 def test_rounding_modes(rounding):
     cb = make_codebook("signed2r", 8, 16, "split")
     rng = np.random.default_rng(4)
@@ -222,7 +223,7 @@ def _asymmetric_tail_codes(rng, cb, shape, neg, pos):
     ("3_3", 0.0, 5), ("3_3", 1.0, 1),  # P, Q of both tails as planes / the tails listed sparse
     ("fold_3_3", 0.0, 3), ("fold_3_3", 0.03, 2), ("fold_3_3", 1.0, 1),  # folded: 3 planes, 2 + sparse, 1 + sparse
 ])
-@pytest.mark.parametrize("rounding", ["half_up", "half_away", "half_even", "floor"])
+@pytest.mark.parametrize("rounding", RoundingMode.names())
 @pytest.mark.parametrize("overflow", ["saturate", "wrap"])
 def test_real_size_multi_plane_tiles(monkeypatch, cb_name, sparse_fraction, planes, rounding, overflow):
     """IMDN's body conv size (128×128×48 → 64, k3) with ~7 % outer codes (1 % below, 6 % above),

@@ -27,9 +27,10 @@ from intsim.ops.resample import (
 )
 from intsim.ops.lut import lut
 from intsim.overflow import EngineOverflowError
+from intsim.rounding import RoundingMode
 from tests.exact_reference import round_rational as rnd
 
-MODES = ("half_up", "half_away", "half_even", "floor")
+MODES = RoundingMode.names()  # every mode of §2, a new one included
 
 
 

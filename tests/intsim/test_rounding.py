@@ -126,7 +126,7 @@ def test_shift_out_of_range_rejected(n):
         round_shift(np.array([1, 2], dtype=np.int64), np.array([0, n]), "floor")
 
 
-@pytest.mark.parametrize("mode", ["floor", "half_even"])
+@pytest.mark.parametrize("mode", ["floor", "half_even", "half_zero"])
 def test_full_int64_range_floor_and_half_even(mode):
     m = RoundingMode.parse(mode)
     edge = [INT64_MIN, INT64_MIN + 1, INT64_MAX - 1, INT64_MAX]
@@ -165,7 +165,8 @@ def test_general_rescale_x_times_m(xmn, mode):
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.integers(INT64_MIN, INT64_MAX), shifts, st.sampled_from([RoundingMode.FLOOR, RoundingMode.HALF_EVEN]))
+@given(st.integers(INT64_MIN, INT64_MAX), shifts,
+       st.sampled_from([RoundingMode.FLOOR, RoundingMode.HALF_EVEN, RoundingMode.HALF_ZERO]))
 def test_floor_half_even_any_int64(i, n, mode):
     check_both(i, n, mode)
 
@@ -201,4 +202,16 @@ def test_mode_relations(i_n):
         assert fl <= res[m] <= fl + 1
     tie = n >= 1 and (i % (1 << n)) == (1 << (n - 1))
     if not tie:
-        assert res[RoundingMode.HALF_UP] == res[RoundingMode.HALF_AWAY] == res[RoundingMode.HALF_EVEN]
+        assert res[RoundingMode.HALF_UP] == res[RoundingMode.HALF_AWAY] == res[RoundingMode.HALF_EVEN] == \
+            res[RoundingMode.HALF_ZERO]
+    else:  # a tie goes to whichever neighbour is nearer zero
+        assert res[RoundingMode.HALF_ZERO] == (fl + 1 if i < 0 else fl)
+
+
+def test_half_zero_ties_toward_zero():
+    # §2's worked rows (n = 2) and ties at the largest shift, both signs
+    got = round_shift(np.array([6, 10, -6, -10, -7, 5, 2, -2], dtype=np.int64), 2, "half_zero")
+    assert got.tolist() == [1, 2, -1, -2, -2, 1, 0, 0]
+    for i, n, want in ((1 << 61, 62, 0), (-(1 << 61), 62, 0), (3 << 61, 62, 1), (-(3 << 61), 62, -1),
+                       (7 << 60, 61, 3), (-(7 << 60), 61, -3), (INT64_MIN, 62, -2)):
+        assert int(round_shift_scalar(np.int64(i), np.int64(n), int(RoundingMode.HALF_ZERO))) == want

@@ -19,6 +19,7 @@ import pytest
 
 from intsim import engine, tiling
 from intsim.artifact import Numerics
+from intsim.rounding import RoundingMode
 from tests.artifact_factory import (
     _Builder,
     _calibration_image,
@@ -26,7 +27,7 @@ from tests.artifact_factory import (
     make_random_artifact,
 )
 
-MODES = ("half_up", "half_away", "half_even", "floor")
+MODES = RoundingMode.names()  # every mode of §2, a new one included
 
 
 def make_pool_free_artifact(seed: int, realization: str = "split", rounding: str = "half_up"):
@@ -71,7 +72,7 @@ def assert_same(got: engine.RunResult, ref: engine.RunResult, what: str) -> None
 
 @pytest.mark.parametrize("seed", range(6))
 def test_pool_free_random_artifacts(seed):
-    art = make_pool_free_artifact(seed, realization=("split", "grid")[seed % 2], rounding=MODES[seed % 4])
+    art = make_pool_free_artifact(seed, realization=("split", "grid")[seed % 2], rounding=MODES[seed % len(MODES)])
     plan = tiling.plan(art)
     assert len(plan.pass_ops) == 1 and plan.materialize == {"output"}  # one streaming pass
     rng = np.random.default_rng(seed)
@@ -85,7 +86,7 @@ def test_pool_free_random_artifacts(seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_random_artifacts_with_pooling(seed):
     """mean/std pooling: the pool inputs are materialized, the pools run between passes."""
-    art = make_random_artifact(40 + seed, realization=("split", "grid")[seed % 2], rounding=MODES[seed % 4])
+    art = make_random_artifact(40 + seed, realization=("split", "grid")[seed % 2], rounding=MODES[seed % len(MODES)])
     plan = tiling.plan(art)
     assert len(plan.pass_ops) == 2
     pooled = {op.inputs[0] for op in art.ops if op.op in tiling.GLOBAL_OPS}

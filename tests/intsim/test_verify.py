@@ -29,6 +29,7 @@ from intsim.golden_dir import (
     tensor_ops_of,
 )
 from intsim.golden_stream import write_golden_dir
+from intsim.rounding import RoundingMode
 from intsim.verification import verify
 
 KEYS = ("acc_overflow", "stream_overflow", "saturations")
@@ -256,7 +257,7 @@ def test_golden_and_engine_agree(tmp_path, numerics):
         assert sum(g.events_for(k)[op.name]["stream_overflow"] for k in range(2) for op in art.ops) > 0
 
 
-@pytest.mark.parametrize("rounding", ["half_up", "half_away", "half_even", "floor"])
+@pytest.mark.parametrize("rounding", RoundingMode.names())
 @pytest.mark.parametrize("overflow", ["saturate", "wrap"])
 def test_golden_and_engine_agree_on_pool_edges(tmp_path, rounding, overflow):
     """Full-scale ±2^(B−1) streams: the mean and the std (·2^p) can leave the stream range."""

@@ -10,9 +10,10 @@ from intsim.artifact import Numerics
 from intsim.encoder import encode
 from intsim.layer_cases import ConvLayer, LayerCase, conv_case_of, encode_case_of
 from intsim.ops.conv import conv2d
+from rtl.bench import cosim
 from tests.artifact_factory import make_codebook
 
-MODES = ("half_up", "half_away", "half_even", "floor")
+MODES = cosim.RTL_ROUNDINGS
 POLICIES = ("saturate", "wrap")
 STREAM_BITS = 16
 

@@ -11,6 +11,7 @@ from intsim.artifact import load_artifact, save_artifact
 from intsim.encoder import encode
 from intsim.layer_cases import config_svh
 from intsim.ops.conv import conv2d, conv_transpose2d
+from intsim.rounding import RoundingMode
 from rtl.bench import cosim
 from tests.artifact_factory import make_random_artifact
 from tests.intsim.test_verify import engine_golden
@@ -27,6 +28,34 @@ CROP = (8, 8)
 
 def test_config_svh_is_current():
     assert (cosim.RTL / "tb" / "config_fields.svh").read_text() == config_svh()
+
+
+def test_rtl_rounding_modes_fit_isim_round():
+    # isim_round.sv takes the RoundingMode value on a 2-bit input: every mode the RTL declares is a
+    # RoundingMode member whose value fits it, named in the RTL's own comment
+    sv = (cosim.RTL / "isim_round.sv").read_text()
+    for m in cosim.RTL_ROUNDINGS:
+        v = int(RoundingMode.parse(m))
+        assert 0 <= v < 4 and f"{v} {m}" in sv
+
+
+def test_rtl_paths_refuse_a_mode_the_rtl_lacks(tmp_path, monkeypatch):
+    # without the simulator: the refusal comes before the tools are needed
+    monkeypatch.setattr(cosim, "RTL_ROUNDINGS", ("half_up", "half_away", "half_even"))
+    save_artifact(make_random_artifact(0, rounding="floor"), tmp_path / "m.intsim")
+    with pytest.raises(ValueError, match=r"rounding mode 'floor' is not implemented by the reference RTL"):
+        cosim.run_cosim(tmp_path / "m.intsim", tmp_path / "g", tmp_path / "out")
+    case, _ = edge_cases.encoder_edges("floor")
+    with pytest.raises(ValueError, match=r"layer case enc_edges_floor_split: rounding mode 'floor'"):
+        cosim.run_cases([case], tmp_path / "cases")
+
+
+def test_rtl_refuses_half_zero_artifact(tmp_path):
+    # a §2 mode the RTL lacks: one error naming it, no simulation with a truncated mode number
+    save_artifact(make_random_artifact(0, rounding="half_zero"), tmp_path / "m.intsim")
+    with pytest.raises(ValueError, match=r"rounding mode 'half_zero' is not implemented by the reference RTL"):
+        cosim.run_cosim(tmp_path / "m.intsim", tmp_path / "g", tmp_path / "out")
+    assert cosim.main([str(tmp_path / "m.intsim"), str(tmp_path / "g"), "-o", str(tmp_path / "o2")]) == 2
 
 
 @pytest.fixture(scope="module", params=["split", "grid"])
@@ -58,12 +87,12 @@ def test_synthetic_modes_ties_and_edges(tmp_path):
     cases = edge_cases.all_cases()
     # the edges are really there: ties of both signs, stream and accumulator overflows, encoder saturations
     convs = [st for c, st in cases if c.op.startswith("conv_ties")]
-    assert len(convs) == 16 and all(st["ties"] > 0 and st["negative_ties"] > 0 and st["stream_overflow"] > 0
+    assert len(convs) == 4 * len(cosim.RTL_ROUNDINGS) and all(st["ties"] > 0 and st["negative_ties"] > 0 and st["stream_overflow"] > 0
                                     for st in convs)
     assert all(st["acc_overflow"] > 0 for c, st in cases if c.op.startswith("conv_maxacc"))
     assert all(st["ties"] > 0 for c, st in cases if c.op.endswith("_pow2"))
     modes = {(c.config["rounding"], c.config["overflow"]) for c, _ in cases if c.op_type == "conv2d"}
-    assert modes == {(m, p) for m in range(4) for p in (1, 2)}
+    assert modes == {(int(RoundingMode.parse(m)), p) for m in cosim.RTL_ROUNDINGS for p in (1, 2)}
     got = cosim.run_cases([c for c, _ in cases], tmp_path / "syn")
     for (case, st), (g, events) in zip(cases, got):
         assert events == st["events"], (case.op, events, st["events"])  # overflow and saturation counts (§7)
