@@ -13,6 +13,7 @@ shifts in [0, 62], shapes) and raises ``ValueError`` with a clear message.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
