@@ -10,7 +10,8 @@ Every size is in bytes.
 
 * ``BASE_BYTES``: the process before any tensor (Python, torch, calib, intsim, a Ray worker);
 * ``ALLOCATOR_FACTOR``: resident memory per byte of live tensors — the C allocator keeps freed heap
-  memory resident (fragmentation) and numpy/Python objects come on top;
+  memory resident (fragmentation) and numpy/Python objects come on top; a working set that is
+  allocated and freed over and over (a forward, a training step) counts :data:`CHURN_FACTOR` times more;
 * ``model``: :data:`PARAM_COPIES` × the float parameters (model, folded copy, fake-quant student,
   rounding offsets, export's integer weights);
 * ``data``: :data:`PATCH_COPIES` × the N calibration patches (list, model inputs, batches, stack),
@@ -42,7 +43,8 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["ALLOCATOR_FACTOR", "BASE_BYTES", "LiveBytes", "MemoryEstimate", "estimate_calibration_memory", "live_peak"]
+__all__ = ["ALLOCATOR_FACTOR", "BASE_BYTES", "CHURN_FACTOR", "LiveBytes", "MemoryEstimate",
+           "estimate_calibration_memory", "live_peak"]
 
 #: the process before any tensor: measured 285 MiB RSS after importing torch, calib and intsim (317 MiB with
 #: ray), rounded up for a Ray worker's own threads and buffers (bytes)
@@ -50,6 +52,10 @@ BASE_BYTES = 512 * 2 ** 20
 #: peak RSS above the imported process per byte of live tensors: measured 1.37 (FSRCNN ×4 recon, 256 patches:
 #: 1077 MiB RSS over 779 MiB live) and 1.39 (IMDN ×4 recon, 128 patches: 2191 over 1573), rounded up
 ALLOCATOR_FACTOR = 1.5
+#: resident memory per byte of a working set allocated and freed step after step (forward and backward), on top
+#: of ALLOCATOR_FACTOR: its freed heap is only partly reused. Measured: IMDN ×4 oaq (100 patches of 96², one epoch)
+#: peaked at 1915 MiB RSS, 2.3× its 718 MiB live tensor peak above the imported process (recon's held captures: 1.36×)
+CHURN_FACTOR = 1.6
 #: float parameter copies alive at once: model, folded copy, student, rounding offsets, export's int64 weights (×2)
 PARAM_COPIES = 6
 #: copies of the calibration patches: the list, the model's inputs, the observer batches, recon's stack
@@ -153,8 +159,8 @@ def _recon_peak(net: nn.Module, result, x: torch.Tensor, n: int, cfg) -> int:
         train = live_peak(_train_unit, mod, target, fp_data, replace(cfg, iters=1, batch_size=1), k, set(), None,
                           unit)[1]
         loss = live_peak(_unit_loss, mod, target, 1)[1]
-        peak = max(peak, 3 * n * cap + RECON_EVAL_BATCH * fwd,
-                   2 * n * cap + max(min(cfg.batch_size, n) * train, RECON_EVAL_BATCH * loss))
+        peak = max(peak, 3 * n * cap + CHURN_FACTOR * RECON_EVAL_BATCH * fwd,
+                   2 * n * cap + CHURN_FACTOR * max(min(cfg.batch_size, n) * train, RECON_EVAL_BATCH * loss))
     return peak
 
 
@@ -178,7 +184,7 @@ def _finetune_peak(net: nn.Module, result, x: torch.Tensor, cfg) -> int:
         step_loss(net, fq, taps_t, taps_q, x, weights, blocks, cfg)[0].backward()
 
     try:
-        return cfg.batch_size * live_peak(step)[1]
+        return math.ceil(CHURN_FACTOR * cfg.batch_size * live_peak(step)[1])
     finally:
         taps_t.remove()
         taps_q.remove()
@@ -193,7 +199,7 @@ def _check_peak(net: nn.Module, result, model_input) -> int:
     art = export_artifact(net, result)
     with torch.no_grad():
         fp = live_peak(net, crop)[1]
-    return max(untiled_peak_bytes(art, crop.shape[-2], crop.shape[-1]), fp)
+    return math.ceil(CHURN_FACTOR * max(untiled_peak_bytes(art, crop.shape[-2], crop.shape[-1]), fp))
 
 
 def estimate_calibration_memory(model, weights: str | None, scale: int, bits: str, method: str | None = None, *,
@@ -237,10 +243,10 @@ def estimate_calibration_memory(model, weights: str | None, scale: int, bits: st
             LayerPolicy(per_channel_weights=rec.per_channel), allocation=allocation, bp_init="percentile",
             batch_size=1, graph=graph, finetune_config=replace(ft, epochs=0), wide_range_bits=rec.wide_range_bits,
             wide_weight_bits=rec.wide_weight_bits)
-    phases = {"observe": rec.batch_size * observe, "method": 0,
+    phases = {"observe": math.ceil(CHURN_FACTOR * rec.batch_size * observe), "method": 0,
               "check": _check_peak(net, result, model_input) if holdout else 0}
     if spec.finetune == "recon":
-        phases["method"] = _recon_peak(net, result, x, rec.n_images, rec.recon)
+        phases["method"] = math.ceil(_recon_peak(net, result, x, rec.n_images, rec.recon))
     elif spec.finetune is not None:
         phases["method"] = _finetune_peak(net, result, x, ft.for_method(spec.finetune))
     batches = math.ceil(rec.n_images / rec.batch_size)

@@ -36,7 +36,7 @@ def _tiny_estimate(**kw):
 
 def test_estimate_grows_with_patches_and_patch_size():
     small = _tiny_estimate(n_images=8, patch=12)
-    more = _tiny_estimate(n_images=64, patch=12)
+    more = _tiny_estimate(n_images=128, patch=12)
     larger = _tiny_estimate(n_images=8, patch=24)
     assert small.base == more.base == BASE_BYTES
     assert more.total > small.total and larger.total > small.total
@@ -71,4 +71,4 @@ def test_estimate_bounds_what_a_real_calibration_holds(tmp_path, method):
     assert m.peak <= (est.total - BASE_BYTES) / ALLOCATOR_FACTOR, (m.peak, est)
     # the held-out check's integer engine holds numpy arrays, which LiveBytes does not see: the torch phases only
     torch_part = est.model + est.data + max(est.phases["observe"], est.phases["method"])
-    assert m.peak <= torch_part <= 4 * m.peak + MIB, (m.peak, est)
+    assert m.peak <= torch_part <= 6 * m.peak + MIB, (m.peak, est)
