@@ -122,7 +122,8 @@ class MemoryEstimate:
         """One line: the total and its parts (MiB)."""
         phase = max(self.phases, key=self.phases.get) if self.phases else "none"
         return (f"{_mib(self.total)} (process {_mib(self.base)} + {ALLOCATOR_FACTOR:g} × (parameters "
-                f"{_mib(self.model)}, patches {_mib(self.data)}, peak phase {phase} {_mib(self.phases.get(phase, 0))}))")
+                f"{_mib(self.model)}, patches {_mib(self.data)}, "
+                f"peak phase {phase} {_mib(self.phases.get(phase, 0))}))")
 
 
 def _mib(n: int) -> str:

@@ -223,7 +223,8 @@ def test_calibrations_reserve_their_estimated_memory_and_too_large_ones_fail_the
     reserved = [kw for name, kw in world.ray.options if name == "calibrate_task"]
     assert reserved == [{"memory": 3 * gib}] * len(calibrated)
     cells = [kw["memory"] for name, kw in world.ray.options if name == "cell_task"]  # cells keep their share
-    assert len(cells) == 18 and set(cells) == {int(sw.MEMORY_SHARE[d] * 16 * gib) for d in ("Set5", "Set14", "Urban100")}
+    shares = {int(sw.MEMORY_SHARE[d] * 16 * gib) for d in ("Set5", "Set14", "Urban100")}
+    assert len(cells) == 18 and set(cells) == shares
     refused = sorted(c.id for c in s.cells if c.config.model == "imdn" and c.config.method == "recon")
     assert sorted(res["failed"]) == refused and len(res["done"]) == 18
     rec = json.loads((s.out / "cells" / f"{refused[0]}.json").read_text())
@@ -241,7 +242,8 @@ def test_a_reused_calibration_reserves_nothing_and_a_failed_estimate_fails_its_c
         return _Estimate(2 ** 30)
 
     monkeypatch.setattr(sweep_cell, "calibration_memory", estimate)
-    monkeypatch.setattr(sweep_cell, "reused_calibration", lambda config, recipe, out: {} if config.method == "minmax" else None)
+    monkeypatch.setattr(sweep_cell, "reused_calibration",
+                        lambda config, recipe, out: {} if config.method == "minmax" else None)
     s = _toml(world.tmp)
     res = sw.run_sweep(s, resume=True, progress=False)
     reserved = [kw for name, kw in world.ray.options if name == "calibrate_task"]
