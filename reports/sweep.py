@@ -53,9 +53,9 @@ configuration's estimated peak (:mod:`calib.memory_estimate`, estimated in the d
 and one whose estimate alone exceeds the node's memory is not started: its cells fail with one line saying so.
 Cells are computed in the order of :mod:`reports.sweep_order` (the new default, ``oaq`` and MinMax at
 W4A4/W6A6 on Set5 and Set14 for every model × scale first; then the other methods, B100, Urban100; then
-W8A8), at most twice the node's CPUs in flight, each calibration submitted with its configuration's first cell. Golden checks
-every image its ``[golden]`` budget allows (:mod:`reports.sweep_golden`; the choice is recorded per
-cell and shown on the page). The results page is rewritten (atomically) each time a cell lands, with
+W8A8), at most twice the node's CPUs in flight, each calibration submitted with its configuration's first
+cell. Golden checks every image its ``[golden]`` budget allows (:mod:`reports.sweep_golden`; the choice is
+recorded per cell and shown on the page). The results page is rewritten (atomically) each time a cell lands, with
 the cells not computed yet counted and listed. The progress
 line counts cells done, tasks running (evaluating, calibrating: :func:`running_marker`), cells queued and
 failed. Ray: a local instance by default,
