@@ -47,7 +47,7 @@ from calib.resume_state import read_state
 from intsim.artifact import atomic_write_bytes, atomic_write_json
 
 __all__ = ["FinetuneConfig", "FinetuneInterrupted", "finetune_calibration", "sensitivity_weights",
-           "block_feature_std", "finetune_loss"]
+           "block_feature_std", "finetune_loss", "step_loss"]
 
 STATE_JSON = "finetune_state.json"
 #: the keys of STATE_JSON and their types (:func:`read_state`)
@@ -162,6 +162,17 @@ def finetune_loss(feats_t: dict, feats_q: dict, out_t: torch.Tensor, out_q: torc
     diff = out_t - out_q
     outl = diff.abs().mean() if output_loss == "l1" else (diff ** 2).mean()
     return feat + lam * outl, float(feat.detach()), float(outl.detach())
+
+
+def step_loss(teacher: nn.Module, fq: nn.Module, taps_t: "_Taps", taps_q: "_Taps", x: torch.Tensor,
+              weights: torch.Tensor, blocks: Sequence[str], cfg: "FinetuneConfig") -> tuple[torch.Tensor, float, float]:
+    """One finetuning step's forward on the batch ``x``: the teacher (no grad) and the student, both tapped
+    at ``blocks`` → :func:`finetune_loss` (its graph kept for ``backward``)."""
+    with torch.no_grad():
+        out_t = teacher(x)
+    feats_t = dict(taps_t.feats)
+    out_q = fq(x)
+    return finetune_loss(feats_t, taps_q.feats, out_t, out_q, weights, blocks, cfg.lam, cfg.output_loss)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -323,12 +334,7 @@ def finetune_calibration(model: nn.Module, result, images: Sequence[torch.Tensor
                 if len(idx) == 0:
                     break
                 x = torch.stack([imgs[i] for i in idx])
-                with torch.no_grad():
-                    out_t = teacher(x)
-                feats_t = dict(taps_t.feats)
-                out_q = fq(x)
-                loss, lf, lo = finetune_loss(feats_t, taps_q.feats, out_t, out_q, weights, blocks, cfg.lam,
-                                             cfg.output_loss)
+                loss, lf, lo = step_loss(teacher, fq, taps_t, taps_q, x, weights, blocks, cfg)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 _check_finite(loss, params, epoch, it, gname)

@@ -46,7 +46,7 @@ import torch.nn as nn
 from calib.resume_state import read_state
 from calib.quant.fakequant import QuantConv2d, build_fakequant_model, project_quantizers
 
-__all__ = ["ReconConfig", "find_units", "reconstruct"]
+__all__ = ["ReconConfig", "find_units", "reconstruct", "student_model"]
 
 STATE_JSON = "recon_state.json"
 #: the keys of STATE_JSON and their types (:func:`calib.resume_state.read_state`)
@@ -194,6 +194,21 @@ def _unit_loss(mod: nn.Module, data, eval_batch: int) -> float:
 
 
 # --------------------------------------------------------------------------- driver
+def student_model(model: nn.Module, result) -> nn.Module:
+    """The fake-quant student of ``model`` under ``result``, every weight quantizer with a rounding offset
+    (learned ones kept), all parameters frozen (training unfreezes a unit's quantizers)."""
+    fq = build_fakequant_model(model, result)
+    for p in fq.parameters():
+        p.requires_grad_(False)
+    for layer in result.layers.values():
+        m = fq.get_submodule(layer.module)
+        for wq in [m.weight_quant] + [s.weight_quant for s in m.site_quants]:
+            if wq.offset is None:
+                wq.learn_rounding(m.conv.weight)
+            wq.offset.requires_grad_(False)
+    return fq
+
+
 def _train_unit(mod: nn.Module, q_data, fp_data, cfg: ReconConfig, k: int, frozen_acts: set[int], bar, unit: str):
     offsets, others = _unit_params(mod, cfg, frozen_acts)
     for p in offsets:
@@ -265,15 +280,7 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
     if len({tuple(i.shape) for i in imgs}) != 1:
         raise ValueError("reconstruction needs equal-size calibration patches")
     x = torch.stack(imgs)
-    fq = build_fakequant_model(model, result)
-    for p in fq.parameters():
-        p.requires_grad_(False)
-    for layer in result.layers.values():
-        m = fq.get_submodule(layer.module)
-        for wq in [m.weight_quant] + [s.weight_quant for s in m.site_quants]:
-            if wq.offset is None:
-                wq.learn_rounding(m.conv.weight)
-            wq.offset.requires_grad_(False)
+    fq = student_model(model, result)
     frozen_acts = {id(fq.get_submodule(result.layers[n].module).act_quant) for n in frozen_act_layers}
     units = find_units(model, x[:1], [l.module for l in result.layers.values()])
     calls = Counter(_call_log(model, units, x[:1]))

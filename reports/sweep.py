@@ -48,12 +48,14 @@ the rest; without it an ``out`` folder holding finished cells is refused, so a
 slip of the keyboard cannot throw hours away. Ctrl-C stops the sweep cleanly: finished
 cells stay, the run is logged as interrupted and the page rebuilt (SIGTERM likewise). Each
 cell reserves a share of the node's memory by dataset (:data:`MEMORY_SHARE`), so the
-float64 golden runs on Urban100 do not run side by side and exhaust it. Cells are computed in the
-order of :mod:`reports.sweep_order` (the new default, ``oaq`` and MinMax at W4A4/W6A6 on Set5 and Set14
-for every model × scale first; then the other methods, B100, Urban100; then W8A8), at most twice the
-node's CPUs in flight, each calibration submitted with its configuration's first cell. Golden checks
-every image its ``[golden]`` budget allows (:mod:`reports.sweep_golden`; the choice is recorded per
-cell and shown on the page). The results page is rewritten (atomically) each time a cell lands, with
+float64 golden runs on Urban100 do not run side by side and exhaust it; each calibration reserves its
+configuration's estimated peak (:mod:`calib.memory_estimate`, estimated in the driver before it is submitted),
+and one whose estimate alone exceeds the node's memory is not started: its cells fail with one line saying so.
+Cells are computed in the order of :mod:`reports.sweep_order` (the new default, ``oaq`` and MinMax at
+W4A4/W6A6 on Set5 and Set14 for every model × scale first; then the other methods, B100, Urban100; then
+W8A8), at most twice the node's CPUs in flight, each calibration submitted with its configuration's first
+cell. Golden checks every image its ``[golden]`` budget allows (:mod:`reports.sweep_golden`; the choice is
+recorded per cell and shown on the page). The results page is rewritten (atomically) each time a cell lands, with
 the cells not computed yet counted and listed. The progress
 line counts cells done, tasks running (evaluating, calibrating: :func:`running_marker`), cells queued and
 failed. Ray: a local instance by default,
@@ -85,6 +87,7 @@ from reports.sweep_cell import (
     Config,
     Recipe,
     calibrate_config,
+    calibration_reservation,
     evaluate_cell,
     failed_cell,
 )
@@ -493,13 +496,28 @@ def _drive(ray, sweep: Sweep, todo: list[Cell], resume: bool, progress: bool, do
     calib_refs: dict = {}
     calibrating: set = set()
     pending: dict = {}
+    refused: dict = {}  # configuration → why its calibration is not started
+    estimates: dict = {}
+
+    def refuse(c: Cell) -> None:
+        atomic_write_json(cell_path(sweep.out, c), failed_cell(c, sweep.recipe, refused[c.config]))
+        failed.append(c)
+        bar.update(1)
 
     def submit():
         while queue and len(pending) < window:
             c = queue.pop(0)
-            if c.config not in calib_refs:
-                calib_refs[c.config] = calibrate_task.remote(c.config, sweep.recipe, out, resume)
-                calibrating.add(calib_refs[c.config])
+            if c.config not in calib_refs and c.config not in refused:
+                need = calibration_reservation(c.config, sweep.recipe, out, resume, node_memory, estimates)
+                if isinstance(need, str):
+                    refused[c.config] = need
+                else:  # Ray starts a calibration only while the reservations of those running leave it room
+                    task = calibrate_task.options(memory=need) if need else calibrate_task
+                    calib_refs[c.config] = task.remote(c.config, sweep.recipe, out, resume)
+                    calibrating.add(calib_refs[c.config])
+            if c.config in refused:
+                refuse(c)
+                continue
             task = cell_task.options(memory=int(MEMORY_SHARE[c.dataset] * node_memory)) if node_memory else cell_task
             pending[task.remote(calib_refs[c.config], c, sweep.recipe, out, sweep.golden)] = c
 

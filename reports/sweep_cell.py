@@ -16,7 +16,8 @@ golden checked (sha256 of the SR image; which images, from a cost estimate again
 sweep's ``[golden]`` budget: :mod:`reports.sweep_golden`, recorded as ``golden_plan``), adds the cost model's totals (the artifact on the
 ``accel`` accelerator, engine counters of the dataset's first image), and
 returns the cell record. Both functions are plain Python: the sweep runs them as
-Ray tasks, tests call them directly.
+Ray tasks, tests call them directly. :func:`calibration_reservation` is the memory a
+configuration's calibration task reserves (its estimated peak, :mod:`calib.memory_estimate`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from intsim.artifact import atomic_write_json, file_sha256
@@ -91,44 +92,97 @@ class Cell:
         return f"{self.config.id}_{self.dataset.lower()}"
 
 
-def calibrate_config(config: Config, recipe: Recipe, out_dir: str, reuse: bool) -> dict:
-    """Calibrate ``config`` and write ``<out>/artifacts/<id>.intsim`` and its ``.calib.json``.
-
-    ``reuse``: keep an artifact a previous run finished under the same recipe (``--resume``).
-    Returns the calibration record: artifact path and sha256, true code bits per conv,
-    calibration seconds and seeds.
-    """
-    from calib.cli_calibrate import run_calibrate
+def _model_and_weights(config: Config) -> tuple[str, str | None]:
+    """The model spec and checkpoint a configuration calibrates: the real checkpoint or nothing (a missing
+    one fails the configuration; no random-init stand-in)."""
     from calib.models.zoo import resolve_checkpoint
 
-    # the real checkpoint or nothing: a missing one fails the configuration (no random-init stand-in)
     if config.spec is not None:  # your own model: its spec and checkpoint (None: an ONNX file's own weights)
-        model, weights = config.spec, config.weights
-    else:
-        model, weights = config.model, str(resolve_checkpoint(config.model, config.scale, None, None))
+        return config.spec, config.weights
+    return config.model, str(resolve_checkpoint(config.model, config.scale, None, None))
+
+
+def _recipe_settings(config: Config, recipe: Recipe) -> dict:
+    """The calibration keywords of ``config`` under ``recipe``: the [recipe] is the paper's, for the paper's
+    methods; the default method (recon) runs as a user gets it, with its own recipe (calib/recipe.py: patches,
+    bp init, weight granularity, reconstruction steps)."""
+    own = config.method == DEFAULT_RECIPE_METHOD
+    return {"n_images": None if own else recipe.n_images, "patch": None if own else recipe.patch,
+            "seed": recipe.seed, "allocation": config.allocation,
+            "finetune": {"epochs": recipe.epochs, "max_iters_per_epoch": recipe.iters_per_epoch, "seed": recipe.seed},
+            "per_channel": None if own else recipe.per_channel, "bp_init": None if own else recipe.bp_init}
+
+
+def reused_calibration(config: Config, recipe: Recipe, out_dir: str) -> dict | None:
+    """The calibration record a previous run finished under the same recipe (its artifact unchanged), else None."""
     folder = Path(out_dir) / "artifacts"
-    folder.mkdir(parents=True, exist_ok=True)
-    art = folder / f"{config.id}.intsim"
-    record_path = folder / f"{config.id}.calib.json"
-    if reuse and record_path.is_file() and art.is_file():
+    art, record_path = folder / f"{config.id}.intsim", folder / f"{config.id}.calib.json"
+    if record_path.is_file() and art.is_file():
         rec = json.loads(record_path.read_text())
         if rec.get("recipe") == recipe.digest() and rec.get("artifact_sha256") == file_sha256(art):
             return rec
-    finetune = {"epochs": recipe.epochs, "max_iters_per_epoch": recipe.iters_per_epoch, "seed": recipe.seed}
-    # the [recipe] is the paper's, for the paper's methods; the default method (recon) runs as a user gets it,
-    # with its own recipe (calib/recipe.py: patches, bp init, weight granularity, reconstruction steps)
-    own = config.method == DEFAULT_RECIPE_METHOD
+    return None
+
+
+def calibration_memory(config: Config, recipe: Recipe):
+    """The estimated peak memory of :func:`calibrate_config` (:class:`calib.memory_estimate.MemoryEstimate`,
+    bytes): seconds, from the float model on one patch."""
+    from calib.memory_estimate import estimate_calibration_memory
+
+    model, weights = _model_and_weights(config)
+    return estimate_calibration_memory(model, weights, config.scale, config.bits, config.method,
+                                       **_recipe_settings(config, recipe))
+
+
+def calibration_reservation(config: Config, recipe: Recipe, out_dir: str, resume: bool, node_memory: float,
+                            cache: dict) -> int | str:
+    """Bytes of Ray memory a configuration's calibration task reserves (its estimated peak,
+    :mod:`calib.memory_estimate`), or the one-line reason it cannot run on this node.
+
+    0 when ``--resume`` reuses its finished calibration (nothing is computed) or the node's memory is
+    unknown. Estimates are cached in ``cache`` by configuration less its bits: a bit width changes the values
+    of the tensors a calibration keeps, not their sizes."""
+    if not node_memory or (resume and reused_calibration(config, recipe, out_dir) is not None):
+        return 0
+    key = replace(config, bits="")
+    if key not in cache:
+        try:
+            cache[key] = calibration_memory(config, recipe)
+        except Exception as e:  # noqa: BLE001 - the calibration would meet the same error: its cells fail with it
+            text = f"{type(e).__name__}: {e}".strip()
+            cache[key] = f"memory estimate of the calibration failed: {text.splitlines()[0]}"
+    est = cache[key]
+    if isinstance(est, str):  # the reason, in one line
+        return est
+    if est.total > node_memory:
+        return (f"calibration needs an estimated {est.total / 2 ** 20:.0f} MiB, more than the Ray node's "
+                f"{node_memory / 2 ** 20:.0f} MiB of memory; not started (estimate: {est.describe()})")
+    return est.total
+
+
+def calibrate_config(config: Config, recipe: Recipe, out_dir: str, reuse: bool) -> dict:
+    """Calibrate ``config`` and write ``<out>/artifacts/<id>.intsim`` and its ``.calib.json``.
+
+    ``reuse``: keep an artifact a previous run finished under the same recipe (``--resume``,
+    :func:`reused_calibration`). Returns the calibration record: artifact path and sha256, true code bits
+    per conv, calibration seconds and seeds.
+    """
+    from calib.cli_calibrate import run_calibrate
+
+    model, weights = _model_and_weights(config)
+    folder = Path(out_dir) / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    art = folder / f"{config.id}.intsim"
+    if reuse and (rec := reused_calibration(config, recipe, out_dir)) is not None:
+        return rec
     t0 = time.time()
     summary = run_calibrate(model, weights, config.scale, config.bits, config.method, recipe.calib_data,
-                            str(art), n_images=None if own else recipe.n_images, patch=None if own else recipe.patch,
-                            seed=recipe.seed, allocation=config.allocation, finetune=finetune,
-                            range_mode=recipe.range_mode, per_channel=None if own else recipe.per_channel,
-                            bp_init=None if own else recipe.bp_init)
+                            str(art), range_mode=recipe.range_mode, **_recipe_settings(config, recipe))
     rec = {"config": asdict(config), "recipe": recipe.digest(), "artifact": str(art), "checkpoint": weights,
            "artifact_sha256": summary["sha256"], "allocation": summary["allocation"],
            "code_bits": summary["code_bits"], "calib_seconds": round(time.time() - t0, 1),
            "seeds": {"calibration": recipe.seed, "finetune": recipe.seed}}
-    atomic_write_json(record_path, rec)
+    atomic_write_json(folder / f"{config.id}.calib.json", rec)
     return rec
 
 

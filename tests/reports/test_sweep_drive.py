@@ -10,6 +10,7 @@ import types
 import pytest
 
 import reports.sweep as sw
+import reports.sweep_cell as sweep_cell
 from intsim.cost._toml import ConfigError
 from reports.sweep_order import order_cells, order_configs
 from tests.reports.test_results_page import _cell
@@ -43,6 +44,7 @@ class _Remote:
         self.fn, self.ray = fn, ray
 
     def options(self, **kw):
+        self.ray.options.append((self.fn.__name__, kw))
         return self
 
     def remote(self, *args):
@@ -53,14 +55,15 @@ class _Remote:
         return ref
 
 
-def fake_ray(cpus: int = 1) -> types.ModuleType:
-    """Ray's API as the sweep uses it, lazily in one process: ``wait`` runs the oldest pending task."""
+def fake_ray(cpus: int = 1, memory: float = 0) -> types.ModuleType:
+    """Ray's API as the sweep uses it, lazily in one process: ``wait`` runs the oldest pending task.
+    ``memory``: the node's memory (bytes; 0: not reported). ``options`` records (task name, options)."""
     ray = types.ModuleType("ray")
     ray.init = lambda **kw: None
     ray.shutdown = lambda: None
-    ray.cluster_resources = lambda: {"CPU": cpus}
+    ray.cluster_resources = lambda: {"CPU": cpus, **({"memory": memory} if memory else {})}
     ray.remote = lambda **kw: (lambda fn: _Remote(fn, ray))
-    ray.submitted, ray.in_flight = [], []
+    ray.submitted, ray.in_flight, ray.options = [], [], []
 
     def wait(refs, num_returns=1, timeout=None):
         done = [r for r in refs if r.ran]
@@ -189,3 +192,62 @@ def test_only_runs_the_matching_cells_and_the_page_counts_the_rest(world):
     # tier 0: W4A4 recon/minmax on Set5/Set14 of both models (8); tier 3: W4A4 on Urban100 (4); tier 4: the same
     # at W8A8 less the one cell run (7); tier 7: W8A8 on Urban100 (4)
     assert ("W4A4/W6A6 on Set5 and Set14): tier 0 8, tier 3 4, tier 4 7, tier 7 4.") in page
+
+
+class _Estimate:
+    def __init__(self, total):
+        self.total = total
+
+    def describe(self):
+        return f"{self.total / 2 ** 20:.0f} MiB (made up)"
+
+
+def test_calibrations_reserve_their_estimated_memory_and_too_large_ones_fail_their_cells(world, monkeypatch):
+    """Each calibration task asks Ray for its configuration's estimated peak (calib.memory_estimate), estimated
+    once per configuration less its bits; a configuration whose estimate exceeds the node's memory is never
+    started and its cells fail with one line saying so."""
+    gib = 2 ** 30
+    world.ray.cluster_resources = lambda: {"CPU": 1, "memory": 16 * gib}
+    asked = []
+
+    def estimate(config, recipe):
+        asked.append(config)
+        return _Estimate((40 if config.model == "imdn" and config.method == "recon" else 3) * gib)
+
+    monkeypatch.setattr(sweep_cell, "calibration_memory", estimate)
+    s = _toml(world.tmp)
+    res = sw.run_sweep(s, progress=False)
+    calibrated = [e[1] for e in world.log if e[0] == "calibrate"]
+    assert sorted(calibrated) == sorted(c.id for c in s.configs if not (c.model == "imdn" and c.method == "recon"))
+    assert sorted((c.model, c.method) for c in asked) == sorted({(c.model, c.method) for c in s.configs})
+    reserved = [kw for name, kw in world.ray.options if name == "calibrate_task"]
+    assert reserved == [{"memory": 3 * gib}] * len(calibrated)
+    cells = [kw["memory"] for name, kw in world.ray.options if name == "cell_task"]  # cells keep their share
+    shares = {int(sw.MEMORY_SHARE[d] * 16 * gib) for d in ("Set5", "Set14", "Urban100")}
+    assert len(cells) == 18 and set(cells) == shares
+    refused = sorted(c.id for c in s.cells if c.config.model == "imdn" and c.config.method == "recon")
+    assert sorted(res["failed"]) == refused and len(res["done"]) == 18
+    rec = json.loads((s.out / "cells" / f"{refused[0]}.json").read_text())
+    assert rec["status"] == "failed" and rec["error"].startswith(
+        "calibration needs an estimated 40960 MiB, more than the Ray node's 16384 MiB of memory; not started")
+    assert "\n" not in rec["error"]
+
+
+def test_a_reused_calibration_reserves_nothing_and_a_failed_estimate_fails_its_cells(world, monkeypatch):
+    world.ray.cluster_resources = lambda: {"CPU": 1, "memory": 2 ** 34}
+
+    def estimate(config, recipe):
+        if config.model == "imdn":
+            raise FileNotFoundError("no imdn checkpoint")
+        return _Estimate(2 ** 30)
+
+    monkeypatch.setattr(sweep_cell, "calibration_memory", estimate)
+    monkeypatch.setattr(sweep_cell, "reused_calibration",
+                        lambda config, recipe, out: {} if config.method == "minmax" else None)
+    s = _toml(world.tmp)
+    res = sw.run_sweep(s, resume=True, progress=False)
+    reserved = [kw for name, kw in world.ray.options if name == "calibrate_task"]
+    assert reserved == [{"memory": 2 ** 30}] * 2  # fsrcnn recon W4A4 and W8A8; the minmax ones are reused
+    assert len(res["failed"]) == 6 and all(c.startswith("imdn_x4_") and "_recon_" in c for c in res["failed"])
+    rec = json.loads((s.out / "cells" / f"{res['failed'][0]}.json").read_text())
+    assert rec["error"] == "memory estimate of the calibration failed: FileNotFoundError: no imdn checkpoint"
