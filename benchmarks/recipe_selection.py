@@ -45,6 +45,8 @@ def main(argv=None) -> int:
     ap.add_argument("--patch", type=int, default=None, help="LR patch side (default: the recipe's)")
     ap.add_argument("--wide-weight-bits", type=int, default=None,
                     help="weights at ≥ this many bits keep their full range (default: the recipe's)")
+    ap.add_argument("--full-range-weights", action="store_true",
+                    help="integer weights in [−2^(b−1), 2^(b−1)−1] instead of ±(2^(b−1)−1)")
     ap.add_argument("--state-dir", default=None, help="resumable reconstruction state")
     a = ap.parse_args(argv)
     from calib.calibrate import LayerPolicy
@@ -56,6 +58,7 @@ def main(argv=None) -> int:
     from calib.recipe import resolve_recipe
 
     rec = resolve_recipe(None, n_images=a.n, patch=a.patch, recon=json.loads(a.recon), wide_weight_bits=a.wide_weight_bits,
+                         full_range_weights=a.full_range_weights or None,
                          input_upscale=a.scale if a.model == "vdsr" else 1)
     weights, _, folder, is_lr, _ = _resolve_inputs(a.model, a.scale, None, False, 0, os.devnull, None, "auto",
                                                    a.state_dir)
@@ -70,12 +73,13 @@ def main(argv=None) -> int:
         res = calibrate_method(net, images, a.bits, a.bits, "recon", LayerPolicy(per_channel_weights=True),
                                bp_init=rec.bp_init, batch_size=rec.batch_size, graph=graph,
                                recon_config=rec.recon, wide_range_bits=rec.wide_range_bits,
-                               wide_weight_bits=rec.wide_weight_bits, state_dir=a.state_dir)
+                               wide_weight_bits=rec.wide_weight_bits, state_dir=a.state_dir,
+                               full_range_weights=rec.full_range_weights)
     print(json.dumps({"recipe": rec.describe(), "calib_s": round(time.time() - t)}), flush=True)
     for h in a.headroom:
         fq = build_fakequant_model(net, widen(res, h))
         print(json.dumps({"model": a.model, "bits": a.bits, "recon": a.recon, "n": rec.n_images, "patch": rec.patch,
-                          "wide_weight_bits": rec.wide_weight_bits,
+                          "wide_weight_bits": rec.wide_weight_bits, "full_range_weights": rec.full_range_weights,
                           "headroom": h,
                           "heldout": score(a.model, fq, rr, a.scale, plain),
                           "stressed": score(a.model, fq, rr, a.scale, stressed)}), flush=True)

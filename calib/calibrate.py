@@ -119,9 +119,9 @@ class LayerCalibration:
         if tuple(self.w_int.shape) != tuple(weight.shape):
             raise ValueError(f"layer {self.name}: learned integer weights have shape {list(self.w_int.shape)}, "
                              f"the conv weight {list(weight.shape)}")
-        q = self.weight.qmax
-        if int(self.w_int.abs().max()) > q:
-            raise ValueError(f"layer {self.name}: learned integer weights exceed ±{q} ({self.bits_w}-bit)")
+        lo, hi = self.weight.qmin, self.weight.qmax
+        if int(self.w_int.min()) < lo or int(self.w_int.max()) > hi:
+            raise ValueError(f"layer {self.name}: learned integer weights leave [{lo}, {hi}] ({self.bits_w}-bit)")
         return self.w_int.to(torch.int64)
 
 

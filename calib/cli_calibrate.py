@@ -311,7 +311,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
                                  batch_size=rec.batch_size, graph=graph, finetune_config=ft_cfg,
                                  state_dir=state_dir, progress=progress, range_mode=range_mode,
                                  recon_config=rec.recon, wide_range_bits=rec.wide_range_bits,
-                                 wide_weight_bits=rec.wide_weight_bits)
+                                 wide_weight_bits=rec.wide_weight_bits,
+                                 full_range_weights=rec.full_range_weights)
     calib.settings["recipe"] = rec.to_json()
     if mixed is not None:
         calib.settings["mixed_precision"] = {k: mixed[k] for k in ("budget", "metric", "limit", "cost", "bits")}

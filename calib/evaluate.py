@@ -151,9 +151,10 @@ def _weight_spec(j: dict, what: str = "metadata.layers[…].weight"):
     scale = tuple(float(v) for v in sc) if isinstance(sc, list) else (float(sc),)
     per_channel = j.get("per_channel", False)
     channel_dim = j.get("channel_dim", 0)
-    if not isinstance(per_channel, bool) or channel_dim not in (0, 1):
-        raise RebuildError(f"{what}.per_channel must be true or false and .channel_dim 0 or 1")
-    return WeightQuantSpec(_meta(j, "bits", what, "small"), scale, per_channel, channel_dim)
+    full_range = j.get("full_range", False)
+    if not isinstance(per_channel, bool) or not isinstance(full_range, bool) or channel_dim not in (0, 1):
+        raise RebuildError(f"{what}.per_channel and .full_range must be true or false and .channel_dim 0 or 1")
+    return WeightQuantSpec(_meta(j, "bits", what, "small"), scale, per_channel, channel_dim, full_range)
 
 
 def _artifact_weight(art, op, meta: dict, weight):

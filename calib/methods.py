@@ -313,7 +313,7 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
                      progress: bool = False, log: Callable[[str], None] | None = None,
                      exact_image_input: bool = True, range_mode: str = "ema",
                      recon_config=None, wide_range_bits: int | None = None,
-                     wide_weight_bits: int | None = None) -> CalibrationResult:
+                     wide_weight_bits: int | None = None, full_range_weights: bool = False) -> CalibrationResult:
     """Calibrate ``model`` with ``method`` (see the module table) → :class:`CalibrationResult`.
 
     ``images``: float C×H×W tensors in the model's input range. ``allocation``
@@ -326,7 +326,8 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
     :class:`calib.reconstruct.ReconConfig` for ``recon``; ``wide_range_bits``:
     layers with at least this many activation bits also try the all-batch
     extremes in the bp/range search (:func:`search_bp`); ``wide_weight_bits``: layers with at least
-    this many weight bits keep every weight in range (MinMax scales, no MSE clip); ``state_dir`` makes
+    this many weight bits keep every weight in range (MinMax scales, no MSE clip); ``full_range_weights``:
+    integer weights use the whole two's complement range ``[−2^(b−1), 2^(b−1)−1]``; ``state_dir`` makes
     the finetuning / reconstruction resumable. ``exact_image_input``: the head conv, when its input
     is the (non-negative) image in [0, 1] or [0, 255] and it has ≥ 8 bits,
     gets the uniform quantizer on [0, rgb_range] that is exact on uint8 pixels
@@ -382,7 +383,7 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
         no_clip = spec.weight_init != "mse" or (wide_weight_bits is not None and bw >= wide_weight_bits)
         wspec = (minmax_weight_spec if no_clip else mse_weight_spec)(
             conv.weight, bw, per_channel=pol.per_channel_weights,
-            channel_dim=1 if isinstance(conv, nn.ConvTranspose2d) else 0)
+            channel_dim=1 if isinstance(conv, nn.ConvTranspose2d) else 0, full_range=full_range_weights)
         layers[name] = LayerCalibration(name=name, module=mod_path, role=role, bits_w=bw, bits_a=ba, act=act,
                                         weight=wspec, observer=st.observer.state())
     settings = {"batch_size": batch_size, "momentum": 0.9, "percentile": 99.0, "allocation": alloc,

@@ -172,7 +172,8 @@ def measure(net, graph, images: Sequence[torch.Tensor], rgb_range: float, *, bit
     for b in bits:
         per_bits[b] = calibrate_method(net, images, b, b, "dual_region", pol, bp_init="search", graph=graph,
                                        wide_range_bits=init.wide_range_bits,  # the default recipe's init
-                                       wide_weight_bits=init.wide_weight_bits)
+                                       wide_weight_bits=init.wide_weight_bits,
+                                       full_range_weights=init.full_range_weights)
     roles = graph.conv_roles()
     layers = [n for n in per_bits[bits[0]].layers if roles[n] == "body"]
     sens = np.zeros((len(layers), len(bits)))

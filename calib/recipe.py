@@ -50,6 +50,7 @@ class Recipe:
     wide_range_bits: int | None = None  # layers with ≥ this many act bits also search the all-batch extremes
     wide_weight_bits: int | None = None  # layers with ≥ this many weight bits keep every weight in range (no clip)
     stress: Stress | None = None  # photometric stress mixed into the calibration patches (calib/augment.py)
+    full_range_weights: bool = False  # integer weights in [−2^(b−1), 2^(b−1)−1] (else narrow, ±(2^(b−1)−1))
 
     def describe(self) -> str:
         """One line for the user: what this recipe does."""
@@ -60,6 +61,7 @@ class Recipe:
             st = (f" ({self.stress.fraction:.0%} colour/contrast-stressed)" if self.stress and self.stress.fraction
                   else "")
             ww = f" (unclipped at ≥{self.wide_weight_bits} bits)" if self.wide_weight_bits else ""
+            ww += ", full two's complement range" if self.full_range_weights else ""
             return (f"{self.method}: two-region init (bp {self.bp_init}{wide}), {w} weights{ww}, block reconstruction with "
                     f"learned rounding ({r.iters} steps/unit, batch {r.batch_size}, QDrop {r.qdrop}) on "
                     f"{self.n_images} patches of {self.patch}×{self.patch}{st}")
@@ -81,7 +83,8 @@ _RECON = dict(n_images=256, patch=48, batch_size=2, bp_init="search", per_channe
 def resolve_recipe(method: str | None = None, *, n_images: int | None = None, patch: int | None = None,
                    batch_size: int | None = None, bp_init: str | None = None, per_channel: bool | None = None,
                    recon: ReconConfig | dict | None = None, seed: int = 0, input_upscale: int = 1,
-                   stress: float | None = None, wide_weight_bits: int | None = None) -> Recipe:
+                   stress: float | None = None, wide_weight_bits: int | None = None,
+                   full_range_weights: bool | None = None) -> Recipe:
     """The recipe of ``method`` (default :data:`DEFAULT_METHOD`) with the given overrides (None = default).
 
     ``input_upscale``: how much larger than the LR patch the network's input is
@@ -97,7 +100,8 @@ def resolve_recipe(method: str | None = None, *, n_images: int | None = None, pa
     if m == "recon" and input_upscale > 1:
         base["patch"] = max(8, base["patch"] // int(input_upscale))
     for k, v in (("n_images", n_images), ("patch", patch), ("batch_size", batch_size), ("bp_init", bp_init),
-                 ("per_channel", per_channel), ("wide_weight_bits", wide_weight_bits)):
+                 ("per_channel", per_channel), ("wide_weight_bits", wide_weight_bits),
+                 ("full_range_weights", full_range_weights)):
         if v is not None:
             base[k] = v
     rc = None

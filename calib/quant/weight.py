@@ -1,7 +1,9 @@
 """Symmetric weight quantizers (docs/calibration.md), real-valued.
 
-A b-bit weight quantizer is symmetric and narrow-range: integer weights
-``w_int ∈ [−(2^(b−1)−1), 2^(b−1)−1]``, real weight ``w_int · s`` with one scale
+A b-bit weight quantizer is symmetric with one scale: integer weights
+``w_int ∈ [qmin, 2^(b−1)−1]`` where ``qmin`` is ``−(2^(b−1)−1)`` (narrow range, the
+paper's methods) or ``−2^(b−1)`` (``full_range``: the whole two's complement code, one more
+level for negative weights at no hardware cost), real weight ``w_int · s`` with one scale
 per tensor (the paper) or per output channel (option). The clip ``c`` gives the
 scale ``s = c / (2^(b−1)−1)``; MinMax uses ``c = max|w|``. The MSE shrink
 search of the full method initialises the same clip later.
@@ -44,6 +46,7 @@ class WeightQuantSpec:
     scale: tuple[float, ...]
     per_channel: bool = False
     channel_dim: int = 0
+    full_range: bool = False  # w_int may be −2^(b−1) (two's complement's extra negative code)
 
     def __post_init__(self):
         _check_bits(self.bits)
@@ -53,6 +56,10 @@ class WeightQuantSpec:
     @property
     def qmax(self) -> int:
         return 2 ** (int(self.bits) - 1) - 1
+
+    @property
+    def qmin(self) -> int:
+        return -self.qmax - 1 if self.full_range else -self.qmax
 
     def scale_tensor(self, w: torch.Tensor) -> torch.Tensor:
         s = torch.tensor(self.scale, dtype=w.dtype, device=w.device)
@@ -65,18 +72,23 @@ class WeightQuantSpec:
     def quantize(self, w: torch.Tensor) -> torch.Tensor:
         """Integer weights (int64 tensor, same shape as ``w``)."""
         q = _round_half_away(w.detach().double() / self.scale_tensor(w.detach().double()))
-        return torch.clamp(q, -self.qmax, self.qmax).to(torch.int64)
+        return torch.clamp(q, self.qmin, self.qmax).to(torch.int64)
 
     def fake_quant(self, w: torch.Tensor) -> torch.Tensor:
         return (self.quantize(w).to(w.dtype) * self.scale_tensor(w)).to(w.dtype)
 
     def to_json(self) -> dict:
-        return {"bits": int(self.bits), "per_channel": self.per_channel,
-                "scale": list(self.scale) if self.per_channel else float(self.scale[0])}
+        d = {"bits": int(self.bits), "per_channel": self.per_channel,
+             "scale": list(self.scale) if self.per_channel else float(self.scale[0])}
+        if self.full_range:  # absent = narrow, so artifacts of the paper's methods read as before
+            d["full_range"] = True
+        return d
 
 
-def minmax_weight_spec(weight: torch.Tensor, bits: int, per_channel: bool = False, channel_dim: int = 0) -> WeightQuantSpec:
-    """MinMax clip: ``s = max|w| / (2^(b−1)−1)`` per tensor or per output channel.
+def minmax_weight_spec(weight: torch.Tensor, bits: int, per_channel: bool = False, channel_dim: int = 0,
+                       full_range: bool = False) -> WeightQuantSpec:
+    """MinMax clip: ``s = max|w| / (2^(b−1)−1)`` per tensor or per output channel (``full_range``: the
+    smallest scale that keeps every weight in ``[−2^(b−1), 2^(b−1)−1]``, ``max(max w / qmax, −min w / (qmax+1))``).
 
     An all-zero channel borrows the largest channel scale (any scale represents
     it exactly; a tiny one would only waste mantissa bits at export); an
@@ -85,14 +97,13 @@ def minmax_weight_spec(weight: torch.Tensor, bits: int, per_channel: bool = Fals
     _check_bits(bits)
     w = weight.detach().double()
     qmax = 2 ** (int(bits) - 1) - 1
-    if per_channel:
-        amax = w.abs().transpose(0, channel_dim).reshape(w.shape[channel_dim], -1).amax(dim=1)
-        top = float(amax.max())
-        scales = [(float(a) if a > 0 else (top if top > 0 else qmax)) / qmax for a in amax]
-    else:
-        top = float(w.abs().max())
-        scales = [(top if top > 0 else qmax) / qmax]
-    return WeightQuantSpec(int(bits), tuple(scales), per_channel, channel_dim)
+    wc = w.transpose(0, channel_dim).reshape(w.shape[channel_dim], -1) if per_channel else w.reshape(1, -1)
+    # the clip c (= qmax·s) each channel needs; full range: negative weights reach −(qmax+1)·s
+    neg = (-wc).clamp(min=0).amax(dim=1) * (qmax / (qmax + 1) if full_range else 1.0)
+    amax = torch.maximum(wc.clamp(min=0).amax(dim=1), neg)
+    top = float(amax.max())
+    scales = [(float(a) if a > 0 else (top if top > 0 else qmax)) / qmax for a in amax]
+    return WeightQuantSpec(int(bits), tuple(scales), per_channel, channel_dim, full_range)
 
 
 class WeightQuantizer(nn.Module):
@@ -100,7 +111,7 @@ class WeightQuantizer(nn.Module):
 
     With :meth:`learn_rounding` it also carries a per-weight rounding offset
     ``v`` (SignRound/AdaRound-style learned rounding): the integer weight is
-    ``clamp(round_half_away(w/s + v), ±qmax)`` instead of ``round(w/s)``. ``v``
+    ``clamp(round_half_away(w/s + v), qmin, qmax)`` instead of ``round(w/s)``. ``v``
     starts at 0 (= plain rounding) and the reconstruction (calib/reconstruct.py)
     keeps it in [−0.5, 0.5], so each weight only chooses between floor and ceil.
     """
@@ -110,6 +121,7 @@ class WeightQuantizer(nn.Module):
         self.bits = int(spec.bits)
         self.per_channel = spec.per_channel
         self.channel_dim = spec.channel_dim
+        self.full_range = spec.full_range
         self.clip = nn.Parameter(torch.tensor(spec.scale, dtype=torch.float64) * spec.qmax)
         self.register_parameter("offset", None)
 
@@ -117,9 +129,13 @@ class WeightQuantizer(nn.Module):
     def qmax(self) -> int:
         return 2 ** (self.bits - 1) - 1
 
+    @property
+    def qmin(self) -> int:
+        return -self.qmax - 1 if self.full_range else -self.qmax
+
     def spec(self) -> WeightQuantSpec:
         return WeightQuantSpec(self.bits, tuple(float(c) / self.qmax for c in self.clip.detach()),
-                               self.per_channel, self.channel_dim)
+                               self.per_channel, self.channel_dim, self.full_range)
 
     def _scale(self, w: torch.Tensor) -> torch.Tensor:
         s = self.clip.double() / self.qmax
@@ -143,7 +159,7 @@ class WeightQuantizer(nn.Module):
         r = w / self._scale(w)
         if self.offset is not None:
             r = r + self.offset.detach()
-        return torch.clamp(_round_half_away(r), -self.qmax, self.qmax).to(torch.int64)
+        return torch.clamp(_round_half_away(r), self.qmin, self.qmax).to(torch.int64)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         # float64 inside, so rounding ties resolve exactly as WeightQuantSpec.quantize (which export uses).
@@ -153,7 +169,7 @@ class WeightQuantizer(nn.Module):
         r = w / s
         if self.offset is not None:
             r = r + self.offset
-        return (torch.clamp(_round_half_away_ste(r), -self.qmax, self.qmax) * s).to(dtype)
+        return (torch.clamp(_round_half_away_ste(r), self.qmin, self.qmax) * s).to(dtype)
 
 
 #: shrink factors of the MSE clip search (docs/calibration.md): c = α·max|w|, α ∈ {0.30, 0.31, …, 1.00}.
@@ -162,15 +178,15 @@ DEFAULT_SHRINKS = tuple(round(0.30 + 0.01 * i, 2) for i in range(71))
 
 @torch.no_grad()
 def mse_weight_spec(weight: torch.Tensor, bits: int, per_channel: bool = False, channel_dim: int = 0,
-                    shrinks=DEFAULT_SHRINKS) -> WeightQuantSpec:
+                    shrinks=DEFAULT_SHRINKS, full_range: bool = False) -> WeightQuantSpec:
     """Symmetric clip ``c = α·max|w|`` with α minimising the quantization MSE (per tensor or per channel).
 
     The search is exhaustive over ``shrinks`` (ties → the larger α). A channel's
     MSE is its own for per-channel scales; the whole tensor's otherwise.
     """
-    base = minmax_weight_spec(weight, bits, per_channel, channel_dim)
+    base = minmax_weight_spec(weight, bits, per_channel, channel_dim, full_range)
     w = weight.detach().double()
-    qmax = base.qmax
+    qmax, qmin = base.qmax, base.qmin
     if per_channel:
         wc = w.transpose(0, channel_dim).reshape(w.shape[channel_dim], -1)
         amax = torch.tensor(base.scale, dtype=torch.float64) * qmax
@@ -182,9 +198,9 @@ def mse_weight_spec(weight: torch.Tensor, bits: int, per_channel: bool = False, 
     for a in sorted(shrinks, reverse=True):
         c = amax * float(a)
         s = (c / qmax).unsqueeze(1)
-        q = torch.clamp(_round_half_away(wc / s), -qmax, qmax) * s
+        q = torch.clamp(_round_half_away(wc / s), qmin, qmax) * s
         err = ((q - wc) ** 2).mean(dim=1)
         better = err < best
         best = torch.where(better, err, best)
         best_c = torch.where(better, c, best_c)
-    return WeightQuantSpec(int(bits), tuple(float(c) / qmax for c in best_c), per_channel, channel_dim)
+    return WeightQuantSpec(int(bits), tuple(float(c) / qmax for c in best_c), per_channel, channel_dim, full_range)

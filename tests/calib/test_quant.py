@@ -239,3 +239,28 @@ def test_fused_quantizer_matches_reference_values_and_gradients(l, u, bp, b, all
             assert (a is None or float(a.abs().sum()) == 0) and (r is None or float(r.abs().sum()) == 0)
         else:
             assert torch.allclose(a, r, rtol=1e-9, atol=1e-9), (a, r)
+
+
+def test_full_range_weights_use_the_extra_negative_code():
+    from calib.evaluate import _weight_spec
+    from calib.quant.weight import mse_weight_spec
+
+    w = torch.tensor([[1.0, -0.5], [0.25, -0.4]]).reshape(2, 2, 1, 1)
+    narrow = minmax_weight_spec(w, 4, per_channel=True)
+    full = minmax_weight_spec(w, 4, per_channel=True, full_range=True)
+    assert (narrow.qmin, full.qmin, full.qmax) == (-7, -8, 7)
+    # channel 1: its negative extreme sets the scale, −0.4 = −8·0.05 (0.05 > 0.25 / 7)
+    assert full.scale == pytest.approx((1 / 7, max(0.25 / 7, 0.4 / 8)))
+    neg = torch.tensor([-1.0, 0.5]).reshape(1, 2, 1, 1)
+    s = minmax_weight_spec(neg, 4, full_range=True)
+    assert s.scale == pytest.approx((1 / 8,)) and s.quantize(neg).flatten().tolist() == [-8, 4]
+    assert minmax_weight_spec(neg, 4).quantize(neg).flatten().tolist() == [-7, 4]  # narrow: unchanged
+    q = WeightQuantizer(s)
+    assert q.qmin == -8 and torch.equal(q.integer_weights(neg), s.quantize(neg))
+    assert q.spec() == s and _weight_spec(s.to_json()) == s  # the flag survives the artifact's metadata
+    assert "full_range" not in narrow.to_json()  # narrow specs write what they always wrote
+    torch.manual_seed(0)
+    x = torch.randn(8, 4, 3, 3)
+    for full_range in (False, True):
+        spec = mse_weight_spec(x, 4, per_channel=True, full_range=full_range)
+        assert spec.full_range is full_range and int(spec.quantize(x).min()) >= spec.qmin
