@@ -72,6 +72,8 @@ class Recipe:
         d = asdict(self)
         d["recon"] = asdict(self.recon) if self.recon is not None else None
         d["stress"] = asdict(self.stress) if self.stress is not None else None
+        if not self.full_range_weights:  # absent = narrow: artifacts record what they recorded before the option
+            del d["full_range_weights"]
         return d
 
 
