@@ -104,3 +104,17 @@ def stream_tensor(rng: np.random.Generator, shape, stream_bits: int, scale_bits:
     x = np.clip(x, -amp - 1 if scale_bits is None else -amp, amp)
     x.flat[: 4] = [-amp - (1 if scale_bits is None else 0), amp, 0, 1]
     return x
+
+
+def assert_network_bit_exact(art: Artifact, img: np.ndarray):
+    """Whole artifact on ``img`` (uint8 H×W×C) through both executors: every tensor golden keeps and every
+    op's event counters equal intsim's. Returns intsim's :class:`intsim.run_io.RunResult`."""
+    from golden.executor import run_golden as golden_network
+    from intsim.engine import run
+
+    res, gold = run(art, img), golden_network(art, img)
+    for t, ref in gold.tensors.items():
+        assert np.array_equal(np.asarray(res.tensors[t], np.int64), np.asarray(ref, np.int64)), t
+    for name, ev in gold.events.items():
+        assert {k: res.counters["ops"][name][k] for k in ev} == ev, name
+    return res

@@ -27,7 +27,7 @@ from intsim.artifact import ArtifactError, Numerics
 from intsim.lut import LUT_FUNCTIONS, build_lut, entry, lut_function, lut_index
 from intsim.validate import parse_graph
 from tests.exact_reference import round_rational
-from tests.op_harness import MODES, POLICIES, assert_same, one_op, stream_tensor
+from tests.op_harness import MODES, POLICIES, assert_same, one_op, stream_tensor, assert_network_bit_exact
 
 FNS = tuple(LUT_FUNCTIONS)
 mpmath = pytest.importorskip("mpmath")
@@ -256,8 +256,6 @@ def test_activation_net_calibrates_exports_and_is_bit_exact(rounding, overflow):
     from calib.calibrate import calibrate_minmax
     from calib.export import export_artifact
     from calib.graph import capture
-    from golden.executor import run_golden
-    from intsim.engine import run
 
     torch.manual_seed(0)
     m = _ActNet().eval()
@@ -267,11 +265,7 @@ def test_activation_net_calibrates_exports_and_is_bit_exact(rounding, overflow):
     assert sorted(op.attrs["fn"] for op in art.ops if op.op == "lut") == \
         ["gelu", "gelu", "sigmoid", "silu", "silu", "tanh", "tanh"]
     img = np.random.default_rng(3).integers(0, 256, (36, 40, 3), dtype=np.uint8)
-    res, gold = run(art, img), run_golden(art, img)
-    for t, ref in gold.tensors.items():
-        assert np.array_equal(np.asarray(res.tensors[t], np.int64), np.asarray(ref, np.int64)), t
-    for name, ev in gold.events.items():
-        assert {k: res.counters["ops"][name][k] for k in ev} == ev, name
+    res = assert_network_bit_exact(art, img)
     x = torch.from_numpy(img.transpose(2, 0, 1).astype(np.float32) / 255)[None]
     with torch.no_grad():
         ref = (m(x)[0] * 255).clamp(0, 255).round().numpy().transpose(1, 2, 0)
@@ -304,8 +298,6 @@ def test_mish_net_captures_calibrates_exports_and_is_bit_exact(rounding, overflo
     from calib.calibrate import calibrate_minmax
     from calib.export import export_artifact
     from calib.graph import capture
-    from golden.executor import run_golden
-    from intsim.engine import run
 
     torch.manual_seed(1)
     m = _MishNet().eval()
@@ -321,11 +313,7 @@ def test_mish_net_captures_calibrates_exports_and_is_bit_exact(rounding, overflo
                 for j in range(a["imin"], a["imax"] + 1, 97)]
         assert art.array(op, "lut")[::97].tolist() == want
     img = np.random.default_rng(4).integers(0, 256, (30, 34, 3), dtype=np.uint8)
-    res, gold = run(art, img), run_golden(art, img)
-    for t, ref in gold.tensors.items():
-        assert np.array_equal(np.asarray(res.tensors[t], np.int64), np.asarray(ref, np.int64)), t
-    for name, ev in gold.events.items():
-        assert {k: res.counters["ops"][name][k] for k in ev} == ev, name
+    res = assert_network_bit_exact(art, img)
     x = torch.from_numpy(img.transpose(2, 0, 1).astype(np.float32) / 255)[None]
     with torch.no_grad():
         ref = (m(x)[0] * 255).clamp(0, 255).round().numpy().transpose(1, 2, 0)

@@ -21,7 +21,7 @@ from intsim import op_dispatch
 from intsim.artifact import Artifact, ArtifactError, Numerics, OpSpec, TensorSpec
 from intsim.ops.pad import pad, pad_index
 from tests.artifact_factory import make_codebook
-from tests.op_harness import MODES, POLICIES, validate_one_op
+from tests.op_harness import MODES, POLICIES, validate_one_op, assert_network_bit_exact
 
 
 @settings(max_examples=300, deadline=None)
@@ -138,8 +138,6 @@ def test_padded_net_calibrates_exports_runs_bit_exactly_and_tiles(rounding, over
     from calib.export import export_artifact
     from calib.graph import capture
     from calib.quant.fakequant import build_fakequant_model
-    from golden.executor import run_golden
-    from intsim.engine import run
     from intsim.tiling import run_tiled
 
     torch.manual_seed(0)
@@ -154,9 +152,7 @@ def test_padded_net_calibrates_exports_runs_bit_exactly_and_tiles(rounding, over
                     ("tail.pad", {"padding": [1, 1], "mode": "reflect"})]
     assert all(op.attrs["padding"] == [0, 0] for op in art.ops if op.op == "conv2d")
     img = np.random.default_rng(4).integers(0, 256, (37, 29, 3), dtype=np.uint8)
-    res, gold = run(art, img), run_golden(art, img)
-    for t, ref in gold.tensors.items():
-        assert np.array_equal(np.asarray(res.tensors[t], np.int64), np.asarray(ref, np.int64)), t
+    res = assert_network_bit_exact(art, img)
     tiled = run_tiled(art, img, tile_rows=5)
     assert np.array_equal(tiled.tensors["output"], res.tensors["output"])
     assert tiled.counters["totals"] == res.counters["totals"]

@@ -12,6 +12,7 @@ from calib.export import export_artifact
 from calib.graph import UnsupportedOpError, capture
 from calib.methods import calibrate_method
 from calib.quant.fakequant import build_fakequant_model
+from tests.op_harness import assert_network_bit_exact
 
 
 def _bn(c: int, seed: int) -> nn.BatchNorm2d:
@@ -115,8 +116,6 @@ def test_batchnorm_after_a_conv_with_other_users_refused():
 @pytest.mark.parametrize("method", ["minmax", "dual_region"])
 def test_conv_bn_net_calibrates_exports_and_is_bit_exact(method):
     """calibrate → export → golden == intsim on every tensor; the artifact is close to the float BN model."""
-    from golden.executor import run_golden
-    from intsim.engine import run
 
     net = _net()
     imgs = [torch.rand(3, 16, 16) * 255 for _ in range(3)]
@@ -128,9 +127,7 @@ def test_conv_bn_net_calibrates_exports_and_is_bit_exact(method):
     art = export_artifact(net, cal, model_meta={"name": "convbn", "scale": 2})
     assert not [op for op in art.ops if "bn" in op.name]
     img = np.random.default_rng(0).integers(0, 256, (20, 17, 3), dtype=np.uint8)
-    res, gold = run(art, img), run_golden(art, img)
-    for t, ref in gold.tensors.items():
-        assert np.array_equal(np.asarray(res.tensors[t], np.int64), np.asarray(ref, np.int64)), t
+    res = assert_network_bit_exact(art, img)
     x = torch.from_numpy(img.transpose(2, 0, 1).astype(np.float32))[None]
     with torch.no_grad():
         ref = net(x)[0].clamp(0, 255).round().numpy().transpose(1, 2, 0)

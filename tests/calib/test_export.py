@@ -23,6 +23,7 @@ from calib.models.edsr import DIV2K_RGB_MEAN, EDSR
 from calib.quant.fakequant import build_fakequant_model
 from intsim.artifact import load_artifact, save_artifact
 from tests.calib.artifact_ref import run_reference
+from tests.op_harness import assert_network_bit_exact
 
 LR_X4 = data_root() / "data" / "Set5" / "LR_bicubic" / "X4"
 needs_data = pytest.mark.skipif(not LR_X4.is_dir(), reason=f"Set5 LR X4 images not found at {LR_X4} "
@@ -372,8 +373,6 @@ def test_all_ops_toy_model_golden_equals_intsim(realization, bits):
     """Every op beyond EDSR's (see tests/calib/test_graph.py::_AllOps) exports and runs bit-exactly."""
     import numpy as np
 
-    from golden.executor import run_golden
-    from intsim.engine import run
     from tests.calib.test_graph import _AllOps
 
     torch.manual_seed(0)
@@ -382,7 +381,5 @@ def test_all_ops_toy_model_golden_equals_intsim(realization, bits):
     cal = calibrate_minmax(m, [torch.rand(3, 12, 12) for _ in range(3)], *bits, graph=g)
     art = export_artifact(m, cal, realization=realization, model_meta={"name": "toy", "scale": 2})
     img = np.random.default_rng(1).integers(0, 256, (9, 11, 3), dtype=np.uint8)
-    res, gold = run(art, img), run_golden(art, img)
-    for t, ref in gold.tensors.items():
-        assert np.array_equal(np.asarray(res.tensors[t], np.int64), np.asarray(ref, np.int64)), t
+    res = assert_network_bit_exact(art, img)
     assert res.tensors["output"].shape == (18, 22, 3)
