@@ -25,7 +25,6 @@ docs/arithmetic.md §5.1, §5.5, §6.8–§6.10.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -34,7 +33,7 @@ import torch
 from golden.numerics import GoldenError
 from golden.ops.bicubic import taps as bicubic_taps
 from golden.ops.stream import bilinear_taps, pad_rows
-from intsim.band_plan import GLOBAL_OPS, plan as band_plan
+from intsim.band_plan import GLOBAL_OPS, NoProgress, band_steps, plan as band_plan
 
 ROW_LOCAL_OPS = frozenset({"image_in", "image_out", "encode", "add", "concat", "split", "relu", "leaky_relu",
                            "prelu", "mul", "lut", "clamp"})
@@ -248,34 +247,17 @@ class BandRun:
             if t in P.materialize:
                 self.full[t] = np.empty(self._shape(t), dtype=self.dtypes[t])
         buf: dict[str, _Lines] = {}  # line buffers
-        done = {t: 0 for t in produced}
-        op_done = {op.name: 0 for op in ops}
-        ref_h = max([1] + [self.hw[t][0] for t in sources])
-        n_steps = max(1, math.ceil(ref_h / self.band_rows))
-        cap = {op.name: max(1, math.ceil(self.band_rows * self.hw[op.outputs[0]][0] / ref_h)) for op in ops}
-        step = 0
-        while any(op_done[op.name] < self.hw[op.outputs[0]][0] for op in ops):
-            step += 1
-            avail = {t: min(self.hw[t][0], math.ceil(self.hw[t][0] * step / n_steps)) for t in sources}
-            progress = False
-            for op in ops:
-                a = op_done[op.name]
-                n = min(self.hw[op.outputs[0]][0], a + cap[op.name])
-                for j, t in enumerate(op.inputs):
-                    if not P.is_global[t]:
-                        n = min(n, self.needs[(op.name, j)].producible(avail[t] if t in avail else done[t]))
-                if n <= a:
-                    continue
-                self._op_rows(op, a, n, buf, consumers, done)
-                op_done[op.name] = n
-                progress = True
+        try:
+            for op, a, n, op_done in band_steps(ops, self.hw, sources, self.needs, P.is_global, self.band_rows):
+                self._op_rows(op, a, n, buf, consumers)
                 for t in op.inputs:  # drop the bands no consumer reads any more
                     if t in buf:
-                        buf[t].trim(min(int(self.needs[(c.name, j)].suf_lo[op_done[c.name]]) for c, j in consumers[t]))
-            if not progress and step > n_steps:
-                raise GoldenError(f"bands: pass {p} made no progress (row maps inconsistent)")
+                        buf[t].trim(min(int(self.needs[(c.name, j)].suf_lo[op_done[c.name]])
+                                        for c, j in consumers[t]))
+        except NoProgress as e:
+            raise GoldenError(f"bands: pass {p} {e}") from None
 
-    def _op_rows(self, op, a: int, n: int, buf: dict, consumers: dict, done: dict) -> None:
+    def _op_rows(self, op, a: int, n: int, buf: dict, consumers: dict) -> None:
         """Output rows [a, n) of ``op``: read input windows, compute, store, emit."""
         P = self.plan
         ins, wins = [], []
@@ -304,7 +286,6 @@ class BandRun:
                 self.emit(t, self._shape(t), a, ints)
             if t in consumers and t not in P.materialize:
                 buf.setdefault(t, _Lines()).append(a, v)
-            done[t] = n
 
 
 __all__ = ["BandRun", "heights", "row_needs", "default_band_rows"]

@@ -12,10 +12,16 @@ Pass 0 streams the ops that depend on no pool; the input of every pool is
 which streams the ops that needed them. Tensors a later pass reads are
 materialized too (``last_pass``: the last pass that reads them); graph outputs
 are kept to the end.
+
+Within a pass, :func:`band_steps` is the schedule both executors follow: which op
+computes which output rows in which step (no arithmetic), so their band order
+and hence their per-band outputs and counters agree.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Iterator, Mapping, Protocol, Sequence
 
 from intsim.artifact import Artifact, OpSpec
 
@@ -81,3 +87,57 @@ def plan(art: Artifact) -> TilePlan:
             last_pass[t] = n_pass  # kept to the end
     return TilePlan(level=level, is_global=is_global, pass_ops=pass_ops, global_ops=global_ops,
                     materialize=materialize, last_pass=last_pass)
+
+
+class RowMap(Protocol):
+    """Row dependency of one (op, spatial input) as an executor holds it."""
+
+    def producible(self, avail: int) -> int:
+        """Largest n such that output rows [0, n) read only input rows < ``avail``."""
+
+
+class NoProgress(ValueError):
+    """A pass's schedule stalled: no op could compute a row (the row maps are inconsistent)."""
+
+
+def band_steps(ops: Sequence[OpSpec], hw: Mapping[str, tuple[int, int]], sources: Sequence[str],
+               needs: Mapping[tuple[str, int], RowMap], is_global: Mapping[str, bool],
+               band_rows: int) -> Iterator[tuple[OpSpec, int, int, Mapping[str, int]]]:
+    """The steps of one pass: yields ``(op, a, n, op_done)``, meaning op computes output rows [a, n).
+
+    ``ops`` stream in this pass (in graph order), ``hw`` holds (height, width) in rows/columns
+    of every tensor, ``sources`` are the spatial tensors the pass reads but does not produce
+    (materialized earlier), ``needs[(op name, input index)]`` the row map of each spatial input,
+    ``band_rows`` input rows per band (≥ 1). Step k makes ceil(h·k/n_steps) rows of every source
+    of height h available; each op then computes at most about one band in its own resolution
+    (``cap``, also while draining the halo lag), as far as its inputs allow. A yielded step is
+    recorded as done: ``op_done`` (op name → output rows scheduled so far, this step included;
+    read it, never write it) is what a caller trims its line buffers by. Raises
+    :class:`NoProgress` when a step after the last band schedules nothing.
+    """
+    out_h = {op.name: hw[op.outputs[0]][0] for op in ops}
+    done = {t: 0 for op in ops for t in op.outputs}  # rows of each tensor produced in this pass
+    op_done = {op.name: 0 for op in ops}
+    ref_h = max([1] + [hw[t][0] for t in sources])
+    n_steps = max(1, math.ceil(ref_h / band_rows))
+    cap = {op.name: max(1, math.ceil(band_rows * out_h[op.name] / ref_h)) for op in ops}
+    step = 0
+    while any(op_done[op.name] < out_h[op.name] for op in ops):
+        step += 1
+        avail = {t: min(hw[t][0], math.ceil(hw[t][0] * step / n_steps)) for t in sources}
+        progress = False
+        for op in ops:
+            a = op_done[op.name]
+            n = min(out_h[op.name], a + cap[op.name])
+            for j, t in enumerate(op.inputs):
+                if not is_global[t]:
+                    n = min(n, needs[(op.name, j)].producible(avail[t] if t in avail else done[t]))
+            if n <= a:
+                continue
+            op_done[op.name] = n
+            for t in op.outputs:
+                done[t] = n
+            progress = True
+            yield op, a, n, op_done
+        if not progress and step > n_steps:
+            raise NoProgress("made no progress (row maps inconsistent)")

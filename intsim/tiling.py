@@ -36,7 +36,6 @@ network's intermediates.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +43,7 @@ import numpy as np
 from intsim import allocator
 from intsim import op_dispatch as D
 from intsim.artifact import Artifact, OpSpec
-from intsim.band_plan import GLOBAL_OPS, TilePlan, plan  # noqa: F401  (the pass cut, shared with golden)
+from intsim.band_plan import GLOBAL_OPS, NoProgress, TilePlan, band_steps, plan  # noqa: F401  (shared with golden)
 from intsim.kernels import conv as K
 from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
@@ -294,6 +293,43 @@ class _Tiled:
             keep = min(keep, y0 + rows.shape[0])
             buf[t] = (keep, rows[keep - y0:].copy())  # a copy: a view would pin the whole band
 
+    def _op_rows(self, op: OpSpec, a: int, n: int, buf: dict, consumers: dict) -> None:
+        """Output rows [a, n) of ``op``: read input windows, compute, count, store."""
+        art, P = self.art, self.plan
+        wins = []
+        for j, t in enumerate(op.inputs):
+            if P.is_global[t]:
+                wins.append((self.glob[t], None))
+                continue
+            lo, hi = self.needs[(op.name, j)].window(a, n)
+            if t in self.full:
+                wins.append((_as_engine(art, t, self.full[t][lo:hi]), lo))
+            else:
+                y0, rows = buf[t]
+                if hi > lo and (lo < y0 or hi > y0 + rows.shape[0]):
+                    raise RuntimeError(f"tiling: rows [{lo}, {hi}) of {t!r} are not in its line buffer "
+                                       f"[{y0}, {y0 + rows.shape[0]})")
+                wins.append((rows[lo - y0:hi - y0], lo))
+        outs, ev = self._compute(op, wins, a, n)
+        self.counters.add(op, ev)
+        for t, v in zip(op.outputs, outs):
+            if v.shape[0] != n - a or v.shape[2] != self.channels[t]:
+                raise ValueError(f"op {op.name!r}: produced rows of shape {v.shape}, expected "
+                                 f"{n - a} rows × {self.channels[t]} channels")
+            if t in P.materialize:
+                dst = self.full[t]
+                if dst.dtype != v.dtype and v.size:
+                    info = np.iinfo(dst.dtype)
+                    if int(v.min()) < info.min or int(v.max()) > info.max:  # never for valid values
+                        raise ValueError(f"tiling: tensor {t!r} holds values outside {dst.dtype}")
+                dst[a:n] = v
+            if t in consumers and t not in P.materialize:
+                if t in buf:
+                    y0, rows = buf[t]
+                    buf[t] = (y0, np.concatenate([rows, v]))
+                else:
+                    buf[t] = (a, v)
+
     def _run_pass(self, p: int):
         art, P = self.art, self.plan
         for op in P.global_ops[p]:
@@ -317,72 +353,18 @@ class _Tiled:
                 raise RuntimeError(f"tiling: tensor {t!r} needed in pass {p} was not materialized")
         # line buffers of tensors produced and consumed in this pass: (first row, rows)
         buf: dict[str, tuple[int, np.ndarray]] = {}
-        done: dict[str, int] = {t: 0 for t in produced_here}  # rows produced so far
-        op_done: dict[str, int] = {op.name: 0 for op in ops}
         for t in produced_here:
             if t in P.materialize:
                 self.full[t] = np.empty((*self.hw[t], self.channels[t]), dtype=store_dtype(art, t))
-        ref_h = max([1] + [self.hw[t][0] for t in sources])
-        n_steps = max(1, math.ceil(ref_h / self.tile_rows))
-        # at most about one band per op and step, in the op's own resolution (also while draining the lag)
-        cap = {op.name: max(1, math.ceil(self.tile_rows * self.hw[op.outputs[0]][0] / ref_h)) for op in ops}
-        step = 0
-        while any(op_done[op.name] < self.hw[op.outputs[0]][0] for op in ops):
-            step += 1
-            avail = {t: min(self.hw[t][0], math.ceil(self.hw[t][0] * step / n_steps)) for t in sources}
-            progress = False
-            for op in ops:
-                out_h = self.hw[op.outputs[0]][0]
-                n = min(out_h, op_done[op.name] + cap[op.name])
-                for j, t in enumerate(op.inputs):
-                    if not P.is_global[t]:
-                        have = avail[t] if t in avail else done[t]
-                        n = min(n, self.needs[(op.name, j)].producible(have))
-                a = op_done[op.name]
-                if n <= a:
-                    continue
-                wins = []
-                for j, t in enumerate(op.inputs):
-                    if P.is_global[t]:
-                        wins.append((self.glob[t], None))
-                        continue
-                    lo, hi = self.needs[(op.name, j)].window(a, n)
-                    if t in self.full:
-                        wins.append((_as_engine(art, t, self.full[t][lo:hi]), lo))
-                    else:
-                        y0, rows = buf[t]
-                        if hi > lo and (lo < y0 or hi > y0 + rows.shape[0]):
-                            raise RuntimeError(f"tiling: rows [{lo}, {hi}) of {t!r} are not in its line buffer "
-                                               f"[{y0}, {y0 + rows.shape[0]})")
-                        wins.append((rows[lo - y0:hi - y0], lo))
-                outs, ev = self._compute(op, wins, a, n)
-                self.counters.add(op, ev)
-                op_done[op.name] = n
-                progress = True
-                for t, v in zip(op.outputs, outs):
-                    if v.shape[0] != n - a or v.shape[2] != self.channels[t]:
-                        raise ValueError(f"op {op.name!r}: produced rows of shape {v.shape}, expected "
-                                         f"{n - a} rows × {self.channels[t]} channels")
-                    if t in P.materialize:
-                        dst = self.full[t]
-                        if dst.dtype != v.dtype and v.size:
-                            info = np.iinfo(dst.dtype)
-                            if int(v.min()) < info.min or int(v.max()) > info.max:  # never for valid values
-                                raise ValueError(f"tiling: tensor {t!r} holds values outside {dst.dtype}")
-                        dst[a:n] = v
-                    if t in consumers and t not in P.materialize:
-                        if t in buf:
-                            y0, rows = buf[t]
-                            buf[t] = (y0, np.concatenate([rows, v]))
-                        else:
-                            buf[t] = (a, v)
-                    done[t] = n
+        try:
+            for op, a, n, op_done in band_steps(ops, self.hw, sources, self.needs, P.is_global, self.tile_rows):
+                self._op_rows(op, a, n, buf, consumers)
                 # trim this op's inputs to the rows some consumer will still read (frees the band early)
                 for t in op.inputs:
                     if t in buf:
                         self._trim(buf, t, consumers[t], op_done)
-            if not progress and step > n_steps:
-                raise RuntimeError(f"tiling: pass {p} made no progress (row maps inconsistent)")
+        except NoProgress as e:
+            raise RuntimeError(f"tiling: pass {p} {e}") from None
         # free materialized tensors no later pass reads
         for t in list(self.full):
             if t in P.last_pass and P.last_pass[t] <= p and t not in self.art.outputs:
