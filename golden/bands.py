@@ -33,7 +33,7 @@ import torch
 from golden.numerics import GoldenError
 from golden.ops.bicubic import taps as bicubic_taps
 from golden.ops.stream import bilinear_taps, pad_rows
-from intsim.band_plan import GLOBAL_OPS, NoProgress, band_steps, plan as band_plan
+from intsim.band_plan import GLOBAL_OPS, NoProgress, band_steps, pass_streams, plan as band_plan
 
 ROW_LOCAL_OPS = frozenset({"image_in", "image_out", "encode", "add", "concat", "split", "relu", "leaky_relu",
                            "prelu", "mul", "lut", "clamp"})
@@ -234,12 +234,7 @@ class BandRun:
     def _pass(self, p: int) -> None:
         P, ops = self.plan, self.plan.pass_ops[p]
         produced = {t for op in ops for t in op.outputs}
-        consumers: dict[str, list[tuple[object, int]]] = {}
-        for op in ops:
-            for j, t in enumerate(op.inputs):
-                if not P.is_global[t]:
-                    consumers.setdefault(t, []).append((op, j))
-        sources = sorted(t for t in consumers if t not in produced)
+        consumers, sources = pass_streams(ops, P.is_global)
         for t in sources:
             if t not in self.full:
                 raise GoldenError(f"bands: tensor {t!r} needed in pass {p} was not materialized")

@@ -89,6 +89,23 @@ def plan(art: Artifact) -> TilePlan:
                     materialize=materialize, last_pass=last_pass)
 
 
+def pass_streams(ops: Sequence[OpSpec], is_global: Mapping[str, bool]
+                 ) -> tuple[dict[str, list[tuple[OpSpec, int]]], list[str]]:
+    """The spatial tensors one pass streams: ``(consumers, sources)``.
+
+    ``consumers[t]`` lists the (op, input index) pairs of ``ops`` that read spatial tensor ``t``
+    (the line buffer of ``t`` may drop rows none of them reads any more); ``sources`` are the
+    consumed tensors no op of the pass produces (materialized by an earlier pass), sorted.
+    """
+    produced = {t for op in ops for t in op.outputs}
+    consumers: dict[str, list[tuple[OpSpec, int]]] = {}
+    for op in ops:
+        for j, t in enumerate(op.inputs):
+            if not is_global[t]:
+                consumers.setdefault(t, []).append((op, j))
+    return consumers, sorted(t for t in consumers if t not in produced)
+
+
 class RowMap(Protocol):
     """Row dependency of one (op, spatial input) as an executor holds it."""
 

@@ -43,7 +43,8 @@ import numpy as np
 from intsim import allocator
 from intsim import op_dispatch as D
 from intsim.artifact import Artifact, OpSpec
-from intsim.band_plan import GLOBAL_OPS, NoProgress, TilePlan, band_steps, plan  # noqa: F401  (shared with golden)
+from intsim.band_plan import (  # noqa: F401  (GLOBAL_OPS, TilePlan: re-exported; the pass cut is shared with golden)
+    GLOBAL_OPS, NoProgress, TilePlan, band_steps, pass_streams, plan)
 from intsim.kernels import conv as K
 from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
@@ -342,12 +343,7 @@ class _Tiled:
         if not ops:
             return
         produced_here = {t for op in ops for t in op.outputs}
-        consumers: dict[str, list[tuple[OpSpec, int]]] = {}
-        for op in ops:
-            for j, t in enumerate(op.inputs):
-                if not P.is_global[t]:
-                    consumers.setdefault(t, []).append((op, j))
-        sources = sorted({t for t in consumers if t not in produced_here})
+        consumers, sources = pass_streams(ops, P.is_global)
         for t in sources:
             if t not in self.full:
                 raise RuntimeError(f"tiling: tensor {t!r} needed in pass {p} was not materialized")

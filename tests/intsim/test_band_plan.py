@@ -1,4 +1,4 @@
-"""The band schedule (:func:`intsim.band_plan.band_steps`) shared by ``intsim run`` and golden.
+"""The band schedule (:func:`intsim.band_plan.band_steps`, :func:`~intsim.band_plan.pass_streams`) shared by ``intsim run`` and golden.
 
 On a toy pass with hand-written row maps (a 3-row halo, a stride-2 reduction, a 2×
 upsampling, a two-input op and a global input): every op's steps cover its output rows
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from intsim.artifact import OpSpec
-from intsim.band_plan import NoProgress, band_steps
+from intsim.band_plan import NoProgress, band_steps, pass_streams
 
 
 class _Rows:
@@ -84,3 +84,10 @@ def test_inconsistent_row_map_raises():
     rows = {**ROWS, ("down", 0): _Stuck()}
     with pytest.raises(NoProgress, match="no progress"):
         list(band_steps(OPS, HW, ["x"], rows, IS_GLOBAL, 3))
+
+
+def test_pass_streams():
+    consumers, sources = pass_streams(OPS, IS_GLOBAL)
+    assert sources == ["x"]  # g is global; y, z, u are produced in the pass
+    assert {t: [(op.name, j) for op, j in c] for t, c in consumers.items()} == {
+        "x": [("conv", 0)], "y": [("down", 0), ("add", 0)], "z": [("up", 0)], "u": [("add", 1)]}
