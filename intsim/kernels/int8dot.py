@@ -195,8 +195,10 @@ def offset_plane(codes, lo, hi, slope, add, below, above, pad_value, top, left, 
             if 0 <= iy < H and 0 <= ix < W:
                 for c in range(C):
                     k = np.int64(codes[iy, ix, c])
-                    inside = (k >= lo) & (k < hi)
-                    plane[py, px, c] = np.uint8(slope * k + add if inside else (below if k < lo else above))
+                    # two plain selects (k < lo wins, as in the definition): they vectorize where one
+                    # nested select ran about 1.4x slower (docs/speed.md, one-plane regression)
+                    v = above if k >= hi else slope * k + add
+                    plane[py, px, c] = np.uint8(below if k < lo else v)
             else:
                 for c in range(C):
                     plane[py, px, c] = pad_value
@@ -243,12 +245,14 @@ def _tail_row(sparse, oy, trow, trow32):
             tflat[_u(i)] += d * np.int64(t32flat[_u(b + i)])
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _store_two_planes(scratch, ldc, npix, nco, oy, wo, ox0, co_n, c0, f1, corr, mul, add, base, tflat, row_sparse,
                       nshift, st_lo, st_hi, oflat):
     """The fused epilogue (half_up / floor, saturate) of a tile with two planes: one vector loop per
     pixel, the same integers in the same grouping as the general loop of :func:`conv_rows`;
-    returns the stream events."""
+    returns the stream events.
+    Called, not inlined: inlined into :func:`conv_rows` it made the one-plane tiles about 1.15x
+    slower (docs/speed.md, one-plane regression); one call per tile costs less than that."""
     ev = 0
     for r in range(npix):
         ob = (oy * wo + ox0 + r) * co_n + c0
