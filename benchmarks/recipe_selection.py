@@ -59,7 +59,7 @@ def main(argv=None) -> int:
 
     rec = resolve_recipe(None, n_images=a.n, patch=a.patch, recon=json.loads(a.recon), wide_weight_bits=a.wide_weight_bits,
                          full_range_weights=a.full_range_weights or None,
-                         input_upscale=a.scale if a.model == "vdsr" else 1)
+                         input_upscale=a.scale if a.model == "vdsr" else 1, weight_bits=a.bits)
     weights, _, folder, is_lr, _ = _resolve_inputs(a.model, a.scale, None, False, 0, os.devnull, None, "auto",
                                                    a.state_dir)
     net, _, rr, graph, images = _model_and_images(a.model, a.scale, weights, 0, folder, is_lr, rec, [],

@@ -99,7 +99,7 @@ def _checked_request(model: str, scale: int, bits: str, out: str | None, realiza
         parse_budget(budget)  # refuse a malformed budget before any work
     entry = _zoo_entry(model)
     rec = resolve_recipe(method, input_upscale=scale if entry is not None and entry.upsampled_input else 1,
-                         **recipe_settings)
+                         weight_bits=bw, **recipe_settings)
     if realization not in ("split", "grid"):
         raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")
     if rec.n_images < 1:

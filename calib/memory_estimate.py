@@ -143,7 +143,8 @@ def _tensor_bytes(obj) -> int:
 
 def _recon_peak(net: nn.Module, result, x: torch.Tensor, n: int, cfg) -> int:
     """Reconstruction's peak beyond model and patches (module doc), from one patch ``x`` (1×C×H×W)."""
-    from calib.reconstruct import _call_log, _capture, _train_unit, _unit_loss, find_units, student_model
+    from calib.reconstruct import (FISHER_BATCH, _call_log, _capture, _fisher_weights, _train_unit, _unit_loss,
+                                   find_units, student_model)
 
     fq = student_model(net, result)
     with torch.no_grad():
@@ -151,6 +152,8 @@ def _recon_peak(net: nn.Module, result, x: torch.Tensor, n: int, cfg) -> int:
     units = find_units(net, x, [l.module for l in result.layers.values()])
     calls = Counter(_call_log(net, units, x))
     peak = 0
+    if cfg.weighting == "fisher":  # before any unit's caches: the whole network's graph, FISHER_BATCH patches
+        peak = CHURN_FACTOR * FISHER_BATCH * live_peak(_fisher_weights, net, units, calls, x, 1, cfg.seed)[1]
     for k, unit in enumerate(units):
         q_data = _capture(fq, unit, x, calls[unit], 1)
         fp_data = _capture(net, unit, x, calls[unit], 1)

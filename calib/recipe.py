@@ -15,7 +15,8 @@ recon (default) block reconstruction with learned weight rounding (calib/reconst
                 (MSE-clipped below 6 bits, the full range at ≥ 6 bits);
                 256 LR patches of 48×48 (4 per image) from the first 64 images of the
                 seeded order (calib/calibrate.py calibration_pool); 300 steps per unit,
-                batch 4, QDrop 0.5
+                batch 4, QDrop 0.5; below 6 weight bits the unit loss is Fisher-weighted
+                (each output channel's error counted by its effect on the SR output)
 paper methods   (oaq, dual_region, baselines) the paper's recipe: 100 LR patches of
                 96×96, batch 2, bp at the EMA p99, per-tensor weight scales
 ==============  ======================================================================
@@ -51,6 +52,7 @@ class Recipe:
     wide_weight_bits: int | None = None  # layers with ≥ this many weight bits keep every weight in range (no clip)
     stress: Stress | None = None  # photometric stress mixed into the calibration patches (calib/augment.py)
     full_range_weights: bool = False  # integer weights in [−2^(b−1), 2^(b−1)−1] (else narrow, ±(2^(b−1)−1))
+    fisher_below_bits: int | None = None  # recon: Fisher-weighted unit loss when --bits has fewer weight bits
 
     def describe(self) -> str:
         """One line for the user: what this recipe does."""
@@ -63,7 +65,8 @@ class Recipe:
             ww = f" (unclipped at ≥{self.wide_weight_bits} bits)" if self.wide_weight_bits else ""
             ww += ", full two's complement range" if self.full_range_weights else ""
             return (f"{self.method}: two-region init (bp {self.bp_init}{wide}), {w} weights{ww}, block reconstruction with "
-                    f"learned rounding ({r.iters} steps/unit, batch {r.batch_size}, QDrop {r.qdrop}) on "
+                    f"learned rounding ({r.iters} steps/unit, batch {r.batch_size}, QDrop {r.qdrop}"
+                    f"{', Fisher-weighted loss' if r.weighting == 'fisher' else ''}) on "
                     f"{self.n_images} patches of {self.patch}×{self.patch}{st}")
         return (f"{self.method}: bp {self.bp_init}, {w} weights, {self.n_images} patches of "
                 f"{self.patch}×{self.patch}, batch {self.batch_size}")
@@ -71,22 +74,26 @@ class Recipe:
     def to_json(self) -> dict:
         d = asdict(self)
         d["recon"] = asdict(self.recon) if self.recon is not None else None
+        if d["recon"] is not None and d["recon"]["weighting"] == "none":  # as before the option existed
+            del d["recon"]["weighting"]
         d["stress"] = asdict(self.stress) if self.stress is not None else None
         if not self.full_range_weights:  # absent = narrow: artifacts record what they recorded before the option
             del d["full_range_weights"]
+        if self.fisher_below_bits is None:
+            del d["fisher_below_bits"]
         return d
 
 
 _PAPER = dict(n_images=100, patch=96, batch_size=2, bp_init="percentile", per_channel=False)
 _RECON = dict(n_images=256, patch=48, batch_size=2, bp_init="search", per_channel=True, wide_range_bits=6,
-              wide_weight_bits=6)
+              wide_weight_bits=6, fisher_below_bits=6)
 
 
 def resolve_recipe(method: str | None = None, *, n_images: int | None = None, patch: int | None = None,
                    batch_size: int | None = None, bp_init: str | None = None, per_channel: bool | None = None,
                    recon: ReconConfig | dict | None = None, seed: int = 0, input_upscale: int = 1,
                    stress: float | None = None, wide_weight_bits: int | None = None,
-                   full_range_weights: bool | None = None) -> Recipe:
+                   full_range_weights: bool | None = None, weight_bits: int | None = None) -> Recipe:
     """The recipe of ``method`` (default :data:`DEFAULT_METHOD`) with the given overrides (None = default).
 
     ``input_upscale``: how much larger than the LR patch the network's input is
@@ -94,6 +101,9 @@ def resolve_recipe(method: str | None = None, *, n_images: int | None = None, pa
     ``recon`` shrinks by it, so every model reconstructs on inputs of about 48².
     ``stress``: the fraction of calibration patches that are colour/contrast
     stressed (calib/augment.py; 0 turns it off).
+    ``weight_bits``: the request's weight width (``--bits``); ``recon`` below the recipe's
+    ``fisher_below_bits`` weighs its unit loss by the Fisher channel sensitivity, unless ``recon``
+    sets ``weighting`` itself.
     """
     from calib.methods import check_method
 
@@ -109,6 +119,9 @@ def resolve_recipe(method: str | None = None, *, n_images: int | None = None, pa
     rc = None
     if m == "recon":
         rc = ReconConfig(seed=int(seed))
+        fisher = base.get("fisher_below_bits")
+        if weight_bits is not None and fisher is not None and int(weight_bits) < fisher:
+            rc = replace(rc, weighting="fisher")
         if isinstance(recon, ReconConfig):
             rc = recon
         elif isinstance(recon, dict):

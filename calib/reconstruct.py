@@ -49,6 +49,8 @@ from calib.quant.fakequant import QuantConv2d, build_fakequant_model, project_qu
 __all__ = ["ReconConfig", "find_units", "reconstruct", "student_model"]
 
 STATE_JSON = "recon_state.json"
+#: patches per forward/backward of the Fisher pass: it holds the whole network's graph, so keep it small
+FISHER_BATCH = 2
 #: the keys of STATE_JSON and their types (:func:`calib.resume_state.read_state`)
 STATE_KEYS = {"fingerprint": str, "units": list, "done": list, "tensors": str}
 
@@ -65,10 +67,13 @@ class ReconConfig:
     learn_act: bool = True  # learn the activation quantizers (l, u, bp) with the rounding
     learn_clip: bool = True  # learn the weight clips with the rounding
     learn_bias: bool = False  # learn the conv biases too (exported as float biases, snapped like any bias)
+    weighting: str = "none"  # "fisher": weight each unit-output channel's error by its effect on the SR output
     seed: int = 0
 
     def fingerprint(self) -> str:
         d = asdict(self)
+        if d["weighting"] == "none":  # states saved before the option stay resumable
+            del d["weighting"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -183,14 +188,61 @@ def _state_of(mod: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def _unit_loss(mod: nn.Module, data, eval_batch: int) -> float:
+def _unit_loss(mod: nn.Module, data, eval_batch: int, weights=None) -> float:
     tot, n = 0.0, 0
-    for args, kw, target in data:
+    for c, (args, kw, target) in enumerate(data):
+        w = 1.0 if weights is None else weights[c]
         for i in range(0, target.shape[0], eval_batch):
             a = tuple(t[i:i + eval_batch] if torch.is_tensor(t) else t for t in args)
-            tot += float(((mod(*a, **kw) - target[i:i + eval_batch]) ** 2).sum())
+            tot += float((w * (mod(*a, **kw) - target[i:i + eval_batch]) ** 2).sum())
             n += target[i:i + eval_batch].numel()
     return tot / max(n, 1)
+
+
+def _fisher_weights(model: nn.Module, units: Sequence[str], calls: Counter, x: torch.Tensor, eval_batch: int,
+                    seed: int) -> dict[str, list[torch.Tensor]]:
+    """Per unit and call, a (C, 1, 1) weight per output channel: the mean squared sensitivity of the float
+    model's SR output to that channel, ``E[(Jᵀr)²]`` with a Rademacher probe ``r`` on the output (a Hutchinson
+    estimate of diag(JᵀJ), averaged over patches and pixels), normalised to mean 1 per call. The unit loss
+    then counts an error by how much of it reaches the SR output (BRECQ's Fisher-weighted loss, without
+    labels: the float model's own output is the target)."""
+    acc: dict[str, list] = {u: [None] * calls[u] for u in units}
+    seen: dict[str, int] = {}
+    leaves: list[tuple[str, int, torch.Tensor]] = []
+
+    def hook(m, args, out, unit):
+        i = seen.get(unit, 0)
+        seen[unit] = i + 1
+        leaves.append((unit, i, out))
+        return out.clone()  # the model may modify its output in place (IMDN's LeakyReLU); keep ours intact
+
+    hooks = [model.get_submodule(u).register_forward_hook(lambda m, a, o, u=u: hook(m, a, o, u)) for u in units]
+    gen = torch.Generator().manual_seed(int(seed))
+    try:
+        for b in range(0, x.shape[0], eval_batch):
+            seen.clear()
+            leaves.clear()
+            with torch.enable_grad():
+                y = model(x[b:b + eval_batch].clone().requires_grad_(True))  # every output in the graph
+                r = torch.randint(0, 2, y.shape, generator=gen).to(y.dtype) * 2 - 1
+                grads = torch.autograd.grad((r * y).sum(), [t for _, _, t in leaves], allow_unused=True)
+            for (unit, i, _), g in zip(leaves, grads):
+                if g is None:
+                    continue
+                s = (g.detach() ** 2).sum(dim=(0, 2, 3))
+                acc[unit][i] = s if acc[unit][i] is None else acc[unit][i] + s
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
+    for u, per_call in acc.items():
+        ws = []
+        for s in per_call:
+            if s is None or not float(s.sum()) > 0:
+                raise ValueError(f"fisher weighting: unit {u!r} does not reach the model's output")
+            ws.append((s / s.mean()).reshape(-1, 1, 1))
+        out[u] = ws
+    return out
 
 
 # --------------------------------------------------------------------------- driver
@@ -209,7 +261,8 @@ def student_model(model: nn.Module, result) -> nn.Module:
     return fq
 
 
-def _train_unit(mod: nn.Module, q_data, fp_data, cfg: ReconConfig, k: int, frozen_acts: set[int], bar, unit: str):
+def _train_unit(mod: nn.Module, q_data, fp_data, cfg: ReconConfig, k: int, frozen_acts: set[int], bar, unit: str,
+                weights=None):
     offsets, others = _unit_params(mod, cfg, frozen_acts)
     for p in offsets:
         p.requires_grad_(True)
@@ -225,7 +278,7 @@ def _train_unit(mod: nn.Module, q_data, fp_data, cfg: ReconConfig, k: int, froze
         for it in range(cfg.iters):
             idx = torch.from_numpy(rng.choice(n, bs, replace=False))
             loss = 0.0
-            for (qa, kw, target), (fa, _, _) in zip(q_data, fp_data):
+            for c, ((qa, kw, target), (fa, _, _)) in enumerate(zip(q_data, fp_data)):
                 args = []
                 for a, f in zip(qa, fa):
                     if torch.is_tensor(a) and a.is_floating_point():
@@ -234,7 +287,8 @@ def _train_unit(mod: nn.Module, q_data, fp_data, cfg: ReconConfig, k: int, froze
                             keep_fp = torch.rand(a.shape, generator=gen) < cfg.qdrop
                             a = torch.where(keep_fp, f, a)
                     args.append(a)
-                loss = loss + ((mod(*args, **kw) - target[idx]) ** 2).mean()
+                w = 1.0 if weights is None else weights[c]
+                loss = loss + (w * (mod(*args, **kw) - target[idx]) ** 2).mean()
             for p in offsets:
                 p.grad = None
             if opt is not None:
@@ -304,6 +358,10 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
             except RuntimeError as e:  # a tensor of another shape
                 raise ValueError(f"{sd / meta['tensors']}: does not fit this model ({' '.join(str(e).split())[:160]}); "
                                  "use a fresh state directory") from None
+    if cfg.weighting not in ("none", "fisher"):
+        raise ValueError(f"reconstruction weighting must be 'none' or 'fisher', not {cfg.weighting!r}")
+    fisher = (_fisher_weights(teacher, units, calls, x, FISHER_BATCH, cfg.seed) if cfg.weighting == "fisher"
+              else None)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -320,9 +378,10 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
             target = [(qa, kw, t) for (qa, kw, _), (_, _, t) in zip(q_data, fp_data)]
             mod = fq.get_submodule(unit)
             before_state = _state_of(mod)
-            before = _unit_loss(mod, target, eval_batch)
-            _train_unit(mod, target, fp_data, cfg, k, frozen_acts, bar, unit)
-            after = _unit_loss(mod, target, eval_batch)
+            w = fisher[unit] if fisher is not None else None
+            before = _unit_loss(mod, target, eval_batch, w)
+            _train_unit(mod, target, fp_data, cfg, k, frozen_acts, bar, unit, w)
+            after = _unit_loss(mod, target, eval_batch, w)
             reverted = not after <= before
             if reverted:
                 mod.load_state_dict(before_state, strict=False)
@@ -348,7 +407,7 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
             layer.bias = m.conv.bias.detach().clone()
     return {"units": done, "iters": cfg.iters, "batch_size": cfg.batch_size, "lr_round": cfg.lr_round,
             "lr_quant": cfg.lr_quant, "qdrop": cfg.qdrop, "learn_act": cfg.learn_act, "learn_clip": cfg.learn_clip,
-            "learn_bias": cfg.learn_bias,
+            "learn_bias": cfg.learn_bias, "weighting": cfg.weighting,
             "seed": cfg.seed, "patches": len(imgs), "patch_shape": list(imgs[0].shape),
             "seconds": round(time.time() - t0, 2)}
 

@@ -57,6 +57,9 @@ def add_calibrate(sub) -> None:
                    "omse, ptq4sr, 2dquant, dual_region, plain_ft, sa_ft")
     c.add_argument("--iters", type=positive_int(1, 100000), default=None,
                    help="reconstruction steps per unit (method recon; default: from the method's recipe, 300)")
+    c.add_argument("--loss-weighting", choices=["none", "fisher"], default=None,
+                   help="reconstruction loss (method recon): fisher weights each unit-output channel's error by its "
+                        "measured effect on the SR output, none is plain MSE (default: the recipe's)")
     c.add_argument("--stress", type=unit_fraction, default=None, metavar="FRACTION",
                    help="fraction of calibration patches made colour-saturated and contrast-stretched, so ranges "
                         "cover saturated content (0 = off; default: the recipe's)")

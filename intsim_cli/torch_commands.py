@@ -83,7 +83,8 @@ def cmd_calibrate(args) -> int:
     optional = {"allocation": args.allocation, "bp_init": args.bp_init, "state_dir": args.state_dir,
                 "progress": sys.stderr.isatty() and chatty(), "range_mode": args.range_mode,
                 "per_channel": args.per_channel, "log": lambda line: log.info(line, extra=STATUS),
-                "recon": {"iters": args.iters} if args.iters is not None else None,
+                "recon": {k: v for k, v in (("iters", args.iters), ("weighting", args.loss_weighting))
+                          if v is not None} or None,
                 "policy_file": args.policy, "budget": args.budget, "stress": args.stress,
                 "candidate_bits": args.candidates, "rgb_range": args.rgb_range, "in_channels": args.in_channels,
                 "finetune": {k: v for k, v in (("epochs", args.epochs), ("lr_mode", args.lr_mode)) if v is not None}

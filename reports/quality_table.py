@@ -6,7 +6,8 @@
 A row is ``model:scale:bits:method[:key=value,...]``; ``method`` ``default`` means no
 ``--method`` (the recipe a user gets, calib/recipe.py); options: ``budget=…`` (mixed
 precision, :mod:`calib.mixed_precision`), ``policy=FILE``, ``allocation=…``, ``iters=…``,
-``n=…`` and ``patch=…`` (calibration patches; the table shows every override).
+``weighting=none|fisher`` (the reconstruction loss), ``n=…`` and ``patch=…`` (calibration patches; the
+table shows every override).
 Every row calibrates through :func:`calib.cli_calibrate.calibrate_run` exactly as
 ``intsim calibrate`` does (real checkpoint from the data root, SunHays80 patches — the
 offline stand-in for DIV2K, never a test set), then scores the artifact on the benchmark
@@ -99,7 +100,8 @@ def _baselines(models: set[tuple[str, int]], datasets: list[str]) -> dict:
 def _recipe_settings(opts: dict) -> dict:
     """The recipe overrides a row's options give (keywords of calib.recipe.resolve_recipe)."""
     return {"n_images": int(opts["n"]) if "n" in opts else None, "patch": int(opts["patch"]) if "patch" in opts else None,
-            "recon": {"iters": int(opts["iters"])} if "iters" in opts else None,
+            "recon": ({k: v for k, v in (("iters", int(opts["iters"]) if "iters" in opts else None),
+                                         ("weighting", opts.get("weighting"))) if v is not None} or None),
             "stress": float(opts["stress"]) if "stress" in opts else None}
 
 
@@ -107,12 +109,14 @@ def _earlier_recipe(row: dict) -> bool:
     """Whether the row was made with another recipe than its spec resolves to today (calib/recipe.py):
     its recorded recipe line differs, so its numbers are not what the same row gives now."""
     from calib.model_build import _zoo_entry
+    from calib.cli_calibrate import parse_bits
     from calib.recipe import resolve_recipe
 
     r = parse_row(row["row"])
     entry = _zoo_entry(r["model"])
     up = r["scale"] if entry is not None and entry.upsampled_input else 1
-    return resolve_recipe(r["method"], input_upscale=up, **_recipe_settings(r["opts"])).describe() != row["recipe"]
+    return resolve_recipe(r["method"], input_upscale=up, weight_bits=parse_bits(r["bits"])[0],
+                          **_recipe_settings(r["opts"])).describe() != row["recipe"]
 
 
 def markdown(rows: list[dict], base: dict, command: str) -> str:

@@ -54,3 +54,17 @@ def test_stress_is_a_recipe_setting_with_a_cli_flag():
     for bad in ("1.5", "nan", "x"):
         with pytest.raises(UsageError, match="--stress"):
             p.parse_args(["calibrate", "--model", "imdn", "--scale", "4", "--bits", "W4A4", "-o", "x", "--stress", bad])
+
+
+def test_fisher_weighted_loss_below_six_weight_bits_only():
+    """Chosen on held-out SunHays80 (docs/calibration.md, seventh round): it pays at 4 bits, not at 6."""
+    assert resolve_recipe(weight_bits=4).recon.weighting == "fisher"
+    assert "Fisher-weighted" in resolve_recipe(weight_bits=4).describe()
+    for bits in (6, 8, None):
+        r = resolve_recipe(weight_bits=bits)
+        assert r.recon.weighting == "none" and "Fisher" not in r.describe()
+    assert resolve_recipe(weight_bits=4, recon={"weighting": "none"}).recon.weighting == "none"
+    assert resolve_recipe(weight_bits=8, recon={"weighting": "fisher"}).recon.weighting == "fisher"
+    assert resolve_recipe("oaq", weight_bits=4).recon is None
+    # what earlier artifacts recorded is unchanged at 6 and 8 bits
+    assert "weighting" not in resolve_recipe(weight_bits=8).to_json()["recon"]

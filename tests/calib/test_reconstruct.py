@@ -183,3 +183,41 @@ def test_units_called_with_keyword_arguments():
     res = calibrate_method(net, tiny_images(4, 8), 8, 8, "dual_region")
     info = reconstruct(net, res, tiny_images(4, 8), ReconConfig(iters=3, batch_size=2))
     assert [u["unit"] for u in info["units"]] == ["head", "block"]
+
+
+class _Scaled(torch.nn.Module):
+    """A unit (``a``) followed by a fixed per-channel scale k and an in-place ReLU: the SR output's
+    sensitivity to channel c of the unit output is exactly k_c² wherever the ReLU passes (r² = 1)."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.a = torch.nn.Conv2d(3, len(k), 1)
+        with torch.no_grad():  # positive weights and bias on positive inputs: the ReLU passes everything
+            self.a.weight.copy_(torch.rand(self.a.weight.shape) + 0.1)
+            self.a.bias.fill_(0.1)
+        self.register_buffer("k", torch.tensor(k).reshape(1, -1, 1, 1))
+
+    def forward(self, x):
+        return torch.relu_(self.a(x)) * self.k
+
+
+def test_fisher_weights_are_the_output_sensitivity_per_channel():
+    from collections import Counter
+
+    from calib.reconstruct import _fisher_weights
+
+    k = [1.0, 2.0, 0.0, 3.0]
+    w = _fisher_weights(_Scaled(k), ["a"], Counter({"a": 1}), torch.rand(5, 3, 6, 6), 2, seed=3)
+    expect = torch.tensor(k) ** 2
+    assert torch.allclose(w["a"][0].flatten(), expect / expect.mean(), rtol=1e-6)
+
+
+def test_fisher_weighting_reconstructs_and_is_recorded():
+    net = tiny_model()
+    res = _calib(net)
+    info = reconstruct(net, res, tiny_images(6, 10, seed=1), ReconConfig(iters=20, batch_size=2, weighting="fisher"))
+    assert info["weighting"] == "fisher"
+    assert all(u["reverted"] or u["loss_after"] <= u["loss_before"] for u in info["units"])
+    assert any(u["loss_after"] < u["loss_before"] for u in info["units"])
+    with pytest.raises(ValueError, match="weighting"):
+        reconstruct(net, _calib(net), tiny_images(6, 10, seed=1), ReconConfig(iters=2, weighting="hessian"))
