@@ -90,6 +90,7 @@ from reports.sweep_cell import (
     calibration_reservation,
     evaluate_cell,
     failed_cell,
+    recipe_digest,
 )
 
 _BITS = re.compile(r"^W\d+A\d+$")  # the form; the range is calibrate's (calib.cli_calibrate.parse_bits)
@@ -299,11 +300,13 @@ def read_cell(path: Path) -> dict | None:
 
 def finished(sweep: Sweep) -> list[Cell]:
     """Cells whose JSON says done under this sweep's recipe."""
-    digest = sweep.recipe.digest()
+    digests: dict = {}
     done = []
     for c in sweep.cells:
         rec = read_cell(cell_path(sweep.out, c))
-        if rec and rec.get("status") == "done" and rec.get("recipe") == digest:
+        if c.config not in digests:
+            digests[c.config] = recipe_digest(c.config, sweep.recipe)
+        if rec and rec.get("status") == "done" and rec.get("recipe") == digests[c.config]:
             done.append(c)
     return done
 

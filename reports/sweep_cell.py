@@ -102,6 +102,22 @@ def _model_and_weights(config: Config) -> tuple[str, str | None]:
     return config.model, str(resolve_checkpoint(config.model, config.scale, None, None))
 
 
+def recipe_digest(config: Config, recipe: Recipe) -> str:
+    """The recipe a cell or calibration of ``config`` was made under: the sweep's [recipe] digest and, for the
+    default method, the recipe a user gets for the config's bits (calib/recipe.py), so that its cells are redone
+    when that default changes instead of being reused under --resume."""
+    if config.method != DEFAULT_RECIPE_METHOD:
+        return recipe.digest()
+    from calib.cli_calibrate import parse_bits
+    from calib.model_build import _zoo_entry
+    from calib.recipe import resolve_recipe
+
+    entry = _zoo_entry(config.model) if config.spec is None else None
+    up = config.scale if entry is not None and entry.upsampled_input else 1
+    own = resolve_recipe(None, input_upscale=up, weight_bits=parse_bits(config.bits)[0], seed=recipe.seed).to_json()
+    return hashlib.sha256((recipe.digest() + json.dumps(own, sort_keys=True)).encode()).hexdigest()[:16]
+
+
 def _recipe_settings(config: Config, recipe: Recipe) -> dict:
     """The calibration keywords of ``config`` under ``recipe``: the [recipe] is the paper's, for the paper's
     methods; the default method (recon) runs as a user gets it, with its own recipe (calib/recipe.py: patches,
@@ -119,7 +135,7 @@ def reused_calibration(config: Config, recipe: Recipe, out_dir: str) -> dict | N
     art, record_path = folder / f"{config.id}.intsim", folder / f"{config.id}.calib.json"
     if record_path.is_file() and art.is_file():
         rec = json.loads(record_path.read_text())
-        if rec.get("recipe") == recipe.digest() and rec.get("artifact_sha256") == file_sha256(art):
+        if rec.get("recipe") == recipe_digest(config, recipe) and rec.get("artifact_sha256") == file_sha256(art):
             return rec
     return None
 
@@ -178,7 +194,7 @@ def calibrate_config(config: Config, recipe: Recipe, out_dir: str, reuse: bool) 
     t0 = time.time()
     summary = run_calibrate(model, weights, config.scale, config.bits, config.method, recipe.calib_data,
                             str(art), range_mode=recipe.range_mode, **_recipe_settings(config, recipe))
-    rec = {"config": asdict(config), "recipe": recipe.digest(), "artifact": str(art), "checkpoint": weights,
+    rec = {"config": asdict(config), "recipe": recipe_digest(config, recipe), "artifact": str(art), "checkpoint": weights,
            "artifact_sha256": summary["sha256"], "allocation": summary["allocation"],
            "code_bits": summary["code_bits"], "calib_seconds": round(time.time() - t0, 1),
            "seeds": {"calibration": recipe.seed, "finetune": recipe.seed}}
@@ -312,7 +328,7 @@ def evaluate_cell(calib_record: dict, cell: Cell, recipe: Recipe, golden_budget=
         "model": c.model, "scale": c.scale, "bits": c.bits, "method": c.method,
         "allocation": calib_record["allocation"] if c.method in DUAL_REGION_METHODS else None,
         "dataset": cell.dataset,
-        "recipe": recipe.digest(),
+        "recipe": recipe_digest(c, recipe),
         "recipe_fields": asdict(recipe),
         "fp": _fp_scores(c, cell.dataset, recipe, art),
         "fake_quant": engines["fake_quant"], "golden": engines["golden"], "intsim": engines["intsim"],
@@ -334,4 +350,4 @@ def failed_cell(cell: Cell, recipe: Recipe, error: str) -> dict:
     c = cell.config
     return {"schema": CELL_SCHEMA, "status": "failed", "cell": cell.id, "model": c.model, "scale": c.scale,
             "bits": c.bits, "method": c.method, "allocation": c.allocation, "dataset": cell.dataset,
-            "recipe": recipe.digest(), "error": error}
+            "recipe": recipe_digest(c, recipe), "error": error}

@@ -198,3 +198,18 @@ def test_only_that_matches_no_cell_is_one_line(tmp_path):
     assert "intsim: error: --only fsrcnn_*: matches no cell of s.toml (cell ids look like imdn_x4_w8a8_minmax_set5)" \
         in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_default_method_cells_key_on_the_default_recipe_of_their_bits(monkeypatch):
+    """A recon cell made under an earlier default recipe (calib/recipe.py) is not reused under --resume."""
+    import calib.recipe as cr
+    from reports.sweep_cell import Config, Recipe, recipe_digest
+
+    r = Recipe()
+    cfg = lambda m, b: Config(model="fsrcnn", scale=4, bits=b, method=m, allocation=None)  # noqa: E731
+    assert recipe_digest(cfg("minmax", "W4A4"), r) == r.digest()
+    w4, w8 = recipe_digest(cfg("recon", "W4A4"), r), recipe_digest(cfg("recon", "W8A8"), r)
+    assert len({w4, w8, r.digest()}) == 3  # W4 reconstructs with the Fisher-weighted loss, W8 without
+    monkeypatch.setitem(cr._RECON, "n_images", 512)  # a new default …
+    assert recipe_digest(cfg("recon", "W8A8"), r) != w8  # … invalidates the cells made under the old one
+    assert recipe_digest(cfg("minmax", "W4A4"), r) == r.digest()

@@ -117,7 +117,7 @@ def world(tmp_path, monkeypatch):
             raise RuntimeError("boom")
         c = cell.config
         r = _cell(c.method, cell.dataset, 20.0 + len(log), bits=c.bits)
-        return {**r, "cell": cell.id, "model": c.model, "scale": c.scale, "recipe": recipe.digest(),
+        return {**r, "cell": cell.id, "model": c.model, "scale": c.scale, "recipe": sw.recipe_digest(c, recipe),
                 "artifact_sha256": rec["artifact_sha256"]}
 
     monkeypatch.setattr(sw, "calibrate_config", calibrate)
