@@ -14,7 +14,9 @@ SignRound's optimiser. For each *unit* in execution order:
   a linearly decaying step — SignRound), the weight clips, and the two-region
   activation quantizers' ``l``, ``u``, ``bp`` (Adam, step relative to each
   parameter's magnitude);
-* loss: MSE between student and teacher unit outputs;
+* loss: MSE between student and teacher unit outputs, optionally (``weighting="fisher"``) weighted per
+  output channel by the float model's output sensitivity to it (:func:`_fisher_weights`; the default
+  recipe turns it on below 6 weight bits, calib/recipe.py);
 * a unit whose loss over all patches ends worse than it started is reverted
   (measured: a few IMDN blocks otherwise end slightly worse).
 
