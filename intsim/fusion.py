@@ -88,7 +88,7 @@ def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple
     sink = None
     if codes.ndim == 3:
         p = D.conv_call(art, op).params  # resolved once per artifact (raises what the conv would)
-        hw = conv_ops.conv2d_output_hw(codes.shape[:2], op.attrs["kernel"], p.stride, p.padding, p.dilation)
+        hw = conv_ops.conv2d_output_hw(codes.shape[:2], p.kernel, p.stride, p.padding, p.dilation)
         if hw is not None:
             D.same_frac(art, fusion.slope)
             sink = D.slope_sink(art, fusion.slope, fusion.split, encoder_tables(art, fusion.encodes),

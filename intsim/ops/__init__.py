@@ -45,8 +45,9 @@ def requantize(I: np.ndarray, n: int, numerics: Numerics, where: str) -> tuple[n
     overflow policy come from ``numerics``. ``where`` names the op and tensor in an
     :class:`~intsim.overflow.EngineOverflowError`.
     """
-    x = round_shift(I, check_shift(n, where), numerics.rounding)
-    return apply_overflow(x, numerics.stream_bits, numerics.overflow, where)
+    # the parsed enums Numerics keeps (the same errors as parsing the names here)
+    x = round_shift(I, check_shift(n, where), numerics.rounding_mode)
+    return apply_overflow(x, numerics.stream_bits, numerics.overflow_policy, where)
 
 
 def as_stream(x: np.ndarray, what: str) -> np.ndarray:

@@ -28,6 +28,9 @@ SPARSE_FRACTION = 0.05  # split: a non-dominant segment this rare goes through t
 INT8_SPARSE_FRACTION = 0.025  # measured: 1.5–3.5 % within 1 % end to end on the default IMDN artifacts (docs/speed.md)
 
 
+_INT64_MAX = (1 << 63) - 1  # "no such segment": np.iinfo(np.int64).max, without its per-call object
+
+
 GEMM_CHUNK_BYTES = 2 << 20  # band size of the patch matrix (bounds the extra memory of the GEMM path)
 
 
@@ -72,7 +75,7 @@ def segment_counts(codes, seg_of, n_segments, uy, ux):
     row_counts = np.zeros((H, n_segments), dtype=np.int64)
     if n_segments <= 3:  # flat codes hold one ascending range per segment (§3.2, Codebook.code_table)
         starts = [int(np.searchsorted(seg_of, s)) for s in (1, 2)]
-        starts = [v if s < n_segments else np.iinfo(np.int64).max for s, v in zip((1, 2), starts)]
+        starts = [v if s < n_segments else _INT64_MAX for s, v in zip((1, 2), starts)]
         parts = KP.run_bands(lambda lo, hi: KG.segment_counts_ranges(codes, starts[0], starts[1], uy, ux, lo, hi,
                                                                      row_counts), KP.bands(H, min_rows=8))
     else:
@@ -263,12 +266,13 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     size = hp * wp * cp
     planes = np.empty((len(plan.planes), size + KI.SLACK_PIXELS * sw * cp), dtype=np.uint8)
     planes[:, size:] = 0  # a tile may read past the last row; those outputs are discarded
+    plane_bands = KP.bands(hp, min_rows=8)
     for i, m in enumerate(plan.planes):
         plane = planes[i, :size].reshape(hp, wp, cp)
         KP.run_bands(lambda lo, hi, m=m, plane=plane:
                      KI.offset_plane(codes, m.lo, m.hi, m.slope, m.add, *m.fill, m.offset, -plan.y_off, -plan.x_off,
                                      lo, hi, plane),
-                     KP.bands(hp, min_rows=8))
+                     plane_bands)
     offsets = plan.offsets if plan.offsets is not None else np.array([m.offset for m in plan.planes], dtype=np.int64)
     factors = plan.factors if plan.factors is not None else np.array([m.factor for m in plan.planes], dtype=np.int64)
 
