@@ -74,7 +74,7 @@ def segment_counts(codes, seg_of, n_segments, uy, ux):
                 np.full((H, 1), W * Ci, dtype=np.int64))
     row_counts = np.zeros((H, n_segments), dtype=np.int64)
     if n_segments <= 3:  # flat codes hold one ascending range per segment (§3.2, Codebook.code_table)
-        starts = [int(np.searchsorted(seg_of, s)) for s in (1, 2)]
+        starts = [int(seg_of.searchsorted(s)) for s in (1, 2)]  # the method: no np.searchsorted dispatch
         starts = [v if s < n_segments else _INT64_MAX for s, v in zip((1, 2), starts)]
         parts = KP.run_bands(lambda lo, hi: KG.segment_counts_ranges(codes, starts[0], starts[1], uy, ux, lo, hi,
                                                                      row_counts), KP.bands(H, min_rows=8))
@@ -87,10 +87,11 @@ def segment_counts(codes, seg_of, n_segments, uy, ux):
     return weighted, row_counts
 
 
-def _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts, gval=None):
+def _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts, gval=None, threads=None):
     """The elements whose code is in one of ``sparse_segs``, listed row by row for the sparse
     pass (:func:`intsim.kernels.gemm.sparse_taps`): ``(rowptr, pos_x, pos_c, gval)``, or None
-    when there are none. ``gval``: the multiplicand per code (default the grid values ``G``)."""
+    when there are none. ``gval``: the multiplicand per code (default the grid values ``G``);
+    ``threads``: as :func:`intsim.kernels.parallel.bands` takes it."""
     sparse = [s for s in sparse_segs if row_counts[:, s].sum() > 0]
     if not sparse:
         return None
@@ -110,7 +111,7 @@ def _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts, gval=None):
         fill = lambda lo, hi: KG.sparse_fill_outside(codes, d_lo, d_hi, rowptr, lo, hi, pos_x, pos_c)  # noqa: E731
     else:
         fill = lambda lo, hi: KG.sparse_fill(codes, is_sparse_code, rowptr, lo, hi, pos_x, pos_c)  # noqa: E731
-    KP.run_bands(fill, KP.bands(H, min_rows=8))
+    KP.run_bands(fill, KP.bands(H, min_rows=8, threads=threads))
     return rowptr, pos_x, pos_c, gval
 
 
@@ -232,14 +233,15 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     out = np.empty((ho, wo, co_n), dtype=np.int64)
     if ho == 0 or wo == 0:
         return out
-    lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts, plan.gval)
+    nt = KP.num_threads()  # looked up once for the call's passes
+    lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts, plan.gval, nt)
     empty = np.zeros(0, np.int64)
     qv, slot, steps = np.zeros(0, np.int32), empty, empty
     if lists is None:
         rowptr = pos_x = pos_c = gv = empty
     else:
         rowptr, pos_x, pos_c, gval = lists
-        bands = KP.bands(codes.shape[0], min_rows=8)
+        bands = KP.bands(codes.shape[0], min_rows=8, threads=nt)
         if plan.slots is None:
             gv = np.empty(pos_x.shape[0], dtype=np.int64)  # each element's multiplicand, looked up once
             KP.run_bands(lambda lo, hi: KG.sparse_values(codes, rowptr, pos_x, pos_c, gval, lo, hi, gv), bands)
@@ -266,7 +268,7 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     size = hp * wp * cp
     planes = np.empty((len(plan.planes), size + KI.SLACK_PIXELS * sw * cp), dtype=np.uint8)
     planes[:, size:] = 0  # a tile may read past the last row; those outputs are discarded
-    plane_bands = KP.bands(hp, min_rows=8)
+    plane_bands = KP.bands(hp, min_rows=8, threads=nt)
     for i, m in enumerate(plan.planes):
         plane = planes[i, :size].reshape(hp, wp, cp)
         KP.run_bands(lambda lo, hi, m=m, plane=plane:
@@ -282,7 +284,7 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
         if rows_sink is not None:
             rows_sink(oy0, oy1, out[oy0:oy1])
 
-    KP.run_bands(band, KP.bands(ho))
+    KP.run_bands(band, KP.bands(ho, threads=nt))
     return out
 
 
