@@ -200,6 +200,22 @@ def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse:
         return consts.int8
     if taps.y_off is None or taps.x_off is None:
         return "the int8 path runs conv2d only (tap tables of a strided convolution), not the transposed conv"
+    # The census enters the choice (int8_accumulators → gemm_split_plan) only through its first
+    # maximum and which segments are rare enough to be sparse: the plan is kept per such class.
+    counts = [int(c) for c in seg_counts]
+    total = sum(counts)
+    census = ("census", counts.index(max(counts)) if counts else 0,
+              tuple(c <= INT8_SPARSE_FRACTION * total for c in counts), bool(can_sparse), id(codebook),
+              taps.y_off, taps.x_off)
+    hit = consts.int8_parts.get(census)
+    if hit is None or hit[0] is not codebook:
+        hit = consts.int8_parts[census] = (codebook, _int8_plan(consts, codebook, seg_counts, can_sparse, taps))
+    return hit[1]
+
+
+def _int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse: bool,
+               taps: ConvTaps) -> Int8Plan | str:
+    """:func:`int8_plan` for weights the int8 path takes and a strided conv2d, uncached."""
     names, sparse, folded = int8_accumulators(codebook, consts.planes, seg_counts, can_sparse)
     # The names (F{t} among them iff folded) and sparse segments determine every part below.
     key = (tuple(names), tuple(sparse), id(codebook))

@@ -188,7 +188,8 @@ class ConvConstants:
     """Per int8 accumulator choice (the names and sparse segments the input's census picked, and the
     codebook), the parts of :class:`~intsim.ops.conv_fast.Int8Plan` that follow from that choice
     alone (plane maps, folded multiplicands, int32 sparse slots, plane offsets and factors): filled by
-    :func:`~intsim.ops.conv_fast.int8_plan` on first use, so an image only makes the choice; and per
+    :func:`~intsim.ops.conv_fast.int8_plan` on first use, so an image only makes the choice; per
+    class of input census (``"census"`` keys) the whole plan that choice gives; and per
     plane row width the taps' offsets (``run_int8``). The kernels only read these arrays."""
 
 
