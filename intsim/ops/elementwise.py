@@ -12,6 +12,8 @@ kernel in the engine's adapters.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from intsim import ops
@@ -87,10 +89,11 @@ def _concat_fast(xs: list, fracs: list[int], f_out: int, numerics: Numerics,
     (no per-input arrays, no copy to join them); None unless every input is a valid stream (then
     the numpy form runs and raises what it raises, in its order: per input, its checks, then its store)."""
     a = [np.asarray(x) for x in xs]
-    if not all(x.ndim == 3 and np.issubdtype(x.dtype, np.integer) and x.shape[:2] == a[0].shape[:2] for x in a):
+    # dtype kind 'i'/'u' is np.issubdtype(·, np.integer), without its per-input dispatch
+    if not all(x.ndim == 3 and x.dtype.kind in "iu" and x.shape[:2] == a[0].shape[:2] for x in a):
         return None
     a = [x.astype(np.int64, copy=False) for x in a]
-    c0 = np.concatenate([[0], np.cumsum([x.shape[2] for x in a])]).tolist()
+    c0 = [0, *itertools.accumulate(x.shape[2] for x in a)]  # each input's first output channel, then the total
     parts = [(x, max(int(f), f_out) - int(f), None, 0, None, max(int(f), f_out) - f_out, c0[i])
              for i, (x, f) in enumerate(zip(a, fracs))]
     return _requantize_fast(parts, (*a[0].shape[:2], c0[-1]), numerics, encode)
