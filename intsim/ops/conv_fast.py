@@ -81,6 +81,8 @@ def segment_counts(codes, seg_of, n_segments, uy, ux):
     else:
         parts = KP.run_bands(lambda lo, hi: KG.segment_counts(codes, seg_of, n_segments, uy, ux, lo, hi,
                                                               row_counts), KP.bands(H, min_rows=8))
+    if len(parts) == 1:  # one band (a small input): its counts as they are, in a fresh int64 array
+        return np.array(parts[0][:n_segments], dtype=np.int64), row_counts
     weighted = np.zeros(n_segments, dtype=np.int64)
     for wgt in parts:
         weighted += wgt[:n_segments]
