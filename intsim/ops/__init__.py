@@ -55,6 +55,6 @@ def as_stream(x: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 3:
         raise ValueError(f"{what}: expected an H×W×C stream, got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.integer):
+    if not issubclass(a.dtype.type, np.integer):  # np.issubdtype(·, np.integer) without its dispatch
         raise ValueError(f"{what}: stream must hold integers, got {a.dtype}")
     return a.astype(np.int64, copy=False)
