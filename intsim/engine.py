@@ -53,9 +53,12 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
     op_counters: dict[str, dict] = {}
     totals = {"macs": 0, **{k: 0 for k in TOTAL_KEYS}}
     fused: dict[str, tuple[list, dict]] = {}  # op name → its outputs and events, computed with its producer
+    timed = op_seconds is not None
+    t0 = 0.0
     for step in plan.steps:
         op = step.op
-        t0 = time.perf_counter()
+        if timed:
+            t0 = time.perf_counter()
         if op.name in fused:
             results, events = fused.pop(op.name)
         else:
@@ -79,8 +82,9 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
                 env[t] = v
                 if observe is not None:
                     observe(t, v)
-        op_counters[op.name] = counter_entry(op.op, events, [[int(d) for d in r.shape] for r in results], totals)
-        if op_seconds is not None:
+        # shapes of arrays and of Shape stand-ins (made from array shapes) are tuples of Python ints
+        op_counters[op.name] = counter_entry(op.op, events, [list(r.shape) for r in results], totals)
+        if timed:
             op_seconds[op.name] = op_seconds.get(op.name, 0.0) + time.perf_counter() - t0
         if not keep_tensors:
             for t in step.release:

@@ -85,15 +85,16 @@ def encoder_tables(art: Artifact, encodes: tuple) -> list:
 def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[list, dict, dict]:
     """A conv2d whose output rows go straight into its slope op (and that op's split and encoders)."""
     codes = np.asarray(xs[0])
-    sink = None
+    sink = call = None
     if codes.ndim == 3:
-        p = D.conv_call(art, op).params  # resolved once per artifact (raises what the conv would)
-        hw = conv_ops.conv2d_output_hw(codes.shape[:2], op.attrs["kernel"], p.stride, p.padding, p.dilation)
+        call = D.conv_call(art, op)  # resolved once per artifact (raises what the conv would)
+        p = call.params
+        hw = conv_ops.conv2d_output_hw(codes.shape[:2], p.kernel, p.stride, p.padding, p.dilation)
         if hw is not None:
             D.same_frac(art, fusion.slope)
             sink = D.slope_sink(art, fusion.slope, fusion.split, encoder_tables(art, fusion.encodes),
                                (*hw, art.tensors[op.outputs[0]].channels))
-    [conv_out], events = D.conv2d(art, op, xs, rows_sink=sink)
+    [conv_out], events = D.conv2d(art, op, xs, rows_sink=sink, call=call)
     if sink is None or sink.rows_done != conv_out.shape[0]:
         return [conv_out], events, {}  # not handed over (another conv path): the slope op runs on its own
     outs, ev = sink.result()

@@ -209,8 +209,9 @@ def conv_call(art: Artifact, op: OpSpec) -> ConvCall:
     return memo_objects(art, "conv_call", op.name, objs, make)
 
 
-def conv2d(art, op, xs, rows_sink=None):
-    c = conv_call(art, op)
+def conv2d(art, op, xs, rows_sink=None, call: ConvCall | None = None):
+    # call: the op's conv_call when the caller has looked it up already (the fused slope group)
+    c = conv_call(art, op) if call is None else call
     p = c.params
     x, ev = conv_ops.conv2d(xs[0], c.codebook, c.weight, c.w_mant, c.bias, w_exp=c.w_exp, f_out=c.f_out,
                             stride=p.stride, padding=p.padding, dilation=p.dilation, groups=p.groups,

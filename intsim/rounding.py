@@ -71,9 +71,14 @@ def round_shift(values, n, mode: "RoundingMode | str") -> np.ndarray:
     """Vectorised ``R(values, n)`` (§2). ``values`` int64; ``n`` scalar or array in [0, 62]."""
     mode = RoundingMode.parse(mode)
     i = np.asarray(values, dtype=np.int64)
-    n = np.asarray(n, dtype=np.int64)
-    if np.any(n < 0) or np.any(n > MAX_SHIFT):
-        raise ValueError(f"shift must be in [0, {MAX_SHIFT}]")
+    if type(n) is int:  # the usual call: a Python int shift, range-checked without array reductions
+        if not 0 <= n <= MAX_SHIFT:
+            raise ValueError(f"shift must be in [0, {MAX_SHIFT}]")
+        n = np.asarray(n, dtype=np.int64)
+    else:
+        n = np.asarray(n, dtype=np.int64)
+        if np.any(n < 0) or np.any(n > MAX_SHIFT):
+            raise ValueError(f"shift must be in [0, {MAX_SHIFT}]")
     if n.ndim == 0 and mode in (RoundingMode.FLOOR, RoundingMode.HALF_UP):
         # one shift for all values (the common case): the formula alone, no masks
         k = int(n)

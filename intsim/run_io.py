@@ -49,15 +49,23 @@ def check_image(art: Artifact, image_px: np.ndarray) -> str:
 def counter_entry(op_type: str, events: dict, out_shapes: list[list[int]], totals: dict) -> dict:
     """One op's counters entry (``out_shapes``: [H, W, C] per output); adds its events to ``totals``."""
     entry = {"op": op_type}
-    if "macs" in events:
-        entry["macs"] = events["macs"]
-        totals["macs"] += sum(events["macs"].values())
-    for k in TOTAL_KEYS:
-        entry[k] = int(events.get(k, 0))
-        totals[k] += entry[k]
-    for k in ("code_histogram", "ordered"):
-        if k in events:
-            entry[k] = events[k]
+    macs = events.get("macs")
+    if macs is not None:
+        entry["macs"] = macs
+        totals["macs"] += sum(macs.values())
+    # the three totals unrolled (TOTAL_KEYS order): this runs for every op of every image
+    a = int(events.get("acc_overflow", 0))
+    s = int(events.get("stream_overflow", 0))
+    t = int(events.get("saturations", 0))
+    entry["acc_overflow"], entry["stream_overflow"], entry["saturations"] = a, s, t
+    if a or s or t:
+        totals["acc_overflow"] += a
+        totals["stream_overflow"] += s
+        totals["saturations"] += t
+    if "code_histogram" in events:
+        entry["code_histogram"] = events["code_histogram"]
+    if "ordered" in events:
+        entry["ordered"] = events["ordered"]
     entry["out_shape"] = out_shapes[0]
     if len(out_shapes) > 1:
         entry["out_shapes"] = out_shapes

@@ -178,9 +178,12 @@ class SlopeSink:
         the encoded outputs, in channel order."""
         out = dict(self.plain)
         for k, (c0, _, table, codes) in enumerate(self.coded):
-            hist = np.zeros(table.num_codes, dtype=np.int64)
-            for _, parts in self.parts:
-                hist += parts[k][1]
+            if len(self.parts) == 1:  # one band: its histogram (a fresh array of its call) is the sum
+                hist = self.parts[0][1][k][1]
+            else:
+                hist = np.zeros(table.num_codes, dtype=np.int64)
+                for _, parts in self.parts:
+                    hist += parts[k][1]
             out[c0] = Encoded(codes, sum(parts[k][0] for _, parts in self.parts), hist)
         return [out[c0] for c0 in self.starts], sum(ev for ev, _ in self.parts)
 

@@ -211,9 +211,13 @@ def encoded_bands(shape: tuple, table: EncoderTable, band_fn, bands: list) -> tu
         ev, sats = band_fn(lo, hi, codes, hist)
         return int(ev), int(sats), hist
 
+    results = KP.run_bands(band, bands)
+    if len(results) == 1:  # one band: its counts and histogram (a fresh array) are the totals
+        ev, sats, hist = results[0]
+        return Encoded(codes, sats, hist), ev
     hist = np.zeros(table.num_codes, dtype=np.int64)
     ev = sats = 0
-    for e, s, h in KP.run_bands(band, bands):
+    for e, s, h in results:
         ev += e
         sats += s
         hist += h

@@ -61,15 +61,18 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def bands(n: int, min_rows: int = 1, per_thread: int = 3) -> list[tuple[int, int]]:
+def bands(n: int, min_rows: int = 1, per_thread: int = 3, threads: int | None = None) -> list[tuple[int, int]]:
     """Split ``range(n)`` into contiguous ``(lo, hi)`` bands: about ``per_thread`` per thread,
-    each at least ``min_rows`` long (one band when single-threaded)."""
+    each at least ``min_rows`` long (one band when single-threaded). ``threads``: the caller's
+    :func:`num_threads` when it splits several passes (None: looked up here)."""
     if n <= 0:
         return []
     if n // max(1, min_rows) <= 1:
         return [(0, n)]  # one band whatever the thread count (the per-image fixed cost: no thread lookup)
-    t = num_threads()
-    k = 1 if t == 1 else max(1, min(n // max(1, min_rows), t * per_thread))
+    t = num_threads() if threads is None else threads
+    if t == 1:
+        return [(0, n)]
+    k = max(1, min(n // max(1, min_rows), t * per_thread))
     edges = [round(i * n / k) for i in range(k + 1)]
     return [(edges[i], edges[i + 1]) for i in range(k) if edges[i + 1] > edges[i]]
 

@@ -63,6 +63,8 @@ def deviation_rows(x, mu, p, rmode, y0, y1):
 
 def _combine(results: list) -> tuple[np.ndarray, int]:
     # int64 array sums wrap like the one-pass sum; the peak is the largest band peak
+    if len(results) == 1:  # one band (every small tensor): its own fresh array, without np.sum's dispatch
+        return results[0][0], int(results[0][1])
     return np.sum([s for s, _ in results], axis=0, dtype=np.int64), int(max(pk for _, pk in results))
 
 

@@ -45,8 +45,9 @@ def requantize(I: np.ndarray, n: int, numerics: Numerics, where: str) -> tuple[n
     overflow policy come from ``numerics``. ``where`` names the op and tensor in an
     :class:`~intsim.overflow.EngineOverflowError`.
     """
-    x = round_shift(I, check_shift(n, where), numerics.rounding)
-    return apply_overflow(x, numerics.stream_bits, numerics.overflow, where)
+    # the parsed enums Numerics keeps (the same errors as parsing the names here)
+    x = round_shift(I, check_shift(n, where), numerics.rounding_mode)
+    return apply_overflow(x, numerics.stream_bits, numerics.overflow_policy, where)
 
 
 def as_stream(x: np.ndarray, what: str) -> np.ndarray:
@@ -54,6 +55,6 @@ def as_stream(x: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(x)
     if a.ndim != 3:
         raise ValueError(f"{what}: expected an H×W×C stream, got shape {a.shape}")
-    if not np.issubdtype(a.dtype, np.integer):
+    if not issubclass(a.dtype.type, np.integer):  # np.issubdtype(·, np.integer) without its dispatch
         raise ValueError(f"{what}: stream must hold integers, got {a.dtype}")
     return a.astype(np.int64, copy=False)

@@ -28,6 +28,9 @@ SPARSE_FRACTION = 0.05  # split: a non-dominant segment this rare goes through t
 INT8_SPARSE_FRACTION = 0.025  # measured: 1.5–3.5 % within 1 % end to end on the default IMDN artifacts (docs/speed.md)
 
 
+_INT64_MAX = (1 << 63) - 1  # "no such segment": np.iinfo(np.int64).max, without its per-call object
+
+
 GEMM_CHUNK_BYTES = 2 << 20  # band size of the patch matrix (bounds the extra memory of the GEMM path)
 
 
@@ -71,23 +74,26 @@ def segment_counts(codes, seg_of, n_segments, uy, ux):
                 np.full((H, 1), W * Ci, dtype=np.int64))
     row_counts = np.zeros((H, n_segments), dtype=np.int64)
     if n_segments <= 3:  # flat codes hold one ascending range per segment (§3.2, Codebook.code_table)
-        starts = [int(np.searchsorted(seg_of, s)) for s in (1, 2)]
-        starts = [v if s < n_segments else np.iinfo(np.int64).max for s, v in zip((1, 2), starts)]
+        starts = [int(seg_of.searchsorted(s)) for s in (1, 2)]  # the method: no np.searchsorted dispatch
+        starts = [v if s < n_segments else _INT64_MAX for s, v in zip((1, 2), starts)]
         parts = KP.run_bands(lambda lo, hi: KG.segment_counts_ranges(codes, starts[0], starts[1], uy, ux, lo, hi,
                                                                      row_counts), KP.bands(H, min_rows=8))
     else:
         parts = KP.run_bands(lambda lo, hi: KG.segment_counts(codes, seg_of, n_segments, uy, ux, lo, hi,
                                                               row_counts), KP.bands(H, min_rows=8))
+    if len(parts) == 1:  # one band (a small input): its counts as they are, in a fresh int64 array
+        return np.array(parts[0][:n_segments], dtype=np.int64), row_counts
     weighted = np.zeros(n_segments, dtype=np.int64)
     for wgt in parts:
         weighted += wgt[:n_segments]
     return weighted, row_counts
 
 
-def _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts, gval=None):
+def _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts, gval=None, threads=None):
     """The elements whose code is in one of ``sparse_segs``, listed row by row for the sparse
     pass (:func:`intsim.kernels.gemm.sparse_taps`): ``(rowptr, pos_x, pos_c, gval)``, or None
-    when there are none. ``gval``: the multiplicand per code (default the grid values ``G``)."""
+    when there are none. ``gval``: the multiplicand per code (default the grid values ``G``);
+    ``threads``: as :func:`intsim.kernels.parallel.bands` takes it."""
     sparse = [s for s in sparse_segs if row_counts[:, s].sum() > 0]
     if not sparse:
         return None
@@ -107,7 +113,7 @@ def _sparse_lists(codes, codebook, sparse_segs, seg_of, row_counts, gval=None):
         fill = lambda lo, hi: KG.sparse_fill_outside(codes, d_lo, d_hi, rowptr, lo, hi, pos_x, pos_c)  # noqa: E731
     else:
         fill = lambda lo, hi: KG.sparse_fill(codes, is_sparse_code, rowptr, lo, hi, pos_x, pos_c)  # noqa: E731
-    KP.run_bands(fill, KP.bands(H, min_rows=8))
+    KP.run_bands(fill, KP.bands(H, min_rows=8, threads=threads))
     return rowptr, pos_x, pos_c, gval
 
 
@@ -196,6 +202,22 @@ def int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse:
         return consts.int8
     if taps.y_off is None or taps.x_off is None:
         return "the int8 path runs conv2d only (tap tables of a strided convolution), not the transposed conv"
+    # The census enters the choice (int8_accumulators → gemm_split_plan) only through its first
+    # maximum and which segments are rare enough to be sparse: the plan is kept per such class.
+    counts = [int(c) for c in seg_counts]
+    total = sum(counts)
+    census = ("census", counts.index(max(counts)) if counts else 0,
+              tuple(c <= INT8_SPARSE_FRACTION * total for c in counts), bool(can_sparse), id(codebook),
+              taps.y_off, taps.x_off)
+    hit = consts.int8_parts.get(census)
+    if hit is None or hit[0] is not codebook:
+        hit = consts.int8_parts[census] = (codebook, _int8_plan(consts, codebook, seg_counts, can_sparse, taps))
+    return hit[1]
+
+
+def _int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse: bool,
+               taps: ConvTaps) -> Int8Plan | str:
+    """:func:`int8_plan` for weights the int8 path takes and a strided conv2d, uncached."""
     names, sparse, folded = int8_accumulators(codebook, consts.planes, seg_counts, can_sparse)
     # The names (F{t} among them iff folded) and sparse segments determine every part below.
     key = (tuple(names), tuple(sparse), id(codebook))
@@ -229,14 +251,15 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     out = np.empty((ho, wo, co_n), dtype=np.int64)
     if ho == 0 or wo == 0:
         return out
-    lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts, plan.gval)
+    nt = KP.num_threads()  # looked up once for the call's passes
+    lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts, plan.gval, nt)
     empty = np.zeros(0, np.int64)
     qv, slot, steps = np.zeros(0, np.int32), empty, empty
     if lists is None:
         rowptr = pos_x = pos_c = gv = empty
     else:
         rowptr, pos_x, pos_c, gval = lists
-        bands = KP.bands(codes.shape[0], min_rows=8)
+        bands = KP.bands(codes.shape[0], min_rows=8, threads=nt)
         if plan.slots is None:
             gv = np.empty(pos_x.shape[0], dtype=np.int64)  # each element's multiplicand, looked up once
             KP.run_bands(lambda lo, hi: KG.sparse_values(codes, rowptr, pos_x, pos_c, gval, lo, hi, gv), bands)
@@ -263,12 +286,13 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     size = hp * wp * cp
     planes = np.empty((len(plan.planes), size + KI.SLACK_PIXELS * sw * cp), dtype=np.uint8)
     planes[:, size:] = 0  # a tile may read past the last row; those outputs are discarded
+    plane_bands = KP.bands(hp, min_rows=8, threads=nt)
     for i, m in enumerate(plan.planes):
         plane = planes[i, :size].reshape(hp, wp, cp)
         KP.run_bands(lambda lo, hi, m=m, plane=plane:
                      KI.offset_plane(codes, m.lo, m.hi, m.slope, m.add, *m.fill, m.offset, -plan.y_off, -plan.x_off,
                                      lo, hi, plane),
-                     KP.bands(hp, min_rows=8))
+                     plane_bands)
     offsets = plan.offsets if plan.offsets is not None else np.array([m.offset for m in plan.planes], dtype=np.int64)
     factors = plan.factors if plan.factors is not None else np.array([m.factor for m in plan.planes], dtype=np.int64)
 
@@ -278,7 +302,7 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
         if rows_sink is not None:
             rows_sink(oy0, oy1, out[oy0:oy1])
 
-    KP.run_bands(band, KP.bands(ho))
+    KP.run_bands(band, KP.bands(ho, threads=nt))
     return out
 
 

@@ -188,7 +188,8 @@ class ConvConstants:
     """Per int8 accumulator choice (the names and sparse segments the input's census picked, and the
     codebook), the parts of :class:`~intsim.ops.conv_fast.Int8Plan` that follow from that choice
     alone (plane maps, folded multiplicands, int32 sparse slots, plane offsets and factors): filled by
-    :func:`~intsim.ops.conv_fast.int8_plan` on first use, so an image only makes the choice; and per
+    :func:`~intsim.ops.conv_fast.int8_plan` on first use, so an image only makes the choice; per
+    class of input census (``"census"`` keys) the whole plan that choice gives; and per
     plane row width the taps' offsets (``run_int8``). The kernels only read these arrays."""
 
 
@@ -367,22 +368,23 @@ def run_conv(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTap
     seg_counts = row_counts.sum(axis=0)
     macs_seg = macs_w * np.int64(co_n // int(groups))
     chosen = "reference"
-    if requested != "reference" and (not ordered or requested != "auto"):
+    # An unordered op under 'auto' or 'int8' takes the int8 path wherever it applies, whatever the
+    # GEMM bound (select_conv_path cannot refuse it then): its plan is tried first, and the GEMM
+    # accumulators are chosen only when another path runs.
+    if not ordered and requested in ("auto", "int8"):
+        plan = int8_plan(consts, codebook, seg_counts, inv_x is not None, taps)
+        if isinstance(plan, Int8Plan):
+            chosen = "int8"
+        elif requested == "int8":
+            raise ValueError(f"{name}: conv path 'int8' refused: {plan}")
+    if chosen != "int8" and requested != "reference" and (not ordered or requested != "auto"):
         gemm_accs, sparse_segs = gemm_split_plan(codebook, realization, seg_counts, can_sparse=inv_x is not None)
         chosen = select_conv_path(consts.worst, gemm_accs, bool(ordered), requested)
-        if not ordered and requested in ("auto", "int8"):
-            plan = int8_plan(consts, codebook, seg_counts, inv_x is not None, taps)
-            if isinstance(plan, Int8Plan):
-                chosen = "int8"
-            elif requested == "int8":
-                raise ValueError(f"{name}: conv path 'int8' refused: {plan}")
     policy = numerics.overflow_policy
     rmode = int(numerics.rounding_mode)
     ho, wo = iy_of.shape[0], ix_of.shape[0]
-    acc_ev = np.zeros(ho, dtype=np.int64)
-    st_ev = np.zeros(ho, dtype=np.int64)
-    status = np.zeros(ho, dtype=np.int64)
-    status_ox = np.zeros(ho, dtype=np.int64)
+    tallies = np.zeros((4, ho), dtype=np.int64)  # one allocation, four C-contiguous rows the kernels fill
+    acc_ev, st_ev, status, status_ox = tallies
     if chosen == "reference":
         wt = np.ascontiguousarray(np.transpose(w.astype(np.int32), (1, 2, 3, 0)))
         out = np.empty((ho, wo, co_n), dtype=np.int64)
@@ -399,8 +401,10 @@ def run_conv(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTap
                         nshift, rmode, int(policy), int(numerics.stream_bits),
                         np.float32 if chosen == "gemm32" else np.float64, gemm_accs, sparse_segs,
                         seg_of, val_of, inv_x, row_counts, st_ev, status, status_ox, kn2row)
-    bad = np.flatnonzero(status) if status.any() else ()
-    if len(bad):
+    # one reduction for the three row sums read here (statuses are ≥ 0: a positive sum is a flagged row)
+    acc_total, st_total, status_total = tallies[:3].sum(axis=1).tolist()
+    if status_total:
+        bad = np.flatnonzero(status)
         oy = int(bad[0])
         what = "accumulator" if status[oy] == K.STATUS_ACC_OVERFLOW else "output stream"
         bits = numerics.acc_bits if status[oy] == K.STATUS_ACC_OVERFLOW else numerics.stream_bits
@@ -414,8 +418,8 @@ def run_conv(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTap
         macs = dict(zip(map(str, range(S)), macs_seg.tolist()))  # Python ints, as int() per element
     events = {
         "macs": macs,
-        "acc_overflow": int(acc_ev.sum()),
-        "stream_overflow": int(st_ev.sum()),
+        "acc_overflow": acc_total,
+        "stream_overflow": st_total,
         "saturations": 0,
         "ordered": bool(ordered),
     }

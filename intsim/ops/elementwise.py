@@ -12,6 +12,9 @@ kernel in the engine's adapters.
 """
 from __future__ import annotations
 
+import itertools
+import math
+
 import numpy as np
 
 from intsim import ops
@@ -35,7 +38,7 @@ def _requantize_fast(parts: list, shape: tuple, numerics: Numerics,
     kernel does not take, or an overflow under the ``error`` policy (the numpy form then raises, naming
     the value). ``parts``: ``(a, sa, b, sb, g, n, c0)`` with validated int64 operands. ``encode``:
     ``X`` encoded in the same pass (§3.4) and returned as :class:`Encoded` instead."""
-    if (not ops.use_kernels(int(np.prod(shape))) or not 1 <= numerics.stream_bits <= 63
+    if (not ops.use_kernels(math.prod(shape)) or not 1 <= numerics.stream_bits <= 63
             or any(not (0 <= sa <= 63 and 0 <= sb <= 63 and 0 <= n <= MAX_SHIFT) for _, sa, _, sb, _, n, _ in parts)):
         return None
     rmode = numerics.rounding_mode  # parsed in the numpy form's order: the same errors
@@ -87,10 +90,11 @@ def _concat_fast(xs: list, fracs: list[int], f_out: int, numerics: Numerics,
     (no per-input arrays, no copy to join them); None unless every input is a valid stream (then
     the numpy form runs and raises what it raises, in its order: per input, its checks, then its store)."""
     a = [np.asarray(x) for x in xs]
-    if not all(x.ndim == 3 and np.issubdtype(x.dtype, np.integer) and x.shape[:2] == a[0].shape[:2] for x in a):
+    # issubclass of the scalar type is np.issubdtype(·, np.integer), without its per-input dispatch
+    if not all(x.ndim == 3 and issubclass(x.dtype.type, np.integer) and x.shape[:2] == a[0].shape[:2] for x in a):
         return None
     a = [x.astype(np.int64, copy=False) for x in a]
-    c0 = np.concatenate([[0], np.cumsum([x.shape[2] for x in a])]).tolist()
+    c0 = [0, *itertools.accumulate(x.shape[2] for x in a)]  # each input's first output channel, then the total
     parts = [(x, max(int(f), f_out) - int(f), None, 0, None, max(int(f), f_out) - f_out, c0[i])
              for i, (x, f) in enumerate(zip(a, fracs))]
     return _requantize_fast(parts, (*a[0].shape[:2], c0[-1]), numerics, encode)

@@ -65,7 +65,7 @@ def image_out(x: np.ndarray, mult: np.ndarray, offset: np.ndarray, *, exp: int, 
     if ops.use_kernels(X.size):
         p, events["saturations"] = image_kernels.image_out_bands(X, m, b, n, int(numerics.rounding_mode))
         return p, events
-    t = round_shift(X * m + b, n, numerics.rounding)
+    t = round_shift(X * m + b, n, numerics.rounding_mode)
     p = np.clip(t, 0, 255)
     events["saturations"] = int(np.count_nonzero(p != t))
     return p.astype(np.uint8), events

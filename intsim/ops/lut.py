@@ -28,7 +28,7 @@ def lut(x: np.ndarray, table: np.ndarray, *, lut_exp: int, imin: int, imax: int,
     if t.shape[0] != int(imax) - int(imin) + 1:
         raise ValueError(f"{name}: lut has {t.shape[0]} entries, imax − imin + 1 = {int(imax) - int(imin) + 1}")
     i, sats = lut_index(X, int(f_in), int(lut_exp), int(imin), int(imax), numerics.rounding)
-    y, ev = apply_overflow(t[i - int(imin)], numerics.stream_bits, numerics.overflow, name)
+    y, ev = apply_overflow(t[i - int(imin)], numerics.stream_bits, numerics.overflow_policy, name)
     events = no_events()
     events["stream_overflow"] = ev
     events["saturations"] = sats

@@ -94,7 +94,7 @@ def std_pool(x: np.ndarray, *, shift: int, pre_shift: int, numerics: Numerics = 
             f"≥ 2^53 (arithmetic.md §6.12); use a smaller image or an artifact with a larger pre_shift"
         )
     M = reciprocal_multiplier(N, k)
-    V = round_shift(squares * np.int64(M), k, numerics.rounding)
+    V = round_shift(squares * np.int64(M), k, numerics.rounding_mode)
     s = isqrt(V) << np.int64(p)
     y, ev = requantize(s.reshape(1, 1, C), 0, numerics, name)
     events = no_events()

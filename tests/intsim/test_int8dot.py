@@ -304,3 +304,37 @@ def test_folding_needs_a_common_multiple():
 
     assert not any(k.startswith("F") for k in _plane_maps(codebook_3_3()))
     assert "F1" in _plane_maps(codebook_folding())
+
+
+def _plan_parts(p) -> tuple:
+    """An :class:`Int8Plan` (or a refusal) as comparable values: arrays as tuples."""
+    if isinstance(p, str):
+        return (p,)
+    arr = lambda a: None if a is None else tuple(np.asarray(a).ravel().tolist())  # noqa: E731
+    slots = None if p.slots is None else tuple(arr(a) for a in p.slots)
+    return (tuple(p.planes), tuple(p.sparse_segs), p.y_off, p.x_off, arr(p.gval), slots, arr(p.offsets),
+            arr(p.factors))
+
+
+@pytest.mark.parametrize("cb_name", ["3_3", "fold_3_3", "signed2r_4", "relu2r_8"])
+def test_int8_plan_kept_per_census_class_equals_a_fresh_plan(monkeypatch, cb_name):
+    """The plan kept per census class (first maximum, which segments are rare enough to be sparse,
+    can_sparse) is the plan the census gives, for censuses that differ in any of these, whatever
+    was asked before on the same constants, also after the sparse threshold moves."""
+    from intsim.ops.conv_taps import conv2d_taps
+
+    cb = CODEBOOKS[cb_name]
+    S = len(cb.segments)
+    consts = C.conv_constants(np.ones((8, 3, 3, 4), np.int8), np.ones(8, np.int64), cb, WIDE)
+    taps = conv2d_taps(16, 16, 3, 3, 1, 1, 1, 1, 1, 1)
+    rng = np.random.default_rng(5)
+    censuses = [rng.integers(0, 1000, S) for _ in range(40)] + [np.eye(S, dtype=np.int64)[s] * 500 for s in range(S)]
+    for fraction in (conv_fast.INT8_SPARSE_FRACTION, 0.3, 0.0):
+        monkeypatch.setattr(conv_fast, "INT8_SPARSE_FRACTION", fraction)
+        seen = set()
+        for counts in censuses:
+            for can_sparse in (True, False):
+                fresh = _plan_parts(conv_fast._int8_plan(consts, cb, counts, can_sparse, taps))
+                assert _plan_parts(conv_fast.int8_plan(consts, cb, counts, can_sparse, taps)) == fresh
+                seen.add(fresh)
+        assert len(seen) > 1  # the censuses reach more than one plan

@@ -215,3 +215,21 @@ def test_half_zero_ties_toward_zero():
     for i, n, want in ((1 << 61, 62, 0), (-(1 << 61), 62, 0), (3 << 61, 62, 1), (-(3 << 61), 62, -1),
                        (7 << 60, 61, 3), (-(7 << 60), 61, -3), (INT64_MIN, 62, -2)):
         assert int(round_shift_scalar(np.int64(i), np.int64(n), int(RoundingMode.HALF_ZERO))) == want
+
+
+def test_numerics_keeps_its_parsed_modes_and_serialises_its_fields_only():
+    """Numerics parses rounding / overflow once; to_json, equality and hashing still see the fields
+    alone (the parsed enums sit in the instance dict); an unknown name raises at every read."""
+    from intsim.numerics import Numerics
+    from intsim.spec_enum import OverflowPolicy
+
+    n = Numerics(rounding="half_even", overflow="wrap")
+    assert n.rounding_mode is RoundingMode.HALF_EVEN and n.overflow_policy is OverflowPolicy.WRAP
+    assert n.to_json() == {"rounding": "half_even", "realization": "split", "overflow": "wrap", "acc_bits": 32,
+                           "stream_bits": 24, "mult_bits": 31}
+    fresh = Numerics(rounding="half_even", overflow="wrap")
+    assert Numerics(**n.to_json()) == n == fresh and hash(n) == hash(fresh)
+    bad = Numerics(rounding="nearest")
+    for _ in range(2):
+        with pytest.raises(ValueError, match="unknown rounding mode"):
+            bad.rounding_mode
