@@ -100,8 +100,9 @@ def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple
             sink = D.slope_sink(art, fusion.slope, fusion.split, encoder_tables(art, fusion.encodes),
                                (*hw, art.tensors[op.outputs[0]].channels))
     [conv_out], events = D.conv2d(art, op, xs, rows_sink=sink, call=call)
-    if sink is None or sink.rows_done != conv_out.shape[0]:
+    if conv_out is not None and (sink is None or sink.rows_done != conv_out.shape[0]):
         return [conv_out], events, {}  # not handed over (another conv path): the slope op runs on its own
+    shape = conv_out.shape if conv_out is not None else (*hw, call.weight.shape[0])  # the rows went to the sink only
     outs, ev = sink.result()
     slope_events = no_events()
     slope_events["stream_overflow"] = int(ev)
@@ -109,9 +110,9 @@ def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple
     if fusion.split is None:
         extra[fusion.slope.name] = (last, slope_events)
     else:
-        extra[fusion.slope.name] = ([Shape(conv_out.shape)], slope_events)
+        extra[fusion.slope.name] = ([Shape(shape)], slope_events)
         extra[fusion.split.name] = (last, no_events())
-    return [Shape(conv_out.shape)], events, extra
+    return [Shape(shape)], events, extra
 
 
 def take_encoded(outs: list, encodes: tuple) -> tuple[list, dict]:
