@@ -53,6 +53,7 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
     op_counters: dict[str, dict] = {}
     totals = {"macs": 0, **{k: 0 for k in TOTAL_KEYS}}
     fused: dict[str, tuple[list, dict]] = {}  # op name → its outputs and events, computed with its producer
+    staged: dict[str, fusion.StagedConcat | None] = {}  # staged concat → its inputs' codes so far (run_plan)
     timed = op_seconds is not None
     t0 = 0.0
     for step in plan.steps:
@@ -61,6 +62,9 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
             t0 = time.perf_counter()
         if op.name in fused:
             results, events = fused.pop(op.name)
+        elif staged.get(op.name) is not None:
+            results, events, extra = fusion.finish_staged(op, step.group, staged.pop(op.name))
+            fused.update(extra)
         else:
             try:
                 xs = [env[t] for t in op.inputs]
@@ -84,11 +88,19 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
                     observe(t, v)
         # shapes of arrays and of Shape stand-ins (made from array shapes) are tuples of Python ints
         op_counters[op.name] = counter_entry(op.op, events, [list(r.shape) for r in results], totals)
+        for cop, fus, k in step.stage:  # staged concats exist only when fused (intsim.run_plan)
+            fusion.stage_part(art, cop, fus, k, env[cop.inputs[k]], staged)
         if timed:
             op_seconds[op.name] = op_seconds.get(op.name, 0.0) + time.perf_counter() - t0
         if not keep_tensors:
             for t in step.release:
                 env.pop(t, None)  # a fused op's output was never stored
+            for t, cname in step.early:
+                if staged.get(cname) is not None:
+                    env.pop(t, None)
+        # The loop's own names would keep this op's inputs and outputs alive into the next op (a fused
+        # op's step rebinds none of them): a released tensor is freed here, not one or more ops later.
+        xs = group = results = extra = v = None
 
     missing = [t for t in art.outputs if t not in env]
     if missing:

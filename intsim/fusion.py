@@ -4,7 +4,9 @@ When a run keeps no intermediates, a leaky_relu / prelu feeding only a ``split``
 that only an ``encode`` reads, and a conv2d whose output only a slope op reads are computed
 with their producer (the same integers and counters as op by op; docs/arithmetic.md §6.5,
 §6.7, §3.4). :func:`fusion_plan` finds the groups once per artifact; :func:`run_fused`
-runs one.
+runs one. A concat fused with its encode can also be *staged* (:mod:`intsim.run_plan`): each input
+encoded into its code slice as soon as it is made (:func:`stage_part`), joined at the concat's
+step (:func:`finish_staged`).
 """
 from __future__ import annotations
 
@@ -14,9 +16,12 @@ import numpy as np
 
 from intsim import op_dispatch as D
 from intsim.artifact import Artifact, OpSpec
+from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels import encode as encode_kernels
+from intsim.ops import as_stream, no_events, use_kernels
 from intsim.ops import conv as conv_ops
-from intsim.ops import no_events
+from intsim.overflow import OverflowPolicy
+from intsim.rounding import MAX_SHIFT
 
 @dataclass(frozen=True)
 class Shape:
@@ -95,8 +100,9 @@ def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple
             sink = D.slope_sink(art, fusion.slope, fusion.split, encoder_tables(art, fusion.encodes),
                                (*hw, art.tensors[op.outputs[0]].channels))
     [conv_out], events = D.conv2d(art, op, xs, rows_sink=sink, call=call)
-    if sink is None or sink.rows_done != conv_out.shape[0]:
+    if conv_out is not None and (sink is None or sink.rows_done != conv_out.shape[0]):
         return [conv_out], events, {}  # not handed over (another conv path): the slope op runs on its own
+    shape = conv_out.shape if conv_out is not None else (*hw, call.weight.shape[0])  # the rows went to the sink only
     outs, ev = sink.result()
     slope_events = no_events()
     slope_events["stream_overflow"] = int(ev)
@@ -104,9 +110,9 @@ def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple
     if fusion.split is None:
         extra[fusion.slope.name] = (last, slope_events)
     else:
-        extra[fusion.slope.name] = ([Shape(conv_out.shape)], slope_events)
+        extra[fusion.slope.name] = ([Shape(shape)], slope_events)
         extra[fusion.split.name] = (last, no_events())
-    return [Shape(conv_out.shape)], events, extra
+    return [Shape(shape)], events, extra
 
 
 def take_encoded(outs: list, encodes: tuple) -> tuple[list, dict]:
@@ -145,3 +151,77 @@ def run_fused(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[list
         return last, events, extra
     extra[fusion.split.name] = (last, no_events())
     return results, events, extra
+
+
+@dataclass
+class StagedConcat:
+    """A staged concat's inputs encoded so far (:mod:`intsim.run_plan`): ``table`` the encoder of
+    its fused encode, ``shifts`` per input ``(left shift, right shift)`` to the output frac (§6.4),
+    ``hw`` the inputs' H×W, ``parts`` {input index: codes of that input's channels}, and the
+    summed stream events, saturations and histogram int64[num_codes] of the parts."""
+
+    table: encode_kernels.EncoderTable
+    shifts: tuple
+    hw: tuple
+    rmode: int
+    policy: int
+    stream_bits: int
+    parts: dict
+    events: int = 0
+    saturations: int = 0
+    histogram: np.ndarray | None = None
+
+
+def start_staged(art: Artifact, cop: OpSpec, fusion: Fusion, hw: tuple) -> StagedConcat | None:
+    """The :class:`StagedConcat` of ``cop`` for inputs of ``hw`` rows×columns, or None where the
+    fused concat would not run its encoding kernel (no encoder table, the 'error' policy, a small
+    tensor, a shift out of range, a tensor that is no stream): then the concat runs at its own step
+    on its inputs, which are kept until then, and raises there what it raises."""
+    try:
+        table = encoder_tables(art, fusion.encodes)[0]
+        f_out = D.stream_frac(art, cop.outputs[0])
+        fracs = [D.stream_frac(art, t) for t in cop.inputs]
+        numerics = art.numerics
+        rmode, policy = numerics.rounding_mode, numerics.overflow_policy
+    except ValueError:
+        return None
+    shifts = tuple((max(f, f_out) - f, max(f, f_out) - f_out) for f in fracs)
+    size = hw[0] * hw[1] * sum(art.tensors[t].channels for t in cop.inputs)
+    if (table is None or policy is OverflowPolicy.ERROR or not use_kernels(size)
+            or not 1 <= numerics.stream_bits <= 63
+            or any(not (0 <= sa <= 63 and 0 <= n <= MAX_SHIFT) for sa, n in shifts)):
+        return None
+    return StagedConcat(table, shifts, tuple(hw), int(rmode), int(policy), int(numerics.stream_bits), {})
+
+
+def stage_part(art: Artifact, cop: OpSpec, fusion: Fusion, k: int, x, staged: dict) -> None:
+    """Encode input ``k`` of the staged concat ``cop`` (``x``, just made) into its codes, in
+    ``staged[cop.name]`` (started with the first input made; None there: not staged). The same
+    integers as the fused concat's pass over that input's channels: every element is requantized
+    and encoded on its own (§6.4, §3.4); events, saturations and histogram are sums over elements."""
+    if cop.name not in staged:
+        a = np.asarray(x)
+        staged[cop.name] = start_staged(art, cop, fusion, a.shape[:2]) if a.ndim == 3 else None
+    st = staged[cop.name]
+    if st is None:
+        return
+    a = as_stream(x, f"{cop.name} input {k}")
+    if a.shape[:2] != st.hw:
+        raise ValueError(f"{cop.name}: input {k} is {a.shape[:2]}, an earlier input is {st.hw} (H×W must match)")
+    sa, n = st.shifts[k]
+    enc, ev = elementwise_kernels.requantize_encode_bands([(a, sa, None, 0, None, n, 0)], a.shape, st.rmode,
+                                                          st.policy, st.stream_bits, st.table)
+    st.parts[k] = enc.codes
+    st.events += ev
+    st.saturations += enc.saturations
+    st.histogram = enc.histogram if st.histogram is None else st.histogram + enc.histogram
+
+
+def finish_staged(cop: OpSpec, fusion: Fusion, st: StagedConcat) -> tuple[list, dict, dict]:
+    """The staged concat's step: ``(outputs, events, {encode op name: (outputs, events)})`` as
+    :func:`run_fused` returns them for the fused concat (its output never materialized)."""
+    codes = np.concatenate([st.parts[k] for k in range(len(cop.inputs))], axis=2)
+    events = no_events()
+    events["stream_overflow"] = int(st.events)
+    extra = {fusion.encodes[0].name: ([codes], D.encode_events(st.saturations, st.histogram))}
+    return [Shape(codes.shape)], events, extra

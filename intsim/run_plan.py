@@ -8,6 +8,14 @@ the op list, the graph outputs, the input shape and the mode, none of it from th
 plan is kept in ``art.derived`` (per artifact, no process-wide state), so :func:`intsim.engine.run`
 only walks it. Data-dependent choices (a conv's path and its sparse or dense tails, which follow
 the input's code census) stay in the per-image call.
+
+Staged concats (issue 24, peak memory): a ``concat`` fused with the ``encode`` that is its only
+reader (:func:`intsim.fusion.fusion_plan`) needs its int64 inputs only to encode them. Each input is
+requantized and encoded into its own code slice right after the op that makes it
+(:func:`intsim.fusion.stage_part`), and dropped after its last *other* reader, so a concat of
+inputs made far apart (IMDN's final concat of its six block outputs) holds codes, not int64
+streams, in between. The integers and counters are the fused concat's (element-wise arithmetic;
+counts are sums over elements).
 """
 from __future__ import annotations
 
@@ -23,13 +31,18 @@ class Step:
     """One op of the schedule. ``group``: the :class:`~intsim.fusion.Fusion` it runs with its
     consumers, or None; ``out_channels``: per output, the channels the graph declares;
     ``release``: tensors to drop after this op when intermediates are not kept (their last
-    reader is this op and they are no graph output)."""
+    reader is this op and they are no graph output). ``stage``: per output of this op that a
+    staged concat reads, ``(concat op, its Fusion, input index)``; ``early``: ``(tensor, concat op
+    name)`` to drop after this op once that concat is staged (this op is the tensor's last reader
+    other than the concat)."""
 
     op: OpSpec
     adapter: D.Adapter
     group: fusion.Fusion | None
     out_channels: tuple[int, ...]
     release: tuple[str, ...]
+    stage: tuple = ()
+    early: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,7 @@ def build_run_plan(art: Artifact, in_shape: tuple[int, ...], fuse: bool) -> RunP
         for t in op.inputs:
             last_reader[t] = i
     outputs = set(art.outputs)
+    stage, early = staged_concats(art, groups, outputs)
     steps = []
     for i, op in enumerate(art.ops):
         adapter = D.OPS.get(op.op)
@@ -58,8 +72,29 @@ def build_run_plan(art: Artifact, in_shape: tuple[int, ...], fuse: bool) -> RunP
             raise ValueError(f"op {op.name!r}: unknown op type {op.op!r}")
         release = tuple(dict.fromkeys(t for t in op.inputs if last_reader[t] == i and t not in outputs))
         steps.append(Step(op, adapter, groups.get(op.name), tuple(art.tensors[t].channels for t in op.outputs),
-                          release))
+                          release, tuple(stage.get(i, ())), tuple(early.get(i, ()))))
     return RunPlan(tuple(int(d) for d in in_shape), bool(fuse), tuple(steps))
+
+
+def staged_concats(art: Artifact, groups: dict, outputs: set) -> tuple[dict, dict]:
+    """Where the staged concats (module docstring) take and drop their inputs: ``({producer step:
+    [(concat op, Fusion, input index)]}, {step: [(tensor, concat op name)]})``. A concat is staged
+    when it is fused with its encode alone and its inputs are distinct tensors made by earlier ops."""
+    producer = {t: i for i, op in enumerate(art.ops) for t in op.outputs}
+    stage: dict[int, list] = {}
+    early: dict[int, list] = {}
+    for j, op in enumerate(art.ops):
+        g = groups.get(op.name)
+        if (op.op != "concat" or g is None or g.split is not None or g.slope is not None or g.encodes[0] is None
+                or len(set(op.inputs)) != len(op.inputs) or any(producer.get(t, j) >= j for t in op.inputs)):
+            continue
+        for k, t in enumerate(op.inputs):
+            stage.setdefault(producer[t], []).append((op, g, k))
+            # the tensor's last reader other than this concat (its producer when there is none)
+            drop = max([producer[t]] + [i for i, o in enumerate(art.ops) if i != j and t in o.inputs])
+            if drop < j and t not in outputs:
+                early.setdefault(drop, []).append((t, op.name))
+    return stage, early
 
 
 def run_plan(art: Artifact, in_shape: tuple[int, ...], fuse: bool) -> RunPlan:

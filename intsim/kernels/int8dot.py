@@ -246,7 +246,7 @@ def _tail_row(sparse, oy, trow, trow32):
 
 
 @numba.njit(cache=True, nogil=True)
-def _store_two_planes(scratch, ldc, npix, nco, oy, wo, ox0, co_n, c0, f1, corr, mul, add, base, tflat, row_sparse,
+def _store_two_planes(scratch, ldc, npix, nco, orow, wo, ox0, co_n, c0, f1, corr, mul, add, base, tflat, row_sparse,
                       nshift, st_lo, st_hi, oflat):
     """The fused epilogue (half_up / floor, saturate) of a tile with two planes: one vector loop per
     pixel, the same integers in the same grouping as the general loop of :func:`conv_rows`;
@@ -255,7 +255,7 @@ def _store_two_planes(scratch, ldc, npix, nco, oy, wo, ox0, co_n, c0, f1, corr, 
     slower (docs/speed.md, one-plane regression); one call per tile costs less than that."""
     ev = 0
     for r in range(npix):
-        ob = (oy * wo + ox0 + r) * co_n + c0
+        ob = (orow * wo + ox0 + r) * co_n + c0
         sb = r * ldc
         if row_sparse:
             tb = (ox0 + r) * co_n + c0
@@ -324,7 +324,8 @@ def _store_fused_one_plane(oflat, scratch0, mul, add, base, tflat, row_sparse, r
 
 @numba.njit(cache=True, nogil=True)
 def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, k4n, offsets, colsum,
-              factors, base, bias, nshift, rmode, policy, stream_bits, sparse, stream_events, status, status_ox):
+              factors, base, bias, nshift, rmode, policy, stream_bits, sparse, stream_events, status, status_ox,
+              out_y0=0):
     """Output rows ``[oy0, oy1)``: every GEMM accumulator tile by tile, then the rescale (5.3).
 
     ``planes`` uint8[P, size + slack], one flat plane per GEMM accumulator (see
@@ -340,7 +341,8 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     :func:`intsim.kernels.gemm.sparse_row_slots` (``qv``, ``slot`` per element) into int32 sums
     per slot, then ``Σ_slot steps[slot]·sum`` in int64. Then ``X = OVF_stream(R(I, nshift))`` with the events,
     status and first error column per row as :func:`intsim.kernels.gemm.finish_rows`
-    reports them. ``out`` is written once (no partial sums in memory).
+    reports them. ``out`` is written once (no partial sums in memory); output row ``oy`` goes to
+    ``out[oy − out_y0]`` (0: the whole output; else a buffer of a few rows a consumer takes at once).
 
     The products are formed as ``M·acc'_0 + (bias − M·offsets[0]·colsum) + base·T`` with
     ``M = base·factors[0]``: the same integer, and no int64 step overflows (numba's signed
@@ -367,6 +369,7 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
                                                policy)
     oflat = out.reshape(out.size)
     for oy in range(oy0, oy1):
+        orow = oy - out_y0  # the row of out this output row is stored in
         ev = 0
         st = 0
         st_ox = -1
@@ -384,15 +387,15 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
                 nco = min(nrb * LANES, co_n - c0)
                 ldc = nrb * LANES
                 if fused and n_planes == 2:  # the dominant plane (offsets folded in) and one more
-                    ev += _store_two_planes(scratch, ldc, npix, nco, oy, wo, ox0, co_n, c0, np.int64(factors[1]),
+                    ev += _store_two_planes(scratch, ldc, npix, nco, orow, wo, ox0, co_n, c0, np.int64(factors[1]),
                                             corr, mul, add, base, tflat, row_sparse, nshift, st_lo, st_hi, oflat)
                     continue
                 if fused and n_planes == 1:
-                    ev += _store_fused_one_plane(oflat, scratch[0], mul, add, base, tflat, row_sparse, oy * wo * co_n,
+                    ev += _store_fused_one_plane(oflat, scratch[0], mul, add, base, tflat, row_sparse, orow * wo * co_n,
                                                  ox0, npix, co_n, c0, nco, ldc, nshift, st_lo, st_hi)
                     continue
                 for r in range(npix):
-                    ob = (oy * wo + ox0 + r) * co_n + c0
+                    ob = (orow * wo + ox0 + r) * co_n + c0
                     sb = r * ldc
                     for k in range(nco):
                         tmp[_u(k)] = mul[_u(c0 + k)] * np.int64(scratch[0, _u(sb + k)]) + add[_u(c0 + k)]

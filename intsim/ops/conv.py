@@ -99,10 +99,11 @@ def conv2d(codes: np.ndarray, codebook: Codebook, weight: np.ndarray, w_mant: np
     (then ``ordered`` and ``worst`` are taken from it); None computes them.
     ``codes_in_range``: the codes are the output of an encoder of ``codebook`` (the engine's),
     so they lie in ``[0, N)`` and are not range-checked; otherwise a code outside is refused.
-    ``rows_sink``: on the int8 path, called with each band of finished output rows as
+    ``rows_sink``: on the int8 path, called with every few finished output rows as
     ``rows_sink(oy0, oy1, rows)`` from the thread that made them (a consumer fused with
-    the conv reads them while they are in cache); the other paths do not call it.
-    Returns (int64[Ho, Wo, Co] stream, events with macs, acc_overflow,
+    the conv reads them while they are in cache), and the stream is then not stored: None
+    is returned in its place; the other paths do not call it.
+    Returns (int64[Ho, Wo, Co] stream or None, events with macs, acc_overflow,
     stream_overflow, saturations, ordered).
     """
     c = _check_codes(codes, codebook, name, codes_in_range)

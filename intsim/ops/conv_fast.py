@@ -236,21 +236,27 @@ def _int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse
     return Int8Plan(list(maps), list(sparse), taps.y_off, taps.x_off, gval, slots, offsets, factors)
 
 
+SINK_BUFFER_BYTES = 1 << 21
+"""Bytes of int64 output rows the int8 path hands to a fused consumer at once (:func:`run_int8`): a few
+rows of a large image, in L2/L3 while the consumer reads them."""
+
+
 def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geometry, iy_of, ix_of, nshift, rmode,
               policy, stream_bits, inv_x, row_counts, st_ev, status, status_ox, rows_sink=None):
     """The int8 path (see the module docstring and :mod:`intsim.kernels.int8dot`); returns the
     int64 output stream. ``T = Σ_j f_j·acc_j`` (plus the sparse pass) in grid units, then
-    ``I = base·T + B`` as on the GEMM path. ``rows_sink``: called with each band's finished
-    output rows, ``rows_sink(oy0, oy1, out[oy0:oy1])``, by the thread that made them."""
+    ``I = base·T + B`` as on the GEMM path. ``rows_sink``: called with every few finished output
+    rows, ``rows_sink(oy0, oy1, rows)``, by the thread that made them; the output is then never
+    stored (each band's rows pass through a buffer of about :data:`SINK_BUFFER_BYTES`) and None
+    is returned in its place."""
     w = consts.weight
     co_n, kh, kw, _ = w.shape
     ho, wo = iy_of.shape[0], ix_of.shape[0]
     base = consts.w_mant * np.int64(codebook.unit_m)
     # Every plane's tile is formed and combined in registers; out is written once, by the rescale.
     # The sparse tails' Σ w·G is formed per output row in the same pass (kernels.int8dot.conv_rows).
-    out = np.empty((ho, wo, co_n), dtype=np.int64)
     if ho == 0 or wo == 0:
-        return out
+        return np.empty((ho, wo, co_n), dtype=np.int64)
     nt = KP.num_threads()  # looked up once for the call's passes
     lists = _sparse_lists(codes, codebook, plan.sparse_segs, consts.seg_of, row_counts, plan.gval, nt)
     empty = np.zeros(0, np.int64)
@@ -296,14 +302,28 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     offsets = plan.offsets if plan.offsets is not None else np.array([m.offset for m in plan.planes], dtype=np.int64)
     factors = plan.factors if plan.factors is not None else np.array([m.factor for m in plan.planes], dtype=np.int64)
 
+    def rows(buf, oy0, oy1, out_y0):
+        KI.conv_rows(buf, oy0, oy1, planes, sw * cp, sh * wp * cp, tapoffs, cp // 4, wpk, k4n, offsets, colsum,
+                     factors, base, bias, nshift, rmode, policy, stream_bits, sparse, st_ev, status, status_ox,
+                     out_y0)
+
+    if rows_sink is None:
+        out = np.empty((ho, wo, co_n), dtype=np.int64)
+        KP.run_bands(lambda oy0, oy1: rows(out, oy0, oy1, 0), KP.bands(ho, threads=nt))
+        return out
+    # Rows the sink takes are needed only until it has: a few at a time through a small buffer per
+    # band, not a whole int64 output (at 512×512×64 that is 128 MiB the fused group never reads again).
+    step = max(1, SINK_BUFFER_BYTES // (wo * co_n * 8))
+
     def band(oy0, oy1):
-        KI.conv_rows(out, oy0, oy1, planes, sw * cp, sh * wp * cp, tapoffs, cp // 4, wpk, k4n, offsets, colsum,
-                     factors, base, bias, nshift, rmode, policy, stream_bits, sparse, st_ev, status, status_ox)
-        if rows_sink is not None:
-            rows_sink(oy0, oy1, out[oy0:oy1])
+        buf = np.empty((min(step, oy1 - oy0), wo, co_n), dtype=np.int64)
+        for y0 in range(oy0, oy1, step):
+            y1 = min(y0 + step, oy1)
+            rows(buf, y0, y1, y0)
+            rows_sink(y0, y1, buf[:y1 - y0])
 
     KP.run_bands(band, KP.bands(ho, threads=nt))
-    return out
+    return None
 
 
 def run_gemm(codes, codebook, consts: ConvConstants, bias, groups, iy_of, ix_of, nshift, rmode, policy, stream_bits,

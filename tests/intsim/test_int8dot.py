@@ -338,3 +338,31 @@ def test_int8_plan_kept_per_census_class_equals_a_fresh_plan(monkeypatch, cb_nam
                 assert _plan_parts(conv_fast.int8_plan(consts, cb, counts, can_sparse, taps)) == fresh
                 seen.add(fresh)
         assert len(seen) > 1  # the censuses reach more than one plan
+
+
+@pytest.mark.parametrize("buffer_rows", [1, 3, 64])
+def test_rows_sink_gets_every_row_once_through_a_small_buffer(buffer_rows, monkeypatch):
+    """With a rows sink the int8 path stores no output (None in its place): the sink gets every output
+    row once, a few at a time (at most the buffer's rows per call), equal to the rows of the stored
+    run, and the events are the stored run's (sparse tails on, stride 2, a ragged last buffer)."""
+    cb = make_codebook("signed2r", 4, 16, "split")
+    rng = np.random.default_rng(8)
+    codes = _codes(rng, cb, (23, 19, 8), 0.05)
+    w = rng.integers(-128, 128, size=(20, 3, 3, 8)).astype(np.int8)
+    args = dict(w_exp=8, f_out=16, numerics=WIDE, padding=(1, 1), stride=(2, 1), path="int8")
+    whole, ev = C.conv2d(codes, cb, w, np.ones(20, np.int64), np.zeros(20, np.int64), **args)
+    ho, wo, co = whole.shape
+    monkeypatch.setattr(conv_fast, "SINK_BUFFER_BYTES", buffer_rows * wo * co * 8)
+    got = np.full_like(whole, -1)
+    calls = []
+
+    def sink(y0, y1, rows):
+        calls.append((y0, y1))
+        got[y0:y1] = rows
+
+    out, ev_sink = C.conv2d(codes, cb, w, np.ones(20, np.int64), np.zeros(20, np.int64), rows_sink=sink, **args)
+    assert out is None and ev_sink == ev
+    calls.sort()  # bands may run on several threads: disjoint, in any order, together every row
+    assert calls[0][0] == 0 and calls[-1][1] == ho and all(a[1] == b[0] for a, b in zip(calls, calls[1:]))
+    assert all(0 < y1 - y0 <= buffer_rows for y0, y1 in calls) and len(calls) >= -(-ho // buffer_rows)
+    np.testing.assert_array_equal(got, whole)

@@ -130,3 +130,47 @@ def test_real_artifact_second_run_equals_a_fresh_load(bits):
     for crop in (px[:16, :16], px[40:77, 10:63], px[64:80, 64:80], px[:16, :16]):
         for keep in (False, True):
             assert_same_result(run(art, crop, keep_tensors=keep), run(load_artifact(path), crop, keep_tensors=keep))
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate", "error"])
+def test_staged_concat_drops_its_inputs_early_with_the_same_result(overflow, monkeypatch):
+    """A concat fused with its encode takes each input's codes right after the op that makes it
+    (run_plan module docstring): the int64 input is freed then, before the next op runs (no name of
+    the engine's loop keeps it), and the output and counters are the op-by-op run's. Under 'error'
+    the concat is not staged (its numpy form names an overflowing value): the input lives until it."""
+    import weakref
+
+    from intsim.numerics import Numerics
+    from tests.intsim.test_engine import encode_fusion_artifact
+
+    made, alive_at_gap = [], []
+    conv, pool = dispatch.OPS["conv2d"], dispatch.OPS["mean_pool"]
+
+    def conv_spy(art_, op, xs, **kw):
+        out = conv(art_, op, xs, **kw)
+        if op.name == "convA":
+            made.append(weakref.ref(out[0][0]))
+        return out
+
+    def pool_spy(art_, op, xs):  # "gap" runs right after convA
+        alive_at_gap.append(made[-1]() is not None)
+        return pool(art_, op, xs)
+
+    monkeypatch.setitem(dispatch.OPS, "conv2d", conv_spy)  # before the plans take their adapters
+    monkeypatch.setitem(dispatch.OPS, "mean_pool", pool_spy)
+    art = encode_fusion_artifact(Numerics(rounding="half_even", overflow=overflow, stream_bits=24), False)
+    img = image(seed=4, h=96, w=64)
+    plan = rp.run_plan(art, img.shape, True)
+    by = {s.op.name: s for s in plan.steps}
+    assert [(c.name, k) for c, _, k in by["convA"].stage] == [("catE", 0)]
+    assert [(c.name, k) for c, _, k in by["convM"].stage] == [("catE", 1)]
+    assert by["convA"].early == (("xa", "catE"),) and by["convM"].early == (("xm", "catE"),)
+    assert not any(s.stage or s.early for s in rp.run_plan(art, img.shape, False).steps)
+
+    full = run(art, img)
+    alive_at_gap.clear()
+    lean = run(art, img, keep_tensors=False)
+    assert alive_at_gap == [overflow == "error"]
+    np.testing.assert_array_equal(lean.tensors["output"], full.tensors["output"])
+    assert lean.counters == full.counters
+    assert full.counters["ops"]["encC"]["saturations"] >= 0 and sum(full.counters["ops"]["encC"]["code_histogram"])
