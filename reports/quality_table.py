@@ -1,7 +1,7 @@
 """Quality of what a user gets: FP, bicubic, the paper's ``oaq`` and the default recipe, per model and bits.
 
     python -m reports.quality_table --out results/quality --rows imdn:4:W4A4:default imdn:4:W4A4:oaq ...
-        [--datasets Set5] [--golden] [--markdown docs/calibration_results.md]
+        [--datasets Set5] [--golden] [--markdown docs/calibration_results.md] [--state-root DIR]
 
 A row is ``model:scale:bits:method[:key=value,...]``; ``method`` ``default`` means no
 ``--method`` (the recipe a user gets, calib/recipe.py); options: ``budget=…`` (mixed
@@ -60,6 +60,7 @@ def run_row(spec: str, a, out_dir: Path) -> dict:
     t0 = time.time()
     run = calibrate_run(r["model"], weights, r["scale"], r["bits"], r["method"], None, str(art), seed=a.seed,
                         allocation=o.get("allocation"), budget=o.get("budget"), policy_file=o.get("policy"),
+                        state_dir=str(Path(a.state_root) / row_id(spec)) if a.state_root else None,
                         progress=a.progress, log=lambda m: print(f"  {m}", flush=True), **_recipe_settings(o))
     s = run.summary
     row = {"row": spec, "model": r["model"], "scale": r["scale"], "bits": r["bits"], "method": s["method"],
@@ -173,6 +174,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results/quality", help="folder for artifacts and row JSONs")
     ap.add_argument("--rows", nargs="*", default=[])
+    ap.add_argument("--state-root", default=None, metavar="DIR",
+                    help="resumable calibration state per row under DIR/<row> (long rows: stop and rerun to resume)")
     ap.add_argument("--datasets", default="Set5")
     ap.add_argument("--golden", action="store_true", help="also run golden and compare every SR output")
     ap.add_argument("--seed", type=int, default=0)
