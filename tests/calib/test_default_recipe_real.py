@@ -94,3 +94,19 @@ def test_cli_budget_and_policy_on_the_embedded_model(tmp_path, capsys):
     code = cli_main(base + ["--policy", str(pol), "-o", str(tmp_path / "q.intsim")])
     err = capsys.readouterr().err
     assert code == 2 and "unknown layer" in err and not (tmp_path / "q.intsim").exists()
+
+
+def test_cli_loss_weighting_is_recorded_and_overrides_the_recipe(tmp_path, capsys):
+    """W4 reconstructs with the Fisher-weighted loss by default; --loss-weighting none turns it off."""
+    from intsim.artifact import load_artifact
+
+    hr = _hr_folder(tmp_path)
+    base = ["calibrate", "--model", "tiny_sr", "--scale", "2", "--bits", "W4A4", "--calib-data", str(hr),
+            "--n-images", "3", "--patch", "24", "--iters", "3"]
+    for flag, want in (([], "fisher"), (["--loss-weighting", "none"], None)):
+        out = tmp_path / f"w{len(flag)}.intsim"
+        code = cli_main(base + flag + ["-o", str(out)])
+        assert code == 0, capsys.readouterr().err
+        recon = load_artifact(out).metadata["calibration"]["recipe"]["recon"]
+        assert recon.get("weighting") == want
+        assert ("Fisher-weighted" in capsys.readouterr().err) == (want == "fisher")
