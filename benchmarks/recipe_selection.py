@@ -55,11 +55,11 @@ def main(argv=None) -> int:
     from calib.methods import calibrate_method
     from calib.quality import holdout_pairs, score
     from calib.quant.fakequant import build_fakequant_model
-    from calib.recipe import resolve_recipe
+    from calib.cli_calibrate import request_recipe
 
-    rec = resolve_recipe(None, n_images=a.n, patch=a.patch, recon=json.loads(a.recon), wide_weight_bits=a.wide_weight_bits,
-                         full_range_weights=a.full_range_weights or None,
-                         input_upscale=a.scale if a.model == "vdsr" else 1, weight_bits=a.bits)
+    rec = request_recipe(a.model, a.scale, f"W{a.bits}A{a.bits}", None, n_images=a.n, patch=a.patch,
+                         recon=json.loads(a.recon), wide_weight_bits=a.wide_weight_bits,
+                         full_range_weights=a.full_range_weights or None)
     weights, _, folder, is_lr, _ = _resolve_inputs(a.model, a.scale, None, False, 0, os.devnull, None, "auto",
                                                    a.state_dir)
     net, _, rr, graph, images = _model_and_images(a.model, a.scale, weights, 0, folder, is_lr, rec, [],

@@ -83,11 +83,20 @@ def _layer_policy(policy, rec, policy_file, budget, net, graph, images, rgb_rang
     return replace(policy, overrides={**policy.overrides, **{k: (b, b) for k, b in mixed["bits"].items()}}), mixed
 
 
+def request_recipe(model, scale: int, bits: str, method: str | None = None, **recipe_settings):
+    """The recipe ``calibrate`` resolves for this request (:func:`calib.recipe.resolve_recipe`): the
+    method's, with the patch shrunk for a model that takes the upsampled image, and the choices that
+    depend on the weight width of ``bits``. ``recipe_settings``: resolve_recipe's overrides."""
+    from calib.recipe import resolve_recipe
+
+    entry = _zoo_entry(model)
+    return resolve_recipe(method, input_upscale=scale if entry is not None and entry.upsampled_input else 1,
+                          weight_bits=parse_bits(bits)[0], **recipe_settings)
+
+
 def _checked_request(model: str, scale: int, bits: str, out: str | None, realization: str, policy_file, budget,
                      method: str | None, **recipe_settings):
     """The settings checked before anything is read: ``(weight bits, activation bits, resolved recipe)``."""
-    from calib.recipe import resolve_recipe
-
     if out is None:
         raise ValueError("an output artifact path is required")
     bw, ba = parse_bits(bits)
@@ -97,9 +106,7 @@ def _checked_request(model: str, scale: int, bits: str, out: str | None, realiza
         from calib.mixed_precision import parse_budget
 
         parse_budget(budget)  # refuse a malformed budget before any work
-    entry = _zoo_entry(model)
-    rec = resolve_recipe(method, input_upscale=scale if entry is not None and entry.upsampled_input else 1,
-                         weight_bits=bw, **recipe_settings)
+    rec = request_recipe(model, scale, bits, method, **recipe_settings)
     if realization not in ("split", "grid"):
         raise ValueError(f"realization must be 'split' or 'grid', got {realization!r}")
     if rec.n_images < 1:

@@ -72,6 +72,10 @@ class ReconConfig:
     weighting: str = "none"  # "fisher": weight each unit-output channel's error by its effect on the SR output
     seed: int = 0
 
+    def __post_init__(self):
+        if self.weighting not in ("none", "fisher"):
+            raise ValueError(f"reconstruction weighting must be 'none' or 'fisher', not {self.weighting!r}")
+
     def fingerprint(self) -> str:
         d = asdict(self)
         if d["weighting"] == "none":  # states saved before the option stay resumable
@@ -201,7 +205,7 @@ def _unit_loss(mod: nn.Module, data, eval_batch: int, weights=None) -> float:
     return tot / max(n, 1)
 
 
-def _fisher_weights(model: nn.Module, units: Sequence[str], calls: Counter, x: torch.Tensor, eval_batch: int,
+def _fisher_weights(model: nn.Module, units: Sequence[str], calls: Counter, x: torch.Tensor, batch: int,
                     seed: int) -> dict[str, list[torch.Tensor]]:
     """Per unit and call, a (C, 1, 1) weight per output channel: the mean squared sensitivity of the float
     model's SR output to that channel, ``E[(Jᵀr)²]`` with a Rademacher probe ``r`` on the output (a Hutchinson
@@ -221,11 +225,11 @@ def _fisher_weights(model: nn.Module, units: Sequence[str], calls: Counter, x: t
     hooks = [model.get_submodule(u).register_forward_hook(lambda m, a, o, u=u: hook(m, a, o, u)) for u in units]
     gen = torch.Generator().manual_seed(int(seed))
     try:
-        for b in range(0, x.shape[0], eval_batch):
+        for b in range(0, x.shape[0], batch):
             seen.clear()
             leaves.clear()
             with torch.enable_grad():
-                y = model(x[b:b + eval_batch].clone().requires_grad_(True))  # every output in the graph
+                y = model(x[b:b + batch].clone().requires_grad_(True))  # every output in the graph
                 r = torch.randint(0, 2, y.shape, generator=gen).to(y.dtype) * 2 - 1
                 grads = torch.autograd.grad((r * y).sum(), [t for _, _, t in leaves], allow_unused=True)
             for (unit, i, _), g in zip(leaves, grads):
@@ -360,8 +364,6 @@ def reconstruct(model: nn.Module, result, images: Sequence[torch.Tensor], cfg: R
             except RuntimeError as e:  # a tensor of another shape
                 raise ValueError(f"{sd / meta['tensors']}: does not fit this model ({' '.join(str(e).split())[:160]}); "
                                  "use a fresh state directory") from None
-    if cfg.weighting not in ("none", "fisher"):
-        raise ValueError(f"reconstruction weighting must be 'none' or 'fisher', not {cfg.weighting!r}")
     fisher = (_fisher_weights(teacher, units, calls, x, FISHER_BATCH, cfg.seed) if cfg.weighting == "fisher"
               else None)
     bar = None

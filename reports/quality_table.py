@@ -109,14 +109,10 @@ def _recipe_settings(opts: dict) -> dict:
 def _earlier_recipe(row: dict) -> bool:
     """Whether the row was made with another recipe than its spec resolves to today (calib/recipe.py):
     its recorded recipe line differs, so its numbers are not what the same row gives now."""
-    from calib.model_build import _zoo_entry
-    from calib.cli_calibrate import parse_bits
-    from calib.recipe import resolve_recipe
+    from calib.cli_calibrate import request_recipe
 
     r = parse_row(row["row"])
-    entry = _zoo_entry(r["model"])
-    up = r["scale"] if entry is not None and entry.upsampled_input else 1
-    return resolve_recipe(r["method"], input_upscale=up, weight_bits=parse_bits(r["bits"])[0],
+    return request_recipe(r["model"], r["scale"], r["bits"], r["method"],
                           **_recipe_settings(r["opts"])).describe() != row["recipe"]
 
 

@@ -108,13 +108,9 @@ def recipe_digest(config: Config, recipe: Recipe) -> str:
     when that default changes instead of being reused under --resume."""
     if config.method != DEFAULT_RECIPE_METHOD:
         return recipe.digest()
-    from calib.cli_calibrate import parse_bits
-    from calib.model_build import _zoo_entry
-    from calib.recipe import resolve_recipe
+    from calib.cli_calibrate import request_recipe
 
-    entry = _zoo_entry(config.model) if config.spec is None else None
-    up = config.scale if entry is not None and entry.upsampled_input else 1
-    own = resolve_recipe(None, input_upscale=up, weight_bits=parse_bits(config.bits)[0], seed=recipe.seed).to_json()
+    own = request_recipe(config.spec or config.model, config.scale, config.bits, seed=recipe.seed).to_json()
     return hashlib.sha256((recipe.digest() + json.dumps(own, sort_keys=True)).encode()).hexdigest()[:16]
 
 
