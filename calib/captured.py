@@ -52,7 +52,6 @@ class LNode:
 
 CONV_OPS = ("conv2d", "conv_transpose2d")
 
-
 @dataclass
 class CapturedGraph:
     """A traced model lowered to :class:`LNode` ops in topological order."""
@@ -97,24 +96,11 @@ class CapturedGraph:
         return out
 
     def conv_roles(self) -> dict[str, str]:
-        """Role of each conv for the layer policy (docs/calibration.md).
+        """Role of each conv for the layer policy: ``head``, ``body``, ``upsampler`` or ``tail``, by the one
+        rule of :func:`intsim.cost.layer_policy.graph_roles` (docs/calibration.md "Layer policy")."""
+        from intsim.cost.layer_policy import graph_roles
 
-        ``head`` = first conv, ``tail`` = last conv, ``upsampler`` = a conv
-        whose output feeds only ``pixel_shuffle``, ``body`` = the rest.
-        """
-        convs = self.convs()
-        roles: dict[str, str] = {}
-        for i, c in enumerate(convs):
-            users = self.consumers(c.output)
-            if i == 0:
-                roles[c.name] = "head"
-            elif i == len(convs) - 1:
-                roles[c.name] = "tail"
-            elif users and all(u.op == "pixel_shuffle" for u in users):
-                roles[c.name] = "upsampler"
-            else:
-                roles[c.name] = "body"
-        return roles
+        return graph_roles(self.nodes, CONV_OPS)
 
     def run(self, x: torch.Tensor, *, conv_input_taps: dict[str, Callable] | None = None,
             tensor_taps: dict[str, Callable] | None = None) -> torch.Tensor:

@@ -9,11 +9,13 @@ W8A8 artifact's ``W4A4`` row has a 4-bit body). The method's layer policy
 * ``follow`` (default): that layer policy as the artifact's calibration recorded it — each conv's
   role from ``metadata["layers"][name]["role"]`` and ``high_roles``/``high_bits`` from
   ``metadata["calibration"]["policy"]`` — else roles from the graph (first conv = head, last =
-  tail, a conv whose output feeds only ``pixel_shuffle`` = upsampler, as ``calib.graph``) with
+  tail, the upsampling stage's convs = upsampler, the rule of ``calib.captured``) with
   head, upsampler and tail at 8 bits;
 * ``all``: every conv at the scheme's bits.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 from intsim.artifact import Artifact
 from intsim.ops.opdef import ops_where
@@ -25,24 +27,71 @@ DEFAULT_HIGH_BITS = 8
 _CONV_OPS = ops_where(cost="gemm")
 
 
-def _graph_roles(art: Artifact) -> dict[str, str]:
-    convs = [op for op in art.ops if op.op in _CONV_OPS]
-    consumers: dict[str, list[str]] = {}
-    for op in art.ops:
+#: ops that enlarge the feature map without weights (the end of an upsampling stage)
+UPSAMPLING_OPS = ("pixel_shuffle", "upsample_nearest", "upsample_bilinear", "upsample_bicubic")
+#: element-wise ops an upsampling stage may have between its convs (encode = the next conv's input codes)
+POINTWISE_OPS = ("relu", "leaky_relu", "prelu", "clamp", "lut", "encode")
+#: ops where streams meet: the trunk ends at the last of them
+JOIN_OPS = ("add", "concat")
+
+
+def graph_roles(ops: Sequence, conv_ops: Sequence[str]) -> dict[str, str]:
+    """Conv name → role, from the graph alone (the layer policy's one rule; calib's captured graph and
+    an artifact's ops both use it). ``ops``: in execution order, each with ``name``, ``op``, ``inputs``,
+    ``outputs`` and ``attrs["kernel"]`` on convs.
+
+    ``head`` = first conv, ``tail`` = last conv, ``body`` = the rest except the upsampling stage:
+    ``upsampler`` = a conv whose output feeds only spatial upsampling (through pointwise ops: IMDN's and
+    EDSR's conv + pixel shuffle, CARN-M's conv + ReLU + pixel shuffle, RDN-idealo's UPN3 + nearest
+    upsampling), together with the chain of spatial (k > 1) convs that feeds it through pointwise ops
+    alone, when that chain starts at a join (RDN-idealo's global residual add → UPN1 → ReLU → UPN2 →
+    ReLU → UPN3). A 1×1 conv only mixes channels and ends the chain (CARN-M's cascade ``c3``), and a
+    chain that does not start at a join is body (a plain conv stack has no separate upsampling net).
+    """
+    convs = [op for op in ops if op.op in conv_ops]
+    producer = {t: op for op in ops for t in op.outputs}
+    consumers: dict[str, list] = {}
+    for op in ops:
         for t in op.inputs:
-            consumers.setdefault(t, []).append(op.op)
-    roles = {}
-    for i, op in enumerate(convs):
+            consumers.setdefault(t, []).append(op)
+
+    def users_of(op) -> list:
         users = consumers.get(op.outputs[0], [])
-        if i == 0:
-            roles[op.name] = "head"
-        elif i == len(convs) - 1:
-            roles[op.name] = "tail"
-        elif users and all(u == "pixel_shuffle" for u in users):
-            roles[op.name] = "upsampler"
-        else:
-            roles[op.name] = "body"
+        while len(users) == 1 and users[0].op in POINTWISE_OPS:
+            users = consumers.get(users[0].outputs[0], [])
+        return users
+
+    def source_of(op):
+        src = producer.get(op.inputs[0])
+        while src is not None and src.op in POINTWISE_OPS:
+            src = producer.get(src.inputs[0])
+        return src
+
+    roles = {op.name: "body" for op in convs}
+    inner = {op.name for op in convs[1:-1]}
+    for op in convs[1:-1]:
+        users = users_of(op)
+        if not (users and all(u.op in UPSAMPLING_OPS for u in users)):
+            continue
+        roles[op.name] = "upsampler"
+        chain, cur = [], op
+        while True:
+            src = source_of(cur)
+            if (src is None or src.name not in inner or tuple(src.attrs.get("kernel", (1, 1))) == (1, 1)
+                    or [u.name for u in users_of(src)] != [cur.name]):
+                break
+            chain.append(src)
+            cur = src
+        if chain and src is not None and src.op in JOIN_OPS:
+            roles.update({c.name: "upsampler" for c in chain})
+    if convs:
+        roles[convs[0].name] = "head"
+        roles[convs[-1].name] = "tail"
     return roles
+
+
+def _graph_roles(art: Artifact) -> dict[str, str]:
+    return graph_roles(art.ops, _CONV_OPS)
 
 
 def conv_roles(art: Artifact) -> dict[str, str]:
