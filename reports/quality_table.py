@@ -116,7 +116,19 @@ def _earlier_recipe(row: dict) -> bool:
                           **_recipe_settings(r["opts"])).describe() != row["recipe"]
 
 
-def markdown(rows: list[dict], base: dict, command: str) -> str:
+def _earlier_policy(row: dict, art_dir: Path | None) -> bool:
+    """Whether the row's artifact was calibrated under an earlier layer policy: a conv's recorded role
+    differs from today's rule (intsim.cost.layer_policy.graph_roles), e.g. an upsampler run at body bits."""
+    if art_dir is None or not (art_dir / f"{row_id(row['row'])}.intsim").is_file():
+        return False
+    from intsim.artifact import load_artifact
+    from intsim.cost.layer_policy import roles_unlike_the_rule
+
+    return bool(roles_unlike_the_rule(load_artifact(art_dir / f"{row_id(row['row'])}.intsim")))
+
+
+def markdown(rows: list[dict], base: dict, command: str, art_dir: Path | None = None) -> str:
+    """The results page; ``art_dir`` holds the rows' artifacts (rows under an earlier layer policy are marked)."""
     lines = [MARK, "# Calibration results", "",
              f"Made by `{command}` (rows resume from `results/quality/`).", "",
              "Every number is the mean Y-PSNR (dB) of the **integer engine** (`intsim`) on the whole benchmark "
@@ -128,6 +140,7 @@ def markdown(rows: list[dict], base: dict, command: str) -> str:
              "`intsim calibrate` does without `--method`; `oaq` is the paper's method, unchanged. Options after the "
              "method override the recipe (`n=64`: 64 calibration patches, the default before the 256-patch "
              "recipe was selected, docs/calibration.md).", ""]
+    stale_policy = {r["row"] for r in rows if _earlier_policy(r, art_dir)}
     ds_names = sorted({d for r in rows for d in r["datasets"]})
     for d in ds_names:
         lines += [f"## {d}", "",
@@ -148,6 +161,7 @@ def markdown(rows: list[dict], base: dict, command: str) -> str:
             if parse_row(r["row"])["method"] is None:
                 label = f"default = {label}"
             label += " †" if _earlier_recipe(r) else ""
+            label += " ‡" if r["row"] in stale_policy else ""
             cb = "/".join(map(str, sorted(set(r["code_bits"].values()))))
 
             def f(v, sign=False):
@@ -162,6 +176,11 @@ def markdown(rows: list[dict], base: dict, command: str) -> str:
         lines += ["† made with an earlier recipe than the row resolves to today (calib/recipe.py; the row JSON "
                   "records the recipe it used — e.g. before weights of ≥ 6 bits, the 8-bit head and tail of a "
                   "W4A4 model included, kept their full range; docs/calibration.md, fourth round); rerun the row "
+                  "for today's numbers.", ""]
+    if stale_policy:
+        lines += ["‡ calibrated under an earlier layer policy: a conv's recorded role differs from today's rule "
+                  "(intsim.cost.layer_policy.graph_roles; before 2026-12-07 CARN-M's upsampler and RDN-idealo's "
+                  "UPN1–3 were body convs at the body's bits; docs/calibration.md \"Layer policy\"); rerun the row "
                   "for today's numbers.", ""]
     return "\n".join(lines)
 
@@ -206,7 +225,7 @@ def main(argv=None) -> int:
         atomic_write_json(bpath, base)
     if a.markdown and rows:
         cmd = "python -m reports.quality_table --golden --markdown " + a.markdown + " --rows …"
-        atomic_write_bytes(a.markdown, markdown(rows, base, cmd).encode())
+        atomic_write_bytes(a.markdown, markdown(rows, base, cmd, out_dir).encode())
     bad = [r["row"] for r in rows for d in r["datasets"].values() if d["golden_equals_intsim"] is False]
     if bad:
         print(f"golden != intsim: {', '.join(bad)}", file=sys.stderr)

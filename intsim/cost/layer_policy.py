@@ -107,6 +107,19 @@ def conv_roles(art: Artifact) -> dict[str, str]:
     return roles
 
 
+def roles_unlike_the_rule(art: Artifact) -> dict[str, tuple[str, str]]:
+    """Convs whose recorded role differs from today's rule (:func:`graph_roles`): name → (recorded, rule).
+    Non-empty = the artifact was calibrated under an earlier layer policy."""
+    layers = art.metadata.get("layers") if isinstance(art.metadata, dict) else None
+    layers = layers if isinstance(layers, dict) else {}
+    out = {}
+    for name, role in _graph_roles(art).items():
+        meta = layers.get(name)
+        if isinstance(meta, dict) and meta.get("role") in ROLES and meta["role"] != role:
+            out[name] = (meta["role"], role)
+    return out
+
+
 def _recorded_policy(art: Artifact) -> tuple[tuple[str, ...], int]:
     """(high roles, high bits) from the artifact's calibration record, else the method's defaults."""
     cal = art.metadata.get("calibration") if isinstance(art.metadata, dict) else None

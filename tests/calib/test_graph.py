@@ -31,6 +31,36 @@ def test_edsr_baseline_x4_lowering():
     assert all(n.attrs["post_scale"] == 1.0 for n in g.convs())  # res_scale = 1 removed
 
 
+def test_upsampling_stage_roles_on_the_zoo_graphs():
+    """The layer policy's upsampler: seen through pointwise ops and nearest upsampling, extended back over
+    a chain of spatial convs that starts at a join; never over a 1×1 fusion conv."""
+    from calib.models.carn import CARNM
+    from calib.models.rdn import RDNIdealo
+
+    def high(g):
+        return {n: r for n, r in g.conv_roles().items() if r != "body"}
+
+    # RDN-idealo: global residual add → UPN1 → ReLU → UPN2 → ReLU → UPN3 → nearest ×2 → SR
+    assert high(capture(RDNIdealo(2).eval(), rgb_range=1.0)) == {
+        "F_m1": "head", "UPN1": "upsampler", "UPN2": "upsampler", "UPN3": "upsampler", "SR": "tail"}
+    # CARN-M: conv → ReLU → pixel shuffle (twice at ×4); the cascade's 1×1 c3 before it stays body
+    assert high(capture(CARNM(4).eval())) == {"entry": "head", "upsample.up4.body.0": "upsampler",
+                                             "upsample.up4.body.3": "upsampler", "exit": "tail"}
+
+
+def test_a_plain_conv_stack_has_no_upsampling_net():
+    class Plain(nn.Module):  # ESPCN-like: no join, so only the conv that feeds the shuffle is the upsampler
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+            self.c, self.d = nn.Conv2d(8, 12, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.d(F.pixel_shuffle(self.c(F.relu(self.b(F.relu(self.a(x))))), 2))
+
+    assert capture(Plain().eval()).conv_roles() == {"a": "head", "b": "body", "c": "upsampler", "d": "tail"}
+
+
 def test_mean_shifts_folded_into_image_ops():
     g = capture(EDSR(2, n_resblocks=1, n_feats=8).eval())
     img_in, img_out = g.nodes[0], g.nodes[-1]

@@ -114,3 +114,14 @@ def test_cli_compare_rows_and_uniform_policy(w8a8_runs, tmp_path, capsys):
     assert main(["cost", str(path), "--counters", str(cfile), "--uniform-policy", "most"]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.startswith("intsim: error: ") and "--uniform-policy" in err and len(err.strip().splitlines()) == 1
+
+
+def test_roles_recorded_under_an_earlier_rule_are_reported():
+    from intsim.cost.layer_policy import roles_unlike_the_rule
+
+    roles = {"head.conv": "head", "body.conv": "body", "up.conv": "upsampler", "tail.conv": "tail"}
+    assert roles_unlike_the_rule(uniform_artifact(8, {"layers": {n: {"role": r} for n, r in roles.items()}})) == {}
+    assert roles_unlike_the_rule(uniform_artifact(8)) == {}  # nothing recorded: nothing to compare
+    roles["up.conv"] = "body"  # as the rule before 2026-12-07 saw CARN-M's conv → ReLU → shuffle
+    old = uniform_artifact(8, {"layers": {n: {"role": r} for n, r in roles.items()}})
+    assert roles_unlike_the_rule(old) == {"up.conv": ("body", "upsampler")}

@@ -37,3 +37,21 @@ def test_no_mark_and_no_footnote_when_every_row_is_current():
 def test_an_explicit_method_row_of_another_recipe_is_marked_too():
     labels, _ = _labels([_row("W6A6", EARLIER, "recon"), _row("W4A4", TODAY, "oaq")])
     assert labels == ["oaq †", "recon †"]
+
+
+def test_a_row_whose_artifact_records_an_earlier_layer_policy_is_marked(tmp_path):
+    from intsim.artifact import save_artifact
+    from reports.quality_table import row_id
+    from tests.intsim.test_cost_compare import uniform_artifact
+
+    roles = {"head.conv": "head", "body.conv": "body", "up.conv": "body", "tail.conv": "tail"}
+    old, new = _row("W6A6", TODAY), _row("W8A8", TODAY)
+    save_artifact(uniform_artifact(8, {"layers": {n: {"role": r} for n, r in roles.items()}}),
+                  tmp_path / f"{row_id(old['row'])}.intsim")
+    roles["up.conv"] = "upsampler"
+    save_artifact(uniform_artifact(8, {"layers": {n: {"role": r} for n, r in roles.items()}}),
+                  tmp_path / f"{row_id(new['row'])}.intsim")
+    md = markdown([old, new], {"imdn:4": {"Set5": {"fp": 32.2, "bicubic": 28.4}}}, "cmd", tmp_path)
+    labels = [line.split(" | ")[2] for line in md.splitlines() if line.startswith("| imdn")]
+    assert labels == ["default = recon ‡", "default = recon"]
+    assert "‡ calibrated under an earlier layer policy" in md
