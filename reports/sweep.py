@@ -88,6 +88,7 @@ from reports.sweep_cell import (
     Recipe,
     calibrate_config,
     calibration_reservation,
+    earlier_layer_policy,
     evaluate_cell,
     failed_cell,
     recipe_digest,
@@ -299,14 +300,17 @@ def read_cell(path: Path) -> dict | None:
 
 
 def finished(sweep: Sweep) -> list[Cell]:
-    """Cells whose JSON says done under this sweep's recipe."""
+    """Cells whose JSON says done under this sweep's recipe and today's layer policy."""
     digests: dict = {}
     done = []
     for c in sweep.cells:
         rec = read_cell(cell_path(sweep.out, c))
+        if not (rec and rec.get("status") == "done"):
+            continue
         if c.config not in digests:
-            digests[c.config] = recipe_digest(c.config, sweep.recipe)
-        if rec and rec.get("status") == "done" and rec.get("recipe") == digests[c.config]:
+            digests[c.config] = (None if earlier_layer_policy(c.config, sweep.out)
+                                 else recipe_digest(c.config, sweep.recipe))
+        if rec.get("recipe") == digests[c.config]:
             done.append(c)
     return done
 

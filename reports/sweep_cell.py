@@ -125,11 +125,28 @@ def _recipe_settings(config: Config, recipe: Recipe) -> dict:
             "per_channel": None if own else recipe.per_channel, "bp_init": None if own else recipe.bp_init}
 
 
+def earlier_layer_policy(config: Config, out_dir: str | Path) -> bool:
+    """Whether the config's artifact in ``out_dir`` was calibrated under an earlier layer policy (a conv's
+    recorded role differs from today's rule, intsim.cost.layer_policy.graph_roles): its calibration and
+    cells are redone, not reused."""
+    art = Path(out_dir) / "artifacts" / f"{config.id}.intsim"
+    if not art.is_file():
+        return False
+    from intsim.artifact import load_artifact
+    from intsim.cost.layer_policy import roles_unlike_the_rule
+
+    try:
+        return bool(roles_unlike_the_rule(load_artifact(art)))
+    except (OSError, ValueError):
+        return True  # unreadable: not reusable either
+
+
 def reused_calibration(config: Config, recipe: Recipe, out_dir: str) -> dict | None:
-    """The calibration record a previous run finished under the same recipe (its artifact unchanged), else None."""
+    """The calibration record a previous run finished under the same recipe and layer policy (its artifact
+    unchanged), else None."""
     folder = Path(out_dir) / "artifacts"
     art, record_path = folder / f"{config.id}.intsim", folder / f"{config.id}.calib.json"
-    if record_path.is_file() and art.is_file():
+    if record_path.is_file() and art.is_file() and not earlier_layer_policy(config, out_dir):
         rec = json.loads(record_path.read_text())
         if rec.get("recipe") == recipe_digest(config, recipe) and rec.get("artifact_sha256") == file_sha256(art):
             return rec

@@ -213,3 +213,21 @@ def test_default_method_cells_key_on_the_default_recipe_of_their_bits(monkeypatc
     monkeypatch.setitem(cr._RECON, "n_images", 512)  # a new default …
     assert recipe_digest(cfg("recon", "W8A8"), r) != w8  # … invalidates the cells made under the old one
     assert recipe_digest(cfg("minmax", "W4A4"), r) == r.digest()
+
+
+def test_a_calibration_under_an_earlier_layer_policy_is_not_reused(tmp_path):
+    from intsim.artifact import save_artifact
+    from reports.sweep_cell import Config, earlier_layer_policy
+    from tests.intsim.test_cost_compare import uniform_artifact
+
+    cfg = Config(model="fsrcnn", scale=4, bits="W4A4", method="minmax", allocation=None)
+    assert not earlier_layer_policy(cfg, tmp_path)  # no artifact: nothing to judge
+    (tmp_path / "artifacts").mkdir()
+    roles = {"head.conv": "head", "body.conv": "body", "up.conv": "upsampler", "tail.conv": "tail"}
+    save_artifact(uniform_artifact(4, {"layers": {n: {"role": r} for n, r in roles.items()}}),
+                  tmp_path / "artifacts" / f"{cfg.id}.intsim")
+    assert not earlier_layer_policy(cfg, tmp_path)
+    roles["up.conv"] = "body"  # recorded by the rule before 2026-12-07
+    save_artifact(uniform_artifact(4, {"layers": {n: {"role": r} for n, r in roles.items()}}),
+                  tmp_path / "artifacts" / f"{cfg.id}.intsim")
+    assert earlier_layer_policy(cfg, tmp_path)
