@@ -47,10 +47,12 @@ def main(argv=None) -> int:
                     help="weights at ≥ this many bits keep their full range (default: the recipe's)")
     ap.add_argument("--full-range-weights", action="store_true",
                     help="integer weights in [−2^(b−1), 2^(b−1)−1] instead of ±(2^(b−1)−1)")
+    ap.add_argument("--equalize", type=float, default=None, metavar="ALPHA",
+                    help="cross-layer equalization strength before calibration (calib/equalize.py; default: the recipe's)")
     ap.add_argument("--state-dir", default=None, help="resumable reconstruction state")
     a = ap.parse_args(argv)
     from calib.calibrate import LayerPolicy
-    from calib.cli_calibrate import _model_and_images, _resolve_inputs
+    from calib.cli_calibrate import _equalize, _model_and_images, _resolve_inputs
     from calib.determinism import fixed_threads
     from calib.methods import calibrate_method
     from calib.quality import holdout_pairs, score
@@ -59,7 +61,7 @@ def main(argv=None) -> int:
 
     rec = request_recipe(a.model, a.scale, f"W{a.bits}A{a.bits}", None, n_images=a.n, patch=a.patch,
                          recon=json.loads(a.recon), wide_weight_bits=a.wide_weight_bits,
-                         full_range_weights=a.full_range_weights or None)
+                         full_range_weights=a.full_range_weights or None, equalize=a.equalize)
     weights, _, folder, is_lr, _ = _resolve_inputs(a.model, a.scale, None, False, 0, os.devnull, None, "auto",
                                                    a.state_dir)
     net, _, rr, graph, images = _model_and_images(a.model, a.scale, weights, 0, folder, is_lr, rec, [],
@@ -69,6 +71,7 @@ def main(argv=None) -> int:
     print(json.dumps({"fp": score(a.model, net, rr, a.scale, plain),
                       "fp_stressed": score(a.model, net, rr, a.scale, stressed)}), flush=True)
     t = time.time()
+    _equalize(graph, images, rec, lambda m: print(json.dumps({"equalize": m}), flush=True))
     with fixed_threads():
         res = calibrate_method(net, images, a.bits, a.bits, "recon", LayerPolicy(per_channel_weights=True),
                                bp_init=rec.bp_init, batch_size=rec.batch_size, graph=graph,

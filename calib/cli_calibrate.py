@@ -94,6 +94,29 @@ def request_recipe(model, scale: int, bits: str, method: str | None = None, **re
                           weight_bits=parse_bits(bits)[0], **recipe_settings)
 
 
+def _equalize(graph, images, rec, say) -> list:
+    """Cross-layer equalization of the float model in place when the recipe asks for it (calib/equalize.py)."""
+    if rec.equalize is None:
+        return []
+    from calib.equalize import equalize
+
+    with fixed_threads():
+        pairs = equalize(graph, images, rec.equalize)
+    say(f"equalized {len(pairs)} conv pair(s) through ReLU-like activations (α {rec.equalize:g})")
+    return pairs
+
+
+def _record_equalized_biases(calib, graph, pairs) -> None:
+    """An equalized producer's bias is no longer the checkpoint's: the artifact records it
+    (``bias_learned``) so the fake-quant model rebuilt from the checkpoint stays exact."""
+    for p in pairs:
+        layer = calib.layers.get(p.producer)
+        if layer is not None and layer.bias is None:
+            bias = graph.gm.get_submodule(graph.node(p.producer).module).bias
+            if bias is not None:
+                layer.bias = bias.detach().clone()
+
+
 def _checked_request(model: str, scale: int, bits: str, out: str | None, realization: str, policy_file, budget,
                      method: str | None, **recipe_settings):
     """The settings checked before anything is read: ``(weight bits, activation bits, resolved recipe)``."""
@@ -254,7 +277,7 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
                   state_dir: str | None = None, progress: bool = False, range_mode: str = "ema",
                   per_channel: bool | None = None, log=None, holdout: bool = True, policy_file: str | None = None,
                   budget: str | None = None, candidate_bits=None, accel: str = "edge_npu",
-                  stress: float | None = None, random_init: bool = False,
+                  stress: float | None = None, equalize: float | None = None, random_init: bool = False,
                   calib_layout: str = "auto", rgb_range: float | None = None,
                   in_channels: int | None = None) -> CalibrationRun:
     """Calibrate ``model`` and write its artifact to ``out`` (atomically).
@@ -275,7 +298,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     reconstruction state. ``log``: a callable for stage lines. ``holdout``:
     score the artifact on held-out calibration images (:mod:`calib.quality`).
     ``stress``: fraction of colour/contrast-stressed calibration patches
-    (:mod:`calib.augment`; None = the recipe's, 0 = none).
+    (:mod:`calib.augment`; None = the recipe's, 0 = none). ``equalize``: cross-layer equalization
+    strength α ∈ [0, 1] (:mod:`calib.equalize`; None = the recipe's).
     ``policy_file``: per-layer bits (TOML, :func:`calib.mixed_precision.read_policy`);
     ``budget``: choose per-layer bits among ``candidate_bits`` (default 3/4/6/8)
     under ``energy=…|latency=…|storage=…`` on ``accel`` (:mod:`calib.mixed_precision`);
@@ -297,7 +321,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     say = log or (lambda msg: None)
     bw, ba, rec = _checked_request(model, int(scale), bits, out, realization, policy_file, budget, method,
                                    n_images=n_images, patch=patch, batch_size=batch_size, bp_init=bp_init,
-                                   per_channel=per_channel, recon=recon, seed=int(seed), stress=stress)
+                                   per_channel=per_channel, recon=recon, seed=int(seed), stress=stress,
+                                   equalize=equalize)
     method = rec.method
     weights, weights_line, folder, is_lr, layout_line = _resolve_inputs(
         model, int(scale), weights, random_init, int(seed), out, calib_data, calib_layout, state_dir)
@@ -309,6 +334,10 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     from calib.calibrate import LayerPolicy
     from calib.methods import calibrate_method
 
+    from calib.export import state_dict_fingerprint
+
+    checkpoint_fingerprint = state_dict_fingerprint(net) if rec.equalize is not None else None  # what a rebuild loads
+    equalized = _equalize(graph, images, rec, say)
     ft_cfg = _finetune_config(finetune, int(seed), rec.batch_size)
     policy, mixed = _layer_policy(LayerPolicy.parse(policy), rec, policy_file, budget, net, graph, images,
                                   rgb_range, folder, is_lr, int(scale), int(seed), entry or label, candidate_bits,
@@ -321,6 +350,7 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
                                  wide_weight_bits=rec.wide_weight_bits,
                                  full_range_weights=rec.full_range_weights)
     calib.settings["recipe"] = rec.to_json()
+    _record_equalized_biases(calib, graph, equalized)
     if mixed is not None:
         calib.settings["mixed_precision"] = {k: mixed[k] for k in ("budget", "metric", "limit", "cost", "bits")}
     meta = {"name": label, "scale": int(scale), "method": method, "allocation": calib.settings["allocation"],
@@ -330,7 +360,9 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     say("export")
     art = export_artifact(net, calib, realization=realization, rounding=rounding, overflow=overflow,
                           acc_bits=acc_bits, stream_bits=stream_bits, mult_bits=mult_bits, grid_bits=grid_bits,
-                          model_meta=meta, source=_source(entry, label, int(scale), weights, int(seed)))
+                          model_meta=meta, source={**_source(entry, label, int(scale), weights, int(seed)),
+                                                   **({"state_dict_sha256": checkpoint_fingerprint} if equalized
+                                                      else {})})
     digest = save_artifact(art, out)
     overruns = _accumulator_overruns(art, say)
     if mixed is not None:

@@ -411,7 +411,7 @@ def _export_metadata(model: nn.Module, calib_result, ex: _GraphExport, model_met
     if "weights" in meta_model:
         src["checkpoint"] = meta_model["weights"]
     src.update(source or {})
-    src["state_dict_sha256"] = state_dict_fingerprint(model)
+    src.setdefault("state_dict_sha256", state_dict_fingerprint(model))
     metadata = {
         "producer": "calib.export",
         "source": src,
@@ -445,7 +445,9 @@ def export_artifact(model: nn.Module, calib_result, *, realization: str = "split
     float32 fake-quant model can be rebuilt from the artifact alone
     (:mod:`calib.evaluate`): keys ``model`` (zoo name), ``scale``, ``checkpoint``
     (path) and ``checkpoint_sha256`` (see :func:`model_source`). Export always
-    adds ``state_dict_sha256`` (:func:`state_dict_fingerprint` of ``model``) and
+    adds ``state_dict_sha256`` (:func:`state_dict_fingerprint` of ``model``, unless ``source`` gives the
+    checkpoint's own: cross-layer equalization changes ``model`` in float-exact ways whose effect the
+    artifact's integer weights and recorded biases carry) and
     defaults ``model``/``scale`` from ``model_meta``. The returned artifact has not been written;
     use :func:`intsim.artifact.save_artifact`.
     """

@@ -53,6 +53,7 @@ class Recipe:
     stress: Stress | None = None  # photometric stress mixed into the calibration patches (calib/augment.py)
     full_range_weights: bool = False  # integer weights in [−2^(b−1), 2^(b−1)−1] (else narrow, ±(2^(b−1)−1))
     fisher_below_bits: int | None = None  # recon: Fisher-weighted unit loss when --bits has fewer weight bits
+    equalize: float | None = None  # cross-layer equalization strength α (calib/equalize.py); None = off
 
     def describe(self) -> str:
         """One line for the user: what this recipe does."""
@@ -64,11 +65,13 @@ class Recipe:
                   else "")
             ww = f" (unclipped at ≥{self.wide_weight_bits} bits)" if self.wide_weight_bits else ""
             ww += ", full two's complement range" if self.full_range_weights else ""
-            return (f"{self.method}: two-region init (bp {self.bp_init}{wide}), {w} weights{ww}, block reconstruction with "
+            eq = f", cross-layer equalized (α {self.equalize:g})" if self.equalize is not None else ""
+            return (f"{self.method}: two-region init (bp {self.bp_init}{wide}), {w} weights{ww}{eq}, block reconstruction with "
                     f"learned rounding ({r.iters} steps/unit, batch {r.batch_size}, QDrop {r.qdrop}"
                     f"{', Fisher-weighted loss' if r.weighting == 'fisher' else ''}) on "
                     f"{self.n_images} patches of {self.patch}×{self.patch}{st}")
-        return (f"{self.method}: bp {self.bp_init}, {w} weights, {self.n_images} patches of "
+        eq = f", cross-layer equalized (α {self.equalize:g})" if self.equalize is not None else ""
+        return (f"{self.method}: bp {self.bp_init}, {w} weights{eq}, {self.n_images} patches of "
                 f"{self.patch}×{self.patch}, batch {self.batch_size}")
 
     def to_json(self) -> dict:
@@ -81,6 +84,8 @@ class Recipe:
             del d["full_range_weights"]
         if self.fisher_below_bits is None:
             del d["fisher_below_bits"]
+        if self.equalize is None:  # absent = off: artifacts record what they recorded before the option
+            del d["equalize"]
         return d
 
 
@@ -93,7 +98,8 @@ def resolve_recipe(method: str | None = None, *, n_images: int | None = None, pa
                    batch_size: int | None = None, bp_init: str | None = None, per_channel: bool | None = None,
                    recon: ReconConfig | dict | None = None, seed: int = 0, input_upscale: int = 1,
                    stress: float | None = None, wide_weight_bits: int | None = None,
-                   full_range_weights: bool | None = None, weight_bits: int | None = None) -> Recipe:
+                   full_range_weights: bool | None = None, weight_bits: int | None = None,
+                   equalize: float | None = None) -> Recipe:
     """The recipe of ``method`` (default :data:`DEFAULT_METHOD`) with the given overrides (None = default).
 
     ``input_upscale``: how much larger than the LR patch the network's input is
@@ -101,6 +107,8 @@ def resolve_recipe(method: str | None = None, *, n_images: int | None = None, pa
     ``recon`` shrinks by it, so every model reconstructs on inputs of about 48².
     ``stress``: the fraction of calibration patches that are colour/contrast
     stressed (calib/augment.py; 0 turns it off).
+    ``equalize``: cross-layer equalization strength α ∈ [0, 1] before calibration (calib/equalize.py;
+    None = the recipe's, off).
     ``weight_bits``: the request's weight width (``--bits``); ``recon`` below the recipe's
     ``fisher_below_bits`` weighs its unit loss by the Fisher channel sensitivity, unless ``recon``
     sets ``weighting`` itself.
@@ -113,7 +121,7 @@ def resolve_recipe(method: str | None = None, *, n_images: int | None = None, pa
         base["patch"] = max(8, base["patch"] // int(input_upscale))
     for k, v in (("n_images", n_images), ("patch", patch), ("batch_size", batch_size), ("bp_init", bp_init),
                  ("per_channel", per_channel), ("wide_weight_bits", wide_weight_bits),
-                 ("full_range_weights", full_range_weights)):
+                 ("full_range_weights", full_range_weights), ("equalize", equalize)):
         if v is not None:
             base[k] = v
     rc = None
@@ -126,5 +134,7 @@ def resolve_recipe(method: str | None = None, *, n_images: int | None = None, pa
             rc = recon
         elif isinstance(recon, dict):
             rc = replace(rc, **recon)
+    if base.get("equalize") is not None and not 0.0 <= float(base["equalize"]) <= 1.0:
+        raise ValueError(f"equalization strength must be in [0, 1], got {base['equalize']}")
     frac = base.pop("stress_fraction", 0.0) if stress is None else float(stress)
     return Recipe(method=m, recon=rc, stress=Stress(fraction=frac) if frac else None, **base)

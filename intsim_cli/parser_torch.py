@@ -60,6 +60,9 @@ def add_calibrate(sub) -> None:
     c.add_argument("--loss-weighting", choices=["none", "fisher"], default=None,
                    help="reconstruction loss (method recon): fisher weights each unit-output channel's error by its "
                         "measured effect on the SR output, none is plain MSE (default: the recipe's)")
+    c.add_argument("--equalize", type=unit_fraction, default=None, metavar="ALPHA",
+                   help="cross-layer equalization before calibration: rescale channels through ReLU-like "
+                        "activations, migration strength ALPHA in [0, 1] (exact in float; default: the recipe's, off)")
     c.add_argument("--stress", type=unit_fraction, default=None, metavar="FRACTION",
                    help="fraction of calibration patches made colour-saturated and contrast-stretched, so ranges "
                         "cover saturated content (0 = off; default: the recipe's)")

@@ -85,7 +85,7 @@ def cmd_calibrate(args) -> int:
                 "per_channel": args.per_channel, "log": lambda line: log.info(line, extra=STATUS),
                 "recon": {k: v for k, v in (("iters", args.iters), ("weighting", args.loss_weighting))
                           if v is not None} or None,
-                "policy_file": args.policy, "budget": args.budget, "stress": args.stress,
+                "policy_file": args.policy, "budget": args.budget, "stress": args.stress, "equalize": args.equalize,
                 "candidate_bits": args.candidates, "rgb_range": args.rgb_range, "in_channels": args.in_channels,
                 "finetune": {k: v for k, v in (("epochs", args.epochs), ("lr_mode", args.lr_mode)) if v is not None}
                 or None}
