@@ -6,8 +6,9 @@
 A row is ``model:scale:bits:method[:key=value,...]``; ``method`` ``default`` means no
 ``--method`` (the recipe a user gets, calib/recipe.py); options: ``budget=…`` (mixed
 precision, :mod:`calib.mixed_precision`), ``policy=FILE``, ``allocation=…``, ``iters=…``,
-``weighting=none|fisher`` (the reconstruction loss), ``n=…`` and ``patch=…`` (calibration patches; the
-table shows every override).
+``weighting=none|fisher`` (the reconstruction loss), ``n=…`` and ``patch=…`` (calibration patches),
+``stress=…`` and ``equalize=ALPHA`` (cross-layer equalization, :mod:`calib.equalize`); the table shows
+every override.
 Every row calibrates through :func:`calib.cli_calibrate.calibrate_run` exactly as
 ``intsim calibrate`` does (real checkpoint from the data root, SunHays80 patches — the
 offline stand-in for DIV2K, never a test set), then scores the artifact on the benchmark
@@ -103,7 +104,8 @@ def _recipe_settings(opts: dict) -> dict:
     return {"n_images": int(opts["n"]) if "n" in opts else None, "patch": int(opts["patch"]) if "patch" in opts else None,
             "recon": ({k: v for k, v in (("iters", int(opts["iters"]) if "iters" in opts else None),
                                          ("weighting", opts.get("weighting"))) if v is not None} or None),
-            "stress": float(opts["stress"]) if "stress" in opts else None}
+            "stress": float(opts["stress"]) if "stress" in opts else None,
+            "equalize": float(opts["equalize"]) if "equalize" in opts else None}
 
 
 def _earlier_recipe(row: dict) -> bool:
