@@ -16,7 +16,8 @@ recon (default) block reconstruction with learned weight rounding (calib/reconst
                 256 LR patches of 48×48 (4 per image) from the first 64 images of the
                 seeded order (calib/calibrate.py calibration_pool); 300 steps per unit,
                 batch 4, QDrop 0.5; below 6 weight bits the unit loss is Fisher-weighted
-                (each output channel's error counted by its effect on the SR output)
+                (each output channel's error counted by its effect on the SR output);
+                cross-layer equalization off (``equalize``; measured, docs/calibration.md tenth round)
 paper methods   (oaq, dual_region, baselines) the paper's recipe: 100 LR patches of
                 96×96, batch 2, bp at the EMA p99, per-tensor weight scales
 ==============  ======================================================================
