@@ -68,3 +68,22 @@ def test_fisher_weighted_loss_below_six_weight_bits_only():
     assert resolve_recipe("oaq", weight_bits=4).recon is None
     # what earlier artifacts recorded is unchanged at 6 and 8 bits
     assert "weighting" not in resolve_recipe(weight_bits=8).to_json()["recon"]
+
+
+def test_equalization_is_an_option_off_by_default():
+    """Measured on held-out SunHays80 (docs/calibration.md, tenth round): not in the default."""
+    from intsim_cli import UsageError, build_parser
+
+    for bits in (4, 6, 8):
+        r = resolve_recipe(weight_bits=bits)
+        assert r.equalize is None and "equalize" not in r.to_json() and "equalized" not in r.describe()
+    r = resolve_recipe(weight_bits=4, equalize=1.0)
+    assert r.to_json()["equalize"] == 1.0 and "cross-layer equalized (α 1)" in r.describe()
+    assert "cross-layer equalized (α 0.5)" in resolve_recipe("oaq", equalize=0.5).describe()
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        resolve_recipe(equalize=1.5)
+    p = build_parser()
+    assert p.parse_args(["calibrate", "--model", "fsrcnn", "--scale", "4", "--bits", "W4A4", "-o", "x",
+                         "--equalize", "1"]).equalize == 1.0
+    with pytest.raises(UsageError, match="--equalize"):
+        p.parse_args(["calibrate", "--model", "fsrcnn", "--scale", "4", "--bits", "W4A4", "-o", "x", "--equalize", "2"])
