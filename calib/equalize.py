@@ -75,8 +75,10 @@ def _channel_absmax(graph, tensors: Sequence[str], images: Sequence[torch.Tensor
         return f
 
     taps = {t: tap(t) for t in tensors}
-    for i in range(0, len(images), batch):
-        graph.run(torch.stack(list(images[i:i + batch])), tensor_taps=taps)
+    same = len({tuple(im.shape) for im in images}) == 1
+    step = batch if same else 1  # calibration images of different sizes run one at a time
+    for i in range(0, len(images), step):
+        graph.run(torch.stack(list(images[i:i + step])), tensor_taps=taps)
     return peak
 
 

@@ -56,6 +56,17 @@ def test_equalized_model_computes_the_same_function(alpha):
         torch.testing.assert_close(peak, peak.mean().expand_as(peak), rtol=1e-5, atol=0)
 
 
+def test_images_of_different_sizes_are_measured_one_at_a_time():
+    net = Net().eval()
+    x = torch.rand(1, 3, 10, 14)
+    with torch.no_grad():
+        ref = net(x)
+    pairs = equalize(capture(net, rgb_range=1.0), [torch.rand(3, 8, 8), torch.rand(3, 12, 6)], 1.0)
+    assert len(pairs) == 3
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref, rtol=1e-4, atol=1e-4)
+
+
 def test_strength_outside_the_unit_interval_is_refused():
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         equalize(capture(Net().eval(), rgb_range=1.0), [torch.rand(3, 8, 8)], 1.5)
