@@ -94,16 +94,20 @@ def request_recipe(model, scale: int, bits: str, method: str | None = None, **re
                           weight_bits=parse_bits(bits)[0], **recipe_settings)
 
 
-def _equalize(graph, images, rec, say) -> list:
-    """Cross-layer equalization of the float model in place when the recipe asks for it (calib/equalize.py)."""
+def _equalize(net, graph, images, rec, say) -> tuple[list, dict]:
+    """Cross-layer equalization of the float model in place when the recipe asks for it (calib/equalize.py).
+    Returns the rescaled pairs and what the artifact's source must record instead of the rescaled model's
+    fingerprint: the checkpoint's own, which a rebuild loads."""
     if rec.equalize is None:
-        return []
+        return [], {}
     from calib.equalize import equalize
+    from calib.export import state_dict_fingerprint
 
+    fingerprint = state_dict_fingerprint(net)
     with fixed_threads():
         pairs = equalize(graph, images, rec.equalize)
     say(f"equalized {len(pairs)} conv pair(s) through ReLU-like activations (α {rec.equalize:g})")
-    return pairs
+    return pairs, ({"state_dict_sha256": fingerprint} if pairs else {})
 
 
 def _record_equalized_biases(calib, graph, pairs) -> None:
@@ -334,10 +338,7 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     from calib.calibrate import LayerPolicy
     from calib.methods import calibrate_method
 
-    from calib.export import state_dict_fingerprint
-
-    checkpoint_fingerprint = state_dict_fingerprint(net) if rec.equalize is not None else None  # what a rebuild loads
-    equalized = _equalize(graph, images, rec, say)
+    equalized, equalized_source = _equalize(net, graph, images, rec, say)
     ft_cfg = _finetune_config(finetune, int(seed), rec.batch_size)
     policy, mixed = _layer_policy(LayerPolicy.parse(policy), rec, policy_file, budget, net, graph, images,
                                   rgb_range, folder, is_lr, int(scale), int(seed), entry or label, candidate_bits,
@@ -361,8 +362,7 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
     art = export_artifact(net, calib, realization=realization, rounding=rounding, overflow=overflow,
                           acc_bits=acc_bits, stream_bits=stream_bits, mult_bits=mult_bits, grid_bits=grid_bits,
                           model_meta=meta, source={**_source(entry, label, int(scale), weights, int(seed)),
-                                                   **({"state_dict_sha256": checkpoint_fingerprint} if equalized
-                                                      else {})})
+                                                   **equalized_source})
     digest = save_artifact(art, out)
     overruns = _accumulator_overruns(art, say)
     if mixed is not None:
@@ -384,11 +384,8 @@ def calibrate_run(model: str, weights: str | None, scale: int, bits: str, method
         "allocation": calib.settings["allocation"], "realization": realization, "rounding": art.numerics.rounding,
         "overflow": art.numerics.overflow, "acc_bits": acc_bits, "accumulator_overruns": overruns,
         "stream_bits": stream_bits, "mult_bits": mult_bits, "weights": weights, "calib_data": str(folder),
-        "calib_is_lr": is_lr, "n_images": rec.n_images,
-        "patch": rec.patch, "seed": int(seed), "ops": len(art.ops),
-        "code_bits": dict(art.model["code_bits"]),
-        "fakequant_vs_fp_psnr_db": fq_psnr,
-        "holdout": quality,
+        "calib_is_lr": is_lr, "n_images": rec.n_images, "patch": rec.patch, "seed": int(seed), "ops": len(art.ops),
+        "code_bits": dict(art.model["code_bits"]), "fakequant_vs_fp_psnr_db": fq_psnr, "holdout": quality,
         "policy_overrides": {k: list(v) for k, v in policy.overrides.items()},
         "mixed_precision": mixed,
         "calibration_seconds": getattr(calib, "runtime", {}).get("seconds"),
