@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     print(json.dumps({"fp": score(a.model, net, rr, a.scale, plain),
                       "fp_stressed": score(a.model, net, rr, a.scale, stressed)}), flush=True)
     t = time.time()
-    _equalize(graph, images, rec, lambda m: print(json.dumps({"equalize": m}), flush=True))
+    _equalize(net, graph, images, rec, lambda m: print(json.dumps({"equalize": m}), flush=True))
     with fixed_threads():
         res = calibrate_method(net, images, a.bits, a.bits, "recon", LayerPolicy(per_channel_weights=True),
                                bp_init=rec.bp_init, batch_size=rec.batch_size, graph=graph,

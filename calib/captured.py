@@ -52,6 +52,7 @@ class LNode:
 
 CONV_OPS = ("conv2d", "conv_transpose2d")
 
+
 @dataclass
 class CapturedGraph:
     """A traced model lowered to :class:`LNode` ops in topological order."""

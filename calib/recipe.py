@@ -59,6 +59,7 @@ class Recipe:
     def describe(self) -> str:
         """One line for the user: what this recipe does."""
         w = "per-channel" if self.per_channel else "per-tensor"
+        eq = f", cross-layer equalized (α {self.equalize:g})" if self.equalize is not None else ""
         if self.recon is not None:
             r = self.recon
             wide = f", ranges searched up to the extremes at ≥{self.wide_range_bits} bits" if self.wide_range_bits else ""
@@ -66,12 +67,10 @@ class Recipe:
                   else "")
             ww = f" (unclipped at ≥{self.wide_weight_bits} bits)" if self.wide_weight_bits else ""
             ww += ", full two's complement range" if self.full_range_weights else ""
-            eq = f", cross-layer equalized (α {self.equalize:g})" if self.equalize is not None else ""
             return (f"{self.method}: two-region init (bp {self.bp_init}{wide}), {w} weights{ww}{eq}, block reconstruction with "
                     f"learned rounding ({r.iters} steps/unit, batch {r.batch_size}, QDrop {r.qdrop}"
                     f"{', Fisher-weighted loss' if r.weighting == 'fisher' else ''}) on "
                     f"{self.n_images} patches of {self.patch}×{self.patch}{st}")
-        eq = f", cross-layer equalized (α {self.equalize:g})" if self.equalize is not None else ""
         return (f"{self.method}: bp {self.bp_init}, {w} weights{eq}, {self.n_images} patches of "
                 f"{self.patch}×{self.patch}, batch {self.batch_size}")
 

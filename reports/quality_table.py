@@ -121,12 +121,13 @@ def _earlier_recipe(row: dict) -> bool:
 def _earlier_policy(row: dict, art_dir: Path | None) -> bool:
     """Whether the row's artifact was calibrated under an earlier layer policy: a conv's recorded role
     differs from today's rule (intsim.cost.layer_policy.graph_roles), e.g. an upsampler run at body bits."""
-    if art_dir is None or not (art_dir / f"{row_id(row['row'])}.intsim").is_file():
+    art = art_dir / f"{row_id(row['row'])}.intsim" if art_dir is not None else None
+    if art is None or not art.is_file():
         return False
     from intsim.artifact import load_artifact
     from intsim.cost.layer_policy import roles_unlike_the_rule
 
-    return bool(roles_unlike_the_rule(load_artifact(art_dir / f"{row_id(row['row'])}.intsim")))
+    return bool(roles_unlike_the_rule(load_artifact(art)))
 
 
 def markdown(rows: list[dict], base: dict, command: str, art_dir: Path | None = None) -> str:
