@@ -60,7 +60,7 @@ from calib.calibrate import CalibrationResult, LayerCalibration, LayerPolicy, _b
 from calib.quant.two_region import MinMaxObserver, TwoRegionSpec
 from calib.quant.weight import minmax_weight_spec, mse_weight_spec
 
-__all__ = ["METHODS", "METHOD_TABLE", "MethodSpec", "calibrate_method", "check_method", "discover_convs",
+__all__ = ["METHODS", "METHOD_TABLE", "MethodSpec", "calibrate_method", "check_method",
            "search_budgeted", "search_bp", "ActStats", "collect_activation_stats",
            "evaluate_fakequant"]
 
@@ -93,46 +93,6 @@ def check_method(method: str) -> str:
     if m not in METHOD_TABLE:
         raise ValueError(f"unknown calibration method {method!r}; valid methods: {', '.join(METHODS)}")
     return m
-
-
-# --------------------------------------------------------------------------- structure discovery
-def _parent_and_attr(root: nn.Module, path: str):
-    parent_path, _, attr = path.rpartition(".")
-    return (root.get_submodule(parent_path) if parent_path else root), attr
-
-
-@torch.no_grad()
-def discover_convs(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str]]:
-    """``[(module path, role)]`` of every ``nn.Conv2d`` in execution order (first call of each).
-
-    Roles: first executed conv = head, last = tail, a conv followed directly
-    by ``nn.PixelShuffle`` in its parent ``nn.Sequential`` = upsampler, else body.
-    """
-    order: list[str] = []
-    hooks = []
-    for name, m in model.named_modules():
-        if type(m) is nn.Conv2d:
-            hooks.append(m.register_forward_pre_hook(lambda mod, inp, n=name: order.append(n) if n not in order else None))
-    try:
-        model(example)
-    finally:
-        for h in hooks:
-            h.remove()
-    out = []
-    for i, path in enumerate(order):
-        parent, attr = _parent_and_attr(model, path)
-        role = "body"
-        if i == 0:
-            role = "head"
-        elif i == len(order) - 1:
-            role = "tail"
-        elif isinstance(parent, nn.Sequential):
-            names = list(parent._modules)
-            k = names.index(attr)
-            if k + 1 < len(names) and isinstance(parent._modules[names[k + 1]], nn.PixelShuffle):
-                role = "upsampler"
-        out.append((path, role))
-    return out
 
 
 # --------------------------------------------------------------------------- activation statistics
@@ -355,13 +315,10 @@ def calibrate_method(model: nn.Module, images: Sequence[torch.Tensor], bits_w: i
     batches = list(_batches(images, batch_size))
     if not batches:
         raise ValueError("no calibration images were given")
-    if graph is not None:
-        base = calibrate_minmax(model, images, bits_w, bits_a, pol, batch_size=batch_size, graph=graph)
-        convs = [(l.name, l.module, l.role) for l in base.layers.values()]
-        stream_absmax, g = base.stream_absmax, base.graph
-    else:
-        convs = [(p, p, r) for p, r in discover_convs(model, batches[0][:1])]
-        stream_absmax, g = {}, None
+    # the captured graph gives the convs and their roles (one rule, intsim.cost.layer_policy.graph_roles)
+    base = calibrate_minmax(model, images, bits_w, bits_a, pol, batch_size=batch_size, graph=graph)
+    convs = [(l.name, l.module, l.role) for l in base.layers.values()]
+    stream_absmax, g = base.stream_absmax, base.graph
     stats = collect_activation_stats(model, [m for _, m, _ in convs], batches)
     layers: dict[str, LayerCalibration] = {}
     exact_inputs: list[str] = []
