@@ -594,3 +594,22 @@ def test_version_without_package_metadata(monkeypatch):
 def test_verbose_after_the_command_name(capsys, art_file, img_dir, tmp_path):
     code, _, err = cli(capsys, "run", art_file, img_dir, "-o", tmp_path / "sr", "--verbose")
     assert code == EXIT_OK and "intsim: debug: engine threads:" in err, err
+
+
+def test_calibrate_below_bicubic_names_what_to_try(capsys, caplog):
+    """calibrate's closing check: a uniform model below bicubic is pointed at a small mixed-precision
+    budget for its own bits; a mixed one at a larger budget; a non-default method also at the default."""
+    from intsim_cli.torch_commands import _print_quality, below_bicubic_advice
+
+    bad = {"images": 8, "disjoint": True, "quantized_psnr_db": 25.0, "verdict": "bad",
+           "verdict_text": "quality BAD: below bicubic — −1.47 dB vs bicubic (26.89)"}
+    with caplog.at_level("WARNING"):
+        _print_quality(bad, "W4A4", False, True)
+    assert "quality BAD" in capsys.readouterr().err
+    assert "--budget energy=1.1xW4A4" in caplog.text and "default method" not in caplog.text
+    assert below_bicubic_advice("W4A4", True) == "try a larger --budget or more bits"
+    assert below_bicubic_advice("W6A6", False, False).endswith(", or the default method (no --method)")
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        _print_quality(dict(bad, verdict="fair"), "W4A4")
+    assert "bicubic" not in caplog.text
