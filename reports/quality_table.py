@@ -2,6 +2,7 @@
 
     python -m reports.quality_table --out results/quality --rows imdn:4:W4A4:default imdn:4:W4A4:oaq ...
         [--datasets Set5] [--golden] [--markdown docs/calibration_results.md] [--state-root DIR]
+    python -m reports.quality_table --out results/quality --fill-golden --rows vdsr:4:W6A6:default
 
 A row is ``model:scale:bits:method[:key=value,...]``; ``method`` ``default`` means no
 ``--method`` (the recipe a user gets, calib/recipe.py); options: ``budget=…`` (mixed
@@ -14,8 +15,9 @@ Every row calibrates through :func:`calib.cli_calibrate.calibrate_run` exactly a
 offline stand-in for DIV2K, never a test set), then scores the artifact on the benchmark
 sets with the integer engine, and with ``--golden`` also with golden (float64), checking
 the SR outputs bit for bit (sha256 per image). Rows are written atomically to
-``<out>/<row>.json`` and skipped when present, so a run resumes. The markdown is
-regenerated from all row JSONs in ``--out``.
+``<out>/<row>.json`` and skipped when present, so a run resumes; ``--fill-golden`` instead
+runs golden on such a finished row that lacks it, on the row's own artifact (refused unless its
+sha256 is the one the row recorded). The markdown is regenerated from all row JSONs in ``--out``.
 """
 from __future__ import annotations
 
@@ -51,7 +53,6 @@ def parse_row(spec: str) -> dict:
 
 def run_row(spec: str, a, out_dir: Path) -> dict:
     from calib.cli_calibrate import calibrate_run
-    from calib.evaluate import run_eval
     from calib.models.zoo import resolve_checkpoint
 
     r = parse_row(spec)
@@ -71,15 +72,41 @@ def run_row(spec: str, a, out_dir: Path) -> dict:
                                if s.get("mixed_precision") else None),
            "policy_overrides": s.get("policy_overrides"), "datasets": {}}
     engines = ("intsim", "golden") if a.golden else ("intsim",)
+    _evaluate(row, art, engines, a.datasets)
+    return row
+
+
+def _evaluate(row: dict, art: Path, engines, datasets) -> None:
+    """Add each engine's Set5-style scores of ``art`` to ``row`` and whether golden equals intsim."""
+    from calib.evaluate import run_eval
+
     for eng in engines:
-        ev = run_eval(str(art), a.datasets, engine=eng, progress=False)
+        ev = run_eval(str(art), datasets, engine=eng, progress=False)
         for name, d in ev["datasets"].items():
             row["datasets"].setdefault(name, {})[eng] = {
                 "psnr": d["psnr"], "ssim": d["ssim"], "per_image": [i["psnr"] for i in d["images"]],
                 "sha256": [i["sr_sha256"] for i in d["images"]]}
     for d in row["datasets"].values():
         d["golden_equals_intsim"] = (d["golden"]["sha256"] == d["intsim"]["sha256"]) if "golden" in d else None
-    return row
+
+
+def fill_golden(path: Path, out_dir: Path) -> str:
+    """Golden on a finished row whose datasets lack it, on the row's own artifact (its sha256 must match
+    the row's ``artifact_sha256``: a recalibrated or missing artifact is refused, not silently scored).
+    Rewrites the row JSON; returns what was done, in one line."""
+    from intsim.artifact import file_sha256
+
+    row = json.loads(path.read_text())
+    todo = [n for n, d in row["datasets"].items() if "golden" not in d]
+    if not todo:
+        return f"{row['row']}: golden already checked"
+    art = out_dir / f"{row_id(row['row'])}.intsim"
+    if not art.is_file() or file_sha256(art) != row["artifact_sha256"]:
+        return f"{row['row']}: not filled, its artifact {art} is missing or not the one the row measured"
+    _evaluate(row, art, ("golden",), todo)
+    atomic_write_json(path, row)
+    return f"{row['row']}: golden==intsim " + ", ".join(f"{n} {row['datasets'][n]['golden_equals_intsim']}"
+                                                         for n in todo)
 
 
 def _baselines(models: set[tuple[str, int]], datasets: list[str]) -> dict:
@@ -196,6 +223,8 @@ def main(argv=None) -> int:
                     help="resumable calibration state per row under DIR/<row> (long rows: stop and rerun to resume)")
     ap.add_argument("--datasets", default="Set5")
     ap.add_argument("--golden", action="store_true", help="also run golden and compare every SR output")
+    ap.add_argument("--fill-golden", action="store_true",
+                    help="for finished --rows without golden: run golden on the row's own artifact and compare")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--markdown", default=None)
     ap.add_argument("--progress", action="store_true")
@@ -206,7 +235,7 @@ def main(argv=None) -> int:
     for spec in a.rows:
         path = out_dir / f"{row_id(spec)}.json"
         if path.is_file():
-            print(f"{spec}: done earlier", flush=True)
+            print(fill_golden(path, out_dir) if a.fill_golden else f"{spec}: done earlier", flush=True)
             continue
         print(f"{spec}: calibrating", flush=True)
         try:

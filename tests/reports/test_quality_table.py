@@ -55,3 +55,38 @@ def test_a_row_whose_artifact_records_an_earlier_layer_policy_is_marked(tmp_path
     labels = [line.split(" | ")[2] for line in md.splitlines() if line.startswith("| imdn")]
     assert labels == ["default = recon ‡", "default = recon"]
     assert "‡ calibrated under an earlier layer policy" in md
+
+
+def test_fill_golden_scores_the_rows_own_artifact_and_refuses_another(tmp_path, monkeypatch):
+    """--fill-golden: golden on a finished row's artifact, checked by the sha256 the row recorded."""
+    import json
+
+    import calib.evaluate
+    from intsim.artifact import file_sha256
+    from reports.quality_table import fill_golden, row_id
+
+    row = _row("W6A6", TODAY)
+    row["datasets"]["Set5"]["intsim"]["sha256"] = ["a", "b"]
+    row["datasets"]["Set5"]["golden_equals_intsim"] = None
+    art = tmp_path / f"{row_id(row['row'])}.intsim"
+    art.write_bytes(b"an artifact")
+    row["artifact_sha256"] = file_sha256(art)
+    path = tmp_path / f"{row_id(row['row'])}.json"
+    path.write_text(json.dumps(row))
+    calls = []
+
+    def fake_eval(artifact, datasets, engine="intsim", progress=True):
+        calls.append((artifact, tuple(datasets), engine))
+        return {"datasets": {"Set5": {"psnr": 32.0, "ssim": 0.9, "images": [
+            {"psnr": 32.0, "sr_sha256": "a"}, {"psnr": 32.0, "sr_sha256": "c"}]}}}
+
+    monkeypatch.setattr(calib.evaluate, "run_eval", fake_eval)
+    art.write_bytes(b"another artifact")  # recalibrated since: refused, the row is left as it was
+    assert "not filled" in fill_golden(path, tmp_path) and not calls
+    assert "golden" not in json.loads(path.read_text())["datasets"]["Set5"]
+    art.write_bytes(b"an artifact")
+    assert fill_golden(path, tmp_path).endswith("Set5 False")  # the second image differs
+    assert calls == [(str(art), ("Set5",), "golden")]
+    d = json.loads(path.read_text())["datasets"]["Set5"]
+    assert d["golden"]["sha256"] == ["a", "c"] and d["golden_equals_intsim"] is False
+    assert "already checked" in fill_golden(path, tmp_path) and len(calls) == 1
