@@ -36,6 +36,12 @@ def row_id(spec: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in spec.lower())
 
 
+def row_files(out_dir: Path) -> list[Path]:
+    """The row JSONs in ``out_dir``, sorted: not ``baselines.json``, and not the files a row's artifact has
+    beside it (``<row>.intsim.pareto.json`` of a mixed-precision row)."""
+    return [p for p in sorted(out_dir.glob("*.json")) if p.name != "baselines.json" and ".intsim." not in p.name]
+
+
 def parse_row(spec: str) -> dict:
     parts = spec.split(":")
     if len(parts) < 4:
@@ -247,7 +253,7 @@ def main(argv=None) -> int:
         d0 = next(iter(row["datasets"].values()))
         print(f"{spec}: intsim {d0['intsim']['psnr']:.3f} golden==intsim {d0['golden_equals_intsim']} "
               f"({row['calib_seconds']:.0f} s)", flush=True)
-    rows = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.json")) if p.name != "baselines.json"]
+    rows = [json.loads(p.read_text()) for p in row_files(out_dir)]
     bpath = out_dir / "baselines.json"
     base = json.loads(bpath.read_text()) if bpath.is_file() else {}
     need = {(r["model"], r["scale"]) for r in rows

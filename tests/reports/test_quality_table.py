@@ -90,3 +90,13 @@ def test_fill_golden_scores_the_rows_own_artifact_and_refuses_another(tmp_path, 
     d = json.loads(path.read_text())["datasets"]["Set5"]
     assert d["golden"]["sha256"] == ["a", "c"] and d["golden_equals_intsim"] is False
     assert "already checked" in fill_golden(path, tmp_path) and len(calls) == 1
+
+
+def test_row_files_leave_out_baselines_and_an_artifacts_pareto_front(tmp_path):
+    from reports.quality_table import row_files
+
+    for name in ("fsrcnn_4_w4a4_default.json", "baselines.json", "fsrcnn_4_w4a4_default_budget_x.json",
+                 "fsrcnn_4_w4a4_default_budget_x.intsim.pareto.json"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in row_files(tmp_path)] == ["fsrcnn_4_w4a4_default.json",
+                                                     "fsrcnn_4_w4a4_default_budget_x.json"]
