@@ -99,7 +99,9 @@ def cmd_calibrate(args) -> int:
     if mp:
         print(f"chosen: {mp['budget']} → cost {mp['cost']:.4g} ({mp['metric']}); Pareto front (calibration data): "
               f"{', '.join(mp.get('front_files', []))}", file=sys.stderr)
-    _print_quality(summary.get("holdout"), summary.get("bits"), bool(mp), summary.get("method") == "recon")
+    from calib.recipe import DEFAULT_METHOD
+
+    _print_quality(summary.get("holdout"), summary.get("bits"), bool(mp), summary.get("method") == DEFAULT_METHOD)
     return EXIT_OK
 
 

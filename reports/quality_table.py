@@ -83,7 +83,8 @@ def run_row(spec: str, a, out_dir: Path) -> dict:
 
 
 def _evaluate(row: dict, art: Path, engines, datasets) -> None:
-    """Add each engine's Set5-style scores of ``art`` to ``row`` and whether golden equals intsim."""
+    """Add each engine's scores of ``art`` on ``datasets`` to ``row``, and per dataset whether golden's SR
+    outputs equal intsim's (sha256 per image; None without golden)."""
     from calib.evaluate import run_eval
 
     for eng in engines:
