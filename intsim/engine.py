@@ -79,10 +79,12 @@ def run(art: Artifact, image: np.ndarray, keep_tensors: bool = True,
                 results, events = step.adapter(art, op, xs)
         if len(results) != len(op.outputs):
             raise ValueError(f"op {op.name!r}: produced {len(results)} outputs, graph declares {len(op.outputs)}")
-        for t, v, channels in zip(op.outputs, results, step.out_channels):
+        for t, v, channels, dtype in zip(op.outputs, results, step.out_channels, step.store):
             if v.shape[2] != channels:
                 raise ValueError(f"op {op.name!r}: output {t!r} has {v.shape[2]} channels, graph declares {channels}")
             if not isinstance(v, fusion.Shape):
+                if dtype is not None and v.dtype != dtype:
+                    v = v.astype(dtype)  # a compact stream until its last reader, int64 otherwise (run_plan)
                 env[t] = v
                 if observe is not None:
                     observe(t, v)

@@ -18,7 +18,7 @@ from intsim import op_dispatch as D
 from intsim.artifact import Artifact, OpSpec
 from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels import encode as encode_kernels
-from intsim.ops import as_stream, no_events, use_kernels
+from intsim.ops import no_events, stream_operand, use_kernels
 from intsim.ops import conv as conv_ops
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import MAX_SHIFT
@@ -205,7 +205,7 @@ def stage_part(art: Artifact, cop: OpSpec, fusion: Fusion, k: int, x, staged: di
     st = staged[cop.name]
     if st is None:
         return
-    a = as_stream(x, f"{cop.name} input {k}")
+    a = stream_operand(x, f"{cop.name} input {k}")
     if a.shape[:2] != st.hw:
         raise ValueError(f"{cop.name}: input {k} is {a.shape[:2]}, an earlier input is {st.hw} (H×W must match)")
     sa, n = st.shifts[k]

@@ -7,8 +7,18 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from functools import cached_property
 
+import numpy as np
+
 from intsim.rounding import RoundingMode
 from intsim.spec_enum import OverflowPolicy
+
+
+def stream_dtype(stream_bits: int) -> np.dtype:
+    """The dtype the kernels write stream tensors in (arithmetic.md §1.2), and the engine holds
+    intermediates in: int32 below 32 stream bits, else int64. Every stored stream value fits, and
+    below 32 bits ``|X|`` and ``X − Y`` of two streams never wrap in int32 either; the kernels widen
+    each element to int64 before any arithmetic. Half the bytes of int64 (issue 24: peak memory)."""
+    return np.dtype(np.int32 if int(stream_bits) < 32 else np.int64)
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,11 @@ class Numerics:
     def overflow_policy(self) -> OverflowPolicy:
         """``overflow`` as the enum the ops and kernels take (ValueError if unknown)."""
         return OverflowPolicy.parse(self.overflow)
+
+    @cached_property
+    def stream_dtype(self) -> np.dtype:
+        """:func:`stream_dtype` of ``stream_bits``."""
+        return stream_dtype(self.stream_bits)
 
     def to_json(self) -> dict:
         # the fields only: __dict__ also holds the parsed enums once read

@@ -24,7 +24,7 @@ from intsim.ops import bicubic as bicubic_ops
 from intsim.ops import conv as conv_ops
 from intsim.ops import pad as pad_ops
 from intsim.ops.conv_params import ConvParams
-from intsim.ops import elementwise, image, lut, no_events, pooling, resample
+from intsim.ops import STREAM_DTYPES, elementwise, image, lut, no_events, pooling, resample
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import RoundingMode
 
@@ -119,7 +119,7 @@ def encode_fast(x: np.ndarray, codebook, rounding, table=False) -> tuple[np.ndar
     ``table``: the codebook's :func:`encoder_table` when the caller has it (None: it does not apply)."""
     if table is False:
         table = encoder_table(codebook, rounding)
-    if x.ndim != 3 or x.dtype != np.int64 or table is None:
+    if x.ndim != 3 or x.dtype not in STREAM_DTYPES or table is None:
         return None
     return tuple(encode_kernels.encode_bands(np.ascontiguousarray(x), table))
 
@@ -289,7 +289,7 @@ def slope_fast(art, op, xs, split_op=None, encoders=None):
     ``split_op`` and ``encoders`` as :func:`slope_sink` takes them: ``(outputs, events)``, the
     split's outputs when fused with one; None where the kernel does not apply."""
     a = np.asarray(xs[0])
-    if a.ndim != 3 or a.dtype != np.int64 or a.size < 1 << 15:
+    if a.ndim != 3 or a.dtype not in STREAM_DTYPES or a.size < 1 << 15:
         return None
     sink = slope_sink(art, op, split_op, encoders, a.shape)
     if sink is None:
@@ -340,7 +340,7 @@ def _mul(art, op, xs, encode=None):
 def _pixel_shuffle(art, op, xs):
     same_frac(art, op)
     a, r = np.asarray(xs[0]), int(op.attrs["factor"])
-    if a.ndim == 3 and a.dtype == np.int64 and r >= 1 and a.shape[2] % (r * r) == 0 and a.size >= 1 << 16:
+    if a.ndim == 3 and a.dtype in STREAM_DTYPES and r >= 1 and a.shape[2] % (r * r) == 0 and a.size >= 1 << 16:
         # same mapping as resample.pixel_shuffle (§6.8), a banded copy kernel for large tensors
         return [resample_kernels.pixel_shuffle_bands(a, r)], no_events()
     x, ev = resample.pixel_shuffle(xs[0], op.attrs["factor"], name=op.name)

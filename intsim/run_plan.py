@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from intsim import fusion
 from intsim import op_dispatch as D
 from intsim.artifact import Artifact, OpSpec
@@ -34,7 +36,10 @@ class Step:
     reader is this op and they are no graph output). ``stage``: per output of this op that a
     staged concat reads, ``(concat op, its Fusion, input index)``; ``early``: ``(tensor, concat op
     name)`` to drop after this op once that concat is staged (this op is the tensor's last reader
-    other than the concat)."""
+    other than the concat). ``store``: per output, the dtype it is held in (None: as the op made
+    it): streams int64, except that when intermediates are not kept a stream that is no graph output is
+    held compact (:func:`intsim.numerics.stream_dtype`: int32 below 32 stream bits) until its last
+    reader; the kernels read int32 streams as they are (numba widens each element)."""
 
     op: OpSpec
     adapter: D.Adapter
@@ -43,6 +48,7 @@ class Step:
     release: tuple[str, ...]
     stage: tuple = ()
     early: tuple[tuple[str, str], ...] = ()
+    store: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -71,8 +77,11 @@ def build_run_plan(art: Artifact, in_shape: tuple[int, ...], fuse: bool) -> RunP
         if adapter is None:
             raise ValueError(f"op {op.name!r}: unknown op type {op.op!r}")
         release = tuple(dict.fromkeys(t for t in op.inputs if last_reader[t] == i and t not in outputs))
+        store = tuple(None if art.tensors[t].kind != "stream" else
+                      art.numerics.stream_dtype if fuse and t not in outputs else np.dtype(np.int64)
+                      for t in op.outputs)
         steps.append(Step(op, adapter, groups.get(op.name), tuple(art.tensors[t].channels for t in op.outputs),
-                          release, tuple(stage.get(i, ())), tuple(early.get(i, ()))))
+                          release, tuple(stage.get(i, ())), tuple(early.get(i, ())), store))
     return RunPlan(tuple(int(d) for d in in_shape), bool(fuse), tuple(steps))
 
 

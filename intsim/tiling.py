@@ -161,7 +161,7 @@ def store_dtype(art: Artifact, t: str) -> np.dtype:
     if spec.kind == "codes":
         n = spec.codebook.num_codes
         return np.dtype(np.uint8 if n <= 256 else np.int16 if n <= 1 << 15 else np.int32)
-    return np.dtype(np.int32 if art.numerics.stream_bits <= 32 else np.int64)
+    return art.numerics.stream_dtype
 
 
 def _as_engine(art: Artifact, t: str, a: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ from intsim.kernels import parallel as KP
 from intsim.kernels import uindex as _u
 from intsim import wrapping
 from intsim.kernels.encode import Encoded, encode_scratch, encoded_bands, scratch_rows
+from intsim.numerics import stream_dtype
 from intsim.overflow import OverflowPolicy, wrap_scalar
 from intsim.rounding import RoundingMode, round_shift_scalar
 
@@ -133,7 +134,7 @@ class SlopeSink:
         sizes = [C] if sizes is None else [int(v) for v in sizes]
         encoders = [None] * len(sizes) if encoders is None else list(encoders)
         self.starts = channel_starts(sizes)
-        self.plain = [(c0, np.empty((H, W, n), dtype=np.int64))
+        self.plain = [(c0, np.empty((H, W, n), dtype=stream_dtype(stream_bits)))
                       for c0, n, e in zip(self.starts, sizes, encoders) if e is None]
         self.coded = [(c0, n, e, np.empty((H, W, n), dtype=e.code_dtype))
                       for c0, n, e in zip(self.starts, sizes, encoders) if e is not None]
@@ -143,7 +144,8 @@ class SlopeSink:
         self.lock = threading.Lock()
 
     def __call__(self, y0: int, y1: int, rows: np.ndarray) -> None:
-        if rows.shape != (y1 - y0, *self.row_shape) or rows.dtype != np.int64 or not rows.flags.c_contiguous:
+        if (rows.shape != (y1 - y0, *self.row_shape) or rows.dtype not in (np.int32, np.int64)
+                or not rows.flags.c_contiguous):
             # the kernels do not check bounds: a wrong shape must never reach them
             raise ValueError(f"slope sink: rows {rows.shape} {rows.dtype} for rows [{y0}, {y1}) of width and "
                              f"channels {self.row_shape}")
@@ -169,7 +171,8 @@ class SlopeSink:
 
     def run(self, x: np.ndarray) -> tuple[list, int]:
         """Take every row of ``x`` (int64 H×W×C) in bands on the thread pool; :meth:`result`."""
-        xc = np.ascontiguousarray(x, dtype=np.int64)
+        # a compact int32 stream is read as it is (numba widens each element)
+        xc = np.ascontiguousarray(x, dtype=x.dtype if x.dtype in (np.int32, np.int64) else np.int64)
         KP.run_bands(lambda lo, hi: self(lo, hi, xc[lo:hi]), KP.bands(xc.shape[0], min_rows=4))
         return self.result()
 
@@ -284,9 +287,12 @@ def requantize_encode_bands(parts: list, shape: tuple, rmode: int, policy: int, 
     ``table`` (an :class:`~intsim.kernels.encode.EncoderTable` whose rounding is ``rmode``):
     ``(Encoded, stream events)``; the int64 stream is never stored."""
     H, W, C = shape
-    # one tuple type for every part (numba iterates it): C-contiguous int64 operands, int shifts
-    typed = tuple((np.ascontiguousarray(a, dtype=np.int64), int(sa),
-                   None if b is None else np.ascontiguousarray(b, dtype=np.int64), int(sb),
+    # one tuple type for every part (numba iterates it): C-contiguous operands of one dtype (compact
+    # int32 streams as they are when every operand is one, else int64), int shifts
+    ops = [x for a, _, b, _, _, _, _ in parts for x in (a, b) if x is not None]
+    dt = np.int32 if all(np.asarray(x).dtype == np.int32 for x in ops) else np.int64
+    typed = tuple((np.ascontiguousarray(a, dtype=dt), int(sa),
+                   None if b is None else np.ascontiguousarray(b, dtype=dt), int(sb),
                    None if g is None else np.ascontiguousarray(g, dtype=np.int64), int(n), int(c0))
                   for a, sa, b, sb, g, n, c0 in parts)
 

@@ -39,7 +39,8 @@ def check_shift(n: int, what: str) -> int:
 
 
 def requantize(I: np.ndarray, n: int, numerics: Numerics, where: str) -> tuple[np.ndarray, int]:
-    """``X = OVF_stream(R(I, n))`` (arithmetic.md §1.5); returns (X int64, stream events).
+    """``X = OVF_stream(R(I, n))`` (arithmetic.md §1.5); returns (X, stream events), ``X`` in
+    ``numerics.stream_dtype`` (int32 below 32 stream bits, as the kernels write it).
 
     ``I`` int64; ``n`` in [0, 62]; the rounding mode, ``stream_bits`` and the
     overflow policy come from ``numerics``. ``where`` names the op and tensor in an
@@ -47,14 +48,26 @@ def requantize(I: np.ndarray, n: int, numerics: Numerics, where: str) -> tuple[n
     """
     # the parsed enums Numerics keeps (the same errors as parsing the names here)
     x = round_shift(I, check_shift(n, where), numerics.rounding_mode)
-    return apply_overflow(x, numerics.stream_bits, numerics.overflow_policy, where)
+    x, ev = apply_overflow(x, numerics.stream_bits, numerics.overflow_policy, where)
+    return x.astype(numerics.stream_dtype, copy=False), ev  # stored as the kernels store it
 
 
-def as_stream(x: np.ndarray, what: str) -> np.ndarray:
-    """An H×W×C int64 view of a stream operand."""
+# A stream array's dtypes: int64, or int32 where the engine holds it compact (intsim.tiling.store_dtype).
+# The banded kernels read either (numba widens every element to int64 before any arithmetic); the numpy
+# forms take :func:`as_stream`'s int64 view.
+STREAM_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
+
+
+def stream_operand(x: np.ndarray, what: str) -> np.ndarray:
+    """An H×W×C stream operand as the banded kernels read it: int64, or a compact int32 as it is (no copy)."""
     a = np.asarray(x)
     if a.ndim != 3:
         raise ValueError(f"{what}: expected an H×W×C stream, got shape {a.shape}")
     if not issubclass(a.dtype.type, np.integer):  # np.issubdtype(·, np.integer) without its dispatch
         raise ValueError(f"{what}: stream must hold integers, got {a.dtype}")
-    return a.astype(np.int64, copy=False)
+    return a if a.dtype in STREAM_DTYPES else a.astype(np.int64)
+
+
+def as_stream(x: np.ndarray, what: str) -> np.ndarray:
+    """An H×W×C int64 view of a stream operand (the numpy forms compute in int64)."""
+    return stream_operand(x, what).astype(np.int64, copy=False)

@@ -14,6 +14,7 @@ from intsim.artifact_model import Codebook
 from intsim.kernels import gemm as KG
 from intsim.kernels import int8dot as KI
 from intsim.kernels import parallel as KP
+from intsim.numerics import stream_dtype
 from intsim.ops.conv_taps import ConvTaps
 
 if TYPE_CHECKING:  # annotations only: conv_paths imports this module
@@ -308,7 +309,7 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
                      out_y0)
 
     if rows_sink is None:
-        out = np.empty((ho, wo, co_n), dtype=np.int64)
+        out = np.empty((ho, wo, co_n), dtype=stream_dtype(stream_bits))
         KP.run_bands(lambda oy0, oy1: rows(out, oy0, oy1, 0), KP.bands(ho, threads=nt))
         return out
     # Rows the sink takes are needed only until it has: a few at a time through a small buffer per

@@ -387,7 +387,7 @@ def run_conv(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTap
     acc_ev, st_ev, status, status_ox = tallies
     if chosen == "reference":
         wt = np.ascontiguousarray(np.transpose(w.astype(np.int32), (1, 2, 3, 0)))
-        out = np.empty((ho, wo, co_n), dtype=np.int64)
+        out = np.empty((ho, wo, co_n), dtype=numerics.stream_dtype)
         K.conv_kernel(codes, wt, seg_of, val_of, pidx, qidx, mult.shape[0], iy_of, ix_of, int(groups),
                       mult, np.asarray(bias, dtype=np.int64), nshift, rmode,
                       bool(ordered), int(numerics.acc_bits), int(policy), int(numerics.stream_bits),

@@ -1,8 +1,9 @@
 """Element-wise and channel ops on streams (arithmetic.md §6.3–§6.7, §6.14).
 
-All take int64 H×W×C streams with their fracs and return ``(outputs, events)``;
-every stored result goes through ``OVF_stream(R(I, n))`` (§1.5) except where
-the spec says there is no arithmetic (split, relu).
+All take H×W×C streams (int64, or compact int32: :data:`intsim.ops.STREAM_DTYPES`) with
+their fracs and return ``(outputs, events)``; every stored result goes through
+``OVF_stream(R(I, n))`` (§1.5), in ``numerics.stream_dtype`` (:func:`intsim.numerics.stream_dtype`),
+except where the spec says there is no arithmetic (split, relu).
 
 ``add``, ``concat``, ``mul`` and ``split`` validate their operands, then run the
 fused banded kernels of :mod:`intsim.kernels.elementwise` on large tensors
@@ -21,7 +22,7 @@ from intsim import ops
 from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels.encode import Encoded, EncoderTable
 from intsim.numerics import Numerics
-from intsim.ops import as_stream, check_shift, no_events, requantize
+from intsim.ops import STREAM_DTYPES, as_stream, check_shift, no_events, requantize, stream_operand
 from intsim.overflow import OverflowPolicy
 from intsim.rounding import MAX_SHIFT
 
@@ -49,7 +50,7 @@ def _requantize_fast(parts: list, shape: tuple, numerics: Numerics,
         out, ev = elementwise_kernels.requantize_encode_bands(parts, shape, int(rmode), int(run),
                                                               numerics.stream_bits, encode)
     else:
-        out = np.empty(shape, dtype=np.int64)
+        out = np.empty(shape, dtype=numerics.stream_dtype)
         ev = elementwise_kernels.requantize_bands(parts, out, int(rmode), int(run), numerics.stream_bits)
     if ev and policy is OverflowPolicy.ERROR:
         return None
@@ -68,17 +69,19 @@ def add(xa: np.ndarray, xb: np.ndarray, *, f_a: int, f_b: int, f_out: int,
     """``x_a + x_b`` (arithmetic.md §6.3).
 
     ``F = max(f_a, f_b, f_out)``, ``I = X_a·2^(F−f_a) + X_b·2^(F−f_b)``,
-    ``n = F − f_out``. Shapes must match. Returns (int64[H, W, C], events); with ``encode``,
+    ``n = F − f_out``. Shapes must match. Returns (X[H, W, C] in ``numerics.stream_dtype``, events);
+    with ``encode``,
     where the fused kernel runs, the result encoded in the same pass (:class:`Encoded`).
     """
-    a = as_stream(xa, f"{name} input 0")
-    b = as_stream(xb, f"{name} input 1")
+    a = stream_operand(xa, f"{name} input 0")
+    b = stream_operand(xb, f"{name} input 1")
     if a.shape != b.shape:
         raise ValueError(f"{name}: operand shapes differ: {a.shape} vs {b.shape}")
     F = max(int(f_a), int(f_b), int(f_out))
     fast = _requantize_fast([(a, F - int(f_a), b, F - int(f_b), None, F - int(f_out), 0)], a.shape, numerics, encode)
     if fast is not None:
         return fast[0], _stream_events(fast[1])
+    a, b = a.astype(np.int64, copy=False), b.astype(np.int64, copy=False)
     I = _shift_left(a, F - int(f_a)) + _shift_left(b, F - int(f_b))
     x, ev = requantize(I, F - int(f_out), numerics, name)
     return x, _stream_events(ev)
@@ -93,7 +96,7 @@ def _concat_fast(xs: list, fracs: list[int], f_out: int, numerics: Numerics,
     # issubclass of the scalar type is np.issubdtype(·, np.integer), without its per-input dispatch
     if not all(x.ndim == 3 and issubclass(x.dtype.type, np.integer) and x.shape[:2] == a[0].shape[:2] for x in a):
         return None
-    a = [x.astype(np.int64, copy=False) for x in a]
+    a = [x if x.dtype in STREAM_DTYPES else x.astype(np.int64) for x in a]
     c0 = [0, *itertools.accumulate(x.shape[2] for x in a)]  # each input's first output channel, then the total
     parts = [(x, max(int(f), f_out) - int(f), None, 0, None, max(int(f), f_out) - f_out, c0[i])
              for i, (x, f) in enumerate(zip(a, fracs))]
@@ -105,7 +108,7 @@ def concat(xs: list[np.ndarray], fracs: list[int], *, f_out: int, numerics: Nume
     """Channel concatenation, each input re-expressed at ``f_out`` (arithmetic.md §6.4).
 
     ``X_i' = OVF(R(X_i·2^(F_i − f_i), F_i − f_out))``, ``F_i = max(f_i, f_out)``.
-    Returns (int64[H, W, ΣC_i], events); ``encode`` as for :func:`add`.
+    Returns (X[H, W, ΣC_i] in ``numerics.stream_dtype``, events); ``encode`` as for :func:`add`.
     """
     if len(xs) != len(fracs) or not xs:
         raise ValueError(f"{name}: need one frac per input and at least one input")
@@ -162,7 +165,7 @@ def _slope(X: np.ndarray, M: np.ndarray, k: int, numerics: Numerics, name: str) 
     k = check_shift(k, f"{name} shift")
     neg = X < 0
     y, ev = requantize(X[neg] * np.broadcast_to(M, X.shape)[neg], k, numerics, name)
-    out = X.copy()
+    out = X.astype(numerics.stream_dtype)  # a copy: the kernel form's output dtype
     out[neg] = y
     events = no_events()
     events["stream_overflow"] = ev
@@ -190,10 +193,11 @@ def mul(x: np.ndarray, g: np.ndarray, *, f_x: int, f_g: int, f_out: int, numeric
         name: str = "mul", encode: EncoderTable | None = None) -> tuple[np.ndarray | Encoded, dict]:
     """Channel-wise product ``x[h,w,c]·g[c]`` with g 1×1×C (arithmetic.md §6.14).
 
-    ``I = X·G``, ``n = f_x + f_g − f_out`` (≥ 0). Returns (int64[H, W, C], events); ``encode``
+    ``I = X·G``, ``n = f_x + f_g − f_out`` (≥ 0). Returns (X[H, W, C] in ``numerics.stream_dtype``,
+    events); ``encode``
     as for :func:`add`.
     """
-    X = as_stream(x, f"{name} input 0")
+    X = stream_operand(x, f"{name} input 0")
     G = as_stream(g, f"{name} input 1")
     if G.shape != (1, 1, X.shape[2]):
         raise ValueError(f"{name}: gate must be 1×1×{X.shape[2]}, got {G.shape}")
@@ -201,5 +205,6 @@ def mul(x: np.ndarray, g: np.ndarray, *, f_x: int, f_g: int, f_out: int, numeric
     fast = _requantize_fast([(X, 0, None, 0, G.reshape(-1), n, 0)], X.shape, numerics, encode)
     if fast is not None:
         return fast[0], _stream_events(fast[1])
+    X = X.astype(np.int64, copy=False)
     y, ev = requantize(X * G, n, numerics, name)
     return y, _stream_events(ev)

@@ -17,7 +17,7 @@ from intsim import ops
 from intsim.fixedpoint import isqrt, reciprocal_multiplier
 from intsim.kernels import pooling as pooling_kernels
 from intsim.numerics import Numerics
-from intsim.ops import as_stream, check_shift, no_events, requantize
+from intsim.ops import check_shift, no_events, requantize, stream_operand
 from intsim.rounding import RoundingMode, round_shift
 
 _EXACT = 1 << 53  # float64 exactness limit shared with the golden real form (§9)
@@ -60,7 +60,7 @@ def mean_pool(x: np.ndarray, *, shift: int, numerics: Numerics = Numerics(),
     ``X_o[c] = OVF(R(Σ_{h,w} X·M_N, k))`` with ``N = H·W`` and ``k = shift``.
     Raises ``ValueError`` if ``max|X|·(2^k + N) ≥ 2^53``.
     """
-    X = as_stream(x, name)
+    X = stream_operand(x, name)  # int32 kept: the sums and deviations widen each element
     k = check_shift(shift, f"{name} shift")
     if X.shape[0] * X.shape[1] == 0:
         raise ValueError(f"{name}: empty input {X.shape}")
@@ -79,7 +79,7 @@ def std_pool(x: np.ndarray, *, shift: int, pre_shift: int, numerics: Numerics = 
     Raises ``ValueError`` if the mean's check fails or ``max d²·(2^k + N) ≥ 2^53``.
     Stream events of μ and of the output are both counted.
     """
-    X = as_stream(x, name)
+    X = stream_operand(x, name)  # int32 kept: the sums and deviations widen each element
     k = check_shift(shift, f"{name} shift")
     p = check_shift(pre_shift, f"{name} pre_shift")
     H, W, C = X.shape
