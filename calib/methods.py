@@ -209,6 +209,8 @@ def search_bp(st: ActStats, bits: int, allocation: str, counts=None, range_mode:
         cands.add(f * max(-lo, hi, 1e-12))
     specs = [TwoRegionSpec(l, u, float(bp), bits, allocation, counts)
              for l, u in ranges for bp in sorted(cands) if 0 < bp <= max(-l, u)]
+    if not specs:  # zero on every calibration sample (a dead ReLU: IMDN ×2/×3's IMDB4.cca.conv_du.1)
+        return TwoRegionSpec(lo, hi, o.bp, bits, allocation, counts)  # the spec's all-zero range rule
     return min(specs, key=lambda s: _mse(s, v))
 
 

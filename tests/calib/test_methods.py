@@ -154,3 +154,20 @@ def test_search_shrinks_the_range_when_extremes_are_rare():
     mse = lambda s: float(((s.fake_quant(x) - x) ** 2).mean())  # noqa: E731
     unclipped = min(mse(TwoRegionSpec(obs.min, obs.max, bp, 4, "released")) for bp in (0.5, 0.9, 0.99, obs.bp))
     assert mse(found) < unclipped
+
+
+@pytest.mark.parametrize("allocation", ["released", "budgeted"])
+def test_search_takes_a_tensor_that_is_zero_on_every_sample(allocation):
+    """A dead ReLU (IMDN ×2/×3's IMDB4.cca.conv_du.1 is 0 on every calibration patch) has no bp candidate
+    in (0, max|range|]; the search returns the all-zero-range spec instead of failing on an empty
+    candidate list (it did: "min() arg is an empty sequence" in every oaq and recon calibration of those
+    checkpoints), and that spec quantizes zeros to zero."""
+    from calib.methods import ActStats, init_two_region
+    from calib.quant.two_region import MinMaxObserver
+
+    x = torch.zeros(4096)
+    obs = MinMaxObserver()
+    obs.update(x)
+    spec = init_two_region(ActStats(obs, x), 4, allocation, "search")
+    assert torch.equal(spec.fake_quant(x), x)
+    assert spec.segments()  # the codebook export reads these
