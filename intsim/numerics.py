@@ -13,6 +13,11 @@ from intsim.rounding import RoundingMode
 from intsim.spec_enum import OverflowPolicy
 
 
+# A stream array's dtypes: int64, or the compact int32 of :func:`stream_dtype`. The banded kernels read
+# either (numba widens every element to int64 before any arithmetic); the numpy forms take int64.
+STREAM_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
+
+
 def stream_dtype(stream_bits: int) -> np.dtype:
     """The dtype the kernels write stream tensors in (arithmetic.md §1.2), and the engine holds
     intermediates in: int32 below 32 stream bits, else int64. Every stored stream value fits, and

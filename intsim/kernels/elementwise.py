@@ -40,7 +40,7 @@ from intsim.kernels import parallel as KP
 from intsim.kernels import uindex as _u
 from intsim import wrapping
 from intsim.kernels.encode import Encoded, encode_scratch, encoded_bands, scratch_rows
-from intsim.numerics import stream_dtype
+from intsim.numerics import STREAM_DTYPES, stream_dtype
 from intsim.overflow import OverflowPolicy, wrap_scalar
 from intsim.rounding import RoundingMode, round_shift_scalar
 
@@ -144,7 +144,7 @@ class SlopeSink:
         self.lock = threading.Lock()
 
     def __call__(self, y0: int, y1: int, rows: np.ndarray) -> None:
-        if (rows.shape != (y1 - y0, *self.row_shape) or rows.dtype not in (np.int32, np.int64)
+        if (rows.shape != (y1 - y0, *self.row_shape) or rows.dtype not in STREAM_DTYPES
                 or not rows.flags.c_contiguous):
             # the kernels do not check bounds: a wrong shape must never reach them
             raise ValueError(f"slope sink: rows {rows.shape} {rows.dtype} for rows [{y0}, {y1}) of width and "
@@ -172,7 +172,7 @@ class SlopeSink:
     def run(self, x: np.ndarray) -> tuple[list, int]:
         """Take every row of ``x`` (int64 H×W×C) in bands on the thread pool; :meth:`result`."""
         # a compact int32 stream is read as it is (numba widens each element)
-        xc = np.ascontiguousarray(x, dtype=x.dtype if x.dtype in (np.int32, np.int64) else np.int64)
+        xc = np.ascontiguousarray(x, dtype=x.dtype if x.dtype in STREAM_DTYPES else np.int64)
         KP.run_bands(lambda lo, hi: self(lo, hi, xc[lo:hi]), KP.bands(xc.shape[0], min_rows=4))
         return self.result()
 

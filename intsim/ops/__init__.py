@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from intsim.numerics import Numerics
+from intsim.numerics import STREAM_DTYPES, Numerics  # noqa: F401  (STREAM_DTYPES: the ops read it here)
 from intsim.overflow import apply_overflow
 from intsim.rounding import MAX_SHIFT, round_shift
 
@@ -52,10 +52,6 @@ def requantize(I: np.ndarray, n: int, numerics: Numerics, where: str) -> tuple[n
     return x.astype(numerics.stream_dtype, copy=False), ev  # stored as the kernels store it
 
 
-# A stream array's dtypes: int64, or int32 where the engine holds it compact (intsim.tiling.store_dtype).
-# The banded kernels read either (numba widens every element to int64 before any arithmetic); the numpy
-# forms take :func:`as_stream`'s int64 view.
-STREAM_DTYPES = (np.dtype(np.int64), np.dtype(np.int32))
 
 
 def stream_operand(x: np.ndarray, what: str) -> np.ndarray:

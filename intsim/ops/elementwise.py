@@ -1,6 +1,6 @@
 """Element-wise and channel ops on streams (arithmetic.md §6.3–§6.7, §6.14).
 
-All take H×W×C streams (int64, or compact int32: :data:`intsim.ops.STREAM_DTYPES`) with
+All take H×W×C streams (int64, or compact int32: :data:`intsim.numerics.STREAM_DTYPES`) with
 their fracs and return ``(outputs, events)``; every stored result goes through
 ``OVF_stream(R(I, n))`` (§1.5), in ``numerics.stream_dtype`` (:func:`intsim.numerics.stream_dtype`),
 except where the spec says there is no arithmetic (split, relu).
