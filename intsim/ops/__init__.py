@@ -52,8 +52,6 @@ def requantize(I: np.ndarray, n: int, numerics: Numerics, where: str) -> tuple[n
     return x.astype(numerics.stream_dtype, copy=False), ev  # stored as the kernels store it
 
 
-
-
 def stream_operand(x: np.ndarray, what: str) -> np.ndarray:
     """An H×W×C stream operand as the banded kernels read it: int64, or a compact int32 as it is (no copy)."""
     a = np.asarray(x)

@@ -174,3 +174,33 @@ def test_staged_concat_drops_its_inputs_early_with_the_same_result(overflow, mon
     np.testing.assert_array_equal(lean.tensors["output"], full.tensors["output"])
     assert lean.counters == full.counters
     assert full.counters["ops"]["encC"]["saturations"] >= 0 and sum(full.counters["ops"]["encC"]["code_histogram"])
+
+
+@pytest.mark.parametrize("stream_bits, compact", [(24, np.int32), (31, np.int32), (32, np.int64), (40, np.int64)])
+def test_fused_run_holds_intermediate_streams_compact(stream_bits, compact, monkeypatch):
+    """Issue 24 (peak memory): a run that keeps no intermediates holds every stream that is no graph output
+    in ``numerics.stream_dtype`` (int32 below 32 stream bits) from its producer to its last reader, so
+    each op reads it so; a run that keeps every tensor, and every graph output, gets int64 as before.
+    The integers are the same either way."""
+    from intsim.numerics import Numerics
+
+    art = build_artifact(Numerics(stream_bits=stream_bits))
+    seen: dict[str, np.dtype] = {}
+    for name, adapter in list(dispatch.OPS.items()):
+        def spy(a, op, xs, *rest, _adapter=adapter, **kw):
+            for t, x in zip(op.inputs, xs):
+                if a.tensors[t].kind == "stream":
+                    seen[t] = np.asarray(x).dtype
+            return _adapter(a, op, xs, *rest, **kw)
+        monkeypatch.setitem(dispatch.OPS, name, spy)
+    img = image(h=9, w=7)
+    fused = run(art, img, keep_tensors=False)
+    assert seen and all(dt == compact for dt in seen.values()), seen
+    plan = rp.run_plan(art, img.shape, True)
+    assert {dt for s in plan.steps for dt in s.store if dt is not None} == {np.dtype(compact)}
+    seen.clear()
+    kept = run(build_artifact(Numerics(stream_bits=stream_bits)), img, keep_tensors=True)
+    assert seen and all(dt == np.int64 for dt in seen.values()), seen
+    assert all(v.dtype == np.int64 for t, v in kept.tensors.items() if art.tensors[t].kind == "stream")
+    for t in art.outputs:
+        assert np.array_equal(fused.tensors[t], kept.tensors[t]) and fused.tensors[t].dtype == kept.tensors[t].dtype
