@@ -80,6 +80,13 @@ class Codebook:
         return np.dtype(np.int16 if self.num_codes <= 32767 else np.int32)
 
     @property
+    def held_code_dtype(self) -> np.dtype:
+        """Dtype the engine may hold these codes in between two of its own ops when a run keeps no
+        intermediates (a staged concat's codes, :mod:`intsim.fusion`): uint8 where N ≤ 256, else
+        :attr:`code_dtype`. Graph outputs and kept tensors are always :attr:`code_dtype`."""
+        return np.dtype(np.uint8) if self.num_codes <= 256 else self.code_dtype
+
+    @property
     def code_bits(self) -> int:
         """Honest storage width: ceil(log2 N) (§1.3)."""
         return max(1, math.ceil(math.log2(self.num_codes)))

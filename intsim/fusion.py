@@ -157,8 +157,10 @@ def run_fused(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[list
 class StagedConcat:
     """A staged concat's inputs encoded so far (:mod:`intsim.run_plan`): ``table`` the encoder of
     its fused encode, ``shifts`` per input ``(left shift, right shift)`` to the output frac (§6.4),
-    ``hw`` the inputs' H×W, ``parts`` {input index: codes of that input's channels}, and the
-    summed stream events, saturations and histogram int64[num_codes] of the parts."""
+    ``hw`` the inputs' H×W, ``codes`` the concat's codes [H, W, ΣC] in the codebook's
+    ``held_code_dtype`` (each input's channel slice written when it is staged: no join at the end,
+    which would hold every part and the joined codes at once), ``starts`` each input's first channel, and the summed stream events,
+    saturations and histogram int64[num_codes] of the inputs staged so far."""
 
     table: encode_kernels.EncoderTable
     shifts: tuple
@@ -166,7 +168,8 @@ class StagedConcat:
     rmode: int
     policy: int
     stream_bits: int
-    parts: dict
+    codes: np.ndarray
+    starts: tuple
     events: int = 0
     saturations: int = 0
     histogram: np.ndarray | None = None
@@ -191,7 +194,11 @@ def start_staged(art: Artifact, cop: OpSpec, fusion: Fusion, hw: tuple) -> Stage
             or not 1 <= numerics.stream_bits <= 63
             or any(not (0 <= sa <= 63 and 0 <= n <= MAX_SHIFT) for sa, n in shifts)):
         return None
-    return StagedConcat(table, shifts, tuple(hw), int(rmode), int(policy), int(numerics.stream_bits), {})
+    sizes = [art.tensors[t].channels for t in cop.inputs]
+    held = art.tensors[fusion.encodes[0].outputs[0]].codebook.held_code_dtype  # uint8 for ≤ 256 codes
+    codes = np.empty((hw[0], hw[1], sum(sizes)), dtype=held)
+    return StagedConcat(table, shifts, tuple(hw), int(rmode), int(policy), int(numerics.stream_bits), codes,
+                        tuple(int(c) for c in np.cumsum([0] + sizes[:-1])))
 
 
 def stage_part(art: Artifact, cop: OpSpec, fusion: Fusion, k: int, x, staged: dict) -> None:
@@ -209,9 +216,10 @@ def stage_part(art: Artifact, cop: OpSpec, fusion: Fusion, k: int, x, staged: di
     if a.shape[:2] != st.hw:
         raise ValueError(f"{cop.name}: input {k} is {a.shape[:2]}, an earlier input is {st.hw} (H×W must match)")
     sa, n = st.shifts[k]
+    c0 = st.starts[k]  # the engine checked every stored tensor's channels against the graph
     enc, ev = elementwise_kernels.requantize_encode_bands([(a, sa, None, 0, None, n, 0)], a.shape, st.rmode,
                                                           st.policy, st.stream_bits, st.table)
-    st.parts[k] = enc.codes
+    st.codes[:, :, c0:c0 + a.shape[2]] = enc.codes  # narrowed in the copy; the part's codes live until here
     st.events += ev
     st.saturations += enc.saturations
     st.histogram = enc.histogram if st.histogram is None else st.histogram + enc.histogram
@@ -220,7 +228,7 @@ def stage_part(art: Artifact, cop: OpSpec, fusion: Fusion, k: int, x, staged: di
 def finish_staged(cop: OpSpec, fusion: Fusion, st: StagedConcat) -> tuple[list, dict, dict]:
     """The staged concat's step: ``(outputs, events, {encode op name: (outputs, events)})`` as
     :func:`run_fused` returns them for the fused concat (its output never materialized)."""
-    codes = np.concatenate([st.parts[k] for k in range(len(cop.inputs))], axis=2)
+    codes = st.codes
     events = no_events()
     events["stream_overflow"] = int(st.events)
     extra = {fusion.encodes[0].name: ([codes], D.encode_events(st.saturations, st.histogram))}

@@ -39,7 +39,8 @@ class Step:
     other than the concat). ``store``: per output, the dtype it is held in (None: as the op made
     it): streams int64, except that when intermediates are not kept a stream that is no graph output is
     held compact (:func:`intsim.numerics.stream_dtype`: int32 below 32 stream bits) until its last
-    reader; the kernels read int32 streams as they are (numba widens each element)."""
+    reader; the kernels read int32 streams as they are (numba widens each element). Codes as made
+    (a staged concat's may be uint8), graph outputs in their codebook's dtype (:func:`held_dtype`)."""
 
     op: OpSpec
     adapter: D.Adapter
@@ -77,12 +78,23 @@ def build_run_plan(art: Artifact, in_shape: tuple[int, ...], fuse: bool) -> RunP
         if adapter is None:
             raise ValueError(f"op {op.name!r}: unknown op type {op.op!r}")
         release = tuple(dict.fromkeys(t for t in op.inputs if last_reader[t] == i and t not in outputs))
-        store = tuple(None if art.tensors[t].kind != "stream" else
-                      art.numerics.stream_dtype if fuse and t not in outputs else np.dtype(np.int64)
-                      for t in op.outputs)
+        store = tuple(held_dtype(art, t, fuse, t in outputs) for t in op.outputs)
         steps.append(Step(op, adapter, groups.get(op.name), tuple(art.tensors[t].channels for t in op.outputs),
                           release, tuple(stage.get(i, ())), tuple(early.get(i, ())), store))
     return RunPlan(tuple(int(d) for d in in_shape), bool(fuse), tuple(steps))
+
+
+def held_dtype(art: Artifact, t: str, fuse: bool, is_output: bool) -> np.dtype | None:
+    """The dtype tensor ``t`` is held in (None: as its op made it). A stream: compact
+    (:func:`intsim.numerics.stream_dtype`) in a fused run unless it is a graph output, else int64.
+    Codes: as made, which may be the compact ``held_code_dtype`` of a staged concat, except that a
+    graph output gets the codebook's ``code_dtype``."""
+    spec = art.tensors[t]
+    if spec.kind == "stream":
+        return art.numerics.stream_dtype if fuse and not is_output else np.dtype(np.int64)
+    if spec.kind == "codes" and is_output:
+        return spec.codebook.code_dtype
+    return None
 
 
 def staged_concats(art: Artifact, groups: dict, outputs: set) -> tuple[dict, dict]:

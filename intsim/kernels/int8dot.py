@@ -325,12 +325,13 @@ def _store_fused_one_plane(oflat, scratch0, mul, add, base, tflat, row_sparse, r
 @numba.njit(cache=True, nogil=True)
 def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, k4n, offsets, colsum,
               factors, base, bias, nshift, rmode, policy, stream_bits, sparse, stream_events, status, status_ox,
-              out_y0=0):
+              out_y0=0, plane_oy=0):
     """Output rows ``[oy0, oy1)``: every GEMM accumulator tile by tile, then the rescale (5.3).
 
     ``planes`` uint8[P, size + slack], one flat plane per GEMM accumulator (see
     :func:`offset_plane`); output ``(oy, ox)`` reads tap ``t`` of plane ``p`` at byte
-    ``oy·row_stride + ox·pix_stride + tapoffs[t]``; ``acc_p = acc'_p − offsets[p]·colsum[co]``.
+    ``(oy − plane_oy)·row_stride + ox·pix_stride + tapoffs[t]`` (``plane_oy``: the first output row
+    whose inputs the planes hold; 0 when they hold the whole padded input); ``acc_p = acc'_p − offsets[p]·colsum[co]``.
     For each tile of output pixels × channels all ``P`` int32 tiles are formed one after the
     other (they stay in cache) and combined in registers:
     ``I = base·(T + factors[0]·acc_0) + bias`` with ``T = Σ_{p≥1} factors[p]·acc_p`` plus the
@@ -378,7 +379,7 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
             _tail_row(sparse, oy, trow, trow32)
         for ox0 in range(0, wo, mr):
             npix = min(mr, wo - ox0)
-            a_off = oy * row_stride + ox0 * pix_stride
+            a_off = (oy - plane_oy) * row_stride + ox0 * pix_stride
             for j0 in range(0, nb, 4):
                 nrb = min(4, nb - j0)
                 for p in range(n_planes):

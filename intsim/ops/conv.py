@@ -45,11 +45,12 @@ def _pair(v, what: str) -> tuple[int, int]:
     return v[0], v[1]
 
 
-_CODE_DTYPES = (np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64))
+# uint8: codes the engine holds compact between its own ops (Codebook.held_code_dtype)
+_CODE_DTYPES = (np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.int32), np.dtype(np.int64))
 
 
 def _check_codes(codes: np.ndarray, codebook: Codebook, name: str, in_range: bool = False) -> np.ndarray:
-    # Codes stay in their (narrow) signed dtype: the kernels index with them, a copy to int64 costs a pass.
+    # Codes stay in their (narrow) dtype: the kernels index with them, a copy to int64 costs a pass.
     # in_range: the caller's own encoder made them (§3.4 gives codes in [0, N) by construction), so the
     # range pass is skipped: on a large input it is a full read of the codes from memory.
     c = np.asarray(codes)

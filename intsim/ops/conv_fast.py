@@ -237,6 +237,12 @@ def _int8_plan(consts: ConvConstants, codebook: Codebook, seg_counts, can_sparse
     return Int8Plan(list(maps), list(sparse), taps.y_off, taps.x_off, gval, slots, offsets, factors)
 
 
+PLANE_CHUNK_BYTES = 1 << 21
+"""Bytes of each uint8 offset plane the int8 path builds at once (:func:`run_int8`): the padded input
+rows of a chunk of output rows, at least :data:`PLANE_CHUNK_MIN_ROWS` of them (halo rows are built
+once per chunk, so a chunk is not much smaller than a conv's receptive field)."""
+PLANE_CHUNK_MIN_ROWS = 8
+
 SINK_BUFFER_BYTES = 1 << 21
 """Bytes of int64 output rows the int8 path hands to a fused consumer at once (:func:`run_int8`): a few
 rows of a large image, in L2/L3 while the consumer reads them."""
@@ -281,7 +287,6 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
               inv_x if inv_x is not None else np.zeros((0, 0), np.int64))
     sh, sw, dh, dw = geometry
     cp = consts.int8.cin_pad
-    hp = (ho - 1) * sh + (kh - 1) * dh + 1
     wp = (wo - 1) * sw + (kw - 1) * dw + 1
     wpk, colsum = consts.int8.packed, consts.int8.colsum
     k4n = kh * kw * cp // 4
@@ -290,27 +295,38 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
     if tapoffs is None:
         tapoffs = consts.int8_parts[tap_key] = np.array(
             [(ky * dh * wp + kx * dw) * cp for ky in range(kh) for kx in range(kw)], dtype=np.int64)
-    size = hp * wp * cp
-    planes = np.empty((len(plan.planes), size + KI.SLACK_PIXELS * sw * cp), dtype=np.uint8)
-    planes[:, size:] = 0  # a tile may read past the last row; those outputs are discarded
-    plane_bands = KP.bands(hp, min_rows=8, threads=nt)
-    for i, m in enumerate(plan.planes):
-        plane = planes[i, :size].reshape(hp, wp, cp)
-        KP.run_bands(lambda lo, hi, m=m, plane=plane:
-                     KI.offset_plane(codes, m.lo, m.hi, m.slope, m.add, *m.fill, m.offset, -plan.y_off, -plan.x_off,
-                                     lo, hi, plane),
-                     plane_bands)
     offsets = plan.offsets if plan.offsets is not None else np.array([m.offset for m in plan.planes], dtype=np.int64)
     factors = plan.factors if plan.factors is not None else np.array([m.factor for m in plan.planes], dtype=np.int64)
+    # Planes hold the padded input of a few output rows at a time (a chunk of about PLANE_CHUNK_BYTES
+    # per plane, built by the thread that then reads it), not the whole input: at 512×512×384 (IMDN's
+    # c.0) a whole plane is 96 MiB, and a chunk stays in cache between being built and being read.
+    span = (kh - 1) * dh + 1  # padded rows one output row reads
+    row_bytes = wp * cp
+    chunk = max(PLANE_CHUNK_MIN_ROWS, PLANE_CHUNK_BYTES // (sh * row_bytes))
+    slack = KI.SLACK_PIXELS * sw * cp  # a tile may read past a chunk's last row; those outputs are discarded
 
-    def rows(buf, oy0, oy1, out_y0):
+    def with_planes(oy0, oy1, consume):
+        """``consume(planes, a, b)`` for each chunk ``[a, b)`` of output rows in ``[oy0, oy1)``."""
+        rows_max = (min(chunk, oy1 - oy0) - 1) * sh + span
+        planes = np.empty((len(plan.planes), rows_max * row_bytes + slack), dtype=np.uint8)
+        for a in range(oy0, oy1, chunk):
+            b = min(a + chunk, oy1)
+            py0, n = a * sh, (b - 1 - a) * sh + span  # the chunk's first padded row, its padded rows
+            planes[:, n * row_bytes:n * row_bytes + slack] = 0
+            for i, m in enumerate(plan.planes):
+                KI.offset_plane(codes, m.lo, m.hi, m.slope, m.add, *m.fill, m.offset, -plan.y_off - py0,
+                                -plan.x_off, 0, n, planes[i, :n * row_bytes].reshape(n, wp, cp))
+            consume(planes, a, b)
+
+    def rows(planes, buf, oy0, oy1, out_y0, plane_oy):
         KI.conv_rows(buf, oy0, oy1, planes, sw * cp, sh * wp * cp, tapoffs, cp // 4, wpk, k4n, offsets, colsum,
                      factors, base, bias, nshift, rmode, policy, stream_bits, sparse, st_ev, status, status_ox,
-                     out_y0)
+                     out_y0, plane_oy)
 
     if rows_sink is None:
         out = np.empty((ho, wo, co_n), dtype=stream_dtype(stream_bits))
-        KP.run_bands(lambda oy0, oy1: rows(out, oy0, oy1, 0), KP.bands(ho, threads=nt))
+        KP.run_bands(lambda oy0, oy1: with_planes(oy0, oy1, lambda pl, a, b: rows(pl, out, a, b, 0, a)),
+                     KP.bands(ho, threads=nt))
         return out
     # Rows the sink takes are needed only until it has: a few at a time through a small buffer per
     # band, not a whole int64 output (at 512×512×64 that is 128 MiB the fused group never reads again).
@@ -318,10 +334,14 @@ def run_int8(codes, codebook, consts: ConvConstants, bias, plan: Int8Plan, geome
 
     def band(oy0, oy1):
         buf = np.empty((min(step, oy1 - oy0), wo, co_n), dtype=np.int64)
-        for y0 in range(oy0, oy1, step):
-            y1 = min(y0 + step, oy1)
-            rows(buf, y0, y1, y0)
-            rows_sink(y0, y1, buf[:y1 - y0])
+
+        def chunk_rows(planes, a, b):
+            for y0 in range(a, b, step):
+                y1 = min(y0 + step, b)
+                rows(planes, buf, y0, y1, y0, a)
+                rows_sink(y0, y1, buf[:y1 - y0])
+
+        with_planes(oy0, oy1, chunk_rows)
 
     KP.run_bands(band, KP.bands(ho, threads=nt))
     return None

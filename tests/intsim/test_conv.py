@@ -528,3 +528,34 @@ def test_conv_taps_memoized_per_shape_equal_fresh_tables():
     tt = conv_transpose2d_taps(6, 5, 4, 4, 2, 2, 1, 1, 0, 0)
     assert tt.y_off is None and tt.x_off is None  # the int8 path refuses the transposed conv
     np.testing.assert_array_equal(tt.iy_of, K.conv_transpose2d_tap_table(6, 4, 2, 1, 0))
+
+
+@pytest.mark.parametrize("path", ["reference", "gemm32", "gemm64", "int8", "auto"])
+@pytest.mark.parametrize("realization", ["split", "grid"])
+def test_codes_held_in_one_byte_give_the_same_conv(path, realization):
+    """A staged concat holds codes of a codebook of ≤ 256 codes in uint8 (``Codebook.held_code_dtype``):
+    every conv path reads them as the same integers as the codebook's int16 codes (outputs and events),
+    codes above 127 and up to the last included."""
+    from tests.artifact_factory import make_codebook
+
+    rng = np.random.default_rng(11)
+    cb = make_codebook("signed2r", 7, 16, realization)  # 255 codes
+    assert cb.held_code_dtype == np.uint8 and cb.code_dtype == np.int16
+    codes16 = rng.integers(0, cb.num_codes, size=(19, 23, 6)).astype(np.int16)
+    codes16[0, 0, 0], codes16[-1, -1, -1] = cb.num_codes - 1, 0
+    w = rng.integers(-128, 128, size=(9, 3, 3, 6)).astype(np.int8)
+    w_mant, bias = rng.integers(1, 1 << 10, size=9), rng.integers(-(1 << 20), 1 << 20, size=9)
+    num = Numerics(realization=realization, overflow="saturate", acc_bits=48, stream_bits=20)
+    args = dict(w_exp=8, f_out=12, numerics=num, padding=(1, 1), path=path)
+    want = conv2d(codes16, cb, w, w_mant, bias, **args)
+    got = conv2d(codes16.astype(np.uint8), cb, w, w_mant, bias, **args)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[1] == want[1]
+
+
+def test_held_code_dtype_is_one_byte_only_up_to_256_codes():
+    from tests.artifact_factory import make_codebook
+
+    small, big = make_codebook("signed2r", 7, 16, "split"), make_codebook("relu2r", 8, 16, "split")
+    assert (small.num_codes, small.held_code_dtype) == (255, np.uint8)
+    assert (big.num_codes, big.held_code_dtype, big.code_dtype) == (384, np.int16, np.int16)

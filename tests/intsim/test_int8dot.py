@@ -11,6 +11,7 @@ the kernels; ``auto`` then takes the float GEMM paths.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -94,12 +95,27 @@ def _codes(rng, cb, shape, tail_fraction):
     return codes.astype(np.int64)
 
 
+@contextlib.contextmanager
+def _plane_chunk(rows: int | None):
+    """The int8 path builds its offset planes ``rows`` output rows at a time (None: its default)."""
+    saved = conv_fast.PLANE_CHUNK_BYTES, conv_fast.PLANE_CHUNK_MIN_ROWS
+    if rows is not None:
+        conv_fast.PLANE_CHUNK_BYTES, conv_fast.PLANE_CHUNK_MIN_ROWS = 0, rows
+    try:
+        yield
+    finally:
+        conv_fast.PLANE_CHUNK_BYTES, conv_fast.PLANE_CHUNK_MIN_ROWS = saved
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31), h=st.integers(1, 14), w=st.integers(1, 40), ci=st.integers(1, 37),
        co=st.sampled_from([1, 3, 12, 16, 17, 33, 48, 64, 65, 80]), k=st.sampled_from([1, 2, 3, 5]),
        stride=st.integers(1, 2), dil=st.integers(1, 2), pad=st.integers(0, 2),
-       cb_name=st.sampled_from(sorted(CODEBOOKS)), tail=st.sampled_from([0.0, 0.02, 0.5]))
-def test_random_convs_match_reference(seed, h, w, ci, co, k, stride, dil, pad, cb_name, tail):
+       cb_name=st.sampled_from(sorted(CODEBOOKS)), tail=st.sampled_from([0.0, 0.02, 0.5]),
+       chunk=st.sampled_from([None, 1, 2, 5]))
+def test_random_convs_match_reference(seed, h, w, ci, co, k, stride, dil, pad, cb_name, tail, chunk):
+    """The int8 path equals the reference kernel, its offset planes built whole or a few output rows
+    at a time (``chunk``: the halo rows of every chunk rebuilt, strides and dilations across chunks)."""
     rng = np.random.default_rng(seed)
     cb = CODEBOOKS[cb_name]
     realization = "grid" if cb_name.startswith("grid") else ("grid" if seed % 3 == 0 else "split")
@@ -110,7 +126,8 @@ def test_random_convs_match_reference(seed, h, w, ci, co, k, stride, dil, pad, c
     geom = dict(stride=(stride, 1 + (seed % 2)), padding=(pad, (pad + seed) % 3), dilation=(dil, 1))
     if (w + 2 * geom["padding"][1] - (k - 1)) < 1:
         return
-    _assert_same(*_both(codes, cb, wt, geom, realization=realization, rng=rng))
+    with _plane_chunk(chunk):
+        _assert_same(*_both(codes, cb, wt, geom, realization=realization, rng=rng))
 
 
 @pytest.mark.parametrize("cb_name", sorted(CODEBOOKS))
@@ -225,7 +242,8 @@ def _asymmetric_tail_codes(rng, cb, shape, neg, pos):
 ])
 @pytest.mark.parametrize("rounding", RoundingMode.names())
 @pytest.mark.parametrize("overflow", ["saturate", "wrap"])
-def test_real_size_multi_plane_tiles(monkeypatch, cb_name, sparse_fraction, planes, rounding, overflow):
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_real_size_multi_plane_tiles(monkeypatch, cb_name, sparse_fraction, planes, rounding, overflow, chunk):
     """IMDN's body conv size (128×128×48 → 64, k3) with ~7 % outer codes (1 % below, 6 % above),
     as a default two-region calibration gives: every plane's tile combined in registers (or the
     tails listed sparse; with folded offsets, one tail a plane and the other sparse) equals the
@@ -242,7 +260,8 @@ def test_real_size_multi_plane_tiles(monkeypatch, cb_name, sparse_fraction, plan
     assert (conv_fast.sparse_slots(cb, sparse, folded) is not None) == (cb_name == "fold_3_3" and bool(sparse))
     w = rng.integers(-128, 128, size=(64, 3, 3, 48)).astype(np.int8)
     num = Numerics(acc_bits=40, stream_bits=20, rounding=rounding, overflow=overflow)
-    ref, got = _both(codes, cb, w, dict(padding=(1, 1)), num=num, rng=rng)
+    with _plane_chunk(chunk):  # the default builds 128×130×48 planes in one chunk; 7 rows: 19 chunks
+        ref, got = _both(codes, cb, w, dict(padding=(1, 1)), num=num, rng=rng)
     _assert_same(ref, got)
     assert ref[1]["stream_overflow"] > 0  # the policy acted somewhere
 
@@ -341,7 +360,8 @@ def test_int8_plan_kept_per_census_class_equals_a_fresh_plan(monkeypatch, cb_nam
 
 
 @pytest.mark.parametrize("buffer_rows", [1, 3, 64])
-def test_rows_sink_gets_every_row_once_through_a_small_buffer(buffer_rows, monkeypatch):
+@pytest.mark.parametrize("chunk", [None, 1, 4])
+def test_rows_sink_gets_every_row_once_through_a_small_buffer(buffer_rows, chunk, monkeypatch):
     """With a rows sink the int8 path stores no output (None in its place): the sink gets every output
     row once, a few at a time (at most the buffer's rows per call), equal to the rows of the stored
     run, and the events are the stored run's (sparse tails on, stride 2, a ragged last buffer)."""
@@ -360,7 +380,8 @@ def test_rows_sink_gets_every_row_once_through_a_small_buffer(buffer_rows, monke
         calls.append((y0, y1))
         got[y0:y1] = rows
 
-    out, ev_sink = C.conv2d(codes, cb, w, np.ones(20, np.int64), np.zeros(20, np.int64), rows_sink=sink, **args)
+    with _plane_chunk(chunk):  # planes built a few rows at a time, the sink's buffer cutting across them
+        out, ev_sink = C.conv2d(codes, cb, w, np.ones(20, np.int64), np.zeros(20, np.int64), rows_sink=sink, **args)
     assert out is None and ev_sink == ev
     calls.sort()  # bands may run on several threads: disjoint, in any order, together every row
     assert calls[0][0] == 0 and calls[-1][1] == ho and all(a[1] == b[0] for a, b in zip(calls, calls[1:]))

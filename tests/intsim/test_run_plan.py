@@ -143,13 +143,15 @@ def test_staged_concat_drops_its_inputs_early_with_the_same_result(overflow, mon
     from intsim.numerics import Numerics
     from tests.intsim.test_engine import encode_fusion_artifact
 
-    made, alive_at_gap = [], []
+    made, alive_at_gap, cat_codes = [], [], []
     conv, pool = dispatch.OPS["conv2d"], dispatch.OPS["mean_pool"]
 
     def conv_spy(art_, op, xs, **kw):
         out = conv(art_, op, xs, **kw)
         if op.name == "convA":
             made.append(weakref.ref(out[0][0]))
+        if op.name == "convC":
+            cat_codes.append(np.asarray(xs[0]).dtype)
         return out
 
     def pool_spy(art_, op, xs):  # "gap" runs right after convA
@@ -169,8 +171,13 @@ def test_staged_concat_drops_its_inputs_early_with_the_same_result(overflow, mon
 
     full = run(art, img)
     alive_at_gap.clear()
+    cat_codes.clear()
     lean = run(art, img, keep_tensors=False)
     assert alive_at_gap == [overflow == "error"]
+    # the staged codes are written into one array as the inputs come (no join) and held in one byte
+    # each (≤ 256 codes); unstaged, the concat's encode makes them in the codebook's int16
+    assert art.tensors["cC"].codebook.num_codes <= 256
+    assert cat_codes == [np.dtype(np.int16) if overflow == "error" else np.dtype(np.uint8)]
     np.testing.assert_array_equal(lean.tensors["output"], full.tensors["output"])
     assert lean.counters == full.counters
     assert full.counters["ops"]["encC"]["saturations"] >= 0 and sum(full.counters["ops"]["encC"]["code_histogram"])
