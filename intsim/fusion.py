@@ -1,8 +1,8 @@
 """Fusion planning: ops the engine runs together with their producer in one pass.
 
 When a run keeps no intermediates, a leaky_relu / prelu feeding only a ``split``, an output
-that only an ``encode`` reads, and a conv2d whose output only a slope op reads are computed
-with their producer (the same integers and counters as op by op; docs/arithmetic.md §6.5,
+that only an ``encode`` reads, a conv2d whose output only a slope op reads, and a conv2d whose
+output only a pixel_shuffle feeding one encode reads are computed with their producer (the same integers and counters as op by op; docs/arithmetic.md §6.5,
 §6.7, §3.4). :func:`fusion_plan` finds the groups once per artifact; :func:`run_fused`
 runs one. A concat fused with its encode can also be *staged* (:mod:`intsim.run_plan`): each input
 encoded into its code slice as soon as it is made (:func:`stage_part`), joined at the concat's
@@ -18,6 +18,7 @@ from intsim import op_dispatch as D
 from intsim.artifact import Artifact, OpSpec
 from intsim.kernels import elementwise as elementwise_kernels
 from intsim.kernels import encode as encode_kernels
+from intsim.kernels import resample as resample_kernels
 from intsim.ops import no_events, stream_operand, use_kernels
 from intsim.ops import conv as conv_ops
 from intsim.overflow import OverflowPolicy
@@ -38,14 +39,18 @@ class Fusion:
     ``split``: the ``split`` that is a leaky_relu / prelu's only consumer, or None.
     ``encodes``: per output of the last op of the group (the split's, else the producer's),
     the ``encode`` op that is that tensor's only consumer, or None.
-    ``slope``: for a ``conv2d`` producer, the leaky_relu / prelu that is its output's only
+    ``slope``: for a ``conv2d`` producer, the leaky_relu / prelu / relu that is its output's only
     consumer (``split`` and ``encodes`` are then that op's): it takes the conv's output rows
     band by band, while they are in cache.
+    ``shuffle``: for a ``conv2d`` producer, the pixel_shuffle that is its output's only consumer,
+    whose output only ``encodes[0]`` reads: the conv's rows are shuffled and encoded as they come
+    (an upsampler's conv output and its shuffled stream are never stored).
     """
 
     split: OpSpec | None
     encodes: tuple
     slope: OpSpec | None = None
+    shuffle: OpSpec | None = None
 
 
 def fusion_plan(art: Artifact) -> dict[str, Fusion]:
@@ -74,10 +79,15 @@ def fusion_plan(art: Artifact) -> dict[str, Fusion]:
             plan[op.name] = Fusion(None, (only(op.outputs[0], "encode"),))
     for op in art.ops:
         if op.op == "conv2d" and len(op.outputs) == 1:
-            slope = only(op.outputs[0], "leaky_relu") or only(op.outputs[0], "prelu")
-            if slope is not None:
-                rest = plan.get(slope.name, Fusion(None, (None,)))
+            slope = only(op.outputs[0], "leaky_relu") or only(op.outputs[0], "prelu") or only(op.outputs[0], "relu")
+            if slope is not None:  # relu: the slope op with slope 0 (op_dispatch.slope_sink)
+                rest = plan.get(slope.name) or Fusion(None, (only(slope.outputs[0], "encode"),))
                 plan[op.name] = Fusion(rest.split, rest.encodes, slope)
+                continue
+            shuffle = only(op.outputs[0], "pixel_shuffle")
+            enc = only(shuffle.outputs[0], "encode") if shuffle is not None else None
+            if enc is not None:
+                plan[op.name] = Fusion(None, (enc,), shuffle=shuffle)
     return plan
 
 
@@ -115,6 +125,32 @@ def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple
     return [Shape(shape)], events, extra
 
 
+def run_conv_shuffle(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[list, dict, dict]:
+    """A conv2d whose output rows go straight into its pixel shuffle and that op's encode (§6.8, §3.4):
+    the codes are held in the codebook's ``held_code_dtype``. Where the conv path hands no rows over,
+    or the encoder table does not apply, the conv's output is returned and the two ops run on their own."""
+    codes = np.asarray(xs[0])
+    enc_op = fusion.encodes[0]
+    table = encoder_tables(art, fusion.encodes)[0]
+    sink = call = None
+    if codes.ndim == 3 and table is not None:
+        call = D.conv_call(art, op)  # resolved once per artifact (raises what the conv would)
+        p = call.params
+        hw = conv_ops.conv2d_output_hw(codes.shape[:2], p.kernel, p.stride, p.padding, p.dilation)
+        r, co = int(fusion.shuffle.attrs["factor"]), art.tensors[op.outputs[0]].channels
+        if hw is not None and r >= 1 and co % (r * r) == 0:
+            D.same_frac(art, fusion.shuffle)
+            sink = resample_kernels.ShuffleEncodeSink((*hw, co), r, table,
+                                                      D.codebook_of(art, enc_op.outputs[0]).held_code_dtype)
+    [conv_out], events = D.conv2d(art, op, xs, rows_sink=sink, call=call)
+    if conv_out is not None and (sink is None or sink.rows_done != conv_out.shape[0]):
+        return [conv_out], events, {}  # not handed over (another conv path): the shuffle runs on its own
+    enc = sink.result()
+    extra = {fusion.shuffle.name: ([Shape(enc.codes.shape)], no_events()),
+             enc_op.name: ([enc.codes], D.encode_events(enc.saturations, enc.histogram))}
+    return [Shape((*hw, co))], events, extra
+
+
 def take_encoded(outs: list, encodes: tuple) -> tuple[list, dict]:
     """``outs`` with each :class:`Encoded` replaced by its shape, and ``{encode op name: (outputs,
     events)}`` for those."""
@@ -135,6 +171,8 @@ def run_fused(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[list
     (small tensor, 'error' policy, unusual codebook) is left to run on its own."""
     if fusion.slope is not None:
         return run_conv_slope(art, op, fusion, xs)
+    if fusion.shuffle is not None:
+        return run_conv_shuffle(art, op, fusion, xs)
     tables = encoder_tables(art, fusion.encodes)
     if fusion.split is not None:
         D.same_frac(art, op)

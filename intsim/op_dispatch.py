@@ -263,15 +263,19 @@ def _relu(art, op, xs):
 def slope_sink(art: Artifact, op: OpSpec, split_op: OpSpec | None, encoders: list | None,
                 shape: tuple) -> elementwise_kernels.SlopeSink | None:
     """The banded kernel's :class:`~intsim.kernels.elementwise.SlopeSink` for the slope op ``op``
-    (leaky_relu / prelu, §6.7) on a stream of ``shape``, fused with ``split_op`` (§6.5) when given
+    (leaky_relu / prelu, §6.7; relu as the slope op with slope 0) on a stream of ``shape``, fused with ``split_op`` (§6.5) when given
     and with ``encoders`` (per output, None or an :class:`EncoderTable`; None: no encoder); None where the kernel
     does not apply: the 'error' policy (the numpy op names the value), a shift outside [0, 62],
     slopes or split sizes that do not fit the channels (the numpy ops say what is wrong)."""
     policy = art.numerics.overflow_policy
     C = shape[2]
-    mult = (np.full(C, int(op.attrs["mult"]), np.int64) if op.op == "leaky_relu"
-            else np.asarray(art.array(op, "mult"), dtype=np.int64).reshape(-1))
-    if policy is OverflowPolicy.ERROR or not 0 <= int(op.attrs["shift"]) <= 62 or mult.shape != (C,):
+    if op.op == "relu":  # max(X, 0) (§6.6) is the slope op with slope 0: R(X·0, 0) = 0 below zero, no events
+        mult, shift = np.zeros(C, np.int64), 0
+    else:
+        mult = (np.full(C, int(op.attrs["mult"]), np.int64) if op.op == "leaky_relu"
+                else np.asarray(art.array(op, "mult"), dtype=np.int64).reshape(-1))
+        shift = int(op.attrs["shift"])
+    if policy is OverflowPolicy.ERROR or not 0 <= shift <= 62 or mult.shape != (C,):
         return None
     sizes = None
     if split_op is not None:
@@ -279,7 +283,7 @@ def slope_sink(art: Artifact, op: OpSpec, split_op: OpSpec | None, encoders: lis
         sizes = [int(v) for v in split_op.attrs["sizes"]]
         if len(sizes) != len(split_op.outputs) or min(sizes, default=0) < 1 or sum(sizes) != C:
             return None
-    return elementwise_kernels.SlopeSink(shape, mult, int(op.attrs["shift"]),
+    return elementwise_kernels.SlopeSink(shape, mult, shift,
                                          int(art.numerics.rounding_mode), int(policy),
                                          art.numerics.stream_bits, sizes, encoders)
 

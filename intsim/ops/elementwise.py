@@ -145,8 +145,8 @@ def split(x: np.ndarray, sizes: list[int], *, name: str = "split") -> tuple[list
 
 
 def relu(x: np.ndarray, *, name: str = "relu") -> tuple[np.ndarray, dict]:
-    """``max(X, 0)``, frac unchanged (arithmetic.md §6.6)."""
-    return np.maximum(as_stream(x, name), 0), no_events()
+    """``max(X, 0)``, frac unchanged (arithmetic.md §6.6); a compact int32 stream stays int32."""
+    return np.maximum(stream_operand(x, name), 0), no_events()
 
 
 def clamp(x: np.ndarray, *, lo: int, hi: int, name: str = "clamp") -> tuple[np.ndarray, dict]:

@@ -211,3 +211,55 @@ def test_fused_run_holds_intermediate_streams_compact(stream_bits, compact, monk
     assert all(v.dtype == np.int64 for t, v in kept.tensors.items() if art.tensors[t].kind == "stream")
     for t in art.outputs:
         assert np.array_equal(fused.tensors[t], kept.tensors[t]) and fused.tensors[t].dtype == kept.tensors[t].dtype
+
+
+@pytest.mark.parametrize("rounding", ["half_up", "half_even", "floor"])
+@pytest.mark.parametrize("overflow", ["saturate", "wrap", "error"])
+@pytest.mark.parametrize("realization", ["split", "grid"])
+def test_conv_rows_go_into_pixel_shuffle_and_relu_with_their_encodes(rounding, overflow, realization, monkeypatch):
+    """Issue 24 (peak memory): a conv whose output only a pixel_shuffle feeding one encode reads (an
+    upsampler: EDSR's ×4 tail held 1 GiB of conv output and as much shuffled at a 512² input), or only a
+    relu feeding one encode (not under 'error'), hands its rows over as it makes them: neither op runs on its own, and the
+    output and every counter are the op-by-op run's (the random artifact has both groups: ``up.conv →
+    up.shuffle → up.enc2`` and ``att.conv1 → att.relu → att.enc2``). Codes of ≤ 256 codes are held in
+    uint8 by the shuffle's encode."""
+    from intsim import ops
+    from intsim.artifact import Artifact
+    from intsim.overflow import EngineOverflowError
+    from intsim.kernels import resample as resample_kernels
+    from tests.artifact_factory import make_random_artifact
+
+    monkeypatch.setattr(ops, "KERNEL_MIN_SIZE", 0)  # the kernels and the int8 path on a small image
+    ran: list[str] = []
+    for name in ("pixel_shuffle", "relu"):
+        def spy(a, op, xs, *rest, _adapter=dispatch.OPS[name], **kw):
+            ran.append(op.name)
+            return _adapter(a, op, xs, *rest, **kw)
+        monkeypatch.setitem(dispatch.OPS, name, spy)
+    sinks: list = []
+    made = resample_kernels.ShuffleEncodeSink
+
+    class Spy(made):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            sinks.append(self)
+
+    monkeypatch.setattr(resample_kernels, "ShuffleEncodeSink", Spy)
+    for seed in (3, 8):
+        art: Artifact = make_random_artifact(seed, realization=realization, rounding=rounding, overflow=overflow,
+                                             stream_bits=20)
+        img = image(seed=seed, h=13, w=11)
+        try:
+            full = run(art, img)
+        except EngineOverflowError as e:
+            with pytest.raises(EngineOverflowError, match=str(e.args[0])[:30]):
+                run(art, img, keep_tensors=False)
+            continue
+        ran.clear()
+        sinks.clear()
+        lean = run(art, img, keep_tensors=False)
+        np.testing.assert_array_equal(lean.tensors["output"], full.tensors["output"])
+        assert lean.counters == full.counters
+        # body.relu: two readers; under 'error' the slope ops run on their own (their numpy op names a value)
+        assert "up.shuffle" not in ran and ("att.relu" in ran) == (overflow == "error") and "body.relu" in ran
+        assert len(sinks) == 1 and sinks[0].codes.dtype == art.tensors["up.enc2.codes"].codebook.held_code_dtype
