@@ -97,6 +97,17 @@ def encoder_tables(art: Artifact, encodes: tuple) -> list:
             for e in encodes]
 
 
+SINK_MIN_SIZE = 1 << 18
+"""Output elements from which a conv hands its rows to a relu or pixel shuffle sink: the sinks save memory
+(a whole conv output, and a shuffled copy) but not time (measured on EDSR-baseline ×4: even at a 128² input,
+0.3 ms slower per image at 16², where their Python set-up is most of an op's cost; docs/speed.md)."""
+
+
+def sink_pays(hw: tuple, channels: int) -> bool:
+    """True if a conv output of ``hw`` × ``channels`` goes through a relu / pixel shuffle sink."""
+    return hw[0] * hw[1] * channels >= SINK_MIN_SIZE
+
+
 def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple[list, dict, dict]:
     """A conv2d whose output rows go straight into its slope op (and that op's split and encoders)."""
     codes = np.asarray(xs[0])
@@ -105,7 +116,7 @@ def run_conv_slope(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tuple
         call = D.conv_call(art, op)  # resolved once per artifact (raises what the conv would)
         p = call.params
         hw = conv_ops.conv2d_output_hw(codes.shape[:2], p.kernel, p.stride, p.padding, p.dilation)
-        if hw is not None:
+        if hw is not None and (fusion.slope.op != "relu" or sink_pays(hw, art.tensors[op.outputs[0]].channels)):
             D.same_frac(art, fusion.slope)
             sink = D.slope_sink(art, fusion.slope, fusion.split, encoder_tables(art, fusion.encodes),
                                (*hw, art.tensors[op.outputs[0]].channels))
@@ -138,7 +149,7 @@ def run_conv_shuffle(art: Artifact, op: OpSpec, fusion: Fusion, xs: list) -> tup
         p = call.params
         hw = conv_ops.conv2d_output_hw(codes.shape[:2], p.kernel, p.stride, p.padding, p.dilation)
         r, co = int(fusion.shuffle.attrs["factor"]), art.tensors[op.outputs[0]].channels
-        if hw is not None and r >= 1 and co % (r * r) == 0:
+        if hw is not None and r >= 1 and co % (r * r) == 0 and sink_pays(hw, co):
             D.same_frac(art, fusion.shuffle)
             sink = resample_kernels.ShuffleEncodeSink((*hw, co), r, table,
                                                       D.codebook_of(art, enc_op.outputs[0]).held_code_dtype)

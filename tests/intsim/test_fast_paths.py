@@ -467,6 +467,16 @@ def test_slope_kernel_equals_reference(mode, policy):
         assert part.flags.c_contiguous
         np.testing.assert_array_equal(part, want)
     assert fused[1] == ref[1]["stream_overflow"]
+    # shift 0 (R(I, 0) = I in every mode: the branch-free loop under saturate): relu as slope 0, and
+    # integer slopes that overflow the stream
+    got = slope_bands(X, np.zeros(6, np.int64), 0, *args)
+    np.testing.assert_array_equal(got[0][0], ew.relu(X)[0])
+    assert got[1] == 0
+    Mi = rng.integers(-3, 4, size=6)
+    ref = ew.prelu(X, Mi, shift=0, numerics=num)
+    got = slope_bands(X, Mi, 0, *args)
+    np.testing.assert_array_equal(got[0][0], ref[0])
+    assert got[1] == ref[1]["stream_overflow"] and (policy == "wrap" or ref[1]["stream_overflow"] > 0)
 
 
 @pytest.mark.parametrize("kind", ["uniform", "relu2r", "signed2r"])

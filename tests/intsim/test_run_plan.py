@@ -223,13 +223,14 @@ def test_conv_rows_go_into_pixel_shuffle_and_relu_with_their_encodes(rounding, o
     output and every counter are the op-by-op run's (the random artifact has both groups: ``up.conv →
     up.shuffle → up.enc2`` and ``att.conv1 → att.relu → att.enc2``). Codes of ≤ 256 codes are held in
     uint8 by the shuffle's encode."""
-    from intsim import ops
+    from intsim import fusion, ops
     from intsim.artifact import Artifact
     from intsim.overflow import EngineOverflowError
     from intsim.kernels import resample as resample_kernels
     from tests.artifact_factory import make_random_artifact
 
     monkeypatch.setattr(ops, "KERNEL_MIN_SIZE", 0)  # the kernels and the int8 path on a small image
+    monkeypatch.setattr(fusion, "SINK_MIN_SIZE", 0)  # the sinks too (by default from 2^18 output elements)
     ran: list[str] = []
     for name in ("pixel_shuffle", "relu"):
         def spy(a, op, xs, *rest, _adapter=dispatch.OPS[name], **kw):
@@ -263,3 +264,9 @@ def test_conv_rows_go_into_pixel_shuffle_and_relu_with_their_encodes(rounding, o
         # body.relu: two readers; under 'error' the slope ops run on their own (their numpy op names a value)
         assert "up.shuffle" not in ran and ("att.relu" in ran) == (overflow == "error") and "body.relu" in ran
         assert len(sinks) == 1 and sinks[0].codes.dtype == art.tensors["up.enc2.codes"].codebook.held_code_dtype
+        monkeypatch.setattr(fusion, "SINK_MIN_SIZE", 1 << 18)  # this image's convs are far below it:
+        ran.clear()  # every op on its own, the same result
+        small = run(art, img, keep_tensors=False)
+        assert "up.shuffle" in ran and "att.relu" in ran and small.counters == full.counters
+        np.testing.assert_array_equal(small.tensors["output"], full.tensors["output"])
+        monkeypatch.setattr(fusion, "SINK_MIN_SIZE", 0)
