@@ -65,14 +65,15 @@ def gemm_split_plan(codebook: Codebook, realization: str, seg_counts, can_sparse
     return names, sparse
 
 
-def segment_counts(codes, seg_of, n_segments, uy, ux):
+def segment_counts(codes, seg_of, n_segments, uy, ux, pairs: int | None = None):
     """(tap-weighted count per segment, plain count per input row and segment int64[H, S]),
     banded over the thread pool (see :func:`intsim.kernels.gemm.segment_counts`). One segment:
-    every element is in it, so the counts follow from the shape (``C·Σuy·Σux`` and ``W·C``)."""
+    every element is in it, so the counts follow from the shape (``C·Σuy·Σux`` and ``W·C``;
+    ``pairs``: ``Σuy·Σux`` when the caller has it, :attr:`ConvTaps.pairs`)."""
     H, W, Ci = codes.shape
     if n_segments == 1:
-        return (np.array([Ci * int(np.sum(uy)) * int(np.sum(ux))], dtype=np.int64),
-                np.full((H, 1), W * Ci, dtype=np.int64))
+        pairs = int(np.sum(uy)) * int(np.sum(ux)) if pairs is None else pairs
+        return np.array([Ci * pairs], dtype=np.int64), np.full((H, 1), W * Ci, dtype=np.int64)
     row_counts = np.zeros((H, n_segments), dtype=np.int64)
     if n_segments <= 3:  # flat codes hold one ascending range per segment (§3.2, Codebook.code_table)
         starts = [int(seg_of.searchsorted(s)) for s in (1, 2)]  # the method: no np.searchsorted dispatch

@@ -364,7 +364,7 @@ def run_conv(codes, codebook, consts: ConvConstants, bias, groups, taps: ConvTap
     S = len(codebook.segments)
     # MAC counts (§7) and the per-segment population of the input in one pass.
     iy_of, ix_of, inv_x = taps.iy_of, taps.ix_of, taps.inv_x
-    macs_w, row_counts = segment_counts(codes, seg_of, S, taps.uy, taps.ux)
+    macs_w, row_counts = segment_counts(codes, seg_of, S, taps.uy, taps.ux, taps.pairs)
     seg_counts = row_counts.sum(axis=0)
     macs_seg = macs_w * np.int64(co_n // int(groups))
     chosen = "reference"

@@ -31,7 +31,8 @@ class ConvTaps:
     column ``i`` (−1: none), None when not injective (no sparse pass).
     ``y_off``/``x_off``: ``off`` with ``iy_of[o, k] = o·s + k·d + off`` inside the
     input (a strided conv2d's tables; the int8 path's plane origin), None when the
-    tables are not of that form (the transposed conv).
+    tables are not of that form (the transposed conv). ``pairs``: ``Σuy·Σux``, the
+    (output pixel, tap) pairs that read an input pixel (one segment's MAC count per channel).
     """
 
     iy_of: np.ndarray
@@ -41,6 +42,7 @@ class ConvTaps:
     inv_x: np.ndarray | None
     y_off: int | None
     x_off: int | None
+    pairs: int = 0
 
 
 def affine_offset(tab: np.ndarray, stride: int, dil: int, n_in: int) -> int | None:
@@ -65,8 +67,8 @@ def conv_taps(iy_of: np.ndarray, ix_of: np.ndarray, in_hw: tuple[int, int],
         sh, sw, dh, dw = geometry
         y_off = affine_offset(iy_of, sh, dh, h)
         x_off = affine_offset(ix_of, sw, dw, w)
-    return ConvTaps(iy_of, ix_of, K.tap_usage(iy_of, h), K.tap_usage(ix_of, w), KG.inverse_taps(ix_of, w),
-                    y_off, x_off)
+    uy, ux = K.tap_usage(iy_of, h), K.tap_usage(ix_of, w)
+    return ConvTaps(iy_of, ix_of, uy, ux, KG.inverse_taps(ix_of, w), y_off, x_off, int(uy.sum()) * int(ux.sum()))
 
 
 @functools.lru_cache(maxsize=256)
