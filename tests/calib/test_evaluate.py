@@ -148,7 +148,8 @@ def test_dataset_folders(imdn_art):
 
 def test_imdn_full_image_lean_run_equals_golden(imdn_art):
     """A whole Set5 LR image through real IMDN: the lean run (intermediates dropped, so every
-    leaky_relu → split pair runs fused) gives golden's output and the op-by-op run's counters."""
+    leaky_relu → split pair runs fused, and each conv's rows go to its slope op) gives golden's output
+    and the op-by-op run's counters."""
     from golden.executor import run_golden
     from intsim.engine import run
     from intsim.fusion import fusion_plan
@@ -158,7 +159,8 @@ def test_imdn_full_image_lean_run_equals_golden(imdn_art):
     art = load_artifact(path)
     plan = fusion_plan(art)
     assert sum(f.split is not None and f.slope is None for f in plan.values()) == 18  # 6 blocks × 3 splits
-    assert sum(f.slope is not None for f in plan.values()) == 19  # their convs, and c.0 → c.1
+    assert sum(f.slope is not None and f.slope.op != "relu" for f in plan.values()) == 19  # their convs, c.0 → c.1
+    assert sum(f.slope is not None and f.slope.op == "relu" for f in plan.values()) == 6  # each CCA's conv → relu
     img = artifact_input(art, read_image(data_root() / "data/Set5/LR_bicubic/X4/babyx4.png", 3).pixels)
     lean, full = run(art, img, keep_tensors=False), run(art, img)
     out = art.outputs[0]
