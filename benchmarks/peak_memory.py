@@ -86,7 +86,8 @@ def markdown(result: dict) -> str:
          f"0.8 GB is {0.8 * MIB_PER_GB:.0f} MiB); the largest of the rounds. `keep` is how the `intsim` command "
          "runs the engine. Same output hash on every side and round: "
          f"**{'yes' if result['same_outputs'] else 'NO'}**.", "",
-         f"| artifact | allocator | peak MiB ({head}) | CPU s of the run ({head}) | ≤ 0.8 GB |", "|---|---|---|---|---|"]
+         f"| artifact | allocator | peak MiB ({head}) | CPU s of the run ({head}) | ≤ 0.8 GB |",
+         "|---|---|---|---|---|"]
     for row in result["rows"]:
         peaks = [max(m["peak_mib"] for m in row[s]) for s in sides]
         cpus = [sorted(m["cpu_s"] for m in row[s])[len(row[s]) // 2] for s in sides]

@@ -2,7 +2,8 @@
 
 When a run keeps no intermediates, a leaky_relu / prelu feeding only a ``split``, an output
 that only an ``encode`` reads, a conv2d whose output only a slope op reads, and a conv2d whose
-output only a pixel_shuffle feeding one encode reads are computed with their producer (the same integers and counters as op by op; docs/arithmetic.md §6.5,
+output only a pixel_shuffle feeding one encode reads are computed with their producer (the same
+integers and counters as op by op; docs/arithmetic.md §6.5,
 §6.7, §3.4). :func:`fusion_plan` finds the groups once per artifact; :func:`run_fused`
 runs one. A concat fused with its encode can also be *staged* (:mod:`intsim.run_plan`): each input
 encoded into its code slice as soon as it is made (:func:`stage_part`), joined at the concat's
@@ -208,8 +209,9 @@ class StagedConcat:
     its fused encode, ``shifts`` per input ``(left shift, right shift)`` to the output frac (§6.4),
     ``hw`` the inputs' H×W, ``codes`` the concat's codes [H, W, ΣC] in the codebook's
     ``held_code_dtype`` (each input's channel slice written when it is staged: no join at the end,
-    which would hold every part and the joined codes at once), ``starts`` each input's first channel, and the summed stream events,
-    saturations and histogram int64[num_codes] of the inputs staged so far."""
+    which would hold every part and the joined codes at once), ``starts`` each input's first
+    channel, and the summed stream events, saturations and histogram int64[num_codes] of the
+    inputs staged so far."""
 
     table: encode_kernels.EncoderTable
     shifts: tuple

@@ -63,7 +63,8 @@ def slope_rows(x, mult, shift, rmode, policy, stream_bits, y0, y1, out, c0, dy):
     hi = (np.int64(1) << (stream_bits - 1)) - 1
     lo = -hi - 1
     ev = 0
-    if (shift == 0 or rmode == RoundingMode.HALF_UP or rmode == RoundingMode.FLOOR) and policy == OverflowPolicy.SATURATE:
+    branch_free = shift == 0 or rmode == RoundingMode.HALF_UP or rmode == RoundingMode.FLOOR
+    if branch_free and policy == OverflowPolicy.SATURATE:
         # half_up or floor with saturate, or any mode at shift 0 (R(I, 0) = I exactly: relu's slope op, §6.6):
         # branch-free per element (vectorizes); same arithmetic
         h = (np.int64(1) << (shift - 1)) if rmode == RoundingMode.HALF_UP and shift > 0 else np.int64(0)

@@ -331,7 +331,8 @@ def conv_rows(out, oy0, oy1, planes, pix_stride, row_stride, tapoffs, c4n, wpk, 
     ``planes`` uint8[P, size + slack], one flat plane per GEMM accumulator (see
     :func:`offset_plane`); output ``(oy, ox)`` reads tap ``t`` of plane ``p`` at byte
     ``(oy − plane_oy)·row_stride + ox·pix_stride + tapoffs[t]`` (``plane_oy``: the first output row
-    whose inputs the planes hold; 0 when they hold the whole padded input); ``acc_p = acc'_p − offsets[p]·colsum[co]``.
+    whose inputs the planes hold; 0 when they hold the whole padded input);
+    ``acc_p = acc'_p − offsets[p]·colsum[co]``.
     For each tile of output pixels × channels all ``P`` int32 tiles are formed one after the
     other (they stay in cache) and combined in registers:
     ``I = base·(T + factors[0]·acc_0) + bias`` with ``T = Σ_{p≥1} factors[p]·acc_p`` plus the

@@ -65,7 +65,7 @@ class ShuffleEncodeSink:
 
     def __call__(self, y0: int, y1: int, rows: np.ndarray) -> None:
         if (rows.shape != (y1 - y0, *self.row_shape) or rows.dtype not in (np.int32, np.int64)
-                or not rows.flags.c_contiguous):
+                or not rows.flags.c_contiguous or not 0 <= y0 <= y1 <= self.codes.shape[0] // self.r):
             # the kernels do not check bounds: a wrong shape must never reach them
             raise ValueError(f"pixel shuffle sink: rows {rows.shape} {rows.dtype} for rows [{y0}, {y1}) of width "
                              f"and channels {self.row_shape}")
