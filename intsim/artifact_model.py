@@ -82,8 +82,8 @@ class Codebook:
     @property
     def held_code_dtype(self) -> np.dtype:
         """Dtype the engine may hold these codes in between two of its own ops when a run keeps no
-        intermediates (a staged concat's codes, :mod:`intsim.fusion`): uint8 where N ≤ 256, else
-        :attr:`code_dtype`. Graph outputs and kept tensors are always :attr:`code_dtype`."""
+        intermediates (a staged concat's codes, a pixel shuffle sink's; :mod:`intsim.fusion`): uint8
+        where N ≤ 256, else :attr:`code_dtype`. Graph outputs and kept tensors are always :attr:`code_dtype`."""
         return np.dtype(np.uint8) if self.num_codes <= 256 else self.code_dtype
 
     @property

@@ -99,9 +99,9 @@ def encoder_tables(art: Artifact, encodes: tuple) -> list:
 
 
 SINK_MIN_SIZE = 1 << 18
-"""Output elements from which a conv hands its rows to a relu or pixel shuffle sink: the sinks save memory
-(a whole conv output, and a shuffled copy) but not time (measured on EDSR-baseline ×4: even at a 128² input,
-0.3 ms slower per image at 16², where their Python set-up is most of an op's cost; docs/speed.md)."""
+"""Output elements from which a conv hands its rows to a relu or pixel shuffle sink. The sinks save memory
+(a whole conv output, and a shuffled copy), not time: on EDSR-baseline ×4 they are even at a 128² input and
+cost 3.5 % at 16², where their Python set-up is much of an op's cost (docs/speed.md)."""
 
 
 def sink_pays(hw: tuple, channels: int) -> bool:

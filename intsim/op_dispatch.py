@@ -264,9 +264,9 @@ def slope_sink(art: Artifact, op: OpSpec, split_op: OpSpec | None, encoders: lis
                 shape: tuple) -> elementwise_kernels.SlopeSink | None:
     """The banded kernel's :class:`~intsim.kernels.elementwise.SlopeSink` for the slope op ``op``
     (leaky_relu / prelu, §6.7; relu as the slope op with slope 0) on a stream of ``shape``, fused with
-    ``split_op`` (§6.5) when given and with ``encoders`` (per output, None or an :class:`EncoderTable`; None: no encoder); None where the kernel
-    does not apply: the 'error' policy (the numpy op names the value), a shift outside [0, 62],
-    slopes or split sizes that do not fit the channels (the numpy ops say what is wrong)."""
+    ``split_op`` (§6.5) when given and with ``encoders`` (per output, None or an :class:`EncoderTable`;
+    None: no encoder); None where the kernel does not apply: the 'error' policy (the numpy op names the
+    value), a shift outside [0, 62], slopes or split sizes that do not fit the channels (the numpy ops say what is wrong)."""
     policy = art.numerics.overflow_policy
     C = shape[2]
     if op.op == "relu":  # max(X, 0) (§6.6) is the slope op with slope 0: R(X·0, 0) = 0 below zero, no events
